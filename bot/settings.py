@@ -1,0 +1,271 @@
+"""Typed settings: environment (and `.env`) for secrets and endpoints, a TOML file for everything else.
+
+Loaded once at start-up by the composition root; a missing or malformed value raises `SettingsError` with one line
+that names the variable, which the CLI prints before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.billing.money import usd_to_micros
+from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Period, Quality, Size
+
+DEFAULT_RUNWARE_API_URL = "https://api.runware.ai/v1"
+DEFAULT_DISCORD_API_BASE = "https://discord.com/api/v10"
+DEFAULT_DATABASE = Path("data/atelier.sqlite3")
+DEFAULT_CONFIG = Path("config/atelier.toml")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; `str()` is one line naming the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+def _to_micros(value: Any) -> Any:
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return usd_to_micros(value)
+    return value
+
+
+def _to_optional_micros(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _to_micros(value)
+
+
+Micros = Annotated[int, BeforeValidator(_to_micros), Field(ge=0)]
+"""A non-negative amount written in dollars in the TOML file, held as integer micro-dollars."""
+OptionalMicros = Annotated[Annotated[int, Field(ge=0)] | None, BeforeValidator(_to_optional_micros)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DefaultsConfig(_Section):
+    """Request defaults used when a member leaves an option out."""
+
+    model: ModelName = ModelName.GPT_IMAGE_1_MINI
+    size: Size = Size.SQUARE
+    quality: Quality = Quality.MEDIUM
+    background: Background = Background.AUTO
+    format: OutputFormat = OutputFormat.PNG
+    count: int = Field(default=1, ge=1, le=MAX_COUNT)
+
+
+class BudgetConfig(_Section):
+    """Initial budget of a server that has not configured its own."""
+
+    period: Period = Period.MONTH
+    default_allowance: Micros = 1_000_000
+    server_cap: OptionalMicros = None
+
+
+class LimitsConfig(_Section):
+    """Operational limits."""
+
+    max_count: int = Field(default=MAX_COUNT, ge=1, le=MAX_COUNT)
+    global_concurrency: int = Field(default=4, ge=1, le=64)
+    per_member_concurrency: int = Field(default=2, ge=1, le=16)
+    confirm_above: Micros = 500_000
+    max_prompt_chars: int = Field(default=32_000, ge=2, le=32_000)
+    max_reference_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    max_reference_side: int = Field(default=2048, ge=256, le=4096)
+    duplicate_window_seconds: float = Field(default=5.0, ge=0)
+    progress_edit_seconds: float = Field(default=3.0, ge=1.0)
+
+
+class RunwareConfig(_Section):
+    """Timeouts and retry policy for the Runware client."""
+
+    request_timeout_seconds: float = Field(default=60.0, gt=0)
+    task_timeout_seconds: float = Field(default=600.0, gt=0)
+    poll_initial_delay_seconds: float = Field(default=2.0, ge=0)
+    poll_max_interval_seconds: float = Field(default=5.0, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=10)
+    output_quality: int = Field(default=95, ge=20, le=99)
+
+
+class DiscordConfig(_Section):
+    """Discord behaviour switches."""
+
+    reply_editing: bool = False
+
+
+class InputPrice(_Section):
+    """Input-token surcharges per image (GPT Image 1.5 bills prompt text and reference images)."""
+
+    text_per_million_tokens: Micros = 0
+    chars_per_token: int = Field(default=4, ge=1)
+    per_reference_image: Micros = 0
+    headroom_percent: int = Field(default=0, ge=0, le=100)
+
+
+PriceTable = dict[ModelName, dict[Quality, dict[Size, Micros]]]
+
+
+class AppConfig(_Section):
+    """Everything from the TOML file."""
+
+    defaults: DefaultsConfig = DefaultsConfig()
+    budget: BudgetConfig = BudgetConfig()
+    limits: LimitsConfig = LimitsConfig()
+    runware: RunwareConfig = RunwareConfig()
+    discord: DiscordConfig = DiscordConfig()
+    prices: PriceTable
+    input_prices: dict[ModelName, InputPrice] = {}
+
+    @field_validator("prices")
+    @classmethod
+    def _complete_price_table(cls, prices: PriceTable) -> PriceTable:
+        for model in ModelName:
+            for quality in (Quality.LOW, Quality.MEDIUM, Quality.HIGH):
+                for size in Size:
+                    if size not in prices.get(model, {}).get(quality, {}):
+                        raise ValueError(f'no price for prices."{model}".{quality}."{size}"')
+        return prices
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self) -> AppConfig:
+        if self.defaults.count > self.limits.max_count:
+            raise ValueError(f"defaults.count ({self.defaults.count}) is above limits.max_count")
+        return self
+
+
+class _Environment(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
+
+    discord_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("DISCORD_TOKEN"))
+    runware_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("RUNWARE_API_KEY"))
+    runware_api_url: str = Field(default=DEFAULT_RUNWARE_API_URL, validation_alias=AliasChoices("RUNWARE_API_URL"))
+    discord_api_base: str = Field(default=DEFAULT_DISCORD_API_BASE, validation_alias=AliasChoices("DISCORD_API_BASE"))
+    discord_gateway_url: str | None = Field(default=None, validation_alias=AliasChoices("DISCORD_GATEWAY_URL"))
+    database: Path = Field(default=DEFAULT_DATABASE, validation_alias=AliasChoices("ATELIER_DATABASE"))
+    config_path: Path = Field(default=DEFAULT_CONFIG, validation_alias=AliasChoices("ATELIER_CONFIG"))
+    dev_guild: int | None = Field(default=None, validation_alias=AliasChoices("ATELIER_DEV_GUILD"))
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+
+    @field_validator("discord_token", "runware_api_key", "discord_gateway_url", "dev_guild", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("runware_api_url", "discord_api_base", "discord_gateway_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must be an http(s):// or ws(s):// URL")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+
+_ENV_NAMES = {
+    "discord_token": "DISCORD_TOKEN",
+    "runware_api_key": "RUNWARE_API_KEY",
+    "runware_api_url": "RUNWARE_API_URL",
+    "discord_api_base": "DISCORD_API_BASE",
+    "discord_gateway_url": "DISCORD_GATEWAY_URL",
+    "database": "ATELIER_DATABASE",
+    "config_path": "ATELIER_CONFIG",
+    "dev_guild": "ATELIER_DEV_GUILD",
+    "log_level": "LOG_LEVEL",
+}
+
+
+class Settings(BaseModel):
+    """All settings of one run: environment values plus the parsed TOML file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    discord_token: SecretStr | None
+    runware_api_key: SecretStr | None
+    runware_api_url: str
+    discord_api_base: str
+    discord_gateway_url: str | None
+    database: Path
+    config_path: Path
+    dev_guild: int | None
+    log_level: str
+    app: AppConfig
+
+    def require_discord_token(self) -> str:
+        """Return the bot token, or raise `SettingsError` if it is not set."""
+        if self.discord_token is None:
+            raise SettingsError("DISCORD_TOKEN", "is required to run the bot; set it in the environment or .env")
+        return self.discord_token.get_secret_value()
+
+    def require_runware_key(self) -> str:
+        """Return the Runware API key, or raise `SettingsError` if it is not set."""
+        if self.runware_api_key is None:
+            raise SettingsError("RUNWARE_API_KEY", "is required; set it in the environment or .env")
+        return self.runware_api_key.get_secret_value()
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    return location, message
+
+
+def load_app_config(path: Path) -> AppConfig:
+    """Read and validate the TOML file."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SettingsError("ATELIER_CONFIG", f"file not found: {path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError("ATELIER_CONFIG", f"cannot read {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError("ATELIER_CONFIG", f"{path} is not valid TOML: {exc}") from exc
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        location, message = _first_error(exc)
+        raise SettingsError("ATELIER_CONFIG", f"{path}: {location}: {message}") from exc
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, env_file: Path | None = Path(".env")) -> Settings:
+    """Build settings from the environment (or `environ`), an optional `.env` file and the TOML file."""
+    try:
+        if environ is None:
+            env = _Environment(_env_file=env_file)
+        else:
+            env = _Environment.model_validate({name: environ[name] for name in _ENV_NAMES.values() if name in environ})
+    except ValidationError as exc:
+        location, message = _first_error(exc)
+        field = location.split(".")[0]
+        variable = _ENV_NAMES.get(field, field)
+        raise SettingsError(variable, message) from exc
+    app = load_app_config(env.config_path)
+    return Settings(**env.model_dump(), app=app)
