@@ -1,0 +1,1 @@
+"""Pytest fixtures for the fake Discord server (filled in with the fake)."""

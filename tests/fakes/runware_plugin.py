@@ -1,0 +1,1 @@
+"""Pytest fixtures for the fake Runware server (filled in with the fake)."""
