@@ -1,0 +1,469 @@
+"""A thin typed client for Runware's REST API: submit `imageInference` tasks, poll them, upload references.
+
+Every request goes through `RunwareClient._post`, the one place where connection errors, timeouts, non-JSON bodies
+and error envelopes become `RunwareError`s. Generations are submitted with `deliveryMethod: async` and then polled
+with `getResponse`; the submission itself is never re-POSTed blindly: after an ambiguous failure (the request may
+have reached Runware) the client first asks Runware about the same task UUID and only resubmits when Runware answers
+that it does not know the task. That is what keeps a network hiccup from billing a generation twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from pydantic import ValidationError
+
+from bot.runware.errors import (
+    TASK_NOT_FOUND_CODE,
+    RunwareDuplicateTaskError,
+    RunwareError,
+    RunwareRateLimitedError,
+    RunwareServerError,
+    RunwareTaskNotFoundError,
+    RunwareTimeoutError,
+    RunwareTransientError,
+    error_for_status,
+    error_from_wire,
+    errors_from_body,
+)
+from bot.runware.models import (
+    GenerationResult,
+    ImageInferenceRequest,
+    ImageResult,
+    UploadedImage,
+    WireItem,
+    image_results,
+    parse_items,
+    total_cost_micros,
+)
+from bot.settings import RunwareConfig
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+_T = TypeVar("_T")
+
+_POLL_GROWTH = 1.5
+_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PollState:
+    """What one `getResponse` said about a task: the finished images so far and whether the task is over."""
+
+    task_uuid: str
+    images: tuple[ImageResult, ...]
+    done: bool
+    pending: bool
+    error: RunwareError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    status: int
+    items: list[WireItem]
+    errors: list[RunwareError]
+
+
+class RunwareClient:
+    """Talk to Runware over one injected `aiohttp.ClientSession`; the API key goes in a header and nowhere else."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_key: str,
+        api_url: str,
+        config: RunwareConfig,
+        sleep: Sleep = asyncio.sleep,
+        retry_base_delay: float = 1.0,
+        retry_max_delay: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not api_key:
+            raise ValueError("api_key must not be empty")
+        self._session = session
+        self._api_key = api_key
+        self._api_url = api_url
+        self._config = config
+        self._sleep = sleep
+        self._retry_base_delay = retry_base_delay
+        self._retry_max_delay = retry_max_delay
+        self._rng = rng or random.Random()
+        self._timeout = aiohttp.ClientTimeout(total=config.request_timeout_seconds)
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+
+    def __repr__(self) -> str:
+        return f"RunwareClient(api_url={self._api_url!r})"
+
+    @staticmethod
+    def new_task_uuid() -> str:
+        """Return a fresh UUID v4 for a task (store it before submitting so a restart can poll instead of resubmit)."""
+        return str(uuid.uuid4())
+
+    async def generate(self, request: ImageInferenceRequest, *, task_uuid: str | None = None) -> GenerationResult:
+        """Submit `request` and wait for all its images; the cost is the sum Runware reported, in micro-dollars."""
+        task_uuid = task_uuid or self.new_task_uuid()
+        early = await self.submit(request, task_uuid)
+        images = await self.wait(task_uuid, request.count, known=early)
+        return GenerationResult(task_uuid=task_uuid, images=tuple(images), cost_micros=total_cost_micros(images))
+
+    async def submit(self, request: ImageInferenceRequest, task_uuid: str) -> list[ImageResult]:
+        """Submit one task for async delivery and return any images the acknowledgement already holds.
+
+        A clear rejection (429: queue full, not accepted) is resubmitted after a backoff. After an ambiguous failure
+        (connection dropped, timeout, 5xx, malformed body) Runware is asked about the same task UUID first; the task
+        is resubmitted, under the same UUID, only when Runware answers that it does not know it. A `duplicateTaskUUID`
+        answer means the task exists, so it is polled rather than submitted again.
+        """
+        payload = request.to_payload(task_uuid)
+        attempt = 0
+        while True:
+            try:
+                response = await self._post([payload])
+            except RunwareDuplicateTaskError:
+                log.info("Runware already has task %s; polling it instead of resubmitting", task_uuid)
+                return []
+            except RunwareRateLimitedError as exc:
+                if attempt >= self._config.max_retries:
+                    raise
+                delay = self._backoff(attempt, exc)
+                log.warning("task %s not accepted (%s); resubmitting in %.2fs", task_uuid, exc.code or "429", delay)
+                await self._sleep(delay)
+                attempt += 1
+                continue
+            except RunwareError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning(
+                    "submit of task %s failed ambiguously (%s); asking Runware whether it arrived", task_uuid, exc
+                )
+                await self._sleep(self._backoff(attempt, exc))
+                state = await self._probe(task_uuid)
+                if state is not None:
+                    log.info("task %s did reach Runware; continuing with it", task_uuid)
+                    return list(state.images)
+                if attempt >= self._config.max_retries:
+                    raise
+                attempt += 1
+                log.info("Runware does not know task %s; resubmitting it under the same UUID", task_uuid)
+                continue
+            return image_results(response.items, task_uuid=task_uuid)
+
+    async def poll(self, task_uuid: str, expected_count: int | None = None) -> PollState:
+        """Ask Runware once (`getResponse`) how a task is doing.
+
+        `images` holds the finished images so far, de-duplicated by image UUID. `done` is true when nothing is still
+        running and `expected_count` generations have finished (or failed), or, without `expected_count`, when
+        Runware reported items and none is still running. `error` is the first failure Runware reported for the
+        task, if any. A task Runware does not know raises `RunwareTaskNotFoundError`.
+        """
+        response = await self._post([{"taskType": "getResponse", "taskUUID": task_uuid}])
+        items = [item for item in response.items if item.task_uuid in (None, task_uuid)]
+        images = image_results(items, task_uuid=task_uuid)
+        failed = [item for item in items if item.failed]
+        pending = any(item.pending for item in items)
+        error: RunwareError | None = response.errors[0] if response.errors else None
+        if failed and error is None:
+            wire = failed[0].error.model_dump(by_alias=True, exclude_none=True) if failed[0].error else {}
+            error = error_from_wire(wire, task_uuid=task_uuid)
+            error.retryable = False
+            error.redact(self._api_key)
+        finished = len(images) + len(failed)
+        if expected_count is None:
+            done = bool(items) and not pending
+        else:
+            done = not pending and (finished >= expected_count or (bool(failed) and not images))
+        if error is not None and not pending and not images:
+            done = True
+        return PollState(task_uuid=task_uuid, images=tuple(images), done=done, pending=pending, error=error)
+
+    async def wait(
+        self,
+        task_uuid: str,
+        expected_count: int,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (a polling budget checked between polls, not a cancellation)
+        known: Iterable[ImageResult] = (),
+    ) -> list[ImageResult]:
+        """Poll a submitted task until `expected_count` images are in, it fails, or `timeout` seconds pass.
+
+        Polls start after `poll_initial_delay_seconds` and back off to `poll_max_interval_seconds`. Images are
+        accumulated across polls and de-duplicated by image UUID. Transient poll failures are retried up to
+        `max_retries` times in a row. A task that finishes with some images and some failures returns the images it
+        has; one that produced nothing raises its error. Past the timeout, `RunwareTimeoutError` is raised.
+        """
+        limit = self._config.task_timeout_seconds if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        slept = 0.0
+        images: dict[str, ImageResult] = {}
+        for image in known:
+            images.setdefault(image.image_uuid, image)
+        delay = self._config.poll_initial_delay_seconds
+        failures = 0
+        while len(images) < expected_count:
+            # Injected sleeps may not pass real time, so count both the clock and the time asked to sleep.
+            remaining = limit - max(loop.time() - started, slept)
+            if remaining <= 0:
+                raise RunwareTimeoutError(
+                    f"task did not finish within {limit:g}s ({len(images)} of {expected_count} images in)",
+                    code="clientTimeout",
+                    task_uuid=task_uuid,
+                    retryable=False,
+                )
+            pause = min(delay, remaining)
+            await self._sleep(pause)
+            slept += pause
+            delay = self._next_poll_delay(delay)
+            try:
+                state = await self.poll(task_uuid, expected_count)
+            except RunwareError as exc:
+                if not exc.retryable or failures >= self._config.max_retries:
+                    raise
+                failures += 1
+                delay = max(delay, self._backoff(failures - 1, exc))
+                log.warning(
+                    "poll of task %s failed (%s); retry %d of %d", task_uuid, exc, failures, self._config.max_retries
+                )
+                continue
+            failures = 0
+            for image in state.images:
+                images.setdefault(image.image_uuid, image)
+            if state.done and len(images) < expected_count:
+                if not images:
+                    raise state.error or RunwareServerError(
+                        "task finished without images", task_uuid=task_uuid, retryable=False
+                    )
+                log.warning(
+                    "task %s finished with %d of %d images (%s)",
+                    task_uuid,
+                    len(images),
+                    expected_count,
+                    state.error or "no error reported",
+                )
+                break
+        return list(images.values())
+
+    async def upload_image(self, data: bytes, mime: str) -> UploadedImage:
+        """Store an image on Runware (`imageUpload`, as a data URI) and return its reusable UUID and URL."""
+        encoded = base64.b64encode(data).decode("ascii")
+
+        def tasks() -> list[dict[str, Any]]:
+            # A fresh task UUID per attempt: an upload costs nothing, so a retry never needs to find the first one.
+            return [
+                {"taskType": "imageUpload", "taskUUID": self.new_task_uuid(), "image": f"data:{mime};base64,{encoded}"}
+            ]
+
+        response = await self._post_with_retries(tasks)
+        for item in response.items:
+            if item.image_uuid:
+                return UploadedImage(image_uuid=item.image_uuid, image_url=item.image_url)
+        raise RunwareServerError("imageUpload answered without an imageUUID", retryable=False)
+
+    async def verify_key(self) -> None:
+        """Check the API key without spending anything: ask about a random task UUID; "not found" means the key works.
+
+        Raises `RunwareAuthError` for a rejected key, and other `RunwareError`s when Runware cannot be reached.
+        """
+        task_uuid = self.new_task_uuid()
+        try:
+            await self._post_with_retries(lambda: [{"taskType": "getResponse", "taskUUID": task_uuid}])
+        except RunwareTaskNotFoundError as exc:
+            if not _is_unknown_task(exc):
+                raise
+
+    async def download(self, image: ImageResult) -> bytes:
+        """Return an image's bytes: decoded inline data, or a GET of its URL (without the API key)."""
+        inline = image.inline_bytes()
+        if inline is not None:
+            return inline
+        if not image.url:
+            raise RunwareServerError("result has neither a URL nor inline data", task_uuid=image.task_uuid)
+        attempt = 0
+        while True:
+            try:
+                return await self._get(image.url, task_uuid=image.task_uuid)
+            except RunwareError as exc:
+                if not exc.retryable or attempt >= self._config.max_retries:
+                    raise
+                await self._sleep(self._backoff(attempt, exc))
+                attempt += 1
+
+    async def _probe(self, task_uuid: str) -> PollState | None:
+        """Ask whether Runware knows a task; None only when it answers that it does not."""
+        try:
+            return await self._retrying(lambda: self.poll(task_uuid))
+        except RunwareTaskNotFoundError as exc:
+            if _is_unknown_task(exc):
+                return None
+            raise
+
+    async def _post_with_retries(self, tasks: Callable[[], list[dict[str, Any]]]) -> _Response:
+        """POST a read-only or free request, retrying retryable failures with backoff."""
+        return await self._retrying(lambda: self._post(tasks()))
+
+    async def _retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except RunwareError as exc:
+                if not exc.retryable or attempt >= self._config.max_retries:
+                    raise
+                delay = self._backoff(attempt, exc)
+                log.warning(
+                    "Runware request failed (%s); retry %d of %d in %.2fs",
+                    exc,
+                    attempt + 1,
+                    self._config.max_retries,
+                    delay,
+                )
+                await self._sleep(delay)
+                attempt += 1
+
+    async def _post(self, tasks: list[dict[str, Any]]) -> _Response:
+        """Send one POST; turn every failure (network, timeout, non-JSON, error envelope) into a `RunwareError`."""
+        first = tasks[0] if tasks else {}
+        task_uuid = first.get("taskUUID") if isinstance(first.get("taskUUID"), str) else None
+        task_type = first.get("taskType", "?")
+        try:
+            async with self._session.post(
+                self._api_url, json=tasks, headers=self._headers, timeout=self._timeout
+            ) as response:
+                status = response.status
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                raw = await response.read()
+        except TimeoutError as exc:
+            raise RunwareTimeoutError(
+                f"no answer from Runware within {self._config.request_timeout_seconds:g}s",
+                code="requestTimeout",
+                task_uuid=task_uuid,
+                retryable=True,
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise RunwareTransientError(
+                self._scrub(f"connection to Runware failed ({type(exc).__name__}: {exc})"),
+                code="connectionError",
+                task_uuid=task_uuid,
+            ) from exc
+        log.debug("%s %s -> HTTP %d (%d bytes)", task_type, task_uuid, status, len(raw))
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            body: Any = json.loads(text)
+        except ValueError:
+            if status >= 400:
+                raise self._scrubbed(
+                    error_for_status(status, body_text=text, task_uuid=task_uuid, retry_after=retry_after)
+                ) from None
+            raise RunwareServerError(
+                f"Runware answered HTTP {status} with a body that is not JSON",
+                code="malformedResponse",
+                task_uuid=task_uuid,
+                status=status,
+            ) from None
+        try:
+            items = parse_items(body.get("data")) if isinstance(body, dict) else []
+        except ValidationError as exc:
+            raise RunwareServerError(
+                f"Runware answered HTTP {status} with result items of an unexpected shape "
+                f"({exc.error_count()} problems, first: {exc.errors()[0]['msg']})",
+                code="malformedResponse",
+                task_uuid=task_uuid,
+                status=status,
+            ) from None
+        errors = errors_from_body(
+            body, status=status, task_uuid=task_uuid, retry_after=retry_after, include_items=False
+        )
+        if status >= 400 and not errors:
+            errors = [error_for_status(status, body_text=text, task_uuid=task_uuid, retry_after=retry_after)]
+        for error in errors:
+            error.redact(self._api_key)
+            if status < 400:
+                # An error inside a 2xx body is the task's outcome, not a transport hiccup: asking again won't help.
+                error.retryable = False
+        if status >= 400 or (errors and not items):
+            raise _pick(errors, task_uuid)
+        if not isinstance(body, dict) or ("data" not in body and not errors):
+            raise RunwareServerError(
+                "Runware answered without a data or errors key",
+                code="malformedResponse",
+                task_uuid=task_uuid,
+                status=status,
+            )
+        return _Response(status=status, items=items, errors=errors)
+
+    async def _get(self, url: str, *, task_uuid: str) -> bytes:
+        try:
+            async with self._session.get(url, timeout=self._timeout) as response:
+                if response.status >= 400:
+                    raise error_for_status(response.status, task_uuid=task_uuid)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > _MAX_DOWNLOAD_BYTES:
+                        raise RunwareServerError("result image is too large to download", retryable=False)
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except TimeoutError as exc:
+            raise RunwareTimeoutError(
+                "result image download timed out", code="requestTimeout", task_uuid=task_uuid, retryable=True
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise RunwareTransientError(
+                f"could not download the result image ({type(exc).__name__})", task_uuid=task_uuid
+            ) from exc
+
+    def _backoff(self, attempt: int, error: RunwareError | None = None) -> float:
+        """Exponential backoff with "equal jitter", at least as long as a Retry-After the server sent (capped)."""
+        ceiling = min(self._retry_max_delay, self._retry_base_delay * 2.0**attempt)
+        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        if error is not None and error.retry_after is not None:
+            delay = max(delay, min(error.retry_after, self._retry_max_delay))
+        return delay
+
+    def _next_poll_delay(self, delay: float) -> float:
+        ceiling = self._config.poll_max_interval_seconds
+        return min(ceiling, max(delay * _POLL_GROWTH, ceiling / 4))
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***")
+
+    def _scrubbed(self, error: RunwareError) -> RunwareError:
+        error.redact(self._api_key)
+        return error
+
+
+def _pick(errors: list[RunwareError], task_uuid: str | None) -> RunwareError:
+    for error in errors:
+        if error.task_uuid == task_uuid:
+            return error
+    return errors[0]
+
+
+def _is_unknown_task(error: RunwareError) -> bool:
+    return error.code.lower() == TASK_NOT_FOUND_CODE.lower()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

@@ -1,0 +1,441 @@
+"""The Runware client over real HTTP against the fake server: results, polling, errors, retries, no double billing."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import logging
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from bot.catalog import ModelName
+from bot.images import decode_image
+from bot.runware.client import PollState, RunwareClient
+from bot.runware.errors import (
+    RunwareAuthError,
+    RunwareContentRefusedError,
+    RunwareCreditsError,
+    RunwareError,
+    RunwareInvalidRequestError,
+    RunwareRateLimitedError,
+    RunwareServerError,
+    RunwareTaskNotFoundError,
+    RunwareTimeoutError,
+    RunwareTransientError,
+)
+from bot.runware.models import ImageInferenceRequest
+from bot.settings import RunwareConfig
+from tests.fakes.runware import FakeRunware, Fault
+
+
+def small_png() -> bytes:
+    """A small real PNG."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+MINI = ImageInferenceRequest(model="gpt-image-1-mini", prompt="a red fox in the snow", quality="medium")
+"""Mini, medium, square: $0.011 per image in the price table."""
+
+
+def make_client(
+    session: aiohttp.ClientSession, fake: FakeRunware, config: RunwareConfig, *, api_key: str
+) -> RunwareClient:
+    return RunwareClient(
+        session, api_key=api_key, api_url=fake.url, config=config, retry_base_delay=0.005, retry_max_delay=0.02
+    )
+
+
+# ------------------------------------------------------------------------------------------------ success
+
+
+async def test_generate_returns_the_images_and_the_cost_in_micro_dollars(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """One async submission, polled to completion: one image, $0.011 as 11,000 micro-dollars, one paid task."""
+    result = await client.generate(MINI)
+
+    assert len(result.images) == 1
+    assert result.cost_micros == 11_000
+    assert result.images[0].cost_micros == 11_000
+    assert result.images[0].task_uuid == result.task_uuid
+    assert fake_runware.paid_tasks == [result.task_uuid]
+    [sent] = fake_runware.tasks_submitted("imageInference")
+    assert sent["includeCost"] is True
+    assert sent["deliveryMethod"] == "async"
+    assert sent["taskUUID"] == result.task_uuid
+
+
+async def test_downloaded_result_is_a_decodable_image_of_the_requested_size(client: RunwareClient) -> None:
+    """The image URL is fetched with the same session and decodes as a 1536x1024 WEBP."""
+    request = ImageInferenceRequest(model="gpt-image-1", prompt="a harbour", size="1536x1024", format="webp")
+    result = await client.generate(request)
+
+    decoded = decode_image(await client.download(result.images[0]))
+    assert (decoded.format, decoded.width, decoded.height) == ("WEBP", 1536, 1024)
+
+
+async def test_base64_results_are_decoded_without_a_download(client: RunwareClient, fake_runware: FakeRunware) -> None:
+    """With outputType base64Data the bytes come inline and nothing is downloaded."""
+    request = ImageInferenceRequest(model="gpt-image-1-mini", prompt="a kite", output_type="base64Data")
+    result = await client.generate(request)
+
+    assert decode_image(await client.download(result.images[0])).format == "PNG"
+    assert fake_runware.downloads == []
+
+
+async def test_caller_chosen_task_uuid_is_used(client: RunwareClient, fake_runware: FakeRunware) -> None:
+    """A job that stored its task UUID first gets exactly that UUID on the wire."""
+    task_uuid = client.new_task_uuid()
+    result = await client.generate(MINI, task_uuid=task_uuid)
+    assert result.task_uuid == task_uuid
+    assert fake_runware.submissions_of(task_uuid) == 1
+
+
+async def test_polling_accumulates_partial_results_deduplicated_by_image_uuid(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """Images finish one by one; polls repeat earlier ones; the task yields each image exactly once."""
+    fake_runware.latency = 0.3
+    request = ImageInferenceRequest(model="gpt-image-1-mini", prompt="three foxes", quality="medium", count=3)
+    task_uuid = client.new_task_uuid()
+    assert await client.submit(request, task_uuid) == []
+
+    states: list[PollState] = []
+    while not states or not states[-1].done:
+        states.append(await client.poll(task_uuid, 3))
+        await asyncio.sleep(0.02)
+    partial = [state for state in states if 0 < len(state.images) < 3]
+    assert partial, "no poll saw a partial result"
+    assert all(not state.done and state.pending for state in partial)
+    for earlier, later in itertools.pairwise(states):
+        assert {image.image_uuid for image in earlier.images} <= {image.image_uuid for image in later.images}
+
+    images = await client.wait(task_uuid, 3)
+    assert len(images) == 3
+    assert len({image.image_uuid for image in images}) == 3
+    assert sum(image.cost_micros or 0 for image in images) == 33_000
+
+
+async def test_wait_deduplicates_repeated_items_across_polls(client: RunwareClient, fake_runware: FakeRunware) -> None:
+    """`generate` over several cumulative polls returns each image once and the summed cost."""
+    fake_runware.latency = 0.2
+    result = await client.generate(
+        ImageInferenceRequest(model="gpt-image-1-mini", prompt="foxes", quality="medium", count=4)
+    )
+
+    assert len(fake_runware.tasks_submitted("getResponse")) > 2
+    assert len({image.image_uuid for image in result.images}) == 4 == len(result.images)
+    assert result.cost_micros == 44_000
+
+
+async def test_upload_image_sends_a_data_uri_and_returns_a_reusable_uuid(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """An uploaded reference comes back as a UUID that an inference task can then use."""
+    png = small_png()
+    uploaded = await client.upload_image(png, "image/png")
+
+    [sent] = fake_runware.tasks_submitted("imageUpload")
+    assert sent["image"].startswith("data:image/png;base64,")
+    assert fake_runware.image(uploaded.image_uuid) is not None
+    request = ImageInferenceRequest(
+        model="gpt-image-1-mini", prompt="like this", reference_images=[uploaded.image_uuid]
+    )
+    result = await client.generate(request)
+    assert len(result.images) == 1
+    [inference] = fake_runware.tasks_submitted("imageInference")
+    assert inference["inputs"] == {"referenceImages": [uploaded.image_uuid]}
+
+
+async def test_verify_key_accepts_a_good_key_without_spending(client: RunwareClient, fake_runware: FakeRunware) -> None:
+    """The key check submits no generation and bills nothing."""
+    await client.verify_key()
+    assert fake_runware.tasks_submitted("imageInference") == []
+    assert fake_runware.paid_tasks == []
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+async def test_wrong_key_raises_auth_error_without_retrying_or_leaking_the_key(
+    session: aiohttp.ClientSession,
+    fake_runware: FakeRunware,
+    runware_config: RunwareConfig,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """401 is final: one request, RunwareAuthError, and the key appears in no message or log line."""
+    caplog.set_level(logging.DEBUG)
+    secret = "sk-wrong-key-0123456789"
+    client = make_client(session, fake_runware, runware_config, api_key=secret)
+
+    with pytest.raises(RunwareAuthError) as caught:
+        await client.generate(MINI)
+    with pytest.raises(RunwareAuthError):
+        await client.verify_key()
+
+    assert len(fake_runware.requests) == 2
+    assert caught.value.status == 401
+    assert caught.value.code == "invalidApiKey"
+    assert "RUNWARE_API_KEY" in caught.value.user_message
+    for text in (str(caught.value), caught.value.user_message, repr(client), caplog.text):
+        assert secret not in text
+
+
+async def test_insufficient_credits_is_final_and_blames_the_owners_account(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """402 raises RunwareCreditsError at once, with a message about the owner's account."""
+    fake_runware.fail_next(Fault.INSUFFICIENT_CREDITS)
+    with pytest.raises(RunwareCreditsError) as caught:
+        await client.generate(MINI)
+    assert len(fake_runware.requests) == 1
+    assert caught.value.code == "insufficientCredits"
+    assert "bot owner's Runware account is out of credits" in caught.value.user_message
+
+
+async def test_runware_validation_error_carries_the_parameter(client: RunwareClient, fake_runware: FakeRunware) -> None:
+    """A request Runware rejects (built past our checks) raises RunwareInvalidRequestError naming the field."""
+    unchecked = ImageInferenceRequest.model_construct(model=ModelName.GPT_IMAGE_1_5, prompt="x")
+    with pytest.raises(RunwareInvalidRequestError) as caught:
+        await client.generate(unchecked)
+    assert caught.value.parameter == "positivePrompt"
+    assert caught.value.code == "invalidPositivePrompt"
+    assert "positivePrompt" in caught.value.user_message
+    assert len(fake_runware.requests) == 1
+
+
+async def test_uploading_something_that_is_not_an_image_is_an_invalid_request(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """Runware's refusal of a non-image upload names the `image` parameter and is not retried."""
+    with pytest.raises(RunwareInvalidRequestError) as caught:
+        await client.upload_image(b"just some text", "image/png")
+    assert caught.value.parameter == "image"
+    assert len(fake_runware.requests) == 1
+
+
+@pytest.mark.parametrize("as_envelope", [False, True], ids=["status-error-item", "errors-envelope"])
+async def test_content_policy_refusal_is_reported_and_nothing_is_paid(
+    client: RunwareClient, fake_runware: FakeRunware, as_envelope: bool
+) -> None:
+    """A refused task raises RunwareContentRefusedError (either way getResponse reports it); no task is billed."""
+    fake_runware.task_errors_as_envelope = as_envelope
+    fake_runware.fail_next(Fault.CONTENT_POLICY)
+    with pytest.raises(RunwareContentRefusedError) as caught:
+        await client.generate(MINI)
+    assert caught.value.user_message == "Runware refused this request under its content policy. Nothing was charged."
+    assert caught.value.code == "contentPolicyViolation"
+    assert fake_runware.paid_tasks == []
+    assert len(fake_runware.tasks_submitted("imageInference")) == 1
+
+
+async def test_provider_timeout_inside_the_task_raises_timeout(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """A task that fails with `timeoutProvider` raises RunwareTimeoutError and is not resubmitted."""
+    fake_runware.fail_next(Fault.TASK_TIMEOUT)
+    with pytest.raises(RunwareTimeoutError) as caught:
+        await client.generate(MINI)
+    assert caught.value.code == "timeoutProvider"
+    assert len(fake_runware.tasks_submitted("imageInference")) == 1
+
+
+async def test_task_that_outlives_the_wait_budget_raises_timeout(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """`wait(timeout=...)` gives up with RunwareTimeoutError while the task is still processing."""
+    fake_runware.latency = 30
+    task_uuid = client.new_task_uuid()
+    await client.submit(MINI, task_uuid)
+    with pytest.raises(RunwareTimeoutError) as caught:
+        await client.wait(task_uuid, 1, timeout=0.1)
+    assert caught.value.task_uuid == task_uuid
+    assert "did not finish within 0.1s" in str(caught.value)
+
+
+async def test_wait_timeout_holds_even_with_a_sleep_that_does_not_sleep(
+    session: aiohttp.ClientSession, fake_runware: FakeRunware, runware_key: str, runware_config: RunwareConfig
+) -> None:
+    """An injected no-op sleep (as in tests of callers) still ends the wait at the budget."""
+    slept: list[float] = []
+
+    async def record(delay: float) -> None:
+        slept.append(delay)
+
+    fake_runware.latency = 30
+    client = RunwareClient(session, api_key=runware_key, api_url=fake_runware.url, config=runware_config, sleep=record)
+    task_uuid = client.new_task_uuid()
+    await client.submit(MINI, task_uuid)
+    with pytest.raises(RunwareTimeoutError):
+        await client.wait(task_uuid, 1, timeout=1.0)
+    assert sum(slept) == pytest.approx(1.0)
+    assert max(slept) <= runware_config.poll_max_interval_seconds
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "expected"),
+    [
+        (Fault.UNAUTHORIZED, None, None, RunwareAuthError),
+        (Fault.UNAUTHORIZED, 403, "permissionDenied", RunwareAuthError),
+        (Fault.INSUFFICIENT_CREDITS, None, None, RunwareCreditsError),
+        (Fault.ERROR_ENVELOPE_SINGULAR, None, None, RunwareInvalidRequestError),
+        (Fault.ERROR_ENVELOPE_BARE_LIST, None, None, RunwareInvalidRequestError),
+        (Fault.ERROR_ENVELOPE_SINGULAR, 404, "gone", RunwareTaskNotFoundError),
+        (Fault.ERROR_ENVELOPE_BARE_LIST, 402, "walletEmpty", RunwareCreditsError),
+        (Fault.SERVER_ERROR, 408, "requestTimeout", RunwareTimeoutError),
+        (Fault.SERVER_ERROR, 504, "queueWaitExceeded", RunwareTimeoutError),
+        (Fault.RATE_LIMITED, None, None, RunwareRateLimitedError),
+        (Fault.UNAVAILABLE, None, None, RunwareTransientError),
+        (Fault.SERVER_ERROR, None, None, RunwareServerError),
+        (Fault.SERVER_ERROR, 502, "badGateway", RunwareTransientError),
+    ],
+)
+async def test_persistent_failures_surface_as_their_class(
+    client: RunwareClient,
+    fake_runware: FakeRunware,
+    runware_config: RunwareConfig,
+    fault: Fault,
+    status: int | None,
+    code: str | None,
+    expected: type[RunwareError],
+) -> None:
+    """Each HTTP status and envelope form, failing every time, ends in its exception class and bills nothing."""
+    fake_runware.fail_next(fault, times=50, status=status, code=code)
+    with pytest.raises(RunwareError) as caught:
+        await client.generate(MINI)
+    assert type(caught.value) is expected
+    assert caught.value.user_message
+    assert fake_runware.paid_tasks == []
+    # Bounded: every submission and every probe gives up after max_retries retries.
+    attempts = runware_config.max_retries + 1
+    assert len(fake_runware.requests) <= attempts * (1 + attempts)
+
+
+@pytest.mark.parametrize("fault", [Fault.ERROR_ENVELOPE_SINGULAR, Fault.ERROR_ENVELOPE_BARE_LIST])
+async def test_error_envelope_forms_keep_code_and_task_uuid(
+    client: RunwareClient, fake_runware: FakeRunware, fault: Fault
+) -> None:
+    """`{"error": {...}}` and a bare list are parsed like `{"errors": [...]}`: code, message and task UUID survive."""
+    fake_runware.fail_next(fault)
+    task_uuid = client.new_task_uuid()
+    with pytest.raises(RunwareInvalidRequestError) as caught:
+        await client.submit(MINI, task_uuid)
+    assert caught.value.code == "invalidParameter"
+    assert caught.value.task_uuid == task_uuid
+    assert caught.value.status == 400
+    assert "Simulated error" in caught.value.message
+
+
+# ------------------------------------------------------------------------------------------------ retries
+
+
+async def test_rate_limited_submission_is_resubmitted_after_backoff(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """Two 429s (task not accepted) then success: three submissions of one UUID, one paid task."""
+    fake_runware.fail_next(Fault.RATE_LIMITED, times=2, task_type="imageInference")
+    result = await client.generate(MINI)
+    assert fake_runware.submissions_of(result.task_uuid) == 3
+    assert fake_runware.paid_tasks == [result.task_uuid]
+    assert result.cost_micros == 11_000
+
+
+@pytest.mark.parametrize("fault", [Fault.UNAVAILABLE, Fault.SERVER_ERROR])
+async def test_transient_poll_failures_are_retried(
+    client: RunwareClient, fake_runware: FakeRunware, fault: Fault
+) -> None:
+    """503/500 answers to getResponse are retried; the generation still succeeds with one paid task."""
+    fake_runware.fail_next(fault, times=2, task_type="getResponse")
+    result = await client.generate(MINI)
+    assert len(result.images) == 1
+    assert fake_runware.submissions_of(result.task_uuid) == 1
+    assert fake_runware.paid_tasks == [result.task_uuid]
+
+
+async def test_poll_failures_beyond_the_retry_budget_raise(client: RunwareClient, fake_runware: FakeRunware) -> None:
+    """A getResponse that keeps failing ends in RunwareTransientError after max_retries retries."""
+    task_uuid = client.new_task_uuid()
+    await client.submit(MINI, task_uuid)
+    fake_runware.fail_next(Fault.UNAVAILABLE, times=50, task_type="getResponse")
+    with pytest.raises(RunwareTransientError):
+        await client.wait(task_uuid, 1)
+    assert len(fake_runware.tasks_submitted("getResponse")) == 4
+
+
+@pytest.mark.parametrize("fault", [Fault.UNAVAILABLE, Fault.SERVER_ERROR, Fault.HANG])
+async def test_rejected_or_unanswered_submission_is_checked_then_resubmitted_once(
+    client: RunwareClient, fake_runware: FakeRunware, fault: Fault
+) -> None:
+    """When the submission never reached Runware, the client asks first, then resubmits the same UUID: one paid task."""
+    fake_runware.fail_next(fault, task_type="imageInference")
+    result = await client.generate(MINI)
+    assert fake_runware.submissions_of(result.task_uuid) == 2
+    assert fake_runware.paid_tasks == [result.task_uuid]
+    assert result.cost_micros == 11_000
+    first_poll = fake_runware.tasks_submitted("getResponse")[0]
+    assert first_poll["taskUUID"] == result.task_uuid
+
+
+@pytest.mark.parametrize("fault", [Fault.ACCEPT_THEN_DROP, Fault.ACCEPT_THEN_502, Fault.MALFORMED_JSON])
+async def test_ambiguous_submit_failure_does_not_bill_twice(
+    client: RunwareClient, fake_runware: FakeRunware, fault: Fault
+) -> None:
+    """The task was accepted but the answer was lost: the client finds it by polling and never submits it again."""
+    fake_runware.fail_next(fault, task_type="imageInference")
+    result = await client.generate(MINI)
+
+    assert fake_runware.submissions_of(result.task_uuid) == 1
+    assert fake_runware.paid_tasks == [result.task_uuid]
+    assert len(result.images) == 1
+    assert result.cost_micros == 11_000
+    assert fake_runware.total_cost_micros == 11_000
+
+
+async def test_ambiguous_failure_while_the_task_is_still_running_continues_with_it(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """A dropped answer for a slow task: the probe sees it processing, and the images arrive from that one task."""
+    fake_runware.latency = 0.2
+    fake_runware.fail_next(Fault.ACCEPT_THEN_DROP, task_type="imageInference")
+    result = await client.generate(ImageInferenceRequest(model="gpt-image-1-mini", prompt="two foxes", count=2))
+    assert fake_runware.submissions_of(result.task_uuid) == 1
+    assert len(result.images) == 2
+    assert fake_runware.paid_tasks == [result.task_uuid]
+
+
+async def test_duplicate_task_uuid_on_resubmit_means_poll_the_existing_task(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """Submitting a UUID Runware already has answers duplicateTaskUUID; the client polls instead of failing."""
+    task_uuid = client.new_task_uuid()
+    await client.submit(MINI, task_uuid)
+    assert await client.submit(MINI, task_uuid) == []
+    images = await client.wait(task_uuid, 1)
+    assert len(images) == 1
+    assert fake_runware.paid_tasks == [task_uuid]
+
+
+async def test_polling_an_unknown_task_raises_task_not_found(client: RunwareClient) -> None:
+    """getResponse for a UUID Runware never saw raises RunwareTaskNotFoundError with `taskFailedOrNotFound`."""
+    with pytest.raises(RunwareTaskNotFoundError) as caught:
+        await client.poll(client.new_task_uuid())
+    assert caught.value.code == "taskFailedOrNotFound"
+
+
+async def test_unreachable_server_is_a_transient_error(
+    session: aiohttp.ClientSession, runware_key: str, runware_config: RunwareConfig
+) -> None:
+    """A closed port becomes RunwareTransientError after the retries, not an aiohttp exception."""
+    fake = FakeRunware()
+    await fake.start()
+    url = fake.url
+    await fake.close()
+    client = RunwareClient(session, api_key=runware_key, api_url=url, config=runware_config, retry_base_delay=0.001)
+    with pytest.raises(RunwareTransientError) as caught:
+        await client.verify_key()
+    assert caught.value.code == "connectionError"

@@ -1,0 +1,250 @@
+"""`python -m bot generate` as a subprocess against a standalone fake Runware: files, cost, refusals."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from bot.__main__ import SUBCOMMANDS, main
+from bot.images import decode_image
+from tests.fakes.runware import DEFAULT_API_KEY
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG = "config/atelier.toml"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fake_url() -> Iterator[str]:
+    """A standalone fake Runware (`python -m tests.fakes.runware --port 0`) shared by this module's tests."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.runware", "--port", "0"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("RUNWARE_API_URL="), line
+        yield line.removeprefix("RUNWARE_API_URL=")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def admin(fake_url: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Call the fake's admin surface (GET, or POST with a JSON body)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        fake_url.removesuffix("/v1") + path, data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(autouse=True)
+def fresh_fake(fake_url: str) -> None:
+    """Every test starts with a fake that has seen nothing."""
+    admin(fake_url, "/_fake/reset", {})
+
+
+@pytest.fixture(scope="module")
+def fast_config(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """config/atelier.toml with polling shortened (first poll after 2 s in production; the fake answers at once)."""
+    text = (REPO_ROOT / CONFIG).read_text(encoding="utf-8")
+    for old, new in (
+        ("poll_initial_delay_seconds = 2.0", "poll_initial_delay_seconds = 0.02"),
+        ("poll_max_interval_seconds = 5.0", "poll_max_interval_seconds = 0.1"),
+    ):
+        assert old in text, f"config/atelier.toml no longer has {old!r}"
+        text = text.replace(old, new)
+    path = tmp_path_factory.mktemp("config") / "atelier.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def run_cli(fake_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m bot ARGS` from the repository root with the fake's URL and key (overridable via `env`)."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("RUNWARE_", "ATELIER_", "DISCORD_", "LOG_LEVEL"))
+    }
+    environment |= {"RUNWARE_API_URL": fake_url, "RUNWARE_API_KEY": DEFAULT_API_KEY, "ATELIER_CONFIG": CONFIG} | env
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def write_png(path: Path, size: tuple[int, int] = (300, 200)) -> Path:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (20, 120, 220)).save(buffer, "PNG")
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def assert_one_clear_line(result: subprocess.CompletedProcess[str], phrase: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert phrase in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_generate_saves_a_decodable_image_and_prints_its_cost(fake_url: str, tmp_path: Path) -> None:
+    """A Mini generation writes `<task>-1.png` (1024x1024, from the config defaults) and prints `cost: $0.011`."""
+    out = tmp_path / "out"
+    result = run_cli(fake_url, "generate", "a red fox", "--model", "gpt-image-1-mini", "--out", str(out))
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "cost: $0.011"
+    [path_line] = lines[:-1]
+    path = Path(path_line)
+    assert path.parent == out
+    assert re.fullmatch(r"[0-9a-f]{8}-1\.png", path.name)
+    decoded = decode_image(path.read_bytes())
+    assert (decoded.format, decoded.width, decoded.height) == ("PNG", 1024, 1024)
+
+    stats = admin(fake_url, "/_fake/stats")
+    assert len(stats["paid_tasks"]) == 1
+    assert stats["paid_tasks"][0].startswith(path.name[:8])
+    [task] = admin(fake_url, "/_fake/requests?task_type=imageInference")
+    assert task["positivePrompt"] == "a red fox"
+    assert task["includeCost"] is True
+
+
+def test_generate_uploads_references_and_sends_their_uuids(fake_url: str, fast_config: str, tmp_path: Path) -> None:
+    """Each reference file is normalised, uploaded once, and its UUID sent under inputs.referenceImages."""
+    reference = write_png(tmp_path / "photo.png", size=(3000, 1000))
+    result = run_cli(
+        fake_url,
+        "generate",
+        "the same, in watercolour",
+        "--size",
+        "1536x1024",
+        "--count",
+        "2",
+        "--format",
+        "webp",
+        "--reference",
+        str(reference),
+        "--out",
+        str(tmp_path),
+        ATELIER_CONFIG=fast_config,
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[-1] == "cost: $0.03"
+    for line in lines[:2]:
+        decoded = decode_image(Path(line).read_bytes())
+        assert (decoded.format, decoded.width, decoded.height) == ("WEBP", 1536, 1024)
+    [upload] = admin(fake_url, "/_fake/requests?task_type=imageUpload")
+    assert upload["image"].startswith("data:image/jpeg;base64,")
+    [task] = admin(fake_url, "/_fake/requests?task_type=imageInference")
+    [reference_uuid] = task["inputs"]["referenceImages"]
+    assert re.fullmatch(r"[0-9a-f-]{36}", reference_uuid)
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        pytest.param(["a fox", "--model", "dall-e-3"], "unknown model 'dall-e-3'", id="unknown-model"),
+        pytest.param(["a fox", "--size", "512x512"], "size '512x512' is not offered", id="512x512"),
+        pytest.param([""], "the prompt is empty", id="empty-prompt"),
+        pytest.param(["x" * 40_000], "the prompt has 40,000 characters", id="40000-char-prompt"),
+        pytest.param(["a fox", "--count", "5"], "count must be between 1 and 4", id="count-5"),
+        pytest.param(["a fox", "--background", "transparent", "--format", "jpg"], "needs png or webp", id="jpg-alpha"),
+        pytest.param(["a fox", "--reference", *["REF"] * 17], "17 reference images given", id="17-references"),
+        pytest.param(["a fox", "--reference", "README.md"], "reference README.md: The file is not an image", id="text"),
+        pytest.param(["a fox", "--reference", "missing.png"], "reference missing.png: cannot read it", id="missing"),
+        pytest.param(["a fox", "--count", "two"], "argument --count: invalid int value", id="count-not-a-number"),
+    ],
+)
+def test_bad_input_is_refused_locally_before_any_request(
+    fake_url: str, tmp_path: Path, args: list[str], phrase: str
+) -> None:
+    """Each bad input exits 2 with one clear line on stderr, and the fake sees no request at all."""
+    reference = write_png(tmp_path / "ok.png")
+    args = [str(reference) if arg == "REF" else arg for arg in args]
+    result = run_cli(fake_url, "generate", *args, "--out", str(tmp_path / "out"))
+
+    assert result.returncode == 2
+    assert_one_clear_line(result, phrase)
+    assert result.stdout == ""
+    assert admin(fake_url, "/_fake/stats")["requests"] == 0
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "phrase"),
+    [
+        pytest.param({"ATELIER_CONFIG": "config/nope.toml"}, "ATELIER_CONFIG: file not found", id="no-config"),
+        pytest.param({"RUNWARE_API_KEY": ""}, "RUNWARE_API_KEY: is required", id="no-key"),
+        pytest.param({"RUNWARE_API_URL": "ftp://example"}, "RUNWARE_API_URL: ", id="bad-url"),
+    ],
+)
+def test_settings_errors_are_one_line_and_exit_2(fake_url: str, env: dict[str, str], phrase: str) -> None:
+    """A missing or malformed setting names the variable on one line, no traceback, exit status 2."""
+    result = run_cli(fake_url, "generate", "a fox", **env)
+    assert result.returncode == 2
+    assert_one_clear_line(result, phrase)
+    assert admin(fake_url, "/_fake/stats")["requests"] == 0
+
+
+def test_runware_errors_are_one_line_with_exit_1_and_never_show_the_key(fake_url: str, tmp_path: Path) -> None:
+    """A rejected key prints the user message on one line, exit status 1, and the key is nowhere in the output."""
+    secret = "sk-not-the-right-key-42"
+    result = run_cli(fake_url, "generate", "a fox", "--out", str(tmp_path), RUNWARE_API_KEY=secret)
+    assert result.returncode == 1
+    assert_one_clear_line(result, "Runware rejected the bot's API key")
+    assert secret not in result.stdout + result.stderr
+
+
+def test_content_refusal_is_reported_with_exit_1(fake_url: str, fast_config: str, tmp_path: Path) -> None:
+    """A task refused under the content policy prints Runware's refusal sentence and saves nothing."""
+    admin(fake_url, "/_fake/fail", {"fault": "content_policy"})
+    result = run_cli(fake_url, "generate", "a fox", "--out", str(tmp_path / "out"), ATELIER_CONFIG=fast_config)
+    assert result.returncode == 1
+    assert_one_clear_line(result, "Runware refused this request under its content policy. Nothing was charged.")
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_subcommand_prints_help_and_returns_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """Until `run` exists, a bare `atelier` prints the help (listing every subcommand) and returns 2."""
+    assert main([]) == 2
+    help_text = capsys.readouterr().err
+    assert "usage: atelier" in help_text
+    for name in SUBCOMMANDS:
+        assert name in help_text
+
+
+def test_subcommands_are_a_registry_with_generate() -> None:
+    """Subcommands are looked up by name, so `run`, `check` and `invite` can be added beside `generate`."""
+    assert "generate" in SUBCOMMANDS
+    assert callable(SUBCOMMANDS["generate"].run)
