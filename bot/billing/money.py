@@ -25,6 +25,8 @@ def usd_to_micros(value: str | int | float | Decimal) -> int:
         raise MoneyError(f"not an amount: {value!r}") from exc
     if not amount.is_finite():
         raise MoneyError(f"not an amount: {value!r}")
+    if abs(amount) > MAX_AMOUNT_MICROS:  # also keeps `quantize` below from failing on exponents like 1e400
+        raise MoneyError(f"amount too large: {value!r}")
     micros = int((amount * MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     if abs(micros) > MAX_AMOUNT_MICROS:
         raise MoneyError(f"amount too large: {value!r}")

@@ -1,0 +1,432 @@
+"""The spend ledger: reserve before a generation, settle to its real cost or release it, grant, report status.
+
+Every operation is one atomic unit of work on the database thread (`Database.run`: inside a `BEGIN IMMEDIATE`
+transaction, committed before the call returns), and it reads the rules and totals it checks in that same unit. So
+the budget check and the hold it allows are atomic: however many requests arrive at once, holds and charges never
+together pass a member's allowance plus grants, or the server cap, except by an overrun (Runware reporting more than
+was reserved), which is recorded on the settle row and logged.
+
+Idempotency: the ledger allows one hold, one settle and one release row per job (a unique index), so repeating
+`settle` or `release` changes nothing, and a repeated `reserve` with the same figures returns the existing hold. A
+caller cancelled while its `reserve` is running may not know whether the hold was written; `release(job_id)` is
+always safe to call afterwards.
+
+Job rows and holds: a hold carries its job id without a foreign key, because the generation flow reserves before
+it writes the job (contract §2, steps 5 and 6); pass `job=` to `reserve` to create the row in the same transaction
+and close that gap. `reconcile()` treats a hold whose job row does not exist as abandoned (the process died between
+the two steps) and releases it, so run it at start-up, before requests are accepted, or give it a grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.billing.budgets import Budgets, MemberLimit, day_span, period_bounds
+from bot.billing.errors import (
+    BudgetExceededError,
+    BudgetInputError,
+    LedgerError,
+    check_amount,
+    check_id,
+    check_job_id,
+)
+from bot.billing.money import format_usd
+from bot.catalog import Period
+from bot.jobs.state import ACTIVE_STATES, JobState
+from bot.storage.database import Database
+from bot.storage.repositories import EntryKind, JobQueries, LedgerEntry, LedgerQueries, NewJob, utc_now
+
+__all__ = [
+    "BudgetExceededError",
+    "BudgetStatus",
+    "Ledger",
+    "LedgerError",
+    "ReconcileReport",
+    "Reservation",
+    "SettleResult",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_REASON_CHARS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A hold on a member's budget for one job."""
+
+    job_id: str
+    guild_id: int
+    member_id: int
+    estimate: int
+    reserved_at: datetime
+    resets_at: datetime
+    created: bool
+    """False when `reserve` was repeated for a job that already held exactly this reservation."""
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    """What settling a job charged."""
+
+    job_id: str
+    estimate: int
+    actual: int
+    overrun: int
+    """How much of the charge no hold covered (actual above the estimate, or all of it after a release)."""
+    repeated: bool
+    """True when the job had already been settled: this call changed nothing and reports the earlier charge."""
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """A member's budget in the current period, and the server's."""
+
+    period: Period
+    period_start: datetime
+    resets_at: datetime
+    allowance: int | None
+    """The member's allowance before grants; None means unlimited."""
+    blocked: bool
+    granted: int
+    spent: int
+    reserved: int
+    remaining: int | None
+    """allowance + granted - spent - reserved, at least zero; None means unlimited (the server cap may still bind)."""
+    server_cap: int | None
+    server_spent: int
+    server_reserved: int
+
+    @property
+    def server_remaining(self) -> int | None:
+        """What the server may still spend this period; None without a cap."""
+        if self.server_cap is None:
+            return None
+        return max(0, self.server_cap - self.server_spent - self.server_reserved)
+
+    @property
+    def available(self) -> int | None:
+        """The largest estimate a new request could have right now (both limits); None if neither limits it."""
+        if self.blocked:
+            return 0
+        limits = [value for value in (self.remaining, self.server_remaining) if value is not None]
+        return min(limits) if limits else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    """What `reconcile` did with the holds it found open."""
+
+    settled: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    totals_repaired: int = 0
+    """Daily-total rows that disagreed with the ledger and were rebuilt (0 on a sound database)."""
+
+
+class Ledger:
+    """Reservations, settlements, releases and grants against the budgets of `Budgets`."""
+
+    def __init__(self, db: Database, budgets: Budgets, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._db = db
+        self._budgets = budgets
+        self._clock = clock
+
+    async def reserve(
+        self,
+        job_id: str,
+        guild_id: int,
+        member_id: int,
+        role_ids: Sequence[int],
+        estimate: int,
+        *,
+        job: NewJob | None = None,
+    ) -> Reservation:
+        """Hold `estimate` for the job if it fits the member's and the server's budgets, else raise.
+
+        Raises `BudgetExceededError` (scope `member`, `server` or `blocked`, with the numbers for the message) and
+        records nothing when it does not fit. With `job`, the job row is created in the same transaction.
+        """
+        job_id = check_job_id(job_id)
+        guild, member = check_id(guild_id, "server id"), check_id(member_id, "member id")
+        roles = [check_id(role, "role id") for role in role_ids]
+        amount = check_amount(estimate, "estimate")
+        if job is not None and job.id != job_id:
+            raise BudgetInputError(f"The job row's id {job.id!r} does not match the reservation's {job_id!r}.")
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection) -> Reservation:
+            ledger = LedgerQueries(conn)
+            limit = self._budgets.member_limit(conn, guild, member, roles)
+            start, end = period_bounds(limit.period, now)
+            refusal = _refusal(ledger, limit, guild, member, amount, start, end)
+            if refusal is not None:
+                existing = ledger.entries_for_job(job_id)
+                if existing:  # a repeated reserve of a job that already holds: not a new request
+                    return _repeated_reservation(existing, job_id, guild, member, amount, end)
+                raise refusal
+            try:
+                hold = ledger.insert(
+                    guild_id=guild,
+                    member_id=member,
+                    job_id=job_id,
+                    kind=EntryKind.HOLD,
+                    amount=amount,
+                    effective_at=now,
+                    created_at=now,
+                )
+            except sqlite3.IntegrityError:
+                # The (job, kind) key: this job already reserved. Checking here, not first, keeps the common
+                # path to one lookup fewer.
+                existing = ledger.entries_for_job(job_id)
+                if not existing:
+                    raise
+                return _repeated_reservation(existing, job_id, guild, member, amount, end)
+            if job is not None:
+                try:
+                    JobQueries(conn).insert(job, now)
+                except sqlite3.IntegrityError as exc:
+                    raise LedgerError(f"Job {job_id} could not be stored: {exc}.") from exc
+            return Reservation(job_id, guild, member, amount, hold.effective_at, end, created=True)
+
+        return await self._db.run(unit)
+
+    async def settle(self, job_id: str, actual: int) -> SettleResult:
+        """Charge the job's real cost and end its hold; repeating it changes nothing. Overruns are recorded and logged.
+
+        Raises `LedgerError` if the job has no reservation.
+        """
+        job_id = check_job_id(job_id)
+        amount = check_amount(actual, "actual cost")
+        now = self._clock()
+        result = await self._db.run(lambda conn: _settle_in(conn, job_id, amount, now))
+        _log_settlement(result, amount)
+        return result
+
+    async def release(self, job_id: str) -> bool:
+        """End the job's hold without charging; True if a hold was released, False if it had already ended.
+
+        Raises `LedgerError` if the job has no reservation.
+        """
+        job_id = check_job_id(job_id)
+        now = self._clock()
+        return await self._db.run(lambda conn: _release_in(conn, job_id, now))
+
+    async def grant(
+        self, guild_id: int, member_id: int, amount: int, reason: str, actor_id: int | None = None
+    ) -> LedgerEntry:
+        """Add (or, negative, deduct) an amount to the member's budget for the current period, with a reason."""
+        guild, member = check_id(guild_id, "server id"), check_id(member_id, "member id")
+        value = check_amount(amount, "grant", allow_negative=True, allow_zero=False)
+        actor = None if actor_id is None else check_id(actor_id, "admin id")
+        if not isinstance(reason, str) or not reason.strip():
+            raise BudgetInputError("A grant needs a reason.")
+        text = reason.strip()
+        if len(text) > MAX_REASON_CHARS:
+            raise BudgetInputError(f"A grant's reason must be at most {MAX_REASON_CHARS} characters.")
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection) -> LedgerEntry:
+            return LedgerQueries(conn).insert(
+                guild_id=guild,
+                member_id=member,
+                job_id=None,
+                kind=EntryKind.GRANT,
+                amount=value,
+                effective_at=now,
+                created_at=now,
+                reason=text,
+                actor_id=actor,
+            )
+
+        entry = await self._db.run(unit)
+        log.info("grant of %s to member %d in guild %d by %s: %s", format_usd(value), member, guild, actor, text)
+        return entry
+
+    async def status(self, guild_id: int, member_id: int, role_ids: Sequence[int]) -> BudgetStatus:
+        """Return the member's allowance, grants, spend, holds and remaining budget this period, and the server's."""
+        guild, member = check_id(guild_id, "server id"), check_id(member_id, "member id")
+        roles = [check_id(role, "role id") for role in role_ids]
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection) -> BudgetStatus:
+            limit = self._budgets.member_limit(conn, guild, member, roles)
+            start, end = period_bounds(limit.period, now)
+            first_day, end_day = day_span(start, end)
+            totals = LedgerQueries(conn).totals(guild, member, first_day, end_day)
+            mine, server = totals.member, totals.server
+            if limit.blocked:
+                remaining: int | None = 0
+            elif limit.allowance is None:
+                remaining = None
+            else:
+                remaining = max(0, limit.allowance + mine.granted - mine.spent - mine.reserved)
+            return BudgetStatus(
+                period=limit.period,
+                period_start=start,
+                resets_at=end,
+                allowance=limit.allowance,
+                blocked=limit.blocked,
+                granted=mine.granted,
+                spent=mine.spent,
+                reserved=mine.reserved,
+                remaining=remaining,
+                server_cap=limit.server_cap,
+                server_spent=server.spent,
+                server_reserved=server.reserved,
+            )
+
+        return await self._db.run(unit, write=False)
+
+    async def reconcile(self, *, orphan_grace: timedelta = timedelta(0)) -> ReconcileReport:
+        """Resolve holds left open by a crash; check the daily totals against the ledger and rebuild them if needed.
+
+        A hold whose job succeeded (was delivered) is settled to the job's cost (to its estimate if no cost was
+        recorded, the conservative choice); a hold whose job failed, was cancelled or rejected is released; a hold
+        whose job row is gone and is older than `orphan_grace` is released; holds of active jobs are kept.
+        """
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection) -> tuple[ReconcileReport, list[SettleResult]]:
+            ledger = LedgerQueries(conn)
+            settled: list[str] = []
+            released: list[str] = []
+            kept: list[str] = []
+            settlements: list[SettleResult] = []
+            for hold in ledger.open_holds():
+                entry, state = hold.entry, hold.job_state
+                job_id = entry.job_id
+                if job_id is None:  # pragma: no cover - the schema gives every hold a job id
+                    continue
+                if (state is None and now - entry.created_at < orphan_grace) or state in ACTIVE_STATES:
+                    kept.append(job_id)
+                elif state is JobState.SUCCEEDED:
+                    # Only a delivered success is charged; failed, cancelled and rejected jobs never are.
+                    cost = entry.amount if hold.job_cost is None else hold.job_cost
+                    settlements.append(_settle_in(conn, job_id, cost, now))
+                    settled.append(job_id)
+                else:
+                    _release_in(conn, job_id, now)
+                    released.append(job_id)
+            mismatches = ledger.count_totals_mismatches()
+            if mismatches:
+                ledger.rebuild_totals()
+            return ReconcileReport(settled, released, kept, totals_repaired=mismatches), settlements
+
+        report, settlements = await self._db.run(unit)
+        for result in settlements:
+            _log_settlement(result, result.actual)
+        if report.totals_repaired:
+            log.error("rebuilt the daily totals from the ledger: %d rows disagreed", report.totals_repaired)
+        if report.settled or report.released:
+            log.info(
+                "reconciled open holds: %d settled, %d released, %d kept",
+                len(report.settled),
+                len(report.released),
+                len(report.kept),
+            )
+        return report
+
+
+def _refusal(
+    ledger: LedgerQueries, limit: MemberLimit, guild: int, member: int, amount: int, start: datetime, end: datetime
+) -> BudgetExceededError | None:
+    """Return why a hold of `amount` does not fit (member first, then server), or None if it fits."""
+    if limit.blocked:
+        return BudgetExceededError("blocked", amount, 0, end)
+    first_day, end_day = day_span(start, end)
+    totals = ledger.totals(guild, member, first_day, end_day)
+    if limit.allowance is not None:
+        mine = totals.member
+        left = limit.allowance + mine.granted - mine.spent - mine.reserved
+        if amount > left:
+            return BudgetExceededError("member", amount, max(0, left), end)
+    if limit.server_cap is not None:
+        server = totals.server
+        left = limit.server_cap - server.spent - server.reserved
+        if amount > left:
+            return BudgetExceededError("server", amount, max(0, left), end)
+    return None
+
+
+def _repeated_reservation(
+    entries: list[LedgerEntry], job_id: str, guild_id: int, member_id: int, estimate: int, resets_at: datetime
+) -> Reservation:
+    kinds = {entry.kind: entry for entry in entries}
+    hold = kinds.get(EntryKind.HOLD)
+    if hold is None or EntryKind.SETTLE in kinds or EntryKind.RELEASE in kinds:
+        raise LedgerError(f"Job {job_id} was already settled or released; a job is reserved only once.")
+    if (hold.guild_id, hold.member_id, hold.amount) != (guild_id, member_id, estimate):
+        raise LedgerError(f"Job {job_id} already holds a different reservation ({format_usd(hold.amount)}).")
+    return Reservation(job_id, guild_id, member_id, estimate, hold.effective_at, resets_at, created=False)
+
+
+def _settle_in(conn: sqlite3.Connection, job_id: str, actual: int, now: datetime) -> SettleResult:
+    ledger = LedgerQueries(conn)
+    kinds = {entry.kind: entry for entry in ledger.entries_for_job(job_id)}
+    hold = kinds.get(EntryKind.HOLD)
+    if hold is None:
+        raise LedgerError(f"No reservation was found for job {job_id}, so there is nothing to settle.")
+    settled = kinds.get(EntryKind.SETTLE)
+    if settled is not None:
+        return SettleResult(job_id, hold.amount, settled.amount, settled.overrun, repeated=True)
+    # After a release the hold no longer covers anything: the whole cost is then an overrun.
+    released = 0 if EntryKind.RELEASE in kinds else hold.amount
+    overrun = max(0, actual - released)
+    ledger.insert(
+        guild_id=hold.guild_id,
+        member_id=hold.member_id,
+        job_id=job_id,
+        kind=EntryKind.SETTLE,
+        amount=actual,
+        released=released,
+        overrun=overrun,
+        effective_at=hold.effective_at,
+        created_at=now,
+    )
+    return SettleResult(job_id, hold.amount, actual, overrun, repeated=False)
+
+
+def _release_in(conn: sqlite3.Connection, job_id: str, now: datetime) -> bool:
+    ledger = LedgerQueries(conn)
+    kinds = {entry.kind: entry for entry in ledger.entries_for_job(job_id)}
+    hold = kinds.get(EntryKind.HOLD)
+    if hold is None:
+        raise LedgerError(f"No reservation was found for job {job_id}, so there is nothing to release.")
+    if EntryKind.SETTLE in kinds or EntryKind.RELEASE in kinds:
+        return False
+    ledger.insert(
+        guild_id=hold.guild_id,
+        member_id=hold.member_id,
+        job_id=job_id,
+        kind=EntryKind.RELEASE,
+        amount=hold.amount,
+        released=hold.amount,
+        effective_at=hold.effective_at,
+        created_at=now,
+    )
+    return True
+
+
+def _log_settlement(result: SettleResult, requested: int) -> None:
+    if result.repeated:
+        if requested != result.actual:
+            log.warning(
+                "job %s was already settled at %s; ignoring a second settlement of %s",
+                result.job_id,
+                format_usd(result.actual),
+                format_usd(requested),
+            )
+        return
+    if result.overrun:
+        log.warning(
+            "overrun on job %s: charged %s against a reservation of %s (%s not covered)",
+            result.job_id,
+            format_usd(result.actual),
+            format_usd(result.estimate),
+            format_usd(result.overrun),
+        )

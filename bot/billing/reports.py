@@ -1,0 +1,184 @@
+"""Spend reports for a server: per member, per model and per UTC day over a date range, and CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from bot.billing.budgets import Budgets, parse_period, period_bounds
+from bot.billing.errors import BudgetInputError, check_id
+from bot.catalog import Period
+from bot.storage.database import Database
+from bot.storage.repositories import ReportQueries, SpendRow, utc_now
+
+__all__ = ["DaySpend", "MemberSpend", "ModelSpend", "Reports", "SpendReport", "to_csv"]
+
+_EPOCH_DAY = date(1970, 1, 1)
+
+CsvView = Literal["detail", "member", "model", "day"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSpend:
+    """One member's charges in the report's range."""
+
+    member_id: int
+    jobs: int
+    spent: int
+    overrun: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpend:
+    """Charges for one model in the report's range (`unknown` when the job rows were deleted)."""
+
+    model: str
+    jobs: int
+    spent: int
+
+
+@dataclass(frozen=True, slots=True)
+class DaySpend:
+    """Charges counted on one UTC day."""
+
+    day: date
+    jobs: int
+    spent: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpendReport:
+    """A server's charges over [start, end), at the finest grain (day x member x model), with the usual views."""
+
+    guild_id: int
+    start: datetime
+    end: datetime
+    rows: tuple[SpendRow, ...]
+
+    @property
+    def total_spent(self) -> int:
+        """Sum all charges in the range."""
+        return sum(row.spent for row in self.rows)
+
+    @property
+    def total_jobs(self) -> int:
+        """Count the charged jobs in the range."""
+        return sum(row.jobs for row in self.rows)
+
+    @property
+    def by_member(self) -> list[MemberSpend]:
+        """Group spend per member, largest spender first."""
+        totals: dict[int, list[int]] = {}
+        for row in self.rows:
+            entry = totals.setdefault(row.member_id, [0, 0, 0])
+            entry[0] += row.jobs
+            entry[1] += row.spent
+            entry[2] += row.overrun
+        spends = [MemberSpend(member, jobs, spent, overrun) for member, (jobs, spent, overrun) in totals.items()]
+        return sorted(spends, key=lambda item: (-item.spent, item.member_id))
+
+    @property
+    def by_model(self) -> list[ModelSpend]:
+        """Group spend per model, largest first."""
+        totals: dict[str, list[int]] = {}
+        for row in self.rows:
+            entry = totals.setdefault(row.model, [0, 0])
+            entry[0] += row.jobs
+            entry[1] += row.spent
+        return sorted(
+            (ModelSpend(model, jobs, spent) for model, (jobs, spent) in totals.items()),
+            key=lambda item: (-item.spent, item.model),
+        )
+
+    @property
+    def by_day(self) -> list[DaySpend]:
+        """Group spend per UTC day, in date order (days without charges are left out)."""
+        totals: dict[int, list[int]] = {}
+        for row in self.rows:
+            entry = totals.setdefault(row.day, [0, 0])
+            entry[0] += row.jobs
+            entry[1] += row.spent
+        return [DaySpend(_day(day), jobs, spent) for day, (jobs, spent) in sorted(totals.items())]
+
+
+class Reports:
+    """Builds spend reports from the ledger."""
+
+    def __init__(self, db: Database, budgets: Budgets, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._db = db
+        self._budgets = budgets
+        self._clock = clock
+
+    async def spend(self, guild_id: int, start: date | datetime, end: date | datetime) -> SpendReport:
+        """Report charges counted in [start, end); dates mean 00:00 UTC, datetimes must be timezone-aware."""
+        guild = check_id(guild_id, "server id")
+        since, until = _instant(start, "start"), _instant(end, "end")
+        if since >= until:
+            raise BudgetInputError("A report's start must be before its end.")
+
+        def read(conn: sqlite3.Connection) -> list[SpendRow]:
+            return ReportQueries(conn).spend_rows(guild, since, until)
+
+        rows = await self._db.run(read, write=False)
+        return SpendReport(guild, since, until, tuple(rows))
+
+    async def spend_for_period(self, guild_id: int, period: Period | str | None = None) -> SpendReport:
+        """Report the current period (the server's own period unless `period` is given)."""
+        guild = check_id(guild_id, "server id")
+        kind = (await self._budgets.rules(guild)).period if period is None else parse_period(period)
+        start, end = period_bounds(kind, self._clock())
+        return await self.spend(guild, start, end)
+
+
+def to_csv(report: SpendReport, view: CsvView = "detail") -> str:
+    """Render the report as CSV: `detail` (day, member, model), or totals per `member`, `model` or `day`.
+
+    Amounts are exact decimal dollars (`0.011000`); member ids are written as text so spreadsheets keep every digit.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if view == "detail":
+        writer.writerow(["date", "member_id", "model", "jobs", "spent_usd", "overrun_usd"])
+        for row in report.rows:
+            writer.writerow(
+                [_day(row.day).isoformat(), str(row.member_id), row.model, row.jobs, _usd(row.spent), _usd(row.overrun)]
+            )
+    elif view == "member":
+        writer.writerow(["member_id", "jobs", "spent_usd", "overrun_usd"])
+        for member in report.by_member:
+            writer.writerow([str(member.member_id), member.jobs, _usd(member.spent), _usd(member.overrun)])
+    elif view == "model":
+        writer.writerow(["model", "jobs", "spent_usd"])
+        for model in report.by_model:
+            writer.writerow([model.model, model.jobs, _usd(model.spent)])
+    elif view == "day":
+        writer.writerow(["date", "jobs", "spent_usd"])
+        for day in report.by_day:
+            writer.writerow([day.day.isoformat(), day.jobs, _usd(day.spent)])
+    else:
+        raise BudgetInputError(f"Unknown report view {view!r}; choose detail, member, model or day.")
+    return out.getvalue()
+
+
+def _usd(micros: int) -> str:
+    return f"{Decimal(micros).scaleb(-6):.6f}"
+
+
+def _day(day_number: int) -> date:
+    return _EPOCH_DAY + timedelta(days=day_number)
+
+
+def _instant(value: date | datetime, what: str) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise BudgetInputError(f"The report's {what} must include a time zone.")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=UTC)
+    raise BudgetInputError(f"The report's {what} must be a date, not {value!r}.")

@@ -1,0 +1,110 @@
+"""Numbered SQL migrations (`migrations/NNNN_name.sql`), applied in order in one transaction.
+
+The schema version lives in `PRAGMA user_version`. Every pending migration and the version bump are applied in a
+single `BEGIN IMMEDIATE` transaction, so a crash or an error leaves the file at its previous version, never halfway.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from dataclasses import dataclass
+from importlib import resources
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(Exception):
+    """The database cannot be brought to the schema this code expects."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered SQL script."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """Read the migration scripts shipped in the package, sorted by version, checking the numbers have no gaps."""
+    folder = resources.files("bot.storage").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda migration: migration.version)
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise MigrationError(f"migrations must be numbered 0001, 0002, ... without gaps; found {migration.version}")
+    return found
+
+
+def latest_version() -> int:
+    """Return the schema version this code expects."""
+    return len(load_migrations())
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a script into complete statements (trigger bodies stay whole), dropping empty ones and comments-only."""
+    statements: list[str] = []
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if _has_code(buffer):
+                statements.append(buffer.strip())
+            buffer = ""
+    if _has_code(buffer.rstrip(";")):
+        raise MigrationError(f"incomplete SQL statement at the end of a migration: {buffer.strip()[:60]!r}")
+    return statements
+
+
+def _has_code(sql: str) -> bool:
+    lines = (line.split("--", 1)[0].strip() for line in sql.splitlines())
+    return any(line and line != ";" for line in lines)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """Return the schema version recorded in the file."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def apply_migrations(conn: sqlite3.Connection, target: int | None = None) -> int:
+    """Bring the file to `target` (default: the latest version) in one transaction; return the resulting version.
+
+    `conn` must be in autocommit mode (`isolation_level=None`) and not inside a transaction.
+    """
+    migrations = load_migrations()
+    latest = len(migrations)
+    goal = latest if target is None else target
+    if not 0 <= goal <= latest:
+        raise MigrationError(f"unknown schema version {goal}; this code knows versions 0 to {latest}")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = user_version(conn)
+        if current > latest:
+            raise MigrationError(
+                f"the database is at schema version {current}, newer than this code's {latest}; upgrade Atelier"
+            )
+        if current > goal:
+            raise MigrationError(f"the database is at schema version {current}; migrations cannot go back to {goal}")
+        for migration in migrations[current:goal]:
+            for statement in split_statements(migration.sql):
+                conn.execute(statement)
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+        if goal != current:
+            # PRAGMA takes no parameters; `goal` is an int checked above.
+            conn.execute(f"PRAGMA user_version = {int(goal)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return goal

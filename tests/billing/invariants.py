@@ -1,0 +1,127 @@
+"""Checks shared by the property and crash tests: the ledger's own consistency, and a replay of every hold."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from bot.billing.budgets import BudgetRules
+from bot.storage.repositories import LedgerQueries
+
+
+@dataclass
+class Sums:
+    spent: int = 0
+    reserved: int = 0
+    granted: int = 0
+
+
+def ledger_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    conn.row_factory = sqlite3.Row
+    return list(conn.execute("SELECT * FROM ledger ORDER BY id"))
+
+
+def sums_by_member(conn: sqlite3.Connection) -> dict[tuple[int, int], Sums]:
+    """Sum the raw ledger rows per (guild, member), by the rules of the ledger table's comment."""
+    sums: dict[tuple[int, int], Sums] = defaultdict(Sums)
+    for row in ledger_rows(conn):
+        entry = sums[(row["guild_id"], row["member_id"])]
+        if row["kind"] == "hold":
+            entry.reserved += row["amount"]
+        elif row["kind"] == "grant":
+            entry.granted += row["amount"]
+        else:
+            entry.reserved -= row["released"]
+            if row["kind"] == "settle":
+                entry.spent += row["amount"]
+    return dict(sums)
+
+
+def check_ledger_consistent(conn: sqlite3.Connection) -> None:
+    """Assert what must hold of any ledger, whatever happened: rows agree with their holds, totals with the rows."""
+    holds: dict[str, sqlite3.Row] = {}
+    released: set[str] = set()
+    settled: set[str] = set()
+    for row in ledger_rows(conn):
+        job = row["job_id"]
+        if row["kind"] == "grant":
+            assert job is None and row["amount"] != 0
+            continue
+        if row["kind"] == "hold":
+            assert job not in holds, f"second hold for {job}"
+            holds[job] = row
+            continue
+        hold = holds.get(job)
+        assert hold is not None, f"{row['kind']} of {job} without an earlier hold"
+        assert (row["guild_id"], row["member_id"], row["effective_at"]) == (
+            hold["guild_id"],
+            hold["member_id"],
+            hold["effective_at"],
+        )
+        if row["kind"] == "release":
+            assert job not in released and job not in settled, f"release of {job} after it ended"
+            assert row["amount"] == row["released"] == hold["amount"]
+            released.add(job)
+        else:
+            assert job not in settled, f"second settle of {job}"
+            expected_release = 0 if job in released else hold["amount"]
+            assert row["released"] == expected_release
+            assert row["overrun"] == max(0, row["amount"] - expected_release)
+            settled.add(job)
+    for sums in sums_by_member(conn).values():
+        assert sums.reserved >= 0 and sums.spent >= 0
+    assert LedgerQueries(conn).count_totals_mismatches() == 0
+
+
+def open_hold_ids(conn: sqlite3.Connection) -> set[str]:
+    return {hold.entry.job_id for hold in LedgerQueries(conn).open_holds() if hold.entry.job_id is not None}
+
+
+def check_every_hold_fit(
+    conn: sqlite3.Connection,
+    rule_states: Sequence[BudgetRules],
+    roles_of: Mapping[int, Sequence[int]],
+) -> None:
+    """Replay the ledger in commit order and assert each hold fitted the rules in force when it was written.
+
+    Rule changes are known only as an ordered list, not by their position among the ledger rows; since a hold's
+    fit depends only on the rows before it, the earliest rule state (at or after the previous hold's) that the
+    hold fits is always a valid choice, and if none fits, no interleaving could have allowed it. All rows must
+    belong to one budget period (the tests that use this keep the clock still).
+    """
+    member_sums: dict[int, Sums] = defaultdict(Sums)
+    server = Sums()
+    state = 0
+    for row in ledger_rows(conn):
+        member = row["member_id"]
+        mine = member_sums[member]
+        if row["kind"] == "hold":
+            amount = row["amount"]
+            while not _fits(rule_states[state], member, roles_of.get(member, ()), amount, mine, server):
+                state += 1
+                assert state < len(rule_states), (
+                    f"hold {row['job_id']} of {amount} for member {member} fitted no rules in force: "
+                    f"spent {mine.spent}, reserved {mine.reserved}, granted {mine.granted}; "
+                    f"server spent {server.spent}, reserved {server.reserved}"
+                )
+            mine.reserved += amount
+            server.reserved += amount
+        elif row["kind"] == "grant":
+            mine.granted += row["amount"]
+        else:
+            mine.reserved -= row["released"]
+            server.reserved -= row["released"]
+            if row["kind"] == "settle":
+                mine.spent += row["amount"]
+                server.spent += row["amount"]
+
+
+def _fits(rules: BudgetRules, member: int, roles: Sequence[int], amount: int, mine: Sums, server: Sums) -> bool:
+    limit = rules.limit_for(member, roles)
+    if limit.blocked:
+        return False
+    if limit.allowance is not None and mine.spent + mine.reserved + amount > limit.allowance + mine.granted:
+        return False
+    return limit.server_cap is None or server.spent + server.reserved + amount <= limit.server_cap

@@ -1,0 +1,273 @@
+"""Repositories: jobs round-trip every column, meta is a key/value store, the ledger is append-only."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
+from bot.jobs.state import ACTIVE_STATES, FINISHED_STATES, JobState
+from bot.storage.database import Database
+from bot.storage.repositories import (
+    EntryKind,
+    JobRepository,
+    LedgerQueries,
+    MetaRepository,
+    NewJob,
+    from_ms,
+    new_job_id,
+    to_ms,
+)
+
+NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def a_job(**changes: Any) -> NewJob:
+    fields: dict[str, Any] = {
+        "member_id": 20,
+        "guild_id": 10,
+        "channel_id": 30,
+        "model": ModelName.GPT_IMAGE_1_5,
+        "size": Size.LANDSCAPE,
+        "quality": Quality.HIGH,
+        "background": Background.TRANSPARENT,
+        "format": OutputFormat.WEBP,
+        "count": 2,
+        "prompt": "a lighthouse at dusk, oil on canvas",
+        "estimate": 440_330,
+    }
+    fields.update(changes)
+    return NewJob(**fields)
+
+
+def test_new_job_ids_are_short_hex_and_unique() -> None:
+    """Job ids are 12 hex characters (they go into Discord custom_ids) and do not repeat."""
+    ids = {new_job_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(re.fullmatch(r"[0-9a-f]{12}", job_id) for job_id in ids)
+
+
+def test_millisecond_timestamps_round_trip_exactly() -> None:
+    """Datetimes survive the integer-milliseconds column unchanged; naive datetimes are refused."""
+    moment = datetime(2031, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
+    assert from_ms(to_ms(moment)) == moment
+    with pytest.raises(ValueError, match="timezone-aware"):
+        to_ms(datetime(2025, 1, 1))
+
+
+def test_job_states_split_into_active_and_finished() -> None:
+    """Every state is either active (resumed on restart) or finished, never both."""
+    assert set(JobState) == ACTIVE_STATES | FINISHED_STATES
+    assert not ACTIVE_STATES & FINISHED_STATES
+    assert JobState.SUCCEEDED.is_finished and not JobState.SUBMITTED.is_finished
+
+
+async def test_created_job_reads_back_with_every_field(db: Database) -> None:
+    """A job stored with references, extras, a parent and an interaction token reads back identically."""
+    jobs = JobRepository(db, clock=Clock())
+    parent = await jobs.create(a_job())
+    expires = NOW + timedelta(minutes=15)
+    new = a_job(
+        references=("img-uuid-1", "img-uuid-2"),
+        extras={"delivery": {"channel_id": 31}, "seed": 7},
+        parent_job_id=parent.id,
+        interaction_token="tok",
+        interaction_expires_at=expires,
+        state=JobState.AWAITING_APPROVAL,
+    )
+    created = await jobs.create(new)
+    assert created == await jobs.get(new.id)
+    assert created.id == new.id and created.state is JobState.AWAITING_APPROVAL
+    assert created.references == ("img-uuid-1", "img-uuid-2")
+    assert created.extras == {"delivery": {"channel_id": 31}, "seed": 7}
+    assert created.parent_job_id == parent.id
+    assert (created.interaction_token, created.interaction_expires_at) == ("tok", expires)
+    assert (created.model, created.size, created.quality) == (ModelName.GPT_IMAGE_1_5, Size.LANDSCAPE, Quality.HIGH)
+    assert (created.background, created.format, created.count) == (Background.TRANSPARENT, OutputFormat.WEBP, 2)
+    assert created.created_at == NOW and created.cost is None and created.task_uuid is None
+    assert created.finished_at is None and created.delivered_at is None
+
+
+async def test_unknown_job_reads_as_none(db: Database) -> None:
+    """Getting a job id that was never stored returns None."""
+    assert await JobRepository(db).get("nope") is None
+
+
+async def test_duplicate_job_id_is_refused(db: Database) -> None:
+    """Two jobs cannot share an id."""
+    jobs = JobRepository(db)
+    job = a_job()
+    await jobs.create(job)
+    with pytest.raises(sqlite3.IntegrityError):
+        await jobs.create(job)
+
+
+async def test_extras_may_not_shadow_references(db: Database) -> None:
+    """The `references` key is reserved for the references field."""
+    with pytest.raises(ValueError, match="references"):
+        await JobRepository(db).create(a_job(extras={"references": ["x"]}))
+
+
+async def test_state_changes_record_finish_time_and_honour_expected_states(db: Database) -> None:
+    """update_state moves the job, records finished_at for end states, and refuses unexpected current states."""
+    clock = Clock()
+    jobs = JobRepository(db, clock=clock)
+    job = await jobs.create(a_job())
+    assert await jobs.update_state(job.id, JobState.SUBMITTED, expected={JobState.QUEUED})
+    assert not await jobs.update_state(job.id, JobState.CANCELLED, expected={JobState.QUEUED})
+    clock.now = NOW + timedelta(seconds=40)
+    assert await jobs.update_state(job.id, JobState.FAILED, error="content policy", expected=ACTIVE_STATES)
+    stored = await jobs.get(job.id)
+    assert stored is not None
+    assert (stored.state, stored.error, stored.finished_at) == (JobState.FAILED, "content policy", clock.now)
+    assert not await jobs.update_state("missing", JobState.FAILED)
+
+
+async def test_task_uuid_cost_and_interaction_are_recorded(db: Database) -> None:
+    """The task UUID, the cost and the interaction token each land on the job."""
+    jobs = JobRepository(db, clock=Clock())
+    job = await jobs.create(a_job())
+    assert await jobs.set_task_uuid(job.id, "0b0e6f0e-0000-4000-8000-000000000001")
+    assert await jobs.set_cost(job.id, 199_610)
+    assert await jobs.set_interaction(job.id, None, None)
+    stored = await jobs.get(job.id)
+    assert stored is not None
+    assert (stored.task_uuid, stored.cost, stored.interaction_token) == (
+        "0b0e6f0e-0000-4000-8000-000000000001",
+        199_610,
+        None,
+    )
+
+
+async def test_task_uuid_is_unique_across_jobs(db: Database) -> None:
+    """Two jobs can never point at the same Runware task (that would deliver or charge one result twice)."""
+    jobs = JobRepository(db)
+    first, second = await jobs.create(a_job()), await jobs.create(a_job())
+    await jobs.set_task_uuid(first.id, "same")
+    with pytest.raises(sqlite3.IntegrityError):
+        await jobs.set_task_uuid(second.id, "same")
+
+
+async def test_delivery_is_recorded_only_once(db: Database) -> None:
+    """mark_delivered is true the first time only, so a result is posted once."""
+    jobs = JobRepository(db, clock=Clock())
+    job = await jobs.create(a_job())
+    assert await jobs.mark_delivered(job.id, 123456789)
+    assert not await jobs.mark_delivered(job.id, 987654321)
+    stored = await jobs.get(job.id)
+    assert stored is not None and stored.result_message_id == 123456789 and stored.delivered_at == NOW
+
+
+async def test_unfinished_and_recent_listings(db: Database) -> None:
+    """list_unfinished returns active jobs oldest first; list_recent_for_member the member's newest first."""
+    clock = Clock()
+    jobs = JobRepository(db, clock=clock)
+    ids = []
+    for minute, state in enumerate(
+        [JobState.QUEUED, JobState.SUCCEEDED, JobState.SUBMITTED, JobState.AWAITING_APPROVAL]
+    ):
+        clock.now = NOW + timedelta(minutes=minute)
+        ids.append((await jobs.create(a_job(state=state))).id)
+    clock.now = NOW + timedelta(minutes=10)
+    await jobs.create(a_job(member_id=99))
+    await jobs.create(a_job(guild_id=None))
+    assert [job.id for job in await jobs.list_unfinished()][:3] == [ids[0], ids[2], ids[3]]
+    recent = await jobs.list_recent_for_member(10, 20, 3)
+    assert [job.id for job in recent] == [ids[3], ids[2], ids[1]]
+    assert len(await jobs.list_recent_for_member(None, 20, 10)) == 1
+
+
+async def test_deleting_a_parent_clears_the_childs_link(db: Database) -> None:
+    """The parent link is a foreign key: deleting the parent leaves the child with no parent, not a dangling id."""
+    jobs = JobRepository(db)
+    parent = await jobs.create(a_job())
+    child = await jobs.create(a_job(parent_job_id=parent.id))
+    assert await jobs.delete(parent.id)
+    stored = await jobs.get(child.id)
+    assert stored is not None and stored.parent_job_id is None
+    with pytest.raises(sqlite3.IntegrityError):
+        await jobs.create(a_job(parent_job_id="no-such-job"))
+
+
+async def test_meta_stores_replaces_and_deletes_values(db: Database) -> None:
+    """Meta is a plain key/value table."""
+    meta = MetaRepository(db)
+    assert await meta.get("command_hash") is None
+    await meta.set("command_hash", "one")
+    await meta.set("command_hash", "two")
+    assert await meta.get("command_hash") == "two"
+    assert await meta.delete("command_hash")
+    assert not await meta.delete("command_hash")
+
+
+async def test_ledger_rows_can_be_neither_changed_nor_deleted(db: Database) -> None:
+    """The ledger is append-only, enforced by the schema."""
+
+    def add(conn: sqlite3.Connection) -> None:
+        LedgerQueries(conn).insert(
+            guild_id=1, member_id=2, job_id="j", kind=EntryKind.HOLD, amount=10, effective_at=NOW, created_at=NOW
+        )
+
+    await db.run(add)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        await db.run(lambda conn: conn.execute("UPDATE ledger SET amount = 0"))
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        await db.run(lambda conn: conn.execute("DELETE FROM ledger"))
+
+
+async def test_ledger_holds_one_row_of_each_kind_per_job(db: Database) -> None:
+    """A second hold (or settle) for the same job violates the idempotency key."""
+
+    def hold(conn: sqlite3.Connection) -> None:
+        LedgerQueries(conn).insert(
+            guild_id=1, member_id=2, job_id="j", kind=EntryKind.HOLD, amount=10, effective_at=NOW, created_at=NOW
+        )
+
+    await db.run(hold)
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        await db.run(hold)
+
+
+@pytest.mark.parametrize(
+    ("kind", "amount", "released", "overrun"),
+    [
+        (EntryKind.HOLD, -1, 0, 0),
+        (EntryKind.HOLD, 10, 5, 0),
+        (EntryKind.SETTLE, 10**12 + 1, 0, 0),
+        (EntryKind.SETTLE, 10, 0, 11),
+        (EntryKind.RELEASE, 10, 9, 0),
+        (EntryKind.SETTLE, 10, -1, 0),
+    ],
+)
+async def test_ledger_rejects_impossible_rows(
+    db: Database, kind: EntryKind, amount: int, released: int, overrun: int
+) -> None:
+    """Negative holds, absurd amounts and inconsistent released/overrun figures are refused by the schema."""
+
+    def add(conn: sqlite3.Connection) -> None:
+        LedgerQueries(conn).insert(
+            guild_id=1,
+            member_id=2,
+            job_id="j",
+            kind=kind,
+            amount=amount,
+            released=released,
+            overrun=overrun,
+            effective_at=NOW,
+            created_at=NOW,
+        )
+
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        await db.run(add)
