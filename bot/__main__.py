@@ -6,19 +6,52 @@ returns an exit status. A settings problem is printed as one line on stderr with
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from bot import __version__
-from bot.cli import EXIT_USAGE, GENERATE, CliParser, Subcommand
-from bot.settings import SettingsError
+from bot.app import RUN
+from bot.cli import CHECK, EXIT_OK, EXIT_USAGE, GENERATE, CliParser, Subcommand
+from bot.client import application_id_from_token, invite_url
+from bot.settings import SettingsError, load_settings
+
+
+def _configure_invite(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--client-id",
+        type=int,
+        help="the application id (default: read from DISCORD_TOKEN)",
+    )
+
+
+def _run_invite(args: argparse.Namespace) -> int:
+    """Print the invite URL; the application id comes from --client-id or from the bot token."""
+    application_id = args.client_id
+    if application_id is None:
+        token = load_settings().require_discord_token()
+        application_id = application_id_from_token(token)
+        if application_id is None:
+            raise SettingsError("DISCORD_TOKEN", "is not a bot token (cannot read the application id); use --client-id")
+    print(invite_url(application_id))
+    return EXIT_OK
+
+
+INVITE = Subcommand(
+    help="print the OAuth2 URL that invites the bot with the scopes and permissions it needs",
+    configure=_configure_invite,
+    run=_run_invite,
+)
 
 SUBCOMMANDS: dict[str, Subcommand] = {
+    "run": RUN,
     "generate": GENERATE,
+    "check": CHECK,
+    "invite": INVITE,
 }
-"""Subcommand name -> handler; `run`, `check` and `invite` are added here as they are built."""
+"""Subcommand name -> handler (contract §5.2)."""
 
-DEFAULT_SUBCOMMAND: str | None = None
-"""What runs when no subcommand is given (`run` once it exists); until then the help is printed (exit status 2)."""
+DEFAULT_SUBCOMMAND: str | None = "run"
+"""What runs when no subcommand is given: the bot."""
 
 
 def build_parser() -> CliParser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from bot.runware.client import RunwareClient
 from bot.runware.errors import RunwareError
 from bot.runware.models import GenerationResult, ImageInferenceRequest, ImageRequestError, ImageResult
 from bot.settings import Settings, load_settings
+from bot.storage.database import Database, DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -187,3 +189,77 @@ def _extension(data: bytes, image: ImageResult, request: ImageInferenceRequest) 
     except InvalidImageError:
         log.warning("image %s of task %s does not decode as an image", image.image_uuid, image.task_uuid)
         return request.format.extension
+
+
+def configure_check(parser: argparse.ArgumentParser) -> None:
+    """`check` takes no arguments."""
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Validate the settings and the database, and verify the Runware key without spending; one line per check."""
+    settings = load_settings()
+    secrets = [secret.get_secret_value() for secret in (settings.discord_token, settings.runware_api_key) if secret]
+    setup_logging("ERROR", secrets=secrets)
+    print(f"config: ok ({settings.config_path})")
+    if settings.discord_token is None:
+        print("discord: DISCORD_TOKEN is not set (needed to run the bot)")
+    else:
+        print("discord: token set")
+    results = asyncio.run(_check_services(settings))
+    for line in results.lines:
+        print(line)
+    return EXIT_OK if results.ok else EXIT_FAILED
+
+
+@dataclass(slots=True)
+class _CheckResults:
+    ok: bool
+    lines: list[str]
+
+
+async def _check_services(settings: Settings) -> _CheckResults:
+    """Open (and migrate) the database, run SQLite's integrity check, and ask Runware whether the key is valid."""
+    results = _CheckResults(ok=True, lines=[])
+    try:
+        async with await Database.open(settings.database) as database:
+            problems = await database.run(_integrity_problems, write=False)
+            if problems:
+                results.ok = False
+                results.lines.append(f"database: {settings.database} is damaged: {'; '.join(problems[:3])}")
+            else:
+                results.lines.append(f"database: ok ({settings.database}, schema version {database.version})")
+    except (DatabaseError, OSError) as exc:
+        results.ok = False
+        results.lines.append(f"database: {exc}")
+    if settings.runware_api_key is None:
+        results.ok = False
+        results.lines.append("runware: RUNWARE_API_KEY is not set")
+        return results
+    async with aiohttp.ClientSession() as session:
+        client = RunwareClient(
+            session,
+            api_key=settings.runware_api_key.get_secret_value(),
+            api_url=settings.runware_api_url,
+            config=settings.app.runware,
+        )
+        try:
+            await client.verify_key()
+        except RunwareError as exc:
+            results.ok = False
+            results.lines.append(f"runware: {exc.user_message}")
+        else:
+            results.lines.append(f"runware: key ok ({settings.runware_api_url})")
+    return results
+
+
+def _integrity_problems(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute("PRAGMA integrity_check").fetchall()
+    messages = [str(row[0]) for row in rows]
+    return [] if messages == ["ok"] else messages
+
+
+CHECK = Subcommand(
+    help="validate the configuration and the database, and verify the Runware key without spending",
+    configure=configure_check,
+    run=run_check,
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bot.__main__ import SUBCOMMANDS, main
+from bot.__main__ import DEFAULT_SUBCOMMAND, SUBCOMMANDS
 from bot.images import decode_image
 from tests.fakes.runware import DEFAULT_API_KEY
 
@@ -235,16 +236,53 @@ def test_content_refusal_is_reported_with_exit_1(fake_url: str, fast_config: str
     assert not (tmp_path / "out").exists()
 
 
-def test_no_subcommand_prints_help_and_returns_2(capsys: pytest.CaptureFixture[str]) -> None:
-    """Until `run` exists, a bare `atelier` prints the help (listing every subcommand) and returns 2."""
-    assert main([]) == 2
-    help_text = capsys.readouterr().err
-    assert "usage: atelier" in help_text
-    for name in SUBCOMMANDS:
-        assert name in help_text
+def test_bare_command_runs_the_bot_and_needs_a_token(fake_url: str) -> None:
+    """With no subcommand the bot runs, so without DISCORD_TOKEN it stops with one line naming it and exit 2."""
+    result = run_cli(fake_url)
+    assert_one_clear_line(result, "DISCORD_TOKEN")
 
 
-def test_subcommands_are_a_registry_with_generate() -> None:
-    """Subcommands are looked up by name, so `run`, `check` and `invite` can be added beside `generate`."""
-    assert "generate" in SUBCOMMANDS
-    assert callable(SUBCOMMANDS["generate"].run)
+def test_every_contract_subcommand_is_registered() -> None:
+    """`run`, `generate`, `check` and `invite` (contract §5.2) are all available, and `run` is the default."""
+    assert set(SUBCOMMANDS) == {"run", "generate", "check", "invite"}
+    assert DEFAULT_SUBCOMMAND == "run"
+
+
+def test_invite_reads_the_application_id_from_the_token(fake_url: str) -> None:
+    """`invite` prints an OAuth2 URL with both scopes, the bot's permissions and the id encoded in the token."""
+    token = base64.b64encode(b"987654321").decode().rstrip("=") + ".Gabc12.signature"
+    result = run_cli(fake_url, "invite", DISCORD_TOKEN=token)
+    assert result.returncode == 0, result.stderr
+    url = result.stdout.strip()
+    assert url.startswith("https://discord.com/oauth2/authorize?")
+    assert "client_id=987654321" in url
+    assert "scope=bot+applications.commands" in url
+    permissions = int(url.split("permissions=")[1].split("&")[0])
+    assert permissions & (1 << 15) and permissions & (1 << 14), "Attach Files and Embed Links are required"
+
+
+def test_invite_with_an_unreadable_token_says_so(fake_url: str) -> None:
+    """A token whose first part is not an id is refused with one line and exit 2 (use --client-id instead)."""
+    result = run_cli(fake_url, "invite", DISCORD_TOKEN="not-a-token")
+    assert_one_clear_line(result, "DISCORD_TOKEN")
+
+
+def test_check_passes_with_a_good_key_and_spends_nothing(fake_url: str, tmp_path: Path) -> None:
+    """`check` opens and migrates the database, verifies the key, exits 0, and the fake bills nothing."""
+    database = tmp_path / "check.sqlite3"
+    result = run_cli(fake_url, "check", ATELIER_DATABASE=str(database))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "config: ok" in result.stdout
+    assert "database: ok" in result.stdout and "schema version" in result.stdout
+    assert "runware: key ok" in result.stdout
+    assert database.exists()
+    stats = admin(fake_url, "/_fake/stats")
+    assert stats["paid_tasks"] == [] and stats["total_cost_micros"] == 0
+
+
+def test_check_reports_a_wrong_key_with_exit_1(fake_url: str, tmp_path: Path) -> None:
+    """A key Runware rejects makes `check` print a runware line that never shows the key, and exit 1."""
+    result = run_cli(fake_url, "check", ATELIER_DATABASE=str(tmp_path / "c.sqlite3"), RUNWARE_API_KEY="wrong-key-123")
+    assert result.returncode == 1
+    assert "runware:" in result.stdout
+    assert "wrong-key-123" not in result.stdout + result.stderr

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import io
+import random
 import warnings
 import zlib
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, PngImagePlugin
 
 from bot.errors import InvalidRequestError
-from bot.images import JPEG_QUALITY, InvalidImageError, decode_image, normalise
+from bot.images import (
+    JPEG_QUALITY,
+    InvalidImageError,
+    ReferenceFetchError,
+    ReferenceTooLargeError,
+    decode_image,
+    fetch_reference,
+    fit_to_limit,
+    format_megabytes,
+    normalise,
+)
 
 
 def encode(image: Image.Image, fmt: str, **options: Any) -> bytes:
@@ -279,3 +292,141 @@ def test_normalised_output_always_decodes_within_bounds(
     assert max(result.width, result.height) <= max_side
     assert abs(result.width - width * scale) <= 1
     assert abs(result.height - height * scale) <= 1
+
+
+# ------------------------------------------------------------------------------------------------ fit_to_limit
+
+
+def noise(size: tuple[int, int], mode: str = "RGB", seed: int = 7) -> Image.Image:
+    """Random pixels: the worst case for every encoder, so only downscaling makes them small."""
+    rng = random.Random(seed)
+    bands = len(mode)
+    data = bytes(rng.getrandbits(8) for _ in range(size[0] * size[1] * bands))
+    image = Image.frombytes(mode, size, data)
+    if mode == "RGBA":
+        alpha = Image.new("L", size, 0)
+        alpha.paste(255, (size[0] // 4, size[1] // 4, size[0] * 3 // 4, size[1] * 3 // 4))
+        image.putalpha(alpha)
+    return image
+
+
+def test_an_image_that_fits_is_kept_byte_for_byte() -> None:
+    """Under the limit: the same bytes, the real type, not re-encoded."""
+    data = png((300, 200))
+    fitted = fit_to_limit(data, limit=len(data), preferred_format="png")
+    assert fitted.data == data and not fitted.reencoded
+    assert (fitted.mime, fitted.filename_ext, fitted.width, fitted.height) == ("image/png", "png", 300, 200)
+
+
+def test_a_big_png_is_made_to_fit_a_small_limit() -> None:
+    """A noisy 800x600 PNG (about 1.4 MB) fits 100 kB: re-encoded, then downscaled keeping the aspect ratio."""
+    data = encode(noise((800, 600)), "PNG")
+    limit = 100_000
+    assert len(data) > 10 * limit
+    fitted = fit_to_limit(data, limit=limit, preferred_format="png")
+    assert len(fitted.data) <= limit and fitted.reencoded
+    decoded = decode_image(fitted.data)
+    assert (decoded.width, decoded.height) == (fitted.width, fitted.height)
+    assert abs(fitted.width / fitted.height - 800 / 600) < 0.02
+    assert decoded.mime == fitted.mime == "image/jpeg"
+
+
+def test_re_encoding_alone_is_tried_before_downscaling() -> None:
+    """A smooth picture that only needs a better encoding keeps its full size."""
+    gradient = Image.linear_gradient("L").resize((1024, 1024)).convert("RGB")
+    data = encode(gradient, "PNG", compress_level=0)
+    fitted = fit_to_limit(data, limit=len(data) // 4, preferred_format="png")
+    assert (fitted.width, fitted.height) == (1024, 1024)
+    assert len(fitted.data) <= len(data) // 4
+
+
+def test_transparency_survives_fitting() -> None:
+    """A transparent image stays in a format with alpha (PNG or WEBP), transparent where it was."""
+    data = encode(noise((600, 600), "RGBA"), "PNG")
+    fitted = fit_to_limit(data, limit=60_000, preferred_format="png")
+    assert len(fitted.data) <= 60_000
+    assert fitted.mime in ("image/png", "image/webp")
+    result = opened(fitted.data).convert("RGBA")
+    assert result.getpixel((1, 1))[3] == 0  # type: ignore[index]
+    assert result.getpixel((fitted.width // 2, fitted.height // 2))[3] == 255  # type: ignore[index]
+
+
+def test_webp_is_kept_when_preferred() -> None:
+    """The member asked for webp: the re-encoded file is WEBP."""
+    data = encode(noise((500, 400)), "PNG")
+    fitted = fit_to_limit(data, limit=80_000, preferred_format="webp")
+    assert fitted.mime == "image/webp" and fitted.filename_ext == "webp" and len(fitted.data) <= 80_000
+
+
+@pytest.mark.parametrize("cut", [200, 12], ids=["truncated", "no-end-chunk"])
+def test_an_image_that_fits_is_still_refused_when_truncated(cut: int) -> None:
+    """Kept byte for byte without decoding, but a PNG cut short (the end chunk or more missing) is refused."""
+    data = png((300, 200))
+    with pytest.raises(InvalidImageError, match="corrupt or truncated"):
+        fit_to_limit(data[: len(data) - cut], limit=len(data), preferred_format="png")
+
+
+def test_fitting_refuses_what_is_not_an_image_and_impossible_limits() -> None:
+    """Not an image: InvalidImageError; a limit no thumbnail can meet: ValueError."""
+    with pytest.raises(InvalidImageError):
+        fit_to_limit(b"hello", limit=10)
+    with pytest.raises(ValueError):
+        fit_to_limit(encode(noise((300, 300)), "PNG"), limit=100)
+
+
+@pytest.mark.parametrize(
+    ("size", "decimals", "text"),
+    [(25 * 1024 * 1024, None, "25 MB"), (30 * 1024 * 1024, 1, "30.0 MB"), (7_864_320, None, "7.5 MB")],
+)
+def test_megabytes_are_shown_as_discord_does(size: int, decimals: int | None, text: str) -> None:
+    """Sizes in MB of 1,048,576 bytes."""
+    assert format_megabytes(size, decimals=decimals) == text
+
+
+# ------------------------------------------------------------------------------------------------ fetch_reference
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/a.png",
+        "http://cdn.discordapp.com/attachments/1/2/a.png",
+        "https://cdn.discordapp.com.evil.example/a.png",
+        "ftp://cdn.discordapp.com/a.png",
+        "file:///etc/passwd",
+        "not a url",
+    ],
+)
+async def test_only_discord_cdn_urls_are_fetched(url: str) -> None:
+    """Anything but https on Discord's CDN hosts is refused before a connection is made."""
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ReferenceFetchError, match="must be Discord attachments"):
+            await fetch_reference(session, url, max_bytes=1024)
+
+
+async def test_extra_hosts_may_use_plain_http_and_the_byte_cap_holds() -> None:
+    """An allowed test host over http works; a body over the cap is refused while streaming."""
+    body = png((64, 64))
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(body)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/img", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}/img"
+            assert await fetch_reference(session, url, max_bytes=len(body), allowed_hosts={"127.0.0.1"}) == body
+            with pytest.raises(ReferenceTooLargeError, match="larger than"):
+                await fetch_reference(session, url, max_bytes=len(body) - 1, allowed_hosts={"127.0.0.1"})
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,196 @@
+"""The composition root of the Discord bot: settings in, one session, one database, the services, the bot, run.
+
+`run(settings)` is what `python -m bot` / `python -m bot run` calls; it returns the process exit status. `open_bot()`
+builds the same object graph for tests, which start it in their own event loop against a fake Discord.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from bot.billing.budgets import Budgets
+from bot.billing.ledger import Ledger
+from bot.billing.pricing import Pricing
+from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommand
+from bot.client import (
+    DEFAULT_GUILD_READY_TIMEOUT,
+    EXTENSIONS,
+    AtelierBot,
+    InvalidTokenError,
+    PrivilegedIntentError,
+    Services,
+    discord_endpoints,
+)
+from bot.images import DISCORD_CDN_HOSTS
+from bot.jobs.scheduler import Scheduler
+from bot.jobs.service import GenerationService
+from bot.log import setup_logging
+from bot.runware.client import RunwareClient
+from bot.settings import Settings, SettingsError, load_settings
+from bot.storage.database import Database, DatabaseError
+from bot.storage.repositories import JobRepository, MetaRepository
+
+log = logging.getLogger(__name__)
+
+HTTP_TIMEOUT_SECONDS = 120.0
+"""Ceiling for one request on the shared session; clients set tighter timeouts of their own."""
+
+
+def reference_hosts(settings: Settings) -> frozenset[str]:
+    """Hosts reference images may be downloaded from: Discord's CDN, plus the configured Discord API host.
+
+    The API host matters when `DISCORD_API_BASE` points at a local Discord (tests, a proxy): attachment URLs then
+    point there too.
+    """
+    api_host = (urlsplit(settings.discord_api_base).hostname or "").lower()
+    return DISCORD_CDN_HOSTS | ({api_host} if api_host else set())
+
+
+def build_services(database: Database, settings: Settings, session: aiohttp.ClientSession) -> Services:
+    """Build the domain services on an open database and the one HTTP session; raise if RUNWARE_API_KEY is unset."""
+    config = settings.app
+    budgets = Budgets(database, config)
+    ledger = Ledger(database, budgets)
+    runware = RunwareClient(
+        session, api_key=settings.require_runware_key(), api_url=settings.runware_api_url, config=config.runware
+    )
+    generation = GenerationService(
+        database,
+        runware,
+        session,
+        ledger,
+        Pricing(config),
+        config,
+        Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency),
+        allowed_hosts=reference_hosts(settings),
+    )
+    return Services(
+        database=database,
+        meta=MetaRepository(database),
+        jobs=JobRepository(database),
+        budgets=budgets,
+        ledger=ledger,
+        generation=generation,
+    )
+
+
+@asynccontextmanager
+async def open_bot(
+    settings: Settings,
+    *,
+    extensions: tuple[str, ...] = EXTENSIONS,
+    guild_ready_timeout: float = DEFAULT_GUILD_READY_TIMEOUT,
+) -> AsyncIterator[AtelierBot]:
+    """Open the session and the database, build the services and the bot; on exit shut all of it down in order.
+
+    The job service starts running jobs (and resumes unfinished ones) when the bot is first ready, with the Discord
+    delivery that `cogs.generate` attached; on exit it stops before the database closes, leaving interrupted jobs
+    for the next start.
+    """
+    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS)
+    async with aiohttp.ClientSession(timeout=timeout) as session, await Database.open(settings.database) as database:
+        services = build_services(database, settings, session)
+        # Holds left open by a crash are settled or released before any new request can reserve.
+        await services.ledger.reconcile()
+        bot = AtelierBot(
+            settings=settings,
+            session=session,
+            services=services,
+            extensions=extensions,
+            guild_ready_timeout=guild_ready_timeout,
+        )
+        try:
+            yield bot
+        finally:
+            await bot.shutdown()
+    log.info("Closed the HTTP session and the database")
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> list[signal.Signals]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            # Windows event loops have no signal handlers; Ctrl+C then ends the process the usual way.
+            continue
+        installed.append(sig)
+    return installed
+
+
+async def run_bot(settings: Settings) -> int:
+    """Run the bot until SIGINT or SIGTERM; return the exit status (2 for an invalid token, 1 if unreachable)."""
+    token = settings.require_discord_token()
+    settings.require_runware_key()
+    stop = asyncio.Event()
+    installed = _install_signal_handlers(stop)
+    try:
+        with discord_endpoints(settings.discord_api_base, settings.discord_gateway_url):
+            async with open_bot(settings) as bot:
+                await bot.serve(token, stop)
+    except InvalidTokenError:
+        print(
+            "atelier: DISCORD_TOKEN: Discord refused the token (401 Unauthorized); "
+            "copy it again from the developer portal's Bot tab",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except PrivilegedIntentError:
+        print(
+            "atelier: [discord] reply_editing = true needs the Message Content intent: switch on "
+            '"Message Content Intent" in the developer portal (Bot tab, Privileged Gateway Intents), '
+            "or set reply_editing = false",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except DatabaseError as exc:
+        print(f"atelier: ATELIER_DATABASE: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (aiohttp.ClientConnectionError, OSError) as exc:
+        print(f"atelier: cannot reach Discord at {settings.discord_api_base}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        loop = asyncio.get_running_loop()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    log.info("Stopped cleanly")
+    return EXIT_OK
+
+
+def run(settings: Settings) -> int:
+    """Set up logging and run the bot in a new event loop; return the exit status."""
+    token = settings.require_discord_token()
+    runware_key = settings.runware_api_key.get_secret_value() if settings.runware_api_key else ""
+    setup_logging(settings.log_level, secrets=[token, runware_key])
+    return asyncio.run(run_bot(settings))
+
+
+def main_run() -> int:
+    """Load the settings from the environment and run the bot; a settings problem is one line and exit status 2."""
+    try:
+        return run(load_settings())
+    except SettingsError as exc:
+        print(f"atelier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _configure_run(parser: argparse.ArgumentParser) -> None:
+    """`run` takes no arguments: everything comes from the environment and the config file."""
+
+
+def _run_subcommand(args: argparse.Namespace) -> int:
+    return run(load_settings())
+
+
+RUN = Subcommand(help="run the Discord bot (the default)", configure=_configure_run, run=_run_subcommand)
+"""The `run` subcommand for `bot.__main__.SUBCOMMANDS`; `SettingsError` propagates to the CLI's one-line handler."""

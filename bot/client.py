@@ -1,0 +1,281 @@
+"""The Discord client: intents, extensions, command sync, and where discord.py sends its requests.
+
+`AtelierBot` receives everything it uses (settings, the one aiohttp session, the domain services) as keyword
+arguments from the composition root (`bot.app`); cogs get their services from it in `setup()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import discord
+import yarl
+from discord.ext import commands
+
+from bot.billing.budgets import Budgets
+from bot.billing.ledger import Ledger
+from bot.jobs.service import GenerationService
+from bot.settings import Settings
+from bot.storage.database import Database
+from bot.storage.repositories import JobRepository, MetaRepository
+from bot.tree import AtelierTree
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS: tuple[str, ...] = (
+    "cogs.account",
+    "cogs.budget",
+    "cogs.generate",
+    "cogs.edit",
+)
+"""Every extension the bot loads, in order; one feature per module, each with `setup()` last."""
+
+DEFAULT_GUILD_READY_TIMEOUT = 2.0
+"""Seconds discord.py waits for the last GUILD_CREATE before `on_ready` (its own default)."""
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+"""How long a shutdown waits for running commands to finish before closing the connection."""
+
+_COMMANDS_HASH_KEY = "discord.commands_hash"
+
+
+def minimum_intents(*, reply_editing: bool = False) -> discord.Intents:
+    """Return the gateway intents the bot needs: guilds (roles and channels for permission checks), guild messages.
+
+    Guild messages bring replies that mention the bot (reply editing); such a reply carries its own content without
+    any privileged intent, and so does the bot's own result it replies to. Members and their permissions arrive
+    inside each interaction, so the privileged Members intent is never needed. The privileged Message Content
+    intent is requested only with `[discord] reply_editing = true`: it is what shows the bot the images of
+    *other* members' messages that a reply points at.
+    """
+    return discord.Intents(guilds=True, guild_messages=True, message_content=reply_editing)
+
+
+@contextmanager
+def discord_endpoints(api_base: str, gateway_url: str | None) -> Iterator[None]:
+    """Point discord.py's REST base and gateway at the configured URLs for the duration, then restore them.
+
+    Both are class attributes of discord.py (pinned at 2.7.x): `Route.BASE` is read on every request, including
+    interaction callbacks and webhooks; `DiscordWebSocket.DEFAULT_GATEWAY` is where a `Client` connects (it never asks
+    `GET /gateway/bot`). Nothing may call `discord.http._set_api_version()` meanwhile: it resets `Route.BASE`.
+    """
+    old_base = discord.http.Route.BASE
+    old_gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    discord.http.Route.BASE = api_base.rstrip("/")
+    if gateway_url is not None:
+        url = yarl.URL(gateway_url)
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = url if url.path else url.with_path("/")
+    try:
+        yield
+    finally:
+        discord.http.Route.BASE = old_base
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = old_gateway
+
+
+def commands_hash(payload: list[dict[str, Any]]) -> str:
+    """Return a stable hash of command definitions (as sent to Discord), independent of their order."""
+    ordered = sorted(payload, key=lambda command: (command.get("type", 1), command["name"]))
+    text = json.dumps(ordered, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The domain services, built once by the composition root and handed to the cogs."""
+
+    database: Database
+    meta: MetaRepository
+    jobs: JobRepository
+    budgets: Budgets
+    ledger: Ledger
+    generation: GenerationService
+
+
+class InvalidTokenError(Exception):
+    """Discord refused the bot token (HTTP 401 on login)."""
+
+
+class PrivilegedIntentError(Exception):
+    """Discord refused a privileged intent the bot asked for (Message Content, for reply editing)."""
+
+
+class AtelierBot(commands.Bot):
+    """The Discord bot: loads `EXTENSIONS`, syncs commands when they changed, and keeps the shared services."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        services: Services,
+        extensions: tuple[str, ...] = EXTENSIONS,
+        guild_ready_timeout: float = DEFAULT_GUILD_READY_TIMEOUT,
+    ) -> None:
+        # Atelier has no voice features, so discord.py's start-up warnings about voice libraries are only noise.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=minimum_intents(reply_editing=settings.app.discord.reply_editing),
+            tree_cls=AtelierTree,
+            allowed_mentions=discord.AllowedMentions.none(),
+            chunk_guilds_at_startup=False,
+            guild_ready_timeout=guild_ready_timeout,
+        )
+        self.settings = settings
+        self.session = session
+        """The one aiohttp session for the bot's own HTTP (Runware, image downloads); discord.py keeps its own."""
+        self.services = services
+        self._extensions = extensions
+        self._jobs_started: asyncio.Task[None] | None = None
+
+    @property
+    def atelier_tree(self) -> AtelierTree:
+        """The command tree, typed as the bot's own subclass."""
+        tree = self.tree
+        assert isinstance(tree, AtelierTree)
+        return tree
+
+    async def setup_hook(self) -> None:
+        """Load the extensions, then sync the commands if their definitions changed since the last sync."""
+        for extension in self._extensions:
+            await self.load_extension(extension)
+        log.info("Loaded %d extension(s): %s", len(self._extensions), ", ".join(self._extensions))
+        try:
+            await self.sync_commands()
+        except discord.HTTPException:
+            # Commands synced earlier keep working; the next start tries again because the hash was not stored.
+            log.exception("Syncing the commands failed; Discord may show outdated commands until the next start")
+
+    async def sync_commands(self, *, force: bool = False) -> bool:
+        """Sync to `ATELIER_DEV_GUILD` if set, else globally, only if the definitions changed; True if synced."""
+        if self.application_id is None:
+            raise RuntimeError("sync_commands() needs the application id, which is known after login")
+        dev_guild = self.settings.dev_guild
+        guild = discord.Object(dev_guild) if dev_guild is not None else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+        digest = commands_hash(payload)
+        scope = f"guild:{dev_guild}" if dev_guild is not None else "global"
+        key = f"{_COMMANDS_HASH_KEY}:{self.application_id}:{scope}"
+        if not force and await self.services.meta.get(key) == digest:
+            log.info("Commands unchanged (%s, %d command(s)); not syncing", scope, len(payload))
+            return False
+        synced = await self.tree.sync(guild=guild)
+        await self.services.meta.set(key, digest)
+        log.info("Synced %d command(s) (%s)", len(synced), scope)
+        return True
+
+    async def serve(self, token: str, stop: asyncio.Event) -> None:
+        """Log in and stay connected until `stop` is set (or the connection ends for good), then shut down cleanly.
+
+        Raises `InvalidTokenError` if Discord refuses the token; other failures to connect propagate.
+        """
+        runner = asyncio.create_task(self.start(token), name="atelier-discord")
+        stopper = asyncio.create_task(stop.wait(), name="atelier-stop")
+        try:
+            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            runner.cancel()
+            raise
+        finally:
+            stopper.cancel()
+        if not runner.done():
+            log.info("Shutting down")
+            await self.shutdown()
+        try:
+            await runner
+        except discord.LoginFailure as exc:
+            raise InvalidTokenError(str(exc)) from exc
+        except discord.PrivilegedIntentsRequired as exc:
+            raise PrivilegedIntentError(str(exc)) from exc
+        except Exception:
+            if not stop.is_set():
+                raise
+            # Stopped while still logging in: the half-open connection was closed under it, which is expected.
+            log.debug("Connection ended during shutdown", exc_info=True)
+
+    async def shutdown(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Let running commands and jobs finish (new ones are turned away politely), then close the connection.
+
+        Jobs still running after the grace period stay `submitted` or `queued` in the database and resume on the
+        next start; they are never re-submitted to Runware.
+        """
+        if self.is_closed():
+            # Without a connection nothing can be delivered: interrupt the jobs at once, to be resumed later.
+            await self.services.generation.stop(grace=0)
+            return
+        await self.atelier_tree.drain(grace_seconds)
+        if self._jobs_started is not None:
+            # A start that is still resuming jobs finishes first, so the stop below really stops everything.
+            await asyncio.wait({self._jobs_started})
+        await self.services.generation.stop(grace=grace_seconds)
+        await self.close()
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """Ignore messages here: Atelier has no prefix commands (replies that mention it are handled by `cogs.edit`)."""
+
+    async def on_ready(self) -> None:
+        """Log once the gateway session is ready; the first time, start the job service (it can deliver now)."""
+        user = self.user
+        log.info("Ready as %s (id %s) in %d guild(s)", user, user.id if user else "?", len(self.guilds))
+        if self._jobs_started is None and not self.atelier_tree.closing:
+            self._jobs_started = asyncio.create_task(self._start_jobs(), name="atelier-start-jobs")
+
+    async def _start_jobs(self) -> None:
+        """Resume the jobs a previous run left unfinished (each delivered and charged once), then run new ones."""
+        try:
+            report = await self.services.generation.resume()
+        except Exception:
+            log.exception("The job service could not start; queued jobs wait for the next start")
+            return
+        log.info(
+            "Job service started: %d resumed, %d re-queued, %d awaiting approval",
+            len(report.resumed),
+            len(report.requeued),
+            len(report.waiting_approval),
+        )
+
+    async def on_resumed(self) -> None:
+        """Log a resumed gateway session (after a dropped connection)."""
+        log.info("Gateway session resumed")
+
+
+def required_permissions() -> discord.Permissions:
+    """Return the permissions the bot needs: read the channel, post results with files and embeds, reply in threads."""
+    return discord.Permissions(
+        view_channel=True,
+        send_messages=True,
+        send_messages_in_threads=True,
+        embed_links=True,
+        attach_files=True,
+        read_message_history=True,
+    )
+
+
+def application_id_from_token(token: str) -> int | None:
+    """Read the bot's user id (its application id) from the first part of a bot token, or None if it is malformed."""
+    head = token.split(".", 1)[0]
+    try:
+        decoded = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return int(decoded) if decoded.isdigit() else None
+
+
+def invite_url(application_id: int) -> str:
+    """Return the OAuth2 URL that adds the bot with the `bot` and `applications.commands` scopes and its permissions."""
+    return discord.utils.oauth_url(
+        application_id, permissions=required_permissions(), scopes=("bot", "applications.commands")
+    )

@@ -1,0 +1,82 @@
+"""The port through which jobs reach members: post results, show progress, report failures.
+
+`Delivery` is implemented at the Discord edge (the cogs, with discord.py); the job service only calls it. The cog
+decides *how* to post (edit the original interaction response while its token is valid, else a reply in the
+channel, see `DeliveryTarget`); the service decides *when*, and what the post must say (`ResultSummary`).
+
+Contract for implementations:
+- `deliver` posts every image and returns the message id (or None if it cannot know it). It raises `DeliveryError`
+  when the result cannot be posted where it was asked (missing Attach Files / Embed Links permission, channel gone);
+  the job then fails, its reservation is released, and `fail` is called with the error's reason. Any other
+  exception is treated the same way with a generic reason. Only after `deliver` returns is the member charged.
+- `deliver` may be called a second time for the same job after a crash (`ResultSummary.redelivery`): the process
+  may have died after posting but before recording it. Editing the original response (same message) keeps that
+  idempotent while the interaction token is valid.
+- `progress` is called at most once per `limits.progress_edit_seconds` per job; it must be cheap and must not
+  raise for ordinary Discord failures (they are logged and ignored anyway).
+- `fail` tells the member why nothing was produced; nothing was charged when it is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from bot.catalog import ModelName, Quality, Size
+from bot.errors import AtelierError
+from bot.images import FittedImage
+from bot.jobs.requests import RequestKind
+from bot.jobs.state import JobState
+from bot.storage.repositories import Job
+
+
+class DeliveryError(AtelierError):
+    """The result cannot be posted where it was asked; `str()` is the reason shown to the member.
+
+    Example: "I can't attach files in this channel; ask an admin to give me the Attach Files permission."
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ResultSummary:
+    """What the result's embed shows, in plain values (amounts in micro-dollars)."""
+
+    job_id: str
+    kind: RequestKind
+    requester_id: int
+    prompt: str
+    model: ModelName
+    size: Size
+    quality: Quality
+    count: int
+    """Images requested."""
+    image_count: int
+    """Images delivered (fewer than `count` when Runware finished only some of them)."""
+    cost: int
+    """What the member is charged: Runware's reported cost, or the estimate when Runware reported none."""
+    cost_reported: bool
+    estimate: int
+    remaining: int | None
+    """The member's budget left after this charge; None for an unlimited member."""
+    resets_at: datetime | None
+    parent_job_id: str | None
+    redelivery: bool
+    """True when the job is being delivered again after a restart (it may already have been posted once)."""
+
+
+class Delivery(Protocol):
+    """Posts results and progress to members; implemented by the Discord cogs."""
+
+    async def deliver(self, job: Job, images: Sequence[FittedImage], summary: ResultSummary) -> int | None:
+        """Post the images with the summary; return the message id. Raise `DeliveryError` if it cannot be posted."""
+        ...
+
+    async def progress(self, job: Job, position: int | None, elapsed_seconds: float, state: JobState) -> None:
+        """Show a queued job's position (1-based) or a running job's elapsed time (`position` None)."""
+        ...
+
+    async def fail(self, job: Job, message: str) -> None:
+        """Tell the member the job failed and why; nothing was charged."""
+        ...

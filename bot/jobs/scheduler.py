@@ -1,0 +1,234 @@
+"""A fair in-process scheduler: round-robin across members, a global and a per-member concurrency limit.
+
+Each member has a FIFO of waiting job ids; members with waiting jobs sit in a rotating order. Whenever a slot may
+have opened (a job was added, finished, or removed), `_pump` starts jobs: it takes the first member in the order
+that is under the per-member limit, starts that member's oldest job and moves the member to the back. So a member
+who queued eight jobs gets one start per turn like everyone else, and a member with one job waits at most one
+round, never behind the other's whole batch.
+
+The scheduler holds no durable state: the job rows are the truth (state `queued` or `submitted`), and the service
+re-adds them on start-up. `stop()` stops starting jobs, gives running ones a grace period, then cancels the rest:
+a cancelled run leaves its job in `queued` or `submitted`, to be resumed by the next process, so a SIGTERM never
+loses work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+RunJob = Callable[[str], Awaitable[None]]
+"""Runs one job to its end, given its id; the scheduler logs (and otherwise ignores) whatever it raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStats:
+    """A snapshot of the scheduler's load."""
+
+    waiting: int
+    running: int
+    members_waiting: int
+
+
+class Scheduler:
+    """Runs jobs fairly: never more than `global_limit` at once, nor more than `per_member_limit` for one member."""
+
+    def __init__(self, global_limit: int, per_member_limit: int) -> None:
+        if global_limit < 1 or per_member_limit < 1:
+            raise ValueError("concurrency limits must be at least 1")
+        self._global_limit = global_limit
+        self._per_member_limit = per_member_limit
+        self._waiting: dict[int, deque[str]] = {}
+        self._order: deque[int] = deque()
+        self._member_of: dict[str, int] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running_per_member: dict[int, int] = {}
+        self._run_job: RunJob | None = None
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def global_limit(self) -> int:
+        """Most jobs running at once."""
+        return self._global_limit
+
+    @property
+    def per_member_limit(self) -> int:
+        """Most jobs running at once for one member."""
+        return self._per_member_limit
+
+    @property
+    def started(self) -> bool:
+        """True between `start()` and `stop()`."""
+        return self._run_job is not None and not self._stopping
+
+    def start(self, run_job: RunJob) -> None:
+        """Start running queued jobs with `run_job`; jobs added before this wait until now."""
+        self._run_job = run_job
+        self._stopping = False
+        self._pump()
+
+    def submit(self, job_id: str, member_id: int, *, front: bool = False) -> int | None:
+        """Queue a job for a member; return its position (1-based) or None if it started at once (or was known).
+
+        `front` puts it before the member's other waiting jobs (used for resumed jobs already running on Runware).
+        """
+        if job_id in self._member_of:
+            return self.position(job_id)
+        queue = self._waiting.get(member_id)
+        if queue is None:
+            queue = self._waiting[member_id] = deque()
+            self._order.append(member_id)
+        if front:
+            queue.appendleft(job_id)
+        else:
+            queue.append(job_id)
+        self._member_of[job_id] = member_id
+        self._idle.clear()
+        self._pump()
+        return self.position(job_id)
+
+    def remove(self, job_id: str) -> bool:
+        """Take a waiting job out of the queue; True if it was waiting (a running job is not touched)."""
+        member = self._member_of.get(job_id)
+        if member is None or job_id in self._running:
+            return False
+        queue = self._waiting.get(member)
+        if queue is None or job_id not in queue:
+            return False
+        queue.remove(job_id)
+        del self._member_of[job_id]
+        if not queue:
+            self._drop_member(member)
+        self._check_idle()
+        return True
+
+    def cancel_running(self, job_id: str) -> bool:
+        """Cancel a running job's task (its state must already have been changed by the caller); True if running."""
+        task = self._running.get(job_id)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    def is_waiting(self, job_id: str) -> bool:
+        """Return True for a job in the queue that has not started."""
+        return job_id in self._member_of and job_id not in self._running
+
+    def is_running(self, job_id: str) -> bool:
+        """Return True for a job whose run is in progress in this process."""
+        return job_id in self._running
+
+    def running_for(self, member_id: int) -> int:
+        """How many of the member's jobs are running."""
+        return self._running_per_member.get(member_id, 0)
+
+    def waiting_order(self) -> list[str]:
+        """Return the waiting job ids in the order the round-robin would start them (if every member had a slot)."""
+        order: list[str] = []
+        queues = [list(self._waiting[member]) for member in self._order]
+        depth = 0
+        while True:
+            layer = [queue[depth] for queue in queues if depth < len(queue)]
+            if not layer:
+                return order
+            order.extend(layer)
+            depth += 1
+
+    def position(self, job_id: str) -> int | None:
+        """Return the job's 1-based place among waiting jobs, in start order; None when running or unknown."""
+        if not self.is_waiting(job_id):
+            return None
+        return self.waiting_order().index(job_id) + 1
+
+    def stats(self) -> SchedulerStats:
+        """Return the counts of waiting and running jobs."""
+        waiting = sum(len(queue) for queue in self._waiting.values())
+        return SchedulerStats(waiting=waiting, running=len(self._running), members_waiting=len(self._order))
+
+    async def wait_idle(self) -> None:
+        """Wait until nothing is waiting or running."""
+        await self._idle.wait()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop starting jobs; give running ones `grace` seconds, then cancel them (they resume after a restart).
+
+        Waiting jobs stay in the queue (and in the database as `queued`); `start()` would run them again.
+        """
+        self._stopping = True
+        tasks = list(self._running.values())
+        if tasks and grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
+        pending = [task for task in tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if pending:
+            log.info("stopped with %d job(s) interrupted; they resume on the next start", len(pending))
+
+    def _pump(self) -> None:
+        if self._run_job is None or self._stopping:
+            return
+        while len(self._running) < self._global_limit and self._order:
+            member = self._next_member()
+            if member is None:
+                return
+            queue = self._waiting[member]
+            job_id = queue.popleft()
+            self._order.remove(member)
+            if queue:
+                self._order.append(member)
+            else:
+                del self._waiting[member]
+            self._running_per_member[member] = self._running_per_member.get(member, 0) + 1
+            task = asyncio.get_running_loop().create_task(self._run(job_id), name=f"job-{job_id}")
+            self._running[job_id] = task
+
+    def _next_member(self) -> int | None:
+        for member in self._order:
+            if self._running_per_member.get(member, 0) < self._per_member_limit:
+                return member
+        return None
+
+    async def _run(self, job_id: str) -> None:
+        run_job = self._run_job
+        try:
+            if run_job is not None:
+                await run_job(job_id)
+        except asyncio.CancelledError:
+            log.debug("run of job %s was cancelled", job_id)
+            raise
+        except Exception:
+            log.exception("job %s failed inside the scheduler", job_id)
+        finally:
+            self._finish(job_id)
+
+    def _finish(self, job_id: str) -> None:
+        self._running.pop(job_id, None)
+        member = self._member_of.pop(job_id, None)
+        if member is not None:
+            left = self._running_per_member.get(member, 1) - 1
+            if left > 0:
+                self._running_per_member[member] = left
+            else:
+                self._running_per_member.pop(member, None)
+        self._pump()
+        self._check_idle()
+
+    def _drop_member(self, member: int) -> None:
+        self._waiting.pop(member, None)
+        with contextlib.suppress(ValueError):
+            self._order.remove(member)
+
+    def _check_idle(self) -> None:
+        if not self._member_of:
+            self._idle.set()

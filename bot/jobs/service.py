@@ -1,0 +1,909 @@
+"""The generation service: admit a request, queue it fairly, run it on Runware, deliver it, and keep the money right.
+
+One request goes through `admit` in this order, so every refusal happens before money moves:
+
+1. validate: count against `limits.max_count`, prompt length, declared attachment sizes, and the model's own rules
+   (an `ImageInferenceRequest` is built, so a bad option is refused with the field named);
+2. collapse duplicates: the same member asking for the same thing (same `GenerationRequest.fingerprint()`) within
+   `duplicate_window_seconds` gets the first job back (`Admission.duplicate`). Truly concurrent identical requests
+   wait on the first one's in-process future, so they can never create two jobs; later ones find its row;
+3. estimate, and ask for confirmation (`Admission.needs_confirmation`, nothing reserved, nothing fetched) when the
+   estimate is above `limits.confirm_above` and the request is not yet `confirmed`;
+4. fetch (Discord CDN only, byte cap while streaming), decode, normalise and upload the references to Runware
+   (`imageUpload` is free), so the job row holds only reference UUIDs and can be re-run after a restart;
+5. reserve the estimate *and* insert the job row (state `queued`) in one ledger transaction, then queue it.
+
+A worker run (`_run_job`) stores a fresh task UUID and moves the job to `submitted` *before* the POST, submits,
+records Runware's acknowledgement, waits, stores the result images, downloads and fits them to the channel's upload
+limit, and calls `Delivery.deliver`. Only after a successful delivery does one transaction record `succeeded`,
+`delivered_at`, the message id and the cost; the ledger then settles the hold to that cost. Every failure first
+moves the job to `failed`/`cancelled` and then releases the hold; `Ledger.reconcile()` closes the gap between the two
+if the process dies there.
+
+Crash points and what the next start (`resume`: `Ledger.reconcile()` first, then every unfinished job) does:
+
+| process dies ...                             | found on restart              | resume does                          |
+|----------------------------------------------|-------------------------------|--------------------------------------|
+| before the reservation                       | nothing stored                | nothing (nothing was charged)        |
+| inside reserve (hold + job row: one tx)      | both or neither               | as the rows say                      |
+| after reserve, before the worker started     | `queued`, hold open           | re-queue it                          |
+| after the task UUID was stored, before POST  | `submitted`, UUID, no ack     | ask Runware: unknown, so submit it   |
+|                                              |                               | under the same UUID                  |
+| after the POST, before the ack was recorded  | `submitted`, UUID, no ack     | ask Runware: known, so only poll     |
+| after the ack, while Runware works           | `submitted`, UUID, ack        | poll by UUID, never resubmit         |
+| after Runware finished, results stored       | `submitted`, job_results rows | deliver from the stored results      |
+| after `deliver` posted, before recording it  | `submitted`, not delivered    | deliver again (`redelivery`)         |
+| after `succeeded` + delivered, before settle | `succeeded`, cost, hold open  | reconcile settles to the job's cost  |
+| after failed/cancelled, before the release   | failed or cancelled, held     | reconcile releases the hold          |
+| after settle or release                      | finished, hold closed         | nothing                              |
+
+The one window that cannot be closed is the second-to-last delivery row: the post happened, the record did not.
+The job is then posted again after the restart, flagged `redelivery`; the cog keeps that idempotent while the
+interaction token is valid by editing the same original response, and only after the token expired (15 minutes)
+does a second message appear. It is still charged once: the charge follows the recorded delivery, and the ledger
+allows one charge per job.
+
+Cancelling a running job stops the worker and releases the hold; a submitted Runware task keeps running on Runware
+(client-side cancel does not stop it, and the owner may be billed for it) but is never resubmitted or delivered.
+Once `deliver` has been called the job can no longer be cancelled (the check and the phase change are synchronous
+on the event loop, so the two cannot interleave).
+
+Progress (`Delivery.progress`) is sent from one loop, throttled to one call per `limits.progress_edit_seconds` per
+job: a waiting job's position when it changes, a running job's elapsed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+
+from bot.billing.errors import BudgetExceededError, LedgerError
+from bot.billing.ledger import Ledger, ReconcileReport
+from bot.billing.money import format_usd
+from bot.billing.pricing import Pricing
+from bot.errors import AtelierError, InvalidRequestError, PermissionDeniedError
+from bot.images import (
+    FittedImage,
+    InvalidImageError,
+    ReferenceTooLargeError,
+    fetch_reference,
+    fit_to_limit,
+    normalise,
+)
+from bot.jobs.delivery import Delivery, DeliveryError, ResultSummary
+from bot.jobs.errors import JobNotCancellableError, JobNotFoundError, ServiceNotReadyError
+from bot.jobs.requests import (
+    DeliveryTarget,
+    GenerationRequest,
+    ReferenceSource,
+    RequestKind,
+    ResolvedOptions,
+    request_from_job,
+)
+from bot.jobs.scheduler import Scheduler
+from bot.jobs.state import JobState
+from bot.runware.client import PollState, RunwareClient
+from bot.runware.errors import TASK_NOT_FOUND_CODE, RunwareError, RunwareTaskNotFoundError
+from bot.runware.models import ImageInferenceRequest, ImageResult, total_cost_micros
+from bot.settings import AppConfig
+from bot.storage.database import Database
+from bot.storage.job_queries import JobQueueRepository, JobResult
+from bot.storage.repositories import Job, JobRepository, NewJob, new_job_id, utc_now
+
+log = logging.getLogger(__name__)
+
+GENERIC_FAILURE = "Something went wrong while making your images. Nothing was charged."
+"""Shown when a job fails for a reason that is not the member's to fix (the traceback goes to the log)."""
+
+DELIVERY_FAILURE = "The images were made but could not be posted here. Nothing was charged."
+"""Shown when posting the result failed for a reason the cog did not explain with a `DeliveryError`."""
+
+_RESUME_MIN_WAIT_SECONDS = 30.0
+_ACTIVE = (JobState.AWAITING_APPROVAL, JobState.QUEUED, JobState.SUBMITTED)
+_RUNNABLE = (JobState.QUEUED, JobState.SUBMITTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The answer to `admit`: a queued job, a collapsed duplicate, or a request that needs the member to confirm."""
+
+    job_id: str | None
+    """None only when `needs_confirmation`."""
+    estimate: int
+    position: int | None = None
+    """1-based place among waiting jobs; None when the job started at once (or needs confirmation)."""
+    duplicate: bool = False
+    needs_confirmation: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """What `cancel` did."""
+
+    job_id: str
+    previous_state: JobState
+    released: int
+    """Micro-dollars returned to the member's budget (0 if the hold had already ended)."""
+    was_running: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One of a member's unfinished jobs for `/queue`."""
+
+    job: Job
+    position: int | None
+    """1-based place among waiting jobs; None while running."""
+    elapsed_seconds: float
+    """Since admission for a waiting job, since its run started for a running one."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeReport:
+    """What `resume` found and did on start-up."""
+
+    reconcile: ReconcileReport
+    requeued: list[str] = field(default_factory=list)
+    """Jobs found `queued`, queued again."""
+    resumed: list[str] = field(default_factory=list)
+    """Jobs found `submitted`, polled (or delivered from stored results) without resubmitting."""
+    waiting_approval: list[str] = field(default_factory=list)
+    """Jobs awaiting a moderator; left alone."""
+
+
+class _Phase(StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    DELIVERING = "delivering"
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """In-process bookkeeping of an unfinished job: for progress edits, elapsed times and safe cancellation."""
+
+    job: Job
+    admitted_at: float
+    phase: _Phase = _Phase.WAITING
+    started_at: float | None = None
+    cancel_requested: bool = False
+    last_sent: float = float("-inf")
+    last_key: tuple[str, int | None] | None = None
+    progress_call: asyncio.Task[None] | None = None
+
+
+class GenerationService:
+    """Admits requests, runs them through the scheduler, delivers results, and keeps the money right."""
+
+    def __init__(
+        self,
+        db: Database,
+        client: RunwareClient,
+        session: aiohttp.ClientSession,
+        ledger: Ledger,
+        pricing: Pricing,
+        config: AppConfig,
+        scheduler: Scheduler,
+        *,
+        delivery: Delivery | None = None,
+        allowed_hosts: Collection[str] = frozenset(),
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._client = client
+        self._session = session
+        self._ledger = ledger
+        self._pricing = pricing
+        self._config = config
+        self._limits = config.limits
+        self._scheduler = scheduler
+        self._delivery = delivery
+        self._allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
+        self._clock = clock
+        self._jobs = JobRepository(db, clock=clock)
+        self._queue = JobQueueRepository(db, clock=clock)
+        self._inflight: dict[str, asyncio.Future[Admission]] = {}
+        self._active: dict[str, _Tracked] = {}
+        self._progress_loop: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The scheduler this service runs jobs on."""
+        return self._scheduler
+
+    def set_delivery(self, delivery: Delivery) -> None:
+        """Attach the Delivery implementation (the cogs do this when they load, before `resume`)."""
+        self._delivery = delivery
+
+    # ------------------------------------------------------------------------------------------------ admission
+
+    async def admit(self, request: GenerationRequest) -> Admission:
+        """Validate, collapse duplicates, check confirmation, fetch references, reserve, store and queue a request.
+
+        Raises `InvalidRequestError` (bad option, prompt, count or reference; `InvalidImageError` and
+        `ReferenceFetchError` among them), `BudgetExceededError` (with the numbers), `RunwareError` (a reference
+        upload failed) or `ServiceNotReadyError` (shutting down). In every one of those cases nothing is reserved.
+        """
+        if self._stopping:
+            raise ServiceNotReadyError("The bot is restarting; please try again in a minute.")
+        self._validate(request)
+        fingerprint = request.fingerprint()
+        while True:
+            pending = self._inflight.get(fingerprint)
+            if pending is None:
+                break
+            first = await asyncio.shield(pending)
+            if first.needs_confirmation and request.confirmed:
+                continue  # the other one only asked for confirmation; this one goes ahead once it is done
+            if first.job_id is None:
+                return first
+            return replace(first, duplicate=True, position=self._scheduler.position(first.job_id))
+        future: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
+        self._inflight[fingerprint] = future
+        try:
+            admission = await self._admit(request, fingerprint)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # mark it retrieved: the caller gets it; waiters, if any, get it too
+            raise
+        else:
+            future.set_result(admission)
+            return admission
+        finally:
+            del self._inflight[fingerprint]
+
+    async def _admit(self, request: GenerationRequest, fingerprint: str) -> Admission:
+        window = self._limits.duplicate_window_seconds
+        if window > 0:
+            since = self._clock() - timedelta(seconds=window)
+            earlier = await self._queue.find_recent_duplicate(request.guild_id, request.member_id, fingerprint, since)
+            if earlier is not None:
+                log.info("request of member %d collapsed into job %s", request.member_id, earlier.id)
+                return Admission(earlier.id, earlier.estimate, self._scheduler.position(earlier.id), duplicate=True)
+        estimate = self._pricing.estimate(
+            request.model, request.quality, request.size, request.count, len(request.prompt), len(request.references)
+        )
+        if estimate > self._limits.confirm_above and not request.confirmed:
+            await self._check_affordable(request, estimate)
+            return Admission(None, estimate, needs_confirmation=True)
+        references = await self._prepare_references(request)
+        if self._stopping:
+            raise ServiceNotReadyError("The bot is restarting; please try again in a minute.")
+        new_job = self._new_job(request, estimate, references, fingerprint)
+        # One transaction: the hold and the job row exist together or not at all.
+        await self._ledger.reserve(
+            new_job.id, request.guild_id, request.member_id, request.role_ids, estimate, job=new_job
+        )
+        job = await self._jobs.get(new_job.id)
+        if job is None:  # pragma: no cover - written by the reservation just above
+            raise LedgerError(f"Job {new_job.id} vanished after it was stored.")
+        self._track(job)
+        position = self._scheduler.submit(job.id, job.member_id)
+        log.info(
+            "job %s admitted for member %d in guild %d: %s x%d, estimate %s, position %s",
+            job.id,
+            job.member_id,
+            request.guild_id,
+            job.model.value,
+            job.count,
+            format_usd(estimate),
+            position,
+        )
+        return Admission(job.id, estimate, position)
+
+    def _validate(self, request: GenerationRequest) -> None:
+        limits = self._limits
+        if not 1 <= request.count <= limits.max_count:
+            raise InvalidRequestError(
+                f"count must be between 1 and {limits.max_count} on this server (got {request.count})."
+            )
+        if len(request.prompt) > limits.max_prompt_chars:
+            raise InvalidRequestError(
+                f"The prompt has {len(request.prompt):,} characters; the limit is {limits.max_prompt_chars:,}."
+            )
+        for number, reference in enumerate(request.references, start=1):
+            if reference.size is not None and reference.size > limits.max_reference_bytes:
+                error = ReferenceTooLargeError(reference.size, limits.max_reference_bytes)
+                raise self._about_reference(error, request, number, reference) from None
+        # Builds (and so checks) the Runware request; the reference strings are replaced by UUIDs later.
+        self._inference_request_for(request, tuple(reference.identity for reference in request.references))
+
+    async def _check_affordable(self, request: GenerationRequest, estimate: int) -> None:
+        """Refuse now, rather than after a confirmation, a request the budget cannot hold anyway."""
+        status = await self._ledger.status(request.guild_id, request.member_id, request.role_ids)
+        if status.blocked:
+            raise BudgetExceededError("blocked", estimate, 0, status.resets_at)
+        if status.remaining is not None and estimate > status.remaining:
+            raise BudgetExceededError("member", estimate, status.remaining, status.resets_at)
+        server_left = status.server_remaining
+        if server_left is not None and estimate > server_left:
+            raise BudgetExceededError("server", estimate, server_left, status.resets_at)
+
+    async def _prepare_references(self, request: GenerationRequest) -> tuple[str, ...]:
+        """Fetch, check and normalise every reference, then upload them; return Runware image UUIDs in order."""
+        if not request.references:
+            return ()
+        loaded = await asyncio.gather(
+            *(self._load_reference(reference) for reference in request.references), return_exceptions=True
+        )
+        prepared: list[str | tuple[bytes, str]] = []
+        for number, (reference, outcome) in enumerate(zip(request.references, loaded, strict=True), start=1):
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, AtelierError):
+                    raise self._about_reference(outcome, request, number, reference)
+                raise outcome
+            prepared.append(outcome)
+        uuids: list[str] = []
+        for item in prepared:
+            if isinstance(item, str):
+                uuids.append(item)
+            else:
+                uploaded = await self._client.upload_image(item[0], item[1])
+                uuids.append(uploaded.image_uuid)
+        return tuple(uuids)
+
+    async def _load_reference(self, reference: ReferenceSource) -> str | tuple[bytes, str]:
+        if reference.image_uuid is not None:
+            return reference.image_uuid
+        if reference.data is not None:
+            data = reference.data
+            if len(data) > self._limits.max_reference_bytes:
+                raise ReferenceTooLargeError(len(data), self._limits.max_reference_bytes)
+        else:
+            data = await fetch_reference(
+                self._session,
+                reference.url or "",
+                max_bytes=self._limits.max_reference_bytes,
+                allowed_hosts=self._allowed_hosts,
+            )
+        image = await asyncio.to_thread(normalise, data, max_side=self._limits.max_reference_side)
+        return image.data, image.mime
+
+    @staticmethod
+    def _about_reference(
+        error: AtelierError, request: GenerationRequest, number: int, reference: ReferenceSource
+    ) -> AtelierError:
+        """Name the reference in the message when there are several, so the member knows which one to fix.
+
+        The error keeps its class (the cogs and tests tell "too large" from "not an image" by it).
+        """
+        if len(request.references) > 1:
+            error.args = (f"Reference {number} ({reference.filename}): {error}",)
+        return error
+
+    def _inference_request_for(self, request: GenerationRequest, references: tuple[str, ...]) -> ImageInferenceRequest:
+        return ImageInferenceRequest(
+            model=request.model,
+            prompt=request.prompt,
+            size=request.size,
+            quality=request.quality,
+            background=request.background,
+            count=request.count,
+            format=request.format,
+            reference_images=references,
+            output_quality=self._config.runware.output_quality,
+        )
+
+    def _new_job(
+        self, request: GenerationRequest, estimate: int, references: tuple[str, ...], fingerprint: str
+    ) -> NewJob:
+        extras: dict[str, Any] = {
+            "fingerprint": fingerprint,
+            "kind": request.kind.value,
+            "role_ids": list(request.role_ids),
+            "delivery": request.delivery.to_extras(),
+            "reference_names": [reference.filename for reference in request.references],
+            "output_quality": self._config.runware.output_quality,
+        }
+        return NewJob(
+            id=new_job_id(),
+            member_id=request.member_id,
+            guild_id=request.guild_id,
+            channel_id=request.channel_id,
+            model=request.model,
+            size=request.size,
+            quality=request.quality,
+            background=request.background,
+            format=request.format,
+            count=request.count,
+            prompt=request.prompt,
+            estimate=estimate,
+            state=JobState.QUEUED,
+            references=references,
+            extras=extras,
+            parent_job_id=request.parent_job_id,
+            interaction_token=request.delivery.interaction_token,
+            interaction_expires_at=request.delivery.token_expires_at,
+        )
+
+    # ------------------------------------------------------------------------------------------- reroll and edit
+
+    async def reroll(
+        self,
+        job_id: str,
+        member_id: int,
+        role_ids: Sequence[int],
+        delivery: DeliveryTarget,
+        *,
+        confirmed: bool = False,
+    ) -> Admission:
+        """Run a stored job's request again (same options and references) for `member_id`, who pays for it."""
+        parent = await self._require_job(job_id)
+        request = request_from_job(
+            parent,
+            member_id=member_id,
+            role_ids=tuple(role_ids),
+            delivery=delivery,
+            kind=RequestKind.REROLL,
+            confirmed=confirmed,
+        )
+        return await self.admit(request)
+
+    async def edit_from(
+        self,
+        job_id: str,
+        member_id: int,
+        role_ids: Sequence[int],
+        prompt: str,
+        delivery: DeliveryTarget,
+        *,
+        image_indexes: Sequence[int] | None = None,
+        options: ResolvedOptions | None = None,
+        confirmed: bool = False,
+    ) -> Admission:
+        """Edit a stored job's result images (they become the references, by Runware UUID) with a new prompt.
+
+        `image_indexes` (0-based) picks some of the job's images; None uses all of them. `options` replaces the
+        job's model, size, quality, background, format and count; without it the job's own are used.
+        """
+        parent = await self._require_job(job_id)
+        results = await self._queue.results(job_id)
+        if not results:
+            raise InvalidRequestError("That job has no images to edit; it did not finish.")
+        if image_indexes is not None:
+            wanted = set(image_indexes)
+            results = [result for result in results if result.index in wanted]
+            if not results:
+                raise InvalidRequestError("None of the chosen images belong to that job.")
+        references = tuple(
+            ReferenceSource.from_image_uuid(result.image_uuid, filename=f"image {result.index + 1}")
+            for result in results
+        )
+        request = request_from_job(
+            parent,
+            member_id=member_id,
+            role_ids=tuple(role_ids),
+            delivery=delivery,
+            kind=RequestKind.EDIT,
+            prompt=prompt,
+            references=references,
+            confirmed=confirmed,
+        )
+        if options is not None:
+            request = replace(
+                request,
+                model=options.model,
+                size=options.size,
+                quality=options.quality,
+                background=options.background,
+                format=options.format,
+                count=options.count,
+            )
+        return await self.admit(request)
+
+    # ------------------------------------------------------------------------------------------ queries, cancel
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """Return the stored job, or None."""
+        return await self._jobs.get(job_id)
+
+    async def job_results(self, job_id: str) -> list[JobResult]:
+        """Return the job's result images (Runware UUIDs and URLs) in order; empty until its task finished."""
+        return await self._queue.results(job_id)
+
+    async def job_for_message(self, message_id: int) -> Job | None:
+        """Return the job whose result was posted as `message_id` (for replies to a result), or None."""
+        return await self._queue.get_by_result_message(message_id)
+
+    async def queue_for_member(self, guild_id: int, member_id: int) -> list[QueueEntry]:
+        """Return the member's queued and running jobs in this server, oldest first, with position and elapsed."""
+        jobs = await self._queue.list_active_for_member(guild_id, member_id)
+        now = asyncio.get_running_loop().time()
+        wall = self._clock()
+        entries: list[QueueEntry] = []
+        for job in jobs:
+            tracked = self._active.get(job.id)
+            if tracked is not None and tracked.started_at is not None:
+                elapsed = now - tracked.started_at
+            else:
+                elapsed = max(0.0, (wall - job.created_at).total_seconds())
+            entries.append(QueueEntry(job=job, position=self._scheduler.position(job.id), elapsed_seconds=elapsed))
+        return entries
+
+    async def cancel(self, job_id: str, member_id: int, *, is_moderator: bool = False) -> CancelResult:
+        """Cancel a queued or running job and release its reservation; a submitted task is never resubmitted.
+
+        Raises `JobNotFoundError`, `PermissionDeniedError` (someone else's job, not a moderator) or
+        `JobNotCancellableError` (already finished, or its images are being posted).
+        """
+        job = await self._require_job(job_id)
+        if job.member_id != member_id and not is_moderator:
+            raise PermissionDeniedError("Only the member who asked for this job, or a moderator, can cancel it.")
+        if job.state.is_finished:
+            raise JobNotCancellableError(_finished_sentence(job.state))
+        tracked = self._active.get(job_id)
+        # From here to the state change there is no await that lets the worker start posting unnoticed: the worker
+        # checks `cancel_requested` right before it calls `deliver`, synchronously.
+        if tracked is not None:
+            if tracked.phase is _Phase.DELIVERING:
+                raise JobNotCancellableError("The images are already being posted; it is too late to cancel.")
+            tracked.cancel_requested = True
+        self._scheduler.remove(job_id)
+        who = "a moderator" if is_moderator and job.member_id != member_id else "the member"
+        changed = await self._queue.finish(job_id, JobState.CANCELLED, error=f"Cancelled by {who}.", expected=_ACTIVE)
+        if not changed:
+            current = await self._jobs.get(job_id)
+            state = current.state if current is not None else JobState.CANCELLED
+            raise JobNotCancellableError(_finished_sentence(state))
+        was_running = self._scheduler.cancel_running(job_id)
+        released = await self._release(job_id)
+        self._untrack(job_id)
+        log.info("job %s cancelled by %s (was %s)", job_id, who, job.state.value)
+        return CancelResult(job_id, job.state, job.estimate if released else 0, was_running)
+
+    async def _require_job(self, job_id: str) -> Job:
+        job = await self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFoundError("That job no longer exists.")
+        return job
+
+    # --------------------------------------------------------------------------------------- start, resume, stop
+
+    async def resume(self) -> ResumeReport:
+        """On start-up: reconcile the ledger, re-queue `queued` jobs, resume `submitted` ones, and start running.
+
+        Submitted jobs are queued first so they take the first slots; their runs poll by the stored task UUID
+        (or deliver from stored results) and never submit a task Runware already knows.
+        """
+        if self._delivery is None:
+            raise RuntimeError("set_delivery() must be called before resume()")
+        self._stopping = False
+        reconciled = await self._ledger.reconcile()
+        unfinished = await self._jobs.list_unfinished()
+        report = ResumeReport(reconcile=reconciled)
+        for job in unfinished:
+            if job.state is JobState.SUBMITTED:
+                report.resumed.append(job.id)
+        for job in unfinished:
+            if job.state is JobState.QUEUED:
+                report.requeued.append(job.id)
+            elif job.state is JobState.AWAITING_APPROVAL:
+                report.waiting_approval.append(job.id)
+        by_id = {job.id: job for job in unfinished}
+        for job_id in [*report.resumed, *report.requeued]:
+            job = by_id[job_id]
+            if job_id not in self._active:
+                self._track(job)
+            self._scheduler.submit(job_id, job.member_id)
+        self._start()
+        if report.resumed or report.requeued:
+            log.info("resumed %d submitted and re-queued %d queued job(s)", len(report.resumed), len(report.requeued))
+        return report
+
+    def _start(self) -> None:
+        self._scheduler.start(self._run_job)
+        if self._progress_loop is None or self._progress_loop.done():
+            self._progress_loop = asyncio.get_running_loop().create_task(self._report_progress(), name="job-progress")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking requests; running jobs get `grace` seconds, then stay `submitted` for the next start."""
+        self._stopping = True
+        await self._scheduler.stop(grace)
+        loop_task, self._progress_loop = self._progress_loop, None
+        calls = [tracked.progress_call for tracked in self._active.values() if tracked.progress_call is not None]
+        for task in [loop_task, *calls]:
+            if task is not None and not task.done():
+                task.cancel()
+        for task in [loop_task, *calls]:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def wait_idle(self) -> None:
+        """Wait until no job is waiting or running in this process (for tests and orderly shutdowns)."""
+        await self._scheduler.wait_idle()
+
+    # ------------------------------------------------------------------------------------------------ the worker
+
+    async def _run_job(self, job_id: str) -> None:
+        """Run one job to its end (delivered and settled, or failed and released); cancellation leaves it resumable."""
+        job = await self._jobs.get(job_id)
+        if job is None or job.state not in _RUNNABLE:
+            self._untrack(job_id)
+            return
+        tracked = self._active.get(job_id) or self._track(job)
+        if tracked.cancel_requested:
+            return
+        tracked.phase = _Phase.RUNNING
+        tracked.started_at = asyncio.get_running_loop().time()
+        try:
+            await self._run(job, tracked)
+        except asyncio.CancelledError:
+            if tracked.cancel_requested:
+                log.info("run of job %s stopped: cancelled", job_id)
+            else:
+                log.info("run of job %s interrupted; the next start resumes it", job_id)
+            raise
+        except RunwareError as exc:
+            log.warning("job %s failed on Runware: %s", job_id, exc)
+            await self._fail(job, exc.user_message)
+        except DeliveryError as exc:
+            log.warning("job %s could not be delivered: %s", job_id, exc)
+            await self._fail(job, str(exc))
+        except Exception:
+            log.exception("job %s failed", job_id)
+            await self._fail(job, GENERIC_FAILURE)
+        finally:
+            self._untrack(job_id)
+
+    async def _run(self, job: Job, tracked: _Tracked) -> None:
+        produced = await self._produce(job)
+        if produced is None:
+            return
+        images, redelivery = produced
+        target = DeliveryTarget.from_job(job)
+        fitted: list[FittedImage] = []
+        for image in images:
+            data = await self._client.download(image)
+            try:
+                fitted.append(
+                    await asyncio.to_thread(
+                        fit_to_limit, data, limit=target.attachment_size_limit, preferred_format=job.format
+                    )
+                )
+            except (InvalidImageError, ValueError) as exc:
+                log.error("image %s of job %s cannot be fitted: %s", image.image_uuid, job.id, exc)
+                raise DeliveryError(DELIVERY_FAILURE) from exc
+        reported = total_cost_micros(images)
+        if reported is None:
+            log.warning("Runware reported no cost for job %s; charging its estimate", job.id)
+        cost = job.estimate if reported is None else reported
+        summary = await self._summary(job, len(fitted), cost, reported is not None, redelivery)
+        if tracked.cancel_requested:
+            return
+        tracked.phase = _Phase.DELIVERING  # no await between the check above and this: see cancel()
+        delivery = self._require_delivery()
+        try:
+            message_id = await delivery.deliver(job, fitted, summary)
+        except (DeliveryError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("delivery of job %s failed", job.id)
+            raise DeliveryError(DELIVERY_FAILURE) from exc
+        if not await self._queue.finish_delivered(job.id, message_id, cost):
+            current = await self._jobs.get(job.id)
+            log.error(
+                "job %s was delivered but is now %s; not charging it", job.id, current.state if current else "gone"
+            )
+            return
+        try:
+            await self._ledger.settle(job.id, cost)
+        except LedgerError:
+            log.exception("job %s was delivered but could not be settled", job.id)
+        log.info("job %s delivered (%d image(s), message %s), charged %s", job.id, len(fitted), message_id, cost)
+
+    async def _produce(self, job: Job) -> tuple[list[ImageResult], bool] | None:
+        """Get the job's images: submit a queued job, or continue a submitted one without resubmitting.
+
+        Returns the images and whether they were already stored by an earlier run (which may have posted them), or
+        None when the job is no longer queued.
+        """
+        request = self._inference_request(job)
+        if job.state is JobState.QUEUED:
+            task_uuid = self._client.new_task_uuid()
+            # Stored before the POST: a crash after it makes the next start ask Runware instead of paying twice.
+            if not await self._queue.begin_submit(job.id, task_uuid):
+                log.info("job %s is no longer queued; not submitting it", job.id)
+                return None
+            early = await self._client.submit(request, task_uuid)
+            await self._queue.mark_acknowledged(job.id)
+            images = await self._client.wait(task_uuid, job.count, known=early)
+        else:
+            stored = await self._queue.results(job.id)
+            if stored:
+                log.info("job %s: delivering the %d stored result(s) after a restart", job.id, len(stored))
+                task_uuid = job.task_uuid or ""
+                restored = [
+                    ImageResult(task_uuid=task_uuid, image_uuid=r.image_uuid, url=r.image_url, cost_micros=r.cost)
+                    for r in stored
+                ]
+                return restored, True
+            images = await self._continue(job, request)
+        results = [
+            JobResult(index, image.image_uuid, image.url, image.cost_micros, image.seed)
+            for index, image in enumerate(images)
+        ]
+        await self._queue.save_results(job.id, results, total_cost_micros(images))
+        return images, False
+
+    async def _continue(self, job: Job, request: ImageInferenceRequest) -> list[ImageResult]:
+        """Resume a submitted job by its stored task UUID; submit (under that UUID) only if Runware never got it."""
+        task_uuid = job.task_uuid
+        if task_uuid is None:
+            raise RuntimeError(f"job {job.id} is submitted without a task UUID")
+        acked = await self._queue.acknowledged_at(job.id)
+        early: list[ImageResult] = []
+        if acked is None:
+            state = await self._probe(task_uuid)
+            if state is None:
+                log.info("task %s of job %s never reached Runware; submitting it now", task_uuid, job.id)
+                early = await self._client.submit(request, task_uuid)
+            else:
+                early = list(state.images)
+            await self._queue.mark_acknowledged(job.id)
+            acked = self._clock()
+        budget = self._config.runware.task_timeout_seconds
+        left = budget - (self._clock() - acked).total_seconds()
+        timeout = max(left, min(_RESUME_MIN_WAIT_SECONDS, budget))
+        log.info("job %s: polling task %s after a restart", job.id, task_uuid)
+        return await self._client.wait(task_uuid, job.count, timeout=timeout, known=early)
+
+    async def _probe(self, task_uuid: str) -> PollState | None:
+        """Ask Runware about a task; None only when it answers that it does not know it."""
+        attempt = 0
+        while True:
+            try:
+                return await self._client.poll(task_uuid)
+            except RunwareTaskNotFoundError as exc:
+                if exc.code.lower() == TASK_NOT_FOUND_CODE.lower():
+                    return None
+                raise
+            except RunwareError as exc:
+                if not exc.retryable or attempt >= self._config.runware.max_retries:
+                    raise
+                attempt += 1
+                await asyncio.sleep(min(2.0**attempt, 30.0) * 0.1)
+
+    def _inference_request(self, job: Job) -> ImageInferenceRequest:
+        quality = job.extras.get("output_quality", self._config.runware.output_quality)
+        return ImageInferenceRequest(
+            model=job.model,
+            prompt=job.prompt,
+            size=job.size,
+            quality=job.quality,
+            background=job.background,
+            count=job.count,
+            format=job.format,
+            reference_images=job.references,
+            output_quality=quality if isinstance(quality, int) else self._config.runware.output_quality,
+        )
+
+    async def _summary(self, job: Job, image_count: int, cost: int, reported: bool, redelivery: bool) -> ResultSummary:
+        remaining: int | None = None
+        resets_at: datetime | None = None
+        if job.guild_id is not None:
+            roles = [int(role) for role in job.extras.get("role_ids", []) if isinstance(role, int)]
+            try:
+                status = await self._ledger.status(job.guild_id, job.member_id, roles)
+            except AtelierError:
+                log.warning("no budget status for job %s", job.id, exc_info=True)
+            else:
+                resets_at = status.resets_at
+                # The hold is still counted as reserved; after settling, the charge replaces it.
+                remaining = None if status.remaining is None else max(0, status.remaining + job.estimate - cost)
+        kind = job.extras.get("kind", RequestKind.IMAGINE.value)
+        return ResultSummary(
+            job_id=job.id,
+            kind=RequestKind(kind) if kind in RequestKind.__members__.values() else RequestKind.IMAGINE,
+            requester_id=job.member_id,
+            prompt=job.prompt,
+            model=job.model,
+            size=job.size,
+            quality=job.quality,
+            count=job.count,
+            image_count=image_count,
+            cost=cost,
+            cost_reported=reported,
+            estimate=job.estimate,
+            remaining=remaining,
+            resets_at=resets_at,
+            parent_job_id=job.parent_job_id,
+            redelivery=redelivery,
+        )
+
+    async def _fail(self, job: Job, message: str) -> None:
+        """Record the failure first, then release the hold (reconcile finishes it if we die between), then tell."""
+        if not await self._queue.finish(job.id, JobState.FAILED, error=message, expected=_RUNNABLE):
+            log.info("job %s already finished; not marking it failed", job.id)
+            return
+        await self._release(job.id)
+        try:
+            await self._require_delivery().fail(job, message)
+        except Exception:
+            log.warning("could not tell the member that job %s failed", job.id, exc_info=True)
+
+    async def _release(self, job_id: str) -> bool:
+        try:
+            return await self._ledger.release(job_id)
+        except LedgerError:
+            log.exception("could not release the hold of job %s", job_id)
+            return False
+
+    def _require_delivery(self) -> Delivery:
+        if self._delivery is None:
+            raise RuntimeError("no Delivery attached; call set_delivery()")
+        return self._delivery
+
+    # ---------------------------------------------------------------------------------------------- bookkeeping
+
+    def _track(self, job: Job) -> _Tracked:
+        tracked = _Tracked(job=job, admitted_at=asyncio.get_running_loop().time())
+        tracked.last_sent = tracked.admitted_at  # the admission reply already showed the first position
+        self._active[job.id] = tracked
+        return tracked
+
+    def _untrack(self, job_id: str) -> None:
+        self._active.pop(job_id, None)
+
+    async def _report_progress(self) -> None:
+        """Send progress edits, at most one per `progress_edit_seconds` per job (the one place that throttles)."""
+        interval = self._limits.progress_edit_seconds
+        while True:
+            await asyncio.sleep(interval / 3)
+            self._progress_tick(interval)
+
+    def _progress_tick(self, interval: float) -> None:
+        delivery = self._delivery
+        if delivery is None:
+            return
+        now = asyncio.get_running_loop().time()
+        for tracked in list(self._active.values()):
+            if tracked.cancel_requested or tracked.phase is _Phase.DELIVERING:
+                continue
+            if now - tracked.last_sent < interval:
+                continue
+            if tracked.progress_call is not None and not tracked.progress_call.done():
+                continue  # the previous edit is still on its way; skip rather than pile up
+            if tracked.phase is _Phase.WAITING:
+                position = self._scheduler.position(tracked.job.id)
+                if position is None:
+                    continue
+                key: tuple[str, int | None] = ("queued", position)
+                if key == tracked.last_key:
+                    continue
+                elapsed, state = now - tracked.admitted_at, JobState.QUEUED
+            else:
+                position, key = None, ("running", None)
+                elapsed, state = now - (tracked.started_at or now), JobState.SUBMITTED
+            tracked.last_sent, tracked.last_key = now, key
+            tracked.progress_call = asyncio.get_running_loop().create_task(
+                self._send_progress(delivery, tracked.job, position, elapsed, state)
+            )
+
+    @staticmethod
+    async def _send_progress(
+        delivery: Delivery, job: Job, position: int | None, elapsed: float, state: JobState
+    ) -> None:
+        try:
+            await delivery.progress(job, position, elapsed, state)
+        except Exception:
+            log.debug("progress edit for job %s failed", job.id, exc_info=True)
+
+
+def _finished_sentence(state: JobState) -> str:
+    return {
+        JobState.SUCCEEDED: "That job already finished and was posted; there is nothing to cancel.",
+        JobState.FAILED: "That job already failed (nothing was charged); there is nothing to cancel.",
+        JobState.CANCELLED: "That job was already cancelled.",
+        JobState.REJECTED: "That job was rejected by a moderator; there is nothing to cancel.",
+    }.get(state, "That job can no longer be cancelled.")

@@ -1,0 +1,434 @@
+"""How a job's messages reach Discord: `DiscordDelivery` implements the job service's `Delivery` port.
+
+One job has one place in the channel (contract §2 step 8):
+
+- while its interaction token is valid (more than a minute of its 15 left), the interaction's original response is
+  edited: the public "thinking…" placeholder becomes the status (queue position, then elapsed time, with a Cancel
+  button), then the result or the failure, always in place. Editing the same message also makes a re-delivery after
+  a crash harmless;
+- once the token is too old, or Discord says it is gone (401, 50027, 10015, 10062) or the original response was
+  deleted (10008), the result is a reply in the channel that mentions the requester; progress is then not shown.
+
+Before anything is posted the bot's own permissions in the channel are checked (from the interaction when it asks,
+from the gateway cache when a job delivers): without Attach Files or Embed Links the job is refused or fails with a
+`DeliveryError` that says which permission is missing, and nothing is charged. A `Forbidden` answer from Discord maps
+to the same errors.
+
+Edits of one job's message are serialised (one lock per job), and once the result or the failure is shown no late
+progress edit can overwrite it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import discord
+
+from bot.billing.money import format_usd
+from bot.catalog import MODEL_SPECS, Size
+from bot.images import FittedImage
+from bot.jobs.delivery import DeliveryError, ResultSummary
+from bot.jobs.requests import DeliveryTarget, RequestKind
+from bot.jobs.service import GenerationService
+from bot.jobs.state import JobState
+from bot.storage.repositories import Job, utc_now
+from cogs._views import result_view, status_view
+
+if TYPE_CHECKING:
+    from discord.types.message import MessageReference as MessageReferencePayload
+
+log = logging.getLogger(__name__)
+
+TOKEN_LIFETIME = timedelta(minutes=15)
+"""How long Discord accepts an interaction token for follow-ups and edits."""
+
+FINAL_MEMORY_SECONDS = 20 * 60.0
+"""How long a job is remembered as finished (its message must not be overwritten); longer than a token lives."""
+
+PROMPT_EMBED_CHARS = 1500
+"""Longest prompt shown in a result embed (Discord allows 4096 in the description, 6000 in the whole embed)."""
+
+ATTACH_FILES_MISSING = (
+    "I can't attach files in this channel, so I can't post images here. "
+    "Ask an admin to give me the Attach Files permission. Nothing was charged."
+)
+EMBED_LINKS_MISSING = (
+    "I can't embed links in this channel, so I can't post the result card here. "
+    "Ask an admin to give me the Embed Links permission. Nothing was charged."
+)
+SEND_MISSING = (
+    "I can't send messages in this channel. Ask an admin to give me the View Channel and Send Messages "
+    "permissions. Nothing was charged."
+)
+CHANNEL_GONE = "The channel this was asked in no longer exists, so nothing could be posted. Nothing was charged."
+
+_ORIGINAL: Final = cast(int, "@original")
+"""Discord's path segment for an interaction's original response. discord.py's `Webhook.edit_message` puts the id
+into the route as text, so the documented `…/messages/@original` endpoint is reached through the public API; it is
+the one route that works for every kind of original response (a deferred reply, or the message a button is on)."""
+
+_TOKEN_GONE_CODES = frozenset({50027, 10015, 10062, 10008})
+"""Invalid webhook token, unknown webhook, unknown interaction, unknown message (the original was deleted)."""
+_MISSING_PERMISSIONS = 50013
+
+_SIZE_NAMES = {Size.SQUARE: "square", Size.LANDSCAPE: "landscape", Size.PORTRAIT: "portrait"}
+_PARENT_LABELS = {RequestKind.REROLL: "Reroll of", RequestKind.EDIT: "Edit of"}
+
+
+def permission_problem(permissions: discord.Permissions, *, channel_post: bool = False) -> str | None:
+    """Return why the bot cannot post a result with these permissions, or None when it can.
+
+    `channel_post` adds what a plain channel message needs (an interaction response does not need Send Messages).
+    """
+    if channel_post and not (permissions.view_channel and permissions.send_messages):
+        return SEND_MISSING
+    if not permissions.attach_files:
+        return ATTACH_FILES_MISSING
+    if not permissions.embed_links:
+        return EMBED_LINKS_MISSING
+    return None
+
+
+def delivery_target(
+    interaction: discord.Interaction[Any],
+    *,
+    reply_to_message_id: int | None = None,
+    source_message_id: int | None = None,
+) -> DeliveryTarget:
+    """Describe where an interaction's job is delivered: its original response while the token lives, else a reply.
+
+    `reply_to_message_id` is what a late result replies to (the request's response message, or a member's message);
+    `source_message_id` is the message whose images are edited.
+    """
+    return DeliveryTarget(
+        channel_id=interaction.channel_id,
+        application_id=interaction.application_id,
+        interaction_token=interaction.token,
+        token_expires_at=interaction.created_at + TOKEN_LIFETIME,
+        reply_to_message_id=reply_to_message_id,
+        attachment_size_limit=interaction.filesize_limit,
+        source_message_id=source_message_id,
+    )
+
+
+def message_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
+    """Return the link that opens a message in Discord."""
+    return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def queued_text(job_id: str, estimate: int, position: int) -> str:
+    """Status of a waiting job."""
+    return f"⏳ Queued: position {position} · estimate ~{format_usd(estimate)} · job `{job_id}`"
+
+
+def running_text(job_id: str, estimate: int, elapsed_seconds: float | None = None) -> str:
+    """Status of a running job."""
+    elapsed = f" ({elapsed_seconds:.0f} s)" if elapsed_seconds is not None else ""
+    return f"🎨 Generating…{elapsed} · estimate ~{format_usd(estimate)} · job `{job_id}`"
+
+
+def result_embed(summary: ResultSummary, *, parent_url: str | None) -> discord.Embed:
+    """Build the card under a result: prompt, model, size, quality, cost, remaining budget, requester, parent link."""
+    embed = discord.Embed(
+        description=discord.utils.escape_markdown(_one_line(summary.prompt, PROMPT_EMBED_CHARS)),
+        colour=discord.Colour.blurple(),
+    )
+    embed.add_field(name="Model", value=MODEL_SPECS[summary.model].label)
+    embed.add_field(name="Size", value=f"{summary.size.value} ({_SIZE_NAMES[summary.size]})")
+    embed.add_field(name="Quality", value=summary.quality.value)
+    cost = format_usd(summary.cost)
+    embed.add_field(name="Cost", value=cost if summary.cost_reported else f"{cost} (estimated)")
+    if summary.remaining is None:
+        remaining = "unlimited"
+    else:
+        remaining = format_usd(summary.remaining)
+        if summary.resets_at is not None:
+            remaining += f" · resets {discord.utils.format_dt(summary.resets_at, 'R')}"
+    embed.add_field(name="Remaining budget", value=remaining)
+    embed.add_field(name="Requested by", value=f"<@{summary.requester_id}>")
+    if parent_url is not None:
+        label = _PARENT_LABELS.get(summary.kind, "From")
+        embed.add_field(name=label, value=f"[this image]({parent_url})", inline=False)
+    footer = f"Job {summary.job_id}"
+    if summary.image_count < summary.count:
+        footer += f" · {summary.image_count} of {summary.count} images were made; you pay only for those"
+    embed.set_footer(text=footer)
+    return embed
+
+
+def _files(job: Job, images: Sequence[FittedImage]) -> list[discord.File]:
+    return [
+        discord.File(io.BytesIO(image.data), filename=f"atelier-{job.id}-{index}.{image.filename_ext}")
+        for index, image in enumerate(images, start=1)
+    ]
+
+
+class DiscordDelivery:
+    """Posts results, progress and failures of jobs with discord.py (the job service's `Delivery`)."""
+
+    def __init__(
+        self, bot: discord.Client, service: GenerationService, *, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._bot = bot
+        self._service = service
+        self.clock = clock
+        """Decides whether a token is still fresh enough to use (one minute of margin before the 15)."""
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._final: dict[str, float] = {}
+        self._dead_tokens: dict[str, datetime | None] = {}
+        """Tokens Discord refused, with when they would have expired anyway (then they are forgotten)."""
+
+    # ----------------------------------------------------------------------------------------- the Delivery port
+
+    async def deliver(self, job: Job, images: Sequence[FittedImage], summary: ResultSummary) -> int | None:
+        """Post the images with their card and buttons; return the message id. `DeliveryError` if it cannot."""
+        target = DeliveryTarget.from_job(job)
+        via_token = self._token_usable(target)
+        problem = self._cached_problem(job.guild_id, target.channel_id or job.channel_id, channel_post=not via_token)
+        if problem is not None:
+            raise DeliveryError(problem)
+        embed = result_embed(summary, parent_url=await self._parent_url(job, summary, target))
+        async with self._lock(job.id):
+            self._mark_final(job.id)
+            edited = await self._edit_original(
+                target,
+                content=None,
+                embed=embed,
+                attachments=_files(job, images),
+                view=result_view(job.id),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+            if edited is not None:
+                return edited.id
+            sent = await self._post_in_channel(
+                job, target, content=f"<@{job.member_id}>", embed=embed, files=_files(job, images)
+            )
+            return sent.id
+
+    async def progress(self, job: Job, position: int | None, elapsed_seconds: float, state: JobState) -> None:
+        """Show a waiting job's position or a running job's elapsed time on its status message (token path only)."""
+        target = DeliveryTarget.from_job(job)
+        if not self._token_usable(target):
+            return
+        if position is not None:
+            text = queued_text(job.id, job.estimate, position)
+        else:
+            text = running_text(job.id, job.estimate, elapsed_seconds)
+        await self.show_status(job.id, target, text)
+
+    async def fail(self, job: Job, message: str) -> None:
+        """Replace the job's status with why it failed (nothing was charged), or reply with it in the channel."""
+        target = DeliveryTarget.from_job(job)
+        text = f"❌ <@{job.member_id}> {message}"
+        async with self._lock(job.id):
+            self._mark_final(job.id)
+            edited = await self._edit_original(
+                target,
+                content=text,
+                embed=None,
+                attachments=[],
+                view=None,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+            if edited is None:
+                await self._post_in_channel(job, target, content=text)
+
+    # ------------------------------------------------------------------------------------ status for the cogs
+
+    async def show_status(self, job_id: str, target: DeliveryTarget, text: str) -> None:
+        """Show a job's status (with its Cancel button) unless its result or failure is already there."""
+        async with self._lock(job_id):
+            if job_id in self._final:
+                return
+            try:
+                await self._edit_original(
+                    target, content=text, view=status_view(job_id), allowed_mentions=discord.AllowedMentions.none()
+                )
+            except discord.HTTPException as exc:
+                log.info("status of job %s not shown: %s", job_id, exc)
+
+    async def show_cancelled(self, job: Job, by_member_id: int) -> bool:
+        """Replace a cancelled job's status message with the cancellation; False if its token no longer works."""
+        target = DeliveryTarget.from_job(job)
+        who = "its requester" if by_member_id == job.member_id else f"<@{by_member_id}>"
+        text = f"✖️ Cancelled by {who}; nothing was charged · job `{job.id}`"
+        async with self._lock(job.id):
+            self._mark_final(job.id)
+            try:
+                edited = await self._edit_original(
+                    target, content=text, view=None, allowed_mentions=discord.AllowedMentions.none()
+                )
+            except discord.HTTPException as exc:
+                log.info("cancellation of job %s not shown: %s", job.id, exc)
+                return False
+            return edited is not None
+
+    async def delete_original(self, target: DeliveryTarget) -> None:
+        """Delete an interaction's original response (a confirmation that led nowhere), if its token still works."""
+        if not self._token_usable(target):
+            return
+        assert target.application_id is not None and target.interaction_token is not None
+        webhook = discord.Webhook.partial(target.application_id, target.interaction_token, client=self._bot)
+        try:
+            await webhook.delete_message(_ORIGINAL)
+        except discord.HTTPException as exc:
+            log.info("could not delete an original response: %s", exc)
+
+    async def show_text(self, target: DeliveryTarget, text: str) -> None:
+        """Replace an interaction's original response with a line of text (no buttons), if its token still works."""
+        try:
+            await self._edit_original(target, content=text, view=None, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            log.info("could not update an original response: %s", exc)
+
+    # ---------------------------------------------------------------------------------------------- internals
+
+    def _lock(self, job_id: str) -> asyncio.Lock:
+        lock = self._locks.get(job_id)
+        if lock is None:
+            lock = self._locks[job_id] = asyncio.Lock()
+        return lock
+
+    def _mark_final(self, job_id: str) -> None:
+        now = asyncio.get_running_loop().time()
+        self._final[job_id] = now
+        for stale in [key for key, at in self._final.items() if now - at > FINAL_MEMORY_SECONDS]:
+            del self._final[stale]
+            lock = self._locks.get(stale)
+            if lock is not None and not lock.locked():
+                del self._locks[stale]
+
+    def _token_usable(self, target: DeliveryTarget) -> bool:
+        return (
+            target.application_id is not None
+            and target.interaction_token is not None
+            and target.interaction_token not in self._dead_tokens
+            and target.token_valid(self.clock())
+        )
+
+    async def _edit_original(self, target: DeliveryTarget, **fields: Any) -> discord.WebhookMessage | None:
+        """Edit the original response; None when the token can no longer be used (then nothing was changed)."""
+        if not self._token_usable(target):
+            return None
+        assert target.application_id is not None and target.interaction_token is not None
+        webhook = discord.Webhook.partial(target.application_id, target.interaction_token, client=self._bot)
+        try:
+            return await webhook.edit_message(_ORIGINAL, **fields)
+        except discord.HTTPException as exc:
+            if exc.status == 401 or exc.code in _TOKEN_GONE_CODES:
+                # Never try a refused token again: invalid requests count towards Discord's Cloudflare ban.
+                now = self.clock()
+                for token, expires in list(self._dead_tokens.items()):
+                    if expires is None or expires < now:
+                        del self._dead_tokens[token]
+                self._dead_tokens[target.interaction_token] = target.token_expires_at
+                log.info("interaction token of channel %s is no longer usable (%s)", target.channel_id, exc.text)
+                return None
+            if exc.code == _MISSING_PERMISSIONS:
+                raise DeliveryError(ATTACH_FILES_MISSING if fields.get("attachments") else SEND_MISSING) from exc
+            raise
+
+    async def _post_in_channel(
+        self,
+        job: Job,
+        target: DeliveryTarget,
+        *,
+        content: str,
+        embed: discord.Embed | None = None,
+        files: Sequence[discord.File] = (),
+    ) -> discord.Message:
+        """Reply in the job's channel (to `reply_to_message_id` when set), mentioning the requester."""
+        channel_id = target.channel_id or job.channel_id
+        if channel_id is None:
+            raise DeliveryError(CHANNEL_GONE)
+        permissions = self._cached_permissions(job.guild_id, channel_id)
+        if permissions is not None and not (permissions.view_channel and permissions.send_messages):
+            raise DeliveryError(SEND_MISSING)
+        reference = None
+        if target.reply_to_message_id is not None and (permissions is None or permissions.read_message_history):
+            reference = reply_reference(target.reply_to_message_id, channel_id, job.guild_id)
+        channel = self._bot.get_partial_messageable(channel_id, guild_id=job.guild_id)
+        extra: dict[str, Any] = {} if reference is None else {"reference": reference}
+        try:
+            if embed is None:
+                return await channel.send(content, allowed_mentions=_mention(job.member_id), **extra)
+            return await channel.send(
+                content,
+                embed=embed,
+                files=list(files),
+                view=result_view(job.id),
+                allowed_mentions=_mention(job.member_id),
+                **extra,
+            )
+        except discord.Forbidden as exc:
+            raise DeliveryError(ATTACH_FILES_MISSING if files else SEND_MISSING) from exc
+        except discord.NotFound as exc:
+            raise DeliveryError(CHANNEL_GONE) from exc
+
+    def _cached_permissions(self, guild_id: int | None, channel_id: int | None) -> discord.Permissions | None:
+        """Return the bot's permissions in a channel from the gateway cache; None when the cache does not know."""
+        if guild_id is None or channel_id is None:
+            return None
+        guild = self._bot.get_guild(guild_id)
+        if guild is None or guild.me is None:
+            return None
+        channel = guild.get_channel_or_thread(channel_id)
+        if channel is None:
+            return None
+        return channel.permissions_for(guild.me)
+
+    def _cached_problem(self, guild_id: int | None, channel_id: int | None, *, channel_post: bool) -> str | None:
+        permissions = self._cached_permissions(guild_id, channel_id)
+        return None if permissions is None else permission_problem(permissions, channel_post=channel_post)
+
+    async def _parent_url(self, job: Job, summary: ResultSummary, target: DeliveryTarget) -> str | None:
+        """Link to what an edit or reroll started from: the parent job's result, else the edited message."""
+        if summary.parent_job_id is not None:
+            parent = await self._service.get_job(summary.parent_job_id)
+            if parent is not None and parent.result_message_id is not None and parent.channel_id is not None:
+                return message_url(parent.guild_id, parent.channel_id, parent.result_message_id)
+        channel_id = target.channel_id or job.channel_id
+        if target.source_message_id is not None and channel_id is not None:
+            return message_url(job.guild_id, channel_id, target.source_message_id)
+        return None
+
+
+def reply_reference(message_id: int, channel_id: int, guild_id: int | None) -> discord.MessageReference:
+    """Return a reference that makes a new message a reply to `message_id` (sent even if that one is gone)."""
+    return _Reply(message_id=message_id, channel_id=channel_id, guild_id=guild_id, fail_if_not_exists=False)
+
+
+class _Reply(discord.MessageReference):
+    """A message reference whose ids are written as strings, the snowflake format of Discord's API description.
+
+    discord.py writes them as numbers; Discord accepts both, its published description only the strings.
+    """
+
+    def to_dict(self) -> MessageReferencePayload:
+        """Serialise with snowflakes as strings."""
+        payload = super().to_dict()
+        for key in ("message_id", "channel_id", "guild_id"):
+            if payload.get(key) is not None:
+                payload[key] = str(payload[key])
+        return payload
+
+    to_message_reference_dict = to_dict
+
+
+def _mention(member_id: int) -> discord.AllowedMentions:
+    """Let the requester's mention notify them; the text mentions no one else.
+
+    `users=True` (parse user mentions) rather than a list of ids: discord.py writes listed ids as numbers, which
+    Discord's API description does not allow.
+    """
+    return discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)

@@ -1,0 +1,154 @@
+"""Embeds for budgets, balances and the job queue: plain values in, `discord.Embed` out, within Discord's limits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import discord
+
+from bot.billing.budgets import BudgetRules, MemberOverride, OverrideKind
+from bot.billing.ledger import BudgetStatus
+from bot.billing.money import format_usd
+from bot.jobs.service import QueueEntry
+from bot.storage.repositories import Job
+
+FIELD_LIMIT = 1024
+"""Discord's limit on one embed field's value."""
+PROMPT_PREVIEW_CHARS = 40
+COLOUR = discord.Colour.blurple()
+
+
+def relative(moment: datetime) -> str:
+    """Format a moment as a Discord timestamp that each reader sees relative to now (`<t:UNIX:R>`)."""
+    return discord.utils.format_dt(moment, "R")
+
+
+def allowance_text(status: BudgetStatus) -> str:
+    """Describe the member's allowance per period, with grants."""
+    if status.blocked:
+        return "blocked"
+    base = "unlimited" if status.allowance is None else f"{format_usd(status.allowance)} per {status.period.value}"
+    if status.granted:
+        sign = "+" if status.granted > 0 else ""
+        base += f" ({sign}{format_usd(status.granted)} granted this {status.period.value})"
+    return base
+
+
+def override_text(override: MemberOverride) -> str:
+    """Describe a member override."""
+    if override.kind is OverrideKind.AMOUNT and override.amount is not None:
+        return format_usd(override.amount)
+    return override.kind.value
+
+
+def _lines(lines: Sequence[str], empty: str) -> str:
+    """Join lines into one field value, cut to the field limit with a count of what was left out."""
+    if not lines:
+        return empty
+    shown: list[str] = []
+    used = 0
+    for index, line in enumerate(lines):
+        more = f"… and {len(lines) - index} more"
+        if used + len(line) + 1 + len(more) > FIELD_LIMIT:
+            shown.append(more)
+            break
+        shown.append(line)
+        used += len(line) + 1
+    return "\n".join(shown)
+
+
+def _job_line(job: Job) -> str:
+    prompt = " ".join(job.prompt.split())
+    if len(prompt) > PROMPT_PREVIEW_CHARS:
+        prompt = prompt[: PROMPT_PREVIEW_CHARS - 1] + "…"
+    money = format_usd(job.cost) if job.cost is not None else f"~{format_usd(job.estimate)}"
+    summary = (
+        f"`{job.id}` {job.state.value} · {job.model.value} {job.size.value} · {money} · {relative(job.created_at)}"
+    )
+    return f"{summary}\n> {discord.utils.escape_markdown(prompt)}"
+
+
+def status_embed(title: str, status: BudgetStatus, *, jobs: Sequence[Job] | None = None) -> discord.Embed:
+    """Show a member's budget this period (allowance, spent, reserved, remaining, reset) and their recent jobs."""
+    embed = discord.Embed(title=title, colour=COLOUR)
+    embed.add_field(name="Allowance", value=allowance_text(status), inline=False)
+    embed.add_field(name="Spent", value=format_usd(status.spent))
+    embed.add_field(name="Reserved", value=format_usd(status.reserved))
+    remaining = "unlimited" if status.remaining is None else format_usd(status.remaining)
+    embed.add_field(name="Remaining", value=remaining)
+    embed.add_field(name="Resets", value=relative(status.resets_at))
+    server_remaining = status.server_remaining
+    if server_remaining is not None and status.server_cap is not None:
+        embed.add_field(
+            name="Server budget",
+            value=f"{format_usd(server_remaining)} of {format_usd(status.server_cap)} left",
+        )
+    if jobs is not None:
+        embed.add_field(
+            name="Recent jobs", value=_lines([_job_line(job) for job in jobs], "No jobs yet."), inline=False
+        )
+    return embed
+
+
+def rules_embed(rules: BudgetRules, *, resets_at: datetime, server_spent: int, server_reserved: int) -> discord.Embed:
+    """Show every budget rule of a server, and its spend this period."""
+    embed = discord.Embed(title="Budget rules", colour=COLOUR)
+    embed.add_field(name="Period", value=f"{rules.period.value} (resets {relative(resets_at)})")
+    embed.add_field(name="Default allowance", value=format_usd(rules.default_allowance))
+    cap = "none" if rules.server_cap is None else format_usd(rules.server_cap)
+    embed.add_field(name="Server cap", value=cap)
+    spend = f"{format_usd(server_spent)} spent, {format_usd(server_reserved)} reserved"
+    embed.add_field(name="Server this period", value=spend, inline=False)
+    roles = sorted(rules.role_allowances.items(), key=lambda item: (-item[1], item[0]))
+    embed.add_field(
+        name="Role allowances",
+        value=_lines([f"<@&{role}> {format_usd(amount)}" for role, amount in roles], "none"),
+        inline=False,
+    )
+    members = sorted(rules.member_overrides.items())
+    embed.add_field(
+        name="Member overrides",
+        value=_lines([f"<@{member}> {override_text(override)}" for member, override in members], "none"),
+        inline=False,
+    )
+    return embed
+
+
+DESCRIPTION_LIMIT = 4096
+"""Discord's limit on an embed's description."""
+
+
+def _queue_line(entry: QueueEntry) -> str:
+    job = entry.job
+    if entry.position is not None:
+        where = f"queued, position {entry.position} (waiting {entry.elapsed_seconds:.0f} s)"
+    else:
+        where = f"running for {entry.elapsed_seconds:.0f} s"
+    prompt = " ".join(job.prompt.split())
+    if len(prompt) > PROMPT_PREVIEW_CHARS:
+        prompt = prompt[: PROMPT_PREVIEW_CHARS - 1] + "…"
+    summary = f"`{job.id}` {where} · {job.model.value} {job.size.value} ×{job.count} · ~{format_usd(job.estimate)}"
+    return f"{summary}\n> {discord.utils.escape_markdown(prompt)}"
+
+
+def queue_embed(entries: Sequence[QueueEntry]) -> discord.Embed:
+    """List a member's queued and running jobs, oldest first, with position or running time and estimate."""
+    embed = discord.Embed(title="Your queued and running jobs", colour=COLOUR)
+    if not entries:
+        embed.description = "Nothing queued or running."
+        return embed
+    lines: list[str] = []
+    used = 0
+    for index, entry in enumerate(entries):
+        line = _queue_line(entry)
+        more = f"… and {len(entries) - index} more"
+        if used + len(line) + 1 + len(more) > DESCRIPTION_LIMIT:
+            lines.append(more)
+            break
+        lines.append(line)
+        used += len(line) + 1
+    embed.description = "\n".join(lines)
+    held = sum(entry.job.estimate for entry in entries)
+    embed.set_footer(text=f"{format_usd(held)} reserved; a cancelled job's reservation is released.")
+    return embed

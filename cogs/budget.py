@@ -1,0 +1,241 @@
+"""`/budget` for server admins: the period, default and role allowances, member overrides, the cap, grants, show.
+
+Every subcommand needs Manage Server. Discord hides the group from others by default, but a server can change that
+default, so the cog checks the member's permissions again on every use (`interaction_check`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.billing.budgets import Budgets, MemberOverride, OverrideKind, period_bounds
+from bot.billing.ledger import MAX_REASON_CHARS, Ledger
+from bot.billing.money import MAX_AMOUNT_MICROS, MoneyError, format_usd, parse_usd
+from bot.catalog import Period
+from bot.errors import InvalidRequestError
+from bot.tree import send_ephemeral
+from cogs._checks import require_manage_guild, role_ids, services_of
+from cogs._embeds import override_text, relative, rules_embed, status_embed
+
+log = logging.getLogger(__name__)
+
+NONE = "none"
+"""The word that removes a role allowance, a member override or the server cap."""
+
+Amount = app_commands.Range[str, 1, 24]
+Reason = app_commands.Range[str, 1, MAX_REASON_CHARS]
+
+PERIOD_CHOICES = [
+    app_commands.Choice(name="day (resets at 00:00 UTC)", value=Period.DAY.value),
+    app_commands.Choice(name="week (resets Monday 00:00 UTC)", value=Period.WEEK.value),
+    app_commands.Choice(name="month (resets on the 1st, 00:00 UTC)", value=Period.MONTH.value),
+]
+
+_SOURCES = {"override": "this member's own rule", "role": "their best role", "default": "the server default"}
+
+
+def _shown(text: str) -> str:
+    return text.strip().replace("`", "'")
+
+
+def parse_amount(text: str, *, allow_negative: bool = False) -> int:
+    """Parse a dollar amount typed by an admin (`2.50`, `$2.50`) into micro-dollars, or raise a clear error."""
+    try:
+        micros = parse_usd(text, allow_negative=True)
+    except MoneyError:
+        raise InvalidRequestError(
+            f"`{_shown(text)}` is not a dollar amount; write it like `2.50` (at most {format_usd(MAX_AMOUNT_MICROS)})."
+        ) from None
+    if micros < 0 and not allow_negative:
+        raise InvalidRequestError(f"`{_shown(text)}` is negative; use an amount of 0 or more.")
+    return micros
+
+
+def parse_optional_amount(text: str) -> int | None:
+    """Parse an amount, or `none` (None: remove the rule)."""
+    return None if text.strip().lower() == NONE else parse_amount(text)
+
+
+def parse_member_value(text: str) -> MemberOverride | None:
+    """Parse `/budget member`'s value: an amount, `unlimited`, `blocked`, or `none` (None: clear the override)."""
+    word = text.strip().lower()
+    if word == NONE:
+        return None
+    if word == OverrideKind.UNLIMITED.value:
+        return MemberOverride.unlimited()
+    if word == OverrideKind.BLOCKED.value:
+        return MemberOverride.blocked()
+    try:
+        return MemberOverride.of_amount(parse_amount(text))
+    except InvalidRequestError:
+        raise InvalidRequestError(
+            f"`{_shown(text)}` is not a value for a member: write an amount like `2.50`, `unlimited`, `blocked`, "
+            "or `none` to clear the member's own rule."
+        ) from None
+
+
+def _audit(interaction: discord.Interaction[Any], change: str, *args: object) -> None:
+    log.info(
+        "Budget change in guild %s by %s (%s): " + change,
+        interaction.guild_id,
+        interaction.user,
+        interaction.user.id,
+        *args,
+    )
+
+
+def _guild_id(interaction: discord.Interaction[Any]) -> int:
+    if interaction.guild_id is None:
+        raise app_commands.NoPrivateMessage()
+    return interaction.guild_id
+
+
+class Budget(commands.Cog):
+    """Budget administration: rules are stored per server and apply from the current period on."""
+
+    budget = app_commands.Group(
+        name="budget",
+        description="Set and read this server's image budgets (Manage Server)",
+        default_permissions=discord.Permissions(manage_guild=True),
+        guild_only=True,
+    )
+
+    def __init__(self, budgets: Budgets, ledger: Ledger) -> None:
+        self._budgets = budgets
+        self._ledger = ledger
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        """Re-check Manage Server in the bot, whatever the server did to the group's default permissions."""
+        return require_manage_guild(interaction)
+
+    @budget.command(name="period")
+    @app_commands.describe(period="How often every member's allowance starts over")
+    @app_commands.choices(period=PERIOD_CHOICES)
+    async def set_period(self, interaction: discord.Interaction[Any], period: app_commands.Choice[str]) -> None:
+        """Choose the budget period: day, week or month (all reset at 00:00 UTC)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
+        kind = await self._budgets.set_period(_guild_id(interaction), period.value, actor_id=interaction.user.id)
+        _audit(interaction, "period set to %s", kind.value)
+        resets_at = period_bounds(kind, datetime.now(UTC))[1]
+        await send_ephemeral(
+            interaction, f"The budget period is now **{kind.value}**; this one ends {relative(resets_at)}."
+        )
+
+    @budget.command(name="default")
+    @app_commands.describe(amount="Dollars per member per period, like 2.50")
+    async def set_default(self, interaction: discord.Interaction[Any], amount: Amount) -> None:
+        """Set the allowance every member gets per period unless a role or member rule says otherwise."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
+        micros = parse_amount(amount)
+        await self._budgets.set_default(_guild_id(interaction), micros, actor_id=interaction.user.id)
+        _audit(interaction, "default allowance set to %s", format_usd(micros))
+        await send_ephemeral(
+            interaction, f"The default allowance is now **{format_usd(micros)}** per member per period."
+        )
+
+    @budget.command(name="role")
+    @app_commands.describe(role="The role", amount="Dollars per period for its members, like 5.00, or none to remove")
+    async def set_role(self, interaction: discord.Interaction[Any], role: discord.Role, amount: Amount) -> None:
+        """Give a role its own allowance per period (members get the largest of their roles' and the default)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
+        if role.is_default():
+            raise InvalidRequestError("Everyone has the default allowance; set it with `/budget default`.")
+        micros = parse_optional_amount(amount)
+        await self._budgets.set_role(_guild_id(interaction), role.id, micros, actor_id=interaction.user.id)
+        if micros is None:
+            _audit(interaction, "allowance of role %s (%s) removed", role.name, role.id)
+            await send_ephemeral(interaction, f"{role.mention} no longer has an allowance of its own.")
+        else:
+            _audit(interaction, "allowance of role %s (%s) set to %s", role.name, role.id, format_usd(micros))
+            await send_ephemeral(interaction, f"{role.mention} now gets **{format_usd(micros)}** per period.")
+
+    @budget.command(name="member")
+    @app_commands.describe(
+        member="The member",
+        value="Dollars per period like 3.00, unlimited, blocked, or none to clear their own rule",
+    )
+    async def set_member(self, interaction: discord.Interaction[Any], member: discord.Member, value: Amount) -> None:
+        """Give one member their own rule (an amount, unlimited or blocked); it beats roles and the default."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
+        override = parse_member_value(value)
+        await self._budgets.set_member(_guild_id(interaction), member.id, override, actor_id=interaction.user.id)
+        if override is None:
+            _audit(interaction, "override of member %s cleared", member.id)
+            await send_ephemeral(interaction, f"{member.mention} follows the role and default allowances again.")
+            return
+        _audit(interaction, "override of member %s set to %s", member.id, override_text(override))
+        if override.kind is OverrideKind.BLOCKED:
+            text = f"{member.mention} is now **blocked** from generating images here."
+        elif override.kind is OverrideKind.UNLIMITED:
+            text = f"{member.mention} now has **no limit of their own** (the server cap still applies)."
+        else:
+            text = f"{member.mention} now gets **{override_text(override)}** per period, whatever their roles."
+        await send_ephemeral(interaction, text)
+
+    @budget.command(name="cap")
+    @app_commands.describe(amount="Dollars per period for the whole server, like 50.00, or none for no cap")
+    async def set_cap(self, interaction: discord.Interaction[Any], amount: Amount) -> None:
+        """Set the most the whole server may spend per period, or remove the cap."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
+        micros = parse_optional_amount(amount)
+        await self._budgets.set_cap(_guild_id(interaction), micros, actor_id=interaction.user.id)
+        if micros is None:
+            _audit(interaction, "server cap removed")
+            await send_ephemeral(interaction, "The server has **no cap** now.")
+        else:
+            _audit(interaction, "server cap set to %s", format_usd(micros))
+            await send_ephemeral(interaction, f"The server cap is now **{format_usd(micros)}** per period.")
+
+    @budget.command(name="grant")
+    @app_commands.describe(
+        member="Who gets it",
+        amount="Dollars to add this period, like 1.00 (negative, like -0.50, to deduct)",
+        reason="Why (kept in the ledger)",
+    )
+    async def grant(
+        self, interaction: discord.Interaction[Any], member: discord.Member, amount: Amount, reason: Reason
+    ) -> None:
+        """Add to (or deduct from) one member's budget for the current period only."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
+        micros = parse_amount(amount, allow_negative=True)
+        guild_id = _guild_id(interaction)
+        await self._ledger.grant(guild_id, member.id, micros, reason, actor_id=interaction.user.id)
+        status = await self._ledger.status(guild_id, member.id, role_ids(member))
+        left = "unlimited" if status.remaining is None else format_usd(status.remaining)
+        verb = f"Granted **{format_usd(micros)}** to" if micros > 0 else f"Deducted **{format_usd(-micros)}** from"
+        await send_ephemeral(interaction, f"{verb} {member.mention} for this period. They have {left} left.")
+
+    @budget.command(name="show")
+    @app_commands.describe(member="A member whose budget to show (leave out for the server's rules)")
+    async def show(self, interaction: discord.Interaction[Any], member: discord.Member | None = None) -> None:
+        """Show the server's budget rules, or one member's budget this period."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
+        guild_id = _guild_id(interaction)
+        rules = await self._budgets.rules(guild_id)
+        if member is None:
+            # Server totals do not depend on the member asked about; the admin's own status carries them.
+            status = await self._ledger.status(guild_id, interaction.user.id, [])
+            embed = rules_embed(
+                rules,
+                resets_at=status.resets_at,
+                server_spent=status.server_spent,
+                server_reserved=status.server_reserved,
+            )
+        else:
+            roles = role_ids(member)
+            status = await self._ledger.status(guild_id, member.id, roles)
+            embed = status_embed(f"Budget of {member.display_name}", status)
+            embed.description = f"Allowance from {_SOURCES[rules.limit_for(member.id, roles).source]}."
+        await send_ephemeral(interaction, embed=embed)
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Add the cog with the services it needs."""
+    services = services_of(bot)
+    await bot.add_cog(Budget(services.budgets, services.ledger))

@@ -1,0 +1,308 @@
+"""Editing images already in the channel: the **Edit image** message command, and replies that mention the bot.
+
+- **Edit image** (right-click a message → Apps): a modal asks for the change; the message's image attachments and
+  embed images are the references. Discord sends a context-menu target with its content and attachments, so this
+  needs no privileged intent.
+- **Reply editing**: a reply that mentions the bot (`@Atelier make the sky stormy`) to a message with images is an
+  edit of those images. The reply itself carries its text because it mentions the bot, and a reply to one of the
+  bot's own results always works (the bot sees its own messages; the result's images are reused by their Runware
+  ids, with the result's model and size). The images of *other* members' messages reach the bot only with the
+  privileged Message Content intent, which is requested only when `[discord] reply_editing = true`; without it
+  such a reply is answered with how to switch it on. Only an explicit mention counts: a plain reply that pings the
+  bot (Discord's default for replies) never starts a paid generation.
+
+A reply has no interaction: the member's message gets a typing indicator while the request is checked and a ⏳
+reaction once it is queued (when the bot may add reactions); errors are replies to it, and the result is posted as a
+reply to it that mentions the member. A request above the confirmation
+threshold is answered with Confirm/Cancel; a Confirm click's token then carries the job's status and result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from functools import partial
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.client import AtelierBot
+from bot.errors import AtelierError, InvalidRequestError
+from bot.jobs.delivery import DeliveryError
+from bot.jobs.requests import DeliveryTarget, ReferenceSource, RequestKind
+from bot.jobs.service import Admission
+from bot.tree import defer_public, new_error_id
+from cogs._checks import role_ids
+from cogs._delivery import delivery_target, permission_problem, reply_reference
+from cogs._views import ChangeModal, PendingConfirmation, confirm_view
+from cogs.generate import (
+    DUPLICATE,
+    EXPIRED,
+    Admit,
+    Generate,
+    admit_request,
+    check_channel,
+    confirm_text,
+    confirmed,
+    message_images,
+    new_request,
+    require_guild,
+)
+
+log = logging.getLogger(__name__)
+
+MENU_NAME = "Edit image"
+
+NO_IMAGES = "That message has no images to edit (attachments or embed images)."
+EMPTY_REPLY = "Write the change after the mention, for example: `@Atelier make the sky stormy`."
+REFERENCE_GONE = "I can't find the message you replied to; it may have been deleted."
+HISTORY_MISSING = (
+    "I can't read the message history here, so I can't see the message you replied to. "
+    "Ask an admin to give me the Read Message History permission."
+)
+NEEDS_MESSAGE_CONTENT = (
+    "I can't see the images of messages I'm replying to: reply editing needs Discord's Message Content intent, "
+    "which this bot does not use. The bot owner can switch it on in the Discord developer portal (Bot tab → "
+    "Privileged Gateway Intents → Message Content Intent) and set `reply_editing = true` under `[discord]` in the "
+    "config. Meanwhile, use **Edit image** (right-click the message → Apps → Edit image), or `/edit` with the "
+    "image. Replies to my own results always work."
+)
+QUEUED_REACTION = "⏳"
+
+
+class ReplyEditingUnavailableError(AtelierError):
+    """The replied-to message's images are hidden from the bot (no Message Content intent)."""
+
+
+def _mention_pattern(user_id: int) -> re.Pattern[str]:
+    return re.compile(rf"<@!?{user_id}>")
+
+
+def mentions(content: str, user_id: int) -> bool:
+    """Whether the text itself mentions `user_id` (a reply's automatic ping does not count)."""
+    return _mention_pattern(user_id).search(content) is not None
+
+
+def strip_mention(content: str, user_id: int) -> str:
+    """Remove every mention of `user_id` from a message's text, leaving the change the member asked for."""
+    return " ".join(_mention_pattern(user_id).sub(" ", content).split())
+
+
+class EditImage(commands.Cog):
+    """The Edit image message command and reply editing."""
+
+    def __init__(self, bot: AtelierBot, generate: Generate) -> None:
+        self._bot = bot
+        self._generate = generate
+        self._menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.edit_image)
+
+    async def cog_load(self) -> None:
+        """Register the message command (context menus cannot be declared on a cog)."""
+        self._bot.tree.add_command(self._menu)
+
+    async def cog_unload(self) -> None:
+        """Remove the message command."""
+        self._bot.tree.remove_command(self._menu.name, type=self._menu.type)
+
+    # ----------------------------------------------------------------------------------------------- Edit image
+
+    @app_commands.guild_only()
+    async def edit_image(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
+        """Ask for the change in a modal; the message's images are the references."""
+        sources = message_images(message)
+        if not sources:
+            await interaction.response.send_message(NO_IMAGES, ephemeral=True)
+            return
+        me = self._bot.user
+        from_bot = me is not None and message.author.id == me.id
+        modal = ChangeModal(
+            title=MENU_NAME,
+            on_change=partial(self._submit_edit, message_id=message.id, from_bot=from_bot, sources=tuple(sources)),
+        )
+        await interaction.response.send_modal(modal)  # the modal is the acknowledgement, so it goes first
+
+    async def _submit_edit(
+        self,
+        interaction: discord.Interaction[Any],
+        prompt: str,
+        *,
+        message_id: int,
+        from_bot: bool,
+        sources: tuple[ReferenceSource, ...],
+    ) -> None:
+        response_id = await defer_public(interaction)  # acknowledge within Discord's 3 s before any other work
+        guild_id = require_guild(interaction)
+        check_channel(interaction)
+        target = delivery_target(interaction, reply_to_message_id=response_id, source_message_id=message_id)
+        service = self._generate.service
+        job = await service.job_for_message(message_id) if from_bot else None
+        if job is not None and job.guild_id == guild_id:
+            await self._generate.edit_result(interaction, job, prompt, target)
+            return
+        request = new_request(
+            guild_id=guild_id,
+            channel_id=interaction.channel_id,
+            member=interaction.user,
+            prompt=prompt,
+            options=self._generate.options(),
+            references=sources,
+            kind=RequestKind.EDIT,
+            target=target,
+        )
+        await self._generate.submit(interaction, admit_request(service, request), target)
+
+    # ---------------------------------------------------------------------------------------------- reply editing
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """Treat a reply that explicitly mentions the bot as an edit of the replied-to message's images."""
+        me = self._bot.user
+        if me is None or message.author.bot or message.guild is None or message.reference is None:
+            return
+        if not mentions(message.content, me.id):
+            return
+        with contextlib.suppress(discord.HTTPException):
+            await message.channel.typing()  # the member sees at once that the request arrived
+        try:
+            await self._reply_edit(message, me.id)
+        except AtelierError as exc:
+            log.info("reply edit by %s refused: %s", message.author.id, exc.user_message)
+            await self._answer(message, exc.user_message)
+        except Exception:
+            error_id = new_error_id()
+            log.exception("Unexpected error %s in a reply edit (message %s)", error_id, message.id)
+            await self._answer(
+                message,
+                f"Something went wrong on my side (error id `{error_id}`). Please try again, "
+                "and give the error id to the server's admins if it keeps happening.",
+            )
+
+    async def _reply_edit(self, message: discord.Message, me_id: int) -> None:
+        guild = message.guild
+        assert guild is not None
+        prompt = strip_mention(message.content, me_id)
+        if not prompt:
+            raise InvalidRequestError(EMPTY_REPLY)
+        channel = message.channel
+        if isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+            problem = permission_problem(channel.permissions_for(guild.me), channel_post=True)
+            if problem is not None:
+                raise DeliveryError(problem)
+        referenced = await self._referenced(message)
+        target = DeliveryTarget(
+            channel_id=channel.id,
+            reply_to_message_id=message.id,
+            attachment_size_limit=guild.filesize_limit,
+            source_message_id=referenced.id,
+        )
+        service = self._generate.service
+        if referenced.author.id == me_id:
+            job = await service.job_for_message(referenced.id)
+            if job is not None and job.guild_id == guild.id:
+                member_id, roles = message.author.id, role_ids(message.author)
+                options = self._generate.options_like(job)
+
+                async def admit(delivery: DeliveryTarget, confirmed: bool) -> Admission:
+                    return await service.edit_from(
+                        job.id, member_id, roles, prompt, delivery, options=options, confirmed=confirmed
+                    )
+
+                await self._start(message, admit, target)
+                return
+        elif not self._bot.intents.message_content:
+            raise ReplyEditingUnavailableError(NEEDS_MESSAGE_CONTENT)
+        images = message_images(referenced)
+        if not images:
+            raise InvalidRequestError(NO_IMAGES)
+        request = new_request(
+            guild_id=guild.id,
+            channel_id=channel.id,
+            member=message.author,
+            prompt=prompt,
+            options=self._generate.options(),
+            references=[*images, *message_images(message)],
+            kind=RequestKind.EDIT,
+            target=target,
+        )
+        await self._start(message, admit_request(service, request), target)
+
+    async def _referenced(self, message: discord.Message) -> discord.Message:
+        """Return the message a reply points at: carried in the event, else fetched."""
+        reference = message.reference
+        assert reference is not None
+        if isinstance(reference.resolved, discord.Message):
+            return reference.resolved
+        if isinstance(reference.resolved, discord.DeletedReferencedMessage) or reference.message_id is None:
+            raise InvalidRequestError(REFERENCE_GONE)
+        try:
+            return await message.channel.fetch_message(reference.message_id)
+        except discord.NotFound:
+            raise InvalidRequestError(REFERENCE_GONE) from None
+        except discord.Forbidden:
+            raise DeliveryError(HISTORY_MISSING) from None
+
+    async def _start(self, message: discord.Message, admit: Admit, target: DeliveryTarget) -> None:
+        """Admit the reply's request; confirm first above the threshold; mark the reply as queued."""
+        admission = await admit(target, False)
+        if admission.needs_confirmation:
+            pending = PendingConfirmation(
+                requester_id=message.author.id,
+                estimate=admission.estimate,
+                target=target,
+                admit=confirmed(admit),
+                on_expiry=self._nothing,
+            )
+            nonce = self._generate.confirmations.add(pending)
+            question = await message.channel.send(
+                confirm_text(message.author.id, admission.estimate, self._generate.confirm_above),
+                view=confirm_view(nonce),
+                reference=_reference_to(message),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+            pending.on_expiry = partial(self._expired, question)
+            return
+        if admission.duplicate:
+            await self._answer(message, DUPLICATE.format(job_id=admission.job_id))
+            return
+        log.info("reply edit by %s admitted as job %s", message.author.id, admission.job_id)
+        channel, guild = message.channel, message.guild
+        if guild is not None and isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+            permissions = channel.permissions_for(guild.me)
+            if permissions.add_reactions and permissions.read_message_history:
+                # The result comes as a reply when it is ready; the reaction says at once that it is on its way.
+                with contextlib.suppress(discord.HTTPException):
+                    await message.add_reaction(QUEUED_REACTION)
+
+    @staticmethod
+    async def _nothing() -> None:
+        """Do nothing: the expiry until the question has been posted (then it edits the question)."""
+
+    @staticmethod
+    async def _expired(question: discord.Message) -> None:
+        with contextlib.suppress(discord.HTTPException):
+            await question.edit(content=EXPIRED, view=None)
+
+    @staticmethod
+    async def _answer(message: discord.Message, text: str) -> None:
+        """Reply to the member's message (a reply has no private channel back)."""
+        try:
+            await message.channel.send(
+                text, reference=_reference_to(message), allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.HTTPException:
+            log.warning("could not answer message %s: %r", message.id, text, exc_info=True)
+
+
+def _reference_to(message: discord.Message) -> discord.MessageReference:
+    return reply_reference(message.id, message.channel.id, message.guild.id if message.guild else None)
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Add the cog; it uses the generation cog's request flow, so `cogs.generate` must be loaded first."""
+    generate = bot.get_cog(Generate.__cog_name__)
+    if not isinstance(generate, Generate) or not isinstance(bot, AtelierBot):
+        raise RuntimeError("cogs.edit needs cogs.generate (loaded first) in an AtelierBot")
+    await bot.add_cog(EditImage(bot, generate))

@@ -1,0 +1,148 @@
+"""The client end to end: boot, intents, command sync only on change, dev-guild sync, gateway resume, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.client import EXTENSIONS, commands_hash
+from bot.tree import SHUTTING_DOWN_MESSAGE
+from tests.discord.conftest import Atelier
+
+GUILDS_INTENT = 1
+GUILD_MESSAGES_INTENT = 1 << 9
+MESSAGE_CONTENT_INTENT = 1 << 15
+COMMANDS = {"balance", "budget", "queue", "imagine", "edit", "Edit image"}
+
+
+def _names(commands: list[dict[str, Any]]) -> set[str]:
+    return {command["name"] for command in commands}
+
+
+def test_every_extension_imports_and_has_setup() -> None:
+    """Each module in the explicit extension tuple imports and ends with an async `setup()`."""
+    for name in EXTENSIONS:
+        module = importlib.import_module(name)
+        assert inspect.iscoroutinefunction(module.setup), name
+
+
+def test_commands_hash_ignores_order_and_sees_any_change() -> None:
+    """The sync hash is the same for the same definitions in any order, and differs for any changed field."""
+    first = {"name": "a", "type": 1, "description": "x", "options": []}
+    second = {"name": "b", "type": 1, "description": "y"}
+    assert commands_hash([first, second]) == commands_hash([second, first])
+    assert commands_hash([first, second]) != commands_hash([first, {**second, "description": "z"}])
+
+
+async def test_boot_identifies_with_minimum_intents_and_syncs_once(atelier: Atelier) -> None:
+    """The bot logs in, syncs its commands globally once, and identifies with no privileged intent.
+
+    Guild messages (not privileged) bring replies that mention the bot; Message Content stays off by default.
+    """
+    fake = atelier.fake
+
+    assert [identify["intents"] for identify in fake.identifies] == [GUILDS_INTENT | GUILD_MESSAGES_INTENT]
+    assert fake.sync_count == 1
+    assert _names(fake.commands[None]) == COMMANDS
+    assert atelier.bot.is_ready()
+    assert atelier.bot.get_guild(atelier.world.guild_id) is not None
+
+
+async def test_restart_does_not_resync_unchanged_commands(atelier: Atelier) -> None:
+    """The definitions' hash is stored in SQLite: a restart with the same commands skips the sync, a change syncs."""
+    fake = atelier.fake
+    await atelier.stop()
+    await atelier.start()
+    assert fake.sync_count == 1
+    assert len(fake.identifies) == 2
+
+    async def ping(interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.send_message("pong", ephemeral=True)
+
+    atelier.bot.tree.add_command(app_commands.Command(name="ping", description="test only", callback=ping))
+    assert await atelier.bot.sync_commands()
+    assert not await atelier.bot.sync_commands()
+    assert fake.sync_count == 2
+    assert _names(fake.commands[None]) == COMMANDS | {"ping"}
+
+    await atelier.stop()
+    await atelier.start()
+    assert fake.sync_count == 3
+    assert _names(fake.commands[None]) == COMMANDS
+
+
+async def test_dev_guild_gets_the_commands_instead_of_a_global_sync(atelier: Atelier) -> None:
+    """With ATELIER_DEV_GUILD the commands are synced to that guild (instant in Discord) and work there."""
+    fake = atelier.fake
+    guild_id = atelier.world.guild_id
+    await atelier.stop()
+    fake.commands.clear()
+
+    await atelier.start(ATELIER_DEV_GUILD=str(guild_id))
+
+    assert _names(fake.commands[guild_id]) == COMMANDS
+    assert None not in fake.commands
+    message = await atelier.answer("balance", user_id=atelier.world.member_id)
+    assert message.embeds[0]["title"] == "Your budget"
+
+
+async def test_reply_editing_switch_requests_the_message_content_intent(atelier: Atelier) -> None:
+    """`[discord] reply_editing = true` adds the privileged Message Content intent, and only then."""
+    await atelier.restart(discord__reply_editing="true")
+
+    assert [identify["intents"] for identify in atelier.fake.identifies] == [
+        GUILDS_INTENT | GUILD_MESSAGES_INTENT,
+        GUILDS_INTENT | GUILD_MESSAGES_INTENT | MESSAGE_CONTENT_INTENT,
+    ]
+
+
+async def test_gateway_drop_is_resumed(atelier: Atelier) -> None:
+    """When the gateway connection drops, the bot RESUMEs the same session and keeps answering commands."""
+    fake = atelier.fake
+    await fake.kill_gateway(4000)
+
+    await fake.wait_until(lambda: fake.resumes, timeout=10.0, what="a RESUME")
+    await fake.wait_ready()
+
+    assert len(fake.identifies) == 1
+    assert len(fake.resumes) == 1
+    message = await atelier.answer("balance", user_id=atelier.world.member_id)
+    assert message.embeds[0]["title"] == "Your budget"
+
+
+async def test_shutdown_lets_running_commands_finish_and_turns_new_ones_away(atelier: Atelier) -> None:
+    """On SIGTERM a running command still completes its answer; one arriving meanwhile is told to retry."""
+    release = asyncio.Event()
+
+    async def slow(interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await release.wait()
+        await interaction.edit_original_response(content="finished")
+
+    atelier.bot.tree.add_command(app_commands.Command(name="slow", description="test only", callback=slow))
+    await atelier.bot.sync_commands()
+    running = await atelier.slash("slow", user_id=atelier.world.member_id)
+    tree = atelier.bot.atelier_tree
+    assert tree.in_flight == 1
+
+    stopping = asyncio.create_task(atelier.stop())
+    await atelier.fake.wait_until(lambda: tree.closing, what="the shutdown to begin")
+    refused = await atelier.answer("balance", user_id=atelier.world.member_id)
+    release.set()
+    await asyncio.wait_for(stopping, timeout=10.0)
+
+    assert refused.content == SHUTTING_DOWN_MESSAGE
+    assert (await running.wait_message()).content == "finished"
+
+
+async def test_requests_are_checked_against_discords_openapi_spec(openapi_spec: object, atelier: Atelier) -> None:
+    """Validation is really on in these tests when the spec is available, so an empty failure list means something."""
+    assert atelier.fake.openapi_skip_reason is None
+    await atelier.answer("budget show", user_id=atelier.world.admin_id)
+    assert atelier.fake.requests
+    assert atelier.fake.openapi_failures == []

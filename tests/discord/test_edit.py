@@ -1,0 +1,192 @@
+"""Editing images already in the channel, end to end: the **Edit image** message command and reply editing."""
+
+from __future__ import annotations
+
+from tests.discord.conftest import Atelier, embed_fields
+from tests.discord.helpers import (
+    idle,
+    image_size,
+    inference_tasks,
+    png,
+    result_of,
+    task_for,
+    text_input_id,
+)
+from tests.fakes.discord import FakeMessage
+
+
+async def _post_images(atelier: Atelier) -> FakeMessage:
+    """A member's message with an image attachment and an embed image (as a link preview would show)."""
+    fake, world = atelier.fake, atelier.world
+    message = await fake.user_message(
+        world.channel_id,
+        user_id=world.other_member_id,
+        content="my drawings",
+        attachments=[fake.store_blob(png(64, 64, (250, 10, 10)), "sketch.png")],
+    )
+    linked = fake.store_blob(png(32, 48, (10, 250, 10)), "linked.png", channel_id=world.channel_id)
+    message.embeds = [{"type": "image", "image": {"url": linked.url, "proxy_url": linked.url}}]
+    return message
+
+
+async def test_edit_image_uses_attachments_and_embed_images_as_references(atelier: Atelier) -> None:
+    """Edit image opens a modal at once; on submit the message's attachment and embed image are sent as
+    inputs.referenceImages, and the result links back to the edited message."""
+    fake, world = atelier.fake, atelier.world
+    source = await _post_images(atelier)
+
+    opened = await fake.invoke_message_command("Edit image", source, user_id=world.member_id)
+    await opened.wait_response()
+    assert opened.ack_type == 9, "the modal is the acknowledgement"
+    labels = [component for component in opened.modal["components"] if component["type"] == 18]
+    assert labels and labels[0]["component"]["max_length"] == 4000
+
+    submitted = await fake.submit_modal(opened, {text_input_id(opened): "paint both in watercolour"})
+    message = await result_of(submitted)
+
+    references = task_for(atelier, "paint both in watercolour")["inputs"]["referenceImages"]
+    sizes = [image_size(atelier.runware.image(uuid).data) for uuid in references]  # type: ignore[union-attr]
+    assert sizes == [(64, 64), (32, 48)]
+    link = embed_fields(message)["Edit of"]
+    assert f"/{world.channel_id}/{source.id})" in link
+
+
+async def test_edit_image_on_a_message_without_images_says_so(atelier: Atelier) -> None:
+    """A message with no images gets a private explanation instead of a modal; nothing is spent."""
+    fake, world = atelier.fake, atelier.world
+    plain = await fake.user_message(world.channel_id, user_id=world.other_member_id, content="just words")
+
+    interaction = await fake.invoke_message_command("Edit image", plain, user_id=world.member_id)
+    message = await interaction.wait_message()
+
+    assert message.ephemeral and message.content.startswith("That message has no images")
+    assert inference_tasks(atelier) == []
+
+
+async def test_reply_mention_edits_the_replied_to_images_with_message_content(atelier: Atelier) -> None:
+    """With reply editing on (Message Content intent), a reply mentioning the bot edits the replied-to message's
+    images; the result is a reply to the member that mentions them."""
+    await atelier.restart(discord__reply_editing="true")
+    fake, world = atelier.fake, atelier.world
+    source = await _post_images(atelier)
+
+    reply = await fake.user_message(
+        world.channel_id,
+        user_id=world.member_id,
+        content=f"<@{fake.bot_user.id}> turn them into a comic strip",
+        reply_to=source,
+    )
+    result = await fake.wait_until(
+        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.referenced is reply), None),
+        timeout=10.0,
+        what="the bot's reply",
+    )
+    await idle(atelier)
+
+    assert result.attachments, result.content
+    assert result.content == f"<@{world.member_id}>"
+    references = task_for(atelier, "turn them into a comic strip")["inputs"]["referenceImages"]
+    assert len(references) == 2
+    assert embed_fields(result)["Requested by"] == f"<@{world.member_id}>"
+    assert f"/{source.id})" in embed_fields(result)["Edit of"]
+
+
+async def test_reply_without_message_content_explains_how_to_switch_it_on(atelier: Atelier) -> None:
+    """Without the Message Content intent the replied-to images are invisible: the reply is answered with how to
+    enable reply editing, and nothing is spent."""
+    fake, world = atelier.fake, atelier.world
+    source = await _post_images(atelier)
+
+    reply = await fake.user_message(
+        world.channel_id, user_id=world.member_id, content=f"<@{fake.bot_user.id}> make it blue", reply_to=source
+    )
+    answer = await fake.wait_until(
+        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.referenced is reply), None),
+        what="the bot's answer",
+    )
+
+    assert "Message Content intent" in answer.content and "reply_editing = true" in answer.content
+    assert "Edit image" in answer.content
+    assert inference_tasks(atelier) == [] and atelier.runware.tasks_submitted("imageUpload") == []
+
+
+async def test_plain_reply_ping_is_not_a_request(atelier: Atelier) -> None:
+    """Replying to a result with Discord's default reply ping, without writing the mention, starts nothing."""
+    fake, world = atelier.fake, atelier.world
+    first = await atelier.slash("imagine", user_id=world.member_id, prompt="a quiet harbour")
+    result = await result_of(first)
+    await idle(atelier)
+
+    await fake.user_message(world.channel_id, user_id=world.member_id, content="nice!", reply_to=result)
+    await fake.user_message(world.channel_id, user_id=world.member_id, content=f"<@{fake.bot_user.id}> hello")
+
+    await idle(atelier)
+    assert len(inference_tasks(atelier)) == 1
+
+
+async def test_reply_to_a_result_reuses_its_images_model_and_size(atelier: Atelier) -> None:
+    """A reply to one of the bot's results works without Message Content: the result's images (by Runware id)
+    are the references, and its model and size are kept."""
+    fake, world = atelier.fake, atelier.world
+    first = await atelier.slash(
+        "imagine", user_id=world.member_id, prompt="a castle", model="gpt-image-1", size="1536x1024"
+    )
+    result = await result_of(first)
+    await idle(atelier)
+    parent = task_for(atelier, "a castle")
+
+    reply = await fake.user_message(
+        world.channel_id, user_id=world.member_id, content=f"<@{fake.bot_user.id}> add a dragon", reply_to=result
+    )
+    edited = await fake.wait_until(
+        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.referenced is reply), None),
+        timeout=10.0,
+        what="the edited result",
+    )
+    await idle(atelier)
+
+    task = task_for(atelier, "add a dragon")
+    assert task["model"] == parent["model"] == "openai:1@1"
+    assert (task["width"], task["height"]) == (1536, 1024)
+    assert len(task["inputs"]["referenceImages"]) == 1
+    assert atelier.runware.tasks_submitted("imageUpload") == [], "a result is referenced, never re-uploaded"
+    assert image_size(edited.attachments[0].data) == (1536, 1024)
+    assert f"/{result.id})" in embed_fields(edited)["Edit of"]
+    assert QUEUED in [reaction for reaction in reply.reactions]
+
+
+QUEUED = "⏳"
+
+
+async def test_reply_above_the_threshold_asks_first_and_the_click_carries_the_result(atelier: Atelier) -> None:
+    """A reply edit above the confirmation threshold is answered with Confirm/Cancel; after Confirm, the question
+    becomes the job's status and then its result (through the click's interaction token)."""
+    await atelier.restart(limits__confirm_above='"0.01"')
+    fake, world = atelier.fake, atelier.world
+    first = await atelier.slash("imagine", user_id=world.member_id, prompt="a garden")
+    question_to_start = await first.wait_message(lambda m: "confirm" in m.content)
+    confirm_id = next(c for c in question_to_start.button_custom_ids() if ":confirm:" in c)
+    await fake.click_button(question_to_start, confirm_id, user_id=world.member_id)
+    await fake.wait_until(lambda: bool(question_to_start.attachments), what="the first result")
+    await idle(atelier)
+
+    reply = await fake.user_message(
+        world.channel_id,
+        user_id=world.member_id,
+        content=f"<@{fake.bot_user.id}> add a fountain",
+        reply_to=question_to_start,
+    )
+    question = await fake.wait_until(
+        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.referenced is reply), None),
+        what="the confirmation question",
+    )
+    assert "$0.011" in question.content and len(inference_tasks(atelier)) == 1
+    click = await fake.click_button(
+        question, next(c for c in question.button_custom_ids() if ":confirm:" in c), user_id=world.member_id
+    )
+    await fake.wait_until(lambda: bool(question.attachments), timeout=10.0, what="the result in the question")
+    await idle(atelier)
+
+    assert click.ack_type == 7
+    assert task_for(atelier, "add a fountain")["inputs"]["referenceImages"]
+    assert embed_fields(question)["Requested by"] == f"<@{world.member_id}>"

@@ -1,0 +1,446 @@
+"""`/imagine` and `/edit` end to end (fake Discord + fake Runware): what reaches Runware, what is posted, what is
+charged, and how every refusal reaches only the requester with nothing spent."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import timedelta
+
+import pytest
+
+from bot.billing.budgets import MemberOverride
+from bot.billing.money import format_usd
+from bot.catalog import MODEL_SPECS, ModelName, Size
+from bot.storage.repositories import utc_now
+from cogs._delivery import ATTACH_FILES_MISSING, EMBED_LINKS_MISSING
+from tests.discord.conftest import Atelier, embed_fields
+from tests.discord.helpers import (
+    animated_gif,
+    failure_of,
+    idle,
+    image_size,
+    inference_tasks,
+    job_id_of,
+    jpeg,
+    pixel,
+    png,
+    refused,
+    result_of,
+    settled_total,
+    status,
+    task_for,
+)
+from tests.fakes.discord import FakeDiscordUsageError, Permission
+from tests.fakes.runware import Fault
+
+CASES = [
+    # model, size, quality, background, format
+    ("gpt-image-1", "1024x1024", "low", "opaque", "jpg"),
+    ("gpt-image-1", "1536x1024", "medium", "auto", "png"),
+    ("gpt-image-1", "1024x1536", "high", "transparent", "webp"),
+    ("gpt-image-1-mini", "1024x1024", "medium", "transparent", "png"),
+    ("gpt-image-1-mini", "1536x1024", "high", "opaque", "webp"),
+    ("gpt-image-1-mini", "1024x1536", "low", "auto", "jpg"),
+    ("gpt-image-1.5", "1024x1024", "high", "auto", "webp"),
+    ("gpt-image-1.5", "1536x1024", "low", "transparent", "png"),
+    ("gpt-image-1.5", "1024x1536", "medium", "opaque", "jpg"),
+]
+"""Every model with every size, and every quality, background and format along the way."""
+
+MAGIC = {"png": b"\x89PNG", "jpg": b"\xff\xd8\xff", "webp": b"RIFF"}
+
+
+async def _nothing_spent(atelier: Atelier, member_id: int) -> None:
+    budget = await status(atelier, member_id)
+    assert (budget.spent, budget.reserved) == (0, 0)
+    assert await settled_total(atelier) == (0, 0)
+
+
+async def test_imagine_sends_each_model_and_size_and_posts_what_runware_made(atelier: Atelier) -> None:
+    """Each model x size reaches Runware with the right AIR id, size, quality, background and format; the posted
+    files decode to the requested size, and the card shows the cost Runware reported."""
+    world = atelier.world
+    await atelier.bot.services.budgets.set_member(world.guild_id, world.member_id, MemberOverride.unlimited())
+    atelier.runware.cost_override = 0.0123  # not any table price: the card must show what Runware reported
+
+    async def run(index: int, case: tuple[str, str, str, str, str]) -> None:
+        model, size, quality, background, fmt = case
+        prompt = f"case {index}: a lighthouse at dusk"
+        interaction = await atelier.slash(
+            "imagine",
+            user_id=world.member_id,
+            prompt=prompt,
+            model=model,
+            size=size,
+            quality=quality,
+            background=background,
+            format=fmt,
+        )
+        message = await result_of(interaction)
+
+        task = task_for(atelier, prompt)
+        width, height = (int(part) for part in size.split("x"))
+        assert task["model"] == MODEL_SPECS[ModelName(model)].air
+        assert (task["width"], task["height"]) == (width, height)
+        assert task["providerSettings"] == {"openai": {"quality": quality, "background": background}}
+        assert task["outputFormat"] == fmt.upper()
+        assert task["deliveryMethod"] == "async" and task["includeCost"] is True
+        assert len(message.attachments) == 1
+        assert message.attachments[0].data.startswith(MAGIC[fmt])
+        assert image_size(message.attachments[0].data) == (width, height)
+        fields = embed_fields(message)
+        assert fields["Cost"] == "$0.0123"
+        assert fields["Model"] == MODEL_SPECS[ModelName(model)].label
+        assert fields["Size"].startswith(size) and fields["Quality"] == quality
+        assert fields["Requested by"] == f"<@{world.member_id}>"
+        assert fields["Remaining budget"] == "unlimited"
+        assert prompt in message.embeds[0]["description"]
+        job_id = job_id_of(message)
+        assert message.button_custom_ids() == [f"atelier:{action}:{job_id}" for action in ("reroll", "edit", "delete")]
+
+    await asyncio.gather(*(run(index, case) for index, case in enumerate(CASES)))
+    await idle(atelier)
+
+    assert len(inference_tasks(atelier)) == len(CASES)
+    assert await settled_total(atelier) == (len(CASES), len(CASES) * 12_300)
+
+
+async def test_imagine_defaults_come_from_the_config_and_the_status_precedes_the_result(atelier: Atelier) -> None:
+    """Options left out come from the config's [defaults]; the public placeholder shows the status, then the result."""
+    interaction = await atelier.slash("imagine", user_id=atelier.world.member_id, prompt="a red fox in the snow")
+    message = await result_of(interaction)
+    await idle(atelier)
+
+    task = task_for(atelier, "a red fox in the snow")
+    assert task["model"] == "openai:1@2" and (task["width"], task["height"]) == (1024, 1024)
+    assert task["providerSettings"]["openai"] == {"quality": "medium", "background": "auto"}
+    assert task["outputFormat"] == "PNG" and task["numberResults"] == 1
+    assert not interaction.ephemeral and interaction.ack_type == 5
+    assert message is interaction.original_message()
+    contents = [edit.get("content") for edit in message.edits]
+    assert any(text and "job `" in text for text in contents[:-1]), contents
+    assert message.content == ""
+    fields = embed_fields(message)
+    assert fields["Cost"] == "$0.011" and fields["Remaining budget"].startswith("$0.989")
+
+
+async def test_imagine_with_references_uploads_them_in_order(atelier: Atelier) -> None:
+    """Reference attachments are fetched from Discord's CDN, checked, uploaded, and sent as inputs.referenceImages;
+    an animated GIF is used by its first frame."""
+    fake = atelier.fake
+    first = fake.store_blob(png(60, 40, (255, 0, 0)), "first.png")
+    second = fake.store_blob(jpeg(30, 50), "second.jpg")
+    gif = fake.store_blob(animated_gif(40, 30), "moving.gif")
+
+    interaction = await atelier.slash(
+        "imagine",
+        user_id=atelier.world.member_id,
+        prompt="combine these three",
+        reference=first,
+        reference2=second,
+        reference3=gif,
+    )
+    await result_of(interaction)
+
+    references = task_for(atelier, "combine these three")["inputs"]["referenceImages"]
+    assert len(references) == 3
+    stored = [atelier.runware.image(uuid) for uuid in references]
+    assert all(image is not None for image in stored)
+    assert [image_size(image.data) for image in stored if image] == [(60, 40), (30, 50), (40, 30)]
+    uploads = atelier.runware.tasks_submitted("imageUpload")
+    assert len(uploads) == 3
+    gif_upload = uploads[2]["image"]
+    assert not gif_upload.startswith("data:image/gif")  # re-encoded from the first frame
+    frame = base64.b64decode(gif_upload.split(",", 1)[1])
+    assert image_size(frame) == (40, 30)
+    red, _, blue = pixel(frame, 5, 5)
+    assert red > 200 and blue < 50, "the first (red) frame is the one used"
+
+
+async def test_edit_sends_the_uploaded_images_as_references(atelier: Atelier) -> None:
+    """/edit image prompt image2 …: both uploads become inputs.referenceImages, with the chosen options."""
+    fake = atelier.fake
+    image = fake.store_blob(png(80, 80), "cat.png")
+    image2 = fake.store_blob(png(40, 40, (0, 200, 0)), "hat.png")
+
+    interaction = await atelier.slash(
+        "edit",
+        user_id=atelier.world.member_id,
+        image=image,
+        prompt="put the hat on the cat",
+        image2=image2,
+        size="1024x1536",
+        model="gpt-image-1.5",
+    )
+    message = await result_of(interaction)
+
+    task = task_for(atelier, "put the hat on the cat")
+    assert len(task["inputs"]["referenceImages"]) == 2
+    assert task["model"] == "openai:4@1" and (task["width"], task["height"]) == (1024, 1536)
+    assert image_size(message.attachments[0].data) == (1024, 1536)
+
+
+async def test_ten_concurrent_requests_with_room_for_four(atelier: Atelier) -> None:
+    """10 concurrent /imagine from a member with room for 4: exactly 4 paid tasks, 6 clear private refusals, and the
+    spend equals what the ledger holds and what Runware billed."""
+    world = atelier.world
+    price = 11_000  # gpt-image-1-mini, medium, 1024x1024
+    await atelier.bot.services.budgets.set_member(world.guild_id, world.member_id, MemberOverride.of_amount(4 * price))
+
+    interactions = await asyncio.gather(
+        *(atelier.slash("imagine", user_id=world.member_id, prompt=f"a fox, take {n}") for n in range(10))
+    )
+    outcomes = await asyncio.gather(
+        *(
+            interaction.wait_message(lambda m: bool(m.attachments) or m.ephemeral, timeout=15.0)
+            for interaction in interactions
+        )
+    )
+    await idle(atelier)
+
+    posted = [message for message in outcomes if message.attachments]
+    refused = [message for message in outcomes if message.ephemeral]
+    assert (len(posted), len(refused)) == (4, 6)
+    for message in refused:
+        assert message.content.startswith("This needs about $0.011 but you have $0.00 left; your budget resets <t:")
+    assert len(atelier.runware.paid_tasks) == 4
+    assert len(inference_tasks(atelier)) == 4
+    count, total = await settled_total(atelier)
+    assert (count, total) == (4, atelier.runware.total_cost_micros) == (4, 4 * price)
+    budget = await status(atelier, world.member_id)
+    assert (budget.spent, budget.reserved, budget.remaining) == (4 * price, 0, 0)
+    assert all(embed_fields(message)["Cost"] == "$0.011" for message in posted)
+
+
+async def test_confirmation_above_the_threshold(atelier: Atelier) -> None:
+    """Above the confirmation threshold the estimate is shown with Confirm/Cancel; nothing is spent before Confirm,
+    only the requester can answer, Cancel drops it, Confirm runs it in the same message."""
+    await atelier.restart(limits__confirm_above='"0.01"')
+    world = atelier.world
+
+    cancelled = await atelier.slash("imagine", user_id=world.member_id, prompt="an expensive fox")
+    question = await cancelled.wait_message(lambda m: "confirm" in m.content)
+    assert "$0.011" in question.content and not question.ephemeral
+    assert inference_tasks(atelier) == []
+    abort_id = next(custom_id for custom_id in question.button_custom_ids() if ":abort:" in custom_id)
+    await atelier.fake.click_button(question, abort_id, user_id=world.member_id)
+    await atelier.fake.wait_until(lambda: "Cancelled" in question.content, what="the cancellation")
+    await _nothing_spent(atelier, world.member_id)
+
+    confirmed = await atelier.slash("imagine", user_id=world.member_id, prompt="a confirmed fox")
+    question = await confirmed.wait_message(lambda m: "confirm" in m.content)
+    confirm_id = next(custom_id for custom_id in question.button_custom_ids() if ":confirm:" in custom_id)
+    stranger = await atelier.fake.click_button(question, confirm_id, user_id=world.other_member_id)
+    refusal = await stranger.wait_message()
+    assert refusal.ephemeral and "Only <@" in refusal.content
+    assert inference_tasks(atelier) == []
+
+    click = await atelier.fake.click_button(question, confirm_id, user_id=world.member_id)
+    await atelier.fake.wait_until(lambda: bool(question.attachments), what="the result in the question's message")
+    assert click.ack_type == 7
+    assert len(inference_tasks(atelier)) == 1
+    await idle(atelier)
+    assert await settled_total(atelier) == (1, 11_000)
+
+
+async def test_bad_input_is_refused_privately_and_costs_nothing(atelier: Atelier) -> None:
+    """A text file, a 30 MB attachment, a corrupt PNG, too high a count, too long a prompt: each refused with a
+    specific private sentence before anything is reserved or sent to Runware."""
+    await atelier.restart(limits__max_count="2", limits__max_prompt_chars="100")
+    fake, world = atelier.fake, atelier.world
+    text_file = fake.store_blob(b"just some notes, not an image\n", "notes.txt")
+    huge = fake.store_blob(png() + b"\0" * (30 * 1024 * 1024), "huge.png")
+    corrupt = fake.store_blob(png(300, 300)[:120], "broken.png")
+
+    cases = [
+        ({"reference": text_file}, "The file is not an image (PNG, JPEG, WEBP or GIF expected)."),
+        ({"reference": huge}, "That attachment is 30.0 MB; the limit is 25 MB."),
+        ({"reference": corrupt}, "The image is corrupt or truncated and cannot be decoded."),
+        ({"count": 3}, "count must be between 1 and 2 on this server (got 3)."),
+        ({"prompt": "x" * 150}, "The prompt has 150 characters; the limit is 100."),
+    ]
+    for options, sentence in cases:
+        message = await refused(atelier, "imagine", user_id=world.member_id, **{"prompt": "a fox", **options})
+        assert message.content == sentence, options
+
+    assert not any(path.endswith("/huge.png") for path in fake.cdn_hits), "the 30 MB file was never downloaded"
+    assert inference_tasks(atelier) == [] and atelier.runware.tasks_submitted("imageUpload") == []
+    await _nothing_spent(atelier, world.member_id)
+    # The public placeholders were removed: nothing is left in the channel but the private refusals.
+    assert [m for m in fake.channel_messages(world.channel_id) if not m.ephemeral and not m.deleted] == []
+
+
+async def test_a_33000_character_prompt_cannot_even_be_sent(atelier: Atelier) -> None:
+    """Discord caps a slash command's text option at 6000 characters, and /imagine declares it: a 33,000-character
+    prompt is refused by Discord itself (the fake enforces the synced definition); nothing reaches the bot."""
+    prompt_option = next(
+        option
+        for command in atelier.fake.commands[None]
+        if command["name"] == "imagine"
+        for option in command["options"]
+        if option["name"] == "prompt"
+    )
+    assert prompt_option["max_length"] == 6000 and prompt_option["required"] is True
+
+    with pytest.raises(FakeDiscordUsageError, match=r"1\.\.6000"):
+        await atelier.fake.invoke_slash("imagine", user_id=atelier.world.member_id, options={"prompt": "x" * 33_000})
+    assert inference_tasks(atelier) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "sentence"),
+    [
+        (Fault.CONTENT_POLICY, "Runware refused this request under its content policy. Nothing was charged."),
+        (
+            Fault.INSUFFICIENT_CREDITS,
+            "The bot owner's Runware account is out of credits, so no images can be generated right now. "
+            "Nothing was charged to your budget.",
+        ),
+        (
+            Fault.TASK_TIMEOUT,
+            "The image took too long to generate and was abandoned. Please try again. Nothing was charged.",
+        ),
+    ],
+)
+async def test_runware_failures_are_explained_and_cost_nothing(atelier: Atelier, fault: Fault, sentence: str) -> None:
+    """A content-policy refusal, an empty owner account, a provider timeout: the status says which, nothing is
+    charged and the hold is released."""
+    atelier.runware.fail_next(fault, task_type="imageInference")
+    interaction = await atelier.slash("imagine", user_id=atelier.world.member_id, prompt="a fox that fails")
+
+    message = await failure_of(interaction)
+    await idle(atelier)
+
+    assert message.content == f"❌ <@{atelier.world.member_id}> {sentence}"
+    assert message.attachments == [] and message.components == []
+    await _nothing_spent(atelier, atelier.world.member_id)
+
+
+@pytest.mark.parametrize(
+    ("denied", "sentence"),
+    [(Permission.ATTACH_FILES, ATTACH_FILES_MISSING), (Permission.EMBED_LINKS, EMBED_LINKS_MISSING)],
+)
+async def test_missing_channel_permissions_are_refused_before_spending(
+    atelier: Atelier, denied: Permission, sentence: str
+) -> None:
+    """In a channel where the bot cannot attach files or embed links, /imagine is refused privately, for free."""
+    fake, world = atelier.fake, atelier.world
+    channel = fake.add_channel(
+        world.guild_id, name="no-uploads", permission_overwrites=[{"id": world.bot_role_id, "deny": int(denied)}]
+    )
+    await fake.announce_guild(world.guild_id)
+
+    interaction = await fake.invoke_slash(
+        "imagine", user_id=world.member_id, guild_id=world.guild_id, channel_id=channel.id, options={"prompt": "x y"}
+    )
+    message = await interaction.wait_message(lambda m: m.ephemeral)
+
+    assert message.content == sentence
+    assert inference_tasks(atelier) == []
+    await _nothing_spent(atelier, world.member_id)
+
+
+async def test_exhausted_budget_is_refused_with_the_numbers(atelier: Atelier) -> None:
+    """A member with no budget left is told how much is needed, how much is left, and when it resets."""
+    world = atelier.world
+    await atelier.bot.services.budgets.set_member(world.guild_id, world.member_id, MemberOverride.of_amount(0))
+
+    message = await refused(atelier, "imagine", user_id=world.member_id, prompt="a fox")
+
+    assert message.content.startswith("This needs about $0.011 but you have $0.00 left; your budget resets <t:")
+    assert inference_tasks(atelier) == []
+    await _nothing_spent(atelier, world.member_id)
+
+
+async def test_a_job_outliving_its_token_is_delivered_as_a_channel_reply(atelier: Atelier) -> None:
+    """A job still running when the 15-minute token runs out is posted as a reply in the channel that mentions the
+    requester (Discord answers 401/50027 to the old token; the bot falls back and never retries it)."""
+    fake, world = atelier.fake, atelier.world
+    atelier.runware.latency = 0.6
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a slow fox")
+    placeholder = interaction.original_message()
+    assert placeholder is not None
+    await fake.wait_until(lambda: inference_tasks(atelier), what="the Runware submission")
+    fake.advance_time(15 * 60 + 1)
+
+    reply = await fake.wait_until(
+        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.attachments), None),
+        timeout=10.0,
+        what="the result in the channel",
+    )
+    await idle(atelier)
+
+    assert reply.interaction_id is None and reply.referenced is placeholder
+    assert reply.content == f"<@{world.member_id}>"
+    assert [user.id for user in reply.mentions] == [world.member_id]
+    assert embed_fields(reply)["Cost"] == "$0.011"
+    assert reply.button_custom_ids()[0].startswith("atelier:reroll:")
+    expired = [error for error in fake.errors if error.code == 50027]
+    assert len(expired) == 1, "the dead token is tried once, then never again"
+    for error in expired:
+        fake.errors.remove(error)
+    assert await settled_total(atelier) == (1, 11_000)
+
+
+async def test_a_token_about_to_expire_is_not_used(atelier: Atelier) -> None:
+    """When the bot's own clock says fewer than 60 s are left on the token, it replies in the channel at once
+    instead of trying the token."""
+    fake, world = atelier.fake, atelier.world
+    atelier.runware.latency = 0.3
+    cog = atelier.bot.get_cog("Generate")  # the extension's own module object: the bot loaded it, not this test
+    assert cog is not None
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a fox at the deadline")
+    await fake.wait_until(lambda: inference_tasks(atelier), what="the Runware submission")
+    cog.delivery.clock = lambda: utc_now() + timedelta(minutes=14, seconds=30)
+    fake.advance_time(14 * 60 + 30)
+
+    reply = await fake.wait_until(
+        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.attachments), None),
+        timeout=10.0,
+        what="the result in the channel",
+    )
+
+    assert reply.referenced is interaction.original_message()
+    assert [error for error in fake.errors if error.code == 50027] == []
+    assert format_usd(11_000) in embed_fields(reply)["Cost"]
+    assert Size.SQUARE.value in embed_fields(reply)["Size"]
+
+
+async def test_progress_shows_the_queue_position_then_the_elapsed_time(atelier: Atelier) -> None:
+    """While a job waits its status shows its place in the queue; once it runs, the elapsed time (one edit per
+    `progress_edit_seconds` at most); the result then replaces the status in the same message."""
+    await atelier.restart(limits__per_member_concurrency="1", limits__progress_edit_seconds="1")
+    world = atelier.world
+    atelier.runware.latency = 1.6
+    first = await atelier.slash("imagine", user_id=world.member_id, prompt="the first slow fox")
+    second = await atelier.slash("imagine", user_id=world.member_id, prompt="the second slow fox")
+
+    results = [await result_of(first), await result_of(second)]
+    await idle(atelier)
+
+    waiting = results[1]
+    contents = [edit["content"] for edit in waiting.edits if edit.get("content")]
+    assert contents[0].startswith("⏳ Queued: position 1 · estimate ~$0.011 · job `")
+    assert any(text.startswith("🎨 Generating… (") for text in contents), contents
+    assert waiting.attachments and waiting.content == ""
+    assert len(waiting.edits) <= 8, "progress edits are throttled"
+
+
+async def test_permission_lost_before_delivery_fails_the_job_without_charge(atelier: Atelier) -> None:
+    """If the bot loses Attach Files while the job runs, the job fails with that reason and nothing is charged."""
+    fake, world = atelier.fake, atelier.world
+    atelier.runware.latency = 0.5
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a fox nobody will see")
+    await fake.wait_until(lambda: inference_tasks(atelier), what="the Runware submission")
+    channel = fake.channel(world.channel_id)
+    channel.permission_overwrites.append(
+        {"id": world.bot_role_id, "type": 0, "allow": 0, "deny": int(Permission.ATTACH_FILES)}
+    )
+    await fake.announce_guild(world.guild_id)
+
+    message = await failure_of(interaction)
+    await idle(atelier)
+
+    assert message.content == f"❌ <@{world.member_id}> {ATTACH_FILES_MISSING}"
+    await _nothing_spent(atelier, world.member_id)

@@ -1,0 +1,129 @@
+"""Durability: a process that dies at any point leaves jobs that the next one finishes once and charges once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.jobs.state import JobState
+from bot.storage.job_queries import JobQueueRepository
+from bot.storage.repositories import EntryKind
+from tests.jobs.conftest import MINI_MEDIUM_SQUARE, HarnessFactory, eventually, make_config, make_request
+
+
+async def test_a_job_killed_while_runware_works_is_polled_after_restart_never_resubmitted(
+    harnesses: HarnessFactory,
+) -> None:
+    """Killed mid-task: the new process polls the stored task UUID; one submission, one delivery, one charge."""
+    first = await harnesses.open()
+    first.fake.latency = 0.6
+    admission = await first.service.admit(make_request())
+    assert admission.job_id is not None
+    job_id = admission.job_id
+    await eventually(lambda: len(first.fake.tasks_submitted()) == 1)
+    await eventually(lambda: JobQueueRepository(first.db).acknowledged_at(job_id))
+    await harnesses.crash(first)
+
+    second = await harnesses.open(start=False)
+    stored = await second.job(job_id)
+    assert stored.state is JobState.SUBMITTED and stored.task_uuid is not None
+    report = await second.service.resume()
+    assert report.resumed == [job_id] and report.requeued == []
+    await asyncio.wait_for(second.service.wait_idle(), 10)
+
+    assert second.fake.submissions_of(stored.task_uuid) == 1
+    assert [item.job.id for item in second.delivery.delivered] == [job_id]
+    assert second.delivery.delivered[0].summary.redelivery is False
+    finished = await second.job(job_id)
+    assert finished.state is JobState.SUCCEEDED and finished.delivered_at is not None
+    entries = await second.entries(job_id)
+    assert set(entries) == {EntryKind.HOLD, EntryKind.SETTLE}
+    assert entries[EntryKind.SETTLE].amount == second.fake.total_cost_micros == MINI_MEDIUM_SQUARE
+
+
+async def test_a_job_stored_as_submitted_but_never_posted_is_submitted_once_under_its_uuid(
+    harnesses: HarnessFactory,
+) -> None:
+    """Died after storing the task UUID, before the POST: Runware does not know it, so it is submitted once."""
+    first = await harnesses.open(start=False)
+    admission = await first.service.admit(make_request())
+    assert admission.job_id is not None
+    task_uuid = first.client.new_task_uuid()
+    assert await JobQueueRepository(first.db).begin_submit(admission.job_id, task_uuid)
+    await harnesses.crash(first)
+
+    second = await harnesses.open(start=False)
+    report = await second.service.resume()
+    assert report.resumed == [admission.job_id]
+    await asyncio.wait_for(second.service.wait_idle(), 10)
+    assert second.fake.submissions_of(task_uuid) == 1
+    assert len(second.delivery.delivered) == 1
+    assert await second.charged() == MINI_MEDIUM_SQUARE
+
+
+async def test_a_queued_job_is_queued_again_after_a_restart(harnesses: HarnessFactory) -> None:
+    """A job admitted but not started when the process stopped runs after the restart."""
+    first = await harnesses.open(start=False)
+    admission = await first.service.admit(make_request())
+    assert admission.job_id is not None and admission.position == 1
+    await harnesses.crash(first)
+    assert first.fake.tasks_submitted() == []
+
+    second = await harnesses.open(start=False)
+    report = await second.service.resume()
+    assert report.requeued == [admission.job_id]
+    await asyncio.wait_for(second.service.wait_idle(), 10)
+    assert (await second.job(admission.job_id)).state is JobState.SUCCEEDED
+    assert len(second.fake.paid_tasks) == 1
+
+
+async def test_results_finished_before_a_crash_are_delivered_from_storage_and_charged_once(
+    harnesses: HarnessFactory,
+) -> None:
+    """Killed while posting: the restart re-delivers (flagged) the stored images without asking Runware again."""
+    first = await harnesses.open()
+    first.delivery.gate = asyncio.Event()  # the post never completes
+    admission = await first.service.admit(make_request())
+    assert admission.job_id is not None
+    await asyncio.wait_for(first.delivery.entered.wait(), 10)
+    await harnesses.crash(first)
+    polls_before = len(first.fake.tasks_submitted("getResponse"))
+
+    second = await harnesses.open()
+    await asyncio.wait_for(second.service.wait_idle(), 10)
+    assert len(second.fake.tasks_submitted("getResponse")) == polls_before
+    assert len(second.delivery.delivered) == 1 and second.delivery.delivered[0].summary.redelivery
+    assert await second.charged() == MINI_MEDIUM_SQUARE
+    assert len(second.fake.tasks_submitted()) == 1
+
+
+async def test_a_crash_between_delivery_and_settlement_is_settled_by_reconcile(harnesses: HarnessFactory) -> None:
+    """Delivered and recorded, but the process died before settling: the restart settles, never re-posts."""
+    first = await harnesses.open()
+    first.delivery.gate = asyncio.Event()
+    admission = await first.service.admit(make_request())
+    assert admission.job_id is not None
+    job_id = admission.job_id
+    await asyncio.wait_for(first.delivery.entered.wait(), 10)
+    # The post went out and was recorded (one transaction); then the process died before `Ledger.settle`.
+    assert await JobQueueRepository(first.db).finish_delivered(job_id, 123, MINI_MEDIUM_SQUARE)
+    await harnesses.crash(first)
+
+    second = await harnesses.open(start=False)
+    report = await second.service.resume()
+    assert report.reconcile.settled == [job_id] and report.resumed == []
+    await asyncio.wait_for(second.service.wait_idle(), 5)
+    assert second.delivery.delivered == []
+    assert await second.charged() == MINI_MEDIUM_SQUARE
+    assert set(await second.entries(job_id)) == {EntryKind.HOLD, EntryKind.SETTLE}
+
+
+async def test_stopping_gracefully_lets_running_jobs_finish(harnesses: HarnessFactory) -> None:
+    """A SIGTERM-style stop with a grace period: the running job completes; a waiting one stays queued."""
+    harness = await harnesses.open(make_config(global_concurrency=1))
+    harness.fake.latency = 0.2
+    running = await harness.service.admit(make_request("one"))
+    waiting = await harness.service.admit(make_request("two"))
+    assert running.job_id is not None and waiting.job_id is not None
+    await harness.service.stop(grace=5)
+    assert (await harness.job(running.job_id)).state is JobState.SUCCEEDED
+    assert (await harness.job(waiting.job_id)).state is JobState.QUEUED

@@ -1,0 +1,139 @@
+"""The scheduler is fair across members and never exceeds its global or per-member limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from bot.jobs.scheduler import Scheduler
+
+
+class Recorder:
+    """A `run_job` that records start order and concurrency, and finishes each job when told to (or after a delay)."""
+
+    def __init__(self, owner: dict[str, int], delay: float = 0.02) -> None:
+        self.owner = owner
+        self.delay = delay
+        self.started: list[str] = []
+        self.running: Counter[int] = Counter()
+        self.max_total = 0
+        self.max_per_member = 0
+
+    async def __call__(self, job_id: str) -> None:
+        member = self.owner[job_id]
+        self.started.append(job_id)
+        self.running[member] += 1
+        self.max_total = max(self.max_total, sum(self.running.values()))
+        self.max_per_member = max(self.max_per_member, self.running[member])
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.running[member] -= 1
+
+
+async def test_a_single_job_is_not_starved_by_another_members_batch() -> None:
+    """A queues 8, then B queues 1: B's job starts before the second half of A's; limits always hold."""
+    scheduler = Scheduler(global_limit=2, per_member_limit=2)
+    owner = {f"a{n}": 1 for n in range(8)} | {"b0": 2}
+    recorder = Recorder(owner)
+    scheduler.start(recorder)
+    for n in range(8):
+        scheduler.submit(f"a{n}", 1)
+    scheduler.submit("b0", 2)
+    await asyncio.wait_for(scheduler.wait_idle(), 5)
+
+    assert sorted(recorder.started) == sorted(owner)
+    assert recorder.started.index("b0") < recorder.started.index("a4")
+    assert [job for job in recorder.started if job.startswith("a")] == [f"a{n}" for n in range(8)]
+    assert recorder.max_total <= 2
+    assert recorder.max_per_member <= 2
+
+
+async def test_the_per_member_limit_holds_even_with_free_global_slots() -> None:
+    """One member with many jobs runs at most `per_member_limit` at once, though global slots are free."""
+    scheduler = Scheduler(global_limit=4, per_member_limit=2)
+    owner = {f"a{n}": 1 for n in range(6)} | {f"b{n}": 2 for n in range(3)}
+    recorder = Recorder(owner)
+    scheduler.start(recorder)
+    for job, member in owner.items():
+        scheduler.submit(job, member)
+    await asyncio.wait_for(scheduler.wait_idle(), 5)
+
+    assert recorder.max_per_member == 2
+    assert recorder.max_total <= 4
+    assert len(recorder.started) == 9
+
+
+async def test_positions_follow_the_round_robin_start_order() -> None:
+    """Waiting positions interleave members as the scheduler would start them; removal closes the gap."""
+    scheduler = Scheduler(global_limit=1, per_member_limit=1)
+    gate = asyncio.Event()
+
+    async def blocked(job_id: str) -> None:
+        await gate.wait()
+
+    scheduler.start(blocked)
+    assert scheduler.submit("run", 9) is None  # started at once
+    for job in ("a1", "a2", "a3"):
+        scheduler.submit(job, 1)
+    scheduler.submit("b1", 2)
+
+    assert scheduler.waiting_order() == ["a1", "b1", "a2", "a3"]
+    assert [scheduler.position(job) for job in ("a1", "b1", "a2", "a3")] == [1, 2, 3, 4]
+    assert scheduler.position("run") is None
+    assert scheduler.remove("b1") is True
+    assert scheduler.remove("run") is False
+    assert scheduler.position("a2") == 2
+    gate.set()
+    await asyncio.wait_for(scheduler.wait_idle(), 5)
+
+
+async def test_stop_cancels_running_jobs_after_the_grace_period_and_starts_no_more() -> None:
+    """After stop(), running runs are cancelled (to be resumed elsewhere) and waiting jobs never start."""
+    scheduler = Scheduler(global_limit=1, per_member_limit=1)
+    started: list[str] = []
+    cancelled: list[str] = []
+
+    async def forever(job_id: str) -> None:
+        started.append(job_id)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(job_id)
+            raise
+
+    scheduler.start(forever)
+    scheduler.submit("one", 1)
+    scheduler.submit("two", 1)
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(scheduler.stop(grace=0.05), 2)
+
+    assert started == ["one"]
+    assert cancelled == ["one"]
+    assert scheduler.is_waiting("two")
+
+
+async def test_a_failing_run_does_not_stop_the_scheduler(caplog: pytest.LogCaptureFixture) -> None:
+    """An exception escaping run_job is logged; the next jobs still run."""
+    scheduler = Scheduler(global_limit=1, per_member_limit=1)
+    done: list[str] = []
+
+    async def run(job_id: str) -> None:
+        if job_id == "bad":
+            raise RuntimeError("boom")
+        done.append(job_id)
+
+    scheduler.start(run)
+    scheduler.submit("bad", 1)
+    scheduler.submit("good", 1)
+    await asyncio.wait_for(scheduler.wait_idle(), 5)
+    assert done == ["good"]
+    assert "job bad failed" in caplog.text
+
+
+def test_limits_must_be_positive() -> None:
+    """A zero limit is a configuration mistake."""
+    with pytest.raises(ValueError):
+        Scheduler(global_limit=0, per_member_limit=1)

@@ -1,0 +1,355 @@
+"""The generation service end to end against the fake Runware: delivery, money, duplicates, failures, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import replace
+
+import pytest
+
+from bot.billing.errors import BudgetExceededError
+from bot.catalog import Background, ModelName
+from bot.errors import InvalidRequestError, PermissionDeniedError
+from bot.images import decode_image
+from bot.jobs.delivery import DeliveryError
+from bot.jobs.errors import JobNotCancellableError
+from bot.jobs.requests import DeliveryTarget, RequestKind
+from bot.jobs.state import JobState
+from bot.storage.repositories import EntryKind
+from tests.fakes.runware import Fault
+from tests.jobs.conftest import (
+    ALICE,
+    BOB,
+    CHANNEL,
+    GUILD,
+    MINI_MEDIUM_SQUARE,
+    Harness,
+    HarnessFactory,
+    eventually,
+    make_config,
+    make_request,
+)
+
+
+async def test_a_request_is_generated_delivered_once_and_charged_what_runware_reported(harness: Harness) -> None:
+    """Admit -> one task on Runware -> delivered once -> settled to the reported cost, state succeeded."""
+    admission = await harness.service.admit(make_request(count=2))
+    assert admission.job_id is not None and not admission.duplicate and not admission.needs_confirmation
+    assert admission.estimate == 2 * MINI_MEDIUM_SQUARE
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+
+    job = await harness.job(admission.job_id)
+    assert job.state is JobState.SUCCEEDED and job.delivered_at is not None
+    assert len(harness.delivery.delivered) == 1
+    delivered = harness.delivery.delivered[0]
+    assert job.result_message_id == delivered.message_id
+    assert len(delivered.images) == 2 and all(decode_image(image.data).format == "PNG" for image in delivered.images)
+    summary = delivered.summary
+    assert (summary.cost, summary.cost_reported, summary.requester_id) == (2 * MINI_MEDIUM_SQUARE, True, ALICE)
+    assert summary.remaining == 1_000_000 - 2 * MINI_MEDIUM_SQUARE
+    assert job.task_uuid is not None and harness.fake.submissions_of(job.task_uuid) == 1
+    entries = await harness.entries(job.id)
+    assert entries[EntryKind.SETTLE].amount == harness.fake.total_cost_micros == job.cost
+    assert set(entries) == {EntryKind.HOLD, EntryKind.SETTLE}
+    results = await harness.service.job_results(job.id)
+    assert [result.index for result in results] == [0, 1]
+    assert await harness.service.job_for_message(delivered.message_id) == job
+
+
+async def test_ten_concurrent_requests_with_room_for_four_make_exactly_four_paid_tasks(harness: Harness) -> None:
+    """Room for 4: exactly 4 jobs are reserved and paid, 6 are refused with the numbers, spend == Runware's bill."""
+    await harness.budgets.set_default(GUILD, 4 * MINI_MEDIUM_SQUARE)
+    outcomes = await asyncio.gather(
+        *(harness.service.admit(make_request(f"a lighthouse, take {n}")) for n in range(10)), return_exceptions=True
+    )
+    admitted = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
+    refused = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert len(admitted) == 4
+    assert len(refused) == 6 and all(isinstance(error, BudgetExceededError) for error in refused)
+    assert "you have $0.00 left" in str(refused[0])
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+
+    assert len(harness.fake.paid_tasks) == 4
+    assert len(harness.delivery.delivered) == 4
+    assert await harness.charged() == harness.fake.total_cost_micros == 4 * MINI_MEDIUM_SQUARE
+    assert await harness.job_rows() == 4
+
+
+async def test_concurrent_identical_requests_collapse_into_one_job(harness: Harness) -> None:
+    """Three identical requests at once: one job, one Runware task; the others are told it is a duplicate."""
+    admissions = await asyncio.gather(*(harness.service.admit(make_request()) for _ in range(3)))
+    assert len({admission.job_id for admission in admissions}) == 1
+    assert sorted(admission.duplicate for admission in admissions) == [False, True, True]
+    again = await harness.service.admit(make_request())  # within the window, after the first was stored
+    assert again.duplicate and again.job_id == admissions[0].job_id
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+
+    assert len(harness.fake.tasks_submitted()) == 1
+    assert len(harness.delivery.delivered) == 1
+    assert await harness.job_rows() == 1
+
+
+async def test_different_requests_and_requests_after_the_window_are_separate_jobs(harnesses: HarnessFactory) -> None:
+    """A different prompt is a new job; with no duplicate window an identical request is one too."""
+    harness = await harnesses.open(make_config(duplicate_window_seconds=0))
+    first = await harness.service.admit(make_request())
+    second = await harness.service.admit(make_request())
+    third = await harness.service.admit(make_request("something else"))
+    assert len({first.job_id, second.job_id, third.job_id}) == 3
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert len(harness.fake.paid_tasks) == 3
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        pytest.param(Fault.CONTENT_POLICY, "refused this request under its content policy", id="content-policy"),
+        pytest.param(Fault.INSUFFICIENT_CREDITS, "out of credits", id="out-of-credits"),
+        pytest.param(Fault.TASK_TIMEOUT, "took too long", id="timeout"),
+    ],
+)
+async def test_runware_failures_fail_the_job_with_a_specific_message_and_charge_nothing(
+    harness: Harness, fault: Fault, message: str
+) -> None:
+    """Refusal, empty account, timeout: state failed, the member is told why, the hold is released, no charge."""
+    harness.fake.fail_next(fault, task_type="imageInference")
+    admission = await harness.service.admit(make_request())
+    assert admission.job_id is not None
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+
+    job = await harness.job(admission.job_id)
+    assert job.state is JobState.FAILED
+    assert job.error is not None and message in job.error and "Nothing was charged" in job.error
+    assert harness.delivery.failures == [(job.id, job.error)]
+    assert harness.delivery.delivered == []
+    entries = await harness.entries(job.id)
+    assert set(entries) == {EntryKind.HOLD, EntryKind.RELEASE}
+    assert await harness.charged() == 0
+
+
+async def test_a_task_that_runs_past_the_timeout_fails_and_charges_nothing(harnesses: HarnessFactory) -> None:
+    """Runware still working when the task budget runs out: a timeout message, the hold released."""
+    config = make_config()
+    config = config.model_copy(update={"runware": config.runware.model_copy(update={"task_timeout_seconds": 0.2})})
+    harness = await harnesses.open(config)
+    harness.fake.latency = 2.0
+    admission = await harness.service.admit(make_request())
+    assert admission.job_id is not None
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    job = await harness.job(admission.job_id)
+    assert job.state is JobState.FAILED and job.error is not None and "took too long" in job.error
+    assert await harness.charged() == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        pytest.param(
+            DeliveryError("I can't attach files in this channel; ask an admin for the Attach Files permission."),
+            "Attach Files",
+            id="missing-permission",
+        ),
+        pytest.param(RuntimeError("socket closed"), "could not be posted here", id="unexpected"),
+    ],
+)
+async def test_a_result_that_cannot_be_posted_is_not_charged(harness: Harness, error: Exception, message: str) -> None:
+    """Delivery fails: the job fails with the reason, the hold is released; Runware's work is not charged."""
+    harness.delivery.error = error
+    admission = await harness.service.admit(make_request())
+    assert admission.job_id is not None
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+
+    job = await harness.job(admission.job_id)
+    assert job.state is JobState.FAILED and job.delivered_at is None
+    assert job.error is not None and message in job.error
+    assert harness.delivery.failures == [(job.id, job.error)]
+    assert await harness.charged() == 0
+    assert set(await harness.entries(job.id)) == {EntryKind.HOLD, EntryKind.RELEASE}
+
+
+async def test_cancelling_a_queued_job_releases_it_and_it_never_reaches_runware(harnesses: HarnessFactory) -> None:
+    """With one slot busy, a waiting job is cancelled: released, state cancelled, never submitted."""
+    harness = await harnesses.open(make_config(global_concurrency=1, per_member_concurrency=1))
+    harness.fake.latency = 0.3
+    first = await harness.service.admit(make_request("first"))
+    second = await harness.service.admit(make_request("second"))
+    assert first.position is None and second.position == 1
+    assert second.job_id is not None
+
+    result = await harness.service.cancel(second.job_id, ALICE)
+    assert (result.previous_state, result.released, result.was_running) == (
+        JobState.QUEUED,
+        MINI_MEDIUM_SQUARE,
+        False,
+    )
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert (await harness.job(second.job_id)).state is JobState.CANCELLED
+    assert len(harness.fake.tasks_submitted()) == 1
+    assert [item.job.id for item in harness.delivery.delivered] == [first.job_id]
+    assert set(await harness.entries(second.job_id)) == {EntryKind.HOLD, EntryKind.RELEASE}
+
+
+async def test_cancelling_a_running_job_releases_it_and_it_is_never_delivered_or_resubmitted(harness: Harness) -> None:
+    """A submitted job is cancelled: the worker stops, the hold is released, nothing is posted or charged."""
+    harness.fake.latency = 0.5
+    admission = await harness.service.admit(make_request())
+    assert admission.job_id is not None
+    await eventually(lambda: len(harness.fake.tasks_submitted()) == 1)
+    job = await harness.job(admission.job_id)
+    assert job.state is JobState.SUBMITTED
+
+    result = await harness.service.cancel(job.id, ALICE)
+    assert result.was_running and result.released == MINI_MEDIUM_SQUARE
+    await asyncio.sleep(0.7)  # past the moment Runware finishes
+    await asyncio.wait_for(harness.service.wait_idle(), 5)
+    assert (await harness.job(job.id)).state is JobState.CANCELLED
+    assert harness.delivery.delivered == [] and harness.delivery.failures == []
+    assert harness.fake.submissions_of(job.task_uuid or "") == 1
+    assert await harness.charged() == 0
+    with pytest.raises(JobNotCancellableError, match="already cancelled"):
+        await harness.service.cancel(job.id, ALICE)
+
+
+async def test_only_the_requester_or_a_moderator_can_cancel(harnesses: HarnessFactory) -> None:
+    """Bob cannot cancel Alice's job; a moderator can; a finished job cannot be cancelled."""
+    harness = await harnesses.open(make_config(global_concurrency=1))
+    harness.fake.latency = 0.2
+    running = await harness.service.admit(make_request("one"))
+    waiting = await harness.service.admit(make_request("two"))
+    assert running.job_id is not None and waiting.job_id is not None
+    with pytest.raises(PermissionDeniedError):
+        await harness.service.cancel(waiting.job_id, BOB)
+    await harness.service.cancel(waiting.job_id, BOB, is_moderator=True)
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    with pytest.raises(JobNotCancellableError, match="already finished"):
+        await harness.service.cancel(running.job_id, ALICE)
+
+
+async def test_queue_shows_the_members_jobs_with_position_and_elapsed_time(harnesses: HarnessFactory) -> None:
+    """`queue_for_member`: running jobs without a position, waiting ones in start order."""
+    harness = await harnesses.open(make_config(global_concurrency=1, per_member_concurrency=1))
+    harness.fake.latency = 0.3
+    ids = []
+    for prompt in ("one", "two", "three"):
+        admission = await harness.service.admit(make_request(prompt))
+        ids.append(admission.job_id)
+    await harness.service.admit(make_request("bob's", member_id=BOB))
+    entries = await harness.service.queue_for_member(GUILD, ALICE)
+    assert [entry.job.id for entry in entries] == ids
+    assert [entry.position for entry in entries] == [None, 1, 3]  # Bob's job is second in line
+    assert all(entry.elapsed_seconds >= 0 for entry in entries)
+    for entry in entries[1:]:
+        await harness.service.cancel(entry.job.id, ALICE)
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert await harness.service.queue_for_member(GUILD, ALICE) == []
+
+
+async def test_progress_is_shown_at_most_once_per_interval_per_job(harnesses: HarnessFactory) -> None:
+    """Progress edits for one job are at least `progress_edit_seconds` apart, and show the running state."""
+    harness = await harnesses.open(make_config(progress_edit_seconds=1.0))
+    harness.fake.latency = 2.6
+    admission = await harness.service.admit(make_request())
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+
+    calls = [call for call in harness.delivery.progress_calls if call[0] == admission.job_id]
+    assert 1 <= len(calls) <= 3
+    assert all(state is JobState.SUBMITTED and position is None for _, position, _, state, _ in calls)
+    times = [call[4] for call in calls]
+    assert all(later - earlier >= 0.99 for earlier, later in itertools.pairwise(times))
+
+
+async def test_results_are_fitted_to_the_channels_upload_limit(harness: Harness) -> None:
+    """A small attachment limit: every posted file fits it (re-encoded or downscaled), never a 413."""
+    limit = 3_000
+    delivery = DeliveryTarget(channel_id=CHANNEL, attachment_size_limit=limit)
+    admission = await harness.service.admit(make_request(delivery=delivery, background=Background.TRANSPARENT))
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    images = harness.delivery.delivered[0].images
+    assert admission.job_id is not None and images
+    assert all(len(image.data) <= limit and image.reencoded for image in images)
+    assert all(decode_image(image.data).has_alpha for image in images)
+
+
+async def test_an_expensive_request_asks_for_confirmation_before_any_money_moves(harnesses: HarnessFactory) -> None:
+    """Above `confirm_above`: an estimate and nothing reserved; confirmed, it is queued."""
+    harness = await harnesses.open(make_config(confirm_above=10_000))
+    asked = await harness.service.admit(make_request())
+    assert asked.needs_confirmation and asked.job_id is None and asked.estimate == MINI_MEDIUM_SQUARE
+    assert await harness.ledger_rows() == 0 and await harness.job_rows() == 0
+
+    confirmed = await harness.service.admit(make_request(confirmed=True))
+    assert confirmed.job_id is not None and not confirmed.needs_confirmation
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert len(harness.delivery.delivered) == 1
+
+
+async def test_confirmation_is_not_offered_for_what_the_budget_cannot_hold(harnesses: HarnessFactory) -> None:
+    """Above the threshold and above the remaining budget: refused at once with the numbers."""
+    harness = await harnesses.open(make_config(confirm_above=10_000))
+    await harness.budgets.set_default(GUILD, 5_000)
+    with pytest.raises(BudgetExceededError, match=r"needs about \$0.011 but you have \$0.005 left"):
+        await harness.service.admit(make_request())
+    assert await harness.ledger_rows() == 0
+
+
+async def test_reroll_runs_the_same_request_again_with_the_parent_recorded(harness: Harness) -> None:
+    """Reroll: same options, a new job, the parent job id stored; the member who clicked pays."""
+    first = await harness.service.admit(make_request(count=1))
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert first.job_id is not None
+    reroll = await harness.service.reroll(first.job_id, BOB, (), DeliveryTarget(channel_id=CHANNEL))
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert reroll.job_id is not None and reroll.job_id != first.job_id
+    job = await harness.job(reroll.job_id)
+    assert (job.parent_job_id, job.member_id, job.prompt, job.state) == (
+        first.job_id,
+        BOB,
+        "a red fox in the snow",
+        JobState.SUCCEEDED,
+    )
+    assert harness.delivery.delivered[-1].summary.kind is RequestKind.REROLL
+
+
+async def test_editing_a_result_uses_its_runware_image_as_the_reference(harness: Harness) -> None:
+    """Edit from a result: the parent's imageUUID goes to Runware as the reference, nothing is downloaded."""
+    first = await harness.service.admit(make_request())
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert first.job_id is not None
+    parent_image = (await harness.service.job_results(first.job_id))[0].image_uuid
+    edit = await harness.service.edit_from(first.job_id, ALICE, (), "make it night", DeliveryTarget(channel_id=CHANNEL))
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert edit.job_id is not None
+    task = harness.fake.tasks_submitted()[-1]
+    assert task["inputs"]["referenceImages"] == [parent_image]
+    job = await harness.job(edit.job_id)
+    assert job.references == (parent_image,) and job.state is JobState.SUCCEEDED
+
+
+async def test_an_edit_on_gpt_image_15_is_estimated_with_its_reference_and_charged_what_runware_billed(
+    harness: Harness,
+) -> None:
+    """GPT Image 1.5 bills reference images: the estimate includes them, the charge is Runware's (lower) figure."""
+    first = await harness.service.admit(make_request(model=ModelName.GPT_IMAGE_1_5))
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert first.job_id is not None
+    edit = await harness.service.edit_from(first.job_id, ALICE, (), "as a watercolour", DeliveryTarget(channel_id=1))
+    assert edit.job_id is not None and edit.estimate > first.estimate
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    job = await harness.job(edit.job_id)
+    entries = await harness.entries(edit.job_id)
+    assert job.cost is not None and job.cost < edit.estimate
+    assert entries[EntryKind.SETTLE].amount == job.cost
+    assert await harness.charged() == harness.fake.total_cost_micros
+
+
+async def test_rules_of_the_model_are_checked_before_anything_happens(harness: Harness) -> None:
+    """A transparent jpg is refused by the model rules with the option named; nothing stored."""
+    from bot.catalog import OutputFormat
+
+    with pytest.raises(InvalidRequestError, match="transparent background needs png or webp"):
+        await harness.service.admit(
+            make_request(background=Background.TRANSPARENT, format=OutputFormat.JPG, model=ModelName.GPT_IMAGE_1)
+        )
+    assert await harness.ledger_rows() == 0 and harness.fake.requests == []
+    assert replace(make_request(), confirmed=True).fingerprint() == make_request().fingerprint()
