@@ -50,7 +50,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 }
 """Subcommand name -> handler (contract §5.2)."""
 
-DEFAULT_SUBCOMMAND: str | None = "run"
+DEFAULT_SUBCOMMAND = "run"
 """What runs when no subcommand is given: the bot."""
 
 
@@ -69,10 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     name = args.command or DEFAULT_SUBCOMMAND
-    if name is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
     if args.command is None:
+        # Parse again as `run ...` so the subcommand's own defaults are filled in.
         args = parser.parse_args([name, *(argv if argv is not None else sys.argv[1:])])
     try:
         return SUBCOMMANDS[name].run(args)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +68,11 @@ def configure_generate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", help=f"{_choices(Size)} (default: [defaults] size)")
     parser.add_argument("--quality", help=f"{_choices(Quality)} (default: [defaults] quality)")
     parser.add_argument("--background", help=f"{_choices(Background)} (transparent needs png or webp)")
-    parser.add_argument("--count", type=int, help=f"number of images, 1-{MAX_COUNT} (default: [defaults] count)")
+    parser.add_argument(
+        "--count",
+        type=int,
+        help=f"number of images, 1-{MAX_COUNT} within [limits] max_count (default: [defaults] count)",
+    )
     parser.add_argument("--format", help=f"{_choices(OutputFormat)} (default: [defaults] format)")
     parser.add_argument(
         "--reference",
@@ -124,18 +127,22 @@ GENERATE = Subcommand(
 def _build_request(args: argparse.Namespace, settings: Settings, references: list[str]) -> ImageInferenceRequest:
     defaults = settings.app.defaults
     limits = settings.app.limits
+    # The config's [limits] may be stricter than the models' own rules, which ImageInferenceRequest checks.
     if len(args.prompt) > limits.max_prompt_chars:
         raise ImageRequestError(
             "prompt",
             f"the prompt has {len(args.prompt):,} characters; the limit is {limits.max_prompt_chars:,}",
         )
+    count = defaults.count if args.count is None else args.count
+    if count > limits.max_count:
+        raise ImageRequestError("count", f"count must be between 1 and {limits.max_count} (got {count})")
     return ImageInferenceRequest(
         model=args.model or defaults.model,
         prompt=args.prompt,
         size=args.size or defaults.size,
         quality=args.quality or defaults.quality,
         background=args.background or defaults.background,
-        count=defaults.count if args.count is None else args.count,
+        count=count,
         format=args.format or defaults.format,
         reference_images=tuple(references),
         output_quality=settings.app.runware.output_quality,
@@ -222,7 +229,7 @@ async def _check_services(settings: Settings) -> _CheckResults:
     results = _CheckResults(ok=True, lines=[])
     try:
         async with await Database.open(settings.database) as database:
-            problems = await database.run(_integrity_problems, write=False)
+            problems = await database.integrity_problems()
             if problems:
                 results.ok = False
                 results.lines.append(f"database: {settings.database} is damaged: {'; '.join(problems[:3])}")
@@ -250,12 +257,6 @@ async def _check_services(settings: Settings) -> _CheckResults:
         else:
             results.lines.append(f"runware: key ok ({settings.runware_api_url})")
     return results
-
-
-def _integrity_problems(conn: sqlite3.Connection) -> list[str]:
-    rows = conn.execute("PRAGMA integrity_check").fetchall()
-    messages = [str(row[0]) for row in rows]
-    return [] if messages == ["ok"] else messages
 
 
 CHECK = Subcommand(

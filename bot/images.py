@@ -112,11 +112,6 @@ class NormalisedImage:
     width: int
     height: int
 
-    @property
-    def extension(self) -> str:
-        """The file name extension for `mime`, without the dot."""
-        return _EXTENSIONS[self.mime]
-
 
 def decode_image(data: bytes) -> DecodedImage:
     """Decode `data` fully (the first frame of an animation) and describe it, or raise `InvalidImageError`."""
@@ -173,13 +168,14 @@ def _open(data: bytes, *, decode: bool = True) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; treat the warning as the refusal it is.
-            # (The filter touches this one category only, so catch_warnings' thread-safety caveat cannot hurt.)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             if image.format not in ACCEPTED_FORMATS:
                 kind = image.format or "unknown"
                 image.close()
                 raise InvalidImageError(f"{kind} images are not supported; use PNG, JPEG, WEBP or GIF.")
+            # catch_warnings is not thread-safe and this runs in worker threads: another thread leaving its own
+            # catch_warnings can remove the filter above mid-call. So the pixel count is also checked here.
             limit = Image.MAX_IMAGE_PIXELS
             if limit is not None and image.width * image.height > limit:
                 image.close()

@@ -19,7 +19,10 @@ class RedactSecrets(logging.Filter):
         """Render the message once, scrub it, and keep the record."""
         if not self._secrets:
             return True
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad %-format in a log call must not turn into an error at the call site
+            message = f"{record.msg} {record.args!r}"
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         for secret in self._secrets:

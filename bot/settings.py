@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -43,7 +44,7 @@ class SettingsError(Exception):
 
 
 def _to_micros(value: Any) -> Any:
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
+    if isinstance(value, str | int | float | Decimal) and not isinstance(value, bool):
         return usd_to_micros(value)
     return value
 
@@ -153,31 +154,39 @@ class AppConfig(_Section):
         return self
 
 
+_URL_SCHEMES = {
+    "runware_api_url": ("http", "https"),
+    "discord_api_base": ("http", "https"),
+    "discord_gateway_url": ("ws", "wss"),
+}
+
+
 class _Environment(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
 
-    discord_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("DISCORD_TOKEN"))
-    runware_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("RUNWARE_API_KEY"))
-    runware_api_url: str = Field(default=DEFAULT_RUNWARE_API_URL, validation_alias=AliasChoices("RUNWARE_API_URL"))
-    discord_api_base: str = Field(default=DEFAULT_DISCORD_API_BASE, validation_alias=AliasChoices("DISCORD_API_BASE"))
-    discord_gateway_url: str | None = Field(default=None, validation_alias=AliasChoices("DISCORD_GATEWAY_URL"))
-    database: Path = Field(default=DEFAULT_DATABASE, validation_alias=AliasChoices("ATELIER_DATABASE"))
-    config_path: Path = Field(default=DEFAULT_CONFIG, validation_alias=AliasChoices("ATELIER_CONFIG"))
-    dev_guild: int | None = Field(default=None, validation_alias=AliasChoices("ATELIER_DEV_GUILD"))
-    log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+    discord_token: SecretStr | None = Field(default=None, validation_alias="DISCORD_TOKEN")
+    runware_api_key: SecretStr | None = Field(default=None, validation_alias="RUNWARE_API_KEY")
+    runware_api_url: str = Field(default=DEFAULT_RUNWARE_API_URL, validation_alias="RUNWARE_API_URL")
+    discord_api_base: str = Field(default=DEFAULT_DISCORD_API_BASE, validation_alias="DISCORD_API_BASE")
+    discord_gateway_url: str | None = Field(default=None, validation_alias="DISCORD_GATEWAY_URL")
+    database: Path = Field(default=DEFAULT_DATABASE, validation_alias="ATELIER_DATABASE")
+    config_path: Path = Field(default=DEFAULT_CONFIG, validation_alias="ATELIER_CONFIG")
+    dev_guild: int | None = Field(default=None, validation_alias="ATELIER_DEV_GUILD")
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
 
     @field_validator("discord_token", "runware_api_key", "discord_gateway_url", "dev_guild", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("runware_api_url", "discord_api_base", "discord_gateway_url")
+    @field_validator(*_URL_SCHEMES)
     @classmethod
-    def _url(cls, value: str | None) -> str | None:
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        if not value.startswith(("http://", "https://", "ws://", "wss://")):
-            raise ValueError("must be an http(s):// or ws(s):// URL")
+        schemes = _URL_SCHEMES[info.field_name or ""]
+        if not value.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+            raise ValueError(f"must be a URL starting with {schemes[0]}:// or {schemes[1]}://")
         return value.rstrip("/")
 
     @field_validator("log_level")
@@ -189,17 +198,8 @@ class _Environment(BaseSettings):
         return level
 
 
-_ENV_NAMES = {
-    "discord_token": "DISCORD_TOKEN",
-    "runware_api_key": "RUNWARE_API_KEY",
-    "runware_api_url": "RUNWARE_API_URL",
-    "discord_api_base": "DISCORD_API_BASE",
-    "discord_gateway_url": "DISCORD_GATEWAY_URL",
-    "database": "ATELIER_DATABASE",
-    "config_path": "ATELIER_CONFIG",
-    "dev_guild": "ATELIER_DEV_GUILD",
-    "log_level": "LOG_LEVEL",
-}
+_ENV_NAMES: dict[str, str] = {name: str(field.validation_alias) for name, field in _Environment.model_fields.items()}
+"""Field name -> environment variable, for naming the variable in a `SettingsError`."""
 
 
 class Settings(BaseModel):
@@ -241,7 +241,8 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
 def load_app_config(path: Path) -> AppConfig:
     """Read and validate the TOML file."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # Decimal, never float: amounts written as bare numbers (0.011) reach `usd_to_micros` exactly as written.
+        raw = tomllib.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
     except FileNotFoundError as exc:
         raise SettingsError("ATELIER_CONFIG", f"file not found: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:

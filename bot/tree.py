@@ -18,6 +18,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import AtelierError
+from bot.jobs.errors import RESTARTING
 
 if TYPE_CHECKING:
     from discord.ext import commands
@@ -34,7 +35,7 @@ UNKNOWN_INTERACTION = 10062
 INVALID_WEBHOOK_TOKEN = 50027
 """Discord's error code for an interaction token used after its 15 minutes."""
 
-SHUTTING_DOWN_MESSAGE = "The bot is restarting; please try again in a minute."
+SHUTTING_DOWN_MESSAGE = RESTARTING
 
 _PERMISSION_NAMES = {"manage_guild": "Manage Server", "manage_messages": "Manage Messages"}
 
@@ -183,6 +184,12 @@ async def report_error(interaction: discord.Interaction[Any], error: BaseExcepti
     )
 
 
+async def accept_interaction(interaction: discord.Interaction[Any]) -> bool:
+    """Let a button or modal run unless the bot is shutting down (`AtelierTree.accept`); True if it may run."""
+    tree = getattr(interaction.client, "tree", None)
+    return await tree.accept(interaction) if isinstance(tree, AtelierTree) else True
+
+
 class AtelierTree(app_commands.CommandTree["commands.Bot"]):
     """The bot's command tree: error replies in one place, and a record of in-flight commands for a clean shutdown."""
 
@@ -193,8 +200,16 @@ class AtelierTree(app_commands.CommandTree["commands.Bot"]):
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         """Refuse new commands while shutting down; otherwise remember the running command until it finishes."""
+        return await self.accept(interaction)
+
+    async def accept(self, interaction: discord.Interaction[Any]) -> bool:
+        """Turn an interaction away while shutting down (telling the user); else track its task until it finishes.
+
+        discord.py asks `interaction_check` only for commands; buttons and modals call this themselves (see
+        `accept_interaction`), so a shutdown waits for their work too and refuses new clicks the same way.
+        """
         if self._closing:
-            if interaction.type is discord.InteractionType.application_command:
+            if interaction.type is not discord.InteractionType.autocomplete:
                 await send_ephemeral(interaction, SHUTTING_DOWN_MESSAGE)
             return False
         task = asyncio.current_task()

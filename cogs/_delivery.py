@@ -37,6 +37,7 @@ from bot.jobs.requests import DeliveryTarget, RequestKind
 from bot.jobs.service import GenerationService
 from bot.jobs.state import JobState
 from bot.storage.repositories import Job, utc_now
+from cogs._embeds import one_line
 from cogs._views import result_view, status_view
 
 if TYPE_CHECKING:
@@ -78,6 +79,12 @@ _MISSING_PERMISSIONS = 50013
 
 _SIZE_NAMES = {Size.SQUARE: "square", Size.LANDSCAPE: "landscape", Size.PORTRAIT: "portrait"}
 _PARENT_LABELS = {RequestKind.REROLL: "Reroll of", RequestKind.EDIT: "Edit of"}
+_MENTION_REQUESTER = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
+"""Lets the requester's mention notify them; a channel post mentions no one else.
+
+`users=True` (parse user mentions) rather than a list of ids: discord.py writes listed ids as numbers, which Discord's
+API description does not allow.
+"""
 
 
 def permission_problem(permissions: discord.Permissions, *, channel_post: bool = False) -> str | None:
@@ -121,11 +128,6 @@ def message_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
     return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
 
 
-def _one_line(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def queued_text(job_id: str, estimate: int, position: int) -> str:
     """Status of a waiting job."""
     return f"⏳ Queued: position {position} · estimate ~{format_usd(estimate)} · job `{job_id}`"
@@ -140,7 +142,7 @@ def running_text(job_id: str, estimate: int, elapsed_seconds: float | None = Non
 def result_embed(summary: ResultSummary, *, parent_url: str | None) -> discord.Embed:
     """Build the card under a result: prompt, model, size, quality, cost, remaining budget, requester, parent link."""
     embed = discord.Embed(
-        description=discord.utils.escape_markdown(_one_line(summary.prompt, PROMPT_EMBED_CHARS)),
+        description=discord.utils.escape_markdown(one_line(summary.prompt, PROMPT_EMBED_CHARS)),
         colour=discord.Colour.blurple(),
     )
     embed.add_field(name="Model", value=MODEL_SPECS[summary.model].label)
@@ -254,7 +256,8 @@ class DiscordDelivery:
                 await self._edit_original(
                     target, content=text, view=status_view(job_id), allowed_mentions=discord.AllowedMentions.none()
                 )
-            except discord.HTTPException as exc:
+            except (discord.HTTPException, DeliveryError) as exc:
+                # Only a status: the job runs on, and its result or failure is what the member must see.
                 log.info("status of job %s not shown: %s", job_id, exc)
 
     async def show_cancelled(self, job: Job, by_member_id: int) -> bool:
@@ -268,7 +271,7 @@ class DiscordDelivery:
                 edited = await self._edit_original(
                     target, content=text, view=None, allowed_mentions=discord.AllowedMentions.none()
                 )
-            except discord.HTTPException as exc:
+            except (discord.HTTPException, DeliveryError) as exc:
                 log.info("cancellation of job %s not shown: %s", job.id, exc)
                 return False
             return edited is not None
@@ -288,7 +291,7 @@ class DiscordDelivery:
         """Replace an interaction's original response with a line of text (no buttons), if its token still works."""
         try:
             await self._edit_original(target, content=text, view=None, allowed_mentions=discord.AllowedMentions.none())
-        except discord.HTTPException as exc:
+        except (discord.HTTPException, DeliveryError) as exc:
             log.info("could not update an original response: %s", exc)
 
     # ---------------------------------------------------------------------------------------------- internals
@@ -361,13 +364,13 @@ class DiscordDelivery:
         extra: dict[str, Any] = {} if reference is None else {"reference": reference}
         try:
             if embed is None:
-                return await channel.send(content, allowed_mentions=_mention(job.member_id), **extra)
+                return await channel.send(content, allowed_mentions=_MENTION_REQUESTER, **extra)
             return await channel.send(
                 content,
                 embed=embed,
                 files=list(files),
                 view=result_view(job.id),
-                allowed_mentions=_mention(job.member_id),
+                allowed_mentions=_MENTION_REQUESTER,
                 **extra,
             )
         except discord.Forbidden as exc:
@@ -423,12 +426,3 @@ class _Reply(discord.MessageReference):
         return payload
 
     to_message_reference_dict = to_dict
-
-
-def _mention(member_id: int) -> discord.AllowedMentions:
-    """Let the requester's mention notify them; the text mentions no one else.
-
-    `users=True` (parse user mentions) rather than a list of ids: discord.py writes listed ids as numbers, which
-    Discord's API description does not allow.
-    """
-    return discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)

@@ -15,8 +15,21 @@ from bot.storage.repositories import Job
 
 FIELD_LIMIT = 1024
 """Discord's limit on one embed field's value."""
+DESCRIPTION_LIMIT = 4096
+"""Discord's limit on an embed's description."""
 PROMPT_PREVIEW_CHARS = 40
 COLOUR = discord.Colour.blurple()
+
+
+def one_line(text: str, limit: int) -> str:
+    """Collapse whitespace (a prompt may span lines) and cut to `limit` characters, ending with "…" if cut."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def prompt_preview(prompt: str) -> str:
+    """Return the start of a prompt as a quoted line (markdown escaped), to go under a job's summary."""
+    return f"> {discord.utils.escape_markdown(one_line(prompt, PROMPT_PREVIEW_CHARS))}"
 
 
 def relative(moment: datetime) -> str:
@@ -42,15 +55,15 @@ def override_text(override: MemberOverride) -> str:
     return override.kind.value
 
 
-def _lines(lines: Sequence[str], empty: str) -> str:
-    """Join lines into one field value, cut to the field limit with a count of what was left out."""
+def _lines(lines: Sequence[str], empty: str, limit: int = FIELD_LIMIT) -> str:
+    """Join lines into one text of at most `limit` characters, ending with a count of what was left out."""
     if not lines:
         return empty
     shown: list[str] = []
     used = 0
     for index, line in enumerate(lines):
         more = f"… and {len(lines) - index} more"
-        if used + len(line) + 1 + len(more) > FIELD_LIMIT:
+        if used + len(line) + 1 + len(more) > limit:
             shown.append(more)
             break
         shown.append(line)
@@ -59,14 +72,11 @@ def _lines(lines: Sequence[str], empty: str) -> str:
 
 
 def _job_line(job: Job) -> str:
-    prompt = " ".join(job.prompt.split())
-    if len(prompt) > PROMPT_PREVIEW_CHARS:
-        prompt = prompt[: PROMPT_PREVIEW_CHARS - 1] + "…"
     money = format_usd(job.cost) if job.cost is not None else f"~{format_usd(job.estimate)}"
     summary = (
         f"`{job.id}` {job.state.value} · {job.model.value} {job.size.value} · {money} · {relative(job.created_at)}"
     )
-    return f"{summary}\n> {discord.utils.escape_markdown(prompt)}"
+    return f"{summary}\n{prompt_preview(job.prompt)}"
 
 
 def status_embed(title: str, status: BudgetStatus, *, jobs: Sequence[Job] | None = None) -> discord.Embed:
@@ -115,21 +125,14 @@ def rules_embed(rules: BudgetRules, *, resets_at: datetime, server_spent: int, s
     return embed
 
 
-DESCRIPTION_LIMIT = 4096
-"""Discord's limit on an embed's description."""
-
-
 def _queue_line(entry: QueueEntry) -> str:
     job = entry.job
     if entry.position is not None:
         where = f"queued, position {entry.position} (waiting {entry.elapsed_seconds:.0f} s)"
     else:
         where = f"running for {entry.elapsed_seconds:.0f} s"
-    prompt = " ".join(job.prompt.split())
-    if len(prompt) > PROMPT_PREVIEW_CHARS:
-        prompt = prompt[: PROMPT_PREVIEW_CHARS - 1] + "…"
     summary = f"`{job.id}` {where} · {job.model.value} {job.size.value} ×{job.count} · ~{format_usd(job.estimate)}"
-    return f"{summary}\n> {discord.utils.escape_markdown(prompt)}"
+    return f"{summary}\n{prompt_preview(job.prompt)}"
 
 
 def queue_embed(entries: Sequence[QueueEntry]) -> discord.Embed:
@@ -138,17 +141,7 @@ def queue_embed(entries: Sequence[QueueEntry]) -> discord.Embed:
     if not entries:
         embed.description = "Nothing queued or running."
         return embed
-    lines: list[str] = []
-    used = 0
-    for index, entry in enumerate(entries):
-        line = _queue_line(entry)
-        more = f"… and {len(entries) - index} more"
-        if used + len(line) + 1 + len(more) > DESCRIPTION_LIMIT:
-            lines.append(more)
-            break
-        lines.append(line)
-        used += len(line) + 1
-    embed.description = "\n".join(lines)
+    embed.description = _lines([_queue_line(entry) for entry in entries], "", DESCRIPTION_LIMIT)
     held = sum(entry.job.estimate for entry in entries)
     embed.set_footer(text=f"{format_usd(held)} reserved; a cancelled job's reservation is released.")
     return embed

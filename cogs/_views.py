@@ -24,7 +24,7 @@ from discord.ext import commands
 
 from bot.jobs.requests import DeliveryTarget
 from bot.jobs.service import Admission
-from bot.tree import report_error
+from bot.tree import accept_interaction, report_error
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,14 @@ def actions_of(interaction: discord.Interaction[Any]) -> JobActions:
     return cog
 
 
-async def guarded(interaction: discord.Interaction[Any], action: Awaitable[None]) -> None:
-    """Run a button's or modal's action; report any error to the user the way the command tree does.
+async def guarded(interaction: discord.Interaction[Any], action: Coroutine[Any, Any, None]) -> None:
+    """Run a button's action unless the bot is shutting down; report any error the way the command tree does.
 
     discord.py only logs exceptions from dynamic items and modals, so without this the user would see nothing.
     """
+    if not await accept_interaction(interaction):
+        action.close()  # never started: the user was told to try again
+        return
     try:
         await action
     except Exception as exc:
@@ -283,8 +286,9 @@ class ChangeModal(discord.ui.Modal):
         )
 
     async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
-        """Pass the text to the handler, which acknowledges first."""
-        await self._on_change(interaction, self.change.value)
+        """Pass the text to the handler, which acknowledges first (unless the bot is shutting down)."""
+        if await accept_interaction(interaction):
+            await self._on_change(interaction, self.change.value)
 
     # discord.py's own Modal.on_error has this signature; its base class declares one more argument.
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception, /) -> None:  # type: ignore[override]

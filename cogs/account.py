@@ -13,7 +13,7 @@ from bot.billing.ledger import Ledger
 from bot.jobs.service import GenerationService
 from bot.storage.repositories import JobRepository
 from bot.tree import mark_answered, send_ephemeral
-from cogs._checks import role_ids, services_of
+from cogs._checks import require_guild, role_ids, services_of
 from cogs._embeds import queue_embed, status_embed
 from cogs._views import DYNAMIC_ITEMS, queue_view
 
@@ -35,9 +35,7 @@ class Account(commands.Cog):
     async def balance(self, interaction: discord.Interaction[Any]) -> None:
         """Show your image budget here: allowance, spent, reserved, remaining, reset time and recent jobs."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
-        guild_id = interaction.guild_id
-        if guild_id is None:
-            raise app_commands.NoPrivateMessage()
+        guild_id = require_guild(interaction)
         status = await self._ledger.status(guild_id, interaction.user.id, role_ids(interaction.user))
         jobs = await self._jobs.list_recent_for_member(guild_id, interaction.user.id, RECENT_JOBS)
         await send_ephemeral(interaction, embed=status_embed("Your budget", status, jobs=jobs))
@@ -47,16 +45,12 @@ class Account(commands.Cog):
     async def queue(self, interaction: discord.Interaction[Any]) -> None:
         """Show your queued and running image jobs here, with their place in the queue, and cancel them."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
-        guild_id = interaction.guild_id
-        if guild_id is None:
-            raise app_commands.NoPrivateMessage()
+        guild_id = require_guild(interaction)
         entries = await self._generation.queue_for_member(guild_id, interaction.user.id)
-        view = queue_view([entry.job.id for entry in entries])
         mark_answered(interaction)
-        if view is None:
-            await interaction.edit_original_response(embed=queue_embed(entries))
-        else:
-            await interaction.edit_original_response(embed=queue_embed(entries), view=view)
+        await interaction.edit_original_response(
+            embed=queue_embed(entries), view=queue_view([entry.job.id for entry in entries])
+        )
 
 
 async def setup(bot: commands.Bot) -> None:

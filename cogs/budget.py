@@ -20,7 +20,7 @@ from bot.billing.money import MAX_AMOUNT_MICROS, MoneyError, format_usd, parse_u
 from bot.catalog import Period
 from bot.errors import InvalidRequestError
 from bot.tree import send_ephemeral
-from cogs._checks import require_manage_guild, role_ids, services_of
+from cogs._checks import require_guild, require_manage_guild, role_ids, services_of
 from cogs._embeds import override_text, relative, rules_embed, status_embed
 
 log = logging.getLogger(__name__)
@@ -90,12 +90,6 @@ def _audit(interaction: discord.Interaction[Any], change: str, *args: object) ->
     )
 
 
-def _guild_id(interaction: discord.Interaction[Any]) -> int:
-    if interaction.guild_id is None:
-        raise app_commands.NoPrivateMessage()
-    return interaction.guild_id
-
-
 class Budget(commands.Cog):
     """Budget administration: rules are stored per server and apply from the current period on."""
 
@@ -120,7 +114,7 @@ class Budget(commands.Cog):
     async def set_period(self, interaction: discord.Interaction[Any], period: app_commands.Choice[str]) -> None:
         """Choose the budget period: day, week or month (all reset at 00:00 UTC)."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
-        kind = await self._budgets.set_period(_guild_id(interaction), period.value, actor_id=interaction.user.id)
+        kind = await self._budgets.set_period(require_guild(interaction), period.value, actor_id=interaction.user.id)
         _audit(interaction, "period set to %s", kind.value)
         resets_at = period_bounds(kind, datetime.now(UTC))[1]
         await send_ephemeral(
@@ -133,7 +127,7 @@ class Budget(commands.Cog):
         """Set the allowance every member gets per period unless a role or member rule says otherwise."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
         micros = parse_amount(amount)
-        await self._budgets.set_default(_guild_id(interaction), micros, actor_id=interaction.user.id)
+        await self._budgets.set_default(require_guild(interaction), micros, actor_id=interaction.user.id)
         _audit(interaction, "default allowance set to %s", format_usd(micros))
         await send_ephemeral(
             interaction, f"The default allowance is now **{format_usd(micros)}** per member per period."
@@ -147,7 +141,7 @@ class Budget(commands.Cog):
         if role.is_default():
             raise InvalidRequestError("Everyone has the default allowance; set it with `/budget default`.")
         micros = parse_optional_amount(amount)
-        await self._budgets.set_role(_guild_id(interaction), role.id, micros, actor_id=interaction.user.id)
+        await self._budgets.set_role(require_guild(interaction), role.id, micros, actor_id=interaction.user.id)
         if micros is None:
             _audit(interaction, "allowance of role %s (%s) removed", role.name, role.id)
             await send_ephemeral(interaction, f"{role.mention} no longer has an allowance of its own.")
@@ -164,7 +158,7 @@ class Budget(commands.Cog):
         """Give one member their own rule (an amount, unlimited or blocked); it beats roles and the default."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
         override = parse_member_value(value)
-        await self._budgets.set_member(_guild_id(interaction), member.id, override, actor_id=interaction.user.id)
+        await self._budgets.set_member(require_guild(interaction), member.id, override, actor_id=interaction.user.id)
         if override is None:
             _audit(interaction, "override of member %s cleared", member.id)
             await send_ephemeral(interaction, f"{member.mention} follows the role and default allowances again.")
@@ -184,7 +178,7 @@ class Budget(commands.Cog):
         """Set the most the whole server may spend per period, or remove the cap."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
         micros = parse_optional_amount(amount)
-        await self._budgets.set_cap(_guild_id(interaction), micros, actor_id=interaction.user.id)
+        await self._budgets.set_cap(require_guild(interaction), micros, actor_id=interaction.user.id)
         if micros is None:
             _audit(interaction, "server cap removed")
             await send_ephemeral(interaction, "The server has **no cap** now.")
@@ -204,7 +198,7 @@ class Budget(commands.Cog):
         """Add to (or deduct from) one member's budget for the current period only."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
         micros = parse_amount(amount, allow_negative=True)
-        guild_id = _guild_id(interaction)
+        guild_id = require_guild(interaction)
         await self._ledger.grant(guild_id, member.id, micros, reason, actor_id=interaction.user.id)
         status = await self._ledger.status(guild_id, member.id, role_ids(member))
         left = "unlimited" if status.remaining is None else format_usd(status.remaining)
@@ -216,7 +210,7 @@ class Budget(commands.Cog):
     async def show(self, interaction: discord.Interaction[Any], member: discord.Member | None = None) -> None:
         """Show the server's budget rules, or one member's budget this period."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
-        guild_id = _guild_id(interaction)
+        guild_id = require_guild(interaction)
         rules = await self._budgets.rules(guild_id)
         if member is None:
             # Server totals do not depend on the member asked about; the admin's own status carries them.

@@ -33,9 +33,8 @@ from bot.client import AtelierBot
 from bot.errors import AtelierError, InvalidRequestError
 from bot.jobs.delivery import DeliveryError
 from bot.jobs.requests import DeliveryTarget, ReferenceSource, RequestKind
-from bot.jobs.service import Admission
 from bot.tree import defer_public, new_error_id
-from cogs._checks import role_ids
+from cogs._checks import require_guild
 from cogs._delivery import delivery_target, permission_problem, reply_reference
 from cogs._views import ChangeModal, PendingConfirmation, confirm_view
 from cogs.generate import (
@@ -49,7 +48,6 @@ from cogs.generate import (
     confirmed,
     message_images,
     new_request,
-    require_guild,
 )
 
 log = logging.getLogger(__name__)
@@ -140,7 +138,7 @@ class EditImage(commands.Cog):
         service = self._generate.service
         job = await service.job_for_message(message_id) if from_bot else None
         if job is not None and job.guild_id == guild_id:
-            await self._generate.edit_result(interaction, job, prompt, target)
+            await self._generate.submit(interaction, self._generate.result_edit(job, interaction.user, prompt), target)
             return
         request = new_request(
             guild_id=guild_id,
@@ -202,15 +200,7 @@ class EditImage(commands.Cog):
         if referenced.author.id == me_id:
             job = await service.job_for_message(referenced.id)
             if job is not None and job.guild_id == guild.id:
-                member_id, roles = message.author.id, role_ids(message.author)
-                options = self._generate.options_like(job)
-
-                async def admit(delivery: DeliveryTarget, confirmed: bool) -> Admission:
-                    return await service.edit_from(
-                        job.id, member_id, roles, prompt, delivery, options=options, confirmed=confirmed
-                    )
-
-                await self._start(message, admit, target)
+                await self._start(message, self._generate.result_edit(job, message.author, prompt), target)
                 return
         elif not self._bot.intents.message_content:
             raise ReplyEditingUnavailableError(NEEDS_MESSAGE_CONTENT)

@@ -6,9 +6,9 @@ service. The service refuses bad input, an empty budget or an unaffordable reque
 refusal reaches only the requester (the public placeholder is removed). A request whose estimate is above the
 confirmation threshold first shows the estimate with Confirm and Cancel.
 
-Options a member leaves out come from the server's defaults, then the config file's `[defaults]`
-(`bot.jobs.requests.resolve_defaults`). This cog also attaches the Discord `Delivery` to the job service, which the
-bot starts (resuming unfinished jobs) once it is connected, so results can be posted.
+Options a member leaves out come from the config file's `[defaults]` (`bot.jobs.requests.resolve_defaults`, which
+also takes per-server defaults once servers can store them). This cog also attaches the Discord `Delivery` to the job
+service, which the bot starts (resuming unfinished jobs) once it is connected, so results can be posted.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 from discord import app_commands
@@ -29,11 +29,9 @@ from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality,
 from bot.client import AtelierBot
 from bot.errors import InvalidRequestError
 from bot.jobs.delivery import DeliveryError
-from bot.jobs.errors import JobNotFoundError
 from bot.jobs.requests import (
     DeliveryTarget,
     GenerationRequest,
-    OptionDefaults,
     ReferenceSource,
     RequestKind,
     ResolvedOptions,
@@ -43,7 +41,7 @@ from bot.jobs.service import Admission, GenerationService
 from bot.settings import AppConfig
 from bot.storage.repositories import Job, utc_now
 from bot.tree import defer_public, mark_answered, send_ephemeral
-from cogs._checks import role_ids, services_of
+from cogs._checks import require_guild, role_ids, services_of
 from cogs._delivery import (
     TOKEN_LIFETIME,
     DiscordDelivery,
@@ -65,6 +63,8 @@ from cogs._views import (
 )
 
 log = logging.getLogger(__name__)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 MAX_OPTION_CHARS = 6000
 """Discord's limit on a slash command's string option; longer prompts cannot be typed into a command at all."""
@@ -90,6 +90,22 @@ OPTION_DESCRIPTIONS = {
     "count": "How many images (1-4)",
     "output_format": "File format of the images",
 }
+
+
+def generation_options(func: _F) -> _F:
+    """Declare what `/imagine` and `/edit` share: server only, the `format` option's name, descriptions, choices."""
+    func = app_commands.guild_only()(func)
+    func = app_commands.rename(output_format="format")(func)
+    func = app_commands.describe(**OPTION_DESCRIPTIONS)(func)
+    # A new `choices(...)` per command: discord.py keeps the given dict on the function and may update it in place.
+    return app_commands.choices(
+        model=MODEL_CHOICES,
+        size=SIZE_CHOICES,
+        quality=QUALITY_CHOICES,
+        background=BACKGROUND_CHOICES,
+        output_format=FORMAT_CHOICES,
+    )(func)
+
 
 EMPTY_PROMPT = "The prompt is empty; describe what you want to see."
 DUPLICATE = "You asked for exactly this a moment ago; that request (job `{job_id}`) is already on its way."
@@ -200,13 +216,6 @@ def status_text(admission: Admission) -> str:
     return running_text(admission.job_id, admission.estimate)
 
 
-def require_guild(interaction: discord.Interaction[Any]) -> int:
-    """Return the server id, or refuse outside a server."""
-    if interaction.guild_id is None:
-        raise app_commands.NoPrivateMessage()
-    return interaction.guild_id
-
-
 def check_channel(interaction: discord.Interaction[Any]) -> None:
     """Refuse, before anything is spent, in a channel where the bot could not post the result."""
     problem = permission_problem(interaction.app_permissions)
@@ -254,12 +263,10 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
         background: str | None = None,
         output_format: str | None = None,
         count: int | None = None,
-        server: OptionDefaults | None = None,
     ) -> ResolvedOptions:
-        """Fill in the options a member left out: the server's defaults first, then the config file's."""
+        """Fill in the options a member left out from the config file's `[defaults]`."""
         return resolve_defaults(
             self._config.defaults,
-            server,
             model=model,
             size=size,
             quality=quality,
@@ -268,29 +275,16 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
             count=count,
         )
 
-    def options_like(self, job: Job) -> ResolvedOptions:
-        """Options for editing a result: its model and size, the rest from the defaults."""
-        return self.options(model=job.model.value, size=job.size.value)
-
     # ------------------------------------------------------------------------------------------------- commands
 
     @app_commands.command(name="imagine")
-    @app_commands.guild_only()
-    @app_commands.rename(output_format="format")
+    @generation_options
     @app_commands.describe(
         prompt="What to draw (up to 6000 characters)",
         reference="A reference image to guide the result",
         reference2="Another reference image",
         reference3="Another reference image",
         reference4="Another reference image",
-        **OPTION_DESCRIPTIONS,
-    )
-    @app_commands.choices(
-        model=MODEL_CHOICES,
-        size=SIZE_CHOICES,
-        quality=QUALITY_CHOICES,
-        background=BACKGROUND_CHOICES,
-        output_format=FORMAT_CHOICES,
     )
     async def imagine(
         self,
@@ -316,22 +310,13 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
         await self._generate(interaction, response_id, prompt, options, attachments, RequestKind.IMAGINE)
 
     @app_commands.command(name="edit")
-    @app_commands.guild_only()
-    @app_commands.rename(output_format="format")
+    @generation_options
     @app_commands.describe(
         image="The image to edit",
         prompt="What should change (up to 6000 characters)",
         image2="Another image to edit or combine",
         image3="Another image to edit or combine",
         image4="Another image to edit or combine",
-        **OPTION_DESCRIPTIONS,
-    )
-    @app_commands.choices(
-        model=MODEL_CHOICES,
-        size=SIZE_CHOICES,
-        quality=QUALITY_CHOICES,
-        background=BACKGROUND_CHOICES,
-        output_format=FORMAT_CHOICES,
     )
     async def edit(
         self,
@@ -410,23 +395,23 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
         mark_answered(interaction)
         await self.delivery.show_status(admission.job_id, target, status_text(admission))
 
-    async def edit_result(
-        self, interaction: discord.Interaction[Any], job: Job, prompt: str, target: DeliveryTarget
-    ) -> None:
-        """Edit a result's images (by their Runware ids, nothing is downloaded) with the result's model and size."""
+    def result_edit(self, job: Job, member: discord.Member | discord.User, prompt: str) -> Admit:
+        """Admit an edit of a result's images (by their Runware ids: nothing is downloaded), paid by `member`.
+
+        The result's model and size are kept; the other options come from the defaults.
+        """
         text = prompt.strip()
         if not text:
             raise InvalidRequestError(EMPTY_PROMPT)
-        member_id = interaction.user.id
-        roles = role_ids(interaction.user)
-        options = self.options_like(job)
+        member_id, roles = member.id, role_ids(member)
+        options = self.options(model=job.model.value, size=job.size.value)
 
         async def admit(delivery: DeliveryTarget, confirmed: bool) -> Admission:
             return await self._service.edit_from(
-                job.id, member_id, roles, text, delivery, options=options, confirmed=confirmed
+                job, member_id, roles, text, delivery, options=options, confirmed=confirmed
             )
 
-        await self.submit(interaction, admit, target)
+        return admit
 
     # ------------------------------------------------------------------------------------------ button actions
 
@@ -456,20 +441,18 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
         response_id = await defer_public(interaction)  # acknowledge within Discord's 3 s before any other work
         require_guild(interaction)
         check_channel(interaction)
-        job = await self._service.get_job(job_id)
-        if job is None:
-            raise JobNotFoundError("That job no longer exists.")
+        job = await self._service.require_job(job_id)
         target = delivery_target(interaction, reply_to_message_id=response_id, source_message_id=source)
-        await self.edit_result(interaction, job, prompt, target)
+        await self.submit(interaction, self.result_edit(job, interaction.user, prompt), target)
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """Delete: remove the result message, for its requester or a member with Manage Messages."""
         await interaction.response.defer()  # acknowledge within Discord's 3 s before any other work
-        job = await self._service.get_job(job_id)
-        is_requester = job is not None and job.member_id == interaction.user.id
-        if not (is_requester or interaction.permissions.manage_messages):
-            await send_ephemeral(interaction, DELETE_REFUSED)
-            return
+        if not interaction.permissions.manage_messages:
+            job = await self._service.get_job(job_id)
+            if job is None or job.member_id != interaction.user.id:
+                await send_ephemeral(interaction, DELETE_REFUSED)
+                return
         await interaction.delete_original_response()
         log.info("result of job %s deleted by %s", job_id, interaction.user.id)
 
@@ -480,8 +463,7 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
         result = await self._service.cancel(
             job_id, interaction.user.id, is_moderator=interaction.permissions.manage_messages
         )
-        job = await self._service.get_job(job_id)
-        shown = job is not None and await self.delivery.show_cancelled(job, interaction.user.id)
+        shown = await self.delivery.show_cancelled(result.job, interaction.user.id)
         note = f"✖️ Cancelled job `{job_id}`; {format_usd(result.released)} went back to the budget."
         message = interaction.message
         if message is not None and message.flags.ephemeral:

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,23 +83,29 @@ def fast_config(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-def run_cli(fake_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run `python -m bot ARGS` from the repository root with the fake's URL and key (overridable via `env`)."""
+def run_cli(fake_url: str, *args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m bot ARGS` with the fake's URL and key (overridable via `env`).
+
+    It runs in an empty working directory (or `cwd`), never the repository root: a developer's own `.env` there
+    (with a real DISCORD_TOKEN) must not be read by the tests, and `data/` must not be created in the checkout.
+    """
     environment = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("RUNWARE_", "ATELIER_", "DISCORD_", "LOG_LEVEL"))
     }
-    environment |= {"RUNWARE_API_URL": fake_url, "RUNWARE_API_KEY": DEFAULT_API_KEY, "ATELIER_CONFIG": CONFIG} | env
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=REPO_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    environment |= {"PYTHONPATH": str(REPO_ROOT), "RUNWARE_API_URL": fake_url, "RUNWARE_API_KEY": DEFAULT_API_KEY}
+    environment |= {"ATELIER_CONFIG": str(REPO_ROOT / CONFIG)} | env
+    with tempfile.TemporaryDirectory() as empty:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", *args],
+            cwd=cwd or empty,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
 
 def write_png(path: Path, size: tuple[int, int] = (300, 200)) -> Path:
@@ -182,8 +189,16 @@ def test_generate_uploads_references_and_sends_their_uuids(fake_url: str, fast_c
         pytest.param(["a fox", "--count", "5"], "count must be between 1 and 4", id="count-5"),
         pytest.param(["a fox", "--background", "transparent", "--format", "jpg"], "needs png or webp", id="jpg-alpha"),
         pytest.param(["a fox", "--reference", *["REF"] * 17], "17 reference images given", id="17-references"),
-        pytest.param(["a fox", "--reference", "README.md"], "reference README.md: The file is not an image", id="text"),
+        pytest.param(["a fox", "--reference", "TEXT"], "notes.txt: The file is not an image", id="text"),
         pytest.param(["a fox", "--reference", "missing.png"], "reference missing.png: cannot read it", id="missing"),
+        pytest.param(["a fox", "--reference", "CUT"], "cut.png: The image is corrupt or truncated", id="truncated"),
+        pytest.param(
+            ["a fox", "--reference", "BIG"], "big.png: 26,214,401 bytes is more than the 26,214,400", id="26MB"
+        ),
+        pytest.param(["a", "--model", "gpt-image-1.5"], "needs a prompt of at least 2 characters", id="short-prompt"),
+        pytest.param(["a fox", "--quality", "ultra"], "quality 'ultra' is not offered", id="quality"),
+        pytest.param(["a fox", "--format", "gif"], "format 'gif' is not offered", id="format"),
+        pytest.param(["a fox", "--count", "0"], "count must be between 1 and 4", id="count-0"),
         pytest.param(["a fox", "--count", "two"], "argument --count: invalid int value", id="count-not-a-number"),
     ],
 )
@@ -192,7 +207,15 @@ def test_bad_input_is_refused_locally_before_any_request(
 ) -> None:
     """Each bad input exits 2 with one clear line on stderr, and the fake sees no request at all."""
     reference = write_png(tmp_path / "ok.png")
-    args = [str(reference) if arg == "REF" else arg for arg in args]
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(reference.read_bytes()[:-40])
+    oversized = tmp_path / "big.png"
+    with oversized.open("wb") as file:
+        file.truncate(25 * 1024 * 1024 + 1)  # sparse: refused from its size, before it is read
+    text = tmp_path / "notes.txt"
+    text.write_text("a red fox, please\n", encoding="utf-8")
+    files = {"REF": reference, "CUT": truncated, "BIG": oversized, "TEXT": text}
+    args = [str(files[arg]) if arg in files else arg for arg in args]
     result = run_cli(fake_url, "generate", *args, "--out", str(tmp_path / "out"))
 
     assert result.returncode == 2
@@ -200,6 +223,18 @@ def test_bad_input_is_refused_locally_before_any_request(
     assert result.stdout == ""
     assert admin(fake_url, "/_fake/stats")["requests"] == 0
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stricter_config_limit_is_enforced_too(fake_url: str, tmp_path: Path) -> None:
+    """`[limits] max_count = 2` refuses `--count 3` locally, although the models would take up to 4."""
+    text = (REPO_ROOT / CONFIG).read_text(encoding="utf-8")
+    assert "max_count = 4" in text
+    config = tmp_path / "atelier.toml"
+    config.write_text(text.replace("max_count = 4", "max_count = 2"), encoding="utf-8")
+    result = run_cli(fake_url, "generate", "a fox", "--count", "3", ATELIER_CONFIG=str(config))
+    assert result.returncode == 2
+    assert_one_clear_line(result, "count must be between 1 and 2 (got 3)")
+    assert admin(fake_url, "/_fake/stats")["requests"] == 0
 
 
 @pytest.mark.parametrize(
@@ -239,6 +274,7 @@ def test_content_refusal_is_reported_with_exit_1(fake_url: str, fast_config: str
 def test_bare_command_runs_the_bot_and_needs_a_token(fake_url: str) -> None:
     """With no subcommand the bot runs, so without DISCORD_TOKEN it stops with one line naming it and exit 2."""
     result = run_cli(fake_url)
+    assert result.returncode == 2
     assert_one_clear_line(result, "DISCORD_TOKEN")
 
 
@@ -261,10 +297,21 @@ def test_invite_reads_the_application_id_from_the_token(fake_url: str) -> None:
     assert permissions & (1 << 15) and permissions & (1 << 14), "Attach Files and Embed Links are required"
 
 
+def test_a_dotenv_file_in_the_working_directory_is_read(fake_url: str, tmp_path: Path) -> None:
+    """DISCORD_TOKEN from `./.env` (README: Configuration) is used when the environment does not set it."""
+    token = base64.b64encode(b"123456789").decode().rstrip("=") + ".Gabc12.signature"
+    (tmp_path / ".env").write_text(f"DISCORD_TOKEN={token}\n", encoding="utf-8")
+    result = run_cli(fake_url, "invite", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "client_id=123456789" in result.stdout
+
+
 def test_invite_with_an_unreadable_token_says_so(fake_url: str) -> None:
     """A token whose first part is not an id is refused with one line and exit 2 (use --client-id instead)."""
     result = run_cli(fake_url, "invite", DISCORD_TOKEN="not-a-token")
-    assert_one_clear_line(result, "DISCORD_TOKEN")
+    assert result.returncode == 2
+    assert_one_clear_line(result, "DISCORD_TOKEN: is not a bot token")
+    assert result.stdout == ""
 
 
 def test_check_passes_with_a_good_key_and_spends_nothing(fake_url: str, tmp_path: Path) -> None:

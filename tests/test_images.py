@@ -27,6 +27,7 @@ from bot.images import (
     format_megabytes,
     normalise,
 )
+from tests.local_server import serve
 
 
 def encode(image: Image.Image, fmt: str, **options: Any) -> bytes:
@@ -130,6 +131,20 @@ def test_decompression_bombs_are_refused_without_a_warning_escaping(
     assert [warning for warning in caught if issubclass(warning.category, Image.DecompressionBombWarning)] == []
 
 
+def test_pixel_count_is_checked_even_if_another_thread_dropped_the_warning_filter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """catch_warnings is not thread-safe; with the error filter gone, Pillow only warns, and the check still refuses."""
+    data = png((100, 100))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100 - 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        monkeypatch.setattr(warnings, "simplefilter", lambda *args, **kwargs: None)
+        with pytest.raises(InvalidImageError, match=r"\(100x100 pixels\)"):
+            decode_image(data)
+    assert [warning.category for warning in caught] == [Image.DecompressionBombWarning]
+
+
 # ------------------------------------------------------------------------------------------------ normalise
 
 
@@ -189,8 +204,7 @@ def test_sixteen_bit_greyscale_keeps_its_tones() -> None:
     """A 16-bit PNG is scaled to 8 bits instead of clipping everything to white."""
     image = Image.new("I;16", (4, 1))
     image.putdata([0, 16_384, 32_768, 65_535])
-    pixels = opened(normalise(encode(image, "PNG")).data).convert("L").getdata()
-    values = list(pixels)
+    values = list(opened(normalise(encode(image, "PNG")).data).convert("L").tobytes())
     assert values[0] < 10 and 50 < values[1] < 80 and 115 < values[2] < 140 and values[3] > 245
 
 
@@ -224,11 +238,16 @@ def test_metadata_is_stripped() -> None:
 
 
 def test_jpeg_output_uses_the_documented_quality() -> None:
-    """Opaque images are re-encoded as JPEG at JPEG_QUALITY (92)."""
+    """Opaque images are re-encoded as JPEG at JPEG_QUALITY (92): the file carries that quality's tables."""
     result = normalise(png((64, 64)))
     assert JPEG_QUALITY == 92
     assert result.mime == "image/jpeg"
-    assert opened(result.data).format == "JPEG"
+    written = opened(result.data)
+    assert written.format == "JPEG"
+    tables = getattr(written, "quantization", None)
+    reference = getattr(opened(encode(Image.new("RGB", (8, 8)), "JPEG", quality=JPEG_QUALITY)), "quantization", None)
+    default = getattr(opened(encode(Image.new("RGB", (8, 8)), "JPEG")), "quantization", None)
+    assert tables is not None and tables == reference != default
 
 
 @pytest.mark.parametrize(
@@ -417,16 +436,32 @@ async def test_extra_hosts_may_use_plain_http_and_the_byte_cap_holds() -> None:
 
     app = web.Application()
     app.router.add_get("/img", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{port}/img"
-            assert await fetch_reference(session, url, max_bytes=len(body), allowed_hosts={"127.0.0.1"}) == body
-            with pytest.raises(ReferenceTooLargeError, match="larger than"):
-                await fetch_reference(session, url, max_bytes=len(body) - 1, allowed_hosts={"127.0.0.1"})
-    finally:
-        await runner.cleanup()
+    async with serve(app) as base, aiohttp.ClientSession() as session:
+        url = f"{base}/img"
+        assert await fetch_reference(session, url, max_bytes=len(body), allowed_hosts={"127.0.0.1"}) == body
+        with pytest.raises(ReferenceTooLargeError, match="larger than"):
+            await fetch_reference(session, url, max_bytes=len(body) - 1, allowed_hosts={"127.0.0.1"})
+
+
+async def test_declared_length_redirects_and_http_errors_are_refused_without_reading_on() -> None:
+    """An oversized Content-Length is refused from the header; a redirect is not followed; a 404 says so."""
+    body = png((64, 64))
+
+    async def plain(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="image/png")
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/img")
+
+    app = web.Application()
+    app.router.add_get("/img", plain)
+    app.router.add_get("/moved", elsewhere)
+    hosts = {"127.0.0.1"}
+    async with serve(app) as base, aiohttp.ClientSession() as session:
+        with pytest.raises(ReferenceTooLargeError) as caught:
+            await fetch_reference(session, f"{base}/img", max_bytes=len(body) - 1, allowed_hosts=hosts)
+        assert (caught.value.size, caught.value.limit) == (len(body), len(body) - 1)
+        with pytest.raises(ReferenceFetchError, match=r"HTTP 302"):
+            await fetch_reference(session, f"{base}/moved", max_bytes=len(body), allowed_hosts=hosts)
+        with pytest.raises(ReferenceFetchError, match=r"HTTP 404\); it may have been deleted"):
+            await fetch_reference(session, f"{base}/gone", max_bytes=len(body), allowed_hosts=hosts)

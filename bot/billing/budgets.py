@@ -17,7 +17,14 @@ from bot.billing.errors import BudgetInputError, check_amount, check_id
 from bot.catalog import Period
 from bot.settings import AppConfig, BudgetConfig
 from bot.storage.database import Database
-from bot.storage.repositories import MS_PER_DAY, BudgetRuleQueries, GuildSettingsQueries, to_ms, utc_now
+from bot.storage.repositories import (
+    MS_PER_DAY,
+    BudgetRuleQueries,
+    GuildSettingsQueries,
+    OverrideRow,
+    to_ms,
+    utc_now,
+)
 
 __all__ = [
     "BudgetInputError",
@@ -166,16 +173,10 @@ class Budgets:
 
         def read(conn: sqlite3.Connection) -> BudgetRules:
             settings = GuildSettingsQueries(conn).get(guild)
+            stored = None if settings is None else (settings.period, settings.default_allowance, settings.server_cap)
+            period, default, cap = self._base(stored)
             rules = BudgetRuleQueries(conn)
-            overrides = {
-                row.member_id: MemberOverride(OverrideKind(row.kind), row.amount)
-                for row in rules.member_overrides(guild)
-            }
-            if settings is None:
-                defaults = self._defaults
-                period, default, cap = defaults.period, defaults.default_allowance, defaults.server_cap
-            else:
-                period, default, cap = Period(settings.period), settings.default_allowance, settings.server_cap
+            overrides = {row.member_id: _override(row) for row in rules.member_overrides(guild)}
             return BudgetRules(period, default, rules.role_allowances(guild), overrides, cap)
 
         return await self._db.run(read, write=False)
@@ -185,15 +186,9 @@ class Budgets:
     ) -> MemberLimit:
         """Read the member's limit inside the caller's transaction (used by the ledger's reserve and status)."""
         rules = BudgetRuleQueries(conn).member_rules(guild_id, member_id, role_ids)
-        row = rules.override
-        override = None if row is None else MemberOverride(OverrideKind(row.kind), row.amount)
-        if rules.settings is None:
-            defaults = self._defaults
-            return _resolve(
-                defaults.period, defaults.default_allowance, rules.best_role_allowance, override, defaults.server_cap
-            )
-        period, default_allowance, server_cap = rules.settings
-        return _resolve(Period(period), default_allowance, rules.best_role_allowance, override, server_cap)
+        period, default, cap = self._base(rules.settings)
+        override = None if rules.override is None else _override(rules.override)
+        return _resolve(period, default, rules.best_role_allowance, override, cap)
 
     async def set_period(self, guild_id: int, period: Period | str, *, actor_id: int | None = None) -> Period:
         """Change the server's budget period; spend is then counted over the new period (from its start)."""
@@ -261,11 +256,22 @@ class Budgets:
 
         await self._db.run(write)
 
+    def _base(self, stored: tuple[str, int, int | None] | None) -> tuple[Period, int, int | None]:
+        """Return the server's stored (period, default allowance, cap), or the config's `[budget]` without them."""
+        if stored is None:
+            return self._defaults.period, self._defaults.default_allowance, self._defaults.server_cap
+        period, default, cap = stored
+        return Period(period), default, cap
+
     def _ensure(self, conn: sqlite3.Connection, guild_id: int, at: datetime) -> GuildSettingsQueries:
         settings = GuildSettingsQueries(conn)
         defaults = self._defaults
         settings.ensure(guild_id, defaults.period.value, defaults.default_allowance, defaults.server_cap, at)
         return settings
+
+
+def _override(row: OverrideRow) -> MemberOverride:
+    return MemberOverride(OverrideKind(row.kind), row.amount)
 
 
 def _actor(actor_id: int | None) -> int | None:

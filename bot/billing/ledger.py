@@ -365,12 +365,18 @@ def _repeated_reservation(
     return Reservation(job_id, guild_id, member_id, estimate, hold.effective_at, resets_at, created=False)
 
 
-def _settle_in(conn: sqlite3.Connection, job_id: str, actual: int, now: datetime) -> SettleResult:
-    ledger = LedgerQueries(conn)
+def _held(ledger: LedgerQueries, job_id: str, action: str) -> tuple[LedgerEntry, dict[EntryKind, LedgerEntry]]:
+    """Return the job's hold and its entries by kind, or raise `LedgerError` if the job has no reservation."""
     kinds = {entry.kind: entry for entry in ledger.entries_for_job(job_id)}
     hold = kinds.get(EntryKind.HOLD)
     if hold is None:
-        raise LedgerError(f"No reservation was found for job {job_id}, so there is nothing to settle.")
+        raise LedgerError(f"No reservation was found for job {job_id}, so there is nothing to {action}.")
+    return hold, kinds
+
+
+def _settle_in(conn: sqlite3.Connection, job_id: str, actual: int, now: datetime) -> SettleResult:
+    ledger = LedgerQueries(conn)
+    hold, kinds = _held(ledger, job_id, "settle")
     settled = kinds.get(EntryKind.SETTLE)
     if settled is not None:
         return SettleResult(job_id, hold.amount, settled.amount, settled.overrun, repeated=True)
@@ -393,10 +399,7 @@ def _settle_in(conn: sqlite3.Connection, job_id: str, actual: int, now: datetime
 
 def _release_in(conn: sqlite3.Connection, job_id: str, now: datetime) -> bool:
     ledger = LedgerQueries(conn)
-    kinds = {entry.kind: entry for entry in ledger.entries_for_job(job_id)}
-    hold = kinds.get(EntryKind.HOLD)
-    if hold is None:
-        raise LedgerError(f"No reservation was found for job {job_id}, so there is nothing to release.")
+    hold, kinds = _held(ledger, job_id, "release")
     if EntryKind.SETTLE in kinds or EntryKind.RELEASE in kinds:
         return False
     ledger.insert(

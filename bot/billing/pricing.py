@@ -44,10 +44,7 @@ class Pricing:
 
     def per_image(self, model: ModelName | str, quality: Quality | str, size: Size | str) -> int:
         """Return the table price of one image; `auto` quality is priced as `high` (the worst case)."""
-        name, tier, dimensions = _parse(model, quality, size)
-        if tier is Quality.AUTO:
-            tier = Quality.HIGH
-        return self._prices[name][tier][dimensions]
+        return self._table_price(*_parse(model, quality, size))
 
     def estimate(
         self,
@@ -64,11 +61,11 @@ class Pricing:
         at the text price and a fixed amount per reference image; headroom_percent is then added to the image's
         total. The per-image figure is computed exactly in integers and rounded up to the micro-dollar once.
         """
-        name, _, _ = _parse(model, quality, size)
+        name, tier, dimensions = _parse(model, quality, size)
         _check_int(count, "count", 1, MAX_COUNT)
         _check_int(prompt_chars, "prompt length", 0, 10_000_000)
         _check_int(reference_count, "number of reference images", 0, MODEL_SPECS[name].max_reference_images)
-        base = self.per_image(model, quality, size)
+        base = self._table_price(name, tier, dimensions)
         inputs = self._inputs.get(name)
         if inputs is None:
             return base * count
@@ -82,6 +79,9 @@ class Pricing:
         with_headroom = exact * (100 + inputs.headroom_percent)
         per_image = -(-with_headroom // (_MICROS * 100))
         return per_image * count
+
+    def _table_price(self, name: ModelName, tier: Quality, dimensions: Size) -> int:
+        return self._prices[name][Quality.HIGH if tier is Quality.AUTO else tier][dimensions]
 
     def estimate_request(self, request: PricedRequest) -> int:
         """Estimate a request object that has model, quality, size, count, prompt and references."""

@@ -6,4 +6,5 @@
 - `service`: `GenerationService` (admit, cancel, queue, resume, reroll, edit); its module docstring holds the
   crash-point table.
 - `state`: the job states of contract §2.
+- `errors`: the service's refusals (`JobNotFoundError`, `JobNotCancellableError`, `ServiceNotReadyError`).
 """

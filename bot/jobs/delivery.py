@@ -55,7 +55,7 @@ class ResultSummary:
     image_count: int
     """Images delivered (fewer than `count` when Runware finished only some of them)."""
     cost: int
-    """What the member is charged: Runware's reported cost, or the estimate when Runware reported none."""
+    """What the member is charged: Runware's reported cost; without one, the estimate's share for the images made."""
     cost_reported: bool
     estimate: int
     remaining: int | None

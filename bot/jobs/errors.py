@@ -13,5 +13,9 @@ class JobNotCancellableError(AtelierError):
     """The job can no longer be cancelled: it already finished, or its images are being posted."""
 
 
+RESTARTING = "The bot is restarting; please try again in a minute."
+"""The sentence for anything turned away during a shutdown (by the job service and by the command tree)."""
+
+
 class ServiceNotReadyError(AtelierError):
     """The job service is not running (starting up or shutting down); the request was not accepted."""

@@ -19,21 +19,11 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
 RunJob = Callable[[str], Awaitable[None]]
 """Runs one job to its end, given its id; the scheduler logs (and otherwise ignores) whatever it raises."""
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerStats:
-    """A snapshot of the scheduler's load."""
-
-    waiting: int
-    running: int
-    members_waiting: int
 
 
 class Scheduler:
@@ -54,42 +44,21 @@ class Scheduler:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    @property
-    def global_limit(self) -> int:
-        """Most jobs running at once."""
-        return self._global_limit
-
-    @property
-    def per_member_limit(self) -> int:
-        """Most jobs running at once for one member."""
-        return self._per_member_limit
-
-    @property
-    def started(self) -> bool:
-        """True between `start()` and `stop()`."""
-        return self._run_job is not None and not self._stopping
-
     def start(self, run_job: RunJob) -> None:
         """Start running queued jobs with `run_job`; jobs added before this wait until now."""
         self._run_job = run_job
         self._stopping = False
         self._pump()
 
-    def submit(self, job_id: str, member_id: int, *, front: bool = False) -> int | None:
-        """Queue a job for a member; return its position (1-based) or None if it started at once (or was known).
-
-        `front` puts it before the member's other waiting jobs (used for resumed jobs already running on Runware).
-        """
+    def submit(self, job_id: str, member_id: int) -> int | None:
+        """Queue a job for a member; return its position (1-based), or None if it started at once or is running."""
         if job_id in self._member_of:
             return self.position(job_id)
         queue = self._waiting.get(member_id)
         if queue is None:
             queue = self._waiting[member_id] = deque()
             self._order.append(member_id)
-        if front:
-            queue.appendleft(job_id)
-        else:
-            queue.append(job_id)
+        queue.append(job_id)
         self._member_of[job_id] = member_id
         self._idle.clear()
         self._pump()
@@ -122,14 +91,6 @@ class Scheduler:
         """Return True for a job in the queue that has not started."""
         return job_id in self._member_of and job_id not in self._running
 
-    def is_running(self, job_id: str) -> bool:
-        """Return True for a job whose run is in progress in this process."""
-        return job_id in self._running
-
-    def running_for(self, member_id: int) -> int:
-        """How many of the member's jobs are running."""
-        return self._running_per_member.get(member_id, 0)
-
     def waiting_order(self) -> list[str]:
         """Return the waiting job ids in the order the round-robin would start them (if every member had a slot)."""
         order: list[str] = []
@@ -148,10 +109,9 @@ class Scheduler:
             return None
         return self.waiting_order().index(job_id) + 1
 
-    def stats(self) -> SchedulerStats:
-        """Return the counts of waiting and running jobs."""
-        waiting = sum(len(queue) for queue in self._waiting.values())
-        return SchedulerStats(waiting=waiting, running=len(self._running), members_waiting=len(self._order))
+    def positions(self) -> dict[str, int]:
+        """Return every waiting job's 1-based place in start order (one pass, for callers that need many)."""
+        return {job_id: place for place, job_id in enumerate(self.waiting_order(), start=1)}
 
     async def wait_idle(self) -> None:
         """Wait until nothing is waiting or running."""

@@ -79,7 +79,7 @@ from bot.images import (
     normalise,
 )
 from bot.jobs.delivery import Delivery, DeliveryError, ResultSummary
-from bot.jobs.errors import JobNotCancellableError, JobNotFoundError, ServiceNotReadyError
+from bot.jobs.errors import RESTARTING, JobNotCancellableError, JobNotFoundError, ServiceNotReadyError
 from bot.jobs.requests import (
     DeliveryTarget,
     GenerationRequest,
@@ -89,7 +89,7 @@ from bot.jobs.requests import (
     request_from_job,
 )
 from bot.jobs.scheduler import Scheduler
-from bot.jobs.state import JobState
+from bot.jobs.state import ACTIVE_STATES, JobState
 from bot.runware.client import PollState, RunwareClient
 from bot.runware.errors import TASK_NOT_FOUND_CODE, RunwareError, RunwareTaskNotFoundError
 from bot.runware.models import ImageInferenceRequest, ImageResult, total_cost_micros
@@ -107,7 +107,7 @@ DELIVERY_FAILURE = "The images were made but could not be posted here. Nothing w
 """Shown when posting the result failed for a reason the cog did not explain with a `DeliveryError`."""
 
 _RESUME_MIN_WAIT_SECONDS = 30.0
-_ACTIVE = (JobState.AWAITING_APPROVAL, JobState.QUEUED, JobState.SUBMITTED)
+_ACTIVE = tuple(ACTIVE_STATES)
 _RUNNABLE = (JobState.QUEUED, JobState.SUBMITTED)
 
 
@@ -128,11 +128,16 @@ class Admission:
 class CancelResult:
     """What `cancel` did."""
 
-    job_id: str
-    previous_state: JobState
+    job: Job
+    """The job as it was just before it was cancelled."""
     released: int
     """Micro-dollars returned to the member's budget (0 if the hold had already ended)."""
     was_running: bool
+
+    @property
+    def previous_state(self) -> JobState:
+        """The state the job was cancelled from (queued, submitted or awaiting approval)."""
+        return self.job.state
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +218,6 @@ class GenerationService:
         self._progress_loop: asyncio.Task[None] | None = None
         self._stopping = False
 
-    @property
-    def scheduler(self) -> Scheduler:
-        """The scheduler this service runs jobs on."""
-        return self._scheduler
-
     def set_delivery(self, delivery: Delivery) -> None:
         """Attach the Delivery implementation (the cogs do this when they load, before `resume`)."""
         self._delivery = delivery
@@ -232,7 +232,7 @@ class GenerationService:
         upload failed) or `ServiceNotReadyError` (shutting down). In every one of those cases nothing is reserved.
         """
         if self._stopping:
-            raise ServiceNotReadyError("The bot is restarting; please try again in a minute.")
+            raise ServiceNotReadyError(RESTARTING)
         self._validate(request)
         fingerprint = request.fingerprint()
         while True:
@@ -278,7 +278,7 @@ class GenerationService:
             return Admission(None, estimate, needs_confirmation=True)
         references = await self._prepare_references(request)
         if self._stopping:
-            raise ServiceNotReadyError("The bot is restarting; please try again in a minute.")
+            raise ServiceNotReadyError(RESTARTING)
         new_job = self._new_job(request, estimate, references, fingerprint)
         # One transaction: the hold and the job row exist together or not at all.
         await self._ledger.reserve(
@@ -438,7 +438,7 @@ class GenerationService:
         confirmed: bool = False,
     ) -> Admission:
         """Run a stored job's request again (same options and references) for `member_id`, who pays for it."""
-        parent = await self._require_job(job_id)
+        parent = await self.require_job(job_id)
         request = request_from_job(
             parent,
             member_id=member_id,
@@ -451,30 +451,23 @@ class GenerationService:
 
     async def edit_from(
         self,
-        job_id: str,
+        parent: Job,
         member_id: int,
         role_ids: Sequence[int],
         prompt: str,
         delivery: DeliveryTarget,
         *,
-        image_indexes: Sequence[int] | None = None,
         options: ResolvedOptions | None = None,
         confirmed: bool = False,
     ) -> Admission:
         """Edit a stored job's result images (they become the references, by Runware UUID) with a new prompt.
 
-        `image_indexes` (0-based) picks some of the job's images; None uses all of them. `options` replaces the
-        job's model, size, quality, background, format and count; without it the job's own are used.
+        `parent` is the job as the caller already read it (`require_job`, `job_for_message`). `options` replaces
+        the job's model, size, quality, background, format and count; without it the job's own are used.
         """
-        parent = await self._require_job(job_id)
-        results = await self._queue.results(job_id)
+        results = await self._queue.results(parent.id)
         if not results:
             raise InvalidRequestError("That job has no images to edit; it did not finish.")
-        if image_indexes is not None:
-            wanted = set(image_indexes)
-            results = [result for result in results if result.index in wanted]
-            if not results:
-                raise InvalidRequestError("None of the chosen images belong to that job.")
         references = tuple(
             ReferenceSource.from_image_uuid(result.image_uuid, filename=f"image {result.index + 1}")
             for result in results
@@ -518,6 +511,7 @@ class GenerationService:
     async def queue_for_member(self, guild_id: int, member_id: int) -> list[QueueEntry]:
         """Return the member's queued and running jobs in this server, oldest first, with position and elapsed."""
         jobs = await self._queue.list_active_for_member(guild_id, member_id)
+        positions = self._scheduler.positions()
         now = asyncio.get_running_loop().time()
         wall = self._clock()
         entries: list[QueueEntry] = []
@@ -527,7 +521,7 @@ class GenerationService:
                 elapsed = now - tracked.started_at
             else:
                 elapsed = max(0.0, (wall - job.created_at).total_seconds())
-            entries.append(QueueEntry(job=job, position=self._scheduler.position(job.id), elapsed_seconds=elapsed))
+            entries.append(QueueEntry(job=job, position=positions.get(job.id), elapsed_seconds=elapsed))
         return entries
 
     async def cancel(self, job_id: str, member_id: int, *, is_moderator: bool = False) -> CancelResult:
@@ -536,7 +530,7 @@ class GenerationService:
         Raises `JobNotFoundError`, `PermissionDeniedError` (someone else's job, not a moderator) or
         `JobNotCancellableError` (already finished, or its images are being posted).
         """
-        job = await self._require_job(job_id)
+        job = await self.require_job(job_id)
         if job.member_id != member_id and not is_moderator:
             raise PermissionDeniedError("Only the member who asked for this job, or a moderator, can cancel it.")
         if job.state.is_finished:
@@ -559,9 +553,10 @@ class GenerationService:
         released = await self._release(job_id)
         self._untrack(job_id)
         log.info("job %s cancelled by %s (was %s)", job_id, who, job.state.value)
-        return CancelResult(job_id, job.state, job.estimate if released else 0, was_running)
+        return CancelResult(job, job.estimate if released else 0, was_running)
 
-    async def _require_job(self, job_id: str) -> Job:
+    async def require_job(self, job_id: str) -> Job:
+        """Return the stored job; raise `JobNotFoundError` (a sentence for the member) if there is none."""
         job = await self._jobs.get(job_id)
         if job is None:
             raise JobNotFoundError("That job no longer exists.")
@@ -572,29 +567,27 @@ class GenerationService:
     async def resume(self) -> ResumeReport:
         """On start-up: reconcile the ledger, re-queue `queued` jobs, resume `submitted` ones, and start running.
 
-        Submitted jobs are queued first so they take the first slots; their runs poll by the stored task UUID
-        (or deliver from stored results) and never submit a task Runware already knows.
+        Submitted jobs are queued first, so each member's runs on Runware start before their waiting ones (the
+        round-robin across members still holds); they poll by the stored task UUID (or deliver from stored results)
+        and never submit a task Runware already knows.
         """
         if self._delivery is None:
             raise RuntimeError("set_delivery() must be called before resume()")
         self._stopping = False
         reconciled = await self._ledger.reconcile()
         unfinished = await self._jobs.list_unfinished()
-        report = ResumeReport(reconcile=reconciled)
-        for job in unfinished:
-            if job.state is JobState.SUBMITTED:
-                report.resumed.append(job.id)
-        for job in unfinished:
-            if job.state is JobState.QUEUED:
-                report.requeued.append(job.id)
-            elif job.state is JobState.AWAITING_APPROVAL:
-                report.waiting_approval.append(job.id)
-        by_id = {job.id: job for job in unfinished}
-        for job_id in [*report.resumed, *report.requeued]:
-            job = by_id[job_id]
-            if job_id not in self._active:
+        submitted = [job for job in unfinished if job.state is JobState.SUBMITTED]
+        queued = [job for job in unfinished if job.state is JobState.QUEUED]
+        report = ResumeReport(
+            reconcile=reconciled,
+            requeued=[job.id for job in queued],
+            resumed=[job.id for job in submitted],
+            waiting_approval=[job.id for job in unfinished if job.state is JobState.AWAITING_APPROVAL],
+        )
+        for job in [*submitted, *queued]:
+            if job.id not in self._active:
                 self._track(job)
-            self._scheduler.submit(job_id, job.member_id)
+            self._scheduler.submit(job.id, job.member_id)
         self._start()
         if report.resumed or report.requeued:
             log.info("resumed %d submitted and re-queued %d queued job(s)", len(report.resumed), len(report.requeued))
@@ -676,8 +669,14 @@ class GenerationService:
                 raise DeliveryError(DELIVERY_FAILURE) from exc
         reported = total_cost_micros(images)
         if reported is None:
-            log.warning("Runware reported no cost for job %s; charging its estimate", job.id)
-        cost = job.estimate if reported is None else reported
+            # The estimate stands in for the bill, for the images that were made only (a partial result is not
+            # charged in full), rounded down in the member's favour.
+            cost = job.estimate * min(len(images), job.count) // job.count
+            log.warning(
+                "Runware reported no cost for job %s; charging %d of its estimate %d", job.id, cost, job.estimate
+            )
+        else:
+            cost = reported
         summary = await self._summary(job, len(fitted), cost, reported is not None, redelivery)
         if tracked.cancel_requested:
             return
@@ -867,6 +866,7 @@ class GenerationService:
         if delivery is None:
             return
         now = asyncio.get_running_loop().time()
+        positions: dict[str, int] | None = None
         for tracked in list(self._active.values()):
             if tracked.cancel_requested or tracked.phase is _Phase.DELIVERING:
                 continue
@@ -875,7 +875,9 @@ class GenerationService:
             if tracked.progress_call is not None and not tracked.progress_call.done():
                 continue  # the previous edit is still on its way; skip rather than pile up
             if tracked.phase is _Phase.WAITING:
-                position = self._scheduler.position(tracked.job.id)
+                if positions is None:
+                    positions = self._scheduler.positions()
+                position = positions.get(tracked.job.id)
                 if position is None:
                     continue
                 key: tuple[str, int | None] = ("queued", position)

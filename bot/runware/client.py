@@ -291,17 +291,10 @@ class RunwareClient:
         inline = image.inline_bytes()
         if inline is not None:
             return inline
-        if not image.url:
+        url = image.url
+        if not url:
             raise RunwareServerError("result has neither a URL nor inline data", task_uuid=image.task_uuid)
-        attempt = 0
-        while True:
-            try:
-                return await self._get(image.url, task_uuid=image.task_uuid)
-            except RunwareError as exc:
-                if not exc.retryable or attempt >= self._config.max_retries:
-                    raise
-                await self._sleep(self._backoff(attempt, exc))
-                attempt += 1
+        return await self._retrying(lambda: self._get(url, task_uuid=image.task_uuid))
 
     async def _probe(self, task_uuid: str) -> PollState | None:
         """Ask whether Runware knows a task; None only when it answers that it does not."""
@@ -416,7 +409,9 @@ class RunwareClient:
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     size += len(chunk)
                     if size > _MAX_DOWNLOAD_BYTES:
-                        raise RunwareServerError("result image is too large to download", retryable=False)
+                        raise RunwareServerError(
+                            "result image is too large to download", task_uuid=task_uuid, retryable=False
+                        )
                     chunks.append(chunk)
                 return b"".join(chunks)
         except TimeoutError as exc:

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from bot.billing.money import usd_to_micros
+from bot.billing.money import MoneyError, usd_to_micros
 from bot.catalog import AIR_TO_MODEL, MAX_COUNT, MODEL_SPECS, Background, ModelName, OutputFormat, Quality, Size
 from bot.errors import InvalidRequestError
+
+log = logging.getLogger(__name__)
 
 
 class ImageRequestError(InvalidRequestError):
@@ -253,7 +256,7 @@ class WireItem(BaseModel):
     image_url: str | None = Field(default=None, alias="imageURL")
     image_base64_data: str | None = Field(default=None, alias="imageBase64Data")
     image_data_uri: str | None = Field(default=None, alias="imageDataURI")
-    cost: float | int | str | None = None
+    cost: Any = None  # dollars as Runware sent them; `cost_to_micros` converts (or, if unusable, drops) them once
     seed: int | None = None
     nsfw_content: bool | None = Field(default=None, alias="NSFWContent")
     result_index: int | None = Field(default=None, alias="resultIndex")
@@ -289,11 +292,23 @@ def parse_items(data: Any) -> list[WireItem]:
     return [WireItem.model_validate(item) for item in raw if isinstance(item, dict)]
 
 
-def cost_to_micros(cost: float | int | str | Decimal | None) -> int | None:
-    """Convert Runware's dollar `cost` to micro-dollars once, exactly, through `Decimal(str(cost))`."""
+def cost_to_micros(cost: object) -> int | None:
+    """Convert Runware's dollar `cost` to micro-dollars once, exactly, through `Decimal(str(cost))`.
+
+    A cost that is not a non-negative amount is treated as not reported (None, logged): the image it came with was
+    still produced and paid for, so it is kept; the caller then charges from the estimate instead.
+    """
     if cost is None or isinstance(cost, bool):
         return None
-    return usd_to_micros(Decimal(str(cost)))
+    micros: int | None
+    try:
+        micros = usd_to_micros(Decimal(str(cost)))
+    except (InvalidOperation, MoneyError):
+        micros = None
+    if micros is None or micros < 0:
+        log.warning("Runware reported an unusable cost %r; treating it as not reported", cost)
+        return None
+    return micros
 
 
 class ImageResult(BaseModel):

@@ -85,7 +85,10 @@ class Database:
         transaction (for comparison in the benchmark).
         """
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create the folder of the database {target}: {exc.strerror or exc}") from exc
         try:
             conn = await aiosqlite.connect(target, isolation_level=None)
         except sqlite3.Error as exc:
@@ -96,7 +99,7 @@ class Database:
             version: int = await submit(lambda: _configure_and_migrate(conn._conn, migrate_to))
         except BaseException as exc:
             await conn.close()
-            if isinstance(exc, sqlite3.DatabaseError | MigrationError):
+            if isinstance(exc, sqlite3.DatabaseError | MigrationError | DatabaseError):
                 raise DatabaseError(f"cannot use the database {target}: {exc}") from exc
             raise
         log.info("database %s open at schema version %d", target, version)
@@ -147,6 +150,15 @@ class Database:
         self._pending.append(_Unit(fn, write, future))
         self._dispatch()
         return await future
+
+    async def integrity_problems(self) -> list[str]:
+        """Run SQLite's `PRAGMA integrity_check`; return what it found wrong (empty for a sound file)."""
+
+        def check(conn: sqlite3.Connection) -> list[str]:
+            messages = [str(row[0]) for row in conn.execute("PRAGMA integrity_check").fetchall()]
+            return [] if messages == ["ok"] else messages
+
+        return await self.run(check, write=False)
 
     @asynccontextmanager
     async def transaction(self, *, immediate: bool = True) -> AsyncIterator[aiosqlite.Connection]:
@@ -210,11 +222,6 @@ class Database:
             # The connection itself failed mid-batch (say ROLLBACK TO hit an I/O error): keep none of the batch.
             _rollback_quietly(conn)
             return [(False, exc)] * len(batch)
-
-
-async def open_database(path: Path | str, *, migrate_to: int | None = None) -> Database:
-    """Open (creating if needed) and migrate the database at `path`."""
-    return await Database.open(path, migrate_to=migrate_to)
 
 
 def _run_group(conn: sqlite3.Connection, batch: list[_Unit]) -> list[_Outcome]:

@@ -2,19 +2,19 @@
 
 Kept apart from `repositories.py` (the base tables' queries) but written the same way: `JobQueueQueries` works
 inside a transaction opened by `Database.run()`, `JobQueueRepository` is its async face with one transaction per
-call. Jobs come back as `repositories.Job` (read through `JobQueries.get`).
+call. Jobs come back as `repositories.Job` (built by `repositories.job_from_row`).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from bot.jobs.state import JobState
 from bot.storage.database import Database
-from bot.storage.repositories import Job, JobQueries, from_ms, to_ms, utc_now
+from bot.storage.repositories import Job, JobQueries, from_ms, job_from_row, to_ms, utc_now
 
 _EXCLUDED_FROM_DUPLICATES = ("failed", "cancelled", "rejected")
 
@@ -92,31 +92,26 @@ class JobQueueQueries:
     def list_active_for_member(self, guild_id: int, member_id: int) -> list[Job]:
         """Return the member's queued and submitted jobs in the server, oldest first."""
         rows = self._conn.execute(
-            "SELECT id FROM jobs WHERE guild_id = ? AND member_id = ? AND state IN ('queued', 'submitted')"
-            " ORDER BY created_at, id",
+            "SELECT * FROM jobs WHERE guild_id = ? AND member_id = ? AND state IN ('queued', 'submitted')"
+            " ORDER BY created_at, rowid",
             (guild_id, member_id),
         ).fetchall()
-        return self._jobs(row[0] for row in rows)
+        return [job_from_row(row) for row in rows]
 
     def find_recent_duplicate(self, guild_id: int, member_id: int, fingerprint: str, since: datetime) -> Job | None:
-        """Return the member's newest job with this fingerprint created at or after `since`, unless it failed."""
+        """Return the member's newest job with this fingerprint created at or after `since`, unless it ended badly."""
         row = self._conn.execute(
-            "SELECT id FROM jobs WHERE member_id = ? AND json_extract(extras, '$.fingerprint') = ?"
+            "SELECT * FROM jobs WHERE member_id = ? AND json_extract(extras, '$.fingerprint') = ?"
             " AND created_at >= ? AND guild_id IS ? AND state NOT IN (?, ?, ?)"
-            " ORDER BY created_at DESC, id DESC LIMIT 1",
+            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
             (member_id, fingerprint, to_ms(since), guild_id, *_EXCLUDED_FROM_DUPLICATES),
         ).fetchone()
-        return None if row is None else JobQueries(self._conn).get(row[0])
+        return None if row is None else job_from_row(row)
 
     def get_by_result_message(self, message_id: int) -> Job | None:
         """Return the job whose result was posted as this message, or None."""
-        row = self._conn.execute("SELECT id FROM jobs WHERE result_message_id = ? LIMIT 1", (message_id,)).fetchone()
-        return None if row is None else JobQueries(self._conn).get(row[0])
-
-    def _jobs(self, ids: Iterable[object]) -> list[Job]:
-        queries = JobQueries(self._conn)
-        found = [queries.get(str(job_id)) for job_id in ids]
-        return [job for job in found if job is not None]
+        row = self._conn.execute("SELECT * FROM jobs WHERE result_message_id = ? LIMIT 1", (message_id,)).fetchone()
+        return None if row is None else job_from_row(row)
 
 
 class JobQueueRepository:

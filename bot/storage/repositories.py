@@ -305,7 +305,7 @@ class NewJob:
     references: tuple[str, ...] = ()
     extras: Mapping[str, Any] = field(default_factory=dict)
     parent_job_id: str | None = None
-    interaction_token: str | None = None
+    interaction_token: str | None = field(default=None, repr=False)  # lets anyone edit the response: keep out of logs
     interaction_expires_at: datetime | None = None
     id: str = field(default_factory=new_job_id)
 
@@ -333,7 +333,7 @@ class Job:
     cost: int | None
     task_uuid: str | None
     error: str | None
-    interaction_token: str | None
+    interaction_token: str | None = field(repr=False)  # lets anyone edit the response: keep it out of logs
     interaction_expires_at: datetime | None
     result_message_id: int | None
     created_at: datetime
@@ -342,7 +342,8 @@ class Job:
     delivered_at: datetime | None
 
 
-def _job(row: sqlite3.Row) -> Job:
+def job_from_row(row: sqlite3.Row) -> Job:
+    """Build a `Job` from a `SELECT * FROM jobs` row."""
     extras = json.loads(row["extras"])
     references = tuple(str(ref) for ref in extras.pop("references", ()))
     return Job(
@@ -382,11 +383,14 @@ def _extras_json(job: NewJob) -> str:
 
 
 _UNFINISHED = "('awaiting_approval', 'queued', 'submitted')"
-_FINISHED = "('succeeded', 'failed', 'cancelled', 'rejected')"
 
 
 class JobQueries:
-    """The `jobs` table."""
+    """The `jobs` table.
+
+    Listings order by `created_at` and then by `rowid`, the insertion order: job ids are random, so ordering by id
+    would shuffle the jobs created in the same millisecond.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -430,7 +434,7 @@ class JobQueries:
     def get(self, job_id: str) -> Job | None:
         """Return the job, or None."""
         row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else _job(row)
+        return None if row is None else job_from_row(row)
 
     def update_state(
         self,
@@ -488,16 +492,18 @@ class JobQueries:
 
     def list_unfinished(self) -> list[Job]:
         """Return the jobs a restart must resume (awaiting approval, queued or submitted), oldest first."""
-        rows = self._conn.execute(f"SELECT * FROM jobs WHERE state IN {_UNFINISHED} ORDER BY created_at, id").fetchall()
-        return [_job(row) for row in rows]
+        rows = self._conn.execute(
+            f"SELECT * FROM jobs WHERE state IN {_UNFINISHED} ORDER BY created_at, rowid"
+        ).fetchall()
+        return [job_from_row(row) for row in rows]
 
     def list_recent_for_member(self, guild_id: int | None, member_id: int, limit: int) -> list[Job]:
         """Return the member's most recent jobs in the server, newest first."""
         rows = self._conn.execute(
-            "SELECT * FROM jobs WHERE guild_id IS ? AND member_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+            "SELECT * FROM jobs WHERE guild_id IS ? AND member_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (guild_id, member_id, limit),
         ).fetchall()
-        return [_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     def delete(self, job_id: str) -> bool:
         """Delete the job row (its ledger entries stay); True if it existed."""
@@ -714,15 +720,6 @@ class LedgerQueries:
         rows = self._conn.execute("SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
         return [_entry(row) for row in rows]
 
-    def grants_for_member(self, guild_id: int, member_id: int, start: datetime, end: datetime) -> list[LedgerEntry]:
-        """Return the member's grants and deductions that count in [start, end), oldest first."""
-        rows = self._conn.execute(
-            "SELECT * FROM ledger WHERE kind = 'grant' AND guild_id = ? AND member_id = ? AND effective_at >= ?"
-            " AND effective_at < ? ORDER BY id",
-            (guild_id, member_id, to_ms(start), to_ms(end)),
-        ).fetchall()
-        return [_entry(row) for row in rows]
-
     def totals(self, guild_id: int, member_id: int, first_day: int, end_day: int) -> PeriodTotals:
         """Sum the member's and the whole server's daily totals over days [first_day, end_day) (since 1970-01-01)."""
         row = self._conn.execute(
@@ -796,14 +793,6 @@ class LedgerRepository:
     async def entries_for_job(self, job_id: str) -> list[LedgerEntry]:
         """Return the job's entries, oldest first."""
         return await self._db.run(lambda conn: LedgerQueries(conn).entries_for_job(job_id), write=False)
-
-    async def grants_for_member(
-        self, guild_id: int, member_id: int, start: datetime, end: datetime
-    ) -> list[LedgerEntry]:
-        """Return the member's grants and deductions that count in [start, end), oldest first."""
-        return await self._db.run(
-            lambda conn: LedgerQueries(conn).grants_for_member(guild_id, member_id, start, end), write=False
-        )
 
     async def open_holds(self) -> list[OpenHold]:
         """Return every hold not yet settled or released."""

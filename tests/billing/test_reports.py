@@ -141,3 +141,12 @@ async def test_unknown_csv_view_is_refused(reports: Reports) -> None:
     report = await reports.spend(GUILD, date(2025, 1, 1), date(2025, 2, 1))
     with pytest.raises(BudgetInputError, match="Unknown report view"):
         to_csv(report, "pie")  # type: ignore[arg-type]
+
+
+async def test_overruns_are_reported_per_member_and_in_the_csv(reports: Reports, ledger: Ledger) -> None:
+    """A charge above its reservation shows its uncovered part as overrun, in the member view and the CSV."""
+    await ledger.settle("open", 7_250)  # held 5,000: 2,250 was not covered
+    report = await reports.spend(GUILD, date(2025, 1, 1), date(2025, 2, 1))
+    assert report.by_member[0] == MemberSpend(MEMBER, 4, 279_250, 2_250)
+    rows = list(csv.reader(io.StringIO(to_csv(report, "member"))))
+    assert rows[1] == [str(MEMBER), "4", "0.279250", "0.002250"]

@@ -137,3 +137,6 @@ async def test_queue_lists_jobs_and_cancel_releases_the_hold(atelier: Atelier) -
     assert len(inference_tasks(atelier)) == 2, "the cancelled queued job never reached Runware"
     budget = await status(atelier, world.member_id)
     assert (budget.spent, budget.reserved) == (11_000, 0), "only the finished job is charged"
+
+    empty = await atelier.answer("queue", user_id=world.member_id)
+    assert empty.embeds[0]["description"] == "Nothing queued or running." and empty.button_custom_ids() == []

@@ -13,6 +13,7 @@ from discord import app_commands
 from bot.client import EXTENSIONS, commands_hash
 from bot.tree import SHUTTING_DOWN_MESSAGE
 from tests.discord.conftest import Atelier
+from tests.discord.helpers import idle, inference_tasks, job_id_of, result_of
 
 GUILDS_INTENT = 1
 GUILD_MESSAGES_INTENT = 1 << 9
@@ -116,7 +117,10 @@ async def test_gateway_drop_is_resumed(atelier: Atelier) -> None:
 
 
 async def test_shutdown_lets_running_commands_finish_and_turns_new_ones_away(atelier: Atelier) -> None:
-    """On SIGTERM a running command still completes its answer; one arriving meanwhile is told to retry."""
+    """On SIGTERM a running command still completes its answer; a command or a button click arriving meanwhile is
+    told (privately) to retry, and starts nothing."""
+    result = await result_of(await atelier.slash("imagine", user_id=atelier.world.member_id, prompt="a calm sea"))
+    await idle(atelier)
     release = asyncio.Event()
 
     async def slow(interaction: discord.Interaction[Any]) -> None:
@@ -133,10 +137,16 @@ async def test_shutdown_lets_running_commands_finish_and_turns_new_ones_away(ate
     stopping = asyncio.create_task(atelier.stop())
     await atelier.fake.wait_until(lambda: tree.closing, what="the shutdown to begin")
     refused = await atelier.answer("balance", user_id=atelier.world.member_id)
+    click = await atelier.fake.click_button(
+        result, f"atelier:reroll:{job_id_of(result)}", user_id=atelier.world.member_id
+    )
+    click_refused = await click.wait_message(lambda m: m.ephemeral)
     release.set()
     await asyncio.wait_for(stopping, timeout=10.0)
 
     assert refused.content == SHUTTING_DOWN_MESSAGE
+    assert click_refused.content == SHUTTING_DOWN_MESSAGE and click.ack_type == 4
+    assert len(inference_tasks(atelier)) == 1, "the reroll never started"
     assert (await running.wait_message()).content == "finished"
 
 

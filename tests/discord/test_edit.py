@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cogs.edit import EMPTY_REPLY
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
     idle,
@@ -12,7 +13,24 @@ from tests.discord.helpers import (
     task_for,
     text_input_id,
 )
-from tests.fakes.discord import FakeMessage
+from tests.fakes.discord import FakeMessage, RecordedRequest
+
+QUEUED = "⏳"
+
+
+async def _reply_to(atelier: Atelier, message: FakeMessage) -> FakeMessage:
+    """The bot's reply to `message` in the world's channel, once it is there."""
+    fake = atelier.fake
+    return await fake.wait_until(
+        lambda: next((m for m in fake.channel_messages(atelier.world.channel_id) if m.referenced is message), None),
+        timeout=10.0,
+        what=f"the bot's reply to message {message.id}",
+    )
+
+
+def _typing(atelier: Atelier) -> list[RecordedRequest]:
+    """Every typing indicator the bot sent."""
+    return [r for r in atelier.fake.requests if r.method == "POST" and r.path.endswith("/typing")]
 
 
 async def _post_images(atelier: Atelier) -> FakeMessage:
@@ -76,11 +94,7 @@ async def test_reply_mention_edits_the_replied_to_images_with_message_content(at
         content=f"<@{fake.bot_user.id}> turn them into a comic strip",
         reply_to=source,
     )
-    result = await fake.wait_until(
-        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.referenced is reply), None),
-        timeout=10.0,
-        what="the bot's reply",
-    )
+    result = await _reply_to(atelier, reply)
     await idle(atelier)
 
     assert result.attachments, result.content
@@ -100,10 +114,7 @@ async def test_reply_without_message_content_explains_how_to_switch_it_on(atelie
     reply = await fake.user_message(
         world.channel_id, user_id=world.member_id, content=f"<@{fake.bot_user.id}> make it blue", reply_to=source
     )
-    answer = await fake.wait_until(
-        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.referenced is reply), None),
-        what="the bot's answer",
-    )
+    answer = await _reply_to(atelier, reply)
 
     assert "Message Content intent" in answer.content and "reply_editing = true" in answer.content
     assert "Edit image" in answer.content
@@ -111,17 +122,28 @@ async def test_reply_without_message_content_explains_how_to_switch_it_on(atelie
 
 
 async def test_plain_reply_ping_is_not_a_request(atelier: Atelier) -> None:
-    """Replying to a result with Discord's default reply ping, without writing the mention, starts nothing."""
+    """Replying to a result with Discord's default reply ping, without writing the mention, starts nothing; nor
+    does a mention that is not a reply. Neither gets any sign of life (typing, reaction, answer)."""
     fake, world = atelier.fake, atelier.world
     first = await atelier.slash("imagine", user_id=world.member_id, prompt="a quiet harbour")
     result = await result_of(first)
     await idle(atelier)
+    typing_before = len(_typing(atelier))
 
-    await fake.user_message(world.channel_id, user_id=world.member_id, content="nice!", reply_to=result)
-    await fake.user_message(world.channel_id, user_id=world.member_id, content=f"<@{fake.bot_user.id}> hello")
-
+    ping = await fake.user_message(world.channel_id, user_id=world.member_id, content="nice!", reply_to=result)
+    hello = await fake.user_message(world.channel_id, user_id=world.member_id, content=f"<@{fake.bot_user.id}> hello")
+    # The bot handles messages in order, so once it has answered this (empty) request, it has seen the two above.
+    marker = await fake.user_message(
+        world.channel_id, user_id=world.member_id, content=f"<@{fake.bot_user.id}>", reply_to=result
+    )
+    answer = await _reply_to(atelier, marker)
     await idle(atelier)
+
+    assert answer.content == EMPTY_REPLY
     assert len(inference_tasks(atelier)) == 1
+    assert len(_typing(atelier)) == typing_before + 1, "only the marker was treated as a request"
+    assert [m for m in fake.channel_messages(world.channel_id) if m.referenced is ping or m.referenced is hello] == []
+    assert ping.reactions == [] and hello.reactions == []
 
 
 async def test_reply_to_a_result_reuses_its_images_model_and_size(atelier: Atelier) -> None:
@@ -138,11 +160,7 @@ async def test_reply_to_a_result_reuses_its_images_model_and_size(atelier: Ateli
     reply = await fake.user_message(
         world.channel_id, user_id=world.member_id, content=f"<@{fake.bot_user.id}> add a dragon", reply_to=result
     )
-    edited = await fake.wait_until(
-        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.referenced is reply), None),
-        timeout=10.0,
-        what="the edited result",
-    )
+    edited = await _reply_to(atelier, reply)
     await idle(atelier)
 
     task = task_for(atelier, "add a dragon")
@@ -153,9 +171,6 @@ async def test_reply_to_a_result_reuses_its_images_model_and_size(atelier: Ateli
     assert image_size(edited.attachments[0].data) == (1536, 1024)
     assert f"/{result.id})" in embed_fields(edited)["Edit of"]
     assert QUEUED in [reaction for reaction in reply.reactions]
-
-
-QUEUED = "⏳"
 
 
 async def test_reply_above_the_threshold_asks_first_and_the_click_carries_the_result(atelier: Atelier) -> None:
@@ -176,10 +191,7 @@ async def test_reply_above_the_threshold_asks_first_and_the_click_carries_the_re
         content=f"<@{fake.bot_user.id}> add a fountain",
         reply_to=question_to_start,
     )
-    question = await fake.wait_until(
-        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.referenced is reply), None),
-        what="the confirmation question",
-    )
+    question = await _reply_to(atelier, reply)
     assert "$0.011" in question.content and len(inference_tasks(atelier)) == 1
     click = await fake.click_button(
         question, next(c for c in question.button_custom_ids() if ":confirm:" in c), user_id=world.member_id

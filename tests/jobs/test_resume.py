@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.jobs.state import JobState
-from bot.storage.job_queries import JobQueueRepository
+from bot.storage.job_queries import JobQueueRepository, JobResult
 from bot.storage.repositories import EntryKind
 from tests.jobs.conftest import MINI_MEDIUM_SQUARE, HarnessFactory, eventually, make_config, make_request
 
@@ -127,3 +127,36 @@ async def test_stopping_gracefully_lets_running_jobs_finish(harnesses: HarnessFa
     await harness.service.stop(grace=5)
     assert (await harness.job(running.job_id)).state is JobState.SUCCEEDED
     assert (await harness.job(waiting.job_id)).state is JobState.QUEUED
+    assert len(harness.fake.tasks_submitted()) == 1, "the waiting job never reached Runware"
+    assert await harness.charged() == MINI_MEDIUM_SQUARE
+
+
+async def test_a_partial_result_without_a_reported_cost_is_charged_its_share_of_the_estimate(
+    harnesses: HarnessFactory,
+) -> None:
+    """One of two images stored (with no cost from Runware) before a crash: the restart posts that one image and
+    charges half the estimate, not the whole of it, as the card's "you pay only for those" promises."""
+    first = await harnesses.open()
+    done = await first.service.admit(make_request("an earlier fox"))
+    await asyncio.wait_for(first.service.wait_idle(), 10)
+    assert done.job_id is not None
+    served = (await first.service.job_results(done.job_id))[0]
+    await harnesses.crash(first)
+
+    second = await harnesses.open(start=False)
+    admission = await second.service.admit(make_request(count=2))
+    assert admission.job_id is not None and admission.estimate == 2 * MINI_MEDIUM_SQUARE
+    queue = JobQueueRepository(second.db)
+    assert await queue.begin_submit(admission.job_id, second.client.new_task_uuid())
+    await queue.mark_acknowledged(admission.job_id)
+    await queue.save_results(admission.job_id, [JobResult(0, "image-1", served.image_url, None)], None)
+    await harnesses.crash(second)
+
+    third = await harnesses.open()
+    await asyncio.wait_for(third.service.wait_idle(), 10)
+    [delivered] = third.delivery.delivered
+    assert (delivered.summary.image_count, delivered.summary.count) == (1, 2)
+    assert (delivered.summary.cost, delivered.summary.cost_reported) == (MINI_MEDIUM_SQUARE, False)
+    entries = await third.entries(admission.job_id)
+    assert entries[EntryKind.SETTLE].amount == MINI_MEDIUM_SQUARE
+    assert (await third.job(admission.job_id)).cost == MINI_MEDIUM_SQUARE

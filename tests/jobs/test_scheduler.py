@@ -82,10 +82,12 @@ async def test_positions_follow_the_round_robin_start_order() -> None:
 
     assert scheduler.waiting_order() == ["a1", "b1", "a2", "a3"]
     assert [scheduler.position(job) for job in ("a1", "b1", "a2", "a3")] == [1, 2, 3, 4]
+    assert scheduler.positions() == {"a1": 1, "b1": 2, "a2": 3, "a3": 4}
     assert scheduler.position("run") is None
     assert scheduler.remove("b1") is True
     assert scheduler.remove("run") is False
     assert scheduler.position("a2") == 2
+    assert scheduler.positions() == {"a1": 1, "a2": 2, "a3": 3}
     gate.set()
     await asyncio.wait_for(scheduler.wait_idle(), 5)
 

@@ -201,12 +201,20 @@ async def test_cancelling_a_running_job_releases_it_and_it_is_never_delivered_or
 
     result = await harness.service.cancel(job.id, ALICE)
     assert result.was_running and result.released == MINI_MEDIUM_SQUARE
-    await asyncio.sleep(0.7)  # past the moment Runware finishes
+    assert result.job.id == job.id and result.previous_state is JobState.SUBMITTED
+    task_uuid = job.task_uuid or ""
+
+    def runware_finished() -> bool:
+        state = harness.fake.task(task_uuid)
+        return state is not None and state.done
+
+    await eventually(runware_finished)  # Runware finishes (and bills the owner) after the cancel
     await asyncio.wait_for(harness.service.wait_idle(), 5)
     assert (await harness.job(job.id)).state is JobState.CANCELLED
     assert harness.delivery.delivered == [] and harness.delivery.failures == []
-    assert harness.fake.submissions_of(job.task_uuid or "") == 1
+    assert harness.fake.submissions_of(task_uuid) == 1 and harness.fake.paid_tasks == [task_uuid]
     assert await harness.charged() == 0
+    assert set(await harness.entries(job.id)) == {EntryKind.HOLD, EntryKind.RELEASE}
     with pytest.raises(JobNotCancellableError, match="already cancelled"):
         await harness.service.cancel(job.id, ALICE)
 
@@ -220,7 +228,11 @@ async def test_only_the_requester_or_a_moderator_can_cancel(harnesses: HarnessFa
     assert running.job_id is not None and waiting.job_id is not None
     with pytest.raises(PermissionDeniedError):
         await harness.service.cancel(waiting.job_id, BOB)
-    await harness.service.cancel(waiting.job_id, BOB, is_moderator=True)
+    assert (await harness.job(waiting.job_id)).state is JobState.QUEUED, "a refused cancel changes nothing"
+    result = await harness.service.cancel(waiting.job_id, BOB, is_moderator=True)
+    assert result.released == MINI_MEDIUM_SQUARE
+    cancelled = await harness.job(waiting.job_id)
+    assert cancelled.state is JobState.CANCELLED and cancelled.error == "Cancelled by a moderator."
     await asyncio.wait_for(harness.service.wait_idle(), 10)
     with pytest.raises(JobNotCancellableError, match="already finished"):
         await harness.service.cancel(running.job_id, ALICE)
@@ -317,7 +329,8 @@ async def test_editing_a_result_uses_its_runware_image_as_the_reference(harness:
     await asyncio.wait_for(harness.service.wait_idle(), 10)
     assert first.job_id is not None
     parent_image = (await harness.service.job_results(first.job_id))[0].image_uuid
-    edit = await harness.service.edit_from(first.job_id, ALICE, (), "make it night", DeliveryTarget(channel_id=CHANNEL))
+    parent = await harness.job(first.job_id)
+    edit = await harness.service.edit_from(parent, ALICE, (), "make it night", DeliveryTarget(channel_id=CHANNEL))
     await asyncio.wait_for(harness.service.wait_idle(), 10)
     assert edit.job_id is not None
     task = harness.fake.tasks_submitted()[-1]
@@ -333,7 +346,8 @@ async def test_an_edit_on_gpt_image_15_is_estimated_with_its_reference_and_charg
     first = await harness.service.admit(make_request(model=ModelName.GPT_IMAGE_1_5))
     await asyncio.wait_for(harness.service.wait_idle(), 10)
     assert first.job_id is not None
-    edit = await harness.service.edit_from(first.job_id, ALICE, (), "as a watercolour", DeliveryTarget(channel_id=1))
+    parent = await harness.job(first.job_id)
+    edit = await harness.service.edit_from(parent, ALICE, (), "as a watercolour", DeliveryTarget(channel_id=1))
     assert edit.job_id is not None and edit.estimate > first.estimate
     await asyncio.wait_for(harness.service.wait_idle(), 10)
     job = await harness.job(edit.job_id)

@@ -9,6 +9,7 @@ import logging
 
 import aiohttp
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from bot.catalog import ModelName
@@ -26,9 +27,10 @@ from bot.runware.errors import (
     RunwareTimeoutError,
     RunwareTransientError,
 )
-from bot.runware.models import ImageInferenceRequest
+from bot.runware.models import ImageInferenceRequest, ImageResult
 from bot.settings import RunwareConfig
 from tests.fakes.runware import FakeRunware, Fault
+from tests.local_server import serve
 
 
 def small_png() -> bytes:
@@ -439,3 +441,31 @@ async def test_unreachable_server_is_a_transient_error(
     with pytest.raises(RunwareTransientError) as caught:
         await client.verify_key()
     assert caught.value.code == "connectionError"
+
+
+async def test_result_download_retries_transient_failures_then_gives_up(
+    client: RunwareClient, runware_config: RunwareConfig
+) -> None:
+    """A 503 from the image host is retried with backoff; a host that keeps failing ends in RunwareTransientError."""
+    png = small_png()
+    failures = {"flaky": 2, "down": 1000}
+    hits = {"flaky": 0, "down": 0}
+
+    async def image(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        hits[name] += 1
+        if hits[name] <= failures[name]:
+            return web.Response(status=503)
+        return web.Response(body=png, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/{name}.png", image)
+    async with serve(app) as base:
+        flaky = ImageResult(task_uuid="t", image_uuid="a", url=f"{base}/flaky.png")
+        assert await client.download(flaky) == png
+        assert hits["flaky"] == 3
+        down = ImageResult(task_uuid="t", image_uuid="b", url=f"{base}/down.png")
+        with pytest.raises(RunwareTransientError) as caught:
+            await client.download(down)
+    assert caught.value.task_uuid == "t"
+    assert hits["down"] == runware_config.max_retries + 1

@@ -351,6 +351,14 @@ def test_cost_is_converted_once_through_decimal_str(cost: Any, micros: int | Non
     assert cost_to_micros(cost) == micros
 
 
+@pytest.mark.parametrize("cost", ["free", "", "NaN", float("inf"), -0.011, "1e400", True])
+def test_an_unusable_cost_counts_as_not_reported(cost: Any) -> None:
+    """Garbage in `cost` never escapes as an exception: the paid image is kept, and its cost is unknown (None)."""
+    assert cost_to_micros(cost) is None
+    [result] = image_results(parse_items([{"taskUUID": "t", "imageUUID": "a", "imageURL": "u", "cost": cost}]))
+    assert result.image_uuid == "a" and result.cost_micros is None
+
+
 def test_result_without_reported_cost_has_no_total() -> None:
     """A task whose items carry no cost has total None, not zero."""
     results = image_results(parse_items([{"taskUUID": "t", "imageUUID": "a", "imageURL": "u"}]))

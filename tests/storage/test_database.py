@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.storage.database import Database, DatabaseError
+from bot.storage.database import BUSY_TIMEOUT_MS, Database, DatabaseError
 from bot.storage.repositories import MetaQueries, MetaRepository
 
 
@@ -36,8 +36,7 @@ async def test_open_sets_wal_foreign_keys_and_busy_timeout(db: Database) -> None
         )
 
     mode, foreign_keys, busy, synchronous = await db.run(pragmas, write=False)
-    assert (mode, foreign_keys, synchronous) == ("wal", 1, 1)
-    assert busy >= 1000
+    assert (mode, foreign_keys, synchronous, busy) == ("wal", 1, 1, BUSY_TIMEOUT_MS)
 
 
 async def test_open_creates_missing_parent_folders(tmp_path: Path) -> None:
@@ -46,6 +45,14 @@ async def test_open_creates_missing_parent_folders(tmp_path: Path) -> None:
     async with await Database.open(path) as db:
         assert db.path == path
     assert path.exists()
+
+
+async def test_a_database_path_that_cannot_be_created_gives_a_clear_error(tmp_path: Path) -> None:
+    """A folder that cannot be made (here: a file is in the way) is a DatabaseError naming the path, not an OSError."""
+    blocker = tmp_path / "data"
+    blocker.write_text("not a folder")
+    with pytest.raises(DatabaseError, match=r"cannot create the folder of the database .*data/atelier\.sqlite3"):
+        await Database.open(blocker / "atelier.sqlite3")
 
 
 @pytest.mark.parametrize("group_commit", [True, False])
@@ -138,3 +145,19 @@ async def test_close_finishes_queued_work_and_then_refuses_more(tmp_path: Path) 
         await db.run(lambda conn: None)
     async with await Database.open(tmp_path / "x.sqlite3") as again:
         assert await MetaRepository(again).get("k19") == "v"
+
+
+async def test_integrity_check_passes_a_sound_file_and_names_damage(tmp_path: Path) -> None:
+    """A fresh file has no problems; an index that disagrees with its table is reported row by row."""
+    path = tmp_path / "x.sqlite3"
+    async with await Database.open(path) as db:
+        assert await db.integrity_problems() == []
+        await db.run(put("k", "v"))
+    with sqlite3.connect(path) as conn:
+        # Build an index on one column, then tell SQLite it covers another: its entries no longer match the rows.
+        conn.execute("CREATE INDEX meta_value ON meta (value)")
+        conn.execute("PRAGMA writable_schema = ON")
+        conn.execute("UPDATE sqlite_master SET sql = 'CREATE INDEX meta_value ON meta (key)' WHERE name = 'meta_value'")
+    conn.close()
+    async with await Database.open(path) as db:
+        assert await db.integrity_problems() == ["row 1 missing from index meta_value"]

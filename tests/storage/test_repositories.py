@@ -12,6 +12,7 @@ import pytest
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.jobs.state import ACTIVE_STATES, FINISHED_STATES, JobState
 from bot.storage.database import Database
+from bot.storage.job_queries import JobQueueRepository
 from bot.storage.repositories import (
     EntryKind,
     JobRepository,
@@ -83,7 +84,7 @@ async def test_created_job_reads_back_with_every_field(db: Database) -> None:
         references=("img-uuid-1", "img-uuid-2"),
         extras={"delivery": {"channel_id": 31}, "seed": 7},
         parent_job_id=parent.id,
-        interaction_token="tok",
+        interaction_token="interaction-token-123",
         interaction_expires_at=expires,
         state=JobState.AWAITING_APPROVAL,
     )
@@ -93,7 +94,8 @@ async def test_created_job_reads_back_with_every_field(db: Database) -> None:
     assert created.references == ("img-uuid-1", "img-uuid-2")
     assert created.extras == {"delivery": {"channel_id": 31}, "seed": 7}
     assert created.parent_job_id == parent.id
-    assert (created.interaction_token, created.interaction_expires_at) == ("tok", expires)
+    assert (created.interaction_token, created.interaction_expires_at) == ("interaction-token-123", expires)
+    assert "interaction-token-123" not in repr(created) + repr(new), "the token must not reach logs through repr"
     assert (created.model, created.size, created.quality) == (ModelName.GPT_IMAGE_1_5, Size.LANDSCAPE, Quality.HIGH)
     assert (created.background, created.format, created.count) == (Background.TRANSPARENT, OutputFormat.WEBP, 2)
     assert created.created_at == NOW and created.cost is None and created.task_uuid is None
@@ -187,6 +189,17 @@ async def test_unfinished_and_recent_listings(db: Database) -> None:
     recent = await jobs.list_recent_for_member(10, 20, 3)
     assert [job.id for job in recent] == [ids[3], ids[2], ids[1]]
     assert len(await jobs.list_recent_for_member(None, 20, 10)) == 1
+
+
+async def test_jobs_created_in_the_same_millisecond_keep_their_creation_order(db: Database) -> None:
+    """Equal created_at (a burst of requests) falls back to insertion order, never to the random job ids."""
+    jobs = JobRepository(db, clock=Clock())
+    # Ids that sort against creation order, the worst case of what random ids do half of the time.
+    ids = [(await jobs.create(a_job(id=f"job-{99 - index:02d}"))).id for index in range(12)]
+    assert sorted(ids) != ids
+    assert [job.id for job in await jobs.list_unfinished()] == ids
+    assert [job.id for job in await jobs.list_recent_for_member(10, 20, 12)] == ids[::-1]
+    assert [job.id for job in await JobQueueRepository(db).list_active_for_member(10, 20)] == ids
 
 
 async def test_deleting_a_parent_clears_the_childs_link(db: Database) -> None:
