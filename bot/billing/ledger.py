@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from bot.billing.budgets import Budgets, MemberLimit, day_span, period_bounds
@@ -38,7 +38,7 @@ from bot.billing.money import format_usd
 from bot.catalog import Period
 from bot.jobs.state import ACTIVE_STATES, JobState
 from bot.storage.database import Database
-from bot.storage.repositories import EntryKind, JobQueries, LedgerEntry, LedgerQueries, NewJob, utc_now
+from bot.storage.repositories import EntryKind, Job, JobQueries, LedgerEntry, LedgerQueries, NewJob, utc_now
 
 __all__ = [
     "BudgetExceededError",
@@ -67,6 +67,8 @@ class Reservation:
     resets_at: datetime
     created: bool
     """False when `reserve` was repeated for a job that already held exactly this reservation."""
+    job: Job | None = None
+    """The stored job row when `reserve` was given `job=` (on a repeat, the row as it is now, if there is one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,25 +151,26 @@ class Ledger:
         """Hold `estimate` for the job if it fits the member's and the server's budgets, else raise.
 
         Raises `BudgetExceededError` (scope `member`, `server` or `blocked`, with the numbers for the message) and
-        records nothing when it does not fit. With `job`, the job row is created in the same transaction.
+        records nothing when it does not fit. With `job`, the job row is created in the same transaction and
+        returned as `Reservation.job`.
         """
         job_id = check_job_id(job_id)
-        guild, member = check_id(guild_id, "server id"), check_id(member_id, "member id")
-        roles = [check_id(role, "role id") for role in role_ids]
-        amount = check_amount(estimate, "estimate")
+        guild, member, roles, amount = _checked_request(guild_id, member_id, role_ids, estimate)
         if job is not None and job.id != job_id:
             raise BudgetInputError(f"The job row's id {job.id!r} does not match the reservation's {job_id!r}.")
         now = self._clock()
 
+        def repeated(conn: sqlite3.Connection, existing: list[LedgerEntry], end: datetime) -> Reservation:
+            reservation = _repeated_reservation(existing, job_id, guild, member, amount, end)
+            return reservation if job is None else replace(reservation, job=JobQueries(conn).get(job_id))
+
         def unit(conn: sqlite3.Connection) -> Reservation:
             ledger = LedgerQueries(conn)
-            limit = self._budgets.member_limit(conn, guild, member, roles)
-            start, end = period_bounds(limit.period, now)
-            refusal = _refusal(ledger, limit, guild, member, amount, start, end)
+            refusal, end = self._refusal_in(conn, guild, member, roles, amount, now)
             if refusal is not None:
                 existing = ledger.entries_for_job(job_id)
                 if existing:  # a repeated reserve of a job that already holds: not a new request
-                    return _repeated_reservation(existing, job_id, guild, member, amount, end)
+                    return repeated(conn, existing, end)
                 raise refusal
             try:
                 hold = ledger.insert(
@@ -185,15 +188,33 @@ class Ledger:
                 existing = ledger.entries_for_job(job_id)
                 if not existing:
                     raise
-                return _repeated_reservation(existing, job_id, guild, member, amount, end)
+                return repeated(conn, existing, end)
+            stored: Job | None = None
             if job is not None:
                 try:
-                    JobQueries(conn).insert(job, now)
+                    stored = JobQueries(conn).insert(job, now)
                 except sqlite3.IntegrityError as exc:
                     raise LedgerError(f"Job {job_id} could not be stored: {exc}.") from exc
-            return Reservation(job_id, guild, member, amount, hold.effective_at, end, created=True)
+            return Reservation(job_id, guild, member, amount, hold.effective_at, end, created=True, job=stored)
 
         return await self._db.run(unit)
+
+    async def check(self, guild_id: int, member_id: int, role_ids: Sequence[int], amount: int) -> None:
+        """Raise the `BudgetExceededError` that `reserve` of `amount` would raise right now; write nothing.
+
+        For refusing early (before asking the member to confirm, or before fetching references) what the budget
+        cannot hold anyway. The rules and totals are read in one read-only unit and judged exactly as `reserve`
+        judges them, so the two agree; the answer may of course change before a later `reserve`, which decides.
+        """
+        guild, member, roles, value = _checked_request(guild_id, member_id, role_ids, amount)
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection) -> BudgetExceededError | None:
+            return self._refusal_in(conn, guild, member, roles, value, now)[0]
+
+        refusal = await self._db.run(unit, write=False)
+        if refusal is not None:
+            raise refusal
 
     async def settle(self, job_id: str, actual: int) -> SettleResult:
         """Charge the job's real cost and end its hold; repeating it changes nothing. Overruns are recorded and logged.
@@ -282,6 +303,14 @@ class Ledger:
 
         return await self._db.run(unit, write=False)
 
+    def _refusal_in(
+        self, conn: sqlite3.Connection, guild: int, member: int, roles: Sequence[int], amount: int, now: datetime
+    ) -> tuple[BudgetExceededError | None, datetime]:
+        """Judge a hold of `amount` in the caller's unit: why it does not fit (None if it does), and the period end."""
+        limit = self._budgets.member_limit(conn, guild, member, roles)
+        start, end = period_bounds(limit.period, now)
+        return _refusal(LedgerQueries(conn), limit, guild, member, amount, start, end), end
+
     async def reconcile(self, *, orphan_grace: timedelta = timedelta(0)) -> ReconcileReport:
         """Resolve holds left open by a crash; check the daily totals against the ledger and rebuild them if needed.
 
@@ -330,6 +359,15 @@ class Ledger:
                 len(report.kept),
             )
         return report
+
+
+def _checked_request(
+    guild_id: int, member_id: int, role_ids: Sequence[int], estimate: int
+) -> tuple[int, int, list[int], int]:
+    """Validate a reservation's server, member, roles and amount (as `reserve` and `check` both need)."""
+    guild, member = check_id(guild_id, "server id"), check_id(member_id, "member id")
+    roles = [check_id(role, "role id") for role in role_ids]
+    return guild, member, roles, check_amount(estimate, "estimate")
 
 
 def _refusal(

@@ -65,7 +65,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.billing.errors import BudgetExceededError, LedgerError
+from bot.billing.errors import LedgerError
 from bot.billing.ledger import Ledger, ReconcileReport
 from bot.billing.money import format_usd
 from bot.billing.pricing import Pricing
@@ -90,8 +90,8 @@ from bot.jobs.requests import (
 )
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.state import ACTIVE_STATES, JobState
-from bot.runware.client import PollState, RunwareClient
-from bot.runware.errors import TASK_NOT_FOUND_CODE, RunwareError, RunwareTaskNotFoundError
+from bot.runware.client import RunwareClient
+from bot.runware.errors import RunwareError
 from bot.runware.models import ImageInferenceRequest, ImageResult, total_cost_micros
 from bot.settings import AppConfig
 from bot.storage.database import Database
@@ -274,19 +274,20 @@ class GenerationService:
             request.model, request.quality, request.size, request.count, len(request.prompt), len(request.references)
         )
         if estimate > self._limits.confirm_above and not request.confirmed:
-            await self._check_affordable(request, estimate)
+            # Refuse now, rather than after a confirmation, what the budget cannot hold anyway.
+            await self._ledger.check(request.guild_id, request.member_id, request.role_ids, estimate)
             return Admission(None, estimate, needs_confirmation=True)
         references = await self._prepare_references(request)
         if self._stopping:
             raise ServiceNotReadyError(RESTARTING)
         new_job = self._new_job(request, estimate, references, fingerprint)
         # One transaction: the hold and the job row exist together or not at all.
-        await self._ledger.reserve(
+        reservation = await self._ledger.reserve(
             new_job.id, request.guild_id, request.member_id, request.role_ids, estimate, job=new_job
         )
-        job = await self._jobs.get(new_job.id)
-        if job is None:  # pragma: no cover - written by the reservation just above
-            raise LedgerError(f"Job {new_job.id} vanished after it was stored.")
+        job = reservation.job
+        if job is None:  # pragma: no cover - a fresh job id: the reservation just stored the row
+            raise LedgerError(f"Job {new_job.id} was not stored with its reservation.")
         self._track(job)
         position = self._scheduler.submit(job.id, job.member_id)
         log.info(
@@ -317,17 +318,6 @@ class GenerationService:
                 raise self._about_reference(error, request, number, reference) from None
         # Builds (and so checks) the Runware request; the reference strings are replaced by UUIDs later.
         self._inference_request_for(request, tuple(reference.identity for reference in request.references))
-
-    async def _check_affordable(self, request: GenerationRequest, estimate: int) -> None:
-        """Refuse now, rather than after a confirmation, a request the budget cannot hold anyway."""
-        status = await self._ledger.status(request.guild_id, request.member_id, request.role_ids)
-        if status.blocked:
-            raise BudgetExceededError("blocked", estimate, 0, status.resets_at)
-        if status.remaining is not None and estimate > status.remaining:
-            raise BudgetExceededError("member", estimate, status.remaining, status.resets_at)
-        server_left = status.server_remaining
-        if server_left is not None and estimate > server_left:
-            raise BudgetExceededError("server", estimate, server_left, status.resets_at)
 
     async def _prepare_references(self, request: GenerationRequest) -> tuple[str, ...]:
         """Fetch, check and normalise every reference, then upload them; return Runware image UUIDs in order."""
@@ -743,7 +733,7 @@ class GenerationService:
         acked = await self._queue.acknowledged_at(job.id)
         early: list[ImageResult] = []
         if acked is None:
-            state = await self._probe(task_uuid)
+            state = await self._client.find_task(task_uuid)
             if state is None:
                 log.info("task %s of job %s never reached Runware; submitting it now", task_uuid, job.id)
                 early = await self._client.submit(request, task_uuid)
@@ -756,22 +746,6 @@ class GenerationService:
         timeout = max(left, min(_RESUME_MIN_WAIT_SECONDS, budget))
         log.info("job %s: polling task %s after a restart", job.id, task_uuid)
         return await self._client.wait(task_uuid, job.count, timeout=timeout, known=early)
-
-    async def _probe(self, task_uuid: str) -> PollState | None:
-        """Ask Runware about a task; None only when it answers that it does not know it."""
-        attempt = 0
-        while True:
-            try:
-                return await self._client.poll(task_uuid)
-            except RunwareTaskNotFoundError as exc:
-                if exc.code.lower() == TASK_NOT_FOUND_CODE.lower():
-                    return None
-                raise
-            except RunwareError as exc:
-                if not exc.retryable or attempt >= self._config.runware.max_retries:
-                    raise
-                attempt += 1
-                await asyncio.sleep(min(2.0**attempt, 30.0) * 0.1)
 
     def _inference_request(self, job: Job) -> ImageInferenceRequest:
         quality = job.extras.get("output_quality", self._config.runware.output_quality)

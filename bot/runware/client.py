@@ -152,7 +152,7 @@ class RunwareClient:
                     "submit of task %s failed ambiguously (%s); asking Runware whether it arrived", task_uuid, exc
                 )
                 await self._sleep(self._backoff(attempt, exc))
-                state = await self._probe(task_uuid)
+                state = await self.find_task(task_uuid)
                 if state is not None:
                     log.info("task %s did reach Runware; continuing with it", task_uuid)
                     return list(state.images)
@@ -190,6 +190,22 @@ class RunwareClient:
         if error is not None and not pending and not images:
             done = True
         return PollState(task_uuid=task_uuid, images=tuple(images), done=done, pending=pending, error=error)
+
+    async def find_task(self, task_uuid: str) -> PollState | None:
+        """Ask Runware whether it knows a task: its `PollState`, or None only when Runware answers that it does not.
+
+        Use it after an ambiguous submission, or after a restart between storing a task UUID and recording Runware's
+        acknowledgement, to choose between polling the task and submitting it (under the same UUID) for the first
+        time. "Does not know" means a `taskFailedOrNotFound` answer; another not-found answer is raised. Transient
+        failures are retried with the client's backoff, up to `max_retries` times, and then raised: an unanswered
+        question is never taken for "unknown", which would resubmit (and could bill twice) a task Runware has.
+        """
+        try:
+            return await self._retrying(lambda: self.poll(task_uuid))
+        except RunwareTaskNotFoundError as exc:
+            if _is_unknown_task(exc):
+                return None
+            raise
 
     async def wait(
         self,
@@ -295,15 +311,6 @@ class RunwareClient:
         if not url:
             raise RunwareServerError("result has neither a URL nor inline data", task_uuid=image.task_uuid)
         return await self._retrying(lambda: self._get(url, task_uuid=image.task_uuid))
-
-    async def _probe(self, task_uuid: str) -> PollState | None:
-        """Ask whether Runware knows a task; None only when it answers that it does not."""
-        try:
-            return await self._retrying(lambda: self.poll(task_uuid))
-        except RunwareTaskNotFoundError as exc:
-            if _is_unknown_task(exc):
-                return None
-            raise
 
     async def _post_with_retries(self, tasks: Callable[[], list[dict[str, Any]]]) -> _Response:
         """POST a read-only or free request, retrying retryable failures with backoff."""

@@ -245,17 +245,131 @@ async def test_conflicting_or_late_reserve_of_a_job_is_refused(ledger: Ledger) -
 
 
 async def test_reserve_can_create_the_job_row_in_the_same_transaction(ledger: Ledger, db: Database) -> None:
-    """With `job=`, the hold and the job row appear together; a refused reservation creates neither."""
-    await ledger.reserve("with-row", GUILD, MEMBER, [], 11_000, job=new_job("with-row"))
+    """With `job=`, the hold and the job row appear together (the row is returned); a refused reservation creates
+    neither."""
+    reservation = await ledger.reserve("with-row", GUILD, MEMBER, [], 11_000, job=new_job("with-row"))
     jobs = JobRepository(db)
     stored = await jobs.get("with-row")
     assert stored is not None and stored.state is JobState.QUEUED and stored.estimate == 11_000
+    assert reservation.created and reservation.job == stored
+    repeated = await ledger.reserve("with-row", GUILD, MEMBER, [], 11_000, job=new_job("with-row"))
+    assert not repeated.created and repeated.job == stored
+    assert (await ledger.reserve("no-row", GUILD, MEMBER, [], 11_000)).job is None
     with pytest.raises(BudgetExceededError):
         await ledger.reserve("too-big", GUILD, MEMBER, [], 5_000_000, job=new_job("too-big", 5_000_000))
     assert await jobs.get("too-big") is None
     assert await LedgerRepository(db).entries_for_job("too-big") == []
     with pytest.raises(BudgetInputError, match="does not match"):
         await ledger.reserve("x", GUILD, MEMBER, [], 11_000, job=new_job("y"))
+
+
+async def database_dump(db: Database) -> list[str]:
+    return await db.run(lambda conn: list(conn.iterdump()), write=False)
+
+
+async def fresh(ledger: Ledger, budgets: Budgets) -> list[int]:
+    return []
+
+
+async def mostly_held(ledger: Ledger, budgets: Budgets) -> list[int]:
+    await ledger.reserve("held", GUILD, MEMBER, [], 970_000)
+    return []
+
+
+async def overrun(ledger: Ledger, budgets: Budgets) -> list[int]:
+    """Spent past the allowance: what is left is negative, so even a zero estimate does not fit."""
+    await ledger.reserve("over", GUILD, MEMBER, [], 900_000)
+    await ledger.settle("over", 1_100_000)
+    return []
+
+
+async def blocked(ledger: Ledger, budgets: Budgets) -> list[int]:
+    await budgets.set_role(GUILD, ROLE, 50_000_000)
+    await budgets.set_member(GUILD, MEMBER, MemberOverride.blocked())
+    return [ROLE]
+
+
+async def unlimited_under_a_cap(ledger: Ledger, budgets: Budgets) -> list[int]:
+    await budgets.set_member(GUILD, MEMBER, MemberOverride.unlimited())
+    await budgets.set_cap(GUILD, 5_000_000)
+    await ledger.reserve("big", GUILD, MEMBER, [], 4_000_000)
+    return []
+
+
+async def override_below_a_role(ledger: Ledger, budgets: Budgets) -> list[int]:
+    await budgets.set_role(GUILD, ROLE, 3_000_000)
+    await budgets.set_member(GUILD, MEMBER, MemberOverride.of_amount(100_000))
+    return [ROLE]
+
+
+async def cap_used_by_another_member(ledger: Ledger, budgets: Budgets) -> list[int]:
+    await budgets.set_role(GUILD, ROLE, 3_000_000)
+    await budgets.set_cap(GUILD, 1_500_000)
+    await ledger.reserve("theirs", GUILD, OTHER, [], 900_000)
+    return [ROLE]
+
+
+async def grants_and_deductions(ledger: Ledger, budgets: Budgets) -> list[int]:
+    await ledger.grant(GUILD, MEMBER, 500_000, "event")
+    await ledger.reserve("spent", GUILD, MEMBER, [], 1_000_000)
+    await ledger.settle("spent", 950_000)
+    await ledger.grant(GUILD, MEMBER, -200_000, "correction")
+    return []
+
+
+async def daily_period(ledger: Ledger, budgets: Budgets) -> list[int]:
+    await budgets.set_period(GUILD, "day")
+    await ledger.reserve("today", GUILD, MEMBER, [], 600_000)
+    return []
+
+
+Setup = Callable[[Ledger, Budgets], Awaitable[list[int]]]
+CHECKED_AMOUNTS = (0, 1, 10_000, 30_000, 100_000, 350_000, 600_000, 1_000_000, 1_000_001, 5_000_000)
+
+
+def refusal_of(error: BudgetExceededError) -> tuple[object, ...]:
+    return (type(error), error.scope, error.needed, error.remaining, error.resets_at, error.user_message)
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        fresh,
+        mostly_held,
+        overrun,
+        blocked,
+        unlimited_under_a_cap,
+        override_below_a_role,
+        cap_used_by_another_member,
+        grants_and_deductions,
+        daily_period,
+    ],
+)
+async def test_check_refuses_exactly_what_reserve_refuses_and_writes_nothing(
+    ledger: Ledger, budgets: Budgets, db: Database, setup: Setup
+) -> None:
+    """For every amount, `check` raises the same refusal (scope, numbers, reset, message) that `reserve` then raises,
+    or passes when `reserve` then holds; the database is byte-for-byte the same after a `check`."""
+    roles = await setup(ledger, budgets)
+    outcomes: set[object] = set()
+    for amount in CHECKED_AMOUNTS:
+        before = await database_dump(db)
+        checked: tuple[object, ...] | None = None
+        try:
+            await ledger.check(GUILD, MEMBER, roles, amount)
+        except BudgetExceededError as error:
+            checked = refusal_of(error)
+        assert await database_dump(db) == before, f"check({amount}) wrote to the database"
+        job_id = f"probe-{amount}"
+        try:
+            await ledger.reserve(job_id, GUILD, MEMBER, roles, amount)
+        except BudgetExceededError as error:
+            assert checked == refusal_of(error), amount
+        else:
+            assert checked is None, f"check refused {amount}, which reserve then held"
+            await ledger.release(job_id)
+        outcomes.add(None if checked is None else checked[1])
+    assert len(outcomes) > 1 or setup in (blocked, overrun), f"{setup.__name__} only ever saw {outcomes}"
 
 
 async def test_job_is_charged_to_the_period_its_reservation_was_made_in(ledger: Ledger, clock: Clock) -> None:
@@ -302,6 +416,9 @@ ReserveCall = Callable[[Ledger], Awaitable[object]]
         (lambda ledger: ledger.reserve("x" * 65, GUILD, MEMBER, [], 10), "job id"),
         (lambda ledger: ledger.reserve("j", -1, MEMBER, [], 10), "server id"),
         (lambda ledger: ledger.reserve("j", GUILD, MEMBER, ["role"], 10), "role id"),
+        (lambda ledger: ledger.check(GUILD, MEMBER, [], -1), "estimate must be between"),
+        (lambda ledger: ledger.check(GUILD, -1, [], 10), "member id"),
+        (lambda ledger: ledger.check(GUILD, MEMBER, ["role"], 10), "role id"),
         (lambda ledger: ledger.settle("held", -5), "actual cost"),
         (lambda ledger: ledger.settle("held", 10**13), "actual cost"),
         (lambda ledger: ledger.grant(GUILD, MEMBER, 0, "nothing"), "must not be zero"),

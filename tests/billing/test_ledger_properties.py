@@ -150,13 +150,26 @@ class LedgerStateMachine(RuleBasedStateMachine):
 
     def expect_reserve(self, job_id: str, member: int, roles: list[int], estimate: int) -> bool:
         expected = self.model.refusal(member, roles, estimate, self.clock.now)
+        checked: BudgetExceededError | None = None
+        try:
+            self.run(self.ledger.check(GUILD, member, roles, estimate))
+        except BudgetExceededError as error:
+            checked = error
         try:
             self.run(self.ledger.reserve(job_id, GUILD, member, roles, estimate))
         except BudgetExceededError as error:
             assert expected == (error.scope, error.remaining), (expected, error)
             assert error.resets_at == period_bounds(self.model.rules.period, self.clock.now)[1]
+            assert checked is not None, f"check passed {estimate}, which reserve refuses: {error}"
+            assert (checked.scope, checked.needed, checked.remaining, checked.resets_at) == (
+                error.scope,
+                error.needed,
+                error.remaining,
+                error.resets_at,
+            )
             return False
         assert expected is None, f"reserved {estimate} although the model refuses it: {expected}"
+        assert checked is None, f"check refused {estimate}, which reserve holds: {checked}"
         self.model.jobs[job_id] = ModelJob(member, estimate, self.clock.now)
         return True
 

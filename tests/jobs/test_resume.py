@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
+from bot.catalog import ModelName, Quality
 from bot.jobs.state import JobState
+from bot.runware.models import ImageInferenceRequest
 from bot.storage.job_queries import JobQueueRepository, JobResult
 from bot.storage.repositories import EntryKind
-from tests.jobs.conftest import MINI_MEDIUM_SQUARE, HarnessFactory, eventually, make_config, make_request
+from tests.fakes.runware import Fault
+from tests.jobs.conftest import (
+    FAST_RUNWARE,
+    MINI_MEDIUM_SQUARE,
+    HarnessFactory,
+    eventually,
+    make_config,
+    make_request,
+)
 
 
 async def test_a_job_killed_while_runware_works_is_polled_after_restart_never_resubmitted(
@@ -58,6 +68,58 @@ async def test_a_job_stored_as_submitted_but_never_posted_is_submitted_once_unde
     assert second.fake.submissions_of(task_uuid) == 1
     assert len(second.delivery.delivered) == 1
     assert await second.charged() == MINI_MEDIUM_SQUARE
+
+
+async def test_a_job_posted_but_not_acknowledged_is_found_on_runware_through_flaky_answers_and_only_polled(
+    harnesses: HarnessFactory,
+) -> None:
+    """Died after the POST, before the acknowledgement was recorded: the restart asks Runware about the task,
+    retrying its transient failures as the client's policy allows, finds it, and polls it: one submission, one
+    charge."""
+    first = await harnesses.open(start=False)
+    admission = await first.service.admit(make_request())
+    assert admission.job_id is not None
+    task_uuid = first.client.new_task_uuid()
+    assert await JobQueueRepository(first.db).begin_submit(admission.job_id, task_uuid)
+    request = ImageInferenceRequest(model=ModelName.GPT_IMAGE_1_MINI, prompt="a red fox", quality=Quality.MEDIUM)
+    await first.client.submit(request, task_uuid)
+    await harnesses.crash(first)
+
+    second = await harnesses.open(start=False)
+    second.fake.fail_next(Fault.UNAVAILABLE, times=FAST_RUNWARE.max_retries, task_type="getResponse")
+    report = await second.service.resume()
+    assert report.resumed == [admission.job_id]
+    await asyncio.wait_for(second.service.wait_idle(), 10)
+    assert second.fake.submissions_of(task_uuid) == 1
+    assert [item.job.id for item in second.delivery.delivered] == [admission.job_id]
+    assert await second.charged() == MINI_MEDIUM_SQUARE
+
+
+async def test_a_job_whose_task_runware_cannot_be_asked_about_fails_and_is_never_submitted_blind(
+    harnesses: HarnessFactory,
+) -> None:
+    """Died before the acknowledgement, and on restart Runware keeps failing to say whether it has the task: after
+    the configured retries the job fails and its hold is released; "no answer" is never taken for "unknown"."""
+    first = await harnesses.open(start=False)
+    admission = await first.service.admit(make_request())
+    assert admission.job_id is not None
+    job_id = admission.job_id
+    task_uuid = first.client.new_task_uuid()
+    assert await JobQueueRepository(first.db).begin_submit(job_id, task_uuid)
+    await harnesses.crash(first)
+
+    second = await harnesses.open(start=False)
+    second.fake.fail_next(Fault.UNAVAILABLE, times=50, task_type="getResponse")
+    await second.service.resume()
+    await asyncio.wait_for(second.service.wait_idle(), 10)
+    asked = [task for task in second.fake.tasks_submitted("getResponse") if task.get("taskUUID") == task_uuid]
+    assert len(asked) == FAST_RUNWARE.max_retries + 1
+    assert second.fake.submissions_of(task_uuid) == 0
+    assert (await second.job(job_id)).state is JobState.FAILED
+    assert set(await second.entries(job_id)) == {EntryKind.HOLD, EntryKind.RELEASE}
+    assert await second.charged() == 0
+    assert [failed for failed, _ in second.delivery.failures] == [job_id]
+    second.fake.clear_faults()
 
 
 async def test_a_queued_job_is_queued_again_after_a_restart(harnesses: HarnessFactory) -> None:

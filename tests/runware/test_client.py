@@ -429,6 +429,108 @@ async def test_polling_an_unknown_task_raises_task_not_found(client: RunwareClie
     assert caught.value.code == "taskFailedOrNotFound"
 
 
+# ------------------------------------------------------------------------------------------------ find_task
+
+
+def polls_of(fake: FakeRunware, task_uuid: str) -> int:
+    return sum(1 for task in fake.tasks_submitted("getResponse") if task.get("taskUUID") == task_uuid)
+
+
+async def test_find_task_tells_an_unknown_task_from_a_running_or_finished_one(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """None only for a UUID Runware never saw; for a known task, its state (running, or finished with its images).
+    Asking never submits anything."""
+    assert await client.find_task(client.new_task_uuid()) is None
+
+    finished_uuid = client.new_task_uuid()
+    await client.submit(MINI, finished_uuid)
+    fake_runware.latency = 30
+    running_uuid = client.new_task_uuid()
+    await client.submit(MINI, running_uuid)
+
+    running = await client.find_task(running_uuid)
+    assert running is not None and running.task_uuid == running_uuid
+    assert running.pending and not running.done and running.images == ()
+    finished = await client.find_task(finished_uuid)
+    assert finished is not None and finished.done and len(finished.images) == 1
+    assert finished.images[0].task_uuid == finished_uuid
+    assert len(fake_runware.tasks_submitted()) == 2
+
+
+@pytest.mark.parametrize("max_retries", [0, 1, 3])
+async def test_find_task_retries_transient_failures_with_the_clients_retry_policy(
+    session: aiohttp.ClientSession,
+    fake_runware: FakeRunware,
+    runware_key: str,
+    runware_config: RunwareConfig,
+    max_retries: int,
+) -> None:
+    """Up to the configured `max_retries` transient failures are retried after the client's backoff (exponential,
+    jittered, capped); one more is raised, never taken for "unknown", and nothing is ever submitted."""
+    slept: list[float] = []
+
+    async def record(delay: float) -> None:
+        slept.append(delay)
+
+    config = runware_config.model_copy(update={"max_retries": max_retries})
+    client = RunwareClient(
+        session,
+        api_key=runware_key,
+        api_url=fake_runware.url,
+        config=config,
+        sleep=record,
+        retry_base_delay=0.5,
+        retry_max_delay=1.5,
+    )
+    task_uuid = client.new_task_uuid()
+    await client.submit(MINI, task_uuid)
+    if max_retries:
+        fake_runware.fail_next(Fault.UNAVAILABLE, times=max_retries, task_type="getResponse")
+    state = await client.find_task(task_uuid)
+    assert state is not None and state.task_uuid == task_uuid
+    assert polls_of(fake_runware, task_uuid) == max_retries + 1
+    assert len(slept) == max_retries
+    for attempt, delay in enumerate(slept):
+        ceiling = min(1.5, 0.5 * 2**attempt)
+        assert ceiling / 2 <= delay <= ceiling, (attempt, delay)
+
+    unknown_uuid = client.new_task_uuid()
+    slept.clear()
+    fake_runware.fail_next(Fault.UNAVAILABLE, times=max_retries + 1, task_type="getResponse", retry_after=1.2)
+    with pytest.raises(RunwareTransientError):
+        await client.find_task(unknown_uuid)
+    assert polls_of(fake_runware, unknown_uuid) == max_retries + 1
+    assert len(slept) == max_retries and all(1.2 <= delay <= 1.5 for delay in slept), slept
+    assert fake_runware.submissions_of(unknown_uuid) == 0
+    assert await client.find_task(unknown_uuid) is None
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "expected"),
+    [
+        (Fault.ERROR_ENVELOPE_SINGULAR, 404, "gone", RunwareTaskNotFoundError),
+        (Fault.UNAUTHORIZED, None, None, RunwareAuthError),
+        (Fault.ERROR_ENVELOPE_SINGULAR, None, None, RunwareInvalidRequestError),
+    ],
+)
+async def test_find_task_raises_other_answers_at_once(
+    client: RunwareClient,
+    fake_runware: FakeRunware,
+    fault: Fault,
+    status: int | None,
+    code: str | None,
+    expected: type[RunwareError],
+) -> None:
+    """Only `taskFailedOrNotFound` means "unknown": another not-found code or a permanent error is raised unretried."""
+    task_uuid = client.new_task_uuid()
+    fake_runware.fail_next(fault, task_type="getResponse", status=status, code=code)
+    with pytest.raises(RunwareError) as caught:
+        await client.find_task(task_uuid)
+    assert type(caught.value) is expected
+    assert polls_of(fake_runware, task_uuid) == 1
+
+
 async def test_unreachable_server_is_a_transient_error(
     session: aiohttp.ClientSession, runware_key: str, runware_config: RunwareConfig
 ) -> None:
