@@ -29,8 +29,10 @@ from ._core import FakeDiscordCore
 from ._gateway import GatewaySession
 from ._inject import FakeDiscordUsageError
 from ._models import (
+    ALL_INTENTS,
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
+    PRIVILEGED_INTENTS,
     FakeChannel,
     FakeClock,
     FakeGuild,
@@ -53,8 +55,10 @@ from ._rules import FakeHTTPError, Limits, check_message, check_modal
 from ._server import FakeDiscord
 
 __all__ = [
+    "ALL_INTENTS",
     "DEFAULT_BOT_PERMISSIONS",
     "DEFAULT_EVERYONE_PERMISSIONS",
+    "PRIVILEGED_INTENTS",
     "FakeChannel",
     "FakeClock",
     "FakeDiscord",
