@@ -100,12 +100,46 @@ class Services:
     generation: GenerationService
 
 
+GATEWAY_AUTHENTICATION_FAILED = 4004
+"""Gateway close code: the token was refused (reset in the developer portal, or never valid)."""
+
+GATEWAY_CLOSE_REASONS = {
+    4004: "Authentication failed",
+    4010: "Invalid shard",
+    4011: "Sharding required",
+    4012: "Invalid API version",
+    4013: "Invalid intent(s)",
+    4014: "Disallowed intent(s)",
+}
+"""Discord's names for the gateway close codes after which discord.py does not reconnect."""
+
+
 class InvalidTokenError(Exception):
-    """Discord refused the bot token (HTTP 401 on login)."""
+    """Discord refused the bot token (HTTP 401 on login, or gateway close 4004); `str()` says which."""
 
 
 class PrivilegedIntentError(Exception):
     """Discord refused a privileged intent the bot asked for (Message Content, for reply editing)."""
+
+
+class DiscordUnavailableError(Exception):
+    """Discord could not be used: a server error on login, or the gateway closed for good; `str()` says which."""
+
+
+def connection_failure(exc: BaseException) -> Exception | None:
+    """Return the bot's own error for why discord.py stopped connecting, or None if `exc` is not such a reason."""
+    if isinstance(exc, discord.LoginFailure):
+        return InvalidTokenError("401 Unauthorized")
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return PrivilegedIntentError(str(exc))
+    if isinstance(exc, discord.ConnectionClosed):
+        reason = f"the gateway closed the connection with {exc.code} {GATEWAY_CLOSE_REASONS.get(exc.code, '')}".rstrip()
+        if exc.code == GATEWAY_AUTHENTICATION_FAILED:
+            return InvalidTokenError(reason)
+        return DiscordUnavailableError(reason)
+    if isinstance(exc, discord.HTTPException):
+        return DiscordUnavailableError(f"HTTP {exc.status} {exc.response.reason or ''}".rstrip())
+    return None
 
 
 class AtelierBot(commands.Bot):
@@ -180,7 +214,9 @@ class AtelierBot(commands.Bot):
     async def serve(self, token: str, stop: asyncio.Event) -> None:
         """Log in and stay connected until `stop` is set (or the connection ends for good), then shut down cleanly.
 
-        Raises `InvalidTokenError` if Discord refuses the token; other failures to connect propagate.
+        Raises `InvalidTokenError` if Discord refuses the token (on login, or later on the gateway),
+        `PrivilegedIntentError` if it refuses the Message Content intent, `DiscordUnavailableError` for a server error
+        on login or a gateway closed for good; network errors (`OSError`, `aiohttp.ClientError`) propagate.
         """
         runner = asyncio.create_task(self.start(token), name="atelier-discord")
         stopper = asyncio.create_task(stop.wait(), name="atelier-stop")
@@ -196,15 +232,15 @@ class AtelierBot(commands.Bot):
             await self.shutdown()
         try:
             await runner
-        except discord.LoginFailure as exc:
-            raise InvalidTokenError(str(exc)) from exc
-        except discord.PrivilegedIntentsRequired as exc:
-            raise PrivilegedIntentError(str(exc)) from exc
-        except Exception:
-            if not stop.is_set():
+        except Exception as exc:
+            if stop.is_set():
+                # Stopped while still connecting: the half-open connection was closed under it, which is expected.
+                log.debug("Connection ended during shutdown", exc_info=True)
+                return
+            failure = connection_failure(exc)
+            if failure is None:
                 raise
-            # Stopped while still logging in: the half-open connection was closed under it, which is expected.
-            log.debug("Connection ended during shutdown", exc_info=True)
+            raise failure from exc
 
     async def shutdown(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Let running commands and jobs finish (new ones are turned away politely), then close the connection.
