@@ -203,6 +203,8 @@ class AtelierBot(commands.Bot):
         digest = commands_hash(payload)
         scope = f"guild:{dev_guild}" if dev_guild is not None else "global"
         key = f"{_COMMANDS_HASH_KEY}:{self.application_id}:{scope}"
+        if dev_guild is not None:
+            await self._forget_global_sync()
         if not force and await self.services.meta.get(key) == digest:
             log.info("Commands unchanged (%s, %d command(s)); not syncing", scope, len(payload))
             return False
@@ -210,6 +212,19 @@ class AtelierBot(commands.Bot):
         await self.services.meta.set(key, digest)
         log.info("Synced %d command(s) (%s)", len(synced), scope)
         return True
+
+    async def _forget_global_sync(self) -> None:
+        """Warn that globally synced commands stay in Discord while syncing to the dev guild, and forget their hash.
+
+        They are not deleted: another instance of the same application may rely on them. Forgetting the hash makes
+        the next start without `ATELIER_DEV_GUILD` sync again, even if someone cleared them by hand meanwhile.
+        """
+        if await self.services.meta.delete(f"{_COMMANDS_HASH_KEY}:{self.application_id}:global"):
+            log.warning(
+                "ATELIER_DEV_GUILD is set but the commands were synced globally before: Discord keeps the global "
+                "ones, so servers may show each command twice. Clearing them is described in the README "
+                "(Create the Discord application)"
+            )
 
     async def serve(self, token: str, stop: asyncio.Event) -> None:
         """Log in and stay connected until `stop` is set (or the connection ends for good), then shut down cleanly.
