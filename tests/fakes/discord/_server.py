@@ -214,8 +214,9 @@ class FakeDiscord(RestMixin, InjectMixin):
     async def reset_token(self, new_token: str | None = None) -> str:
         """Regenerate the bot token, as **Reset Token** in the developer portal does; return the new token.
 
-        The old token stops working at once: REST answers 401, and connected clients are disconnected (code 4000),
-        so their RESUME or IDENTIFY with the old token is closed with 4004 (Authentication failed).
+        The old token stops working at once: REST answers 401 and a RESUME or IDENTIFY with it is closed with 4004
+        (Authentication failed). Connected clients are disconnected here (code 4000) so they meet that at once, as a
+        bot on Discord does at its next reconnect.
         """
         self.token = new_token or f"fake-bot-token-{secrets.token_hex(8)}"
         for session in self.sessions:
