@@ -25,6 +25,7 @@ from bot.client import (
     DEFAULT_GUILD_READY_TIMEOUT,
     EXTENSIONS,
     AtelierBot,
+    DiscordUnavailableError,
     InvalidTokenError,
     PrivilegedIntentError,
     Services,
@@ -35,7 +36,7 @@ from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
 from bot.log import setup_logging
 from bot.runware.client import RunwareClient
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, load_settings
 from bot.storage.database import Database, DatabaseError
 from bot.storage.repositories import JobRepository, MetaRepository
 
@@ -129,7 +130,11 @@ def _install_signal_handlers(stop: asyncio.Event) -> list[signal.Signals]:
 
 
 async def run_bot(settings: Settings) -> int:
-    """Run the bot until SIGINT or SIGTERM; return the exit status (2 for an invalid token, 1 if unreachable)."""
+    """Run the bot until SIGINT or SIGTERM; return the exit status.
+
+    Every way start-up can fail is one line on stderr, never a traceback: 2 for what the operator must fix (the token,
+    the Message Content intent, the database), 1 when Discord cannot be reached or is unavailable.
+    """
     token = settings.require_discord_token()
     settings.require_runware_key()
     stop = asyncio.Event()
@@ -138,9 +143,9 @@ async def run_bot(settings: Settings) -> int:
         with discord_endpoints(settings.discord_api_base, settings.discord_gateway_url):
             async with open_bot(settings) as bot:
                 await bot.serve(token, stop)
-    except InvalidTokenError:
+    except InvalidTokenError as exc:
         print(
-            "atelier: DISCORD_TOKEN: Discord refused the token (401 Unauthorized); "
+            f"atelier: DISCORD_TOKEN: Discord refused the token ({exc}); "
             "copy it again from the developer portal's Bot tab",
             file=sys.stderr,
         )
@@ -159,6 +164,9 @@ async def run_bot(settings: Settings) -> int:
     except (aiohttp.ClientConnectionError, OSError) as exc:
         print(f"atelier: cannot reach Discord at {settings.discord_api_base}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except DiscordUnavailableError as exc:
+        print(f"atelier: Discord is unavailable ({exc}); try again later", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         loop = asyncio.get_running_loop()
         for sig in installed:
@@ -173,15 +181,6 @@ def run(settings: Settings) -> int:
     runware_key = settings.runware_api_key.get_secret_value() if settings.runware_api_key else ""
     setup_logging(settings.log_level, secrets=[token, runware_key])
     return asyncio.run(run_bot(settings))
-
-
-def main_run() -> int:
-    """Load the settings from the environment and run the bot; a settings problem is one line and exit status 2."""
-    try:
-        return run(load_settings())
-    except SettingsError as exc:
-        print(f"atelier: {exc}", file=sys.stderr)
-        return EXIT_USAGE
 
 
 def _configure_run(parser: argparse.ArgumentParser) -> None:

@@ -100,12 +100,46 @@ class Services:
     generation: GenerationService
 
 
+GATEWAY_AUTHENTICATION_FAILED = 4004
+"""Gateway close code: the token was refused (reset in the developer portal, or never valid)."""
+
+GATEWAY_CLOSE_REASONS = {
+    4004: "Authentication failed",
+    4010: "Invalid shard",
+    4011: "Sharding required",
+    4012: "Invalid API version",
+    4013: "Invalid intent(s)",
+    4014: "Disallowed intent(s)",
+}
+"""Discord's names for the gateway close codes after which discord.py does not reconnect."""
+
+
 class InvalidTokenError(Exception):
-    """Discord refused the bot token (HTTP 401 on login)."""
+    """Discord refused the bot token (HTTP 401 on login, or gateway close 4004); `str()` says which."""
 
 
 class PrivilegedIntentError(Exception):
     """Discord refused a privileged intent the bot asked for (Message Content, for reply editing)."""
+
+
+class DiscordUnavailableError(Exception):
+    """Discord could not be used: a server error on login, or the gateway closed for good; `str()` says which."""
+
+
+def connection_failure(exc: BaseException) -> Exception | None:
+    """Return the bot's own error for why discord.py stopped connecting, or None if `exc` is not such a reason."""
+    if isinstance(exc, discord.LoginFailure):
+        return InvalidTokenError("401 Unauthorized")
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return PrivilegedIntentError(str(exc))
+    if isinstance(exc, discord.ConnectionClosed):
+        reason = f"the gateway closed the connection with {exc.code} {GATEWAY_CLOSE_REASONS.get(exc.code, '')}".rstrip()
+        if exc.code == GATEWAY_AUTHENTICATION_FAILED:
+            return InvalidTokenError(reason)
+        return DiscordUnavailableError(reason)
+    if isinstance(exc, discord.HTTPException):
+        return DiscordUnavailableError(f"HTTP {exc.status} {exc.response.reason or ''}".rstrip())
+    return None
 
 
 class AtelierBot(commands.Bot):
@@ -169,6 +203,8 @@ class AtelierBot(commands.Bot):
         digest = commands_hash(payload)
         scope = f"guild:{dev_guild}" if dev_guild is not None else "global"
         key = f"{_COMMANDS_HASH_KEY}:{self.application_id}:{scope}"
+        if dev_guild is not None:
+            await self._forget_global_sync()
         if not force and await self.services.meta.get(key) == digest:
             log.info("Commands unchanged (%s, %d command(s)); not syncing", scope, len(payload))
             return False
@@ -177,10 +213,25 @@ class AtelierBot(commands.Bot):
         log.info("Synced %d command(s) (%s)", len(synced), scope)
         return True
 
+    async def _forget_global_sync(self) -> None:
+        """Warn that globally synced commands stay in Discord while syncing to the dev guild, and forget their hash.
+
+        They are not deleted: another instance of the same application may rely on them. Forgetting the hash makes
+        the next start without `ATELIER_DEV_GUILD` sync again, even if someone cleared them by hand meanwhile.
+        """
+        if await self.services.meta.delete(f"{_COMMANDS_HASH_KEY}:{self.application_id}:global"):
+            log.warning(
+                "ATELIER_DEV_GUILD is set but the commands were synced globally before: Discord keeps the global "
+                "ones, so servers may show each command twice. Clearing them is described in the README "
+                "(Create the Discord application)"
+            )
+
     async def serve(self, token: str, stop: asyncio.Event) -> None:
         """Log in and stay connected until `stop` is set (or the connection ends for good), then shut down cleanly.
 
-        Raises `InvalidTokenError` if Discord refuses the token; other failures to connect propagate.
+        Raises `InvalidTokenError` if Discord refuses the token (on login, or later on the gateway),
+        `PrivilegedIntentError` if it refuses the Message Content intent, `DiscordUnavailableError` for a server error
+        on login or a gateway closed for good; network errors (`OSError`, `aiohttp.ClientError`) propagate.
         """
         runner = asyncio.create_task(self.start(token), name="atelier-discord")
         stopper = asyncio.create_task(stop.wait(), name="atelier-stop")
@@ -196,15 +247,15 @@ class AtelierBot(commands.Bot):
             await self.shutdown()
         try:
             await runner
-        except discord.LoginFailure as exc:
-            raise InvalidTokenError(str(exc)) from exc
-        except discord.PrivilegedIntentsRequired as exc:
-            raise PrivilegedIntentError(str(exc)) from exc
-        except Exception:
-            if not stop.is_set():
+        except Exception as exc:
+            if stop.is_set():
+                # Stopped while still connecting: the half-open connection was closed under it, which is expected.
+                log.debug("Connection ended during shutdown", exc_info=True)
+                return
+            failure = connection_failure(exc)
+            if failure is None:
                 raise
-            # Stopped while still logging in: the half-open connection was closed under it, which is expected.
-            log.debug("Connection ended during shutdown", exc_info=True)
+            raise failure from exc
 
     async def shutdown(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Let running commands and jobs finish (new ones are turned away politely), then close the connection.

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest_asyncio
 
 from bot.app import open_bot
-from bot.client import AtelierBot, discord_endpoints
+from bot.client import AtelierBot, discord_endpoints, required_permissions
 from bot.settings import Settings, load_settings
 from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage, World
 from tests.fakes.runware import DEFAULT_API_KEY, FakeRunware
@@ -56,6 +56,15 @@ def write_config(path: Path, changes: dict[str, str] | None = None) -> Path:
     return path
 
 
+def invited_world(fake: FakeDiscord) -> World:
+    """The fake's default world, with the bot's role holding exactly what `python -m bot invite` asks for.
+
+    Everything else the bot may do comes from `@everyone` (Discord's defaults), as in a server it was invited to.
+    """
+    fake.bot_permissions = required_permissions().value
+    return fake.default_world()
+
+
 def bot_environment(
     fake: FakeDiscord,
     database: Path,
@@ -78,11 +87,14 @@ def bot_environment(
 
 
 def assert_discord_rules_kept(fake: FakeDiscord) -> None:
-    """Fail if the bot broke a Discord rule, sent a request the spec rejects, or left an interaction unanswered."""
+    """Fail if the bot broke a Discord rule, sent a request the spec rejects or the fake cannot serve, or left an
+    interaction unanswered."""
     assert fake.late_acks == [], f"interactions acknowledged after {fake.ack_deadline} s: {fake.late_acks}"
     assert fake.errors == [], f"requests the fake rejected: {fake.errors}"
     assert fake.openapi_failures == [], f"requests failing Discord's OpenAPI spec: {fake.openapi_failures}"
     assert fake.internal_errors == [], f"the fake itself failed: {fake.internal_errors}"
+    unhandled = [f"{request.method} {request.path}" for request in fake.unhandled]
+    assert unhandled == [], f"requests to routes the fake does not serve (404, possibly swallowed): {unhandled}"
     for interaction in fake.interactions.values():
         assert interaction.acknowledged, f"{interaction!r} was never acknowledged"
         assert interaction.ack_latency is not None and interaction.ack_latency < fake.ack_deadline
@@ -174,8 +186,8 @@ class Atelier:
 
 @pytest_asyncio.fixture
 async def atelier(fake_discord: FakeDiscord, fake_runware: FakeRunware, tmp_path: Path) -> AsyncIterator[Atelier]:
-    """The fakes with a default world and the bot started against them; Discord's rules checked at the end."""
-    world = fake_discord.default_world()
+    """The fakes with the invited world and the bot started against them; Discord's rules checked at the end."""
+    world = invited_world(fake_discord)
     config = write_config(tmp_path / "atelier.toml")
     harness = Atelier(fake_discord, world, tmp_path / "atelier.sqlite3", fake_runware, config)
     await harness.start()

@@ -5,12 +5,22 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import logging
 from typing import Any
 
+import aiohttp
 import discord
+import pytest
 from discord import app_commands
 
-from bot.client import EXTENSIONS, commands_hash
+from bot.client import (
+    EXTENSIONS,
+    DiscordUnavailableError,
+    InvalidTokenError,
+    PrivilegedIntentError,
+    commands_hash,
+    connection_failure,
+)
 from bot.tree import SHUTTING_DOWN_MESSAGE
 from tests.discord.conftest import Atelier
 from tests.discord.helpers import idle, inference_tasks, job_id_of, result_of
@@ -92,6 +102,38 @@ async def test_dev_guild_gets_the_commands_instead_of_a_global_sync(atelier: Ate
     assert message.embeds[0]["title"] == "Your budget"
 
 
+async def test_dev_guild_after_a_global_sync_warns_once_and_the_next_global_start_syncs_again(
+    atelier: Atelier, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Switching ATELIER_DEV_GUILD on after a global sync leaves the global commands in Discord (another instance of
+    the application may use them) and says so once; once they are cleared as the README shows (PUT []), the next
+    start without ATELIER_DEV_GUILD syncs them again instead of trusting its stored hash."""
+    fake, guild_id = atelier.fake, atelier.world.guild_id
+    caplog.set_level(logging.WARNING, logger="bot.client")
+    await atelier.stop()
+
+    await atelier.start(ATELIER_DEV_GUILD=str(guild_id))
+    await atelier.stop()
+    await atelier.start(ATELIER_DEV_GUILD=str(guild_id))
+
+    assert _names(fake.commands[None]) == _names(fake.commands[guild_id]) == COMMANDS
+    warnings = [record.getMessage() for record in caplog.records if "synced globally before" in record.getMessage()]
+    assert len(warnings) == 1 and "README" in warnings[0]
+
+    url = f"{fake.api_base}/applications/{fake.application_id}/commands"
+    headers = {"Authorization": f"Bot {fake.token}"}
+    async with aiohttp.ClientSession() as http, http.put(url, json=[], headers=headers) as response:
+        assert response.status == 200
+    assert fake.commands[None] == []
+    syncs = fake.sync_count
+
+    await atelier.stop()
+    await atelier.start()
+
+    assert fake.sync_count == syncs + 1
+    assert _names(fake.commands[None]) == COMMANDS
+
+
 async def test_reply_editing_switch_requests_the_message_content_intent(atelier: Atelier) -> None:
     """`[discord] reply_editing = true` adds the privileged Message Content intent, and only then."""
     await atelier.restart(discord__reply_editing="true")
@@ -156,3 +198,23 @@ async def test_requests_are_checked_against_discords_openapi_spec(openapi_spec: 
     await atelier.answer("budget show", user_id=atelier.world.admin_id)
     assert atelier.fake.requests
     assert atelier.fake.openapi_failures == []
+
+
+def test_connection_failures_become_one_line_errors_and_bugs_keep_their_traceback() -> None:
+    """What stops discord.py connecting becomes the bot's own error for `run_bot`'s one-line messages: close 4004 is
+    the token, 4014 the Message Content intent, other final close codes and server errors mean Discord is
+    unavailable; anything else is not translated, so it keeps its traceback."""
+
+    def closed(code: int) -> discord.ConnectionClosed:
+        return discord.ConnectionClosed(None, shard_id=None, code=code)  # type: ignore[arg-type]
+
+    token = connection_failure(closed(4004))
+    sharding = connection_failure(closed(4011))
+
+    assert isinstance(token, InvalidTokenError)
+    assert str(token) == "the gateway closed the connection with 4004 Authentication failed"
+    assert isinstance(connection_failure(discord.PrivilegedIntentsRequired(None)), PrivilegedIntentError)
+    assert isinstance(sharding, DiscordUnavailableError)
+    assert str(sharding) == "the gateway closed the connection with 4011 Sharding required"
+    assert str(connection_failure(closed(4999))) == "the gateway closed the connection with 4999"
+    assert connection_failure(RuntimeError("a bug")) is None

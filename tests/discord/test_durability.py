@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.discord.conftest import REPO, assert_discord_rules_kept, bot_environment, embed_fields, write_config
+from tests.discord.conftest import (
+    REPO,
+    assert_discord_rules_kept,
+    bot_environment,
+    embed_fields,
+    invited_world,
+    write_config,
+)
 from tests.discord.helpers import has_images, image_size
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.runware import FakeRunware
@@ -59,7 +66,7 @@ async def test_sigkill_while_the_task_runs_posts_once_and_charges_once(
 ) -> None:
     """Killed after Runware accepted the task: the next start polls the stored task UUID (no new submission),
     posts the result in the original response, and settles the hold once."""
-    fake, world = fake_discord, fake_discord.default_world()
+    fake, world = fake_discord, invited_world(fake_discord)
     database = tmp_path / "atelier.sqlite3"
     config = write_config(tmp_path / "atelier.toml")
     async with FakeRunware(latency=3.0) as runware:

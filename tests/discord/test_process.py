@@ -1,94 +1,304 @@
-"""The bot as its own process, configured only by environment variables, against the fake Discord in this process."""
+"""`python -m bot` as its own process, configured only by environment variables, against the fake Discord here.
+
+One process boot serves most checks (commands, a gateway drop, an unexpected error, SIGTERM); a second boot on the
+same database checks what survives a restart and SIGINT. The other tests are the ways start-up or the connection can
+fail for good: each ends with one line on stderr, no traceback, and exit status 2 (the operator must fix something)
+or 1 (Discord is unavailable).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import signal
+import sqlite3
 import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
-from tests.discord.conftest import REPO, assert_discord_rules_kept, bot_environment, embed_fields
-from tests.fakes.discord import FakeDiscord
+from tests.discord.conftest import (
+    REPO,
+    assert_discord_rules_kept,
+    bot_environment,
+    embed_fields,
+    invited_world,
+    write_config,
+)
+from tests.fakes.discord import FakeDiscord, FakeMessage, Intent, World
 
 pytestmark = pytest.mark.slow
 
-BOT_COMMAND = [sys.executable, "-c", "import sys; from bot.app import main_run; sys.exit(main_run())"]
-"""How the test starts the bot; becomes `[sys.executable, "-m", "bot"]` once the CLI runs the bot by default."""
+BOT_COMMAND = [sys.executable, "-m", "bot"]
+"""How the tests start the bot: the CLI with no subcommand runs it."""
+
+COMMANDS = {"balance", "budget", "queue", "imagine", "edit", "Edit image"}
+REFUSED = "You need the Manage Server permission to do this."
+ERROR_ID = re.compile(r"error id `([0-9a-f]{8})`")
+INTENT_REFUSED = (
+    "atelier: [discord] reply_editing = true needs the Message Content intent: switch on "
+    '"Message Content Intent" in the developer portal (Bot tab, Privileged Gateway Intents), '
+    "or set reply_editing = false"
+)
 
 _OURS = ("DISCORD_", "ATELIER_", "RUNWARE_", "LOG_LEVEL")
 
 
-async def _start(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith(_OURS)}
-    return await asyncio.create_subprocess_exec(
-        *BOT_COMMAND,
-        cwd=cwd,
-        env={**clean, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+class BotProcess:
+    """One `python -m bot` process; its stderr (the log, and any one-line failure) is collected as it comes."""
 
+    def __init__(self, process: asyncio.subprocess.Process, fake: FakeDiscord) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._fake = fake
+        self._reader = asyncio.create_task(self._read())
 
-async def _finish(process: asyncio.subprocess.Process) -> tuple[int, str]:
-    try:
-        _, stderr = await asyncio.wait_for(process.communicate(), timeout=20.0)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return process.returncode, stderr.decode()
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        async for raw in self.process.stderr:
+            self.lines.append(raw.decode().rstrip("\n"))
 
+    @property
+    def log(self) -> str:
+        """Everything the process wrote to stderr so far."""
+        return "\n".join(self.lines)
 
-async def test_bot_process_boots_syncs_answers_and_stops_cleanly_on_sigterm(
-    fake_discord: FakeDiscord, tmp_path: Path
-) -> None:
-    """`python -m bot` with the two URL variables logs in, syncs, answers /balance, and exits 0 on SIGTERM."""
-    world = fake_discord.default_world()
-    process = await _start(bot_environment(fake_discord, tmp_path / "atelier.sqlite3"), tmp_path)
-    try:
-        await fake_discord.wait_ready(timeout=30.0)
-        await fake_discord.wait_synced(timeout=10.0)
-        interaction = await fake_discord.invoke_slash(
-            "balance", user_id=world.member_id, guild_id=world.guild_id, channel_id=world.channel_id
+    async def wait_line(self, needle: str, *, after: int = 0, timeout: float = 10.0) -> int:  # noqa: ASYNC109
+        """Wait until a line from index `after` on contains `needle`; return its index."""
+        return (
+            await self._fake.wait_until(
+                lambda: next((i + 1 for i, line in enumerate(self.lines[after:], after) if needle in line), None),
+                timeout=timeout,
+                what=lambda: f"{needle!r} in the bot's log:\n{self.log}",
+            )
+            - 1
         )
-        message = await interaction.wait_message()
+
+    async def finish(self, timeout: float = 30.0) -> int:  # noqa: ASYNC109
+        """Wait for the process to exit on its own (killed after `timeout`); return its exit status."""
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            self.kill()
+            await self.process.wait()
+            raise
+        await self._reader
+        assert self.process.returncode is not None
+        return self.process.returncode
+
+    async def stop(self, sig: signal.Signals) -> int:
+        """Send `sig` and return the exit status."""
+        self.process.send_signal(sig)
+        return await self.finish()
+
+    def kill(self) -> None:
+        """SIGKILL the process if it still runs."""
+        if self.process.returncode is None:
+            self.process.kill()
+
+
+Launch = Callable[..., Awaitable[BotProcess]]
+
+
+@pytest_asyncio.fixture
+async def launch(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[Launch]:
+    """Start `python -m bot` against the fake with `bot_environment` (extra variables as keywords); killed after."""
+    started: list[BotProcess] = []
+    default_config = write_config(tmp_path / "atelier.toml")
+
+    async def start(*, config: Path = default_config, **extra: str) -> BotProcess:
+        env = bot_environment(fake_discord, tmp_path / "atelier.sqlite3", config=config, **extra)
+        clean = {key: value for key, value in os.environ.items() if not key.startswith(_OURS)}
+        process = await asyncio.create_subprocess_exec(
+            *BOT_COMMAND,
+            cwd=tmp_path,
+            env={**clean, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **env},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        started.append(BotProcess(process, fake_discord))
+        return started[-1]
+
+    try:
+        yield start
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        status, stderr = await _finish(process)
-
-    assert interaction.ephemeral
-    assert embed_fields(message)["Allowance"] == "$1.00 per month"
-    assert status == 0, stderr
-    assert "Traceback" not in stderr
-    assert "Stopped cleanly" in stderr
-    assert (tmp_path / "atelier.sqlite3").exists()
-    assert_discord_rules_kept(fake_discord)
+        for bot in started:
+            bot.kill()
+            with contextlib.suppress(TimeoutError):
+                await bot.finish(timeout=10.0)
 
 
-async def test_invalid_token_is_one_line_and_exit_status_2(fake_discord: FakeDiscord, tmp_path: Path) -> None:
+async def _answer(fake: FakeDiscord, world: World, name: str, user_id: int, **options: object) -> FakeMessage:
+    """Run `/name` as `user_id` in the world's channel and return its private answer."""
+    interaction = await fake.invoke_slash(
+        name, user_id=user_id, guild_id=world.guild_id, channel_id=world.channel_id, options=options
+    )
+    message = await interaction.wait_message()
+    assert interaction.ephemeral, f"/{name} answered publicly"
+    return message
+
+
+def _corrupt_a_job_row(database: Path, world: World) -> None:
+    """Store a finished job of `world.other_member_id` naming a model this version does not know (as a downgrade
+    after a newer version added one would leave it): reading it is a bug path, not a user error."""
+    now = int(time.time() * 1000)
+    with contextlib.closing(sqlite3.connect(database, timeout=10.0)) as conn, conn:
+        conn.execute(
+            "INSERT INTO jobs (id, state, guild_id, channel_id, member_id, model, size, quality, background, format,"
+            " count, prompt, estimate, created_at, updated_at, finished_at)"
+            " VALUES ('corrupt', 'failed', ?, ?, ?, 'dall-e-9', '1024x1024', 'low', 'auto', 'png', 1, 'x', 0, ?, ?, ?)",
+            (world.guild_id, world.channel_id, world.other_member_id, now, now, now),
+        )
+
+
+def _assert_stopped_cleanly(bot: BotProcess, status: int, database: Path) -> None:
+    assert status == 0, bot.log
+    assert "Shutting down" in bot.log
+    assert "Closed the HTTP session and the database" in bot.log
+    assert bot.lines[-1].endswith("Stopped cleanly"), bot.log
+    # SQLite removes the write-ahead log when the last connection closes cleanly.
+    assert database.exists() and not database.with_name(database.name + "-wal").exists()
+
+
+async def test_bot_process_serves_members_and_admins_resumes_and_stops_cleanly_on_sigterm_and_sigint(
+    fake_discord: FakeDiscord, launch: Launch, tmp_path: Path
+) -> None:
+    """`python -m bot` configured only by environment variables: boots and syncs; answers /balance; an admin's
+    /budget is what a member then sees; a member's /budget is refused by the bot itself (the fake delivers it, as
+    Discord does once a server opens the command to everyone); a dropped gateway is RESUMEd and it keeps answering;
+    an unexpected error shows an error id whose traceback is in the log; SIGTERM stops it cleanly (exit 0, database
+    closed). Started again on the same database it keeps the budget, does not re-sync, and SIGINT stops it cleanly."""
+    fake = fake_discord
+    world = invited_world(fake)
+    database = tmp_path / "atelier.sqlite3"
+
+    bot = await launch()
+    await fake.wait_ready(timeout=30.0)
+    synced = await fake.wait_synced(timeout=10.0)
+    assert {command["name"] for command in synced[None]} == COMMANDS
+    assert [identify["intents"] for identify in fake.identifies] == [Intent.GUILDS | Intent.GUILD_MESSAGES]
+
+    before = await _answer(fake, world, "balance", world.member_id)
+    assert embed_fields(before)["Allowance"] == "$1.00 per month"
+
+    default = await _answer(fake, world, "budget default", world.admin_id, amount="2.50")
+    assert default.content == "The default allowance is now **$2.50** per member per period."
+    after = await _answer(fake, world, "balance", world.member_id)
+    assert embed_fields(after)["Allowance"] == "$2.50 per month"
+
+    refused = await _answer(fake, world, "budget default", world.member_id, amount="50")
+    assert refused.content == REFUSED
+    unchanged = await _answer(fake, world, "balance", world.member_id)
+    assert embed_fields(unchanged)["Allowance"] == "$2.50 per month"
+
+    await fake.kill_gateway(4000)
+    await bot.wait_line("Gateway session resumed")
+    assert len(fake.identifies) == 1 and len(fake.resumes) == 1
+    assert fake.gateway_connections[-1].startswith("/resume-gateway/")
+    resumed = await _answer(fake, world, "balance", world.member_id)
+    assert embed_fields(resumed)["Allowance"] == "$2.50 per month"
+
+    _corrupt_a_job_row(database, world)
+    broken = await _answer(fake, world, "balance", world.other_member_id)
+    match = ERROR_ID.search(broken.content)
+    assert match, broken.content
+    logged = await bot.wait_line(f"Unexpected error {match.group(1)} in /balance")
+    traceback_line = await bot.wait_line("Traceback (most recent call last):", after=logged)
+    await bot.wait_line("ValueError: 'dall-e-9' is not a valid ModelName", after=traceback_line)
+
+    _assert_stopped_cleanly(bot, await bot.stop(signal.SIGTERM), database)
+    assert bot.log.count("Traceback") == 1, "only the unexpected error has a traceback"
+    await fake.wait_disconnected()
+
+    again = await launch()
+    await fake.wait_ready(timeout=30.0)
+    await again.wait_line("Commands unchanged (global")
+    restarted = await _answer(fake, world, "balance", world.member_id)
+    assert embed_fields(restarted)["Allowance"] == "$2.50 per month"
+    assert fake.sync_count == 1
+    assert len(fake.identifies) == 2
+
+    _assert_stopped_cleanly(again, await again.stop(signal.SIGINT), database)
+    assert "Traceback" not in again.log
+    assert_discord_rules_kept(fake)
+
+
+async def test_invalid_token_is_one_line_and_exit_status_2(fake_discord: FakeDiscord, launch: Launch) -> None:
     """A token Discord refuses ends start-up with one clear line naming DISCORD_TOKEN, no traceback, status 2."""
-    env = bot_environment(fake_discord, tmp_path / "atelier.sqlite3", DISCORD_TOKEN="not-the-token")
-    status, stderr = await _finish(await _start(env, tmp_path))
+    bot = await launch(DISCORD_TOKEN="not-the-token")
 
-    assert status == 2
-    assert "Traceback" not in stderr
-    assert stderr.splitlines()[-1].startswith("atelier: DISCORD_TOKEN: Discord refused the token")
-    assert "not-the-token" not in stderr
-    assert fake_discord.sessions == []
+    assert await bot.finish() == 2
+    assert "Traceback" not in bot.log
+    assert bot.lines[-1] == (
+        "atelier: DISCORD_TOKEN: Discord refused the token (401 Unauthorized); "
+        "copy it again from the developer portal's Bot tab"
+    )
+    assert "not-the-token" not in bot.log
+    assert fake_discord.identify_attempts == []
     assert fake_discord.openapi_failures == []
 
 
-async def test_missing_token_is_one_line_and_exit_status_2(tmp_path: Path) -> None:
-    """Without DISCORD_TOKEN the bot does not start: one line naming the variable, status 2."""
-    env = {"ATELIER_DATABASE": str(tmp_path / "atelier.sqlite3"), "ATELIER_CONFIG": str(REPO / "config/atelier.toml")}
-    status, stderr = await _finish(await _start(env, tmp_path))
+async def test_token_reset_while_running_is_one_line_and_exit_status_2(
+    fake_discord: FakeDiscord, launch: Launch
+) -> None:
+    """When the token is reset in the developer portal the gateway refuses it (close 4004 on RESUME): the bot stops
+    with one line naming DISCORD_TOKEN, no traceback, status 2."""
+    invited_world(fake_discord)
+    bot = await launch()
+    await fake_discord.wait_ready(timeout=30.0)
 
-    assert status == 2
-    assert stderr.splitlines() == [
-        "atelier: DISCORD_TOKEN: is required to run the bot; set it in the environment or .env"
-    ]
+    await fake_discord.reset_token()
+
+    assert await bot.finish() == 2
+    assert fake_discord.gateway_closes == [(4000, "token reset"), (4004, "Authentication failed.")]
+    assert "Traceback" not in bot.log
+    assert bot.lines[-1] == (
+        "atelier: DISCORD_TOKEN: Discord refused the token (the gateway closed the connection with 4004 "
+        "Authentication failed); copy it again from the developer portal's Bot tab"
+    )
+
+
+async def test_message_content_intent_off_in_the_portal_is_one_line_and_exit_status_2(
+    fake_discord: FakeDiscord, launch: Launch, tmp_path: Path
+) -> None:
+    """With `reply_editing = true` but Message Content Intent off for the application, Discord closes the gateway
+    with 4014; the bot says how to fix it in one line, without a traceback, and exits 2."""
+    fake_discord.privileged_intents = Intent.GUILD_MEMBERS | Intent.GUILD_PRESENCES
+    invited_world(fake_discord)
+    config = write_config(tmp_path / "reply-editing.toml", {"discord.reply_editing": "true"})
+
+    bot = await launch(config=config)
+
+    assert await bot.finish() == 2
+    assert fake_discord.gateway_closes == [(4014, "Disallowed intent(s).")]
+    assert fake_discord.identify_attempts[0]["intents"] & Intent.MESSAGE_CONTENT
+    assert fake_discord.identifies == []
+    assert "Traceback" not in bot.log
+    assert bot.lines[-1] == INTENT_REFUSED
+
+
+async def test_discord_unavailable_at_login_is_one_line_and_exit_status_1(
+    fake_discord: FakeDiscord, launch: Launch
+) -> None:
+    """A server error from Discord on login is one line saying Discord is unavailable, no traceback, status 1."""
+    fake_discord.plan_error("GET", r"^/users/@me$", 503)
+
+    bot = await launch()
+
+    assert await bot.finish() == 1
+    assert "Traceback" not in bot.log
+    assert bot.lines[-1] == "atelier: Discord is unavailable (HTTP 503 Service Unavailable); try again later"
+    assert fake_discord.identify_attempts == []
+
+
+async def test_missing_token_is_one_line_and_exit_status_2(launch: Launch) -> None:
+    """Without DISCORD_TOKEN the bot does not start: one line naming the variable, status 2."""
+    bot = await launch(DISCORD_TOKEN="")
+
+    assert await bot.finish() == 2
+    assert bot.lines == ["atelier: DISCORD_TOKEN: is required to run the bot; set it in the environment or .env"]

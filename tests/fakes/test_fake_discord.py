@@ -27,6 +27,7 @@ from tests.fakes.discord import (
     FakeHTTPError,
     FakeInteraction,
     FakeMessage,
+    Intent,
     Limits,
     Permission,
     World,
@@ -314,9 +315,16 @@ class ThrowawayBot(commands.Bot):
 
 
 @pytest_asyncio.fixture
+async def fake_discord() -> AsyncIterator[FakeDiscord]:
+    """The plugin's fake with its own replies checked against the spec too (requests always are), in this module:
+    `assert_spec_clean` then vouches for both directions."""
+    async with FakeDiscord(validate_openapi=True, validate_responses=True) as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture
 async def world(discord_seam: FakeDiscord) -> World:
-    """The default world in the fake, with the fake's own replies checked against the spec too."""
-    discord_seam.validate_responses = True
+    """The default world in the fake."""
     return discord_seam.default_world()
 
 
@@ -337,6 +345,7 @@ async def bot(discord_seam: FakeDiscord, world: World) -> AsyncIterator[Throwawa
 
 def assert_spec_clean(fake: FakeDiscord) -> None:
     """No request the bot sent, and no reply the fake gave, broke Discord's OpenAPI description."""
+    assert fake.validate_openapi and fake.validate_responses, "both directions must be checked for this to mean much"
     assert fake.internal_errors == []
     assert fake.openapi_failures == []
     assert fake.openapi_response_failures == []
@@ -781,6 +790,122 @@ async def test_every_request_validates_against_the_openapi_spec(
         payload={"tts": "yes"},
         has_body=True,
     )
+
+
+# ---------------------------------------------------------------------------- raw HTTP and WebSocket
+
+
+def _auth(fake: FakeDiscord) -> dict[str, str]:
+    return {"Authorization": f"Bot {fake.token}"}
+
+
+async def _post_files(fake: FakeDiscord, channel_id: int, count: int) -> tuple[int, Any]:
+    """POST a multipart message with `count` small PNGs to the channel, as discord.py lays it out."""
+    form = aiohttp.FormData(quote_fields=False)
+    attachments = [{"id": n, "filename": f"f{n}.png"} for n in range(count)]
+    form.add_field("payload_json", json.dumps({"content": "files", "attachments": attachments}))
+    for n in range(count):
+        form.add_field(f"files[{n}]", png_bytes(4, 4), filename=f"f{n}.png", content_type="application/octet-stream")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{fake.api_base}/channels/{channel_id}/messages", data=form, headers=_auth(fake)) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def _post_json(fake: FakeDiscord, channel_id: int, payload: dict[str, Any]) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{fake.api_base}/channels/{channel_id}/messages", json=payload, headers=_auth(fake)) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_gateway_bot_says_where_to_connect(fake_discord: FakeDiscord, bot: ThrowawayBot, world: World):
+    """`GET /gateway/bot` over HTTP gives the fake's gateway, one shard and a session start limit, as discord.py reads
+    them (an AutoShardedClient asks it before connecting)."""
+    shards, url, limit = await bot.http.get_bot_gateway()
+
+    assert (shards, url) == (1, fake_discord.gateway_url.rstrip("/"))
+    assert set(limit) == {"total", "remaining", "reset_after", "max_concurrency"}
+    assert limit["remaining"] <= limit["total"]
+    request = fake_discord.requests[-1]
+    assert (request.method, request.path, request.status) == ("GET", "/gateway/bot", 200)
+    assert_spec_clean(fake_discord)
+
+
+async def test_ten_files_are_accepted_and_eleven_are_invalid_form_body(
+    fake_discord: FakeDiscord, bot: ThrowawayBot, world: World
+):
+    """Over real HTTP a message may carry 10 files; an 11th makes it 400 / 50035 pointing at `attachments`."""
+    status, ten = await _post_files(fake_discord, world.channel_id, 10)
+    assert status == 200 and len(ten["attachments"]) == 10
+
+    status, eleven = await _post_files(fake_discord, world.channel_id, 11)
+
+    assert (status, eleven["code"]) == (400, 50035)
+    assert eleven["errors"]["attachments"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+    assert [(e.status, e.code) for e in fake_discord.errors] == [(400, 50035)]
+    assert len(fake_discord.channel_messages(world.channel_id)) == 1
+    if fake_discord.openapi_skip_reason is None:  # the validator flags the same request, and only that one
+        assert len(fake_discord.openapi_failures) == 1
+        assert "InvalidRequestBody at attachments" in fake_discord.openapi_failures[0]
+        fake_discord.openapi_failures.clear()
+    assert_spec_clean(fake_discord)
+
+
+async def test_embeds_over_6000_characters_in_total_are_invalid_form_body(
+    fake_discord: FakeDiscord, bot: ThrowawayBot, world: World
+):
+    """Over real HTTP embeds totalling 6000 characters pass; 6001 (each field within its own limit) are 400 / 50035
+    pointing at `embeds`."""
+    title, description = "t" * 256, "d" * 4096
+    at_limit = {"embeds": [{"title": title, "description": description}, {"description": "d" * 1648}]}
+    over = {"embeds": [{"title": title, "description": description}, {"description": "d" * 1649}]}
+
+    status, accepted = await _post_json(fake_discord, world.channel_id, at_limit)
+    assert status == 200 and len(accepted["embeds"]) == 2
+    status, refused = await _post_json(fake_discord, world.channel_id, over)
+
+    assert (status, refused["code"]) == (400, 50035)
+    assert "embeds" in refused["errors"]
+    assert [(e.status, e.code) for e in fake_discord.errors] == [(400, 50035)]
+    assert_spec_clean(fake_discord)
+
+
+@pytest.mark.parametrize(
+    ("intents", "wrong_token", "close"),
+    [
+        (Intent.GUILDS | Intent.MESSAGE_CONTENT, False, (4014, "Disallowed intent(s).")),
+        (Intent.GUILDS | Intent.GUILD_MEMBERS, False, None),
+        (1 << 40, False, (4013, "Invalid intent(s).")),
+        (Intent.GUILDS, True, (4004, "Authentication failed.")),
+    ],
+)
+async def test_identify_is_refused_with_discords_close_codes(
+    intents: int, wrong_token: bool, close: tuple[int, str] | None
+):
+    """With only the Server Members intent switched on for the application, IDENTIFY asking for Message Content is
+    closed with 4014, an undefined intent bit with 4013 and a wrong token with 4004; the allowed one gets READY."""
+    async with (
+        FakeDiscord(validate_openapi=False, privileged_intents=Intent.GUILD_MEMBERS) as fake,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(fake.gateway_url) as ws,
+    ):
+        assert (await ws.receive_json())["op"] == 10
+        token = "wrong" if wrong_token else fake.token
+        await ws.send_json({"op": 2, "d": {"token": token, "intents": int(intents), "properties": {}}})
+        reply = await ws.receive()
+        async with http.get(f"{fake.api_base}/applications/@me", headers=_auth(fake)) as response:
+            flags = (await response.json())["flags"]
+
+    assert flags == 1 << 15, "GATEWAY_GUILD_MEMBERS_LIMITED only"
+    if close is None:
+        assert json.loads(reply.data)["t"] == "READY"
+        assert fake.gateway_closes == [] and len(fake.identifies) == 1
+    else:
+        assert reply.type is aiohttp.WSMsgType.CLOSE and (reply.data, reply.extra) == close
+        assert fake.gateway_closes == [close] and fake.identifies == []
 
 
 def _button(custom_id: str) -> dict[str, Any]:

@@ -22,15 +22,20 @@ reach the bot's cache only through ``await fake.announce_guild(guild_id)`` (or i
 Rules enforced (each a plain attribute: ``ack_deadline``, ``token_ttl``, ``attachment_size_limit``, ``limits``):
 3 s initial response (404/10062), one initial response (400/40060), 15 min tokens (401/50027), no follow-up before
 the ack (404/10015), per-file size (413/40005), message/embed/component limits (400/50035), empty messages (50006).
-Every REST request is validated against Discord's OpenAPI spec into ``openapi_failures``.
+Every REST request is validated against Discord's OpenAPI spec into ``openapi_failures``. The gateway closes an
+IDENTIFY with 4004 (wrong token), 4013 (undefined intent bit) or 4014 (a privileged intent not switched on in
+``privileged_intents``), into ``gateway_closes``; ``reset_token()`` and ``plan_error()`` stage a reset token and an
+outage.
 """
 
 from ._core import FakeDiscordCore
 from ._gateway import GatewaySession
 from ._inject import FakeDiscordUsageError
 from ._models import (
+    ALL_INTENTS,
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
+    PRIVILEGED_INTENTS,
     FakeChannel,
     FakeClock,
     FakeGuild,
@@ -53,8 +58,10 @@ from ._rules import FakeHTTPError, Limits, check_message, check_modal
 from ._server import FakeDiscord
 
 __all__ = [
+    "ALL_INTENTS",
     "DEFAULT_BOT_PERMISSIONS",
     "DEFAULT_EVERYONE_PERMISSIONS",
+    "PRIVILEGED_INTENTS",
     "FakeChannel",
     "FakeClock",
     "FakeDiscord",

@@ -15,6 +15,7 @@ from ._gateway import GatewaySession
 from ._models import (
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
+    PRIVILEGED_INTENTS,
     FakeChannel,
     FakeClock,
     FakeGuild,
@@ -71,6 +72,7 @@ class FakeDiscordCore:
         bot_name: str = "Atelier",
         bot_permissions: int = int(DEFAULT_BOT_PERMISSIONS),
         replay_buffer: int = 10_000,
+        privileged_intents: int = int(PRIVILEGED_INTENTS),
     ) -> None:
         """Configure the fake; every rule knob is also a plain attribute a test may change while it runs."""
         self.application_id = application_id
@@ -87,6 +89,7 @@ class FakeDiscordCore:
         self.host = host
         self.requested_port = port
         self.replay_buffer = replay_buffer
+        self.privileged_intents = privileged_intents
         self.limits = Limits()
         self.clock = FakeClock()
         self._snowflake = SnowflakeFactory(self.clock)
@@ -107,10 +110,14 @@ class FakeDiscordCore:
 
         self.sessions: list[GatewaySession] = []
         self.identifies: list[dict[str, Any]] = []
+        """Every accepted IDENTIFY payload (``identify_attempts`` also has the refused ones)."""
+        self.identify_attempts: list[dict[str, Any]] = []
         self.resumes: list[dict[str, Any]] = []
         self.member_requests: list[dict[str, Any]] = []
         self.presence_updates: list[dict[str, Any]] = []
         self.heartbeats = 0
+        self.gateway_closes: list[tuple[int, str]] = []
+        """``(code, reason)`` of every gateway socket the fake closed (refused IDENTIFY or RESUME, kills)."""
 
         self.requests: list[RecordedRequest] = []
         self.errors: list[RuleViolation] = []

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from ._core import FakeDiscordCore
 
 __all__ = [
+    "ALL_INTENTS",
     "DEFAULT_BOT_PERMISSIONS",
     "DEFAULT_EVERYONE_PERMISSIONS",
+    "PRIVILEGED_INTENTS",
     "FakeChannel",
     "FakeClock",
     "FakeGuild",
@@ -121,6 +123,13 @@ class Intent(enum.IntFlag):
     GUILD_MESSAGES = 1 << 9
     DIRECT_MESSAGES = 1 << 12
     MESSAGE_CONTENT = 1 << 15
+
+
+PRIVILEGED_INTENTS = Intent.GUILD_MEMBERS | Intent.GUILD_PRESENCES | Intent.MESSAGE_CONTENT
+"""The intents an application may only ask for once they are switched on in the developer portal."""
+
+ALL_INTENTS = (1 << 26) - 1
+"""Every intent bit Discord defines (up to DIRECT_MESSAGE_POLLS, 1 << 25); any other bit is an invalid intent."""
 
 
 class FakeClock:

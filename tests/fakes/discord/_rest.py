@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._core import FakeDiscordCore
-from ._models import FakeGuild, FakeInteraction, FakeMessage, Permission, ResponseRecord, UploadedFile
+from ._models import FakeGuild, FakeInteraction, FakeMessage, Intent, Permission, ResponseRecord, UploadedFile
 from ._rules import (
     CODE_ALREADY_ACKNOWLEDGED,
     CODE_CANNOT_EDIT_OTHERS,
@@ -321,9 +321,10 @@ class RestMixin(FakeDiscordCore):
         return 200, user.payload()
 
     def _application_flags(self) -> int:
-        # GATEWAY_PRESENCE_LIMITED | GATEWAY_GUILD_MEMBERS_LIMITED | GATEWAY_MESSAGE_CONTENT_LIMITED: an unverified
-        # bot with the three privileged intents switched on in the developer portal.
-        return (1 << 13) | (1 << 15) | (1 << 19)
+        # GATEWAY_PRESENCE_LIMITED, GATEWAY_GUILD_MEMBERS_LIMITED, GATEWAY_MESSAGE_CONTENT_LIMITED: an unverified bot
+        # with those privileged intents switched on in the developer portal.
+        flags = {Intent.GUILD_PRESENCES: 1 << 13, Intent.GUILD_MEMBERS: 1 << 15, Intent.MESSAGE_CONTENT: 1 << 19}
+        return sum(flag for intent, flag in flags.items() if self.privileged_intents & intent)
 
     async def _get_application(self, ctx: RequestContext) -> Reply:
         self._require_auth(ctx)

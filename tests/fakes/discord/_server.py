@@ -7,10 +7,12 @@ import hashlib
 import json
 import math
 import re
+import secrets
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,7 +24,9 @@ from tests.fakes.openapi_check import OpenAPIChecker, get_checker
 from ._gateway import OP, GatewaySession, frame
 from ._inject import InjectMixin
 from ._models import (
+    ALL_INTENTS,
     DEFAULT_BOT_PERMISSIONS,
+    PRIVILEGED_INTENTS,
     FakeGuild,
     FakeInteraction,
     FakeMessage,
@@ -46,6 +50,14 @@ class _Planned429:
     remaining: int
     retry_after: float
     global_: bool
+
+
+@dataclass
+class _PlannedError:
+    method: str
+    pattern: re.Pattern[str]
+    remaining: int
+    status: int
 
 
 def _json_bytes(body: Any) -> bytes:
@@ -80,6 +92,7 @@ class FakeDiscord(RestMixin, InjectMixin):
         bot_name: str = "Atelier",
         bot_permissions: int = int(DEFAULT_BOT_PERMISSIONS),
         replay_buffer: int = 10_000,
+        privileged_intents: int = int(PRIVILEGED_INTENTS),
     ) -> None:
         """Configure the fake; nothing listens until :meth:`start`.
 
@@ -87,7 +100,9 @@ class FakeDiscord(RestMixin, InjectMixin):
         content needs MESSAGE_CONTENT unless the bot is mentioned). ``validate_responses`` also checks the fake's own
         replies against the spec (into ``openapi_response_failures``). ``control_api`` serves ``/_fake/…`` for
         another process (standalone mode). ``bot_permissions`` go to the bot's managed role in every new guild;
-        ``replay_buffer`` is how many events a session keeps for RESUME.
+        ``replay_buffer`` is how many events a session keeps for RESUME. ``privileged_intents`` are the privileged
+        intents switched on in the developer portal (default: all three); an IDENTIFY asking for another one is
+        closed with 4014, as Discord does.
         """
         super().__init__(
             application_id=application_id,
@@ -105,6 +120,7 @@ class FakeDiscord(RestMixin, InjectMixin):
             bot_name=bot_name,
             bot_permissions=bot_permissions,
             replay_buffer=replay_buffer,
+            privileged_intents=privileged_intents,
         )
         self.spec_path = spec_path
         self.control_api = control_api
@@ -112,6 +128,7 @@ class FakeDiscord(RestMixin, InjectMixin):
         self._checker: OpenAPIChecker | None = None
         self._runner: web.AppRunner | None = None
         self._planned: list[_Planned429] = []
+        self._planned_errors: list[_PlannedError] = []
         self._route_table = self._routes()
         self._sockets: set[web.WebSocketResponse] = set()
         self.internal_errors: list[str] = []
@@ -186,6 +203,31 @@ class FakeDiscord(RestMixin, InjectMixin):
         """
         self._planned.append(_Planned429(method.upper(), re.compile(path_regex), times, retry_after, global_))
 
+    def plan_error(self, method: str, path_regex: str, status: int = 503, *, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests with ``status`` (an outage: 500, 502, 503, 504…).
+
+        ``path_regex`` is searched as in :meth:`plan_429`. discord.py retries 500, 502, 504 and 524 up to five times
+        (sleeping 1, 3, 5, 7 s) and raises ``DiscordServerError`` at once for other 5xx such as 503.
+        """
+        self._planned_errors.append(_PlannedError(method.upper(), re.compile(path_regex), times, status))
+
+    async def reset_token(self, new_token: str | None = None) -> str:
+        """Regenerate the bot token, as **Reset Token** in the developer portal does; return the new token.
+
+        The old token stops working at once: REST answers 401 and a RESUME or IDENTIFY with it is closed with 4004
+        (Authentication failed). Connected clients are disconnected here (code 4000) so they meet that at once, as a
+        bot on Discord does at its next reconnect.
+        """
+        self.token = new_token or f"fake-bot-token-{secrets.token_hex(8)}"
+        for session in self.sessions:
+            ws = session.ws
+            session.ws = None
+            session.invalid = True
+            if ws is not None and not ws.closed:
+                await self._close_socket(ws, 4000, "token reset")
+        self._notify()
+        return self.token
+
     def advance_time(self, seconds: float) -> None:
         """Move the fake's clock forward (interaction tokens expire after ``token_ttl`` of fake time)."""
         self.clock.advance(seconds)
@@ -205,7 +247,7 @@ class FakeDiscord(RestMixin, InjectMixin):
             if not resumable:
                 session.invalid = True
             if ws is not None:
-                await ws.close(code=code, message=b"closed by the test")
+                await self._close_socket(ws, code, "closed by the test")
         self._notify()
 
     async def announce_guild(self, guild_id: int) -> None:
@@ -348,6 +390,13 @@ class FakeDiscord(RestMixin, InjectMixin):
         }
         return 429, body, headers
 
+    def _take_planned_error(self, method: str, path: str) -> _PlannedError | None:
+        for plan in self._planned_errors:
+            if plan.remaining > 0 and plan.method == method and plan.pattern.search(path):
+                plan.remaining -= 1
+                return plan
+        return None
+
     def _dispatch_route(self, method: str, path: str) -> tuple[Any, dict[str, str]] | None:
         for route_method, pattern, handler in self._route_table:
             if route_method == method:
@@ -389,8 +438,11 @@ class FakeDiscord(RestMixin, InjectMixin):
         body: Any
         extra_headers: dict[str, str] = {}
         plan = self._take_planned_429(method, path)
+        outage = self._take_planned_error(method, path) if plan is None else None
         if plan is not None:
             status, body, extra_headers = self._too_many(plan, method, path)
+        elif outage is not None:
+            status, body = outage.status, {"message": f"{outage.status}: {HTTPStatus(outage.status).phrase}", "code": 0}
         else:
             ctx = RequestContext(method, path, {}, query, payload, files, authorized, arrival)
             try:
@@ -421,6 +473,7 @@ class FakeDiscord(RestMixin, InjectMixin):
             and self.validate_responses
             and version in ("9", "10")
             and record not in self.unhandled
+            and outage is None
         ):
             failure = self._checker.validate_response(
                 method,
@@ -494,10 +547,23 @@ class FakeDiscord(RestMixin, InjectMixin):
         session.ready = True
         return session
 
-    async def _resume(self, ws: web.WebSocketResponse, data: Any) -> GatewaySession | None:
-        self.resumes.append(data)
+    async def _close_socket(self, ws: web.WebSocketResponse, code: int, reason: str) -> None:
+        """Close one gateway socket with ``code`` and record it in :attr:`gateway_closes`."""
+        self.gateway_closes.append((code, reason))
+        await ws.close(code=code, message=reason.encode())
+
+    def _identify_refusal(self, data: Any) -> tuple[int, str] | None:
+        """Why Discord would close the socket on this IDENTIFY (close code and reason), or ``None`` to accept it."""
         if not isinstance(data, dict) or data.get("token") != self.token:
-            return None
+            return 4004, "Authentication failed."
+        intents = data.get("intents", 0) or 0
+        if not isinstance(intents, int) or intents < 0 or intents & ~ALL_INTENTS:
+            return 4013, "Invalid intent(s)."
+        if intents & PRIVILEGED_INTENTS & ~self.privileged_intents:
+            return 4014, "Disallowed intent(s)."
+        return None
+
+    async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> GatewaySession | None:
         session = next((s for s in self.sessions if s.session_id == data.get("session_id")), None)
         if session is None or session.invalid:
             return None
@@ -563,7 +629,7 @@ class FakeDiscord(RestMixin, InjectMixin):
                 try:
                     packet = json.loads(msg.data)
                 except ValueError:
-                    await ws.close(code=4002, message=b"Error while decoding payload.")
+                    await self._close_socket(ws, 4002, "Error while decoding payload.")
                     break
                 op, data = packet.get("op"), packet.get("d")
                 if op == OP.HEARTBEAT:
@@ -571,19 +637,26 @@ class FakeDiscord(RestMixin, InjectMixin):
                     await ws.send_str(frame(OP.HEARTBEAT_ACK, None))
                 elif op == OP.IDENTIFY:
                     if session is not None:
-                        await ws.close(code=4005, message=b"Already authenticated.")
+                        await self._close_socket(ws, 4005, "Already authenticated.")
                         break
-                    if not isinstance(data, dict) or data.get("token") != self.token:
-                        await ws.close(code=4004, message=b"Authentication failed.")
+                    if isinstance(data, dict):
+                        self.identify_attempts.append(data)
+                    refusal = self._identify_refusal(data)
+                    if refusal is not None:
+                        await self._close_socket(ws, *refusal)
                         break
                     session = await self._identify(ws, data)
                 elif op == OP.RESUME:
+                    self.resumes.append(data)
+                    if not isinstance(data, dict) or data.get("token") != self.token:
+                        await self._close_socket(ws, 4004, "Authentication failed.")
+                        break
                     session = await self._resume(ws, data)
                     if session is None:
                         await ws.send_str(frame(OP.INVALID_SESSION, False))
                 elif op == OP.REQUEST_GUILD_MEMBERS:
                     if session is None:
-                        await ws.close(code=4003, message=b"Not authenticated.")
+                        await self._close_socket(ws, 4003, "Not authenticated.")
                         break
                     await self._member_chunk(session, data if isinstance(data, dict) else {})
                 elif op == OP.PRESENCE_UPDATE:
@@ -614,6 +687,7 @@ class FakeDiscord(RestMixin, InjectMixin):
             "errors": [asdict(e) for e in self.errors],
             "late_acks": len(self.late_acks),
             "unhandled": [f"{r.method} {r.path}" for r in self.unhandled],
+            "gateway_closes": [list(close) for close in self.gateway_closes],
             "internal_errors": list(self.internal_errors),
             "openapi_skip_reason": self.openapi_skip_reason,
             "openapi_failures": list(self.openapi_failures),
