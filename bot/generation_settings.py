@@ -140,7 +140,7 @@ class GenerationSettings:
 
     async def effective(self, guild_id: int) -> EffectiveSettings:
         """Return every setting of the server as it applies now, each with its source."""
-        return self.effective_from(guild_id, await self.stored(guild_id))
+        return self._effective(guild_id, await self.stored(guild_id))
 
     async def limits(self, guild_id: int) -> ServerLimits:
         """Return the limits a request in this server is admitted under."""
@@ -159,7 +159,7 @@ class GenerationSettings:
     ) -> ResolvedOptions:
         """Fill the options a member left out: the member's choice, then the server's default, then the config's."""
         stored = await self.stored(guild_id)
-        limits = self.effective_from(guild_id, stored).limits
+        limits = self._effective(guild_id, stored).limits
         return resolve_defaults(
             self._config.defaults,
             None if stored is None else stored.defaults,
@@ -172,7 +172,7 @@ class GenerationSettings:
             max_count=limits.max_count,
         )
 
-    def effective_from(self, guild_id: int, stored: StoredGenerationSettings | None) -> EffectiveSettings:
+    def _effective(self, guild_id: int, stored: StoredGenerationSettings | None) -> EffectiveSettings:
         """Combine a stored row (or none) with the config file into the settings that apply."""
         config = self._config
         row = stored or StoredGenerationSettings(guild_id)
@@ -321,7 +321,7 @@ class GenerationSettings:
         """Cache the row a committed change wrote (and make reads begun before it drop theirs)."""
         self._changes += 1
         self._cache[guild_id] = row
-        return self.effective_from(guild_id, row)
+        return self._effective(guild_id, row)
 
 
 _DEFAULT_NAMES = ("model", "size", "quality", "background", "format", "count")

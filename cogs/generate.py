@@ -532,7 +532,7 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
 
 
 async def setup(bot: commands.Bot) -> None:
-    """Add the cog with the job service and the config."""
+    """Add the cog with the job service and the servers' generation settings."""
     services = services_of(bot)
     assert isinstance(bot, AtelierBot)
     await bot.add_cog(Generate(bot, services.generation, services.generation_settings))
