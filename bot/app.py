@@ -31,6 +31,7 @@ from bot.client import (
     Services,
     discord_endpoints,
 )
+from bot.generation_settings import GenerationSettings
 from bot.images import DISCORD_CDN_HOSTS
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
@@ -61,6 +62,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
     config = settings.app
     budgets = Budgets(database, config)
     ledger = Ledger(database, budgets)
+    generation_settings = GenerationSettings(database, config)
     runware = RunwareClient(
         session, api_key=settings.require_runware_key(), api_url=settings.runware_api_url, config=config.runware
     )
@@ -72,6 +74,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         Pricing(config),
         config,
         Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency),
+        settings=generation_settings,
         allowed_hosts=reference_hosts(settings),
     )
     return Services(
@@ -80,6 +83,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         jobs=JobRepository(database),
         budgets=budgets,
         ledger=ledger,
+        generation_settings=generation_settings,
         generation=generation,
     )
 

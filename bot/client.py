@@ -23,6 +23,7 @@ from discord.ext import commands
 
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
+from bot.generation_settings import GenerationSettings
 from bot.jobs.service import GenerationService
 from bot.settings import Settings
 from bot.storage.database import Database
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 EXTENSIONS: tuple[str, ...] = (
     "cogs.account",
     "cogs.budget",
+    "cogs.settings",
     "cogs.generate",
     "cogs.edit",
 )
@@ -97,6 +99,7 @@ class Services:
     jobs: JobRepository
     budgets: Budgets
     ledger: Ledger
+    generation_settings: GenerationSettings
     generation: GenerationService
 
 

@@ -138,14 +138,15 @@ class EditImage(commands.Cog):
         service = self._generate.service
         job = await service.job_for_message(message_id) if from_bot else None
         if job is not None and job.guild_id == guild_id:
-            await self._generate.submit(interaction, self._generate.result_edit(job, interaction.user, prompt), target)
+            admit = await self._generate.result_edit(job, interaction.user, prompt)
+            await self._generate.submit(interaction, admit, target)
             return
         request = new_request(
             guild_id=guild_id,
             channel_id=interaction.channel_id,
             member=interaction.user,
             prompt=prompt,
-            options=self._generate.options(),
+            options=await self._generate.options(guild_id),
             references=sources,
             kind=RequestKind.EDIT,
             target=target,
@@ -200,7 +201,7 @@ class EditImage(commands.Cog):
         if referenced.author.id == me_id:
             job = await service.job_for_message(referenced.id)
             if job is not None and job.guild_id == guild.id:
-                await self._start(message, self._generate.result_edit(job, message.author, prompt), target)
+                await self._start(message, await self._generate.result_edit(job, message.author, prompt), target)
                 return
         elif not self._bot.intents.message_content:
             raise ReplyEditingUnavailableError(NEEDS_MESSAGE_CONTENT)
@@ -212,7 +213,7 @@ class EditImage(commands.Cog):
             channel_id=channel.id,
             member=message.author,
             prompt=prompt,
-            options=self._generate.options(),
+            options=await self._generate.options(guild.id),
             references=[*images, *message_images(message)],
             kind=RequestKind.EDIT,
             target=target,
@@ -247,7 +248,7 @@ class EditImage(commands.Cog):
             )
             nonce = self._generate.confirmations.add(pending)
             question = await message.channel.send(
-                confirm_text(message.author.id, admission.estimate, self._generate.confirm_above),
+                confirm_text(message.author.id, admission),
                 view=confirm_view(nonce),
                 reference=_reference_to(message),
                 allowed_mentions=discord.AllowedMentions.none(),

@@ -6,9 +6,9 @@ service. The service refuses bad input, an empty budget or an unaffordable reque
 refusal reaches only the requester (the public placeholder is removed). A request whose estimate is above the
 confirmation threshold first shows the estimate with Confirm and Cancel.
 
-Options a member leaves out come from the config file's `[defaults]` (`bot.jobs.requests.resolve_defaults`, which
-also takes per-server defaults once servers can store them). This cog also attaches the Discord `Delivery` to the job
-service, which the bot starts (resuming unfinished jobs) once it is connected, so results can be posted.
+Options a member leaves out come from the server's defaults (`/settings defaults`), else the config file's
+`[defaults]` (`bot.generation_settings.GenerationSettings.resolve`). This cog also attaches the Discord `Delivery`
+to the job service, which the bot starts (resuming unfinished jobs) once it is connected, so results can be posted.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from bot.billing.money import format_usd
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
 from bot.client import AtelierBot
 from bot.errors import InvalidRequestError
+from bot.generation_settings import GenerationSettings
 from bot.jobs.delivery import DeliveryError
 from bot.jobs.requests import (
     DeliveryTarget,
@@ -35,10 +36,8 @@ from bot.jobs.requests import (
     ReferenceSource,
     RequestKind,
     ResolvedOptions,
-    resolve_defaults,
 )
 from bot.jobs.service import Admission, GenerationService
-from bot.settings import AppConfig
 from bot.storage.repositories import Job, utc_now
 from bot.tree import defer_public, mark_answered, send_ephemeral
 from cogs._checks import require_guild, role_ids, services_of
@@ -83,11 +82,11 @@ BACKGROUND_CHOICES = [app_commands.Choice(name=background.value, value=backgroun
 FORMAT_CHOICES = [app_commands.Choice(name=fmt.value, value=fmt.value) for fmt in OutputFormat]
 
 OPTION_DESCRIPTIONS = {
-    "model": "GPT Image model (default: the server's)",
+    "model": "GPT Image model (default: this server's default model)",
     "size": "Output size in pixels",
     "quality": "Rendering quality; higher costs more (auto is priced as high)",
     "background": "Background; transparent needs png or webp",
-    "count": "How many images (1-4)",
+    "count": "How many images (1-4; this server may allow fewer)",
     "output_format": "File format of the images",
 }
 
@@ -198,8 +197,9 @@ def confirmed(admit: Admit) -> Callable[[DeliveryTarget], Awaitable[Admission]]:
     return admit_confirmed
 
 
-def confirm_text(requester_id: int, estimate: int, threshold: int) -> str:
-    """Word the question shown before an expensive request starts."""
+def confirm_text(requester_id: int, admission: Admission) -> str:
+    """Word the question shown before an expensive request starts (`admission` needs confirmation)."""
+    estimate, threshold = admission.estimate, admission.threshold or 0
     expires = discord.utils.format_dt(utc_now() + timedelta(seconds=CONFIRM_TIMEOUT_SECONDS), "R")
     return (
         f"💸 <@{requester_id}>, this will cost about **{format_usd(estimate)}**, more than this server's "
@@ -226,10 +226,10 @@ def check_channel(interaction: discord.Interaction[Any]) -> None:
 class Generate(commands.Cog, name=JOB_ACTIONS_COG):
     """Image generation commands and the buttons of their messages."""
 
-    def __init__(self, bot: AtelierBot, service: GenerationService, config: AppConfig) -> None:
+    def __init__(self, bot: AtelierBot, service: GenerationService, settings: GenerationSettings) -> None:
         self._bot = bot
         self._service = service
-        self._config = config
+        self._settings = settings
         self.delivery = DiscordDelivery(bot, service)
         self.confirmations = Confirmations()
 
@@ -237,11 +237,6 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
     def service(self) -> GenerationService:
         """The job service requests go to."""
         return self._service
-
-    @property
-    def confirm_above(self) -> int:
-        """Estimates above this (micro-dollars) ask the member to confirm first."""
-        return self._config.limits.confirm_above
 
     async def cog_load(self) -> None:
         """Make old buttons work (dynamic items) and give the job service its way to post to Discord."""
@@ -254,8 +249,9 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
 
     # -------------------------------------------------------------------------------------------------- options
 
-    def options(
+    async def options(
         self,
+        guild_id: int,
         *,
         model: str | None = None,
         size: str | None = None,
@@ -264,9 +260,9 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
         output_format: str | None = None,
         count: int | None = None,
     ) -> ResolvedOptions:
-        """Fill in the options a member left out from the config file's `[defaults]`."""
-        return resolve_defaults(
-            self._config.defaults,
+        """Fill in the options a member left out: the server's defaults, else the config file's `[defaults]`."""
+        return await self._settings.resolve(
+            guild_id,
             model=model,
             size=size,
             quality=quality,
@@ -303,8 +299,14 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
     ) -> None:
         """Generate images from a prompt, optionally guided by reference images."""
         response_id = await defer_public(interaction)  # acknowledge within Discord's 3 s before any other work
-        options = self.options(
-            model=model, size=size, quality=quality, background=background, output_format=output_format, count=count
+        options = await self.options(
+            require_guild(interaction),
+            model=model,
+            size=size,
+            quality=quality,
+            background=background,
+            output_format=output_format,
+            count=count,
         )
         attachments = [item for item in (reference, reference2, reference3, reference4) if item is not None]
         await self._generate(interaction, response_id, prompt, options, attachments, RequestKind.IMAGINE)
@@ -335,8 +337,14 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
     ) -> None:
         """Edit uploaded images: describe the change, and the images are the starting point."""
         response_id = await defer_public(interaction)  # acknowledge within Discord's 3 s before any other work
-        options = self.options(
-            model=model, size=size, quality=quality, background=background, output_format=output_format, count=count
+        options = await self.options(
+            require_guild(interaction),
+            model=model,
+            size=size,
+            quality=quality,
+            background=background,
+            output_format=output_format,
+            count=count,
         )
         attachments = [item for item in (image, image2, image3, image4) if item is not None]
         await self._generate(interaction, response_id, prompt, options, attachments, RequestKind.EDIT)
@@ -384,7 +392,7 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
             nonce = self.confirmations.add(pending)
             mark_answered(interaction)
             await interaction.edit_original_response(
-                content=confirm_text(interaction.user.id, admission.estimate, self.confirm_above),
+                content=confirm_text(interaction.user.id, admission),
                 view=confirm_view(nonce),
                 allowed_mentions=discord.AllowedMentions.none(),
             )
@@ -395,16 +403,18 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
         mark_answered(interaction)
         await self.delivery.show_status(admission.job_id, target, status_text(admission))
 
-    def result_edit(self, job: Job, member: discord.Member | discord.User, prompt: str) -> Admit:
+    async def result_edit(self, job: Job, member: discord.Member | discord.User, prompt: str) -> Admit:
         """Admit an edit of a result's images (by their Runware ids: nothing is downloaded), paid by `member`.
 
-        The result's model and size are kept; the other options come from the defaults.
+        The result's model and size are kept; the other options come from the server's defaults, else the config's.
         """
         text = prompt.strip()
         if not text:
             raise InvalidRequestError(EMPTY_PROMPT)
+        if job.guild_id is None:
+            raise InvalidRequestError("That job was not made in a server, so it cannot be edited here.")
         member_id, roles = member.id, role_ids(member)
-        options = self.options(model=job.model.value, size=job.size.value)
+        options = await self.options(job.guild_id, model=job.model.value, size=job.size.value)
 
         async def admit(delivery: DeliveryTarget, confirmed: bool) -> Admission:
             return await self._service.edit_from(
@@ -443,7 +453,7 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
         check_channel(interaction)
         job = await self._service.require_job(job_id)
         target = delivery_target(interaction, reply_to_message_id=response_id, source_message_id=source)
-        await self.submit(interaction, self.result_edit(job, interaction.user, prompt), target)
+        await self.submit(interaction, await self.result_edit(job, interaction.user, prompt), target)
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """Delete: remove the result message, for its requester or a member with Manage Messages."""
@@ -522,7 +532,7 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
 
 
 async def setup(bot: commands.Bot) -> None:
-    """Add the cog with the job service and the config."""
+    """Add the cog with the job service and the servers' generation settings."""
     services = services_of(bot)
     assert isinstance(bot, AtelierBot)
-    await bot.add_cog(Generate(bot, services.generation, bot.settings.app))
+    await bot.add_cog(Generate(bot, services.generation, services.generation_settings))

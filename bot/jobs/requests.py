@@ -202,6 +202,12 @@ class ResolvedOptions:
     count: int
 
 
+_MEMBER, _SERVER, _CONFIG = 2, 1, 0
+"""Where a resolved option came from, strongest first."""
+
+_V = TypeVar("_V")
+
+
 def resolve_defaults(
     config: DefaultsConfig,
     server: OptionDefaults | None = None,
@@ -212,30 +218,51 @@ def resolve_defaults(
     background: Background | str | None = None,
     format: OutputFormat | str | None = None,
     count: int | None = None,
+    max_count: int | None = None,
 ) -> ResolvedOptions:
     """Fill the options a member left out: their choice, then the server's defaults, then the config's `[defaults]`.
 
-    A transparent background with a *defaulted* jpg format becomes png (jpg has no alpha); a jpg the member chose
-    explicitly is kept, so the request is refused with the model rule's clear message instead of silently changed.
+    Defaults give way rather than get a member's request refused for something the member did not ask for:
+    - jpg has no alpha, so a transparent background and jpg cannot go together. When they meet, the value from the
+      weaker source gives way (member, then server, then config): a format becomes png, a background becomes auto;
+      from the same source the format gives way. Both chosen by the member are kept, so the request is refused with
+      the model rule's clear message instead of silently changed.
+    - A defaulted count above `max_count` (the server's limit) becomes `max_count`; a count the member chose is kept
+      (admission then refuses it with the limit).
     Raises `InvalidRequestError` for a value that is not offered.
     """
     server = server or OptionDefaults()
-    chosen_background = _pick(Background, "background", background, server.background, config.background)
-    chosen_format = _pick(OutputFormat, "format", format, server.format, config.format)
-    if format is None and chosen_background is Background.TRANSPARENT and chosen_format is OutputFormat.JPG:
-        chosen_format = OutputFormat.PNG
+    background_value, background_rank = _layer(background, server.background, config.background)
+    format_value, format_rank = _layer(format, server.format, config.format)
+    chosen_background = _pick(Background, "background", background_value)
+    chosen_format = _pick(OutputFormat, "format", format_value)
+    if chosen_background is Background.TRANSPARENT and chosen_format is OutputFormat.JPG:
+        if format_rank < _MEMBER and format_rank <= background_rank:
+            chosen_format = OutputFormat.PNG
+        elif background_rank < format_rank:
+            chosen_background = Background.AUTO
+    count_value, count_rank = _layer(count, server.count, config.count)
+    if max_count is not None and count_rank < _MEMBER:
+        count_value = min(count_value, max_count)
     return ResolvedOptions(
-        model=_pick(ModelName, "model", model, server.model, config.model),
-        size=_pick(Size, "size", size, server.size, config.size),
-        quality=_pick(Quality, "quality", quality, server.quality, config.quality),
+        model=_pick(ModelName, "model", _layer(model, server.model, config.model)[0]),
+        size=_pick(Size, "size", _layer(size, server.size, config.size)[0]),
+        quality=_pick(Quality, "quality", _layer(quality, server.quality, config.quality)[0]),
         background=chosen_background,
         format=chosen_format,
-        count=count if count is not None else server.count if server.count is not None else config.count,
+        count=count_value,
     )
 
 
-def _pick(enum: type[_E], name: str, given: _E | str | None, server: _E | None, config: _E) -> _E:
-    value = given if given is not None else server if server is not None else config
+def _layer(given: _V | None, server: _V | None, config: _V) -> tuple[_V, int]:
+    if given is not None:
+        return given, _MEMBER
+    if server is not None:
+        return server, _SERVER
+    return config, _CONFIG
+
+
+def _pick(enum: type[_E], name: str, value: _E | str) -> _E:
     try:
         return enum(value.strip().lower() if isinstance(value, str) and not isinstance(value, enum) else value)
     except ValueError:

@@ -2,13 +2,15 @@
 
 One request goes through `admit` in this order, so every refusal happens before money moves:
 
-1. validate: count against `limits.max_count`, prompt length, declared attachment sizes, and the model's own rules
+1. validate: count against the server's `max_count` (`bot.generation_settings`: its own, else the config's
+   `limits.max_count`), prompt length, declared attachment sizes, and the model's own rules
    (an `ImageInferenceRequest` is built, so a bad option is refused with the field named);
 2. collapse duplicates: the same member asking for the same thing (same `GenerationRequest.fingerprint()`) within
    `duplicate_window_seconds` gets the first job back (`Admission.duplicate`). Truly concurrent identical requests
    wait on the first one's in-process future, so they can never create two jobs; later ones find its row;
 3. estimate, and ask for confirmation (`Admission.needs_confirmation`, nothing reserved, nothing fetched) when the
-   estimate is above `limits.confirm_above` and the request is not yet `confirmed`;
+   estimate is above the server's `confirm_above` (its own, else the config's) and the request is not yet
+   `confirmed`;
 4. fetch (Discord CDN only, byte cap while streaming), decode, normalise and upload the references to Runware
    (`imageUpload` is free), so the job row holds only reference UUIDs and can be re-run after a restart;
 5. reserve the estimate *and* insert the job row (state `queued`) in one ledger transaction, then queue it.
@@ -70,6 +72,7 @@ from bot.billing.ledger import Ledger, ReconcileReport
 from bot.billing.money import format_usd
 from bot.billing.pricing import Pricing
 from bot.errors import AtelierError, InvalidRequestError, PermissionDeniedError
+from bot.generation_settings import GenerationSettings, ServerLimits
 from bot.images import (
     FittedImage,
     InvalidImageError,
@@ -122,6 +125,8 @@ class Admission:
     """1-based place among waiting jobs; None when the job started at once (or needs confirmation)."""
     duplicate: bool = False
     needs_confirmation: bool = False
+    threshold: int | None = None
+    """With `needs_confirmation`: the server's confirmation threshold the estimate is above (micro-dollars)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +203,7 @@ class GenerationService:
         scheduler: Scheduler,
         *,
         delivery: Delivery | None = None,
+        settings: GenerationSettings | None = None,
         allowed_hosts: Collection[str] = frozenset(),
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -207,6 +213,8 @@ class GenerationService:
         self._pricing = pricing
         self._config = config
         self._limits = config.limits
+        # Share the composition root's instance so `/settings` changes reach admission at once (it caches rows).
+        self._settings = settings or GenerationSettings(db, config, clock=clock)
         self._scheduler = scheduler
         self._delivery = delivery
         self._allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
@@ -233,7 +241,8 @@ class GenerationService:
         """
         if self._stopping:
             raise ServiceNotReadyError(RESTARTING)
-        self._validate(request)
+        limits = await self._settings.limits(request.guild_id)
+        self._validate(request, limits)
         fingerprint = request.fingerprint()
         while True:
             pending = self._inflight.get(fingerprint)
@@ -248,7 +257,7 @@ class GenerationService:
         future: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
         self._inflight[fingerprint] = future
         try:
-            admission = await self._admit(request, fingerprint)
+            admission = await self._admit(request, fingerprint, limits)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 future.cancel()
@@ -262,7 +271,7 @@ class GenerationService:
         finally:
             del self._inflight[fingerprint]
 
-    async def _admit(self, request: GenerationRequest, fingerprint: str) -> Admission:
+    async def _admit(self, request: GenerationRequest, fingerprint: str, limits: ServerLimits) -> Admission:
         window = self._limits.duplicate_window_seconds
         if window > 0:
             since = self._clock() - timedelta(seconds=window)
@@ -273,10 +282,10 @@ class GenerationService:
         estimate = self._pricing.estimate(
             request.model, request.quality, request.size, request.count, len(request.prompt), len(request.references)
         )
-        if estimate > self._limits.confirm_above and not request.confirmed:
+        if estimate > limits.confirm_above and not request.confirmed:
             # Refuse now, rather than after a confirmation, what the budget cannot hold anyway.
             await self._ledger.check(request.guild_id, request.member_id, request.role_ids, estimate)
-            return Admission(None, estimate, needs_confirmation=True)
+            return Admission(None, estimate, needs_confirmation=True, threshold=limits.confirm_above)
         references = await self._prepare_references(request)
         if self._stopping:
             raise ServiceNotReadyError(RESTARTING)
@@ -302,11 +311,11 @@ class GenerationService:
         )
         return Admission(job.id, estimate, position)
 
-    def _validate(self, request: GenerationRequest) -> None:
+    def _validate(self, request: GenerationRequest, server: ServerLimits) -> None:
         limits = self._limits
-        if not 1 <= request.count <= limits.max_count:
+        if not 1 <= request.count <= server.max_count:
             raise InvalidRequestError(
-                f"count must be between 1 and {limits.max_count} on this server (got {request.count})."
+                f"count must be between 1 and {server.max_count} on this server (got {request.count})."
             )
         if len(request.prompt) > limits.max_prompt_chars:
             raise InvalidRequestError(

@@ -28,7 +28,7 @@ from tests.discord.helpers import idle, inference_tasks, job_id_of, result_of
 GUILDS_INTENT = 1
 GUILD_MESSAGES_INTENT = 1 << 9
 MESSAGE_CONTENT_INTENT = 1 << 15
-COMMANDS = {"balance", "budget", "queue", "imagine", "edit", "Edit image"}
+COMMANDS = {"balance", "budget", "settings", "queue", "imagine", "edit", "Edit image"}
 
 
 def _names(commands: list[dict[str, Any]]) -> set[str]:

@@ -18,6 +18,7 @@ from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
+from bot.generation_settings import GenerationSettings
 from bot.images import FittedImage
 from bot.jobs.delivery import ResultSummary
 from bot.jobs.requests import DeliveryTarget, GenerationRequest
@@ -124,6 +125,7 @@ class Harness:
     service: GenerationService
     delivery: RecordingDelivery
     fake: FakeRunware
+    settings: GenerationSettings
 
     async def entries(self, job_id: str) -> dict[EntryKind, LedgerEntry]:
         """The job's ledger entries by kind."""
@@ -184,6 +186,7 @@ class HarnessFactory:
         )
         scheduler = Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency)
         delivery = RecordingDelivery()
+        settings = GenerationSettings(db, config)
         service = GenerationService(
             db,
             client,
@@ -193,9 +196,10 @@ class HarnessFactory:
             config,
             scheduler,
             delivery=delivery,
+            settings=settings,
             allowed_hosts=allowed_hosts,
         )
-        harness = Harness(db, budgets, ledger, client, scheduler, service, delivery, self.fake)
+        harness = Harness(db, budgets, ledger, client, scheduler, service, delivery, self.fake, settings)
         self.opened.append(harness)
         if start:
             await service.resume()

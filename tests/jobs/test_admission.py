@@ -16,9 +16,10 @@ from bot.errors import InvalidRequestError
 from bot.images import InvalidImageError, ReferenceFetchError, ReferenceTooLargeError
 from bot.jobs.requests import ReferenceSource
 from bot.jobs.state import JobState
-from tests.jobs.conftest import Harness, HarnessFactory, make_config, make_request
+from tests.jobs.conftest import GUILD, MINI_MEDIUM_SQUARE, Harness, HarnessFactory, make_config, make_request
 
 MB = 1024 * 1024
+ADMIN = 5005
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -208,6 +209,31 @@ async def test_a_count_outside_the_servers_limit_is_refused(
     harness = await harnesses.open(make_config(max_count=server_limit))
     with pytest.raises(InvalidRequestError, match=f"between 1 and {server_limit}"):
         await harness.service.admit(make_request(count=count))
+    await assert_nothing_happened(harness)
+
+
+async def test_a_servers_own_max_count_is_the_limit(harness: Harness) -> None:
+    """A server that allows 2 images per request refuses 3 (the config allows 4) with its own limit; another server
+    still gets the config's."""
+    await harness.settings.change_limits(GUILD, actor_id=ADMIN, max_count=2)
+
+    with pytest.raises(InvalidRequestError, match=r"count must be between 1 and 2 on this server \(got 3\)"):
+        await harness.service.admit(make_request(count=3))
+    await assert_nothing_happened(harness)
+
+    elsewhere = await harness.service.admit(make_request(guild_id=GUILD + 1, count=3))
+    assert elsewhere.job_id is not None
+
+
+async def test_a_servers_own_threshold_asks_for_confirmation(harness: Harness) -> None:
+    """Below the config's threshold but above the server's: the member is asked first, told the server's threshold,
+    and nothing is reserved or submitted."""
+    await harness.settings.change_limits(GUILD, actor_id=ADMIN, confirm_above=5_000)
+
+    asked = await harness.service.admit(make_request())
+
+    assert asked.needs_confirmation and asked.job_id is None
+    assert (asked.estimate, asked.threshold) == (MINI_MEDIUM_SQUARE, 5_000)
     await assert_nothing_happened(harness)
 
 

@@ -32,6 +32,33 @@ def test_a_transparent_background_turns_a_defaulted_jpg_into_png_but_not_a_chose
     assert resolve_defaults(CONFIG, background=Background.TRANSPARENT, format="jpg").format is OutputFormat.JPG
 
 
+def test_an_explicit_jpg_turns_a_defaulted_transparent_background_into_auto() -> None:
+    """The member asked for jpg and not for transparency: the default background gives way, not the member's format."""
+    server = OptionDefaults(background=Background.TRANSPARENT)
+    options = resolve_defaults(CONFIG, server, format="jpg")
+    assert (options.format, options.background) == (OutputFormat.JPG, Background.AUTO)
+
+
+def test_between_server_and_config_the_weaker_default_gives_way() -> None:
+    """A server's transparent beats the config's jpg (format becomes png); a server's jpg beats the config's
+    transparent (background becomes auto)."""
+    transparent = resolve_defaults(CONFIG, OptionDefaults(background=Background.TRANSPARENT))
+    assert (transparent.background, transparent.format) == (Background.TRANSPARENT, OutputFormat.PNG)
+    jpg = resolve_defaults(
+        CONFIG.model_copy(update={"background": Background.TRANSPARENT, "format": OutputFormat.PNG}),
+        OptionDefaults(format=OutputFormat.JPG),
+    )
+    assert (jpg.background, jpg.format) == (Background.AUTO, OutputFormat.JPG)
+
+
+def test_a_defaulted_count_is_held_to_the_limit_but_a_chosen_one_is_not() -> None:
+    """Defaults never make a request the server refuses; the member's own count is left for admission to judge."""
+    server = OptionDefaults(count=4)
+    assert resolve_defaults(CONFIG, server, max_count=2).count == 2
+    assert resolve_defaults(CONFIG, server, count=3, max_count=2).count == 3
+    assert resolve_defaults(CONFIG, server).count == 4
+
+
 def test_an_option_that_is_not_offered_is_refused() -> None:
     """Unknown values name the option and the choices."""
     with pytest.raises(InvalidRequestError, match="size '999x999' is not offered"):

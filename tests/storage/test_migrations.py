@@ -12,6 +12,7 @@ from bot.storage import migrate
 from bot.storage.database import Database, DatabaseError
 from bot.storage.migrate import Migration, MigrationError, apply_migrations, latest_version, load_migrations
 from bot.storage.repositories import MS_PER_DAY, LedgerQueries, MetaRepository, to_ms
+from bot.storage.settings_queries import GenerationSettingsQueries, GenerationSettingsRepository
 
 LATEST = latest_version()
 AT = to_ms(datetime(2025, 1, 15, 12, 0, tzinfo=UTC))
@@ -79,6 +80,7 @@ async def test_empty_file_migrates_to_the_latest_version(tmp_path: Path) -> None
     assert user_version(path) == LATEST
     assert {"meta", "guild_settings", "role_allowances", "member_overrides", "jobs", "ledger"} <= tables(path)
     assert {"member_day_totals", "guild_day_totals", "ledger_day_totals"} <= tables(path)
+    assert {"job_results", "generation_settings"} <= tables(path)
 
 
 @pytest.mark.parametrize("start", range(LATEST))
@@ -101,6 +103,13 @@ async def test_file_at_every_earlier_version_upgrades_to_the_latest(tmp_path: Pa
             older = await db.run(lambda conn: LedgerQueries(conn).totals(1, 11, day - 1, day))
             assert (older.member.spent, older.member.reserved) == (7000, 0)
             assert await db.run(lambda conn: LedgerQueries(conn).count_totals_mismatches()) == 0
+        # Version 4: every server starts without settings of its own, and can then store them.
+        settings = GenerationSettingsRepository(db)
+        assert await settings.get(1) is None
+        at = datetime.fromtimestamp(AT / 1000, UTC)
+        await db.run(lambda conn: GenerationSettingsQueries(conn).save_limits(1, 2, 10_000, at, 10))
+        stored = await settings.get(1)
+        assert stored is not None and (stored.max_count, stored.confirm_above) == (2, 10_000)
     assert user_version(path) == LATEST
 
 

@@ -1,0 +1,339 @@
+"""A server's own generation settings: defaults for the options a member leaves out, and its request limits.
+
+Each value is the server's if its admins set one (`/settings defaults`, `/settings limits`), else the config file's
+(`[defaults]`, `[limits]`). The config's `limits.max_count` is also a ceiling: a server may allow fewer images per
+request, never more, and a stored limit above a later-lowered config value gives way to it. What an option resolves
+to for a member is `bot.jobs.requests.resolve_defaults` (member, then server, then config), fed from here.
+
+Rows are read through a small in-process cache: every change goes through this object, which replaces the cached
+row once its transaction has committed, so admission does not pay a database trip per request for a row that almost
+never changes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from bot.billing.errors import check_amount, check_id
+from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
+from bot.errors import InvalidRequestError
+from bot.jobs.requests import OptionDefaults, ResolvedOptions, resolve_defaults
+from bot.settings import AppConfig
+from bot.storage.database import Database
+from bot.storage.repositories import utc_now
+from bot.storage.settings_queries import (
+    GenerationSettingsQueries,
+    GenerationSettingsRepository,
+    StoredGenerationSettings,
+)
+
+_T = TypeVar("_T")
+_E = TypeVar("_E", bound=StrEnum)
+
+TRANSPARENT_JPG = "A transparent background needs the png or webp format: jpg has no transparency."
+
+
+class Source(StrEnum):
+    """Where an effective setting comes from."""
+
+    SERVER = "server"
+    CONFIG = "config"
+
+
+@dataclass(frozen=True, slots=True)
+class Effective(Generic[_T]):
+    """One setting as it applies now: its value, where it comes from, and why it differs from that source (if so)."""
+
+    value: _T
+    source: Source
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """The limits a request in one server is admitted under."""
+
+    max_count: int
+    confirm_above: int
+    """Micro-dollars: a larger estimate asks the member to confirm first."""
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveSettings:
+    """Every generation setting of a server as it applies now, each with its source, and the stored row."""
+
+    guild_id: int
+    stored: StoredGenerationSettings | None
+    model: Effective[ModelName]
+    size: Effective[Size]
+    quality: Effective[Quality]
+    background: Effective[Background]
+    format: Effective[OutputFormat]
+    count: Effective[int]
+    max_count: Effective[int]
+    confirm_above: Effective[int]
+
+    @property
+    def options(self) -> ResolvedOptions:
+        """What a request that leaves every option out gets."""
+        return ResolvedOptions(
+            model=self.model.value,
+            size=self.size.value,
+            quality=self.quality.value,
+            background=self.background.value,
+            format=self.format.value,
+            count=self.count.value,
+        )
+
+    @property
+    def limits(self) -> ServerLimits:
+        """The limits requests are admitted under."""
+        return ServerLimits(self.max_count.value, self.confirm_above.value)
+
+
+def _parse(enum: type[_E], name: str, value: _E | str | None) -> _E | None:
+    if value is None or isinstance(value, enum):
+        return value
+    try:
+        return enum(value.strip().lower())
+    except ValueError:
+        offered = ", ".join(member.value for member in enum)
+        raise InvalidRequestError(f"{name} {value!r} is not offered; choose one of {offered}.") from None
+
+
+def _source(server_value: object) -> Source:
+    return Source.CONFIG if server_value is None else Source.SERVER
+
+
+class GenerationSettings:
+    """Reads and changes servers' generation defaults and limits; a server without its own uses the config file's."""
+
+    def __init__(self, db: Database, config: AppConfig, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._db = db
+        self._config = config
+        self._clock = clock
+        self._rows = GenerationSettingsRepository(db)
+        self._cache: dict[int, StoredGenerationSettings | None] = {}
+        self._changes = 0
+
+    @property
+    def ceiling(self) -> int:
+        """The most images per request any server may allow: the config file's `limits.max_count`."""
+        return self._config.limits.max_count
+
+    # ------------------------------------------------------------------------------------------------- reading
+
+    async def stored(self, guild_id: int) -> StoredGenerationSettings | None:
+        """Return the server's own row (None: it never changed a default or a limit)."""
+        if guild_id in self._cache:
+            return self._cache[guild_id]
+        changes = self._changes
+        row = await self._rows.get(guild_id)
+        if changes == self._changes:  # a change committed meanwhile has cached its own (newer) row; keep that
+            self._cache[guild_id] = row
+        return row
+
+    async def effective(self, guild_id: int) -> EffectiveSettings:
+        """Return every setting of the server as it applies now, each with its source."""
+        return self._effective(guild_id, await self.stored(guild_id))
+
+    async def limits(self, guild_id: int) -> ServerLimits:
+        """Return the limits a request in this server is admitted under."""
+        return (await self.effective(guild_id)).limits
+
+    async def resolve(
+        self,
+        guild_id: int,
+        *,
+        model: ModelName | str | None = None,
+        size: Size | str | None = None,
+        quality: Quality | str | None = None,
+        background: Background | str | None = None,
+        format: OutputFormat | str | None = None,
+        count: int | None = None,
+    ) -> ResolvedOptions:
+        """Fill the options a member left out: the member's choice, then the server's default, then the config's."""
+        stored = await self.stored(guild_id)
+        limits = self._effective(guild_id, stored).limits
+        return resolve_defaults(
+            self._config.defaults,
+            None if stored is None else stored.defaults,
+            model=model,
+            size=size,
+            quality=quality,
+            background=background,
+            format=format,
+            count=count,
+            max_count=limits.max_count,
+        )
+
+    def _effective(self, guild_id: int, stored: StoredGenerationSettings | None) -> EffectiveSettings:
+        """Combine a stored row (or none) with the config file into the settings that apply."""
+        config = self._config
+        row = stored or StoredGenerationSettings(guild_id)
+        server = row.defaults
+        ceiling = config.limits.max_count
+        max_count = Effective(min(row.max_count or ceiling, ceiling), _source(row.max_count))
+        if row.max_count is not None and row.max_count > ceiling:
+            max_count = replace(max_count, note=f"set to {row.max_count}, but the bot allows at most {ceiling}")
+        confirm_above = Effective(
+            config.limits.confirm_above if row.confirm_above is None else row.confirm_above, _source(row.confirm_above)
+        )
+        options = resolve_defaults(config.defaults, server, max_count=max_count.value)
+        wanted_background = server.background or config.defaults.background
+        wanted_format = server.format or config.defaults.format
+        wanted_count = server.count or config.defaults.count
+        return EffectiveSettings(
+            guild_id=guild_id,
+            stored=stored,
+            model=Effective(options.model, _source(server.model)),
+            size=Effective(options.size, _source(server.size)),
+            quality=Effective(options.quality, _source(server.quality)),
+            background=Effective(
+                options.background,
+                _source(server.background),
+                None
+                if options.background is wanted_background
+                else f"set to {wanted_background.value}, which jpg cannot show, so {options.background.value} is used",
+            ),
+            format=Effective(
+                options.format,
+                _source(server.format),
+                None
+                if options.format is wanted_format
+                else f"set to {wanted_format.value}, which cannot be transparent, so {options.format.value} is used",
+            ),
+            count=Effective(
+                options.count,
+                _source(server.count),
+                None
+                if options.count == wanted_count
+                else f"set to {wanted_count}, above the limit of {max_count.value} per request",
+            ),
+            max_count=max_count,
+            confirm_above=confirm_above,
+        )
+
+    # ------------------------------------------------------------------------------------------------ changing
+
+    async def change_defaults(
+        self,
+        guild_id: int,
+        *,
+        actor_id: int | None,
+        reset: bool = False,
+        model: ModelName | str | None = None,
+        size: Size | str | None = None,
+        quality: Quality | str | None = None,
+        background: Background | str | None = None,
+        format: OutputFormat | str | None = None,
+        count: int | None = None,
+    ) -> EffectiveSettings:
+        """Set some of the server's defaults (after clearing all of them, with `reset`); return the new settings.
+
+        Refused with `InvalidRequestError`, changing nothing: a value that is not offered, a count above the
+        server's limit, or a transparent background with the jpg format among the server's own defaults.
+        """
+        guild, actor = check_id(guild_id, "server id"), _actor(actor_id)
+        given = OptionDefaults(
+            model=_parse(ModelName, "model", model),
+            size=_parse(Size, "size", size),
+            quality=_parse(Quality, "quality", quality),
+            background=_parse(Background, "background", background),
+            format=_parse(OutputFormat, "format", format),
+            count=_check_count(count, "count"),
+        )
+        changes = {name: getattr(given, name) for name in _DEFAULT_NAMES if getattr(given, name) is not None}
+        if not reset and not changes:
+            return await self.effective(guild)
+        at = self._clock()
+        ceiling = self._config.limits.max_count
+
+        def write(conn: sqlite3.Connection) -> StoredGenerationSettings | None:
+            queries = GenerationSettingsQueries(conn)
+            current = queries.get(guild)
+            base = OptionDefaults() if reset or current is None else current.defaults
+            merged = replace(base, **changes)
+            if merged.background is Background.TRANSPARENT and merged.format is OutputFormat.JPG:
+                raise InvalidRequestError(TRANSPARENT_JPG)
+            limit = min(ceiling, current.max_count or ceiling) if current is not None else ceiling
+            if given.count is not None and given.count > limit:
+                raise InvalidRequestError(
+                    f"The default count can be at most {limit}, this server's limit of images per request "
+                    f"(got {given.count})."
+                )
+            queries.save_defaults(guild, merged, at, actor)
+            return queries.get(guild)
+
+        return self._changed(guild, await self._db.run(write))
+
+    async def change_limits(
+        self,
+        guild_id: int,
+        *,
+        actor_id: int | None,
+        reset: bool = False,
+        max_count: int | None = None,
+        confirm_above: int | None = None,
+    ) -> EffectiveSettings:
+        """Set some of the server's limits (after clearing both, with `reset`); return the new settings.
+
+        Refused with `InvalidRequestError`, changing nothing: a `max_count` above the config's (the bot-wide
+        ceiling) or below the server's own default count, or a threshold that is negative or absurdly large.
+        """
+        guild, actor = check_id(guild_id, "server id"), _actor(actor_id)
+        ceiling = self._config.limits.max_count
+        new_max = _check_count(max_count, "max_count")
+        if new_max is not None and new_max > ceiling:
+            raise InvalidRequestError(
+                f"This bot allows at most {ceiling} image{'s' if ceiling != 1 else ''} per request "
+                f"(`[limits] max_count` in its config file); a server may set less, not more (got {new_max})."
+            )
+        threshold = None if confirm_above is None else check_amount(confirm_above, "confirmation threshold")
+        if not reset and new_max is None and threshold is None:
+            return await self.effective(guild)
+        at = self._clock()
+
+        def write(conn: sqlite3.Connection) -> StoredGenerationSettings | None:
+            queries = GenerationSettingsQueries(conn)
+            current = queries.get(guild)
+            kept_max = None if reset or current is None else current.max_count
+            kept_threshold = None if reset or current is None else current.confirm_above
+            merged_max = kept_max if new_max is None else new_max
+            merged_threshold = kept_threshold if threshold is None else threshold
+            own_count = None if current is None else current.defaults.count
+            if merged_max is not None and own_count is not None and own_count > merged_max:
+                raise InvalidRequestError(
+                    f"This server's default count is {own_count}, above a limit of {merged_max}; lower it first "
+                    "with `/settings defaults count`."
+                )
+            queries.save_limits(guild, merged_max, merged_threshold, at, actor)
+            return queries.get(guild)
+
+        return self._changed(guild, await self._db.run(write))
+
+    def _changed(self, guild_id: int, row: StoredGenerationSettings | None) -> EffectiveSettings:
+        """Cache the row a committed change wrote (and make reads begun before it drop theirs)."""
+        self._changes += 1
+        self._cache[guild_id] = row
+        return self._effective(guild_id, row)
+
+
+_DEFAULT_NAMES = ("model", "size", "quality", "background", "format", "count")
+
+
+def _check_count(value: int | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_COUNT:
+        raise InvalidRequestError(f"{name} must be a whole number from 1 to {MAX_COUNT}, not {value!r}.")
+    return value
+
+
+def _actor(actor_id: int | None) -> int | None:
+    return None if actor_id is None else check_id(actor_id, "admin id")

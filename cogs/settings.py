@@ -1,0 +1,231 @@
+"""`/settings` for server admins: the server's own generation defaults (`defaults`) and request limits (`limits`).
+
+Every subcommand needs Manage Server. Discord hides the group from others by default, but a server can change that
+default, so the cog checks the member's permissions again on every use (`interaction_check`), as `/budget` does.
+Without options a subcommand shows what applies now and where each value comes from (this server or the config
+file); with options it changes them; `reset` clears the server's own values first, so the config file's apply.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.billing.money import format_usd
+from bot.catalog import MAX_COUNT
+from bot.generation_settings import Effective, EffectiveSettings, GenerationSettings, Source
+from bot.tree import send_ephemeral
+from cogs._checks import require_guild, require_manage_guild, services_of
+from cogs._embeds import COLOUR, relative
+from cogs.budget import Amount, parse_amount
+from cogs.generate import BACKGROUND_CHOICES, FORMAT_CHOICES, MODEL_CHOICES, QUALITY_CHOICES, SIZE_CHOICES
+
+log = logging.getLogger(__name__)
+
+Count = app_commands.Range[int, 1, MAX_COUNT]
+
+SOURCES = {Source.SERVER: "set by this server", Source.CONFIG: "config file"}
+
+DEFAULTS_TITLE = "Generation defaults"
+DEFAULTS_DESCRIPTION = "What `/imagine` and `/edit` use for an option a member leaves out."
+LIMITS_TITLE = "Generation limits"
+LIMITS_DESCRIPTION = "What every request on this server is held to."
+
+
+def _line(setting: Effective[Any], shown: str) -> str:
+    text = f"**{shown}** · {SOURCES[setting.source]}"
+    return text if setting.note is None else f"{text} ({setting.note})"
+
+
+def _changed(at: datetime | None, by: int | None) -> str:
+    if at is None:
+        return ""
+    who = f" by <@{by}>" if by is not None else ""
+    return f"\nLast changed{who} {relative(at)}."
+
+
+def defaults_embed(settings: EffectiveSettings) -> discord.Embed:
+    """Show the defaults that apply, each with its source."""
+    stored = settings.stored
+    description = DEFAULTS_DESCRIPTION + (
+        "" if stored is None else _changed(stored.defaults_changed_at, stored.defaults_changed_by)
+    )
+    embed = discord.Embed(title=DEFAULTS_TITLE, description=description, colour=COLOUR)
+    for name, setting in (
+        ("model", settings.model),
+        ("size", settings.size),
+        ("quality", settings.quality),
+        ("background", settings.background),
+        ("format", settings.format),
+    ):
+        embed.add_field(name=name, value=_line(setting, setting.value.value), inline=True)
+    embed.add_field(name="count", value=_line(settings.count, str(settings.count.value)), inline=True)
+    return embed
+
+
+def limits_embed(settings: EffectiveSettings, ceiling: int) -> discord.Embed:
+    """Show the limits that apply, each with its source, and the bot-wide ceiling on `max_count`."""
+    stored = settings.stored
+    description = LIMITS_DESCRIPTION + (
+        "" if stored is None else _changed(stored.limits_changed_at, stored.limits_changed_by)
+    )
+    embed = discord.Embed(title=LIMITS_TITLE, description=description, colour=COLOUR)
+    embed.add_field(
+        name="max_count",
+        value=_line(settings.max_count, str(settings.max_count.value))
+        + f"\nImages per request; this bot allows at most {ceiling}.",
+        inline=False,
+    )
+    threshold = settings.confirm_above.value
+    embed.add_field(
+        name="confirm_above",
+        value=_line(settings.confirm_above, format_usd(threshold))
+        + (
+            "\nEvery request shows its estimate and asks to confirm."
+            if threshold == 0
+            else "\nA request estimated above this shows its estimate and asks to confirm."
+        ),
+        inline=False,
+    )
+    return embed
+
+
+def _audit(interaction: discord.Interaction[Any], change: str, *args: object) -> None:
+    log.info(
+        "Generation settings change in guild %s by %s (%s): " + change,
+        interaction.guild_id,
+        interaction.user,
+        interaction.user.id,
+        *args,
+    )
+
+
+def _listed(changes: dict[str, str]) -> str:
+    return ", ".join(f"{name} **{value}**" for name, value in changes.items())
+
+
+class ServerSettings(commands.Cog):
+    """Server settings for generation; changes apply to the next request."""
+
+    settings = app_commands.Group(
+        name="settings",
+        description="Set this server's image generation defaults and limits (Manage Server)",
+        default_permissions=discord.Permissions(manage_guild=True),
+        guild_only=True,
+    )
+
+    def __init__(self, generation_settings: GenerationSettings) -> None:
+        self._settings = generation_settings
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        """Re-check Manage Server in the bot, whatever the server did to the group's default permissions."""
+        return require_manage_guild(interaction)
+
+    @settings.command(name="defaults")
+    @app_commands.rename(output_format="format")
+    @app_commands.describe(
+        model="Default GPT Image model",
+        size="Default output size in pixels",
+        quality="Default rendering quality (higher costs more; auto is priced as high)",
+        background="Default background (transparent needs png or webp)",
+        output_format="Default file format",
+        count="Default number of images per request (at most this server's max_count)",
+        reset="True: clear this server's defaults, so the config file's apply (options given too are set after)",
+    )
+    @app_commands.choices(
+        model=MODEL_CHOICES,
+        size=SIZE_CHOICES,
+        quality=QUALITY_CHOICES,
+        background=BACKGROUND_CHOICES,
+        output_format=FORMAT_CHOICES,
+    )
+    async def defaults(
+        self,
+        interaction: discord.Interaction[Any],
+        model: str | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+        background: str | None = None,
+        output_format: str | None = None,
+        count: Count | None = None,
+        reset: bool = False,
+    ) -> None:
+        """Show or set the options /imagine and /edit use when a member leaves them out."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
+        guild_id = require_guild(interaction)
+        given = {
+            name: str(value)
+            for name, value in (
+                ("model", model),
+                ("size", size),
+                ("quality", quality),
+                ("background", background),
+                ("format", output_format),
+                ("count", count),
+            )
+            if value is not None
+        }
+        if not reset and not given:
+            await send_ephemeral(interaction, embed=defaults_embed(await self._settings.effective(guild_id)))
+            return
+        effective = await self._settings.change_defaults(
+            guild_id,
+            actor_id=interaction.user.id,
+            reset=reset,
+            model=model,
+            size=size,
+            quality=quality,
+            background=background,
+            format=output_format,
+            count=count,
+        )
+        _audit(interaction, "defaults %s%s", "reset, then " if reset else "", given or "none set")
+        parts = ["Cleared this server's defaults."] if reset else []
+        if given:
+            parts.append(f"Set {_listed(given)}.")
+        await send_ephemeral(interaction, " ".join(parts), embed=defaults_embed(effective))
+
+    @settings.command(name="limits")
+    @app_commands.describe(
+        max_count="Most images one request may ask for (at most the bot's own limit)",
+        confirm_above="Dollars, like 0.50: a request estimated above this asks to confirm first (0: every request)",
+        reset="True: clear this server's limits, so the config file's apply (options given too are set after)",
+    )
+    async def limits(
+        self,
+        interaction: discord.Interaction[Any],
+        max_count: Count | None = None,
+        confirm_above: Amount | None = None,
+        reset: bool = False,
+    ) -> None:
+        """Show or set this server's limits: images per request and the confirmation threshold."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
+        guild_id = require_guild(interaction)
+        threshold = None if confirm_above is None else parse_amount(confirm_above)
+        given: dict[str, str] = {}
+        if max_count is not None:
+            given["max_count"] = str(max_count)
+        if threshold is not None:
+            given["confirm_above"] = format_usd(threshold)
+        if not reset and not given:
+            effective = await self._settings.effective(guild_id)
+            await send_ephemeral(interaction, embed=limits_embed(effective, self._settings.ceiling))
+            return
+        effective = await self._settings.change_limits(
+            guild_id, actor_id=interaction.user.id, reset=reset, max_count=max_count, confirm_above=threshold
+        )
+        _audit(interaction, "limits %s%s", "reset, then " if reset else "", given or "none set")
+        parts = ["Cleared this server's limits."] if reset else []
+        if given:
+            parts.append(f"Set {_listed(given)}.")
+        await send_ephemeral(interaction, " ".join(parts), embed=limits_embed(effective, self._settings.ceiling))
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Add the cog with the service it needs."""
+    await bot.add_cog(ServerSettings(services_of(bot).generation_settings))
