@@ -113,7 +113,7 @@ def run_generate(args: argparse.Namespace) -> int:
         print(f"atelier: cannot save the images in {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
     cost = outcome.result.cost_micros
-    print(f"cost: {'unknown (Runware reported none)' if cost is None else format_usd(cost)}")
+    print(f"cost: {'unknown (Runware did not report it for every image)' if cost is None else format_usd(cost)}")
     return EXIT_OK
 
 
