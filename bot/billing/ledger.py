@@ -6,6 +6,12 @@ the budget check and the hold it allows are atomic: however many requests arrive
 together pass a member's allowance plus grants, or the server cap, except by an overrun (Runware reporting more than
 was reserved), which is recorded on the settle row and logged.
 
+Limits are judged at reservation time. A hold that fitted stays valid when an admin later lowers an allowance or
+the cap, or deducts: it is settled or released as usual, so spend plus holds can end above a limit lowered after
+they were made (new requests are refused until they are back under it). While the rules stand and nothing is
+deducted, at every moment spend + holds <= allowance + grants + recorded overruns for each member, and
+<= cap + recorded overruns for the server (tests/billing/test_ledger_properties.py checks both).
+
 Idempotency: the ledger allows one hold, one settle and one release row per job (a unique index), so repeating
 `settle` or `release` changes nothing, and a repeated `reserve` with the same figures returns the existing hold. A
 caller cancelled while its `reserve` is running may not know whether the hold was written; `release(job_id)` is
