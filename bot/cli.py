@@ -113,7 +113,7 @@ def run_generate(args: argparse.Namespace) -> int:
         print(f"atelier: cannot save the images in {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
     cost = outcome.result.cost_micros
-    print(f"cost: {'unknown (Runware reported none)' if cost is None else format_usd(cost)}")
+    print(f"cost: {'unknown (Runware did not report it for every image)' if cost is None else format_usd(cost)}")
     return EXIT_OK
 
 
@@ -209,7 +209,8 @@ def run_check(args: argparse.Namespace) -> int:
     setup_logging("ERROR", secrets=secrets)
     print(f"config: ok ({settings.config_path})")
     if settings.discord_token is None:
-        print("discord: DISCORD_TOKEN is not set (needed to run the bot)")
+        state = "is empty" if "DISCORD_TOKEN" in settings.empty_variables else "is not set"
+        print(f"discord: DISCORD_TOKEN {state} (needed to run the bot)")
     else:
         print("discord: token set")
     results = asyncio.run(_check_services(settings))
@@ -240,7 +241,8 @@ async def _check_services(settings: Settings) -> _CheckResults:
         results.lines.append(f"database: {exc}")
     if settings.runware_api_key is None:
         results.ok = False
-        results.lines.append("runware: RUNWARE_API_KEY is not set")
+        state = "is empty" if "RUNWARE_API_KEY" in settings.empty_variables else "is not set"
+        results.lines.append(f"runware: RUNWARE_API_KEY {state}")
         return results
     async with aiohttp.ClientSession() as session:
         client = RunwareClient(

@@ -9,7 +9,7 @@ _FORMAT = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
 
 
 class RedactSecrets(logging.Filter):
-    """Replace every known secret value in a record's rendered message (and traceback) with `***`."""
+    """Replace every known secret value in a record's rendered message, traceback and stack with `***`."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -29,6 +29,8 @@ class RedactSecrets(logging.Filter):
             message = message.replace(secret, "***")
             if record.exc_text:
                 record.exc_text = record.exc_text.replace(secret, "***")
+            if record.stack_info:  # `log.info(..., stack_info=True)`: the stack shows source lines and can hold values
+                record.stack_info = record.stack_info.replace(secret, "***")
         record.msg, record.args = message, None
         return True
 

@@ -11,12 +11,15 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -159,6 +162,7 @@ _URL_SCHEMES = {
     "discord_api_base": ("http", "https"),
     "discord_gateway_url": ("ws", "wss"),
 }
+_MAX_SNOWFLAKE = 2**63 - 1
 
 
 class _Environment(BaseSettings):
@@ -174,20 +178,60 @@ class _Environment(BaseSettings):
     dev_guild: int | None = Field(default=None, validation_alias="ATELIER_DEV_GUILD")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
 
-    @field_validator("discord_token", "runware_api_key", "discord_gateway_url", "dev_guild", mode="before")
+    _empty: frozenset[str] = PrivateAttr(default=frozenset())
+    """Variables that were set to an empty (or blank) value, and so count as unset."""
+
+    @model_validator(mode="wrap")
     @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+    def _empty_is_unset(cls, data: Any, handler: ModelWrapValidatorHandler[_Environment]) -> _Environment:
+        """Drop empty or blank values, so the default applies; remember which variables they were."""
+        empty: set[str] = set()
+        if isinstance(data, Mapping):
+            empty = {str(name) for name, value in data.items() if isinstance(value, str) and not value.strip()}
+            data = {name: value for name, value in data.items() if name not in empty}
+        environment = handler(data)
+        environment._empty = frozenset(empty)
+        return environment
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        # Bytes that are not UTF-8 reach os.environ as lone surrogates; they would fail later, far from the cause.
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("is not valid UTF-8") from None
+        return value
 
     @field_validator(*_URL_SCHEMES)
     @classmethod
     def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        schemes = _URL_SCHEMES[info.field_name or ""]
-        if not value.startswith(tuple(f"{scheme}://" for scheme in schemes)):
-            raise ValueError(f"must be a URL starting with {schemes[0]}:// or {schemes[1]}://")
-        return value.rstrip("/")
+        first, second = _URL_SCHEMES[info.field_name or ""]
+        text = value.strip()
+        problem = f"must be a URL starting with {first}:// or {second}:// and naming a host"
+        parts = urlsplit(text)
+        if parts.scheme.lower() not in (first, second) or not parts.hostname or any(c.isspace() for c in text):
+            raise ValueError(problem)
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError(f"{problem}, with a port from 1 to 65535")
+        return text.rstrip("/")
+
+    @field_validator("dev_guild", mode="before")
+    @classmethod
+    def _snowflake(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = str(value).strip()
+        if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= _MAX_SNOWFLAKE:
+            raise ValueError("must be a Discord server id (a positive whole number)")
+        return int(text)
 
     @field_validator("log_level")
     @classmethod
@@ -200,6 +244,8 @@ class _Environment(BaseSettings):
 
 _ENV_NAMES: dict[str, str] = {name: str(field.validation_alias) for name, field in _Environment.model_fields.items()}
 """Field name -> environment variable, for naming the variable in a `SettingsError`."""
+ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(_ENV_NAMES.values())
+"""Every environment variable the settings read (contract §5.1)."""
 
 
 class Settings(BaseModel):
@@ -217,18 +263,25 @@ class Settings(BaseModel):
     dev_guild: int | None
     log_level: str
     app: AppConfig
+    empty_variables: frozenset[str] = frozenset()
+    """Variables set to an empty value, which count as unset (so their default applies)."""
 
     def require_discord_token(self) -> str:
-        """Return the bot token, or raise `SettingsError` if it is not set."""
+        """Return the bot token, or raise `SettingsError` if it is not set (or set but empty)."""
         if self.discord_token is None:
-            raise SettingsError("DISCORD_TOKEN", "is required to run the bot; set it in the environment or .env")
+            raise SettingsError("DISCORD_TOKEN", self.missing("DISCORD_TOKEN", " to run the bot"))
         return self.discord_token.get_secret_value()
 
     def require_runware_key(self) -> str:
-        """Return the Runware API key, or raise `SettingsError` if it is not set."""
+        """Return the Runware API key, or raise `SettingsError` if it is not set (or set but empty)."""
         if self.runware_api_key is None:
-            raise SettingsError("RUNWARE_API_KEY", "is required; set it in the environment or .env")
+            raise SettingsError("RUNWARE_API_KEY", self.missing("RUNWARE_API_KEY"))
         return self.runware_api_key.get_secret_value()
+
+    def missing(self, variable: str, purpose: str = "") -> str:
+        """Say that a required variable is not set (or set but empty), and where to set it."""
+        state = "is empty, but it is required" if variable in self.empty_variables else "is required"
+        return f"{state}{purpose}; set it in the environment or .env"
 
 
 def _first_error(exc: ValidationError) -> tuple[str, str]:
@@ -257,9 +310,15 @@ def load_app_config(path: Path) -> AppConfig:
 
 
 def load_settings(environ: Mapping[str, str] | None = None, *, env_file: Path | None = Path(".env")) -> Settings:
-    """Build settings from the environment (or `environ`), an optional `.env` file and the TOML file."""
+    """Build settings from the environment (or `environ`), an optional `.env` file and the TOML file.
+
+    An empty value counts as unset, so the default applies. With `environ` given, neither the process environment
+    nor a `.env` file is read.
+    """
     try:
         if environ is None:
+            if env_file is not None:
+                _check_env_file(env_file)
             env = _Environment(_env_file=env_file)
         else:
             env = _Environment.model_validate({name: environ[name] for name in _ENV_NAMES.values() if name in environ})
@@ -268,5 +327,22 @@ def load_settings(environ: Mapping[str, str] | None = None, *, env_file: Path | 
         field = location.split(".")[0]
         variable = _ENV_NAMES.get(field, field)
         raise SettingsError(variable, message) from exc
+    except (OSError, UnicodeDecodeError) as exc:  # the .env file changed under us after the check
+        raise SettingsError(str(env_file), f"cannot be read: {exc}") from exc
     app = load_app_config(env.config_path)
-    return Settings(**env.model_dump(), app=app)
+    return Settings(**env.model_dump(), app=app, empty_variables=env._empty)
+
+
+def _check_env_file(path: Path) -> None:
+    """Raise `SettingsError` naming the file if a `.env` exists but cannot be read as UTF-8 text."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise SettingsError(str(path), f"cannot be read: {exc.strerror or exc}") from exc
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SettingsError(str(path), f"is not valid UTF-8 (line {line}); save it as UTF-8 text") from exc

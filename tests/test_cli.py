@@ -241,8 +241,10 @@ def test_a_stricter_config_limit_is_enforced_too(fake_url: str, tmp_path: Path) 
     ("env", "phrase"),
     [
         pytest.param({"ATELIER_CONFIG": "config/nope.toml"}, "ATELIER_CONFIG: file not found", id="no-config"),
-        pytest.param({"RUNWARE_API_KEY": ""}, "RUNWARE_API_KEY: is required", id="no-key"),
+        pytest.param({"RUNWARE_API_KEY": ""}, "RUNWARE_API_KEY: is empty, but it is required", id="empty-key"),
         pytest.param({"RUNWARE_API_URL": "ftp://example"}, "RUNWARE_API_URL: ", id="bad-url"),
+        pytest.param({"RUNWARE_API_URL": "http://"}, "RUNWARE_API_URL: must be a URL", id="url-without-host"),
+        pytest.param({"ATELIER_DEV_GUILD": "-5"}, "ATELIER_DEV_GUILD: must be a Discord server id", id="bad-guild"),
     ],
 )
 def test_settings_errors_are_one_line_and_exit_2(fake_url: str, env: dict[str, str], phrase: str) -> None:
@@ -316,6 +318,36 @@ def test_a_dotenv_file_in_the_working_directory_is_read(fake_url: str, tmp_path:
     result = run_cli(fake_url, "invite", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "client_id=123456789" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        pytest.param(b"RUNWARE_API_KEY=caf\xe9\n", ".env: is not valid UTF-8 (line 1)", id="latin-1"),
+        pytest.param(None, ".env: cannot be read", id="a-folder"),
+    ],
+)
+def test_a_broken_dotenv_file_is_one_line_and_exit_2(
+    fake_url: str, tmp_path: Path, content: bytes | None, phrase: str
+) -> None:
+    """A `.env` that is not UTF-8, or cannot be read, is named on one line with exit status 2, no traceback."""
+    if content is None:
+        (tmp_path / ".env").mkdir()
+    else:
+        (tmp_path / ".env").write_bytes(content)
+    result = run_cli(fake_url, "generate", "a fox", cwd=tmp_path)
+    assert result.returncode == 2
+    assert_one_clear_line(result, phrase)
+    assert admin(fake_url, "/_fake/stats")["requests"] == 0
+
+
+def test_empty_values_in_dotenv_fall_back_to_the_defaults(fake_url: str, fast_config: str, tmp_path: Path) -> None:
+    """`ATELIER_DATABASE=`, `LOG_LEVEL=` and `DISCORD_TOKEN=` in `.env` count as unset: `check` uses the defaults."""
+    (tmp_path / ".env").write_text("ATELIER_DATABASE=\nLOG_LEVEL=\nDISCORD_TOKEN=\n", encoding="utf-8")
+    result = run_cli(fake_url, "check", cwd=tmp_path, ATELIER_CONFIG=fast_config)
+    assert result.returncode == 0, result.stderr
+    assert "discord: DISCORD_TOKEN is empty (needed to run the bot)" in result.stdout
+    assert (tmp_path / "data" / "atelier.sqlite3").is_file()
 
 
 def test_invite_with_an_unreadable_token_says_so(fake_url: str) -> None:

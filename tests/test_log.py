@@ -47,6 +47,16 @@ def test_secrets_in_a_traceback_are_replaced(captured: tuple[logging.Logger, io.
     assert KEY not in text
 
 
+def test_secrets_in_a_logged_stack_are_replaced(captured: tuple[logging.Logger, io.StringIO]) -> None:
+    """`stack_info=True` appends the current stack; a secret in it (here in a code object's file name) is scrubbed."""
+    logger, stream = captured
+    code = compile("logger.warning('where am I', stack_info=True)", f"<config {KEY}>", "exec")
+    exec(code, {"logger": logger})  # a frame whose file name holds the key
+    text = stream.getvalue()
+    assert "Stack (most recent call last)" in text and 'File "<config ***>", line 1' in text
+    assert KEY not in text
+
+
 def test_short_values_are_not_treated_as_secrets(captured: tuple[logging.Logger, io.StringIO]) -> None:
     """A secret shorter than four characters would blank out ordinary words, so it is ignored."""
     logger, stream = captured

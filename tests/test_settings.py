@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from bot.catalog import ModelName, Quality, Size
-from bot.settings import SettingsError, load_app_config, load_settings
+from bot.settings import DEFAULT_DATABASE, ENVIRONMENT_VARIABLES, SettingsError, load_app_config, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG = REPO_ROOT / "config" / "atelier.toml"
@@ -64,15 +65,36 @@ def test_a_bad_config_value_names_the_file_and_the_key(tmp_path: Path, old: str,
     assert "\n" not in text
 
 
+HTTP_URL = "must be a URL starting with http:// or https:// and naming a host"
+WS_URL = "must be a URL starting with ws:// or wss:// and naming a host"
+GUILD_ID = "must be a Discord server id (a positive whole number)"
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("RUNWARE_API_URL", "ftp://example", "must be a URL starting with http:// or https://"),
-        ("RUNWARE_API_URL", "wss://example", "must be a URL starting with http:// or https://"),
-        ("DISCORD_API_BASE", "discord.com/api", "must be a URL starting with http:// or https://"),
-        ("DISCORD_GATEWAY_URL", "https://gateway.discord.gg", "must be a URL starting with ws:// or wss://"),
-        ("ATELIER_DEV_GUILD", "my server", "valid integer"),
+        ("RUNWARE_API_URL", "ftp://example", HTTP_URL),
+        ("RUNWARE_API_URL", "wss://example", HTTP_URL),
+        ("RUNWARE_API_URL", "http://", HTTP_URL),
+        ("RUNWARE_API_URL", "https:///v1", HTTP_URL),
+        ("RUNWARE_API_URL", "https://user@/v1", HTTP_URL),
+        ("RUNWARE_API_URL", "https://api.runware.ai:99999/v1", "with a port from 1 to 65535"),
+        ("RUNWARE_API_URL", "https://api.runware.ai:0/v1", "with a port from 1 to 65535"),
+        ("RUNWARE_API_URL", "https://api.runware.ai:http/v1", "with a port from 1 to 65535"),
+        ("RUNWARE_API_URL", "https://api.runware .ai/v1", HTTP_URL),
+        ("DISCORD_API_BASE", "discord.com/api", HTTP_URL),
+        ("DISCORD_API_BASE", "https://", HTTP_URL),
+        ("DISCORD_GATEWAY_URL", "https://gateway.discord.gg", WS_URL),
+        ("DISCORD_GATEWAY_URL", "wss://", WS_URL),
+        ("ATELIER_DEV_GUILD", "my server", GUILD_ID),
+        ("ATELIER_DEV_GUILD", "-5", GUILD_ID),
+        ("ATELIER_DEV_GUILD", "0", GUILD_ID),
+        ("ATELIER_DEV_GUILD", "12.5", GUILD_ID),
+        ("ATELIER_DEV_GUILD", "1e18", GUILD_ID),
+        ("ATELIER_DEV_GUILD", str(2**63), GUILD_ID),
         ("LOG_LEVEL", "loud", "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("RUNWARE_API_KEY", "key-\udcff", "is not valid UTF-8"),
+        ("ATELIER_DATABASE", "data/\udcff.sqlite3", "is not valid UTF-8"),
     ],
 )
 def test_a_bad_environment_value_names_its_variable(variable: str, value: str, message: str) -> None:
@@ -84,8 +106,132 @@ def test_a_bad_environment_value_names_its_variable(variable: str, value: str, m
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "attribute", "expected"),
+    [
+        ("RUNWARE_API_URL", "http://127.0.0.1:9/v1/", "runware_api_url", "http://127.0.0.1:9/v1"),
+        ("RUNWARE_API_URL", " https://[::1]:8443/v1 ", "runware_api_url", "https://[::1]:8443/v1"),
+        ("DISCORD_API_BASE", "HTTP://localhost/api/v10", "discord_api_base", "HTTP://localhost/api/v10"),
+        ("DISCORD_GATEWAY_URL", "ws://127.0.0.1:7000/", "discord_gateway_url", "ws://127.0.0.1:7000"),
+        ("ATELIER_DEV_GUILD", " 123456789012345678 ", "dev_guild", 123456789012345678),
+        ("ATELIER_DEV_GUILD", str(2**63 - 1), "dev_guild", 2**63 - 1),
+        ("ATELIER_DATABASE", "db/x.sqlite3", "database", Path("db/x.sqlite3")),
+        ("LOG_LEVEL", " warning ", "log_level", "WARNING"),
+    ],
+)
+def test_a_good_environment_value_is_accepted_and_tidied(
+    variable: str, value: str, attribute: str, expected: object
+) -> None:
+    """URLs with a host (and a valid port) pass and lose a trailing slash; ids and levels are trimmed."""
+    settings = load_settings({variable: value, "ATELIER_CONFIG": str(CONFIG)})
+    assert getattr(settings, attribute) == expected
+
+
+DEFAULTS: list[tuple[str, str, object]] = [
+    ("DISCORD_TOKEN", "discord_token", None),
+    ("RUNWARE_API_KEY", "runware_api_key", None),
+    ("RUNWARE_API_URL", "runware_api_url", "https://api.runware.ai/v1"),
+    ("DISCORD_API_BASE", "discord_api_base", "https://discord.com/api/v10"),
+    ("DISCORD_GATEWAY_URL", "discord_gateway_url", None),
+    ("ATELIER_DATABASE", "database", Path("data/atelier.sqlite3")),
+    ("ATELIER_CONFIG", "config_path", Path("config/atelier.toml")),
+    ("ATELIER_DEV_GUILD", "dev_guild", None),
+    ("LOG_LEVEL", "log_level", "INFO"),
+]
+
+
+def test_every_variable_is_covered_here_and_documented_in_the_readme() -> None:
+    """The table above, the settings and the README's configuration table name the same variables."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE))
+    assert {variable for variable, _, _ in DEFAULTS} == set(ENVIRONMENT_VARIABLES) == documented
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+@pytest.mark.parametrize(("variable", "attribute", "default"), DEFAULTS)
+def test_an_empty_value_means_unset_for_every_variable(
+    variable: str, attribute: str, default: object, blank: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`NAME=` (or blanks) is the same as leaving NAME out: the default applies, and nothing fails later."""
+    monkeypatch.chdir(REPO_ROOT)  # the default ATELIER_CONFIG is relative to the working directory
+    environ = {variable: blank} if variable == "ATELIER_CONFIG" else {variable: blank, "ATELIER_CONFIG": str(CONFIG)}
+    settings = load_settings(environ)
+    assert getattr(settings, attribute) == default
+    assert settings.empty_variables == {variable}
+
+
+@pytest.mark.parametrize(
+    ("variable", "require"),
+    [("DISCORD_TOKEN", "require_discord_token"), ("RUNWARE_API_KEY", "require_runware_key")],
+)
+def test_a_required_secret_that_is_empty_is_reported_as_empty(variable: str, require: str) -> None:
+    """An empty token or key loads (`generate` needs no token), and asking for it says it is empty, not missing."""
+    settings = load_settings({variable: "", "ATELIER_CONFIG": str(CONFIG)})
+    with pytest.raises(SettingsError, match=rf"^{variable}: is empty, but it is required.*; set it in the environment"):
+        getattr(settings, require)()
+    unset = load_settings({"ATELIER_CONFIG": str(CONFIG)})
+    with pytest.raises(SettingsError, match=rf"^{variable}: is required"):
+        getattr(unset, require)()
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No contract variable in the process environment except ATELIER_CONFIG; work in an empty folder."""
+    for name in ENVIRONMENT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ATELIER_CONFIG", str(CONFIG))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_a_dotenv_file_with_empty_values_falls_back_to_the_defaults(clean_environment: Path) -> None:
+    """A `.env` copied from config/.env.example with only the key filled in loads, with every default in place."""
+    example = (REPO_ROOT / "config" / ".env.example").read_text(encoding="utf-8")
+    dotenv = clean_environment / ".env"
+    dotenv.write_text(
+        example.replace("RUNWARE_API_KEY=\n", "RUNWARE_API_KEY=rw-key-1234\n") + "ATELIER_DATABASE=\nLOG_LEVEL=\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(env_file=dotenv)
+    assert settings.require_runware_key() == "rw-key-1234"
+    assert (settings.database, settings.log_level, settings.discord_token) == (DEFAULT_DATABASE, "INFO", None)
+    assert settings.empty_variables == {"DISCORD_TOKEN", "ATELIER_DATABASE", "LOG_LEVEL"}
+
+
+def test_a_dotenv_file_that_is_not_utf8_names_the_file_and_the_line(clean_environment: Path) -> None:
+    """Latin-1 bytes in `.env` stop loading with one line naming the file and the line, not a traceback."""
+    dotenv = clean_environment / ".env"
+    dotenv.write_bytes(b"# comment\nLOG_LEVEL=debug\nRUNWARE_API_KEY=caf\xe9\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_file=dotenv)
+    assert str(caught.value) == f"{dotenv}: is not valid UTF-8 (line 3); save it as UTF-8 text"
+
+
+def test_a_dotenv_path_that_cannot_be_read_names_the_file(clean_environment: Path) -> None:
+    """A `.env` that exists but cannot be read (here: a folder) stops loading with one line naming it."""
+    dotenv = clean_environment / ".env"
+    dotenv.mkdir()
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_file=dotenv)
+    assert str(caught.value).startswith(f"{dotenv}: cannot be read: ")
+    assert "\n" not in str(caught.value)
+
+
+def test_the_process_environment_wins_over_the_dotenv_file(
+    clean_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variable set in the environment overrides `.env`; an empty one in the environment still means unset."""
+    dotenv = clean_environment / ".env"
+    dotenv.write_text("LOG_LEVEL=debug\nATELIER_DEV_GUILD=42\n", encoding="utf-8")
+    monkeypatch.setenv("LOG_LEVEL", "error")
+    monkeypatch.setenv("ATELIER_DEV_GUILD", "")
+    settings = load_settings(env_file=dotenv)
+    assert settings.log_level == "ERROR"
+    assert settings.dev_guild is None
+
+
 def test_environment_values_are_tidied_and_secrets_stay_hidden() -> None:
-    """URLs lose a trailing slash, empty values count as unset, and the repr never shows a secret."""
+    """URLs lose a trailing slash, an empty value counts as unset, and the repr never shows a secret."""
     settings = load_settings(
         {
             "RUNWARE_API_URL": "http://127.0.0.1:9/v1/",
@@ -105,7 +251,7 @@ def test_environment_values_are_tidied_and_secrets_stay_hidden() -> None:
 def test_missing_secrets_are_reported_when_needed() -> None:
     """Without a token or key, settings load, and asking for one names the variable."""
     settings = load_settings({"ATELIER_CONFIG": str(CONFIG)})
-    with pytest.raises(SettingsError, match=r"^DISCORD_TOKEN: is required"):
+    with pytest.raises(SettingsError, match=r"^DISCORD_TOKEN: is required to run the bot"):
         settings.require_discord_token()
     with pytest.raises(SettingsError, match=r"^RUNWARE_API_KEY: is required"):
         settings.require_runware_key()

@@ -6,6 +6,12 @@ the budget check and the hold it allows are atomic: however many requests arrive
 together pass a member's allowance plus grants, or the server cap, except by an overrun (Runware reporting more than
 was reserved), which is recorded on the settle row and logged.
 
+Limits are judged at reservation time. A hold that fitted stays valid when an admin later lowers an allowance or
+the cap, or deducts: it is settled or released as usual, so spend plus holds can end above a limit lowered after
+they were made (new requests are refused until they are back under it). While the rules stand and nothing is
+deducted, at every moment spend + holds <= allowance + grants + recorded overruns for each member, and
+<= cap + recorded overruns for the server (tests/billing/test_ledger_properties.py checks both).
+
 Idempotency: the ledger allows one hold, one settle and one release row per job (a unique index), so repeating
 `settle` or `release` changes nothing, and a repeated `reserve` with the same figures returns the existing hold. A
 caller cancelled while its `reserve` is running may not know whether the hold was written; `release(job_id)` is
@@ -152,25 +158,27 @@ class Ledger:
 
         Raises `BudgetExceededError` (scope `member`, `server` or `blocked`, with the numbers for the message) and
         records nothing when it does not fit. With `job`, the job row is created in the same transaction and
-        returned as `Reservation.job`.
+        returned as `Reservation.job`; it must be the row of this reservation (same id, server, member and
+        estimate), or `BudgetInputError` is raised and nothing is written. A repeated reserve of a job returns its
+        hold, with the reset instant of the period the hold was made in.
         """
         job_id = check_job_id(job_id)
         guild, member, roles, amount = _checked_request(guild_id, member_id, role_ids, estimate)
-        if job is not None and job.id != job_id:
-            raise BudgetInputError(f"The job row's id {job.id!r} does not match the reservation's {job_id!r}.")
+        if job is not None:
+            _check_job_row(job, job_id, guild, member, amount)
         now = self._clock()
 
-        def repeated(conn: sqlite3.Connection, existing: list[LedgerEntry], end: datetime) -> Reservation:
-            reservation = _repeated_reservation(existing, job_id, guild, member, amount, end)
+        def repeated(conn: sqlite3.Connection, existing: list[LedgerEntry], period: Period) -> Reservation:
+            reservation = _repeated_reservation(existing, job_id, guild, member, amount, period)
             return reservation if job is None else replace(reservation, job=JobQueries(conn).get(job_id))
 
         def unit(conn: sqlite3.Connection) -> Reservation:
             ledger = LedgerQueries(conn)
-            refusal, end = self._refusal_in(conn, guild, member, roles, amount, now)
+            refusal, period = self._refusal_in(conn, guild, member, roles, amount, now)
             if refusal is not None:
                 existing = ledger.entries_for_job(job_id)
                 if existing:  # a repeated reserve of a job that already holds: not a new request
-                    return repeated(conn, existing, end)
+                    return repeated(conn, existing, period)
                 raise refusal
             try:
                 hold = ledger.insert(
@@ -188,13 +196,14 @@ class Ledger:
                 existing = ledger.entries_for_job(job_id)
                 if not existing:
                     raise
-                return repeated(conn, existing, end)
+                return repeated(conn, existing, period)
             stored: Job | None = None
             if job is not None:
                 try:
                     stored = JobQueries(conn).insert(job, now)
                 except sqlite3.IntegrityError as exc:
                     raise LedgerError(f"Job {job_id} could not be stored: {exc}.") from exc
+            end = period_bounds(period, now)[1]
             return Reservation(job_id, guild, member, amount, hold.effective_at, end, created=True, job=stored)
 
         return await self._db.run(unit)
@@ -305,11 +314,11 @@ class Ledger:
 
     def _refusal_in(
         self, conn: sqlite3.Connection, guild: int, member: int, roles: Sequence[int], amount: int, now: datetime
-    ) -> tuple[BudgetExceededError | None, datetime]:
-        """Judge a hold of `amount` in the caller's unit: why it does not fit (None if it does), and the period end."""
+    ) -> tuple[BudgetExceededError | None, Period]:
+        """Judge a hold of `amount` in the caller's unit: why it does not fit (None if it does), and the period."""
         limit = self._budgets.member_limit(conn, guild, member, roles)
         start, end = period_bounds(limit.period, now)
-        return _refusal(LedgerQueries(conn), limit, guild, member, amount, start, end), end
+        return _refusal(LedgerQueries(conn), limit, guild, member, amount, start, end), limit.period
 
     async def reconcile(self, *, orphan_grace: timedelta = timedelta(0)) -> ReconcileReport:
         """Resolve holds left open by a crash; check the daily totals against the ledger and rebuild them if needed.
@@ -391,8 +400,24 @@ def _refusal(
     return None
 
 
+def _check_job_row(job: NewJob, job_id: str, guild: int, member: int, estimate: int) -> None:
+    """Raise `BudgetInputError` unless the job row describes this reservation (reconcile settles from the row)."""
+    wrong = [
+        f"{what} {theirs!r} (the reservation's is {ours!r})"
+        for what, theirs, ours in (
+            ("id", job.id, job_id),
+            ("server", job.guild_id, guild),
+            ("member", job.member_id, member),
+            ("estimate", job.estimate, estimate),
+        )
+        if theirs != ours
+    ]
+    if wrong:
+        raise BudgetInputError(f"The job row does not match the reservation: its {'; its '.join(wrong)}.")
+
+
 def _repeated_reservation(
-    entries: list[LedgerEntry], job_id: str, guild_id: int, member_id: int, estimate: int, resets_at: datetime
+    entries: list[LedgerEntry], job_id: str, guild_id: int, member_id: int, estimate: int, period: Period
 ) -> Reservation:
     kinds = {entry.kind: entry for entry in entries}
     hold = kinds.get(EntryKind.HOLD)
@@ -400,6 +425,8 @@ def _repeated_reservation(
         raise LedgerError(f"Job {job_id} was already settled or released; a job is reserved only once.")
     if (hold.guild_id, hold.member_id, hold.amount) != (guild_id, member_id, estimate):
         raise LedgerError(f"Job {job_id} already holds a different reservation ({format_usd(hold.amount)}).")
+    # The hold belongs to the period it was made in, which may have ended since: its reset is that period's end.
+    resets_at = period_bounds(period, hold.effective_at)[1]
     return Reservation(job_id, guild_id, member_id, estimate, hold.effective_at, resets_at, created=False)
 
 

@@ -139,7 +139,10 @@ class Reports:
 def to_csv(report: SpendReport, view: CsvView = "detail") -> str:
     """Render the report as CSV: `detail` (day, member, model), or totals per `member`, `model` or `day`.
 
-    Amounts are exact decimal dollars (`0.011000`); member ids are written as text so spreadsheets keep every digit.
+    Amounts are exact decimal dollars (`0.011000`). Member ids are plain digits, exact for any program that reads
+    CSV; a spreadsheet that guesses column types turns an 18-digit id into a rounded number, so import the
+    `member_id` column as text there. (No CSV spelling is both read as text by spreadsheets and as the plain id by
+    everything else: `="…"` is a formula, a prefix changes the value.)
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -147,12 +150,12 @@ def to_csv(report: SpendReport, view: CsvView = "detail") -> str:
         writer.writerow(["date", "member_id", "model", "jobs", "spent_usd", "overrun_usd"])
         for row in report.rows:
             writer.writerow(
-                [_day(row.day).isoformat(), str(row.member_id), row.model, row.jobs, _usd(row.spent), _usd(row.overrun)]
+                [_day(row.day).isoformat(), row.member_id, row.model, row.jobs, _usd(row.spent), _usd(row.overrun)]
             )
     elif view == "member":
         writer.writerow(["member_id", "jobs", "spent_usd", "overrun_usd"])
         for member in report.by_member:
-            writer.writerow([str(member.member_id), member.jobs, _usd(member.spent), _usd(member.overrun)])
+            writer.writerow([member.member_id, member.jobs, _usd(member.spent), _usd(member.overrun)])
     elif view == "model":
         writer.writerow(["model", "jobs", "spent_usd"])
         for model in report.by_model:

@@ -672,7 +672,7 @@ class GenerationService:
             # charged in full), rounded down in the member's favour.
             cost = job.estimate * min(len(images), job.count) // job.count
             log.warning(
-                "Runware reported no cost for job %s; charging %d of its estimate %d", job.id, cost, job.estimate
+                "Runware left a cost out for job %s; charging %d of its estimate %d", job.id, cost, job.estimate
             )
         else:
             cost = reported

@@ -5,6 +5,10 @@ and error envelopes become `RunwareError`s. Generations are submitted with `deli
 with `getResponse`; the submission itself is never re-POSTed blindly: after an ambiguous failure (the request may
 have reached Runware) the client first asks Runware about the same task UUID and only resubmits when Runware answers
 that it does not know the task. That is what keeps a network hiccup from billing a generation twice.
+
+When the submission may still be on its way (our request timed out, the connection dropped after it was sent, or a
+gateway answered 502/504 for Runware), "unknown" may only mean "not registered yet", so the client keeps asking for a
+while before it resubmits: see `RunwareClient.submit` for the assumption this rests on.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from pydantic import ValidationError
 
 from bot.runware.errors import (
     TASK_NOT_FOUND_CODE,
+    RunwareAuthError,
+    RunwareCreditsError,
     RunwareDuplicateTaskError,
     RunwareError,
     RunwareRateLimitedError,
@@ -54,6 +60,8 @@ _T = TypeVar("_T")
 
 _POLL_GROWTH = 1.5
 _MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+_LATE_PROBES = 4
+"""Extra `getResponse` probes, spread over the request timeout, before resubmitting a task that may be in flight."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +96,12 @@ class RunwareClient:
         retry_base_delay: float = 1.0,
         retry_max_delay: float = 30.0,
         rng: random.Random | None = None,
+        late_probes: int = _LATE_PROBES,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
+        if late_probes < 0:
+            raise ValueError("late_probes must not be negative")
         self._session = session
         self._api_key = api_key
         self._api_url = api_url
@@ -99,6 +110,7 @@ class RunwareClient:
         self._retry_base_delay = retry_base_delay
         self._retry_max_delay = retry_max_delay
         self._rng = rng or random.Random()
+        self._late_probes = late_probes
         self._timeout = aiohttp.ClientTimeout(total=config.request_timeout_seconds)
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -128,6 +140,15 @@ class RunwareClient:
         (connection dropped, timeout, 5xx, malformed body) Runware is asked about the same task UUID first; the task
         is resubmitted, under the same UUID, only when Runware answers that it does not know it. A `duplicateTaskUUID`
         answer means the task exists, so it is polled rather than submitted again.
+
+        If the submission may still be in flight (our request timed out, the connection dropped after connecting, or
+        a gateway answered 502/504), one "unknown" answer is not enough: the original POST may be queued in front of
+        Runware and register later, and if Runware then ran both (whether it rejects a repeated task UUID is not
+        documented, reference §10.6) the member would pay twice. So the client asks `late_probes` more times, spread
+        evenly over `request_timeout_seconds`, and resubmits only if every answer is "unknown". The assumption: a
+        request that Runware has not registered within twice the request timeout of being sent (one timeout waiting
+        for its answer, one more asking) never will be. When Runware itself answered (500, 503, a malformed body), or
+        the connection could not be opened (nothing was sent), one probe is enough.
         """
         payload = request.to_payload(task_uuid)
         attempt = 0
@@ -153,6 +174,8 @@ class RunwareClient:
                 )
                 await self._sleep(self._backoff(attempt, exc))
                 state = await self.find_task(task_uuid)
+                if state is None and _may_be_in_flight(exc):
+                    state = await self._find_late_task(task_uuid)
                 if state is not None:
                     log.info("task %s did reach Runware; continuing with it", task_uuid)
                     return list(state.images)
@@ -162,6 +185,25 @@ class RunwareClient:
                 log.info("Runware does not know task %s; resubmitting it under the same UUID", task_uuid)
                 continue
             return image_results(response.items, task_uuid=task_uuid)
+
+    async def _find_late_task(self, task_uuid: str) -> PollState | None:
+        """Keep asking about a task whose submission may still be in flight: `late_probes` probes over the timeout."""
+        if not self._late_probes:
+            return None
+        interval = self._config.request_timeout_seconds / self._late_probes
+        for probe in range(1, self._late_probes + 1):
+            log.info(
+                "Runware does not know task %s yet; asking again in %.2fs (%d of %d) before resubmitting",
+                task_uuid,
+                interval,
+                probe,
+                self._late_probes,
+            )
+            await self._sleep(interval)
+            state = await self.find_task(task_uuid)
+            if state is not None:
+                return state
+        return None
 
     async def poll(self, task_uuid: str, expected_count: int | None = None) -> PollState:
         """Ask Runware once (`getResponse`) how a task is doing.
@@ -293,14 +335,19 @@ class RunwareClient:
     async def verify_key(self) -> None:
         """Check the API key without spending anything: ask about a random task UUID; "not found" means the key works.
 
-        Raises `RunwareAuthError` for a rejected key, and other `RunwareError`s when Runware cannot be reached.
+        Which answer Runware gives for a task it never saw is not documented (reference §1.1 lists
+        `taskFailedOrNotFound` among several not-found codes, §10.2), so any refusal of the question itself (not
+        found, cancelled, invalid task, ...) counts as "the key works": Runware authenticated the request before
+        judging it. Raises `RunwareAuthError` for a rejected key, `RunwareCreditsError` for an account without credit,
+        and the server, timeout and transient errors (after the retries) when Runware cannot say.
         """
         task_uuid = self.new_task_uuid()
         try:
             await self._post_with_retries(lambda: [{"taskType": "getResponse", "taskUUID": task_uuid}])
-        except RunwareTaskNotFoundError as exc:
-            if not _is_unknown_task(exc):
-                raise
+        except (RunwareAuthError, RunwareCreditsError, RunwareServerError, RunwareTransientError, RunwareTimeoutError):
+            raise
+        except RunwareError as exc:
+            log.debug("key check: Runware answered %s for an unknown task, so the key works", exc)
 
     async def download(self, image: ImageResult) -> bytes:
         """Return an image's bytes: decoded inline data, or a GET of its URL (without the API key)."""
@@ -455,6 +502,13 @@ def _pick(errors: list[RunwareError], task_uuid: str | None) -> RunwareError:
         if error.task_uuid == task_uuid:
             return error
     return errors[0]
+
+
+def _may_be_in_flight(error: RunwareError) -> bool:
+    """Whether a failed submission may still reach Runware later (so "unknown task" is not yet final)."""
+    if isinstance(error.__cause__, aiohttp.ClientConnectorError):
+        return False  # the connection was never opened, so nothing was sent
+    return error.code in ("requestTimeout", "connectionError") or error.status in (502, 504)
 
 
 def _is_unknown_task(error: RunwareError) -> bool:

@@ -369,9 +369,14 @@ def image_results(items: Iterable[WireItem], *, task_uuid: str | None = None) ->
 
 
 def total_cost_micros(images: Sequence[ImageResult]) -> int | None:
-    """Return the sum of the reported costs, or None when Runware reported no cost at all."""
-    costs = [image.cost_micros for image in images if image.cost_micros is not None]
-    return sum(costs) if costs else None
+    """Return the sum of the reported costs, or None unless Runware reported a cost for every image.
+
+    A partial sum would under-charge: the caller prices the images from its estimate instead.
+    """
+    costs = [image.cost_micros for image in images]
+    if not costs or any(cost is None for cost in costs):
+        return None
+    return sum(cost for cost in costs if cost is not None)
 
 
 class GenerationResult(BaseModel):

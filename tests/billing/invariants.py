@@ -1,4 +1,11 @@
-"""Checks shared by the property and crash tests: the ledger's own consistency, and a replay of every hold."""
+"""Checks shared by the property and crash tests: the ledger's own consistency, a replay of every hold, and the
+limits at the end of a run.
+
+Limits are judged when a hold is made (reservation time): a hold that fitted stays, even if an admin lowers an
+allowance or the cap, or deducts, afterwards; and Runware may charge more than the hold (an over-run, recorded on the
+settle row). So `check_every_hold_fit` is the invariant for any run, and `check_end_within_limits` the end-of-run
+bound for runs in which the rules stood still and nothing was deducted.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ class Sums:
     spent: int = 0
     reserved: int = 0
     granted: int = 0
+    overrun: int = 0
 
 
 def ledger_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
@@ -36,6 +44,7 @@ def sums_by_member(conn: sqlite3.Connection) -> dict[tuple[int, int], Sums]:
             entry.reserved -= row["released"]
             if row["kind"] == "settle":
                 entry.spent += row["amount"]
+                entry.overrun += row["overrun"]
     return dict(sums)
 
 
@@ -125,3 +134,35 @@ def _fits(rules: BudgetRules, member: int, roles: Sequence[int], amount: int, mi
     if limit.allowance is not None and mine.spent + mine.reserved + amount > limit.allowance + mine.granted:
         return False
     return limit.server_cap is None or server.spent + server.reserved + amount <= limit.server_cap
+
+
+def check_end_within_limits(
+    conn: sqlite3.Connection, rules: BudgetRules, roles_of: Mapping[int, Sequence[int]]
+) -> None:
+    """Assert the end-of-run bound of a run whose rules never changed and that had no deductions (one period).
+
+    Per member: spent + reserved <= allowance + grants + recorded over-runs (nothing at all when blocked); for the
+    server: spent + reserved <= cap + recorded over-runs. Checks the totals, not each hold, so it also catches a
+    hold that was checked against stale totals.
+    """
+    server = Sums()
+    for (_, member), sums in sums_by_member(conn).items():
+        assert sums.granted >= 0, "check_end_within_limits is for runs without deductions"
+        limit = rules.limit_for(member, roles_of.get(member, ()))
+        used = sums.spent + sums.reserved
+        if limit.blocked:
+            assert used == 0, f"blocked member {member} has {used}"
+        elif limit.allowance is not None:
+            bound = limit.allowance + sums.granted + sums.overrun
+            assert used <= bound, (
+                f"member {member}: spent {sums.spent} + reserved {sums.reserved} > allowance {limit.allowance} "
+                f"+ granted {sums.granted} + over-runs {sums.overrun}"
+            )
+        server.spent += sums.spent
+        server.reserved += sums.reserved
+        server.overrun += sums.overrun
+    if rules.server_cap is not None:
+        assert server.spent + server.reserved <= rules.server_cap + server.overrun, (
+            f"server: spent {server.spent} + reserved {server.reserved} > cap {rules.server_cap} "
+            f"+ over-runs {server.overrun}"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -261,6 +262,46 @@ async def test_reserve_can_create_the_job_row_in_the_same_transaction(ledger: Le
     assert await LedgerRepository(db).entries_for_job("too-big") == []
     with pytest.raises(BudgetInputError, match="does not match"):
         await ledger.reserve("x", GUILD, MEMBER, [], 11_000, job=new_job("y"))
+
+
+@pytest.mark.parametrize(
+    ("change", "wrong"),
+    [
+        ({"guild_id": GUILD + 1}, "its server"),
+        ({"guild_id": None}, "its server None"),
+        ({"member_id": OTHER}, f"its member {OTHER}"),
+        ({"estimate": 10_000}, "its estimate 10000 (the reservation's is 11000)"),
+    ],
+)
+async def test_reserve_refuses_a_job_row_for_another_server_member_or_estimate(
+    ledger: Ledger, db: Database, change: dict[str, object], wrong: str
+) -> None:
+    """reconcile settles a hold from its job row, so a row that describes another reservation is refused with a
+    clear error, and neither the hold nor the row is written."""
+    row = dataclasses.replace(new_job("mismatch"), **change)  # type: ignore[arg-type]
+    with pytest.raises(BudgetInputError, match="The job row does not match the reservation") as caught:
+        await ledger.reserve("mismatch", GUILD, MEMBER, [], 11_000, job=row)
+    assert wrong in str(caught.value)
+    assert await ledger_rows(db) == []
+    assert await JobRepository(db).get("mismatch") is None
+
+
+@pytest.mark.parametrize("refused_now", [False, True], ids=["fits-now", "refused-now"])
+async def test_a_repeated_reserve_after_the_period_ended_reports_the_holds_own_reset(
+    ledger: Ledger, budgets: Budgets, clock: Clock, refused_now: bool
+) -> None:
+    """A hold made on 31 January, reserved again on 1 February, still resets on 1 February (its own period), not on
+    1 March; whether or not the new period would allow it."""
+    clock.now = datetime(2025, 1, 31, 23, 0, tzinfo=UTC)
+    first = await ledger.reserve("boundary", GUILD, MEMBER, [], 11_000)
+    assert first.resets_at == FEB_1
+    clock.now = datetime(2025, 2, 1, 0, 30, tzinfo=UTC)
+    if refused_now:
+        await budgets.set_member(GUILD, MEMBER, MemberOverride.blocked())
+    again = await ledger.reserve("boundary", GUILD, MEMBER, [], 11_000)
+    assert not again.created
+    assert (again.reserved_at, again.resets_at) == (first.reserved_at, FEB_1)
+    assert (await ledger.reserve("fresh", GUILD, OTHER, [], 11_000)).resets_at == datetime(2025, 3, 1, tzinfo=UTC)
 
 
 async def database_dump(db: Database) -> list[str]:

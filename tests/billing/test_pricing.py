@@ -18,6 +18,46 @@ def pricing(config: AppConfig) -> Pricing:
     return Pricing(config)
 
 
+REFERENCE_TABLE: dict[ModelName, dict[Quality, tuple[int, int, int]]] = {
+    # shared/reference/runware-api.md §6.2, per image, micro-dollars: 1024x1024, 1536x1024, 1024x1536.
+    ModelName.GPT_IMAGE_1: {
+        Quality.LOW: (11_000, 16_000, 16_000),
+        Quality.MEDIUM: (42_000, 63_000, 63_000),
+        Quality.HIGH: (167_000, 250_000, 250_000),
+    },
+    ModelName.GPT_IMAGE_1_MINI: {
+        Quality.LOW: (5_000, 6_000, 6_000),
+        Quality.MEDIUM: (11_000, 15_000, 15_000),
+        Quality.HIGH: (36_000, 52_000, 52_000),
+    },
+    ModelName.GPT_IMAGE_1_5: {
+        Quality.LOW: (9_000, 13_000, 13_000),
+        Quality.MEDIUM: (34_000, 50_000, 51_000),
+        Quality.HIGH: (133_000, 199_000, 200_000),
+    },
+}
+
+
+def test_every_cell_of_the_price_table_matches_the_reference(config: AppConfig) -> None:
+    """config/atelier.toml's [prices] is exactly the estimate table of runware-api.md §6.2: 27 cells, no more."""
+    columns = (Size.SQUARE, Size.LANDSCAPE, Size.PORTRAIT)
+    expected = {
+        model: {quality: dict(zip(columns, cells, strict=True)) for quality, cells in qualities.items()}
+        for model, qualities in REFERENCE_TABLE.items()
+    }
+    assert config.prices == expected
+
+
+def test_input_prices_follow_the_reference_formula(config: AppConfig) -> None:
+    """§6.2's pre-flight formula: GPT Image 1.5 adds $5 per million prompt tokens (4 characters a token) and $0.005
+    per reference image, with 5-10 % headroom; the flat-priced models add nothing."""
+    assert set(config.input_prices) == {ModelName.GPT_IMAGE_1_5}
+    surcharge = config.input_prices[ModelName.GPT_IMAGE_1_5]
+    assert (surcharge.text_per_million_tokens, surcharge.chars_per_token) == (5_000_000, 4)
+    assert surcharge.per_reference_image == 5_000
+    assert 5 <= surcharge.headroom_percent <= 10
+
+
 @pytest.mark.parametrize(
     ("model", "quality", "size", "prompt", "refs", "measured"),
     [

@@ -87,14 +87,17 @@ async def test_report_for_the_current_period_uses_the_server_period(reports: Rep
     assert week.total_spent == 0 and week.start == datetime(2025, 1, 20, tzinfo=UTC)
 
 
-async def test_csv_export_has_exact_dollar_amounts_and_text_ids(reports: Reports) -> None:
-    """The detail CSV has one row per day, member and model, with exact decimal dollars."""
+async def test_csv_export_has_exact_dollar_amounts_and_every_digit_of_the_ids(reports: Reports) -> None:
+    """The detail CSV has one row per day, member and model, with exact decimal dollars and the full 18-digit ids
+    as plain digits (no exponent, no rounding, no quoting), byte for byte."""
     report = await reports.spend(GUILD, date(2025, 1, 1), date(2025, 2, 1))
-    rows = list(csv.reader(io.StringIO(to_csv(report))))
-    assert rows[0] == ["date", "member_id", "model", "jobs", "spent_usd", "overrun_usd"]
-    assert rows[1] == ["2025-01-10", str(MEMBER), "gpt-image-1-mini", "2", "0.022000", "0.000000"]
-    assert rows[2] == ["2025-01-11", str(OTHER), "gpt-image-1.5", "1", "0.199610", "0.000000"]
-    assert len(rows) == 4
+    text = to_csv(report)
+    lines = text.encode("utf-8").splitlines()
+    assert lines[0] == b"date,member_id,model,jobs,spent_usd,overrun_usd"
+    assert lines[1] == b"2025-01-10,222222222222222222,gpt-image-1-mini,2,0.022000,0.000000"
+    assert lines[2] == b"2025-01-11,333333333333333333,gpt-image-1.5,1,0.199610,0.000000"
+    assert len(lines) == 4 and text.endswith("\n")
+    assert [int(row[1]) for row in list(csv.reader(io.StringIO(text)))[1:]] == [MEMBER, OTHER, MEMBER]
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,10 @@ class Fault(StrEnum):
     """The request IS processed (tasks accepted and running), then the connection is aborted without an answer."""
     ACCEPT_THEN_502 = "accept_then_502"
     """The request IS processed, then a proxy-style HTTP 502 with an HTML body is returned."""
+    REGISTER_LATE = "register_late"
+    """The request is held `delay` seconds (default 1) before it is processed: its tasks are registered (and billed)
+    only then, and answered normally, by which time a client with a shorter request timeout has given up. A client
+    that asks about the task before then hears `taskFailedOrNotFound`."""
     ERROR_ENVELOPE_SINGULAR = "error_envelope_singular"
     """An error shaped `{"error": {...}}` (default HTTP 400 `invalidParameter`); nothing is processed."""
     ERROR_ENVELOPE_BARE_LIST = "error_envelope_bare_list"
@@ -253,6 +257,7 @@ class _PendingFault:
     status: int | None
     code: str | None
     retry_after: float | None = None
+    delay: float | None = None
 
 
 class _TaskError(Exception):
@@ -371,6 +376,10 @@ class FakeRunware:
     table) can be changed at any time; they are captured per task when it is accepted. Set
     `task_errors_as_envelope` to make `getResponse` report a failed task as an HTTP 400 `errors` envelope instead of
     an item with `status: "error"`.
+
+    A repeated imageInference taskUUID is refused with `duplicateTaskUUID`. Whether the real Runware does that is not
+    known (reference §10.6), so `reject_duplicate_uuids = False` models the worst case instead: the repeat is run,
+    and billed, as a second task (`paid_tasks` then lists the UUID twice; `getResponse` reports the latest run).
     """
 
     def __init__(
@@ -386,6 +395,7 @@ class FakeRunware:
         self.latency = latency
         self.cost_override: float | None = None
         self.task_errors_as_envelope = False
+        self.reject_duplicate_uuids = True
         self.prices: PriceTable = prices if prices is not None else load_app_config(CONFIG_PATH).prices
         self.host = host
         self.requests: list[RecordedRequest] = []
@@ -394,10 +404,13 @@ class FakeRunware:
         """imageUUIDs fetched through `/image/...`, in order."""
         self._port = port
         self._tasks: dict[str, TaskState] = {}
+        self._replaced: list[TaskState] = []
+        """Earlier runs of a taskUUID submitted again while `reject_duplicate_uuids` is off; they still finish."""
+        self._background: set[asyncio.Task[Any]] = set()
         self._task_uuids: set[str] = set()
         self._images: dict[str, StoredImage] = {}
         self._faults: list[_PendingFault] = []
-        self._paid: dict[str, None] = {}
+        self._paid: list[str] = []
         self._cost_micros = 0
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
@@ -433,6 +446,7 @@ class FakeRunware:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     async def __aenter__(self) -> FakeRunware:
         """Start the server."""
@@ -474,19 +488,22 @@ class FakeRunware:
         status: int | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        delay: float | None = None,
     ) -> None:
         """Inject `fault` into the next `times` requests that contain a task of `task_type` (None: any request).
 
         `CONTENT_POLICY` and `TASK_TIMEOUT` hit the next accepted imageInference tasks instead of whole requests.
         `status` and `code` override the HTTP status and error code of the error-answer faults, and `retry_after`
-        adds a `Retry-After` header (seconds) to them.
+        adds a `Retry-After` header (seconds) to them. `delay` is how long `REGISTER_LATE` holds the request.
         """
         fault = Fault(fault)
         if times < 1:
             raise ValueError("times must be at least 1")
         if fault in _TASK_FAULTS and task_type not in (None, "imageInference"):
             raise ValueError(f"{fault} only applies to imageInference tasks")
-        self._faults.append(_PendingFault(fault, times, task_type, status, code, retry_after))
+        if delay is not None and not delay >= 0:
+            raise ValueError("delay must be a number of seconds, at least 0")
+        self._faults.append(_PendingFault(fault, times, task_type, status, code, retry_after, delay))
 
     def clear_faults(self) -> None:
         """Drop every pending fault."""
@@ -502,6 +519,7 @@ class FakeRunware:
         self.requests.clear()
         self.downloads.clear()
         self._tasks.clear()
+        self._replaced.clear()
         self._task_uuids.clear()
         self._images.clear()
         self._faults.clear()
@@ -530,7 +548,8 @@ class FakeRunware:
 
     @property
     def paid_tasks(self) -> list[str]:
-        """taskUUIDs that produced at least one billed image, in order of first billing."""
+        """taskUUIDs of the runs that produced at least one billed image, in order of first billing (one entry per
+        run: a UUID run twice, see `reject_duplicate_uuids`, appears twice)."""
         self._advance_all()
         return list(self._paid)
 
@@ -621,7 +640,17 @@ class FakeRunware:
         if pending is not None and fault in _STATUS_FAULTS:
             return self._fault_response(pending, tasks)
 
-        outcomes, waiting = self._process(tasks)
+        if pending is not None and fault == Fault.REGISTER_LATE:
+            # Registered in a task of its own: the handler is cancelled when the client hangs up, the work is not.
+            late = asyncio.ensure_future(self._process_later(tasks, 1.0 if pending.delay is None else pending.delay))
+            self._background.add(late)
+            late.add_done_callback(self._background.discard)
+            processed = await asyncio.shield(late)
+            if processed is None:
+                return None
+            outcomes, waiting = processed
+        else:
+            outcomes, waiting = self._process(tasks)
         if fault == Fault.ACCEPT_THEN_DROP:
             return None
         if fault == Fault.ACCEPT_THEN_502:
@@ -655,6 +684,15 @@ class FakeRunware:
         if errors:
             envelope["errors"] = errors
         return web.json_response(envelope, status=200 if data else 400)
+
+    async def _process_later(
+        self, tasks: list[Any], delay: float
+    ) -> tuple[list[TaskState | tuple[str, list[dict[str, Any]]]], list[TaskState]] | None:
+        """`_process` after `delay` seconds; None (nothing processed) if the fake closes first."""
+        await self._sleep_until(time.monotonic() + delay)
+        if self._closing.is_set():
+            return None
+        return self._process(tasks)
 
     def _authorized(self, request: web.Request, body: Any) -> bool:
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
@@ -779,10 +817,13 @@ class FakeRunware:
     def _submit_inference(self, task: dict[str, Any]) -> TaskState:
         spec = self._validate_inference(task)
         task_uuid = str(task["taskUUID"])
-        if task_uuid in self._task_uuids:
+        if task_uuid in self._task_uuids and (self.reject_duplicate_uuids or task_uuid not in self._tasks):
             raise _TaskError(
                 "duplicateTaskUUID", f"A task with taskUUID {task_uuid} was already submitted.", "taskUUID"
             )
+        earlier = self._tasks.get(task_uuid)
+        if earlier is not None:
+            self._replaced.append(earlier)
         state = TaskState(
             task_uuid=task_uuid,
             request=task,
@@ -993,7 +1034,7 @@ class FakeRunware:
         return None
 
     def _advance_all(self) -> None:
-        for state in self._tasks.values():
+        for state in [*self._replaced, *self._tasks.values()]:
             self._advance(state)
 
     def _advance(self, state: TaskState, *, force: bool = False) -> None:
@@ -1035,7 +1076,8 @@ class FakeRunware:
         micros = usd_to_micros(cost)
         state.cost_micros += micros
         self._cost_micros += micros
-        self._paid.setdefault(state.task_uuid, None)
+        if not state.results:  # the run's first billed image makes it a paid task
+            self._paid.append(state.task_uuid)
         return item
 
     def _image_cost(self, state: TaskState) -> float:
@@ -1154,6 +1196,7 @@ class FakeRunware:
                 status=body.get("status"),
                 code=body.get("code"),
                 retry_after=body.get("retry_after"),
+                delay=body.get("delay"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"ok": False, "error": str(exc)}, status=400)
@@ -1169,6 +1212,8 @@ class FakeRunware:
                 self.cost_override = None if override is None else float(override)
             if "task_errors_as_envelope" in body:
                 self.task_errors_as_envelope = bool(body["task_errors_as_envelope"])
+            if "reject_duplicate_uuids" in body:
+                self.reject_duplicate_uuids = bool(body["reject_duplicate_uuids"])
         except (ValueError, TypeError, AttributeError) as exc:
             return web.json_response({"ok": False, "error": str(exc)}, status=400)
         return web.json_response(
@@ -1177,6 +1222,7 @@ class FakeRunware:
                 "latency": self.latency,
                 "cost_override": self.cost_override,
                 "task_errors_as_envelope": self.task_errors_as_envelope,
+                "reject_duplicate_uuids": self.reject_duplicate_uuids,
             }
         )
 

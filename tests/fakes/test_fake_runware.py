@@ -535,6 +535,38 @@ async def test_duplicate_task_uuid_is_refused_and_counted(
     assert fake_runware.total_cost_micros == 11_000
 
 
+async def test_a_repeated_task_uuid_runs_and_bills_again_when_duplicates_are_not_rejected(
+    fake_runware: FakeRunware, session: aiohttp.ClientSession
+) -> None:
+    """`reject_duplicate_uuids = False` (the worst case of reference §10.6): the repeat is a second paid run."""
+    fake_runware.reject_duplicate_uuids = False
+    task = inference(deliveryMethod="async")
+    assert (await call(session, fake_runware, [task]))[0] == 200
+    assert (await call(session, fake_runware, [task]))[0] == 200
+    assert fake_runware.paid_tasks == [task["taskUUID"], task["taskUUID"]]
+    assert fake_runware.total_cost_micros == 22_000
+    _, body = await call(session, fake_runware, [poll(task["taskUUID"])])
+    assert [item["status"] for item in body["data"]] == ["success"]
+
+
+async def test_register_late_holds_the_request_then_runs_it_even_if_the_client_left(
+    fake_runware: FakeRunware, session: aiohttp.ClientSession
+) -> None:
+    """REGISTER_LATE: unknown to getResponse until the delay has passed, then registered and billed, although the
+    client stopped waiting for the answer long before."""
+    fake_runware.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=0.6)
+    task = inference(deliveryMethod="async")
+    with pytest.raises(asyncio.TimeoutError):
+        await session.post(fake_runware.url, json=[task], headers=AUTH, timeout=aiohttp.ClientTimeout(total=0.2))
+    status, body = await call(session, fake_runware, [poll(task["taskUUID"])])
+    assert (status, body["errors"][0]["code"]) == (400, "taskFailedOrNotFound")
+    await asyncio.sleep(0.6)
+    _, body = await call(session, fake_runware, [poll(task["taskUUID"])])
+    assert body["data"][0]["status"] == "success"
+    assert fake_runware.submissions_of(task["taskUUID"]) == 1
+    assert fake_runware.paid_tasks == [task["taskUUID"]]
+
+
 async def test_recording_helpers(fake_runware: FakeRunware, session: aiohttp.ClientSession) -> None:
     """Requests, task objects and headers are recorded as sent."""
     task = inference(deliveryMethod="async")
@@ -809,6 +841,12 @@ async def test_admin_surface(fake_runware: FakeRunware, session: aiohttp.ClientS
         assert response.status == 400
     async with session.post(f"{admin}/config", json={"latency": 0.0, "cost_override": 0.1}) as response:
         assert (await response.json())["cost_override"] == 0.1
+    async with session.post(f"{admin}/config", json={"reject_duplicate_uuids": False}) as response:
+        assert (await response.json())["reject_duplicate_uuids"] is False
+    async with session.post(f"{admin}/config", json={"reject_duplicate_uuids": True}) as response:
+        assert (await response.json())["reject_duplicate_uuids"] is True
+    async with session.post(f"{admin}/fail", json={"fault": "register_late", "delay": "soon"}) as response:
+        assert response.status == 400
     task = inference()
     assert (await call(session, fake_runware, [task]))[0] == 429
     assert (await call(session, fake_runware, [task]))[0] == 200

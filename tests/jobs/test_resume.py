@@ -222,3 +222,38 @@ async def test_a_partial_result_without_a_reported_cost_is_charged_its_share_of_
     entries = await third.entries(admission.job_id)
     assert entries[EntryKind.SETTLE].amount == MINI_MEDIUM_SQUARE
     assert (await third.job(admission.job_id)).cost == MINI_MEDIUM_SQUARE
+
+
+async def test_a_result_where_one_image_lacks_a_cost_is_charged_from_the_estimate_not_the_partial_sum(
+    harnesses: HarnessFactory,
+) -> None:
+    """Two images stored before a crash, only one with a reported cost: the restart charges the estimate for both
+    images (not just the one cost Runware reported, which would under-charge)."""
+    first = await harnesses.open()
+    done = await first.service.admit(make_request("an earlier fox"))
+    await asyncio.wait_for(first.service.wait_idle(), 10)
+    assert done.job_id is not None
+    served = (await first.service.job_results(done.job_id))[0]
+    await harnesses.crash(first)
+
+    second = await harnesses.open(start=False)
+    admission = await second.service.admit(make_request(count=2))
+    assert admission.job_id is not None and admission.estimate == 2 * MINI_MEDIUM_SQUARE
+    queue = JobQueueRepository(second.db)
+    assert await queue.begin_submit(admission.job_id, second.client.new_task_uuid())
+    await queue.mark_acknowledged(admission.job_id)
+    stored = [
+        JobResult(0, "image-1", served.image_url, MINI_MEDIUM_SQUARE),
+        JobResult(1, "image-2", served.image_url, None),
+    ]
+    await queue.save_results(admission.job_id, stored, None)
+    await harnesses.crash(second)
+
+    third = await harnesses.open()
+    await asyncio.wait_for(third.service.wait_idle(), 10)
+    [delivered] = third.delivery.delivered
+    assert (delivered.summary.image_count, delivered.summary.count) == (2, 2)
+    assert (delivered.summary.cost, delivered.summary.cost_reported) == (2 * MINI_MEDIUM_SQUARE, False)
+    entries = await third.entries(admission.job_id)
+    assert entries[EntryKind.SETTLE].amount == 2 * MINI_MEDIUM_SQUARE
+    assert (await third.job(admission.job_id)).cost == 2 * MINI_MEDIUM_SQUARE

@@ -161,6 +161,49 @@ async def test_verify_key_accepts_a_good_key_without_spending(client: RunwareCli
     assert fake_runware.paid_tasks == []
 
 
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        pytest.param(None, None, None, id="taskFailedOrNotFound"),
+        pytest.param(Fault.ERROR_ENVELOPE_SINGULAR, 404, "taskNotFound", id="404-taskNotFound"),
+        pytest.param(Fault.ERROR_ENVELOPE_SINGULAR, 400, "invalidTaskUUID", id="400-invalidTaskUUID"),
+        pytest.param(Fault.ERROR_ENVELOPE_BARE_LIST, 400, "taskCancelled", id="400-taskCancelled"),
+        pytest.param(Fault.ERROR_ENVELOPE_SINGULAR, 410, "taskExpired", id="410-taskExpired"),
+        pytest.param(Fault.ERROR_ENVELOPE_SINGULAR, 404, None, id="404-invalidParameter"),
+    ],
+)
+async def test_verify_key_takes_any_not_found_or_invalid_task_answer_as_a_working_key(
+    client: RunwareClient, fake_runware: FakeRunware, fault: Fault | None, status: int | None, code: str | None
+) -> None:
+    """What Runware answers for a task it never saw is not documented, so every refusal of the question (not an
+    auth, credit, server or transient failure) means the key was accepted. Asked once, nothing spent."""
+    if fault is not None:
+        fake_runware.fail_next(fault, task_type="getResponse", status=status, code=code)
+    await client.verify_key()
+    assert len(fake_runware.requests) == 1
+    assert fake_runware.tasks_submitted("imageInference") == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "times", "expected"),
+    [
+        pytest.param(Fault.UNAUTHORIZED, 1, RunwareAuthError, id="401"),
+        pytest.param(Fault.INSUFFICIENT_CREDITS, 1, RunwareCreditsError, id="402"),
+        pytest.param(Fault.SERVER_ERROR, 4, RunwareServerError, id="500"),
+        pytest.param(Fault.UNAVAILABLE, 4, RunwareTransientError, id="503"),
+        pytest.param(Fault.RATE_LIMITED, 4, RunwareRateLimitedError, id="429"),
+    ],
+)
+async def test_verify_key_reports_auth_credit_server_and_transient_failures(
+    client: RunwareClient, fake_runware: FakeRunware, fault: Fault, times: int, expected: type[RunwareError]
+) -> None:
+    """A rejected key, an empty account, or a Runware that cannot answer (after the retries) is raised."""
+    fake_runware.fail_next(fault, times=times, task_type="getResponse")
+    with pytest.raises(expected):
+        await client.verify_key()
+    assert len(fake_runware.requests) == times
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 
@@ -396,6 +439,105 @@ async def test_ambiguous_submit_failure_does_not_bill_twice(
     assert len(result.images) == 1
     assert result.cost_micros == 11_000
     assert fake_runware.total_cost_micros == 11_000
+
+
+async def test_a_timed_out_submit_that_registers_late_is_found_not_paid_twice(
+    client: RunwareClient, fake_runware: FakeRunware, runware_config: RunwareConfig
+) -> None:
+    """The POST outlives the client's timeout and Runware registers it only later: the client keeps asking before
+    it resubmits, finds the task, and the member pays once, even from a Runware that would run a repeated UUID again."""
+    fake_runware.reject_duplicate_uuids = False
+    delay = runware_config.request_timeout_seconds * 1.6
+    fake_runware.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=delay)
+    result = await client.generate(MINI)
+
+    assert fake_runware.submissions_of(result.task_uuid) == 1
+    assert fake_runware.paid_tasks == [result.task_uuid]
+    assert fake_runware.total_cost_micros == result.cost_micros == 11_000
+    probes = [task for task in fake_runware.tasks_submitted("getResponse") if task["taskUUID"] == result.task_uuid]
+    assert len(probes) >= 2, "an 'unknown' right after the timeout must not be taken as final"
+
+
+async def test_without_the_late_probes_the_same_fault_bills_twice(
+    session: aiohttp.ClientSession, fake_runware: FakeRunware, runware_key: str, runware_config: RunwareConfig
+) -> None:
+    """The control for the test above: a client that trusts the first "unknown" resubmits, and a Runware that
+    runs a repeated UUID bills the generation twice. (So the fault really is the danger the probes guard against.)"""
+    fake_runware.reject_duplicate_uuids = False
+    client = RunwareClient(
+        session,
+        api_key=runware_key,
+        api_url=fake_runware.url,
+        config=runware_config,
+        retry_base_delay=0.005,
+        retry_max_delay=0.02,
+        late_probes=0,
+    )
+    delay = runware_config.request_timeout_seconds * 1.6
+    fake_runware.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=delay)
+    result = await client.generate(MINI)
+    await asyncio.sleep(delay)  # let the held request register
+    assert fake_runware.submissions_of(result.task_uuid) == 2
+    assert fake_runware.paid_tasks == [result.task_uuid, result.task_uuid]
+
+
+async def test_late_probes_are_bounded_then_the_task_is_resubmitted_under_the_same_uuid(
+    session: aiohttp.ClientSession, fake_runware: FakeRunware, runware_key: str, runware_config: RunwareConfig
+) -> None:
+    """A timed-out submit is asked about once plus four times over the request timeout, then resubmitted; a request
+    registering later still is refused as a duplicate by this (default) fake, so one task is paid."""
+    slept: list[float] = []
+
+    async def record(delay: float) -> None:
+        slept.append(delay)
+        await asyncio.sleep(delay)
+
+    client = RunwareClient(
+        session,
+        api_key=runware_key,
+        api_url=fake_runware.url,
+        config=runware_config,
+        sleep=record,
+        retry_base_delay=0.005,
+        retry_max_delay=0.02,
+    )
+    timeout = runware_config.request_timeout_seconds
+    fake_runware.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=timeout * 2.5)
+    task_uuid = client.new_task_uuid()
+    await client.submit(MINI, task_uuid)
+
+    assert polls_of(fake_runware, task_uuid) == 1 + 4
+    assert slept[1:] == [timeout / 4] * 4, slept
+    assert fake_runware.submissions_of(task_uuid) == 2
+    await asyncio.sleep(timeout * 2.5)
+    assert fake_runware.paid_tasks == [task_uuid]
+
+
+async def test_a_connection_that_never_opened_is_not_waited_for(
+    session: aiohttp.ClientSession, runware_key: str, runware_config: RunwareConfig
+) -> None:
+    """Nothing was sent when the connection could not be opened, so no late probes: only the retry backoffs."""
+    fake = FakeRunware()
+    await fake.start()
+    url = fake.url
+    await fake.close()
+    slept: list[float] = []
+
+    async def record(delay: float) -> None:
+        slept.append(delay)
+
+    client = RunwareClient(
+        session,
+        api_key=runware_key,
+        api_url=url,
+        config=runware_config,
+        sleep=record,
+        retry_base_delay=0.005,
+        retry_max_delay=0.02,
+    )
+    with pytest.raises(RunwareTransientError):
+        await client.submit(MINI, client.new_task_uuid())
+    assert slept and all(delay <= 0.02 for delay in slept), slept
 
 
 async def test_ambiguous_failure_while_the_task_is_still_running_continues_with_it(

@@ -366,6 +366,22 @@ def test_result_without_reported_cost_has_no_total() -> None:
     assert total_cost_micros(results) is None
 
 
+def test_a_task_where_one_image_lacks_a_cost_has_no_total() -> None:
+    """One image with a cost and one without: the total is None (a partial sum would under-charge), not $0.011."""
+    results = image_results(
+        parse_items(
+            [
+                {"taskUUID": "t", "imageUUID": "a", "imageURL": "u", "cost": 0.011},
+                {"taskUUID": "t", "imageUUID": "b", "imageURL": "v"},
+            ]
+        )
+    )
+    assert [result.cost_micros for result in results] == [11_000, None]
+    assert total_cost_micros(results) is None
+    assert total_cost_micros(results[:1]) == 11_000
+    assert total_cost_micros([]) is None
+
+
 def test_wire_item_accepts_nsfw_and_seed() -> None:
     """Optional result fields are mapped to snake_case."""
     item = WireItem.model_validate(
