@@ -742,7 +742,10 @@ class GenerationService:
         acked = await self._queue.acknowledged_at(job.id)
         early: list[ImageResult] = []
         if acked is None:
-            state = await self._client.find_task(task_uuid)
+            # Died between storing the UUID and Runware's answer: the POST may still be registering, so "unknown"
+            # counts only once the client's late-registration window since the submit (job.updated_at) has passed.
+            sent_ago = (self._clock() - job.updated_at).total_seconds()
+            state = await self._client.find_recent_task(task_uuid, sent_ago)
             if state is None:
                 log.info("task %s of job %s never reached Runware; submitting it now", task_uuid, job.id)
                 early = await self._client.submit(request, task_uuid)

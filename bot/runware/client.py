@@ -175,7 +175,7 @@ class RunwareClient:
                 await self._sleep(self._backoff(attempt, exc))
                 state = await self.find_task(task_uuid)
                 if state is None and _may_be_in_flight(exc):
-                    state = await self._find_late_task(task_uuid)
+                    state = await self._find_late_task(task_uuid, self._config.request_timeout_seconds)
                 if state is not None:
                     log.info("task %s did reach Runware; continuing with it", task_uuid)
                     return list(state.images)
@@ -186,11 +186,26 @@ class RunwareClient:
                 continue
             return image_results(response.items, task_uuid=task_uuid)
 
-    async def _find_late_task(self, task_uuid: str) -> PollState | None:
-        """Keep asking about a task whose submission may still be in flight: `late_probes` probes over the timeout."""
-        if not self._late_probes:
+    async def find_recent_task(self, task_uuid: str, sent_seconds_ago: float) -> PollState | None:
+        """Ask about a task whose submission was sent `sent_seconds_ago` seconds ago and may not have registered yet.
+
+        For a restart after a crash between storing the task UUID and hearing Runware's answer: the POST may have been
+        on its way when the process died. Like `submit` after a timeout, an "unknown" answer is only believed once
+        twice the request timeout has passed since sending (the assumption stated in `submit`); until then the
+        client keeps asking, `late_probes` times spread over what is left of that window. None means Runware does not
+        know the task and will not.
+        """
+        state = await self.find_task(task_uuid)
+        if state is not None:
+            return state
+        window = 2 * self._config.request_timeout_seconds - max(sent_seconds_ago, 0.0)
+        return await self._find_late_task(task_uuid, window)
+
+    async def _find_late_task(self, task_uuid: str, window: float) -> PollState | None:
+        """Keep asking about a task whose submission may still be in flight: `late_probes` probes over `window` s."""
+        if not self._late_probes or window <= 0:
             return None
-        interval = self._config.request_timeout_seconds / self._late_probes
+        interval = window / self._late_probes
         for probe in range(1, self._late_probes + 1):
             log.info(
                 "Runware does not know task %s yet; asking again in %.2fs (%d of %d) before resubmitting",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from bot.catalog import ModelName, Quality
 from bot.jobs.state import JobState
@@ -67,6 +68,38 @@ async def test_a_job_stored_as_submitted_but_never_posted_is_submitted_once_unde
     await asyncio.wait_for(second.service.wait_idle(), 10)
     assert second.fake.submissions_of(task_uuid) == 1
     assert len(second.delivery.delivered) == 1
+    assert await second.charged() == MINI_MEDIUM_SQUARE
+
+
+async def test_a_submission_still_registering_when_the_bot_died_is_found_after_the_restart_and_only_polled(
+    harnesses: HarnessFactory,
+) -> None:
+    """Died while the POST was on its way: Runware registers the task only after the restart first asks about it.
+    The restart keeps asking within the late-registration window, finds the task and polls it, so even a Runware
+    that would run a repeated task UUID a second time bills it once."""
+    harnesses.fake.reject_duplicate_uuids = False
+    first = await harnesses.open(start=False)
+    admission = await first.service.admit(make_request())
+    assert admission.job_id is not None
+    job_id = admission.job_id
+    task_uuid = first.client.new_task_uuid()
+    assert await JobQueueRepository(first.db).begin_submit(job_id, task_uuid)
+    harnesses.fake.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=1.0)
+    request = ImageInferenceRequest(model=ModelName.GPT_IMAGE_1_MINI, prompt="a red fox", quality=Quality.MEDIUM)
+    posting = asyncio.ensure_future(first.client.submit(request, task_uuid))
+    await eventually(lambda: harnesses.fake.submissions_of(task_uuid) == 1)
+    posting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await posting
+    await harnesses.crash(first)
+
+    second = await harnesses.open(start=False)
+    report = await second.service.resume()
+    assert report.resumed == [job_id]
+    await asyncio.wait_for(second.service.wait_idle(), 15)
+    assert second.fake.submissions_of(task_uuid) == 1
+    assert second.fake.paid_tasks == [task_uuid]
+    assert [item.job.id for item in second.delivery.delivered] == [job_id]
     assert await second.charged() == MINI_MEDIUM_SQUARE
 
 
