@@ -128,8 +128,28 @@ def _is_image(attachment: discord.Attachment) -> bool:
     return (attachment.content_type or "").startswith("image/") or attachment.width is not None
 
 
+_PICTURE_EMBED_TYPES = frozenset({"image", "gifv"})
+"""Embeds Discord makes of a link to a picture (or an animated GIF): the picture is in `thumbnail`, not `image`."""
+
+
+def embed_picture_url(embed: discord.Embed) -> str | None:
+    """Return where to fetch an embed's picture: Discord's cached copy (`proxy_url`) before the original `url`.
+
+    A rich embed's picture is its `image`; a link preview of a picture (type `image` or `gifv`) carries it as its
+    `thumbnail`. For a picture on another site `url` is that site's address, which is never fetched; `proxy_url` is
+    Discord's copy on its media proxy (`images-ext-1.discordapp.net`, …), and for an attachment, on its CDN.
+    """
+    media = [embed.image]
+    if embed.type in _PICTURE_EMBED_TYPES:
+        media.append(embed.thumbnail)
+    for item in media:
+        if item.proxy_url or item.url:
+            return item.proxy_url or item.url
+    return None
+
+
 def message_images(message: discord.Message) -> list[ReferenceSource]:
-    """Return the images of a message as references: image attachments, then embed images, each once."""
+    """Return the images of a message as references: image attachments, then embed pictures, each once."""
     sources: list[ReferenceSource] = []
     seen: set[str] = set()
 
@@ -142,8 +162,9 @@ def message_images(message: discord.Message) -> list[ReferenceSource]:
         if _is_image(attachment):
             add(reference_from_attachment(attachment))
     for number, embed in enumerate(message.embeds, start=1):
-        if embed.image.url:
-            add(ReferenceSource.from_url(embed.image.url, filename=f"embed image {number}"))
+        url = embed_picture_url(embed)
+        if url is not None:
+            add(ReferenceSource.from_url(url, filename=f"embed image {number}"))
     return sources
 
 
