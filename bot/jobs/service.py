@@ -8,7 +8,9 @@ One request goes through `admit` in this order, so every refusal happens before 
    `duplicate_window_seconds` gets the first job back (`Admission.duplicate`). Truly concurrent identical requests
    wait on the first one's in-process future, so they can never create two jobs; later ones find its row;
 3. estimate, and ask for confirmation (`Admission.needs_confirmation`, nothing reserved, nothing fetched) when the
-   estimate is above `limits.confirm_above` and the request is not yet `confirmed`;
+   estimate is above `limits.confirm_above` and the request is not yet `confirmed`. Before that question, and before
+   any reference is downloaded or uploaded, `Ledger.check` refuses what the budget cannot hold anyway (it writes
+   nothing; the reservation in step 5 still decides);
 4. fetch (Discord CDN only, byte cap while streaming), decode, normalise and upload the references to Runware
    (`imageUpload` is free), so the job row holds only reference UUIDs and can be re-run after a restart;
 5. reserve the estimate *and* insert the job row (state `queued`) in one ledger transaction, then queue it.
@@ -273,9 +275,12 @@ class GenerationService:
         estimate = self._pricing.estimate(
             request.model, request.quality, request.size, request.count, len(request.prompt), len(request.references)
         )
-        if estimate > self._limits.confirm_above and not request.confirmed:
-            # Refuse now, rather than after a confirmation, what the budget cannot hold anyway.
+        ask_first = estimate > self._limits.confirm_above and not request.confirmed
+        if ask_first or any(reference.image_uuid is None for reference in request.references):
+            # Refuse now what the budget cannot hold anyway: rather than after a confirmation, and before downloading
+            # (up to 4 x 25 MB) and uploading references. The reservation below still decides.
             await self._ledger.check(request.guild_id, request.member_id, request.role_ids, estimate)
+        if ask_first:
             return Admission(None, estimate, needs_confirmation=True)
         references = await self._prepare_references(request)
         if self._stopping:
