@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
-import io
 import os
 import platform
 import re
@@ -48,7 +46,6 @@ from pathlib import Path
 import discord
 import yarl
 from discord import app_commands
-from PIL import Image, ImageChops
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -139,32 +136,14 @@ def own_seconds() -> float:
 
 
 def use_photo_sized_images() -> int:
-    """Make the fake Runware return PNGs as large as real GPT Image output; return the size of one.
+    """Render the fake Runware's photo-like results up front (so the burst does not pay for it); return one's size.
 
-    The fake draws flat shapes (about 21 kB as a 1024x1024 PNG); real results are photo-like, about 1.5 MB. Film
-    grain on the same drawings gives that size. Four pictures are rendered up front and reused.
+    The fake draws flat shapes (about 21 kB as a 1024x1024 PNG); real results are photo-like, about 1.5 MB. With
+    `FakeRunware.photo_like` it serves film grain on the same drawings (`render_photo`), four distinct pictures.
     """
-    drawn = fake_runware.render_image
-
-    @functools.cache
-    def photo(width: int, height: int, variant: int) -> bytes:
-        base = Image.open(io.BytesIO(drawn(width, height, "PNG", False, variant))).convert("RGB")
-        grain = Image.effect_noise((width, height), 12).convert("RGB")
-        buffer = io.BytesIO()
-        ImageChops.add(base, grain, offset=-128).save(buffer, "PNG", compress_level=6)
-        return buffer.getvalue()
-
-    def render(
-        width: int, height: int, output_format: str, transparent: bool, variant: int, quality: int = 95
-    ) -> bytes:
-        if output_format != "PNG" or transparent:
-            return drawn(width, height, output_format, transparent, variant, quality)
-        return photo(width, height, variant % 4)
-
-    fake_runware.render_image = render
-    for variant in range(4):
-        photo(1024, 1024, variant)
-    return len(photo(1024, 1024, 0))
+    for variant in range(fake_runware.PHOTO_VARIANTS):
+        fake_runware.render_photo(1024, 1024, "PNG", False, variant)
+    return len(fake_runware.render_photo(1024, 1024, "PNG", False, 0))
 
 
 def clean_environment(extra: dict[str, str]) -> dict[str, str]:
@@ -452,6 +431,7 @@ async def bench_atelier(args: argparse.Namespace, folder: Path) -> AtelierResult
         FakeDiscord(validate_openapi=False) as fake,
         FakeRunware(latency=args.latency) as runware,
     ):
+        runware.photo_like = args.photo_images
         world = World(fake, args.members)
         process, log_path = await start_atelier(fake, runware, folder, args.latency)
         watcher = Watcher(process, is_result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from bot.billing.money import format_usd
 from bot.catalog import MODEL_SPECS, ModelName, Size
 from bot.storage.repositories import utc_now
 from cogs._delivery import ATTACH_FILES_MISSING, EMBED_LINKS_MISSING
+from cogs.generate import DUPLICATE
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
     animated_gif,
@@ -424,7 +426,15 @@ async def test_progress_shows_the_queue_position_then_the_elapsed_time(atelier: 
     assert contents[0].startswith("⏳ Queued: position 1 · estimate ~$0.011 · job `")
     assert any(text.startswith("🎨 Generating… (") for text in contents), contents
     assert waiting.attachments and waiting.content == ""
-    assert len(waiting.edits) <= 8, "progress edits are throttled"
+    for interaction in (first, second):
+        # The status shown at admission, then the progress edits: never two within one interval of each other.
+        # (The bot spaces them by at least 1 s on its clock; they arrive here with a little jitter.)
+        statuses = [r for r in interaction.responses if r.kind == "edit" and r.ok and not r.files]
+        assert len(statuses) >= 2, statuses
+        gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(statuses)]
+        assert min(gaps) >= 0.8, f"progress edits {gaps} s apart; at most one per second is allowed"
+        results_posted = [r for r in interaction.responses if r.kind == "edit" and r.files]
+        assert len(results_posted) == 1 and results_posted[0].at > statuses[-1].at
 
 
 async def test_permission_lost_before_delivery_fails_the_job_without_charge(atelier: Atelier) -> None:
@@ -444,3 +454,78 @@ async def test_permission_lost_before_delivery_fails_the_job_without_charge(atel
 
     assert message.content == f"❌ <@{world.member_id}> {ATTACH_FILES_MISSING}"
     await _nothing_spent(atelier, world.member_id)
+
+
+@pytest.mark.parametrize(
+    ("limit", "downscaled"),
+    [pytest.param(1024 * 1024, False, id="re-encoded"), pytest.param(60_000, True, id="downscaled")],
+)
+async def test_a_result_over_the_upload_limit_is_made_to_fit(atelier: Atelier, limit: int, downscaled: bool) -> None:
+    """A result larger than the interaction's attachment_size_limit is re-encoded (and only if that is not enough,
+    downscaled) and posted: Discord never answers 413, and the member is charged as usual."""
+    fake, world = atelier.fake, atelier.world
+    fake.attachment_size_limit = limit  # what the interaction says, and what the fake enforces per file
+    atelier.runware.photo_like = True  # a 1024x1024 PNG of about 1.5 MB, like real GPT Image output
+
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a grainy photo of a harbour")
+    message = await result_of(interaction, timeout=20.0)
+    await idle(atelier)
+
+    assert interaction.payload["attachment_size_limit"] == limit
+    made = atelier.runware.image(atelier.runware.downloads[0])
+    assert made is not None and len(made.data) > 1024 * 1024
+    [posted] = message.attachments
+    assert len(posted.data) <= limit
+    width, height = image_size(posted.data)
+    if downscaled:
+        assert width == height < 1024
+    else:
+        assert (width, height) == (1024, 1024)
+    assert posted.data.startswith(MAGIC["jpg"]) and posted.filename.endswith(".jpg")
+    assert [error for error in fake.errors if error.status == 413] == []
+    assert await settled_total(atelier) == (1, 11_000)
+
+
+async def test_imagine_count_4_posts_four_images_and_charges_the_reported_total_once(atelier: Atelier) -> None:
+    """/imagine count:4 posts four files, each decoding to the requested size, under one card that shows the total
+    Runware reported; the ledger charges that total once."""
+    world = atelier.world
+    atelier.runware.cost_override = 0.0123
+
+    interaction = await atelier.slash(
+        "imagine", user_id=world.member_id, prompt="four foxes", count=4, size="1536x1024"
+    )
+    message = await result_of(interaction)
+    await idle(atelier)
+
+    assert task_for(atelier, "four foxes")["numberResults"] == 4
+    assert len(message.attachments) == 4
+    assert [image_size(blob.data) for blob in message.attachments] == [(1536, 1024)] * 4
+    assert len({blob.data for blob in message.attachments}) == 4, "four different images"
+    assert atelier.runware.total_cost_micros == 4 * 12_300
+    assert embed_fields(message)["Cost"] == format_usd(4 * 12_300) == "$0.0492"
+    assert await settled_total(atelier) == (1, 4 * 12_300)
+    budget = await status(atelier, world.member_id)
+    assert (budget.spent, budget.reserved) == (4 * 12_300, 0)
+
+
+async def test_identical_requests_in_the_duplicate_window_collapse_into_one_job(atelier: Atelier) -> None:
+    """Two identical /imagine from one member at once make one job: one Runware task, one charge; the second is
+    told privately that the first (named by its job id) is on its way, and its public placeholder goes."""
+    world = atelier.world
+
+    interactions = await asyncio.gather(
+        *(atelier.slash("imagine", user_id=world.member_id, prompt="one fox, asked twice") for _ in range(2))
+    )
+    outcomes = await asyncio.gather(
+        *(interaction.wait_message(lambda m: bool(m.attachments) or m.ephemeral) for interaction in interactions)
+    )
+    await idle(atelier)
+
+    [posted] = [message for message in outcomes if message.attachments]
+    [answer] = [message for message in outcomes if message.ephemeral]
+    assert answer.content == DUPLICATE.format(job_id=job_id_of(posted))
+    placeholder = interactions[outcomes.index(answer)].original_message()
+    assert placeholder is not None and placeholder.deleted
+    assert len(inference_tasks(atelier)) == 1 and len(atelier.runware.paid_tasks) == 1
+    assert await settled_total(atelier) == (1, 11_000)
