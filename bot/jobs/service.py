@@ -17,10 +17,11 @@ One request goes through `admit` in this order, so every refusal happens before 
 
 A worker run (`_run_job`) stores a fresh task UUID and moves the job to `submitted` *before* the POST, submits,
 records Runware's acknowledgement, waits, stores the result images, downloads and fits them to the channel's upload
-limit, and calls `Delivery.deliver`. Only after a successful delivery does one transaction record `succeeded`,
-`delivered_at`, the message id and the cost; the ledger then settles the hold to that cost. Every failure first
-moves the job to `failed`/`cancelled` and then releases the hold; `Ledger.reconcile()` closes the gap between the two
-if the process dies there.
+limit, and calls `Delivery.deliver`; at most `limits.delivery_concurrency` jobs download, fit and post at once (each
+holds its images in memory meanwhile), while the others keep their scheduler slot and wait their turn. Only after a
+successful delivery does one transaction record `succeeded`, `delivered_at`, the message id and the cost; the ledger
+then settles the hold to that cost. Every failure first moves the job to `failed`/`cancelled` and then releases the
+hold; `Ledger.reconcile()` closes the gap between the two if the process dies there.
 
 Crash points and what the next start (`resume`: `Ledger.reconcile()` first, then every unfinished job) does:
 
@@ -215,6 +216,9 @@ class GenerationService:
         self._clock = clock
         self._jobs = JobRepository(db, clock=clock)
         self._queue = JobQueueRepository(db, clock=clock)
+        # A job holds its result images in memory from download to post (up to 4 of ~1.5 MB, and a copy while
+        # posting); this bounds how many do so at once, whatever global_concurrency is. The Runware slot stays held.
+        self._delivering = asyncio.Semaphore(config.limits.delivery_concurrency)
         self._inflight: dict[str, asyncio.Future[Admission]] = {}
         self._active: dict[str, _Tracked] = {}
         self._progress_loop: asyncio.Task[None] | None = None
@@ -649,6 +653,11 @@ class GenerationService:
         if produced is None:
             return
         images, redelivery = produced
+        async with self._delivering:
+            await self._post_results(job, tracked, images, redelivery)
+
+    async def _post_results(self, job: Job, tracked: _Tracked, images: list[ImageResult], redelivery: bool) -> None:
+        """Download the images, fit them to the upload limit, post them, and charge the job."""
         target = DeliveryTarget.from_job(job)
         fitted: list[FittedImage] = []
         for image in images:
