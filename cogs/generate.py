@@ -270,8 +270,9 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
         self._service.set_delivery(self.delivery)
 
     async def cog_unload(self) -> None:
-        """Drop requests still waiting for confirmation."""
+        """Drop requests still waiting for confirmation, and stop watching the statuses on show."""
         self.confirmations.close()
+        self.delivery.close()
 
     # -------------------------------------------------------------------------------------------------- options
 

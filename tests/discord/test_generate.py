@@ -14,7 +14,7 @@ from bot.billing.budgets import MemberOverride
 from bot.billing.money import format_usd
 from bot.catalog import MODEL_SPECS, ModelName, Size
 from bot.storage.repositories import utc_now
-from cogs._delivery import ATTACH_FILES_MISSING, EMBED_LINKS_MISSING
+from cogs._delivery import ATTACH_FILES_MISSING, EMBED_LINKS_MISSING, HANDED_OVER
 from cogs.generate import DUPLICATE
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
@@ -528,4 +528,44 @@ async def test_identical_requests_in_the_duplicate_window_collapse_into_one_job(
     placeholder = interactions[outcomes.index(answer)].original_message()
     assert placeholder is not None and placeholder.deleted
     assert len(inference_tasks(atelier)) == 1 and len(atelier.runware.paid_tasks) == 1
+    assert await settled_total(atelier) == (1, 11_000)
+
+
+async def test_a_status_is_handed_over_before_its_token_stops_working(atelier: Atelier) -> None:
+    """Shortly before the token stops being used, the status loses its Cancel button (it could not be removed
+    later) and says the result will come as a reply in the channel and /queue can still cancel it; no later progress
+    edit brings the button back, and the result is that reply."""
+    await atelier.restart(limits__progress_edit_seconds="1")
+    fake, world = atelier.fake, atelier.world
+    cog = atelier.bot.get_cog("Generate")  # the extension's own module object: the bot loaded it, not this test
+    assert cog is not None
+    cog.delivery.handover_check_seconds = 0.1
+    atelier.runware.latency = 2.5  # progress edits are due (every second) after the handover, before the result
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a fox that takes its time")
+    status = interaction.original_message()
+    assert status is not None
+    await fake.wait_until(lambda: any(":cancel:" in c for c in status.button_custom_ids()), what="the Cancel button")
+    job_id = status.button_custom_ids()[0].rsplit(":", 1)[1]
+
+    cog.delivery.clock = lambda: utc_now() + timedelta(minutes=13, seconds=40)  # 80 s left, 20 s before the cutoff
+    await fake.wait_until(lambda: not status.components, what="the status handed over")
+    assert status.content == HANDED_OVER.format(job_id=job_id)
+    assert "reply in this channel" in status.content and "`/queue`" in status.content
+    queue = await atelier.answer("queue", user_id=world.member_id)
+    assert f"atelier:cancel:{job_id}" in queue.button_custom_ids(), "/queue can still cancel it"
+
+    reply = await fake.wait_until(
+        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.attachments), None),
+        timeout=10.0,
+        what="the result in the channel",
+    )
+    await idle(atelier)
+
+    assert reply.referenced is status and reply.content == f"<@{world.member_id}>"
+    assert status.components == [] and status.content == HANDED_OVER.format(job_id=job_id)
+    handed_over = HANDED_OVER.format(job_id=job_id)
+    contents = [edit.get("content") for edit in status.edits]
+    assert contents[contents.index(handed_over) :] == [handed_over], f"no edit after the handover: {contents}"
+    assert status.attachments == [], "the result is the reply, as the status said"
+    assert [error for error in fake.errors if error.code == 50027] == []
     assert await settled_total(atelier) == (1, 11_000)
