@@ -1,8 +1,8 @@
 """Interaction burst: N /imagine commands injected at once into the real bot, against the fake Discord and Runware.
 
 Run from the repository root: `python bench/interactions.py` (options: --count, --latency, --members, --solo,
---photo-images, --no-floor, --profile). It takes about 20 s and needs an otherwise idle machine: it prints how much
-CPU other processes used meanwhile.
+--photo-images, --delivery-concurrency, --no-floor, --profile). It takes about 20 s and needs an otherwise idle
+machine: it prints how much CPU other processes used meanwhile.
 
 What runs where:
 - this process: the fake Discord (its OpenAPI validation off: that is a test feature and costs CPU) and the fake
@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import tests.fakes.runware as fake_runware  # noqa: E402
+from bot.settings import load_app_config  # noqa: E402
 from tests.fakes.discord import FakeDiscord, FakeInteraction, ResponseRecord  # noqa: E402
 from tests.fakes.runware import DEFAULT_API_KEY, FakeRunware  # noqa: E402
 
@@ -375,18 +376,18 @@ def job_timelines(phase: Phase, runware: FakeRunware, wall_minus_mono: float) ->
 
 
 async def start_atelier(
-    fake: FakeDiscord, runware: FakeRunware, folder: Path, latency: float
+    fake: FakeDiscord, runware: FakeRunware, folder: Path, latency: float, delivery_concurrency: int | None
 ) -> tuple[asyncio.subprocess.Process, Path]:
-    config = write_config(
-        folder / "atelier.toml",
-        {
-            "budget.default_allowance": '"1000.00"',
-            "limits.global_concurrency": "64",
-            "limits.confirm_above": '"1000.00"',
-            "runware.poll_initial_delay_seconds": f"{max(latency, 0.05):g}",
-            "runware.poll_max_interval_seconds": "0.25",
-        },
-    )
+    changes = {
+        "budget.default_allowance": '"1000.00"',
+        "limits.global_concurrency": "64",
+        "limits.confirm_above": '"1000.00"',
+        "runware.poll_initial_delay_seconds": f"{max(latency, 0.05):g}",
+        "runware.poll_max_interval_seconds": "0.25",
+    }
+    if delivery_concurrency is not None:
+        changes["limits.delivery_concurrency"] = str(delivery_concurrency)
+    config = write_config(folder / "atelier.toml", changes)
     env = clean_environment(
         {
             **discord_environment(fake),
@@ -433,7 +434,7 @@ async def bench_atelier(args: argparse.Namespace, folder: Path) -> AtelierResult
     ):
         runware.photo_like = args.photo_images
         world = World(fake, args.members)
-        process, log_path = await start_atelier(fake, runware, folder, args.latency)
+        process, log_path = await start_atelier(fake, runware, folder, args.latency, args.delivery_concurrency)
         watcher = Watcher(process, is_result)
         profiler = None
         try:
@@ -625,9 +626,11 @@ def report(args: argparse.Namespace, atelier: AtelierResult, floor: BotRun | Non
         f"  machine: {len(os.sched_getaffinity(0))} CPUs (nproc), {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, discord.py {discord.__version__}"
     )
+    delivering = args.delivery_concurrency or load_app_config(CONFIG).limits.delivery_concurrency
     print(
-        f"  {args.members} members, distinct prompts; Atelier = python -m bot (global_concurrency 64, first poll "
-        f"{max(args.latency, 0.05):g} s after submitting); floor = minimal discord.py bot (defer + edit)"
+        f"  {args.members} members, distinct prompts; Atelier = python -m bot (global_concurrency 64, "
+        f"delivery_concurrency {delivering}, first poll {max(args.latency, 0.05):g} s after submitting); "
+        "floor = minimal discord.py bot (defer + edit)"
     )
     print(
         "  fake Discord and fake Runware run in this process (fake Discord's OpenAPI validation OFF); results are "
@@ -728,6 +731,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--photo-images", action="store_true", help="results as large as real ones (~1.5 MB PNGs, not ~21 kB)"
+    )
+    parser.add_argument(
+        "--delivery-concurrency",
+        type=int,
+        help="the bot's [limits] delivery_concurrency (default: the config file's)",
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the minimal discord.py bot")
     parser.add_argument("--profile", type=Path, help="py-spy the bot during the burst (collapsed stacks to this file)")

@@ -364,7 +364,6 @@ PHOTO_VARIANTS = 4
 """Distinct photo-like pictures per size and format: each is large (about 1.5 MB as a 1024x1024 PNG)."""
 
 
-@lru_cache(maxsize=4 * PHOTO_VARIANTS)
 def render_photo(
     width: int, height: int, output_format: str, transparent: bool, variant: int, quality: int = 95
 ) -> bytes:
@@ -372,11 +371,16 @@ def render_photo(
 
     The drawings compress to almost nothing (about 21 kB as a 1024x1024 PNG); with the grain a 1024x1024 PNG is
     about 1.5 MB, like a real result. Only opaque images get grain (a transparent one stays a drawing), and `variant`
-    is folded into `PHOTO_VARIANTS` so the cache stays small.
+    is folded into `PHOTO_VARIANTS` so the cache stays small (rendering one takes a quarter of a second).
     """
     if transparent and output_format != "JPG":
         return render_image(width, height, output_format, transparent, variant, quality)
-    drawn = render_image(width, height, "PNG", False, variant % PHOTO_VARIANTS)
+    return _render_photo(width, height, output_format, variant % PHOTO_VARIANTS, quality)
+
+
+@lru_cache(maxsize=4 * PHOTO_VARIANTS)
+def _render_photo(width: int, height: int, output_format: str, variant: int, quality: int) -> bytes:
+    drawn = render_image(width, height, "PNG", False, variant)
     with Image.open(io.BytesIO(drawn)) as opened:
         base = opened.convert("RGB")
     grain = Image.effect_noise((width, height), 12).convert("RGB")
