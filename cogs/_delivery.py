@@ -389,8 +389,9 @@ class DiscordDelivery:
                     view=None,
                     allowed_mentions=discord.AllowedMentions.none(),
                 )
-            except (discord.HTTPException, DeliveryError) as exc:
-                log.info("status of job %s not handed over: %s", job_id, exc)
+            except Exception:
+                # Only a status; the watch goes on for the other jobs, and the result still comes as a reply.
+                log.warning("status of job %s not handed over", job_id, exc_info=True)
 
     def _token_usable(self, target: DeliveryTarget) -> bool:
         return (

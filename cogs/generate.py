@@ -132,8 +132,8 @@ _PICTURE_EMBED_TYPES = frozenset({"image", "gifv"})
 """Embeds Discord makes of a link to a picture (or an animated GIF): the picture is in `thumbnail`, not `image`."""
 
 
-def embed_picture_url(embed: discord.Embed) -> str | None:
-    """Return where to fetch an embed's picture: Discord's cached copy (`proxy_url`) before the original `url`.
+def embed_picture_addresses(embed: discord.Embed) -> list[str]:
+    """Return the addresses of an embed's picture, where to fetch it first: Discord's copy (`proxy_url`), then `url`.
 
     A rich embed's picture is its `image`; a link preview of a picture (type `image` or `gifv`) carries it as its
     `thumbnail`. For a picture on another site `url` is that site's address, which is never fetched; `proxy_url` is
@@ -143,28 +143,34 @@ def embed_picture_url(embed: discord.Embed) -> str | None:
     if embed.type in _PICTURE_EMBED_TYPES:
         media.append(embed.thumbnail)
     for item in media:
-        if item.proxy_url or item.url:
-            return item.proxy_url or item.url
-    return None
+        addresses = [address for address in (item.proxy_url, item.url) if address]
+        if addresses:
+            return addresses
+    return []
 
 
 def message_images(message: discord.Message) -> list[ReferenceSource]:
-    """Return the images of a message as references: image attachments, then embed pictures, each once."""
+    """Return the images of a message as references: image attachments, then embed pictures, each once.
+
+    An embed that shows one of the message's attachments (`attachment://` in a bot's embed) names it by another
+    address on the same CDN; each image is known by all its addresses, so it is used once.
+    """
     sources: list[ReferenceSource] = []
     seen: set[str] = set()
 
-    def add(source: ReferenceSource) -> None:
-        if source.identity not in seen:
-            seen.add(source.identity)
+    def add(source: ReferenceSource, *aliases: str | None) -> None:
+        names = {source.identity, *(ReferenceSource.from_url(alias).identity for alias in aliases if alias)}
+        if seen.isdisjoint(names):
             sources.append(source)
+        seen.update(names)
 
     for attachment in message.attachments:
         if _is_image(attachment):
-            add(reference_from_attachment(attachment))
+            add(reference_from_attachment(attachment), attachment.proxy_url)
     for number, embed in enumerate(message.embeds, start=1):
-        url = embed_picture_url(embed)
-        if url is not None:
-            add(ReferenceSource.from_url(url, filename=f"embed image {number}"))
+        addresses = embed_picture_addresses(embed)
+        if addresses:
+            add(ReferenceSource.from_url(addresses[0], filename=f"embed image {number}"), *addresses[1:])
     return sources
 
 

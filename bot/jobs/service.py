@@ -11,8 +11,8 @@ One request goes through `admit` in this order, so every refusal happens before 
    estimate is above `limits.confirm_above` and the request is not yet `confirmed`. Before that question, and before
    any reference is downloaded or uploaded, `Ledger.check` refuses what the budget cannot hold anyway (it writes
    nothing; the reservation in step 5 still decides);
-4. fetch (Discord CDN only, byte cap while streaming), decode, normalise and upload the references to Runware
-   (`imageUpload` is free), so the job row holds only reference UUIDs and can be re-run after a restart;
+4. fetch (Discord's CDN and media proxy only, byte cap while streaming), decode, normalise and upload the references
+   to Runware (`imageUpload` is free), so the job row holds only reference UUIDs and can be re-run after a restart;
 5. reserve the estimate *and* insert the job row (state `queued`) in one ledger transaction, then queue it.
 
 A worker run (`_run_job`) stores a fresh task UUID and moves the job to `submitted` *before* the POST, submits,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import discord
 import pytest
 
 from cogs.edit import EMPTY_REPLY
-from cogs.generate import embed_picture_url
+from cogs.generate import embed_picture_addresses, message_images
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
     idle,
@@ -238,16 +239,45 @@ async def test_reply_above_the_threshold_asks_first_and_the_click_carries_the_re
     [
         pytest.param(
             {"type": "gifv", "url": "https://tenor.com/view/cat", "thumbnail": {"url": TENOR, "proxy_url": PROXIED}},
-            PROXIED,
+            [PROXIED, TENOR],
             id="gifv-thumbnail",
         ),
-        pytest.param({"type": "image", "url": LINKED, "thumbnail": {"url": LINKED}}, LINKED, id="no-proxy-url"),
-        pytest.param({"type": "rich", "image": {"url": BANNER, "proxy_url": PROXIED}}, PROXIED, id="rich-image"),
-        pytest.param({"type": "rich", "thumbnail": {"url": BANNER, "proxy_url": PROXIED}}, None, id="rich-thumbnail"),
-        pytest.param({"type": "article", "thumbnail": {"url": BANNER, "proxy_url": PROXIED}}, None, id="article"),
+        pytest.param({"type": "image", "url": LINKED, "thumbnail": {"url": LINKED}}, [LINKED], id="no-proxy-url"),
+        pytest.param({"type": "rich", "image": {"url": BANNER, "proxy_url": PROXIED}}, [PROXIED, BANNER], id="rich"),
+        pytest.param({"type": "rich", "thumbnail": {"url": BANNER, "proxy_url": PROXIED}}, [], id="rich-thumbnail"),
+        pytest.param({"type": "article", "thumbnail": {"url": BANNER, "proxy_url": PROXIED}}, [], id="article"),
     ],
 )
-def test_an_embeds_picture_is_fetched_from_discords_copy(payload: dict[str, Any], expected: str | None) -> None:
+def test_an_embeds_picture_is_fetched_from_discords_copy(payload: dict[str, Any], expected: list[str]) -> None:
     """The picture of a rich embed is its image, of a picture or GIF preview its thumbnail (a page preview's or a
     rich embed's small corner thumbnail is not what the member means); Discord's `proxy_url` comes first."""
-    assert embed_picture_url(discord.Embed.from_dict(payload)) == expected
+    assert embed_picture_addresses(discord.Embed.from_dict(payload)) == expected
+
+
+def test_an_embed_showing_an_attachment_does_not_count_it_twice() -> None:
+    """A bot's embed that shows its own attachment (`attachment://`) names it by its CDN and media addresses: the
+    image is used once; an embed picture from elsewhere is still added."""
+    cdn = "https://cdn.discordapp.com/attachments/1/2/card.png"
+    media = "https://media.discordapp.net/attachments/1/2/card.png"
+    attachment = discord.Attachment(
+        data={
+            "id": "2",
+            "filename": "card.png",
+            "size": 100,
+            "url": f"{cdn}?ex=1&is=2&hm=3&",
+            "proxy_url": f"{media}?ex=1&is=2&hm=3&",
+            "content_type": "image/png",
+            "width": 10,
+            "height": 10,
+        },
+        state=SimpleNamespace(http=None),  # type: ignore[arg-type]  # nothing is downloaded here
+    )
+    embeds = [
+        discord.Embed.from_dict({"type": "rich", "image": {"url": f"{cdn}?ex=9", "proxy_url": f"{media}?ex=9"}}),
+        discord.Embed.from_dict({"type": "rich", "image": {"url": BANNER, "proxy_url": PROXIED}}),
+    ]
+    message = SimpleNamespace(attachments=[attachment], embeds=embeds)
+
+    sources = message_images(message)  # type: ignore[arg-type]
+
+    assert [source.url for source in sources] == [f"{cdn}?ex=1&is=2&hm=3&", PROXIED]
