@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
@@ -119,7 +119,7 @@ class FakeDiscord(RestMixin, InjectMixin):
         self._sockets: set[web.WebSocketResponse] = set()
         self.internal_errors: list[str] = []
         self.proxied: dict[str, StoredBlob] = {}
-        """Pictures from other sites behind the media proxy (:meth:`external_image`), by their proxy path."""
+        """Pictures from other sites behind the media proxy (:meth:`external_image`), by their decoded proxy path."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -219,7 +219,7 @@ class FakeDiscord(RestMixin, InjectMixin):
             url=url,
         )
         blob.proxy_url = self.base_url + proxy_path
-        self.proxied[proxy_path] = blob
+        self.proxied[unquote(proxy_path)] = blob
         media: dict[str, Any] = {"url": url, "proxy_url": blob.proxy_url, "flags": 0}
         if blob.width is not None and blob.height is not None:
             media.update(width=blob.width, height=blob.height)
@@ -483,7 +483,7 @@ class FakeDiscord(RestMixin, InjectMixin):
 
     async def _handle_media_proxy(self, request: web.Request) -> web.Response:
         self.cdn_hits.append(request.path)
-        blob = self.proxied.get(request.raw_path.split("?", 1)[0])
+        blob = self.proxied.get(request.path)
         if blob is None:
             return web.Response(status=404, text="Not Found")
         return web.Response(body=blob.data, headers={"Content-Type": blob.content_type or "application/octet-stream"})
