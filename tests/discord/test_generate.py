@@ -433,9 +433,9 @@ async def test_progress_shows_the_queue_position_then_the_elapsed_time(atelier: 
         # The status shown at admission, then the progress edits: never two within one interval of each other.
         # (The bot spaces them by at least 1 s on its clock; they arrive here with a little jitter.)
         statuses = [r for r in interaction.responses if r.kind == "edit" and r.ok and not r.files]
-        assert len(statuses) >= 2, statuses
+        assert len(statuses) >= (2 if interaction is second else 1), statuses  # the waiting one: queued, then running
         gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(statuses)]
-        assert min(gaps) >= 0.8, f"progress edits {gaps} s apart; at most one per second is allowed"
+        assert all(gap >= 0.8 for gap in gaps), f"progress edits {gaps} s apart; at most one per second is allowed"
         results_posted = [r for r in interaction.responses if r.kind == "edit" and r.files]
         assert len(results_posted) == 1 and results_posted[0].at > statuses[-1].at
 
