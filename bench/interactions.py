@@ -1,8 +1,8 @@
 """Interaction burst: N /imagine commands injected at once into the real bot, against the fake Discord and Runware.
 
 Run from the repository root: `python bench/interactions.py` (options: --count, --latency, --members, --solo,
---photo-images, --no-floor, --profile). It takes about 20 s and needs an otherwise idle machine: it prints how much
-CPU other processes used meanwhile.
+--photo-images, --delivery-concurrency, --no-floor, --profile). It takes about 20 s and needs an otherwise idle
+machine: it prints how much CPU other processes used meanwhile.
 
 What runs where:
 - this process: the fake Discord (its OpenAPI validation off: that is a test feature and costs CPU) and the fake
@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
-import io
 import os
 import platform
 import re
@@ -48,12 +46,12 @@ from pathlib import Path
 import discord
 import yarl
 from discord import app_commands
-from PIL import Image, ImageChops
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import tests.fakes.runware as fake_runware  # noqa: E402
+from bot.settings import load_app_config  # noqa: E402
 from tests.fakes.discord import FakeDiscord, FakeInteraction, ResponseRecord  # noqa: E402
 from tests.fakes.runware import DEFAULT_API_KEY, FakeRunware  # noqa: E402
 
@@ -139,32 +137,14 @@ def own_seconds() -> float:
 
 
 def use_photo_sized_images() -> int:
-    """Make the fake Runware return PNGs as large as real GPT Image output; return the size of one.
+    """Render the fake Runware's photo-like results up front (so the burst does not pay for it); return one's size.
 
-    The fake draws flat shapes (about 21 kB as a 1024x1024 PNG); real results are photo-like, about 1.5 MB. Film
-    grain on the same drawings gives that size. Four pictures are rendered up front and reused.
+    The fake draws flat shapes (about 21 kB as a 1024x1024 PNG); real results are photo-like, about 1.5 MB. With
+    `FakeRunware.photo_like` it serves film grain on the same drawings (`render_photo`), four distinct pictures.
     """
-    drawn = fake_runware.render_image
-
-    @functools.cache
-    def photo(width: int, height: int, variant: int) -> bytes:
-        base = Image.open(io.BytesIO(drawn(width, height, "PNG", False, variant))).convert("RGB")
-        grain = Image.effect_noise((width, height), 12).convert("RGB")
-        buffer = io.BytesIO()
-        ImageChops.add(base, grain, offset=-128).save(buffer, "PNG", compress_level=6)
-        return buffer.getvalue()
-
-    def render(
-        width: int, height: int, output_format: str, transparent: bool, variant: int, quality: int = 95
-    ) -> bytes:
-        if output_format != "PNG" or transparent:
-            return drawn(width, height, output_format, transparent, variant, quality)
-        return photo(width, height, variant % 4)
-
-    fake_runware.render_image = render
-    for variant in range(4):
-        photo(1024, 1024, variant)
-    return len(photo(1024, 1024, 0))
+    for variant in range(fake_runware.PHOTO_VARIANTS):
+        fake_runware.render_photo(1024, 1024, "PNG", False, variant)
+    return len(fake_runware.render_photo(1024, 1024, "PNG", False, 0))
 
 
 def clean_environment(extra: dict[str, str]) -> dict[str, str]:
@@ -396,18 +376,18 @@ def job_timelines(phase: Phase, runware: FakeRunware, wall_minus_mono: float) ->
 
 
 async def start_atelier(
-    fake: FakeDiscord, runware: FakeRunware, folder: Path, latency: float
+    fake: FakeDiscord, runware: FakeRunware, folder: Path, latency: float, delivery_concurrency: int | None
 ) -> tuple[asyncio.subprocess.Process, Path]:
-    config = write_config(
-        folder / "atelier.toml",
-        {
-            "budget.default_allowance": '"1000.00"',
-            "limits.global_concurrency": "64",
-            "limits.confirm_above": '"1000.00"',
-            "runware.poll_initial_delay_seconds": f"{max(latency, 0.05):g}",
-            "runware.poll_max_interval_seconds": "0.25",
-        },
-    )
+    changes = {
+        "budget.default_allowance": '"1000.00"',
+        "limits.global_concurrency": "64",
+        "limits.confirm_above": '"1000.00"',
+        "runware.poll_initial_delay_seconds": f"{max(latency, 0.05):g}",
+        "runware.poll_max_interval_seconds": "0.25",
+    }
+    if delivery_concurrency is not None:
+        changes["limits.delivery_concurrency"] = str(delivery_concurrency)
+    config = write_config(folder / "atelier.toml", changes)
     env = clean_environment(
         {
             **discord_environment(fake),
@@ -452,8 +432,9 @@ async def bench_atelier(args: argparse.Namespace, folder: Path) -> AtelierResult
         FakeDiscord(validate_openapi=False) as fake,
         FakeRunware(latency=args.latency) as runware,
     ):
+        runware.photo_like = args.photo_images
         world = World(fake, args.members)
-        process, log_path = await start_atelier(fake, runware, folder, args.latency)
+        process, log_path = await start_atelier(fake, runware, folder, args.latency, args.delivery_concurrency)
         watcher = Watcher(process, is_result)
         profiler = None
         try:
@@ -645,9 +626,11 @@ def report(args: argparse.Namespace, atelier: AtelierResult, floor: BotRun | Non
         f"  machine: {len(os.sched_getaffinity(0))} CPUs (nproc), {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, discord.py {discord.__version__}"
     )
+    delivering = args.delivery_concurrency or load_app_config(CONFIG).limits.delivery_concurrency
     print(
-        f"  {args.members} members, distinct prompts; Atelier = python -m bot (global_concurrency 64, first poll "
-        f"{max(args.latency, 0.05):g} s after submitting); floor = minimal discord.py bot (defer + edit)"
+        f"  {args.members} members, distinct prompts; Atelier = python -m bot (global_concurrency 64, "
+        f"delivery_concurrency {delivering}, first poll {max(args.latency, 0.05):g} s after submitting); "
+        "floor = minimal discord.py bot (defer + edit)"
     )
     print(
         "  fake Discord and fake Runware run in this process (fake Discord's OpenAPI validation OFF); results are "
@@ -748,6 +731,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--photo-images", action="store_true", help="results as large as real ones (~1.5 MB PNGs, not ~21 kB)"
+    )
+    parser.add_argument(
+        "--delivery-concurrency",
+        type=int,
+        help="the bot's [limits] delivery_concurrency (default: the config file's)",
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the minimal discord.py bot")
     parser.add_argument("--profile", type=Path, help="py-spy the bot during the burst (collapsed stacks to this file)")

@@ -32,7 +32,7 @@ from bot.client import (
     discord_endpoints,
 )
 from bot.generation_settings import GenerationSettings
-from bot.images import DISCORD_CDN_HOSTS
+from bot.images import DISCORD_IMAGE_HOSTS
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
 from bot.log import setup_logging
@@ -48,13 +48,13 @@ HTTP_TIMEOUT_SECONDS = 120.0
 
 
 def reference_hosts(settings: Settings) -> frozenset[str]:
-    """Hosts reference images may be downloaded from: Discord's CDN, plus the configured Discord API host.
+    """Hosts reference images may be downloaded from: Discord's CDN and media proxy, plus the configured API host.
 
     The API host matters when `DISCORD_API_BASE` points at a local Discord (tests, a proxy): attachment URLs then
     point there too.
     """
     api_host = (urlsplit(settings.discord_api_base).hostname or "").lower()
-    return DISCORD_CDN_HOSTS | ({api_host} if api_host else set())
+    return DISCORD_IMAGE_HOSTS | ({api_host} if api_host else set())
 
 
 def build_services(database: Database, settings: Settings, session: aiohttp.ClientSession) -> Services:

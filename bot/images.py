@@ -10,8 +10,9 @@ applies the EXIF orientation, converts to sRGB RGB/RGBA, drops all metadata, sca
   uploads to Runware fast, and at 92 the loss is invisible to the model. Runware stores references at ≤2048 px
   anyway (shared/reference/runware-api.md §2).
 
-Two functions touch the outside world's limits. `fetch_reference` downloads an attachment only from Discord's CDN
-(plus hosts the caller adds, such as the configured Discord API host for tests), refusing an oversized file from its
+Two functions touch the outside world's limits. `fetch_reference` downloads an image only from Discord's own hosts:
+its attachment CDN and its media proxy, which serves Discord's cached copy of a picture shown in an embed (plus hosts
+the caller adds, such as the configured Discord API host for tests), refusing an oversized file from its
 declared `Content-Length` and otherwise stopping the stream as soon as the running byte count passes the cap, and
 without following redirects (a redirect could lead anywhere). `fit_to_limit` makes a result fit Discord's per-file
 upload limit so a post never fails with a 413: an image that fits is kept byte for byte (and, since it is the
@@ -53,6 +54,13 @@ ACCEPTED_FORMATS: dict[str, str] = {
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 DISCORD_CDN_HOSTS: frozenset[str] = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
+"""Discord's attachment CDN (`url` and `proxy_url` of an attachment)."""
+
+DISCORD_MEDIA_PROXY_HOSTS: frozenset[str] = frozenset({"images-ext-1.discordapp.net", "images-ext-2.discordapp.net"})
+"""Discord's media proxy: the `proxy_url` of an embed's image or thumbnail that lives on another site (a link
+preview, a bot's rich embed) points here, at Discord's cached copy, so the outside address is never fetched."""
+
+DISCORD_IMAGE_HOSTS: frozenset[str] = DISCORD_CDN_HOSTS | DISCORD_MEDIA_PROXY_HOSTS
 """Hosts references may be fetched from over https; callers add others (the configured Discord API host)."""
 
 FETCH_TIMEOUT_SECONDS = 30.0
@@ -262,17 +270,18 @@ async def fetch_reference(
     allowed_hosts: Collection[str] = frozenset(),
     timeout: float = FETCH_TIMEOUT_SECONDS,  # noqa: ASYNC109 (an HTTP client timeout, handed to aiohttp)
 ) -> bytes:
-    """Download a reference image from Discord's CDN (or an `allowed_hosts` host) with a byte cap while streaming.
+    """Download a reference image from Discord's hosts (or an `allowed_hosts` host) with a byte cap while streaming.
 
-    https is required for the CDN hosts; plain http is accepted only for the extra hosts (a local test server).
-    Redirects are not followed. Raises `ReferenceTooLargeError` from the declared length or as soon as the running
-    count passes `max_bytes` (the rest is never read), and `ReferenceFetchError` for any other failure. The bytes
-    are not checked here; `decode_image`/`normalise` do that.
+    https is required for Discord's hosts (`DISCORD_IMAGE_HOSTS`: the CDN and the media proxy); plain http is
+    accepted only for the extra hosts (a local test server). Redirects are not followed. Raises
+    `ReferenceTooLargeError` from the declared length or as soon as the running count passes `max_bytes` (the rest
+    is never read), and `ReferenceFetchError` for any other failure. The bytes are not checked here;
+    `decode_image`/`normalise` do that.
     """
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     extra = {name.lower() for name in allowed_hosts}
-    secure_ok = parts.scheme == "https" and (host in DISCORD_CDN_HOSTS or host in extra)
+    secure_ok = parts.scheme == "https" and (host in DISCORD_IMAGE_HOSTS or host in extra)
     if not (secure_ok or (parts.scheme == "http" and host in extra)):
         raise ReferenceFetchError("Reference images must be Discord attachments; that link points somewhere else.")
     try:

@@ -92,6 +92,8 @@ class LimitsConfig(_Section):
     max_count: int = Field(default=MAX_COUNT, ge=1, le=MAX_COUNT)
     global_concurrency: int = Field(default=4, ge=1, le=64)
     per_member_concurrency: int = Field(default=2, ge=1, le=16)
+    delivery_concurrency: int = Field(default=4, ge=1, le=64)
+    """Jobs downloading, fitting and posting their results at once (each holds its images in memory meanwhile)."""
     confirm_above: Micros = 500_000
     max_prompt_chars: int = Field(default=32_000, ge=2, le=32_000)
     max_reference_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)

@@ -8,6 +8,9 @@ One job has one place in the channel (contract §2 step 8):
   a crash harmless;
 - once the token is too old, or Discord says it is gone (401, 50027, 10015, 10062) or the original response was
   deleted (10008), the result is a reply in the channel that mentions the requester; progress is then not shown.
+  Shortly before the token stops being used (`HANDOVER_LEAD` before that minute of margin), the status gets one last
+  edit: its Cancel button goes (it could not be edited away later) and it says the result will come as a reply in
+  the channel and that `/queue` can still cancel the job. From then on the result or failure is that reply.
 
 Before anything is posted the bot's own permissions in the channel are checked (from the interaction when it asks,
 from the gateway cache when a job delivers): without Attach Files or Embed Links the job is refused or fails with a
@@ -21,9 +24,10 @@ progress edit can overwrite it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -67,6 +71,18 @@ SEND_MISSING = (
     "permissions. Nothing was charged."
 )
 CHANNEL_GONE = "The channel this was asked in no longer exists, so nothing could be posted. Nothing was charged."
+
+HANDOVER_LEAD = timedelta(seconds=30)
+"""How long before the token stops being used (a minute before it expires) a status is handed over to the channel."""
+
+HANDOVER_CHECK_SECONDS = 5.0
+"""How often the statuses on show are checked for a token that is about to stop being used (well inside the lead)."""
+
+HANDED_OVER = (
+    "⌛ Job `{job_id}` is still on its way. Discord lets me update this message for 15 minutes only, so the result "
+    "will be posted as a reply in this channel when it is ready. The member who asked can still cancel it with "
+    "`/queue`."
+)
 
 _ORIGINAL: Final = cast(int, "@original")
 """Discord's path segment for an interaction's original response. discord.py's `Webhook.edit_message` puts the id
@@ -168,11 +184,25 @@ def result_embed(summary: ResultSummary, *, parent_url: str | None) -> discord.E
     return embed
 
 
-def _files(job: Job, images: Sequence[FittedImage]) -> list[discord.File]:
-    return [
-        discord.File(io.BytesIO(image.data), filename=f"atelier-{job.id}-{index}.{image.filename_ext}")
-        for index, image in enumerate(images, start=1)
-    ]
+@contextlib.contextmanager
+def _uploads(job: Job, images: Sequence[FittedImage]) -> Iterator[list[discord.File]]:
+    """Yield the images as files for one post, and empty their buffers as soon as the post is done.
+
+    aiohttp learns an upload's size from `BytesIO.getbuffer()`, which makes the buffer copy the bytes it shares with
+    `images` (one copy per image while it is posted; no public API of discord.py or aiohttp avoids it). Afterwards
+    `discord.File.close()` puts the buffer's own `close` back as an instance attribute, a reference cycle, so each
+    buffer and its copy lived on until the next full garbage collection: 25 such copies (38 MB) at the peak of
+    `bench/interactions.py --photo-images` with one job posting at a time. Closing the buffer frees the copy at once.
+    """
+    buffers = [io.BytesIO(image.data) for image in images]
+    try:
+        yield [
+            discord.File(buffer, filename=f"atelier-{job.id}-{index}.{image.filename_ext}")
+            for index, (image, buffer) in enumerate(zip(images, buffers, strict=True), start=1)
+        ]
+    finally:
+        for buffer in buffers:
+            io.BytesIO.close(buffer)  # frees the copy; discord.File made the instance's own close() a no-op
 
 
 class DiscordDelivery:
@@ -189,32 +219,46 @@ class DiscordDelivery:
         self._final: dict[str, float] = {}
         self._dead_tokens: dict[str, datetime | None] = {}
         """Tokens Discord refused, with when they would have expired anyway (then they are forgotten)."""
+        self._statuses: dict[str, DeliveryTarget] = {}
+        """Jobs whose status (with its Cancel button) is on show, to hand over before their token stops working."""
+        self._handed_over: set[str] = set()
+        """Jobs whose status was handed over: their result or failure is a reply in the channel."""
+        self._watch: asyncio.Task[None] | None = None
+        self.handover_check_seconds = HANDOVER_CHECK_SECONDS
+
+    def close(self) -> None:
+        """Stop watching the statuses on show (when the cog unloads)."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     # ----------------------------------------------------------------------------------------- the Delivery port
 
     async def deliver(self, job: Job, images: Sequence[FittedImage], summary: ResultSummary) -> int | None:
         """Post the images with their card and buttons; return the message id. `DeliveryError` if it cannot."""
         target = DeliveryTarget.from_job(job)
-        via_token = self._token_usable(target)
+        via_token = self._token_usable(target) and job.id not in self._handed_over
         problem = self._cached_problem(job.guild_id, target.channel_id or job.channel_id, channel_post=not via_token)
         if problem is not None:
             raise DeliveryError(problem)
         embed = result_embed(summary, parent_url=await self._parent_url(job, summary, target))
         async with self._lock(job.id):
-            self._mark_final(job.id)
-            edited = await self._edit_original(
-                target,
-                content=None,
-                embed=embed,
-                attachments=_files(job, images),
-                view=result_view(job.id),
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
+            handed_over = self._mark_final(job.id)
+            edited = None
+            if not handed_over:
+                with _uploads(job, images) as files:
+                    edited = await self._edit_original(
+                        target,
+                        content=None,
+                        embed=embed,
+                        attachments=files,
+                        view=result_view(job.id),
+                        allowed_mentions=discord.AllowedMentions.none(),
+                    )
             if edited is not None:
                 return edited.id
-            sent = await self._post_in_channel(
-                job, target, content=f"<@{job.member_id}>", embed=embed, files=_files(job, images)
-            )
+            with _uploads(job, images) as files:
+                sent = await self._post_in_channel(job, target, content=f"<@{job.member_id}>", embed=embed, files=files)
             return sent.id
 
     async def progress(self, job: Job, position: int | None, elapsed_seconds: float, state: JobState) -> None:
@@ -233,32 +277,39 @@ class DiscordDelivery:
         target = DeliveryTarget.from_job(job)
         text = f"❌ <@{job.member_id}> {message}"
         async with self._lock(job.id):
-            self._mark_final(job.id)
-            edited = await self._edit_original(
-                target,
-                content=text,
-                embed=None,
-                attachments=[],
-                view=None,
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
+            handed_over = self._mark_final(job.id)
+            edited = None
+            if not handed_over:
+                edited = await self._edit_original(
+                    target,
+                    content=text,
+                    embed=None,
+                    attachments=[],
+                    view=None,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
             if edited is None:
                 await self._post_in_channel(job, target, content=text)
 
     # ------------------------------------------------------------------------------------ status for the cogs
 
     async def show_status(self, job_id: str, target: DeliveryTarget, text: str) -> None:
-        """Show a job's status (with its Cancel button) unless its result or failure is already there."""
+        """Show a job's status (with its Cancel button), unless its result or failure is there or it was handed over."""
         async with self._lock(job_id):
-            if job_id in self._final:
+            if job_id in self._final or job_id in self._handed_over:
                 return
             try:
-                await self._edit_original(
+                edited = await self._edit_original(
                     target, content=text, view=status_view(job_id), allowed_mentions=discord.AllowedMentions.none()
                 )
             except (discord.HTTPException, DeliveryError) as exc:
                 # Only a status: the job runs on, and its result or failure is what the member must see.
                 log.info("status of job %s not shown: %s", job_id, exc)
+                return
+            if edited is not None:
+                self._statuses[job_id] = target
+                if self._watch is None or self._watch.done():
+                    self._watch = asyncio.get_running_loop().create_task(self._watch_statuses(), name="job-handover")
 
     async def show_cancelled(self, job: Job, by_member_id: int) -> bool:
         """Replace a cancelled job's status message with the cancellation; False if its token no longer works."""
@@ -302,7 +353,11 @@ class DiscordDelivery:
             lock = self._locks[job_id] = asyncio.Lock()
         return lock
 
-    def _mark_final(self, job_id: str) -> None:
+    def _mark_final(self, job_id: str) -> bool:
+        """Record that the job's last word is being posted; return whether its status had been handed over."""
+        self._statuses.pop(job_id, None)
+        handed_over = job_id in self._handed_over
+        self._handed_over.discard(job_id)
         now = asyncio.get_running_loop().time()
         self._final[job_id] = now
         for stale in [key for key, at in self._final.items() if now - at > FINAL_MEMORY_SECONDS]:
@@ -310,6 +365,33 @@ class DiscordDelivery:
             lock = self._locks.get(stale)
             if lock is not None and not lock.locked():
                 del self._locks[stale]
+        return handed_over
+
+    async def _watch_statuses(self) -> None:
+        """Hand each status on show over to the channel shortly before its token stops being used."""
+        while self._statuses:
+            await asyncio.sleep(self.handover_check_seconds)
+            soon = self.clock() + HANDOVER_LEAD
+            for job_id, target in list(self._statuses.items()):
+                if not target.token_valid(soon):
+                    await self._hand_over(job_id, target)
+
+    async def _hand_over(self, job_id: str, target: DeliveryTarget) -> None:
+        """Take the Cancel button off a status whose token is about to stop working, and say where the result goes."""
+        async with self._lock(job_id):
+            if self._statuses.pop(job_id, None) is None or job_id in self._final:
+                return
+            self._handed_over.add(job_id)
+            try:
+                await self._edit_original(
+                    target,
+                    content=HANDED_OVER.format(job_id=job_id),
+                    view=None,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+            except Exception:
+                # Only a status; the watch goes on for the other jobs, and the result still comes as a reply.
+                log.warning("status of job %s not handed over", job_id, exc_info=True)
 
     def _token_usable(self, target: DeliveryTarget) -> bool:
         return (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import socket
 import warnings
 import zlib
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, PngImagePlugin
@@ -421,6 +423,48 @@ async def test_only_discord_cdn_urls_are_fetched(url: str) -> None:
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ReferenceFetchError, match="must be Discord attachments"):
             await fetch_reference(session, url, max_bytes=1024)
+
+
+class _RecordingResolver(AbstractResolver):
+    """Resolves nothing; records which host names a download tried to reach."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        raise OSError(f"{host} is not reachable from the tests")
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+@pytest.mark.parametrize(
+    ("url", "fetched"),
+    [
+        ("https://cdn.discordapp.com/attachments/1/2/a.png", True),
+        ("https://media.discordapp.net/attachments/1/2/a.png", True),
+        ("https://images-ext-1.discordapp.net/external/sig/https/pictures.example/a.png", True),
+        ("https://images-ext-2.discordapp.net/external/sig/https/pictures.example/a.png", True),
+        ("https://images-ext-3.discordapp.net/external/sig/https/pictures.example/a.png", False),
+        ("https://pictures.example/a.png", False),
+        ("http://images-ext-1.discordapp.net/external/sig/https/pictures.example/a.png", False),
+    ],
+)
+async def test_discords_cdn_and_media_proxy_are_the_only_hosts_tried(url: str, fetched: bool) -> None:
+    """Attachments (CDN) and pictures Discord shows in embeds (its media proxy) are downloaded over https; any other
+    host is refused without even a name look-up."""
+    resolver = _RecordingResolver()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver)) as session:
+        with pytest.raises(ReferenceFetchError) as caught:
+            await fetch_reference(session, url, max_bytes=1024)
+    host = url.split("/")[2]
+    if fetched:
+        assert resolver.asked == [host] and "could not be downloaded" in str(caught.value)
+    else:
+        assert resolver.asked == [] and "must be Discord attachments" in str(caught.value)
 
 
 async def test_extra_hosts_may_use_plain_http_and_the_byte_cap_holds() -> None:

@@ -10,17 +10,19 @@ One request goes through `admit` in this order, so every refusal happens before 
    wait on the first one's in-process future, so they can never create two jobs; later ones find its row;
 3. estimate, and ask for confirmation (`Admission.needs_confirmation`, nothing reserved, nothing fetched) when the
    estimate is above the server's `confirm_above` (its own, else the config's) and the request is not yet
-   `confirmed`;
-4. fetch (Discord CDN only, byte cap while streaming), decode, normalise and upload the references to Runware
-   (`imageUpload` is free), so the job row holds only reference UUIDs and can be re-run after a restart;
+   `confirmed`. Before that question, and before any reference is downloaded or uploaded, `Ledger.check` refuses
+   what the budget cannot hold anyway (it writes nothing; the reservation in step 5 still decides);
+4. fetch (Discord's CDN and media proxy only, byte cap while streaming), decode, normalise and upload the references
+   to Runware (`imageUpload` is free), so the job row holds only reference UUIDs and can be re-run after a restart;
 5. reserve the estimate *and* insert the job row (state `queued`) in one ledger transaction, then queue it.
 
 A worker run (`_run_job`) stores a fresh task UUID and moves the job to `submitted` *before* the POST, submits,
 records Runware's acknowledgement, waits, stores the result images, downloads and fits them to the channel's upload
-limit, and calls `Delivery.deliver`. Only after a successful delivery does one transaction record `succeeded`,
-`delivered_at`, the message id and the cost; the ledger then settles the hold to that cost. Every failure first
-moves the job to `failed`/`cancelled` and then releases the hold; `Ledger.reconcile()` closes the gap between the two
-if the process dies there.
+limit, and calls `Delivery.deliver`; at most `limits.delivery_concurrency` jobs download, fit and post at once (each
+holds its images in memory meanwhile), while the others keep their scheduler slot and wait their turn. Only after a
+successful delivery does one transaction record `succeeded`, `delivered_at`, the message id and the cost; the ledger
+then settles the hold to that cost. Every failure first moves the job to `failed`/`cancelled` and then releases the
+hold; `Ledger.reconcile()` closes the gap between the two if the process dies there.
 
 Crash points and what the next start (`resume`: `Ledger.reconcile()` first, then every unfinished job) does:
 
@@ -221,6 +223,9 @@ class GenerationService:
         self._clock = clock
         self._jobs = JobRepository(db, clock=clock)
         self._queue = JobQueueRepository(db, clock=clock)
+        # A job holds its result images in memory from download to post (up to 4 of ~1.5 MB, and a copy while
+        # posting); this bounds how many do so at once, whatever global_concurrency is. The Runware slot stays held.
+        self._delivering = asyncio.Semaphore(config.limits.delivery_concurrency)
         self._inflight: dict[str, asyncio.Future[Admission]] = {}
         self._active: dict[str, _Tracked] = {}
         self._progress_loop: asyncio.Task[None] | None = None
@@ -282,9 +287,12 @@ class GenerationService:
         estimate = self._pricing.estimate(
             request.model, request.quality, request.size, request.count, len(request.prompt), len(request.references)
         )
-        if estimate > limits.confirm_above and not request.confirmed:
-            # Refuse now, rather than after a confirmation, what the budget cannot hold anyway.
+        ask_first = estimate > limits.confirm_above and not request.confirmed
+        if ask_first or any(reference.image_uuid is None for reference in request.references):
+            # Refuse now what the budget cannot hold anyway: rather than after a confirmation, and before downloading
+            # (up to 4 x 25 MB) and uploading references. The reservation below still decides.
             await self._ledger.check(request.guild_id, request.member_id, request.role_ids, estimate)
+        if ask_first:
             return Admission(None, estimate, needs_confirmation=True, threshold=limits.confirm_above)
         references = await self._prepare_references(request)
         if self._stopping:
@@ -653,6 +661,11 @@ class GenerationService:
         if produced is None:
             return
         images, redelivery = produced
+        async with self._delivering:
+            await self._post_results(job, tracked, images, redelivery)
+
+    async def _post_results(self, job: Job, tracked: _Tracked, images: list[ImageResult], redelivery: bool) -> None:
+        """Download the images, fit them to the upload limit, post them, and charge the job."""
         target = DeliveryTarget.from_job(job)
         fitted: list[FittedImage] = []
         for image in images:

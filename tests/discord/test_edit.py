@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
+import discord
+import pytest
+
 from cogs.edit import EMPTY_REPLY
+from cogs.generate import embed_picture_addresses, message_images
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
     idle,
     image_size,
     inference_tasks,
+    jpeg,
     png,
     result_of,
     task_for,
@@ -33,22 +41,42 @@ def _typing(atelier: Atelier) -> list[RecordedRequest]:
     return [r for r in atelier.fake.requests if r.method == "POST" and r.path.endswith("/typing")]
 
 
+LINKED = "https://pictures.example/sketches/linked.png"
+BANNER = "https://art.example/banner.jpg"
+TENOR = "https://media.tenor.com/abc/AAAAe/cat.png"
+PROXIED = "https://images-ext-1.discordapp.net/external/sig/https/media.tenor.com/abc/AAAAe/cat.png"
+SIZES = [(64, 64), (32, 48), (40, 24)]
+"""The attachment, the linked picture and the rich embed's image, in that order."""
+
+
 async def _post_images(atelier: Atelier) -> FakeMessage:
-    """A member's message with an image attachment and an embed image (as a link preview would show)."""
+    """A member's message with an image attachment, a link to a picture on another site (which Discord previews as
+    an `image` embed with the picture in its thumbnail) and a rich embed with an image, as Discord stores them:
+    the embeds' `url` is the outside address, their `proxy_url` Discord's cached copy on its media proxy."""
     fake, world = atelier.fake, atelier.world
-    message = await fake.user_message(
+    preview = {"type": "image", "url": LINKED, "thumbnail": fake.external_image(LINKED, png(32, 48, (10, 250, 10)))}
+    rich = {
+        "type": "rich",
+        "title": "Banner of the week",
+        "image": fake.external_image(BANNER, jpeg(40, 24)),
+    }
+    return await fake.user_message(
         world.channel_id,
         user_id=world.other_member_id,
-        content="my drawings",
+        content=f"my drawings {LINKED}",
         attachments=[fake.store_blob(png(64, 64, (250, 10, 10)), "sketch.png")],
+        embeds=[preview, rich],
     )
-    linked = fake.store_blob(png(32, 48, (10, 250, 10)), "linked.png", channel_id=world.channel_id)
-    message.embeds = [{"type": "image", "image": {"url": linked.url, "proxy_url": linked.url}}]
-    return message
+
+
+def _proxy_downloads(atelier: Atelier) -> list[str]:
+    """Paths fetched from the fake's media proxy (the stand-in for images-ext-1.discordapp.net)."""
+    return [path for path in atelier.fake.cdn_hits if path.startswith("/external/")]
 
 
 async def test_edit_image_uses_attachments_and_embed_images_as_references(atelier: Atelier) -> None:
-    """Edit image opens a modal at once; on submit the message's attachment and embed image are sent as
+    """Edit image opens a modal at once; on submit the message's attachment, its link preview's picture and its
+    rich embed's image (both fetched from Discord's media proxy, never from the other sites) are sent as
     inputs.referenceImages, and the result links back to the edited message."""
     fake, world = atelier.fake, atelier.world
     source = await _post_images(atelier)
@@ -64,7 +92,8 @@ async def test_edit_image_uses_attachments_and_embed_images_as_references(atelie
 
     references = task_for(atelier, "paint both in watercolour")["inputs"]["referenceImages"]
     sizes = [image_size(atelier.runware.image(uuid).data) for uuid in references]  # type: ignore[union-attr]
-    assert sizes == [(64, 64), (32, 48)]
+    assert sizes == SIZES
+    assert len(_proxy_downloads(atelier)) == 2
     link = embed_fields(message)["Edit of"]
     assert f"/{world.channel_id}/{source.id})" in link
 
@@ -83,7 +112,7 @@ async def test_edit_image_on_a_message_without_images_says_so(atelier: Atelier) 
 
 async def test_reply_mention_edits_the_replied_to_images_with_message_content(atelier: Atelier) -> None:
     """With reply editing on (Message Content intent), a reply mentioning the bot edits the replied-to message's
-    images; the result is a reply to the member that mentions them."""
+    images (attachment, link preview, rich embed image); the result is a reply to the member that mentions them."""
     await atelier.restart(discord__reply_editing="true")
     fake, world = atelier.fake, atelier.world
     source = await _post_images(atelier)
@@ -100,7 +129,8 @@ async def test_reply_mention_edits_the_replied_to_images_with_message_content(at
     assert result.attachments, result.content
     assert result.content == f"<@{world.member_id}>"
     references = task_for(atelier, "turn them into a comic strip")["inputs"]["referenceImages"]
-    assert len(references) == 2
+    assert [image_size(atelier.runware.image(uuid).data) for uuid in references] == SIZES  # type: ignore[union-attr]
+    assert len(_proxy_downloads(atelier)) == 2
     assert embed_fields(result)["Requested by"] == f"<@{world.member_id}>"
     assert f"/{source.id})" in embed_fields(result)["Edit of"]
 
@@ -202,3 +232,52 @@ async def test_reply_above_the_threshold_asks_first_and_the_click_carries_the_re
     assert click.ack_type == 7
     assert task_for(atelier, "add a fountain")["inputs"]["referenceImages"]
     assert embed_fields(question)["Requested by"] == f"<@{world.member_id}>"
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        pytest.param(
+            {"type": "gifv", "url": "https://tenor.com/view/cat", "thumbnail": {"url": TENOR, "proxy_url": PROXIED}},
+            [PROXIED, TENOR],
+            id="gifv-thumbnail",
+        ),
+        pytest.param({"type": "image", "url": LINKED, "thumbnail": {"url": LINKED}}, [LINKED], id="no-proxy-url"),
+        pytest.param({"type": "rich", "image": {"url": BANNER, "proxy_url": PROXIED}}, [PROXIED, BANNER], id="rich"),
+        pytest.param({"type": "rich", "thumbnail": {"url": BANNER, "proxy_url": PROXIED}}, [], id="rich-thumbnail"),
+        pytest.param({"type": "article", "thumbnail": {"url": BANNER, "proxy_url": PROXIED}}, [], id="article"),
+    ],
+)
+def test_an_embeds_picture_is_fetched_from_discords_copy(payload: dict[str, Any], expected: list[str]) -> None:
+    """The picture of a rich embed is its image, of a picture or GIF preview its thumbnail (a page preview's or a
+    rich embed's small corner thumbnail is not what the member means); Discord's `proxy_url` comes first."""
+    assert embed_picture_addresses(discord.Embed.from_dict(payload)) == expected
+
+
+def test_an_embed_showing_an_attachment_does_not_count_it_twice() -> None:
+    """A bot's embed that shows its own attachment (`attachment://`) names it by its CDN and media addresses: the
+    image is used once; an embed picture from elsewhere is still added."""
+    cdn = "https://cdn.discordapp.com/attachments/1/2/card.png"
+    media = "https://media.discordapp.net/attachments/1/2/card.png"
+    attachment = discord.Attachment(
+        data={
+            "id": "2",
+            "filename": "card.png",
+            "size": 100,
+            "url": f"{cdn}?ex=1&is=2&hm=3&",
+            "proxy_url": f"{media}?ex=1&is=2&hm=3&",
+            "content_type": "image/png",
+            "width": 10,
+            "height": 10,
+        },
+        state=SimpleNamespace(http=None),  # type: ignore[arg-type]  # nothing is downloaded here
+    )
+    embeds = [
+        discord.Embed.from_dict({"type": "rich", "image": {"url": f"{cdn}?ex=9", "proxy_url": f"{media}?ex=9"}}),
+        discord.Embed.from_dict({"type": "rich", "image": {"url": BANNER, "proxy_url": PROXIED}}),
+    ]
+    message = SimpleNamespace(attachments=[attachment], embeds=embeds)
+
+    sources = message_images(message)  # type: ignore[arg-type]
+
+    assert [source.url for source in sources] == [f"{cdn}?ex=1&is=2&hm=3&", PROXIED]

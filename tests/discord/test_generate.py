@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
+import itertools
+import tracemalloc
 from datetime import timedelta
 
+import aiohttp.payload
 import pytest
 
 from bot.billing.budgets import MemberOverride
 from bot.billing.money import format_usd
 from bot.catalog import MODEL_SPECS, ModelName, Size
 from bot.storage.repositories import utc_now
-from cogs._delivery import ATTACH_FILES_MISSING, EMBED_LINKS_MISSING
+from cogs._delivery import ATTACH_FILES_MISSING, EMBED_LINKS_MISSING, HANDED_OVER
+from cogs.generate import DUPLICATE
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
     animated_gif,
@@ -424,7 +429,15 @@ async def test_progress_shows_the_queue_position_then_the_elapsed_time(atelier: 
     assert contents[0].startswith("⏳ Queued: position 1 · estimate ~$0.011 · job `")
     assert any(text.startswith("🎨 Generating… (") for text in contents), contents
     assert waiting.attachments and waiting.content == ""
-    assert len(waiting.edits) <= 8, "progress edits are throttled"
+    for interaction in (first, second):
+        # The status shown at admission, then the progress edits: never two within one interval of each other.
+        # (The bot spaces them by at least 1 s on its clock; they arrive here with a little jitter.)
+        statuses = [r for r in interaction.responses if r.kind == "edit" and r.ok and not r.files]
+        assert len(statuses) >= (2 if interaction is second else 1), statuses  # the waiting one: queued, then running
+        gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(statuses)]
+        assert all(gap >= 0.8 for gap in gaps), f"progress edits {gaps} s apart; at most one per second is allowed"
+        results_posted = [r for r in interaction.responses if r.kind == "edit" and r.files]
+        assert len(results_posted) == 1 and results_posted[0].at > statuses[-1].at
 
 
 async def test_permission_lost_before_delivery_fails_the_job_without_charge(atelier: Atelier) -> None:
@@ -444,3 +457,140 @@ async def test_permission_lost_before_delivery_fails_the_job_without_charge(atel
 
     assert message.content == f"❌ <@{world.member_id}> {ATTACH_FILES_MISSING}"
     await _nothing_spent(atelier, world.member_id)
+
+
+@pytest.mark.parametrize(
+    ("limit", "downscaled"),
+    [pytest.param(1024 * 1024, False, id="re-encoded"), pytest.param(60_000, True, id="downscaled")],
+)
+async def test_a_result_over_the_upload_limit_is_made_to_fit(atelier: Atelier, limit: int, downscaled: bool) -> None:
+    """A result larger than the interaction's attachment_size_limit is re-encoded (and only if that is not enough,
+    downscaled) and posted: Discord never answers 413, and the member is charged as usual."""
+    fake, world = atelier.fake, atelier.world
+    fake.attachment_size_limit = limit  # what the interaction says, and what the fake enforces per file
+    atelier.runware.photo_like = True  # a 1024x1024 PNG of about 1.5 MB, like real GPT Image output
+
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a grainy photo of a harbour")
+    message = await result_of(interaction, timeout=20.0)
+    await idle(atelier)
+
+    assert interaction.payload["attachment_size_limit"] == limit
+    made = atelier.runware.image(atelier.runware.downloads[0])
+    assert made is not None and len(made.data) > 1024 * 1024
+    [posted] = message.attachments
+    assert len(posted.data) <= limit
+    width, height = image_size(posted.data)
+    if downscaled:
+        assert width == height < 1024
+    else:
+        assert (width, height) == (1024, 1024)
+    assert posted.data.startswith(MAGIC["jpg"]) and posted.filename.endswith(".jpg")
+    assert [error for error in fake.errors if error.status == 413] == []
+    assert await settled_total(atelier) == (1, 11_000)
+
+
+async def test_imagine_count_4_posts_four_images_and_charges_the_reported_total_once(atelier: Atelier) -> None:
+    """/imagine count:4 posts four files, each decoding to the requested size, under one card that shows the total
+    Runware reported; the ledger charges that total once."""
+    world = atelier.world
+    atelier.runware.cost_override = 0.0123
+
+    interaction = await atelier.slash(
+        "imagine", user_id=world.member_id, prompt="four foxes", count=4, size="1536x1024"
+    )
+    message = await result_of(interaction)
+    await idle(atelier)
+
+    assert task_for(atelier, "four foxes")["numberResults"] == 4
+    assert len(message.attachments) == 4
+    assert [image_size(blob.data) for blob in message.attachments] == [(1536, 1024)] * 4
+    assert len({blob.data for blob in message.attachments}) == 4, "four different images"
+    assert atelier.runware.total_cost_micros == 4 * 12_300
+    assert embed_fields(message)["Cost"] == format_usd(4 * 12_300) == "$0.0492"
+    assert await settled_total(atelier) == (1, 4 * 12_300)
+    budget = await status(atelier, world.member_id)
+    assert (budget.spent, budget.reserved) == (4 * 12_300, 0)
+
+
+async def test_identical_requests_in_the_duplicate_window_collapse_into_one_job(atelier: Atelier) -> None:
+    """Two identical /imagine from one member at once make one job: one Runware task, one charge; the second is
+    told privately that the first (named by its job id) is on its way, and its public placeholder goes."""
+    world = atelier.world
+
+    interactions = await asyncio.gather(
+        *(atelier.slash("imagine", user_id=world.member_id, prompt="one fox, asked twice") for _ in range(2))
+    )
+    outcomes = await asyncio.gather(
+        *(interaction.wait_message(lambda m: bool(m.attachments) or m.ephemeral) for interaction in interactions)
+    )
+    await idle(atelier)
+
+    [posted] = [message for message in outcomes if message.attachments]
+    [answer] = [message for message in outcomes if message.ephemeral]
+    assert answer.content == DUPLICATE.format(job_id=job_id_of(posted))
+    placeholder = interactions[outcomes.index(answer)].original_message()
+    assert placeholder is not None and placeholder.deleted
+    assert len(inference_tasks(atelier)) == 1 and len(atelier.runware.paid_tasks) == 1
+    assert await settled_total(atelier) == (1, 11_000)
+
+
+async def test_a_status_is_handed_over_before_its_token_stops_working(atelier: Atelier) -> None:
+    """Shortly before the token stops being used, the status loses its Cancel button (it could not be removed
+    later) and says the result will come as a reply in the channel and /queue can still cancel it; no later progress
+    edit brings the button back, and the result is that reply."""
+    await atelier.restart(limits__progress_edit_seconds="1")
+    fake, world = atelier.fake, atelier.world
+    cog = atelier.bot.get_cog("Generate")  # the extension's own module object: the bot loaded it, not this test
+    assert cog is not None
+    cog.delivery.handover_check_seconds = 0.1
+    atelier.runware.latency = 2.5  # progress edits are due (every second) after the handover, before the result
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a fox that takes its time")
+    status = interaction.original_message()
+    assert status is not None
+    await fake.wait_until(lambda: any(":cancel:" in c for c in status.button_custom_ids()), what="the Cancel button")
+    job_id = status.button_custom_ids()[0].rsplit(":", 1)[1]
+
+    cog.delivery.clock = lambda: utc_now() + timedelta(minutes=13, seconds=40)  # 80 s left, 20 s before the cutoff
+    await fake.wait_until(lambda: not status.components, what="the status handed over")
+    assert status.content == HANDED_OVER.format(job_id=job_id)
+    assert "reply in this channel" in status.content and "`/queue`" in status.content
+    queue = await atelier.answer("queue", user_id=world.member_id)
+    assert f"atelier:cancel:{job_id}" in queue.button_custom_ids(), "/queue can still cancel it"
+
+    reply = await fake.wait_until(
+        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.attachments), None),
+        timeout=10.0,
+        what="the result in the channel",
+    )
+    await idle(atelier)
+
+    assert reply.referenced is status and reply.content == f"<@{world.member_id}>"
+    assert status.components == [] and status.content == HANDED_OVER.format(job_id=job_id)
+    handed_over = HANDED_OVER.format(job_id=job_id)
+    contents = [edit.get("content") for edit in status.edits]
+    assert contents[contents.index(handed_over) :] == [handed_over], f"no edit after the handover: {contents}"
+    assert status.attachments == [], "the result is the reply, as the status said"
+    assert [error for error in fake.errors if error.code == 50027] == []
+    assert await settled_total(atelier) == (1, 11_000)
+
+
+async def test_posting_a_result_leaves_no_copy_of_its_images_behind(atelier: Atelier) -> None:
+    """aiohttp copies each image once to upload it; those copies are freed when the post is done, not at some later
+    garbage collection (with results of 1.5 MB, copies waiting for one made the bot's memory grow under load)."""
+    atelier.runware.photo_like = True
+    gc.disable()
+    tracemalloc.start()
+    try:
+        interaction = await atelier.slash(
+            "imagine", user_id=atelier.world.member_id, prompt="four grainy foxes", count=4
+        )
+        message = await result_of(interaction, timeout=20.0)
+        await idle(atelier)
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+
+    assert len(message.attachments) == 4 and all(len(blob.data) > 1024 * 1024 for blob in message.attachments)
+    upload_copies = snapshot.filter_traces([tracemalloc.Filter(True, aiohttp.payload.__file__)])
+    assert sum(stat.size for stat in upload_copies.statistics("filename")) < 256 * 1024

@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import web
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageDraw, UnidentifiedImageError
 
 from bot.billing.money import MICROS_PER_USD, usd_to_micros
 from bot.catalog import AIR_TO_MODEL, MODEL_SPECS, Quality, Size
@@ -54,6 +54,7 @@ __all__ = [
     "TaskState",
     "main",
     "render_image",
+    "render_photo",
 ]
 
 DEFAULT_API_KEY = "test-runware-key"
@@ -364,6 +365,40 @@ def render_image(
     return buffer.getvalue()
 
 
+PHOTO_VARIANTS = 4
+"""Distinct photo-like pictures per size and format: each is large (about 1.5 MB as a 1024x1024 PNG)."""
+
+
+def render_photo(
+    width: int, height: int, output_format: str, transparent: bool, variant: int, quality: int = 95
+) -> bytes:
+    """Render a picture as large as real GPT Image output: film grain over `render_image`'s drawing.
+
+    The drawings compress to almost nothing (about 21 kB as a 1024x1024 PNG); with the grain a 1024x1024 PNG is
+    about 1.5 MB, like a real result. Only opaque images get grain (a transparent one stays a drawing), and `variant`
+    is folded into `PHOTO_VARIANTS` so the cache stays small (rendering one takes a quarter of a second).
+    """
+    if transparent and output_format != "JPG":
+        return render_image(width, height, output_format, transparent, variant, quality)
+    return _render_photo(width, height, output_format, variant % PHOTO_VARIANTS, quality)
+
+
+@lru_cache(maxsize=4 * PHOTO_VARIANTS)
+def _render_photo(width: int, height: int, output_format: str, variant: int, quality: int) -> bytes:
+    drawn = render_image(width, height, "PNG", False, variant)
+    with Image.open(io.BytesIO(drawn)) as opened:
+        base = opened.convert("RGB")
+    grain = Image.effect_noise((width, height), 12).convert("RGB")
+    photo = ImageChops.add(base, grain, offset=-128)
+    pil_format = _FORMATS[output_format][0]
+    buffer = io.BytesIO()
+    if pil_format == "PNG":
+        photo.save(buffer, "PNG", compress_level=6)
+    else:
+        photo.save(buffer, pil_format, quality=quality)
+    return buffer.getvalue()
+
+
 def _variant(prompt: str, index: int) -> int:
     seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big")
     return (seed + index) % VARIANTS
@@ -373,7 +408,8 @@ class FakeRunware:
     """An in-process fake of the Runware REST API, served by aiohttp on 127.0.0.1.
 
     `latency` (seconds from acceptance to completion) and `cost_override` (dollars per image, or None for the price
-    table) can be changed at any time; they are captured per task when it is accepted. Set
+    table) can be changed at any time; they are captured per task when it is accepted. `photo_like` makes results
+    as large as real ones (`render_photo`: about 1.5 MB per 1024x1024 PNG) instead of flat drawings (about 21 kB). Set
     `task_errors_as_envelope` to make `getResponse` report a failed task as an HTTP 400 `errors` envelope instead of
     an item with `status: "error"`.
 
@@ -396,6 +432,7 @@ class FakeRunware:
         self.cost_override: float | None = None
         self.task_errors_as_envelope = False
         self.reject_duplicate_uuids = True
+        self.photo_like = False
         self.prices: PriceTable = prices if prices is not None else load_app_config(CONFIG_PATH).prices
         self.host = host
         self.requests: list[RecordedRequest] = []
@@ -1057,9 +1094,8 @@ class FakeRunware:
         spec = state.spec
         transparent = spec.background == "transparent"
         quality = spec.output_quality if spec.output_format != "PNG" else 95
-        data = render_image(
-            spec.width, spec.height, spec.output_format, transparent, _variant(spec.prompt, index), quality
-        )
+        render = render_photo if self.photo_like else render_image
+        data = render(spec.width, spec.height, spec.output_format, transparent, _variant(spec.prompt, index), quality)
         _, extension, content_type = _FORMATS[spec.output_format]
         image_uuid = str(uuid.uuid4())
         self._images[image_uuid] = StoredImage(data, content_type, extension)

@@ -427,6 +427,24 @@ async def test_slash_with_options_and_attachment_defers_then_edits_with_png_and_
     assert_spec_clean(fake_discord)
 
 
+async def test_external_images_are_served_through_the_media_proxy_only(fake_discord: FakeDiscord) -> None:
+    """An embed picture from another site gets Discord's media-proxy form: the outside `url` as given, a `proxy_url`
+    under /external/ that serves the bytes (and is logged as a CDN hit); an unknown proxy path is a 404."""
+    picture = png_bytes(20, 10, "red")
+    media = fake_discord.external_image("https://pictures.example/a b/cat.png?size=large", picture)
+
+    assert media["url"] == "https://pictures.example/a b/cat.png?size=large"
+    assert (media["width"], media["height"], media["content_type"]) == (20, 10, "image/png")
+    assert media["proxy_url"].startswith(f"{fake_discord.base_url}/external/")
+    assert media["proxy_url"].endswith("/https/pictures.example/a%20b/cat.png%3Fsize%3Dlarge")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(media["proxy_url"]) as response:
+            assert response.status == 200 and await response.read() == picture
+        async with session.get(f"{fake_discord.base_url}/external/nope/https/pictures.example/x.png") as response:
+            assert response.status == 404
+    assert len([hit for hit in fake_discord.cdn_hits if hit.startswith("/external/")]) == 2
+
+
 async def test_subcommands_and_option_errors_follow_the_synced_definitions(
     fake_discord: FakeDiscord, bot: ThrowawayBot, world: World
 ):

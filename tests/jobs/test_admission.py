@@ -12,6 +12,7 @@ import pytest_asyncio
 from aiohttp import web
 from PIL import Image
 
+from bot.billing.errors import BudgetExceededError
 from bot.errors import InvalidRequestError
 from bot.images import InvalidImageError, ReferenceFetchError, ReferenceTooLargeError
 from bot.jobs.requests import ReferenceSource
@@ -244,3 +245,25 @@ async def test_inline_reference_bytes_work_without_a_download(harness: Harness) 
     await asyncio.wait_for(harness.service.wait_idle(), 10)
     assert len(harness.fake.tasks_submitted("imageUpload")) == 1
     assert (await harness.job(admission.job_id)).state is JobState.SUCCEEDED
+
+
+async def test_an_unaffordable_request_is_refused_before_its_references_are_fetched(
+    local: Harness, cdn: ReferenceServer
+) -> None:
+    """A member whose budget cannot cover the estimate is refused before any reference is downloaded from the CDN
+    or uploaded to Runware; once the budget allows it, the same request fetches, uploads and runs."""
+    await local.budgets.set_default(GUILD, 5_000)
+    sources = tuple(ReferenceSource.from_url(cdn.url("ok.png"), filename=f"ok {n}.png") for n in range(4))
+    request = make_request(references=sources)
+
+    with pytest.raises(BudgetExceededError, match=r"needs about \$0.011 but you have \$0.005 left"):
+        await local.service.admit(request)
+
+    assert cdn.hits == []
+    assert local.fake.tasks_submitted("imageUpload") == []
+    await assert_nothing_happened(local)
+
+    await local.budgets.set_default(GUILD, MINI_MEDIUM_SQUARE)
+    admission = await local.service.admit(request)
+    assert admission.job_id is not None and len(cdn.hits) == 4
+    assert len(local.fake.tasks_submitted("imageUpload")) == 4

@@ -283,6 +283,32 @@ async def test_results_are_fitted_to_the_channels_upload_limit(harness: Harness)
     assert all(decode_image(image.data).has_alpha for image in images)
 
 
+async def test_only_delivery_concurrency_jobs_hold_their_images_at_once(harnesses: HarnessFactory) -> None:
+    """With 6 jobs finished on Runware and their posts held up, only `delivery_concurrency` (2) of them have
+    downloaded their images; the others wait before downloading, still holding their Runware slot, and all are
+    delivered once the posts go through."""
+    harness = await harnesses.open(make_config(global_concurrency=6, per_member_concurrency=6, delivery_concurrency=2))
+    harness.delivery.gate = asyncio.Event()
+    admissions = [await harness.service.admit(make_request(f"fox number {n}", count=2)) for n in range(6)]
+    job_ids = [admission.job_id for admission in admissions if admission.job_id is not None]
+    assert len(job_ids) == 6
+
+    async def all_made() -> bool:
+        return all([await harness.service.job_results(job_id) for job_id in job_ids])
+
+    await eventually(all_made)
+    await eventually(lambda: len(harness.fake.downloads) >= 4)
+    await asyncio.sleep(0.3)  # time enough for any further download to show up
+    assert len(harness.fake.downloads) == 4, "two jobs of two images each"
+    assert harness.delivery.delivered == []
+    seventh = await harness.service.admit(make_request("a seventh fox"))
+    assert seventh.position == 1, "the six waiting jobs still hold every Runware slot"
+
+    harness.delivery.gate.set()
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert len(harness.delivery.delivered) == 7 and len(harness.fake.downloads) == 2 * 6 + 1
+
+
 async def test_an_expensive_request_asks_for_confirmation_before_any_money_moves(harnesses: HarnessFactory) -> None:
     """Above `confirm_above`: an estimate and nothing reserved; confirmed, it is queued."""
     harness = await harnesses.open(make_config(confirm_above=10_000))

@@ -16,8 +16,10 @@ to the subprocess, ``await fake.wait_ready()`` and drive it from the test with t
 ``await fake.wait_disconnected()``. ``python -m tests.fakes.discord`` runs it standalone with a small control API
 (``/_fake/…``) for benchmarks.
 
-Attachment URLs point at ``fake.cdn_base`` (the stand-in for cdn.discordapp.com). World changes made after READY
-reach the bot's cache only through ``await fake.announce_guild(guild_id)`` (or in interaction payloads).
+Attachment URLs point at ``fake.cdn_base`` (the stand-in for cdn.discordapp.com); ``fake.external_image(url, data)``
+puts a picture from another site behind the fake's media proxy (the stand-in for images-ext-1.discordapp.net) for
+embeds. World changes made after READY reach the bot's cache only through ``await fake.announce_guild(guild_id)``
+(or in interaction payloads).
 
 Rules enforced (each a plain attribute: ``ack_deadline``, ``token_ttl``, ``attachment_size_limit``, ``limits``):
 3 s initial response (404/10062), one initial response (400/40060), 15 min tokens (401/50027), no follow-up before

@@ -565,6 +565,7 @@ class InjectMixin(FakeDiscordCore):
         user_id: int,
         content: str = "",
         attachments: Sequence[StoredBlob] = (),
+        embeds: Sequence[Mapping[str, Any]] = (),
         reply_to: FakeMessage | None = None,
         mentions: Sequence[int] = (),
         ping_reply: bool = True,
@@ -573,7 +574,9 @@ class InjectMixin(FakeDiscordCore):
 
         ``mentions`` adds users to the mention list (as ``<@id>`` in ``content`` also does); a reply pings the
         replied-to author when ``ping_reply`` (Discord's default). Attachments are re-hosted under the channel.
-        The Message Content intent rule applies to what the bot receives.
+        ``embeds`` are stored as given, as Discord stores them: a link preview of a link in ``content`` (type
+        ``image`` with the picture in ``thumbnail``, see :meth:`external_image`), or a rich embed as a bot's or
+        webhook's message carries. The Message Content intent rule applies to what the bot receives.
         """
         await self._require_session()
         guild, channel, member = self._context(user_id, None, channel_id)
@@ -585,6 +588,7 @@ class InjectMixin(FakeDiscordCore):
             timestamp=self.clock.iso(),
             content=content,
             attachments=[self._rehost(blob, channel.id) for blob in attachments],
+            embeds=[dict(embed) for embed in embeds],
             type=19 if reply_to is not None else 0,
         )
         message.mentions, message.mention_role_ids, message.mention_everyone = self._mentions_in(content, guild.id)

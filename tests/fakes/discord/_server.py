@@ -1,4 +1,5 @@
-"""FakeDiscord: the aiohttp app (REST under /api/v9|v10, CDN, gateway WebSocket) and its test-facing controls."""
+"""FakeDiscord: the aiohttp app (REST under /api/v9|v10, CDN, media proxy, gateway WebSocket) and its test-facing
+controls."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
@@ -32,6 +34,7 @@ from ._models import (
     FakeMessage,
     Intent,
     RecordedRequest,
+    StoredBlob,
     UploadedFile,
 )
 from ._rest import RequestContext, RestMixin
@@ -132,6 +135,8 @@ class FakeDiscord(RestMixin, InjectMixin):
         self._route_table = self._routes()
         self._sockets: set[web.WebSocketResponse] = set()
         self.internal_errors: list[str] = []
+        self.proxied: dict[str, StoredBlob] = {}
+        """Pictures from other sites behind the media proxy (:meth:`external_image`), by their decoded proxy path."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -159,6 +164,7 @@ class FakeDiscord(RestMixin, InjectMixin):
         app.router.add_route("*", "/api/{tail:.*}", self._handle_api)
         app.router.add_get("/attachments/{owner}/{blob}/{filename}", self._handle_cdn)
         app.router.add_get("/ephemeral-attachments/{owner}/{blob}/{filename}", self._handle_cdn)
+        app.router.add_get("/external/{signature}/{tail:.+}", self._handle_media_proxy)
         app.router.add_get("/", self._handle_gateway)
         app.router.add_get("/resume-gateway/", self._handle_gateway)
         if self.control_api:
@@ -232,6 +238,36 @@ class FakeDiscord(RestMixin, InjectMixin):
         """Move the fake's clock forward (interaction tokens expire after ``token_ttl`` of fake time)."""
         self.clock.advance(seconds)
         self._notify()
+
+    def external_image(self, url: str, data: bytes, content_type: str | None = None) -> dict[str, Any]:
+        """Serve ``data`` as the picture at ``url`` on another site, through the fake's media proxy.
+
+        Returns the embed media object Discord stores in an embed's ``image`` or ``thumbnail`` for it: ``url`` is
+        the outside address (which the fake never serves, like any site Discord does not own) and ``proxy_url``
+        Discord's cached copy, ``{base}/external/{signature}/{scheme}/{host}{path}`` as on
+        ``images-ext-1.discordapp.net``, which the fake serves (each download is recorded in :attr:`cdn_hits`).
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"an external image needs an http(s) address, not {url!r}")
+        signature = hashlib.sha256(url.encode()).hexdigest()[:43]
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        proxy_path = f"/external/{signature}/{parts.scheme}/{parts.netloc}{quote(path, safe='/')}"
+        blob = StoredBlob.build(
+            blob_id=self.new_id(),
+            data=data,
+            filename=parts.path.rsplit("/", 1)[-1] or "image",
+            content_type=content_type,
+            url=url,
+        )
+        blob.proxy_url = self.base_url + proxy_path
+        self.proxied[unquote(proxy_path)] = blob
+        media: dict[str, Any] = {"url": url, "proxy_url": blob.proxy_url, "flags": 0}
+        if blob.width is not None and blob.height is not None:
+            media.update(width=blob.width, height=blob.height)
+        if blob.content_type:
+            media["content_type"] = blob.content_type
+        return media
 
     async def kill_gateway(self, code: int = 4000, *, resumable: bool = True) -> None:
         """Close every connected gateway socket with ``code``; the client reconnects and RESUMEs.
@@ -495,6 +531,13 @@ class FakeDiscord(RestMixin, InjectMixin):
         self.cdn_hits.append(request.path)
         blob = self.blobs.get(int(request.match_info["blob"])) if request.match_info["blob"].isdigit() else None
         if blob is None or blob.filename != request.match_info["filename"]:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=blob.data, headers={"Content-Type": blob.content_type or "application/octet-stream"})
+
+    async def _handle_media_proxy(self, request: web.Request) -> web.Response:
+        self.cdn_hits.append(request.path)
+        blob = self.proxied.get(request.path)
+        if blob is None:
             return web.Response(status=404, text="Not Found")
         return web.Response(body=blob.data, headers={"Content-Type": blob.content_type or "application/octet-stream"})
 
