@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 BOT_COMMAND = [sys.executable, "-m", "bot"]
 """How the tests start the bot: the CLI with no subcommand runs it."""
 
-COMMANDS = {"balance", "budget", "queue", "imagine", "edit", "Edit image"}
+COMMANDS = {"balance", "budget", "settings", "queue", "imagine", "edit", "Edit image"}
 REFUSED = "You need the Manage Server permission to do this."
 ERROR_ID = re.compile(r"error id `([0-9a-f]{8})`")
 INTENT_REFUSED = (
@@ -296,9 +296,11 @@ async def test_discord_unavailable_at_login_is_one_line_and_exit_status_1(
     assert fake_discord.identify_attempts == []
 
 
-async def test_missing_token_is_one_line_and_exit_status_2(launch: Launch) -> None:
-    """Without DISCORD_TOKEN the bot does not start: one line naming the variable, status 2."""
+async def test_empty_token_is_one_line_and_exit_status_2(launch: Launch) -> None:
+    """With DISCORD_TOKEN empty the bot does not start: one line naming the variable, status 2."""
     bot = await launch(DISCORD_TOKEN="")
 
     assert await bot.finish() == 2
-    assert bot.lines == ["atelier: DISCORD_TOKEN: is required to run the bot; set it in the environment or .env"]
+    assert bot.lines == [
+        "atelier: DISCORD_TOKEN: is empty, but it is required to run the bot; set it in the environment or .env"
+    ]
