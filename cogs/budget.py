@@ -16,19 +16,19 @@ from discord.ext import commands
 
 from bot.billing.budgets import Budgets, MemberOverride, OverrideKind, period_bounds
 from bot.billing.ledger import MAX_REASON_CHARS, Ledger
-from bot.billing.money import MAX_AMOUNT_MICROS, MoneyError, format_usd, parse_usd
+from bot.billing.money import format_usd
 from bot.catalog import Period
 from bot.errors import InvalidRequestError
 from bot.tree import send_ephemeral
 from cogs._checks import require_guild, require_manage_guild, role_ids, services_of
 from cogs._embeds import override_text, relative, rules_embed, status_embed
+from cogs._options import Amount, parse_amount, shown
 
 log = logging.getLogger(__name__)
 
 NONE = "none"
 """The word that removes a role allowance, a member override or the server cap."""
 
-Amount = app_commands.Range[str, 1, 24]
 Reason = app_commands.Range[str, 1, MAX_REASON_CHARS]
 
 PERIOD_CHOICES = [
@@ -38,23 +38,6 @@ PERIOD_CHOICES = [
 ]
 
 _SOURCES = {"override": "this member's own rule", "role": "their best role", "default": "the server default"}
-
-
-def _shown(text: str) -> str:
-    return text.strip().replace("`", "'")
-
-
-def parse_amount(text: str, *, allow_negative: bool = False) -> int:
-    """Parse a dollar amount typed by an admin (`2.50`, `$2.50`) into micro-dollars, or raise a clear error."""
-    try:
-        micros = parse_usd(text, allow_negative=True)
-    except MoneyError:
-        raise InvalidRequestError(
-            f"`{_shown(text)}` is not a dollar amount; write it like `2.50` (at most {format_usd(MAX_AMOUNT_MICROS)})."
-        ) from None
-    if micros < 0 and not allow_negative:
-        raise InvalidRequestError(f"`{_shown(text)}` is negative; use an amount of 0 or more.")
-    return micros
 
 
 def parse_optional_amount(text: str) -> int | None:
@@ -75,7 +58,7 @@ def parse_member_value(text: str) -> MemberOverride | None:
         return MemberOverride.of_amount(parse_amount(text))
     except InvalidRequestError:
         raise InvalidRequestError(
-            f"`{_shown(text)}` is not a value for a member: write an amount like `2.50`, `unlimited`, `blocked`, "
+            f"`{shown(text)}` is not a value for a member: write an amount like `2.50`, `unlimited`, `blocked`, "
             "or `none` to clear the member's own rule."
         ) from None
 

@@ -25,7 +25,6 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.billing.money import format_usd
-from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
 from bot.client import AtelierBot
 from bot.errors import InvalidRequestError
 from bot.generation_settings import GenerationSettings
@@ -50,6 +49,14 @@ from cogs._delivery import (
     running_text,
 )
 from cogs._embeds import queue_embed
+from cogs._options import (
+    BACKGROUND_CHOICES,
+    FORMAT_CHOICES,
+    MODEL_CHOICES,
+    QUALITY_CHOICES,
+    SIZE_CHOICES,
+    Count,
+)
 from cogs._views import (
     CONFIRM_TIMEOUT_SECONDS,
     DYNAMIC_ITEMS,
@@ -69,17 +76,6 @@ MAX_OPTION_CHARS = 6000
 """Discord's limit on a slash command's string option; longer prompts cannot be typed into a command at all."""
 
 Prompt = app_commands.Range[str, 1, MAX_OPTION_CHARS]
-Count = app_commands.Range[int, 1, MAX_COUNT]
-
-MODEL_CHOICES = [app_commands.Choice(name=model.value, value=model.value) for model in ModelName]
-SIZE_CHOICES = [
-    app_commands.Choice(name="1024x1024 (square)", value=Size.SQUARE.value),
-    app_commands.Choice(name="1536x1024 (landscape)", value=Size.LANDSCAPE.value),
-    app_commands.Choice(name="1024x1536 (portrait)", value=Size.PORTRAIT.value),
-]
-QUALITY_CHOICES = [app_commands.Choice(name=quality.value, value=quality.value) for quality in Quality]
-BACKGROUND_CHOICES = [app_commands.Choice(name=background.value, value=background.value) for background in Background]
-FORMAT_CHOICES = [app_commands.Choice(name=fmt.value, value=fmt.value) for fmt in OutputFormat]
 
 OPTION_DESCRIPTIONS = {
     "model": "GPT Image model (default: this server's default model)",
@@ -107,7 +103,10 @@ def generation_options(func: _F) -> _F:
 
 
 EMPTY_PROMPT = "The prompt is empty; describe what you want to see."
-DUPLICATE = "You asked for exactly this a moment ago; that request (job `{job_id}`) is already on its way."
+DUPLICATE = (
+    "You asked for exactly this a moment ago (job `{job_id}`), so it is not run or charged a second time; "
+    "its images appear with that request."
+)
 EXPIRED = "⌛ This confirmation has expired; nothing was charged. Run the command again if you still want it."
 ABORTED = "✖️ Cancelled; nothing was charged."
 DELETE_REFUSED = "Only the member who asked for these images, or someone with Manage Messages, can delete them."

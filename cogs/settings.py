@@ -17,17 +17,23 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.billing.money import format_usd
-from bot.catalog import MAX_COUNT
 from bot.generation_settings import Effective, EffectiveSettings, GenerationSettings, Source
 from bot.tree import send_ephemeral
 from cogs._checks import require_guild, require_manage_guild, services_of
 from cogs._embeds import COLOUR, relative
-from cogs.budget import Amount, parse_amount
-from cogs.generate import BACKGROUND_CHOICES, FORMAT_CHOICES, MODEL_CHOICES, QUALITY_CHOICES, SIZE_CHOICES
+from cogs._options import (
+    BACKGROUND_CHOICES,
+    FORMAT_CHOICES,
+    MODEL_CHOICES,
+    QUALITY_CHOICES,
+    SIZE_CHOICES,
+    Amount,
+    Count,
+    parse_amount,
+)
 
 log = logging.getLogger(__name__)
 
-Count = app_commands.Range[int, 1, MAX_COUNT]
 
 SOURCES = {Source.SERVER: "set by this server", Source.CONFIG: "config file"}
 

@@ -7,7 +7,8 @@ import pytest
 from bot.billing.budgets import MemberOverride
 from bot.catalog import Period
 from bot.errors import InvalidRequestError
-from cogs.budget import parse_amount, parse_member_value, parse_optional_amount
+from cogs._options import parse_amount
+from cogs.budget import parse_member_value, parse_optional_amount
 from tests.discord.conftest import Atelier, embed_fields
 from tests.fakes.discord import Permission
 
