@@ -25,6 +25,7 @@ from bot.client import (
     DEFAULT_GUILD_READY_TIMEOUT,
     EXTENSIONS,
     AtelierBot,
+    DiscordRefusedError,
     DiscordUnavailableError,
     InvalidTokenError,
     PrivilegedIntentError,
@@ -137,7 +138,8 @@ async def run_bot(settings: Settings) -> int:
     """Run the bot until SIGINT or SIGTERM; return the exit status.
 
     Every way start-up can fail is one line on stderr, never a traceback: 2 for what the operator must fix (the token,
-    the Message Content intent, the database), 1 when Discord cannot be reached or is unavailable.
+    the Message Content intent, the database, an endpoint that refuses the login), 1 when Discord cannot be reached or
+    is unavailable.
     """
     token = settings.require_discord_token()
     settings.require_runware_key()
@@ -171,6 +173,13 @@ async def run_bot(settings: Settings) -> int:
     except DiscordUnavailableError as exc:
         print(f"atelier: Discord is unavailable ({exc}); try again later", file=sys.stderr)
         return EXIT_FAILED
+    except DiscordRefusedError as exc:
+        print(
+            f"atelier: DISCORD_API_BASE: {settings.discord_api_base} refused the bot's login ({exc}); "
+            "check DISCORD_API_BASE and DISCORD_TOKEN",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     finally:
         loop = asyncio.get_running_loop()
         for sig in installed:

@@ -129,6 +129,10 @@ class DiscordUnavailableError(Exception):
     """Discord could not be used: a server error on login, or the gateway closed for good; `str()` says which."""
 
 
+class DiscordRefusedError(Exception):
+    """Discord (or what answers at `DISCORD_API_BASE`) refused a request at start-up with a 4xx other than 401/429."""
+
+
 def connection_failure(exc: BaseException) -> Exception | None:
     """Return the bot's own error for why discord.py stopped connecting, or None if `exc` is not such a reason."""
     if isinstance(exc, discord.LoginFailure):
@@ -141,7 +145,10 @@ def connection_failure(exc: BaseException) -> Exception | None:
             return InvalidTokenError(reason)
         return DiscordUnavailableError(reason)
     if isinstance(exc, discord.HTTPException):
-        return DiscordUnavailableError(f"HTTP {exc.status} {exc.response.reason or ''}".rstrip())
+        status = f"HTTP {exc.status} {exc.response.reason or ''}".rstrip()
+        if exc.status >= 500 or exc.status == 429:  # an outage, or rate limited: it passes
+            return DiscordUnavailableError(status)
+        return DiscordRefusedError(f"{status}: {exc.text}" if exc.text else status)
     return None
 
 
@@ -233,7 +240,8 @@ class AtelierBot(commands.Bot):
         """Log in and stay connected until `stop` is set (or the connection ends for good), then shut down cleanly.
 
         Raises `InvalidTokenError` if Discord refuses the token (on login, or later on the gateway),
-        `PrivilegedIntentError` if it refuses the Message Content intent, `DiscordUnavailableError` for a server error
+        `PrivilegedIntentError` if it refuses the Message Content intent, `DiscordRefusedError` for another refusal
+        (a 4xx), `DiscordUnavailableError` for a server error
         on login or a gateway closed for good; network errors (`OSError`, `aiohttp.ClientError`) propagate.
         """
         runner = asyncio.create_task(self.start(token), name="atelier-discord")

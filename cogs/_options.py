@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from discord import app_commands
 
-from bot.billing.money import MAX_AMOUNT_MICROS, MoneyError, format_usd, parse_usd
+from bot.billing.money import MAX_AMOUNT_MICROS, NOT_AN_AMOUNT, MoneyError, format_usd, parse_usd
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
 from bot.errors import InvalidRequestError
 
@@ -32,10 +32,13 @@ def parse_amount(text: str, *, allow_negative: bool = False) -> int:
     """Parse a dollar amount typed by an admin (`2.50`, `$2.50`) into micro-dollars, or raise a clear error."""
     try:
         micros = parse_usd(text, allow_negative=True)
-    except MoneyError:
-        raise InvalidRequestError(
-            f"`{shown(text)}` is not a dollar amount; write it like `2.50` (at most {format_usd(MAX_AMOUNT_MICROS)})."
-        ) from None
+    except MoneyError as exc:
+        if exc.reason == NOT_AN_AMOUNT:
+            raise InvalidRequestError(
+                f"`{shown(text)}` is not a dollar amount; write it like `2.50` "
+                f"(at most {format_usd(MAX_AMOUNT_MICROS)})."
+            ) from None
+        raise InvalidRequestError(f"`{shown(text)}` can't be used: {exc.reason}.") from None
     if micros < 0 and not allow_negative:
         raise InvalidRequestError(f"`{shown(text)}` is negative; use an amount of 0 or more.")
     return micros

@@ -11,9 +11,20 @@ MAX_AMOUNT_MICROS = 1_000_000 * MICROS_PER_USD
 
 _ONE_MICRO = Decimal("0.000001")
 
+NOT_AN_AMOUNT = "not an amount"
+"""`MoneyError.reason` when the text does not look like a number at all."""
+
 
 class MoneyError(ValueError):
-    """An amount that cannot be used as money (not a number, negative where not allowed, absurdly large)."""
+    """An amount that cannot be used as money (not a number, negative where not allowed, absurdly large).
+
+    `reason` says what is wrong without repeating the value (for a message that quotes the value itself);
+    `str()` is the reason followed by the value.
+    """
+
+    def __init__(self, reason: str, value: object = None, *, detail: str = "") -> None:
+        self.reason = reason + detail
+        super().__init__(self.reason if value is None else f"{reason}: {value!r}{detail}")
 
 
 _PLAIN = re.compile(r"(?P<sign>[-+]?)\$?(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -30,13 +41,13 @@ def usd_to_micros(value: str | int | float | Decimal) -> int:
     decimals, no separators or exponents.
     """
     if isinstance(value, bool):
-        raise MoneyError(f"not an amount: {value!r}")
+        raise MoneyError(NOT_AN_AMOUNT, value)
     if isinstance(value, str):
         return _parse_text(value)
     try:
         amount = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation as exc:
-        raise MoneyError(f"not an amount: {value!r}") from exc
+        raise MoneyError(NOT_AN_AMOUNT, value) from exc
     return _to_micros(amount, value)
 
 
@@ -48,7 +59,7 @@ def parse_usd(text: str, *, allow_negative: bool = False) -> int:
     """
     micros = _parse_text(text)
     if micros < 0 and not allow_negative:
-        raise MoneyError(f"amount must not be negative: {text!r}")
+        raise MoneyError("amount must not be negative", text)
     return micros
 
 
@@ -60,28 +71,28 @@ def _parse_text(text: str) -> int:
     if match is None:
         bare = written.lstrip("+-$").lower()
         if bare in _NOT_FINITE:
-            raise MoneyError(f"not a finite amount: {text!r}")
+            raise MoneyError("not a finite amount", text)
         if _EXPONENT.fullmatch(written):
-            raise MoneyError(f"write the amount in plain digits, without an exponent: {text!r}")
+            raise MoneyError("write the amount in plain digits, without an exponent", text)
         if _PLAIN.fullmatch(re.sub(r"[,_ ']", "", written)):
-            raise MoneyError(f"write the amount without separators (like 1000.50): {text!r}")
-        raise MoneyError(f"not an amount: {text!r}")
+            raise MoneyError("write the amount without separators (like 1000.50)", text)
+        raise MoneyError(NOT_AN_AMOUNT, text)
     number = match["number"]
     if len(number.partition(".")[2].rstrip("0")) > 6:
-        raise MoneyError(f"at most six decimal places (a micro-dollar is $0.000001): {text!r}")
+        raise MoneyError("at most six decimal places (a micro-dollar is $0.000001)", text)
     amount = Decimal(number)
     return _to_micros(-amount if match["sign"] == "-" else amount, text)
 
 
 def _to_micros(amount: Decimal, value: object) -> int:
     if not amount.is_finite():
-        raise MoneyError(f"not an amount: {value!r}")
-    too_large = f"amount too large: {value!r} (at most {format_usd(MAX_AMOUNT_MICROS)})"
+        raise MoneyError(NOT_AN_AMOUNT, value)
+    ceiling = f" (at most {format_usd(MAX_AMOUNT_MICROS)})"
     if abs(amount) > MAX_AMOUNT_MICROS:  # also keeps `quantize` below from failing on exponents like 1e400
-        raise MoneyError(too_large)
+        raise MoneyError("amount too large", value, detail=ceiling)
     micros = int((amount * MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     if abs(micros) > MAX_AMOUNT_MICROS:
-        raise MoneyError(too_large)
+        raise MoneyError("amount too large", value, detail=ceiling)
     return micros
 
 

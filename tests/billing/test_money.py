@@ -139,3 +139,20 @@ def test_format_shows_at_least_cents_and_every_micro_dollar(micros: int, text: s
 def test_what_is_shown_reads_back_as_the_same_amount(micros: int) -> None:
     """Every amount an admin sees can be typed back exactly, negatives included."""
     assert parse_usd(format_usd(micros), allow_negative=True) == micros
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("lots", "not an amount"),
+        ("1,000", "write the amount without separators (like 1000.50)"),
+        ("2000000", "amount too large (at most $1000000.00)"),
+        ("-1", "amount must not be negative"),
+    ],
+)
+def test_money_error_reason_leaves_the_value_out_and_str_adds_it(text: str, reason: str) -> None:
+    """`reason` is what is wrong, for messages that quote the value themselves; `str()` names the value too."""
+    with pytest.raises(MoneyError) as caught:
+        parse_usd(text)
+    assert caught.value.reason == reason
+    assert repr(text) in str(caught.value)

@@ -98,7 +98,9 @@ async def test_none_removes_rules(atelier: Atelier) -> None:
     [
         ("budget default", {"amount": "lots"}, "`lots` is not a dollar amount; write it like `2.50`"),
         ("budget default", {"amount": "-1"}, "`-1` is negative; use an amount of 0 or more."),
-        ("budget cap", {"amount": "2000000"}, "`2000000` is not a dollar amount"),
+        ("budget cap", {"amount": "2000000"}, "`2000000` can't be used: amount too large (at most $1000000.00)."),
+        ("budget default", {"amount": "1,000"}, "`1,000` can't be used: write the amount without separators"),
+        ("budget grant", {"amount": "1e3", "reason": "big"}, "`1e3` can't be used: write the amount in plain digits"),
         ("budget member", {"value": "forever"}, "`forever` is not a value for a member"),
         ("budget grant", {"amount": "0", "reason": "oops"}, "The grant must not be zero."),
     ],

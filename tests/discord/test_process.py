@@ -296,6 +296,23 @@ async def test_discord_unavailable_at_login_is_one_line_and_exit_status_1(
     assert fake_discord.identify_attempts == []
 
 
+async def test_a_login_refused_other_than_by_the_token_is_one_line_and_exit_status_2(
+    fake_discord: FakeDiscord, launch: Launch
+) -> None:
+    """A 4xx on login that is not about the token (say a proxy at DISCORD_API_BASE answering 403) is one line naming
+    the endpoint, no traceback, status 2: a setting to fix, not an outage to wait out."""
+    fake_discord.plan_error("GET", r"^/users/@me$", 403)
+
+    bot = await launch()
+
+    assert await bot.finish() == 2
+    assert "Traceback" not in bot.log
+    assert bot.lines[-1].startswith("atelier: DISCORD_API_BASE: ")
+    assert "refused the bot's login (HTTP 403 Forbidden: " in bot.lines[-1]
+    assert bot.lines[-1].endswith("check DISCORD_API_BASE and DISCORD_TOKEN")
+    assert fake_discord.identify_attempts == []
+
+
 async def test_empty_token_is_one_line_and_exit_status_2(launch: Launch) -> None:
     """With DISCORD_TOKEN empty the bot does not start: one line naming the variable, status 2."""
     bot = await launch(DISCORD_TOKEN="")

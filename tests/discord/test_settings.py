@@ -189,7 +189,7 @@ async def test_bad_values_are_refused_clearly_and_change_nothing(atelier: Atelie
         ("settings defaults", {"background": "transparent"}, TRANSPARENT_JPG),
         ("settings defaults", {"background": "transparent", "format": "jpg", "model": "gpt-image-1"}, TRANSPARENT_JPG),
         ("settings limits", {"confirm_above": "-1"}, "`-1` is negative; use an amount of 0 or more."),
-        ("settings limits", {"confirm_above": "2000000"}, "`2000000` is not a dollar amount"),
+        ("settings limits", {"confirm_above": "2000000"}, "`2000000` can't be used: amount too large"),
         ("settings limits", {"confirm_above": "lots", "max_count": 1}, "`lots` is not a dollar amount"),
     ]
 
