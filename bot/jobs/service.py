@@ -546,7 +546,7 @@ class GenerationService:
         """Cancel a queued or running job and release its reservation; a submitted task is never resubmitted.
 
         Raises `JobNotFoundError`, `PermissionDeniedError` (someone else's job, not a moderator) or
-        `JobNotCancellableError` (already finished, or its images are being posted).
+        `JobNotCancellableError` (already finished, or its images are already made: they are posted and charged).
         """
         job = await self.require_job(job_id)
         if job.member_id != member_id and not is_moderator:
