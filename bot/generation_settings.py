@@ -7,16 +7,20 @@ to for a member is `bot.jobs.requests.resolve_defaults` (member, then server, th
 
 Rows are read through a small in-process cache: every change goes through this object, which replaces the cached
 row once its transaction has committed, so admission does not pay a database trip per request for a row that almost
-never changes.
+never changes. A change whose caller is cancelled while it is being written may still commit (a unit of work that
+has started always completes): the cached row is then dropped once the write has ended, so the next read asks the
+database rather than serving the old row until a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from typing import Generic, TypeVar
 
 from bot.billing.errors import check_amount, check_id
@@ -270,7 +274,7 @@ class GenerationSettings:
             queries.save_defaults(guild, merged, at, actor)
             return queries.get(guild)
 
-        return self._changed(guild, await self._db.run(write))
+        return await self._write(guild, write)
 
     async def change_limits(
         self,
@@ -315,13 +319,32 @@ class GenerationSettings:
             queries.save_limits(guild, merged_max, merged_threshold, at, actor)
             return queries.get(guild)
 
-        return self._changed(guild, await self._db.run(write))
+        return await self._write(guild, write)
 
-    def _changed(self, guild_id: int, row: StoredGenerationSettings | None) -> EffectiveSettings:
-        """Cache the row a committed change wrote (and make reads begun before it drop theirs)."""
-        self._changes += 1
+    async def _write(
+        self, guild_id: int, write: Callable[[sqlite3.Connection], StoredGenerationSettings | None]
+    ) -> EffectiveSettings:
+        """Run a change and cache the row it wrote.
+
+        If the caller is cancelled meanwhile, the cached row is dropped instead once the write has ended (it may
+        still commit).
+        """
+        unit = asyncio.ensure_future(self._db.run(write))
+        try:
+            row = await asyncio.shield(unit)  # the write is watched to its end even when this caller is cancelled
+        except asyncio.CancelledError:
+            unit.add_done_callback(partial(self._write_ended, guild_id))
+            raise
+        self._changes += 1  # reads begun before the change drop what they read
         self._cache[guild_id] = row
         return self._effective(guild_id, row)
+
+    def _write_ended(self, guild_id: int, unit: asyncio.Future[StoredGenerationSettings | None]) -> None:
+        """After a cancelled caller's write: whatever it did, the next read of the server goes to the database."""
+        if not unit.cancelled():
+            unit.exception()  # retrieved here: its caller is gone (a refused change changed nothing)
+        self._changes += 1
+        self._cache.pop(guild_id, None)
 
 
 _DEFAULT_NAMES = ("model", "size", "quality", "background", "format", "count")

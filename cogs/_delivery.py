@@ -10,7 +10,10 @@ One job has one place in the channel (contract §2 step 8):
   deleted (10008), the result is a reply in the channel that mentions the requester; progress is then not shown.
   Shortly before the token stops being used (`HANDOVER_LEAD` before that minute of margin), the status gets one last
   edit: its Cancel button goes (it could not be edited away later) and it says the result will come as a reply in
-  the channel and that `/queue` can still cancel the job. From then on the result or failure is that reply.
+  the channel and that `/queue` can still cancel the job. From then on the result or failure is that reply, and so is
+  a cancellation once the status can no longer be edited (the channel was promised a result). Each status is handed
+  over in its own task (at most `HANDOVER_CONCURRENCY` edits at once), so one job's busy message does not hold up
+  the others; a job counts as handed over only once that edit was made.
 
 Before anything is posted the bot's own permissions in the channel are checked (from the interaction when it asks,
 from the gateway cache when a job delivers): without Attach Files or Embed Links the job is refused or fails with a
@@ -29,6 +32,7 @@ import io
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import discord
@@ -72,11 +76,18 @@ SEND_MISSING = (
 )
 CHANNEL_GONE = "The channel this was asked in no longer exists, so nothing could be posted. Nothing was charged."
 
-HANDOVER_LEAD = timedelta(seconds=30)
-"""How long before the token stops being used (a minute before it expires) a status is handed over to the channel."""
+HANDOVER_LEAD = timedelta(seconds=60)
+"""How long before the token stops being used (a minute before it expires) a status is handed over to the channel:
+room for a round of checks, a wait for the job's lock (a progress edit held up by a rate limit) and the edit."""
+
+HANDOVER_CONCURRENCY = 8
+"""Most handover edits in flight at once (each job's has its own task; the others wait for a turn)."""
 
 HANDOVER_CHECK_SECONDS = 5.0
 """How often the statuses on show are checked for a token that is about to stop being used (well inside the lead)."""
+
+CANCELLED_IN_CHANNEL = "✖️ Job `{job_id}` was cancelled by {who}; nothing was charged, and no result will be posted."
+"""The reply in the channel for a cancelled job whose status can no longer be edited (mentions no one)."""
 
 HANDED_OVER = (
     "⌛ Job `{job_id}` is still on its way. Discord lets me update this message for 15 minutes only, so the result "
@@ -224,28 +235,37 @@ class DiscordDelivery:
         self._handed_over: set[str] = set()
         """Jobs whose status was handed over: their result or failure is a reply in the channel."""
         self._watch: asyncio.Task[None] | None = None
+        self._handovers: dict[str, asyncio.Task[None]] = {}
+        """Handovers under way, one task per job."""
+        self._handover_slots = asyncio.Semaphore(HANDOVER_CONCURRENCY)
         self.handover_check_seconds = HANDOVER_CHECK_SECONDS
 
     def close(self) -> None:
-        """Stop watching the statuses on show (when the cog unloads)."""
+        """Stop watching the statuses on show and handing them over (when the cog unloads)."""
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
+        for task in self._handovers.values():
+            task.cancel()
+        self._handovers.clear()
 
     # ----------------------------------------------------------------------------------------- the Delivery port
 
     async def deliver(self, job: Job, images: Sequence[FittedImage], summary: ResultSummary) -> int | None:
         """Post the images with their card and buttons; return the message id. `DeliveryError` if it cannot."""
         target = DeliveryTarget.from_job(job)
-        via_token = self._token_usable(target) and job.id not in self._handed_over
-        problem = self._cached_problem(job.guild_id, target.channel_id or job.channel_id, channel_post=not via_token)
-        if problem is not None:
-            raise DeliveryError(problem)
         embed = result_embed(summary, parent_url=await self._parent_url(job, summary, target))
         async with self._lock(job.id):
-            handed_over = self._mark_final(job.id)
+            # The route is chosen here, under the lock and after every await before it: a handover or the token's
+            # cutoff may have come meanwhile, and the permission check must be the one of the route taken.
+            via_token = self._token_usable(target) and job.id not in self._handed_over
+            channel_id = target.channel_id or job.channel_id
+            problem = self._cached_problem(job.guild_id, channel_id, channel_post=not via_token)
+            if problem is not None:
+                raise DeliveryError(problem)
+            self._mark_final(job.id)
             edited = None
-            if not handed_over:
+            if via_token:
                 with _uploads(job, images) as files:
                     edited = await self._edit_original(
                         target,
@@ -311,8 +331,12 @@ class DiscordDelivery:
                 if self._watch is None or self._watch.done():
                     self._watch = asyncio.get_running_loop().create_task(self._watch_statuses(), name="job-handover")
 
-    async def show_cancelled(self, job: Job, by_member_id: int) -> bool:
-        """Replace a cancelled job's status message with the cancellation; False if its token no longer works."""
+    async def show_cancelled(self, job: Job, by_member_id: int, *, reply_if_not_shown: bool = True) -> bool:
+        """Replace a cancelled job's status message with the cancellation; False if its token no longer works.
+
+        Then (a status handed over to the channel, a reply edit, a deleted status) the cancellation is a reply in the
+        channel, mentioning no one, unless `reply_if_not_shown` is False: the caller shows it on the status itself.
+        """
         target = DeliveryTarget.from_job(job)
         who = "its requester" if by_member_id == job.member_id else f"<@{by_member_id}>"
         text = f"✖️ Cancelled by {who}; nothing was charged · job `{job.id}`"
@@ -325,7 +349,19 @@ class DiscordDelivery:
             except (discord.HTTPException, DeliveryError) as exc:
                 log.info("cancellation of job %s not shown: %s", job.id, exc)
                 return False
-            return edited is not None
+            if edited is not None:
+                return True
+            if reply_if_not_shown:
+                try:
+                    await self._post_in_channel(
+                        job,
+                        target,
+                        content=CANCELLED_IN_CHANNEL.format(job_id=job.id, who=who),
+                        allowed_mentions=discord.AllowedMentions.none(),
+                    )
+                except (discord.HTTPException, DeliveryError) as exc:
+                    log.info("cancellation of job %s not posted in the channel: %s", job.id, exc)
+            return False
 
     async def delete_original(self, target: DeliveryTarget) -> None:
         """Delete an interaction's original response (a confirmation that led nowhere), if its token still works."""
@@ -368,30 +404,48 @@ class DiscordDelivery:
         return handed_over
 
     async def _watch_statuses(self) -> None:
-        """Hand each status on show over to the channel shortly before its token stops being used."""
-        while self._statuses:
+        """Hand each status on show over to the channel shortly before its token stops being used.
+
+        Each job is handed over in its own task: waiting for one job's lock (an upload, a progress edit held up by a
+        rate limit) or for its edit never delays another job's handover.
+        """
+        while self._statuses or self._handovers:
             await asyncio.sleep(self.handover_check_seconds)
             soon = self.clock() + HANDOVER_LEAD
             for job_id, target in list(self._statuses.items()):
-                if not target.token_valid(soon):
-                    await self._hand_over(job_id, target)
+                if job_id in self._handovers or target.token_valid(soon):
+                    continue
+                task = asyncio.get_running_loop().create_task(self._hand_over(job_id, target), name="job-handover")
+                self._handovers[job_id] = task
+                task.add_done_callback(partial(self._handover_done, job_id))
+
+    def _handover_done(self, job_id: str, task: asyncio.Task[None]) -> None:
+        if self._handovers.get(job_id) is task:
+            del self._handovers[job_id]
 
     async def _hand_over(self, job_id: str, target: DeliveryTarget) -> None:
         """Take the Cancel button off a status whose token is about to stop working, and say where the result goes."""
         async with self._lock(job_id):
-            if self._statuses.pop(job_id, None) is None or job_id in self._final:
+            if job_id not in self._statuses or job_id in self._final:
+                return
+            async with self._handover_slots:
+                try:
+                    edited = await self._edit_original(
+                        target,
+                        content=HANDED_OVER.format(job_id=job_id),
+                        view=None,
+                        allowed_mentions=discord.AllowedMentions.none(),
+                    )
+                except Exception:
+                    # Only a status: it stays on the watch list, so the next round tries again while the token lasts.
+                    log.warning("status of job %s not handed over; trying again", job_id, exc_info=True)
+                    return
+            self._statuses.pop(job_id, None)
+            if edited is None:
+                # The token can no longer be used: the result or failure is a reply anyway, but the Cancel button stays.
+                log.info("status of job %s not handed over: its interaction token can no longer be used", job_id)
                 return
             self._handed_over.add(job_id)
-            try:
-                await self._edit_original(
-                    target,
-                    content=HANDED_OVER.format(job_id=job_id),
-                    view=None,
-                    allowed_mentions=discord.AllowedMentions.none(),
-                )
-            except Exception:
-                # Only a status; the watch goes on for the other jobs, and the result still comes as a reply.
-                log.warning("status of job %s not handed over", job_id, exc_info=True)
 
     def _token_usable(self, target: DeliveryTarget) -> bool:
         return (
@@ -431,8 +485,9 @@ class DiscordDelivery:
         content: str,
         embed: discord.Embed | None = None,
         files: Sequence[discord.File] = (),
+        allowed_mentions: discord.AllowedMentions = _MENTION_REQUESTER,
     ) -> discord.Message:
-        """Reply in the job's channel (to `reply_to_message_id` when set), mentioning the requester."""
+        """Reply in the job's channel (to `reply_to_message_id` when set); by default the requester's mention pings."""
         channel_id = target.channel_id or job.channel_id
         if channel_id is None:
             raise DeliveryError(CHANNEL_GONE)
@@ -446,13 +501,13 @@ class DiscordDelivery:
         extra: dict[str, Any] = {} if reference is None else {"reference": reference}
         try:
             if embed is None:
-                return await channel.send(content, allowed_mentions=_MENTION_REQUESTER, **extra)
+                return await channel.send(content, allowed_mentions=allowed_mentions, **extra)
             return await channel.send(
                 content,
                 embed=embed,
                 files=list(files),
                 view=result_view(job.id),
-                allowed_mentions=_MENTION_REQUESTER,
+                allowed_mentions=allowed_mentions,
                 **extra,
             )
         except discord.Forbidden as exc:

@@ -500,10 +500,12 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
         result = await self._service.cancel(
             job_id, interaction.user.id, is_moderator=interaction.permissions.manage_messages
         )
-        shown = await self.delivery.show_cancelled(result.job, interaction.user.id)
-        note = f"✖️ Cancelled job `{job_id}`; {format_usd(result.released)} went back to the budget."
         message = interaction.message
-        if message is not None and message.flags.ephemeral:
+        from_queue = message is not None and message.flags.ephemeral
+        # A click on the status itself can show the cancellation there with its own token (below), so no reply then.
+        shown = await self.delivery.show_cancelled(result.job, interaction.user.id, reply_if_not_shown=from_queue)
+        note = f"✖️ Cancelled job `{job_id}`; {format_usd(result.released)} went back to the budget."
+        if from_queue:
             entries = await self._service.queue_for_member(guild_id, interaction.user.id)
             await interaction.edit_original_response(
                 content=note, embed=queue_embed(entries), view=queue_view([entry.job.id for entry in entries])

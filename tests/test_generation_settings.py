@@ -3,6 +3,8 @@ member's request resolves to follows member, then server, then config."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -228,3 +230,26 @@ async def test_a_change_is_seen_at_once_by_reads_of_the_same_service(db: Databas
 
     assert (await settings.limits(GUILD)).max_count == 1
     assert (await GenerationSettings(db, CONFIG).limits(GUILD)).max_count == 1
+
+
+async def test_a_change_whose_caller_is_cancelled_while_it_is_written_is_not_hidden_by_the_cache(
+    db: Database,
+) -> None:
+    """The admin's task is cancelled while its change waits on the database thread (another writer holds the file);
+    the change still commits, and the next read of the same service sees it, not the cached row from before."""
+    settings = GenerationSettings(db, CONFIG)
+    assert (await settings.limits(GUILD)).max_count == 4  # now cached
+    other_writer = sqlite3.connect(db.path, isolation_level=None)
+    try:
+        other_writer.execute("BEGIN IMMEDIATE")
+        change = asyncio.create_task(settings.change_limits(GUILD, actor_id=ADMIN, max_count=1))
+        await asyncio.sleep(0.05)  # the change's unit is on the database thread, waiting for the write lock
+        change.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await change
+    finally:
+        other_writer.execute("ROLLBACK")
+        other_writer.close()
+
+    assert (await GenerationSettings(db, CONFIG).limits(GUILD)).max_count == 1, "the change was committed"
+    assert (await settings.limits(GUILD)).max_count == 1

@@ -10,7 +10,7 @@ class JobNotFoundError(InvalidRequestError):
 
 
 class JobNotCancellableError(AtelierError):
-    """The job can no longer be cancelled: it already finished, or its images are being posted."""
+    """The job can no longer be cancelled: it already finished, or its images are already made (they are posted)."""
 
 
 RESTARTING = "The bot is restarting; please try again in a minute."

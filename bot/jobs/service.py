@@ -49,8 +49,9 @@ allows one charge per job.
 
 Cancelling a running job stops the worker and releases the hold; a submitted Runware task keeps running on Runware
 (client-side cancel does not stop it, and the owner may be billed for it) but is never resubmitted or delivered.
-Once `deliver` has been called the job can no longer be cancelled (the check and the phase change are synchronous
-on the event loop, so the two cannot interleave).
+Once the job's images are made and stored it can no longer be cancelled, also while it waits for its delivery turn:
+they are posted and charged (the check and the phase change are synchronous on the event loop, so the two cannot
+interleave).
 
 Progress (`Delivery.progress`) is sent from one loop, throttled to one call per `limits.progress_edit_seconds` per
 job: a waiting job's position when it changes, a running job's elapsed time.
@@ -174,7 +175,17 @@ class ResumeReport:
 class _Phase(StrEnum):
     WAITING = "waiting"
     RUNNING = "running"
+    PRODUCED = "produced"
+    """The images exist (Runware made and billed them): the job waits for its delivery turn, downloads and fits them.
+    It can no longer be cancelled; progress is still shown."""
     DELIVERING = "delivering"
+    """`deliver` was called: no progress edit may reach the message any more."""
+
+
+_TOO_LATE = (
+    "Its images are already made and are being posted, so it is too late to cancel it; "
+    "it will be charged as usual once they are posted."
+)
 
 
 @dataclass(slots=True)
@@ -535,7 +546,7 @@ class GenerationService:
         """Cancel a queued or running job and release its reservation; a submitted task is never resubmitted.
 
         Raises `JobNotFoundError`, `PermissionDeniedError` (someone else's job, not a moderator) or
-        `JobNotCancellableError` (already finished, or its images are being posted).
+        `JobNotCancellableError` (already finished, or its images are already made: they are posted and charged).
         """
         job = await self.require_job(job_id)
         if job.member_id != member_id and not is_moderator:
@@ -543,11 +554,11 @@ class GenerationService:
         if job.state.is_finished:
             raise JobNotCancellableError(_finished_sentence(job.state))
         tracked = self._active.get(job_id)
-        # From here to the state change there is no await that lets the worker start posting unnoticed: the worker
-        # checks `cancel_requested` right before it calls `deliver`, synchronously.
+        # From here to `cancel_requested` there is no await, so the worker cannot get its images unnoticed: it checks
+        # `cancel_requested` and leaves RUNNING in one synchronous step as soon as they are stored (see `_run`).
         if tracked is not None:
-            if tracked.phase is _Phase.DELIVERING:
-                raise JobNotCancellableError("The images are already being posted; it is too late to cancel.")
+            if tracked.phase in (_Phase.PRODUCED, _Phase.DELIVERING):
+                raise JobNotCancellableError(_TOO_LATE)
             tracked.cancel_requested = True
         self._scheduler.remove(job_id)
         who = "a moderator" if is_moderator and job.member_id != member_id else "the member"
@@ -658,8 +669,11 @@ class GenerationService:
 
     async def _run(self, job: Job, tracked: _Tracked) -> None:
         produced = await self._produce(job)
-        if produced is None:
+        if produced is None or tracked.cancel_requested:
             return
+        # The images exist and are stored: from here the job is posted and charged, never cancelled (a cancel now
+        # would leave the owner paying Runware for nothing). No await between the check above and this: see cancel().
+        tracked.phase = _Phase.PRODUCED
         images, redelivery = produced
         async with self._delivering:
             await self._post_results(job, tracked, images, redelivery)
@@ -690,9 +704,7 @@ class GenerationService:
         else:
             cost = reported
         summary = await self._summary(job, len(fitted), cost, reported is not None, redelivery)
-        if tracked.cancel_requested:
-            return
-        tracked.phase = _Phase.DELIVERING  # no await between the check above and this: see cancel()
+        tracked.phase = _Phase.DELIVERING  # no more progress edits; cancel() has refused since PRODUCED
         delivery = self._require_delivery()
         try:
             message_id = await delivery.deliver(job, fitted, summary)

@@ -16,8 +16,9 @@ import pytest
 from bot.billing.budgets import MemberOverride
 from bot.billing.money import format_usd
 from bot.catalog import MODEL_SPECS, ModelName, Size
+from bot.jobs.state import JobState
 from bot.storage.repositories import utc_now
-from cogs._delivery import ATTACH_FILES_MISSING, EMBED_LINKS_MISSING, HANDED_OVER
+from cogs._delivery import ATTACH_FILES_MISSING, CANCELLED_IN_CHANNEL, EMBED_LINKS_MISSING, HANDED_OVER
 from cogs.generate import DUPLICATE
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
@@ -572,6 +573,110 @@ async def test_a_status_is_handed_over_before_its_token_stops_working(atelier: A
     assert status.attachments == [], "the result is the reply, as the status said"
     assert [error for error in fake.errors if error.code == 50027] == []
     assert await settled_total(atelier) == (1, 11_000)
+
+
+async def test_a_job_cancelled_after_its_handover_says_so_in_the_channel(atelier: Atelier) -> None:
+    """A status handed over to the channel promised a result there; once its token can no longer be used, cancelling
+    the job in /queue replies to that status (mentioning no one) that it was cancelled and nothing was charged, and
+    no result follows."""
+    await atelier.restart(limits__progress_edit_seconds="1")
+    fake, world = atelier.fake, atelier.world
+    cog = atelier.bot.get_cog("Generate")
+    assert cog is not None
+    cog.delivery.handover_check_seconds = 0.1
+    atelier.runware.latency = 6.0
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a fox that never comes")
+    status_message = interaction.original_message()
+    assert status_message is not None
+    await fake.wait_until(lambda: status_message.button_custom_ids() != [], what="the Cancel button")
+    job_id = status_message.button_custom_ids()[0].rsplit(":", 1)[1]
+    cog.delivery.clock = lambda: utc_now() + timedelta(minutes=13, seconds=40)
+    await fake.wait_until(lambda: not status_message.components, what="the status handed over")
+
+    cog.delivery.clock = lambda: utc_now() + timedelta(minutes=14, seconds=10)  # the token is no longer used
+    queue = await atelier.answer("queue", user_id=world.member_id)
+    await fake.click_button(queue, f"atelier:cancel:{job_id}", user_id=world.member_id)
+    reply = await fake.wait_until(
+        lambda: next((m for m in fake.channel_messages(world.channel_id) if m.referenced is status_message), None),
+        what="the cancellation in the channel",
+    )
+    await fake.wait_until(lambda: "Cancelled job" in queue.content, what="the refreshed queue")
+    await idle(atelier)
+
+    assert reply.content == CANCELLED_IN_CHANNEL.format(job_id=job_id, who="its requester")
+    assert "nothing was charged" in reply.content and reply.components == []
+    [sent] = [r for r in fake.requests if r.method == "POST" and r.json and r.json.get("content") == reply.content]
+    assert sent.json["allowed_mentions"] == {"parse": []}, "it pings no one (a reply pings its author only if asked)"
+    assert status_message.content == HANDED_OVER.format(job_id=job_id), "the status could not be edited any more"
+    job = await atelier.bot.services.generation.get_job(job_id)
+    assert job is not None and job.state is JobState.CANCELLED
+    assert [m for m in fake.channel_messages(world.channel_id) if m.attachments] == []
+    budget = await status(atelier, world.member_id)
+    assert (budget.spent, budget.reserved) == (0, 0)
+
+
+async def test_one_jobs_held_up_status_does_not_delay_another_jobs_handover(atelier: Atelier) -> None:
+    """Job A's progress edit waits out a rate limit (holding A's message) when both statuses are due for handover:
+    B is handed over at once, A once its wait is over; each loses its Cancel button."""
+    await atelier.restart(limits__progress_edit_seconds="1")
+    fake, world = atelier.fake, atelier.world
+    cog = atelier.bot.get_cog("Generate")
+    assert cog is not None
+    cog.delivery.handover_check_seconds = 0.1
+    atelier.runware.latency = 12.0
+    statuses = []
+    for prompt in ("fox A", "fox B"):
+        interaction = await atelier.slash("imagine", user_id=world.member_id, prompt=prompt)
+        message = interaction.original_message()
+        assert message is not None
+        await fake.wait_until(lambda m=message: m.button_custom_ids() != [], what="the Cancel button")
+        statuses.append((interaction, message, message.button_custom_ids()[0].rsplit(":", 1)[1]))
+    (first, first_status, _), (_, second_status, _) = statuses
+
+    start = len(fake.requests)
+    fake.plan_429("PATCH", rf"/webhooks/\d+/{first.token}/messages/@original$", retry_after=4.0)
+    await fake.wait_for_request(lambda r: r.status == 429 and first.token in r.path, after=start)
+    cog.delivery.clock = lambda: utc_now() + timedelta(minutes=13, seconds=40)
+    await fake.wait_until(lambda: not second_status.components, timeout=3.0, what="B handed over")
+    assert first_status.button_custom_ids() != [], "A's handover waits for its held-up edit, B's did not"
+    await fake.wait_until(lambda: not first_status.components, timeout=10.0, what="A handed over")
+
+    for _, message, job_id in statuses:
+        assert message.content == HANDED_OVER.format(job_id=job_id)
+    for _ in range(2):  # cancel both rather than wait for Runware
+        queue = await atelier.answer("queue", user_id=world.member_id)
+        await fake.click_button(queue, queue.button_custom_ids()[0], user_id=world.member_id)
+        await fake.wait_until(lambda q=queue: "Cancelled job" in q.content, what="the cancellation")
+    await idle(atelier)
+
+
+async def test_a_handover_that_discord_refuses_is_tried_again(atelier: Atelier) -> None:
+    """The handover edit fails (Discord answers 400): the job does not count as handed over, and a later round hands
+    it over (its Cancel button goes) while the token still works."""
+    await atelier.restart(limits__progress_edit_seconds="60")  # the handover edits are the only ones
+    fake, world = atelier.fake, atelier.world
+    cog = atelier.bot.get_cog("Generate")
+    assert cog is not None
+    cog.delivery.handover_check_seconds = 0.1
+    atelier.runware.latency = 6.0
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a fox behind an outage")
+    status_message = interaction.original_message()
+    assert status_message is not None
+    await fake.wait_until(lambda: status_message.button_custom_ids() != [], what="the Cancel button")
+    job_id = status_message.button_custom_ids()[0].rsplit(":", 1)[1]
+
+    start = len(fake.requests)
+    fake.plan_error("PATCH", rf"/webhooks/\d+/{interaction.token}/messages/@original$", 400)
+    cog.delivery.clock = lambda: utc_now() + timedelta(minutes=13, seconds=40)
+    await fake.wait_until(lambda: not status_message.components, what="the status handed over")
+
+    edits = [r.status for r in fake.requests[start:] if r.method == "PATCH" and interaction.token in r.path]
+    assert edits == [400, 200]
+    assert status_message.content == HANDED_OVER.format(job_id=job_id)
+    queue = await atelier.answer("queue", user_id=world.member_id)  # rather than wait for Runware
+    await fake.click_button(queue, f"atelier:cancel:{job_id}", user_id=world.member_id)
+    await fake.wait_until(lambda: "Cancelled" in status_message.content, what="the cancellation on the status")
+    await idle(atelier)
 
 
 async def test_posting_a_result_leaves_no_copy_of_its_images_behind(atelier: Atelier) -> None:

@@ -219,6 +219,45 @@ async def test_cancelling_a_running_job_releases_it_and_it_is_never_delivered_or
         await harness.service.cancel(job.id, ALICE)
 
 
+async def test_a_job_whose_images_are_made_cannot_be_cancelled_while_it_waits_to_be_posted(
+    harnesses: HarnessFactory,
+) -> None:
+    """Two jobs made on Runware, one posting and one waiting for its delivery turn: neither can be cancelled (the
+    owner already paid for the images), the refusal says so, and each is then posted and charged once."""
+    harness = await harnesses.open(make_config(global_concurrency=2, per_member_concurrency=2, delivery_concurrency=1))
+    harness.delivery.gate = asyncio.Event()
+    admissions = [await harness.service.admit(make_request(f"fox number {n}")) for n in range(2)]
+    job_ids = [admission.job_id for admission in admissions if admission.job_id is not None]
+    assert len(job_ids) == 2
+
+    async def both_made() -> bool:
+        return all([await harness.service.job_results(job_id) for job_id in job_ids])
+
+    await eventually(both_made)
+    await eventually(harness.delivery.entered.is_set)
+    assert len(harness.fake.downloads) == 1, "one job posts, the other waits for its turn before downloading"
+    [waiting] = [
+        job_id
+        for job_id in job_ids
+        if (await harness.service.job_results(job_id))[0].image_uuid not in harness.fake.downloads
+    ]
+    posting = next(job_id for job_id in job_ids if job_id != waiting)
+    for job_id in (waiting, posting):
+        with pytest.raises(JobNotCancellableError, match="too late to cancel") as refused:
+            await harness.service.cancel(job_id, ALICE)
+        assert "will be charged" in str(refused.value)
+        assert (await harness.job(job_id)).state is JobState.SUBMITTED, "a refused cancel changes nothing"
+
+    harness.delivery.gate.set()
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert sorted(item.job.id for item in harness.delivery.delivered) == sorted(job_ids)
+    for job_id in job_ids:
+        job = await harness.job(job_id)
+        assert job.state is JobState.SUCCEEDED and job.cost == MINI_MEDIUM_SQUARE
+        assert set(await harness.entries(job_id)) == {EntryKind.HOLD, EntryKind.SETTLE}
+    assert await harness.charged() == harness.fake.total_cost_micros == 2 * MINI_MEDIUM_SQUARE
+
+
 async def test_only_the_requester_or_a_moderator_can_cancel(harnesses: HarnessFactory) -> None:
     """Bob cannot cancel Alice's job; a moderator can; a finished job cannot be cancelled."""
     harness = await harnesses.open(make_config(global_concurrency=1))
