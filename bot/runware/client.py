@@ -133,7 +133,13 @@ class RunwareClient:
         images = await self.wait(task_uuid, request.count, known=early)
         return GenerationResult(task_uuid=task_uuid, images=tuple(images), cost_micros=total_cost_micros(images))
 
-    async def submit(self, request: ImageInferenceRequest, task_uuid: str) -> list[ImageResult]:
+    async def submit(
+        self,
+        request: ImageInferenceRequest,
+        task_uuid: str,
+        *,
+        before_post: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[ImageResult]:
         """Submit one task for async delivery and return any images the acknowledgement already holds.
 
         A clear rejection (429: queue full, not accepted) is resubmitted after a backoff. After an ambiguous failure
@@ -149,10 +155,16 @@ class RunwareClient:
         request that Runware has not registered within twice the request timeout of being sent (one timeout waiting
         for its answer, one more asking) never will be. When Runware itself answered (500, 503, a malformed body), or
         the connection could not be opened (nothing was sent), one probe is enough.
+
+        `before_post` is awaited before every POST of the task, the first and each resubmission; if it raises, that
+        POST is not sent. A caller that may have to resume the task after a restart records the time there, so the
+        window above can be counted from the latest POST (`find_recent_task`), not from the first.
         """
         payload = request.to_payload(task_uuid)
         attempt = 0
         while True:
+            if before_post is not None:
+                await before_post()
             try:
                 response = await self._post([payload])
             except RunwareDuplicateTaskError:
@@ -187,13 +199,14 @@ class RunwareClient:
             return image_results(response.items, task_uuid=task_uuid)
 
     async def find_recent_task(self, task_uuid: str, sent_seconds_ago: float) -> PollState | None:
-        """Ask about a task whose submission was sent `sent_seconds_ago` seconds ago and may not have registered yet.
+        """Ask about a task whose latest submission was sent `sent_seconds_ago` seconds ago and may not have registered.
 
         For a restart after a crash between storing the task UUID and hearing Runware's answer: the POST may have been
         on its way when the process died. Like `submit` after a timeout, an "unknown" answer is only believed once
         twice the request timeout has passed since sending (the assumption stated in `submit`); until then the
         client keeps asking, `late_probes` times spread over what is left of that window. None means Runware does not
-        know the task and will not.
+        know the task and will not. Count from the *latest* POST of the task (recorded through `submit`'s
+        `before_post`): the first POST's window says nothing about a re-POST sent after it.
         """
         state = await self.find_task(task_uuid)
         if state is not None:

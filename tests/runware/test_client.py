@@ -513,6 +513,36 @@ async def test_late_probes_are_bounded_then_the_task_is_resubmitted_under_the_sa
     assert fake_runware.paid_tasks == [task_uuid]
 
 
+async def test_before_post_is_awaited_before_every_post_of_the_task(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """The hook runs before the first POST and before each re-POST (after a 429 and after an unanswered 503), each
+    time before that POST reaches Runware, so a caller can record the time of the latest one."""
+    fake_runware.fail_next(Fault.RATE_LIMITED, task_type="imageInference")
+    fake_runware.fail_next(Fault.UNAVAILABLE, task_type="imageInference")
+    task_uuid = client.new_task_uuid()
+    seen_before: list[int] = []
+
+    async def before_post() -> None:
+        seen_before.append(fake_runware.submissions_of(task_uuid))
+
+    await client.submit(MINI, task_uuid, before_post=before_post)
+    assert seen_before == [0, 1, 2]
+    assert fake_runware.submissions_of(task_uuid) == 3
+    assert fake_runware.paid_tasks == [task_uuid]
+
+
+async def test_a_failing_before_post_stops_the_post(client: RunwareClient, fake_runware: FakeRunware) -> None:
+    """When the hook raises (the time could not be recorded), the task is not sent and the error reaches the caller."""
+
+    async def before_post() -> None:
+        raise RuntimeError("could not record the POST")
+
+    with pytest.raises(RuntimeError, match="could not record"):
+        await client.submit(MINI, client.new_task_uuid(), before_post=before_post)
+    assert fake_runware.requests == []
+
+
 async def test_a_connection_that_never_opened_is_not_waited_for(
     session: aiohttp.ClientSession, runware_key: str, runware_config: RunwareConfig
 ) -> None:
