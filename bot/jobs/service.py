@@ -758,8 +758,9 @@ class GenerationService:
         if acked is None:
             # Died between storing the UUID and Runware's answer: a POST may still be registering, so "unknown"
             # counts only once the client's late-registration window has passed since the *latest* POST (a re-POST in
-            # `submit`, or this method's own submit in an earlier restart). With none recorded (none was sent, or the
-            # job predates schema version 5), count from storing the UUID (`updated_at`, set then): never later.
+            # `submit`, or this method's own submit in an earlier restart). With none recorded (none was sent, as
+            # each is recorded first, or the job predates schema version 5), count from storing the UUID
+            # (`updated_at`, set just before the first POST).
             sent_at = await self._queue.last_post_at(job.id) or job.updated_at
             sent_ago = (self._clock() - sent_at).total_seconds()
             state = await self._client.find_recent_task(task_uuid, sent_ago)

@@ -112,8 +112,8 @@ async def test_file_at_every_earlier_version_upgrades_to_the_latest(tmp_path: Pa
         stored = await settings.get(1)
         assert stored is not None and (stored.max_count, stored.confirm_above) == (2, 10_000)
         # Version 5: no job has a recorded POST of its task; one can then be recorded for a job with a task UUID.
-        queue = JobQueueRepository(db, clock=lambda: at)
         if start >= 1:
+            queue = JobQueueRepository(db, clock=lambda: at)
             assert await queue.last_post_at("job1") is None
             await db.run(lambda conn: conn.execute("UPDATE jobs SET task_uuid = 'task-1' WHERE id = 'job1'"))
             assert await queue.record_post("job1", "task-1")
