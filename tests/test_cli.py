@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
 import io
 import json
 import os
@@ -10,6 +12,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -371,9 +374,76 @@ def test_check_passes_with_a_good_key_and_spends_nothing(fake_url: str, tmp_path
     assert stats["paid_tasks"] == [] and stats["total_cost_micros"] == 0
 
 
+def runware_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The lines of `check`'s output about Runware."""
+    return [line for line in result.stdout.splitlines() if line.startswith("runware:")]
+
+
 def test_check_reports_a_wrong_key_with_exit_1(fake_url: str, tmp_path: Path) -> None:
-    """A key Runware rejects makes `check` print a runware line that never shows the key, and exit 1."""
+    """A key Runware rejects makes `check` print one runware line naming RUNWARE_API_KEY (never the key), exit 1."""
     result = run_cli(fake_url, "check", ATELIER_DATABASE=str(tmp_path / "c.sqlite3"), RUNWARE_API_KEY="wrong-key-123")
     assert result.returncode == 1
-    assert "runware:" in result.stdout
+    [line] = runware_lines(result)
+    assert "RUNWARE_API_KEY" in line
     assert "wrong-key-123" not in result.stdout + result.stderr
+
+
+@contextlib.contextmanager
+def answering(status: int, body: str, content_type: str) -> Iterator[str]:
+    """A server on 127.0.0.1 answering every request with `status` and `body`; yields its URL (ending in /v1)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            payload = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Keep the test output quiet."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type"),
+    [
+        pytest.param(
+            404,
+            "<html><head><title>404 Not Found</title></head><body><h1>404 Not Found</h1></body></html>",
+            "text/html",
+            id="404-html",
+        ),
+        pytest.param(405, "405: Method Not Allowed", "text/plain", id="405-text"),
+    ],
+)
+def test_check_fails_when_runware_api_url_does_not_answer_like_runware(
+    fake_url: str, tmp_path: Path, status: int, body: str, content_type: str
+) -> None:
+    """A RUNWARE_API_URL that answers a 404 page or a 405 (a typo in the URL) fails `check` with exit status 1 and
+    one runware line naming RUNWARE_API_URL, even with a bogus key: nothing there showed the key works."""
+    with answering(status, body, content_type) as url:
+        result = run_cli(
+            fake_url,
+            "check",
+            ATELIER_DATABASE=str(tmp_path / "c.sqlite3"),
+            RUNWARE_API_URL=url,
+            RUNWARE_API_KEY="bogus-key-456",
+        )
+    assert result.returncode == 1, result.stdout
+    [line] = runware_lines(result)
+    assert "RUNWARE_API_URL" in line and url in line and f"HTTP {status}" in line, line
+    assert "key ok" not in result.stdout
+    assert "bogus-key-456" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr

@@ -62,7 +62,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -734,11 +734,12 @@ class GenerationService:
         request = self._inference_request(job)
         if job.state is JobState.QUEUED:
             task_uuid = self._client.new_task_uuid()
-            # Stored before the POST: a crash after it makes the next start ask Runware instead of paying twice.
+            # Stored before the POST: a crash after it makes the next start ask Runware instead of paying twice. So is
+            # the time of every POST of the task (re-POSTs included): the next start waits for the latest to register.
             if not await self._queue.begin_submit(job.id, task_uuid):
                 log.info("job %s is no longer queued; not submitting it", job.id)
                 return None
-            early = await self._client.submit(request, task_uuid)
+            early = await self._client.submit(request, task_uuid, before_post=self._post_recorder(job.id, task_uuid))
             await self._queue.mark_acknowledged(job.id)
             images = await self._client.wait(task_uuid, job.count, known=early)
         else:
@@ -767,13 +768,19 @@ class GenerationService:
         acked = await self._queue.acknowledged_at(job.id)
         early: list[ImageResult] = []
         if acked is None:
-            # Died between storing the UUID and Runware's answer: the POST may still be registering, so "unknown"
-            # counts only once the client's late-registration window since the submit (job.updated_at) has passed.
-            sent_ago = (self._clock() - job.updated_at).total_seconds()
+            # Died between storing the UUID and Runware's answer: a POST may still be registering, so "unknown"
+            # counts only once the client's late-registration window has passed since the *latest* POST (a re-POST in
+            # `submit`, or this method's own submit in an earlier restart). With none recorded (none was sent, as
+            # each is recorded first, or the job predates schema version 5), count from storing the UUID
+            # (`updated_at`, set just before the first POST).
+            sent_at = await self._queue.last_post_at(job.id) or job.updated_at
+            sent_ago = (self._clock() - sent_at).total_seconds()
             state = await self._client.find_recent_task(task_uuid, sent_ago)
             if state is None:
                 log.info("task %s of job %s never reached Runware; submitting it now", task_uuid, job.id)
-                early = await self._client.submit(request, task_uuid)
+                early = await self._client.submit(
+                    request, task_uuid, before_post=self._post_recorder(job.id, task_uuid)
+                )
             else:
                 early = list(state.images)
             await self._queue.mark_acknowledged(job.id)
@@ -783,6 +790,15 @@ class GenerationService:
         timeout = max(left, min(_RESUME_MIN_WAIT_SECONDS, budget))
         log.info("job %s: polling task %s after a restart", job.id, task_uuid)
         return await self._client.wait(task_uuid, job.count, timeout=timeout, known=early)
+
+    def _post_recorder(self, job_id: str, task_uuid: str) -> Callable[[], Awaitable[None]]:
+        """Return `submit`'s `before_post` for a job: it stores the time of each POST of the task before it is sent."""
+
+        async def record() -> None:
+            if not await self._queue.record_post(job_id, task_uuid):
+                raise RuntimeError(f"job {job_id} no longer has task {task_uuid}; not posting it")
+
+        return record
 
     def _inference_request(self, job: Job) -> ImageInferenceRequest:
         quality = job.extras.get("output_quality", self._config.runware.output_quality)

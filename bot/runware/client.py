@@ -32,6 +32,7 @@ from bot.runware.errors import (
     RunwareCreditsError,
     RunwareDuplicateTaskError,
     RunwareError,
+    RunwareKeyCheckError,
     RunwareRateLimitedError,
     RunwareServerError,
     RunwareTaskNotFoundError,
@@ -133,7 +134,13 @@ class RunwareClient:
         images = await self.wait(task_uuid, request.count, known=early)
         return GenerationResult(task_uuid=task_uuid, images=tuple(images), cost_micros=total_cost_micros(images))
 
-    async def submit(self, request: ImageInferenceRequest, task_uuid: str) -> list[ImageResult]:
+    async def submit(
+        self,
+        request: ImageInferenceRequest,
+        task_uuid: str,
+        *,
+        before_post: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[ImageResult]:
         """Submit one task for async delivery and return any images the acknowledgement already holds.
 
         A clear rejection (429: queue full, not accepted) is resubmitted after a backoff. After an ambiguous failure
@@ -149,10 +156,16 @@ class RunwareClient:
         request that Runware has not registered within twice the request timeout of being sent (one timeout waiting
         for its answer, one more asking) never will be. When Runware itself answered (500, 503, a malformed body), or
         the connection could not be opened (nothing was sent), one probe is enough.
+
+        `before_post` is awaited before every POST of the task, the first and each resubmission; if it raises, that
+        POST is not sent. A caller that may have to resume the task after a restart records the time there, so the
+        window above can be counted from the latest POST (`find_recent_task`), not from the first.
         """
         payload = request.to_payload(task_uuid)
         attempt = 0
         while True:
+            if before_post is not None:
+                await before_post()
             try:
                 response = await self._post([payload])
             except RunwareDuplicateTaskError:
@@ -187,13 +200,14 @@ class RunwareClient:
             return image_results(response.items, task_uuid=task_uuid)
 
     async def find_recent_task(self, task_uuid: str, sent_seconds_ago: float) -> PollState | None:
-        """Ask about a task whose submission was sent `sent_seconds_ago` seconds ago and may not have registered yet.
+        """Ask about a task whose latest submission was sent `sent_seconds_ago` seconds ago and may not have registered.
 
         For a restart after a crash between storing the task UUID and hearing Runware's answer: the POST may have been
         on its way when the process died. Like `submit` after a timeout, an "unknown" answer is only believed once
         twice the request timeout has passed since sending (the assumption stated in `submit`); until then the
         client keeps asking, `late_probes` times spread over what is left of that window. None means Runware does not
-        know the task and will not.
+        know the task and will not. Count from the *latest* POST of the task (recorded through `submit`'s
+        `before_post`): the first POST's window says nothing about a re-POST sent after it.
         """
         state = await self.find_task(task_uuid)
         if state is not None:
@@ -348,21 +362,56 @@ class RunwareClient:
         raise RunwareServerError("imageUpload answered without an imageUUID", retryable=False)
 
     async def verify_key(self) -> None:
-        """Check the API key without spending anything: ask about a random task UUID; "not found" means the key works.
+        """Check the API key and the URL without spending anything: ask (`getResponse`) about a random task UUID.
 
-        Which answer Runware gives for a task it never saw is not documented (reference §1.1 lists
-        `taskFailedOrNotFound` among several not-found codes, §10.2), so any refusal of the question itself (not
-        found, cancelled, invalid task, ...) counts as "the key works": Runware authenticated the request before
-        judging it. Raises `RunwareAuthError` for a rejected key, `RunwareCreditsError` for an account without credit,
-        and the server, timeout and transient errors (after the retries) when Runware cannot say.
+        Only an answer that shows Runware accepted the key counts: a successful `data` answer, or a Runware error
+        envelope saying that this task does not exist. Whether a task exists can only be said once the key is
+        accepted (a task belongs to the key's account), and the not-found codes that name a task are the reference's
+        (§1.1, "notFound"): `taskFailedOrNotFound` (what `getResponse` answers for an unknown task, §4; the fake
+        does the same), `taskNotFound`, `taskExpired` and `taskCancelled`. Everything else fails:
+
+        - `RunwareAuthError` and `RunwareCreditsError` (a key Runware refused, an account without credit), and
+          Runware's own rate-limit, transient and server errors after the retries, as they are;
+        - `RunwareKeyCheckError` naming RUNWARE_API_URL for an answer that is not Runware's (an HTML page, JSON
+          without an error code, a 404 or 405 without Runware's envelope: a typo in the URL) or no answer at all;
+        - `RunwareKeyCheckError` for any other Runware error: a validation code (`invalidTaskUUID`, or
+          `invalidParameter` even on the taskUUID) judges the request, and nothing documents that Runware checks the
+          key before it does; and an answer refusing a well-formed UUID v4 would refuse the bot's polls too. Other
+          not-found codes (`unknownModel`, `mediaNotFound`) are not about the task asked for.
         """
         task_uuid = self.new_task_uuid()
         try:
             await self._post_with_retries(lambda: [{"taskType": "getResponse", "taskUUID": task_uuid}])
-        except (RunwareAuthError, RunwareCreditsError, RunwareServerError, RunwareTransientError, RunwareTimeoutError):
-            raise
         except RunwareError as exc:
-            log.debug("key check: Runware answered %s for an unknown task, so the key works", exc)
+            if _says_task_unknown(exc, task_uuid):
+                log.debug("key check: Runware answered %s for an unknown task, so the key works", exc.code)
+                return
+            failure = self._key_check_failure(exc)
+            if failure is exc:
+                raise
+            failure.redact(self._api_key)
+            raise failure from exc
+
+    def _key_check_failure(self, exc: RunwareError) -> RunwareError:
+        """Return the error `verify_key` raises for an answer that does not show the key works."""
+        where = f"RUNWARE_API_URL ({self._api_url})"
+        if exc.status is None:
+            return RunwareKeyCheckError(f"could not reach {where}: {exc.message}; check RUNWARE_API_URL")
+        if not exc.from_runware:
+            if exc.status in (401, 403):
+                return RunwareKeyCheckError(
+                    f"{where} refused the key check with HTTP {exc.status} but not with Runware's JSON error; "
+                    "check RUNWARE_API_URL and RUNWARE_API_KEY"
+                )
+            return RunwareKeyCheckError(
+                f"{where} answered HTTP {exc.status} with a body that is not Runware's JSON; check RUNWARE_API_URL"
+            )
+        if isinstance(exc, RunwareAuthError | RunwareCreditsError | RunwareTransientError | RunwareServerError):
+            return exc
+        return RunwareKeyCheckError(
+            f'Runware answered the key check with {exc.code} (HTTP {exc.status}) instead of "task not found", so '
+            f"RUNWARE_API_KEY is not confirmed; check that {where} is Runware's REST endpoint"
+        )
 
     async def download(self, image: ImageResult) -> bytes:
         """Return an image's bytes: decoded inline data, or a GET of its URL (without the API key)."""
@@ -524,6 +573,18 @@ def _may_be_in_flight(error: RunwareError) -> bool:
     if isinstance(error.__cause__, aiohttp.ClientConnectorError):
         return False  # the connection was never opened, so nothing was sent
     return error.code in ("requestTimeout", "connectionError") or error.status in (502, 504)
+
+
+def _says_task_unknown(error: RunwareError, task_uuid: str) -> bool:
+    """Whether Runware itself answered that it has no task `task_uuid` (see `RunwareClient.verify_key`)."""
+    code = error.code.lower()
+    return (
+        error.from_runware
+        and isinstance(error, RunwareTaskNotFoundError)
+        and code.startswith("task")
+        and (error.status is None or (error.status < 500 and error.status not in (401, 402, 403)))
+        and error.task_uuid == task_uuid
+    )
 
 
 def _is_unknown_task(error: RunwareError) -> bool:

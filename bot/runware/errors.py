@@ -41,6 +41,9 @@ class RunwareError(AtelierError):
         self.status = status
         self.retryable = self.retryable_by_default if retryable is None else retryable
         self.retry_after = retry_after
+        # True when built from an error object with a code in Runware's JSON answer (an error envelope or a failed
+        # item); False for one inferred from an HTTP status, a transport failure or a body that is not Runware's.
+        self.from_runware = False
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -168,6 +171,17 @@ class RunwareServerError(RunwareError):
     def user_message(self) -> str:
         """Blame the service, not the member."""
         return "Runware had an internal error. Please try again later. Nothing was charged."
+
+
+class RunwareKeyCheckError(RunwareError):
+    """The key check (`python -m bot check`) got an answer that does not show the key works (message: what to fix)."""
+
+    default_message = "The Runware key could not be verified."
+
+    @property
+    def user_message(self) -> str:
+        """The one-line finding, naming the setting to check."""
+        return self.message
 
 
 class RunwareTaskNotFoundError(RunwareError):
@@ -300,7 +314,7 @@ def error_from_wire(
     if cls is RunwareTimeoutError:
         # A queue-wait or HTTP timeout means "try again"; a provider timeout inside a task is final for that task.
         retryable = status in (408, 504)
-    return cls(
+    error = cls(
         message,
         code=code,
         parameter=parameter,
@@ -309,6 +323,8 @@ def error_from_wire(
         retryable=retryable,
         retry_after=retry_after,
     )
+    error.from_runware = bool(code)
+    return error
 
 
 def error_for_status(

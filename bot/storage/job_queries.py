@@ -1,4 +1,4 @@
-"""The job queue's own queries (schema version 3): task acknowledgement, result images, duplicates, lookups.
+"""The job queue's own queries (schema versions 3, 5): task POSTs and acknowledgement, results, duplicates, lookups.
 
 Kept apart from `repositories.py` (the base tables' queries) but written the same way: `JobQueueQueries` works
 inside a transaction opened by `Database.run()`, `JobQueueRepository` is its async face with one transaction per
@@ -43,6 +43,18 @@ class JobQueueQueries:
             (task_uuid, to_ms(at), job_id),
         )
         return cursor.rowcount > 0
+
+    def record_post(self, job_id: str, task_uuid: str, at: datetime) -> bool:
+        """Record that the job's task is about to be POSTed (again) at `at`; False if the job has another task UUID."""
+        cursor = self._conn.execute(
+            "UPDATE jobs SET task_sent_at = ? WHERE id = ? AND task_uuid = ?", (to_ms(at), job_id, task_uuid)
+        )
+        return cursor.rowcount > 0
+
+    def last_post_at(self, job_id: str) -> datetime | None:
+        """When the job's task was last POSTed (recorded before sending), or None if no POST was recorded."""
+        row = self._conn.execute("SELECT task_sent_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None or row[0] is None else from_ms(row[0])
 
     def mark_acknowledged(self, job_id: str, at: datetime) -> bool:
         """Record that Runware accepted the job's task (once); True the first time."""
@@ -125,6 +137,15 @@ class JobQueueRepository:
         """Store the task UUID and move a queued job to `submitted`; False if it is no longer queued."""
         at = self._clock()
         return await self._db.run(lambda conn: JobQueueQueries(conn).begin_submit(job_id, task_uuid, at))
+
+    async def record_post(self, job_id: str, task_uuid: str) -> bool:
+        """Record, before sending it, that the job's task is POSTed now; False if the job has another task UUID."""
+        at = self._clock()
+        return await self._db.run(lambda conn: JobQueueQueries(conn).record_post(job_id, task_uuid, at))
+
+    async def last_post_at(self, job_id: str) -> datetime | None:
+        """When the job's task was last POSTed, or None if no POST was recorded."""
+        return await self._db.run(lambda conn: JobQueueQueries(conn).last_post_at(job_id), write=False)
 
     async def mark_acknowledged(self, job_id: str) -> bool:
         """Record that Runware accepted the job's task."""

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from bot.catalog import ModelName, Quality
 from bot.jobs.state import JobState
 from bot.runware.models import ImageInferenceRequest
+from bot.settings import AppConfig
 from bot.storage.job_queries import JobQueueRepository, JobResult
 from bot.storage.repositories import EntryKind
-from tests.fakes.runware import Fault
+from tests.fakes.runware import FakeRunware, Fault, RecordedRequest
 from tests.jobs.conftest import (
     FAST_RUNWARE,
     MINI_MEDIUM_SQUARE,
@@ -101,6 +103,104 @@ async def test_a_submission_still_registering_when_the_bot_died_is_found_after_t
     assert second.fake.paid_tasks == [task_uuid]
     assert [item.job.id for item in second.delivery.delivered] == [job_id]
     assert await second.charged() == MINI_MEDIUM_SQUARE
+
+
+LATE_TIMEOUT = 1.0
+"""Request timeout of the late-registration tests: Runware registers a POST within twice that of sending it."""
+LATE_DELAY = 1.2
+"""How long the fake holds a late-registering POST before registering (and billing) its task."""
+
+
+def late_config() -> AppConfig:
+    """The test config with a request timeout long enough to tell one POST's late-registration window from another's."""
+    config = make_config()
+    return config.model_copy(
+        update={"runware": config.runware.model_copy(update={"request_timeout_seconds": LATE_TIMEOUT})}
+    )
+
+
+def inference_posts(fake: FakeRunware) -> list[RecordedRequest]:
+    """The POSTs that carried an imageInference task, in arrival order."""
+    return [
+        recorded for recorded in fake.requests if any(t.get("taskType") == "imageInference" for t in recorded.tasks)
+    ]
+
+
+async def sleep_until(wall_clock: float) -> None:
+    """Sleep until `time.time()` reaches `wall_clock` (at once if it already has)."""
+    await asyncio.sleep(max(0.0, wall_clock - time.time()))
+
+
+async def test_a_re_post_still_registering_when_the_bot_died_is_waited_for_from_its_own_sending_not_the_first(
+    harnesses: HarnessFactory,
+) -> None:
+    """The first POST timed out unregistered, the client's re-POST (same UUID) was still on its way when the bot
+    died, and the restart came after the first POST's late-registration window but within the re-POST's: the restart
+    measures the window from the latest POST, keeps asking, finds the task and polls it: one paid run, even on a
+    Runware that runs a repeated task UUID twice."""
+    harnesses.fake.reject_duplicate_uuids = False
+    harnesses.fake.fail_next(Fault.HANG, task_type="imageInference")
+    harnesses.fake.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=LATE_DELAY)
+    config = late_config()
+    first = await harnesses.open(config)
+    admission = await first.service.admit(make_request())
+    assert admission.job_id is not None
+    job_id = admission.job_id
+    await eventually(lambda: len(inference_posts(harnesses.fake)) == 2, within=10)
+    await harnesses.crash(first)
+    [hung, late] = inference_posts(harnesses.fake)
+    assert (hung.fault, late.fault) == (Fault.HANG, Fault.REGISTER_LATE)
+    task_uuid = late.tasks[0]["taskUUID"]
+    assert harnesses.fake.task(task_uuid) is None, "the re-POST must still be registering at the crash"
+    await sleep_until(hung.time + 2 * LATE_TIMEOUT + 0.1)  # the first POST's window is over
+
+    second = await harnesses.open(config, start=False)
+    stored = await second.job(job_id)
+    assert stored.task_uuid == task_uuid and await JobQueueRepository(second.db).acknowledged_at(job_id) is None
+    report = await second.service.resume()
+    assert report.resumed == [job_id]
+    await asyncio.wait_for(second.service.wait_idle(), 15)
+    await sleep_until(late.time + LATE_DELAY + 0.2)  # the late registration has landed (and been billed)
+    assert second.fake.paid_tasks == [task_uuid]
+    assert second.fake.submissions_of(task_uuid) == 2
+    assert [item.job.id for item in second.delivery.delivered] == [job_id]
+    assert await second.charged() == MINI_MEDIUM_SQUARE
+
+
+async def test_two_restarts_during_the_resubmission_of_a_resumed_job_still_run_it_once(
+    harnesses: HarnessFactory,
+) -> None:
+    """A job stored as submitted but never posted is submitted by the first restart, which dies while that POST is
+    still registering; the second restart (past the window counted from storing the UUID) counts from that POST,
+    finds the task and only polls it: one paid run on a Runware that runs a repeated task UUID twice."""
+    harnesses.fake.reject_duplicate_uuids = False
+    config = late_config()
+    first = await harnesses.open(config, start=False)
+    admission = await first.service.admit(make_request())
+    assert admission.job_id is not None
+    job_id = admission.job_id
+    task_uuid = first.client.new_task_uuid()
+    stored_at = time.time()
+    assert await JobQueueRepository(first.db).begin_submit(job_id, task_uuid)
+    await harnesses.crash(first)
+
+    harnesses.fake.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=LATE_DELAY)
+    second = await harnesses.open(config)
+    await eventually(lambda: harnesses.fake.submissions_of(task_uuid) == 1, within=10)
+    await harnesses.crash(second)
+    [late] = inference_posts(harnesses.fake)
+    assert harnesses.fake.task(task_uuid) is None, "the resubmission must still be registering at the crash"
+    await sleep_until(stored_at + 2 * LATE_TIMEOUT + 0.1)  # the window counted from storing the UUID is over
+
+    third = await harnesses.open(config, start=False)
+    report = await third.service.resume()
+    assert report.resumed == [job_id]
+    await asyncio.wait_for(third.service.wait_idle(), 15)
+    await sleep_until(late.time + LATE_DELAY + 0.2)  # the late registration has landed (and been billed)
+    assert third.fake.paid_tasks == [task_uuid]
+    assert third.fake.submissions_of(task_uuid) == 1
+    assert [item.job.id for item in third.delivery.delivered] == [job_id]
+    assert await third.charged() == MINI_MEDIUM_SQUARE
 
 
 async def test_a_job_posted_but_not_acknowledged_is_found_on_runware_through_flaky_answers_and_only_polled(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import json
 import logging
 
 import aiohttp
@@ -21,6 +22,7 @@ from bot.runware.errors import (
     RunwareCreditsError,
     RunwareError,
     RunwareInvalidRequestError,
+    RunwareKeyCheckError,
     RunwareRateLimitedError,
     RunwareServerError,
     RunwareTaskNotFoundError,
@@ -166,22 +168,149 @@ async def test_verify_key_accepts_a_good_key_without_spending(client: RunwareCli
     [
         pytest.param(None, None, None, id="taskFailedOrNotFound"),
         pytest.param(Fault.ERROR_ENVELOPE_SINGULAR, 404, "taskNotFound", id="404-taskNotFound"),
-        pytest.param(Fault.ERROR_ENVELOPE_SINGULAR, 400, "invalidTaskUUID", id="400-invalidTaskUUID"),
         pytest.param(Fault.ERROR_ENVELOPE_BARE_LIST, 400, "taskCancelled", id="400-taskCancelled"),
         pytest.param(Fault.ERROR_ENVELOPE_SINGULAR, 410, "taskExpired", id="410-taskExpired"),
-        pytest.param(Fault.ERROR_ENVELOPE_SINGULAR, 404, None, id="404-invalidParameter"),
     ],
 )
-async def test_verify_key_takes_any_not_found_or_invalid_task_answer_as_a_working_key(
+async def test_verify_key_takes_runwares_task_not_found_answer_as_a_working_key(
     client: RunwareClient, fake_runware: FakeRunware, fault: Fault | None, status: int | None, code: str | None
 ) -> None:
-    """What Runware answers for a task it never saw is not documented, so every refusal of the question (not an
-    auth, credit, server or transient failure) means the key was accepted. Asked once, nothing spent."""
+    """Runware can only say a task is not there once it accepted the key, so each of its not-found codes that names
+    a task, in any of its error envelopes, means the key works. Asked once, nothing spent."""
     if fault is not None:
         fake_runware.fail_next(fault, task_type="getResponse", status=status, code=code)
     await client.verify_key()
     assert len(fake_runware.requests) == 1
     assert fake_runware.tasks_submitted("imageInference") == []
+
+
+def key_check_app(status: int, body: str, content_type: str, seen: list[object]) -> web.Application:
+    """A stand-in for whatever RUNWARE_API_URL points at: every POST gets the same answer ({uuid} is the asked one)."""
+
+    async def answer(request: web.Request) -> web.Response:
+        tasks = await request.json() if request.content_type == "application/json" else None
+        seen.append(tasks)
+        asked = tasks[0].get("taskUUID", "") if isinstance(tasks, list) and tasks else ""
+        return web.Response(status=status, text=body.replace("{uuid}", asked), content_type=content_type)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+async def test_verify_key_takes_a_successful_runware_answer_as_a_working_key(
+    session: aiohttp.ClientSession, runware_key: str, runware_config: RunwareConfig
+) -> None:
+    """A `data` answer (Runware accepted the request) means the key works; the question was a getResponse."""
+    seen: list[object] = []
+    async with serve(key_check_app(200, '{"data": []}', "application/json", seen)) as base:
+        client = RunwareClient(session, api_key=runware_key, api_url=f"{base}/v1", config=runware_config)
+        await client.verify_key()
+    [tasks] = seen
+    assert isinstance(tasks, list) and [task["taskType"] for task in tasks] == ["getResponse"]
+
+
+NGINX_404 = "<html><head><title>404 Not Found</title></head><body><center><h1>404 Not Found</h1></center></body></html>"
+
+
+def runware_error(code: str, **fields: str) -> str:
+    """A Runware `errors` envelope with one error object about the asked task."""
+    error = {"code": code, "message": f"Simulated {code}.", "taskType": "getResponse", "taskUUID": "{uuid}"} | fields
+    return json.dumps({"errors": [error]})
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "names"),
+    [
+        pytest.param(404, NGINX_404, "text/html", ["RUNWARE_API_URL"], id="404-html"),
+        pytest.param(405, "405: Method Not Allowed", "text/plain", ["RUNWARE_API_URL"], id="405-text"),
+        pytest.param(404, '{"detail": "Not Found"}', "application/json", ["RUNWARE_API_URL"], id="404-other-json"),
+        pytest.param(404, '{"error": "Not Found"}', "application/json", ["RUNWARE_API_URL"], id="404-error-text"),
+        pytest.param(200, "<html><body>Welcome</body></html>", "text/html", ["RUNWARE_API_URL"], id="200-html"),
+        pytest.param(200, '{"ok": true}', "application/json", ["RUNWARE_API_URL"], id="200-other-json"),
+        pytest.param(
+            401,
+            "<html>401 Authorization Required</html>",
+            "text/html",
+            ["RUNWARE_API_URL", "RUNWARE_API_KEY"],
+            id="401-html",
+        ),
+        pytest.param(
+            404,
+            runware_error("invalidParameter"),
+            "application/json",
+            ["RUNWARE_API_KEY", "RUNWARE_API_URL"],
+            id="404-invalidParameter",
+        ),
+        pytest.param(
+            400,
+            runware_error("invalidParameter", parameter="taskUUID"),
+            "application/json",
+            ["RUNWARE_API_KEY", "RUNWARE_API_URL"],
+            id="400-invalidParameter-on-taskUUID",
+        ),
+        pytest.param(
+            400,
+            runware_error("invalidTaskUUID", parameter="taskUUID"),
+            "application/json",
+            ["RUNWARE_API_KEY", "RUNWARE_API_URL"],
+            id="400-invalidTaskUUID",
+        ),
+        pytest.param(
+            404,
+            runware_error("unknownModel"),
+            "application/json",
+            ["RUNWARE_API_KEY", "RUNWARE_API_URL"],
+            id="404-unknownModel",
+        ),
+        pytest.param(
+            404,
+            runware_error("taskNotFound", taskUUID="00000000-0000-4000-8000-000000000000"),
+            "application/json",
+            ["RUNWARE_API_KEY", "RUNWARE_API_URL"],
+            id="404-taskNotFound-of-another-task",
+        ),
+    ],
+)
+async def test_verify_key_refuses_answers_that_do_not_show_the_key_works(
+    session: aiohttp.ClientSession,
+    runware_key: str,
+    runware_config: RunwareConfig,
+    status: int,
+    body: str,
+    content_type: str,
+    names: list[str],
+) -> None:
+    """A page that is not Runware's (a typo in RUNWARE_API_URL), or a Runware error other than "this task does not
+    exist", fails the key check with one line naming the settings to look at, and never shows the key."""
+    seen: list[object] = []
+    async with serve(key_check_app(status, body, content_type, seen)) as base:
+        url = f"{base}/v1"
+        client = RunwareClient(session, api_key=runware_key, api_url=url, config=runware_config, retry_base_delay=0.001)
+        with pytest.raises(RunwareKeyCheckError) as caught:
+            await client.verify_key()
+    line = caught.value.user_message
+    assert "\n" not in line and url in line
+    for name in names:
+        assert name in line, line
+    assert runware_key not in line and runware_key not in str(caught.value)
+    # A 2xx that is not Runware's JSON is taken for a garbled answer and asked again (the client's retry policy).
+    assert len(seen) == (runware_config.max_retries + 1 if status < 300 else 1)
+
+
+async def test_verify_key_names_the_url_when_nothing_answers(
+    session: aiohttp.ClientSession, runware_key: str, runware_config: RunwareConfig
+) -> None:
+    """A closed port (after the retries) fails the key check with a line naming RUNWARE_API_URL."""
+    fake = FakeRunware()
+    await fake.start()
+    url = fake.url
+    await fake.close()
+    client = RunwareClient(session, api_key=runware_key, api_url=url, config=runware_config, retry_base_delay=0.001)
+    with pytest.raises(RunwareKeyCheckError) as caught:
+        await client.verify_key()
+    assert "RUNWARE_API_URL" in caught.value.user_message and url in caught.value.user_message
+    assert isinstance(caught.value.__cause__, RunwareTransientError)
 
 
 @pytest.mark.parametrize(
@@ -513,6 +642,36 @@ async def test_late_probes_are_bounded_then_the_task_is_resubmitted_under_the_sa
     assert fake_runware.paid_tasks == [task_uuid]
 
 
+async def test_before_post_is_awaited_before_every_post_of_the_task(
+    client: RunwareClient, fake_runware: FakeRunware
+) -> None:
+    """The hook runs before the first POST and before each re-POST (after a 429 and after an unanswered 503), each
+    time before that POST reaches Runware, so a caller can record the time of the latest one."""
+    fake_runware.fail_next(Fault.RATE_LIMITED, task_type="imageInference")
+    fake_runware.fail_next(Fault.UNAVAILABLE, task_type="imageInference")
+    task_uuid = client.new_task_uuid()
+    seen_before: list[int] = []
+
+    async def before_post() -> None:
+        seen_before.append(fake_runware.submissions_of(task_uuid))
+
+    await client.submit(MINI, task_uuid, before_post=before_post)
+    assert seen_before == [0, 1, 2]
+    assert fake_runware.submissions_of(task_uuid) == 3
+    assert fake_runware.paid_tasks == [task_uuid]
+
+
+async def test_a_failing_before_post_stops_the_post(client: RunwareClient, fake_runware: FakeRunware) -> None:
+    """When the hook raises (the time could not be recorded), the task is not sent and the error reaches the caller."""
+
+    async def before_post() -> None:
+        raise RuntimeError("could not record the POST")
+
+    with pytest.raises(RuntimeError, match="could not record"):
+        await client.submit(MINI, client.new_task_uuid(), before_post=before_post)
+    assert fake_runware.requests == []
+
+
 async def test_a_connection_that_never_opened_is_not_waited_for(
     session: aiohttp.ClientSession, runware_key: str, runware_config: RunwareConfig
 ) -> None:
@@ -683,7 +842,7 @@ async def test_unreachable_server_is_a_transient_error(
     await fake.close()
     client = RunwareClient(session, api_key=runware_key, api_url=url, config=runware_config, retry_base_delay=0.001)
     with pytest.raises(RunwareTransientError) as caught:
-        await client.verify_key()
+        await client.find_task(client.new_task_uuid())
     assert caught.value.code == "connectionError"
 
 

@@ -196,6 +196,18 @@ def test_every_envelope_form_yields_the_same_error(body: Any) -> None:
         "width",
         "t-1",
     )
+    assert error.from_runware
+
+
+def test_only_error_objects_with_a_code_count_as_runwares_own_answer() -> None:
+    """An error read from Runware's envelope with a code is Runware's; one guessed from the HTTP status, or from an
+    error object without a code (`{"error": "Not Found"}` from some other server), is not."""
+    [coded] = errors_from_body({"errors": [{"code": "taskFailedOrNotFound", "message": "m"}]}, status=400)
+    [text_only] = errors_from_body({"error": "Not Found"}, status=404)
+    assert coded.from_runware
+    assert not text_only.from_runware
+    assert not error_for_status(404, body_text="<html>404</html>").from_runware
+    assert not RunwareServerError("transport", code="connectionError").from_runware
 
 
 def test_success_bodies_hold_no_errors() -> None:

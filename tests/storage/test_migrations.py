@@ -10,6 +10,7 @@ import pytest
 
 from bot.storage import migrate
 from bot.storage.database import Database, DatabaseError
+from bot.storage.job_queries import JobQueueRepository
 from bot.storage.migrate import Migration, MigrationError, apply_migrations, latest_version, load_migrations
 from bot.storage.repositories import MS_PER_DAY, LedgerQueries, MetaRepository, to_ms
 from bot.storage.settings_queries import GenerationSettingsQueries, GenerationSettingsRepository
@@ -110,6 +111,14 @@ async def test_file_at_every_earlier_version_upgrades_to_the_latest(tmp_path: Pa
         await db.run(lambda conn: GenerationSettingsQueries(conn).save_limits(1, 2, 10_000, at, 10))
         stored = await settings.get(1)
         assert stored is not None and (stored.max_count, stored.confirm_above) == (2, 10_000)
+        # Version 5: no job has a recorded POST of its task; one can then be recorded for a job with a task UUID.
+        if start >= 1:
+            queue = JobQueueRepository(db, clock=lambda: at)
+            assert await queue.last_post_at("job1") is None
+            await db.run(lambda conn: conn.execute("UPDATE jobs SET task_uuid = 'task-1' WHERE id = 'job1'"))
+            assert await queue.record_post("job1", "task-1")
+            assert not await queue.record_post("job1", "another-task")
+            assert await queue.last_post_at("job1") == at
     assert user_version(path) == LATEST
 
 
