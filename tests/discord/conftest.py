@@ -11,7 +11,6 @@ none failing the OpenAPI check.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -21,11 +20,11 @@ import pytest_asyncio
 from bot.app import open_bot
 from bot.client import AtelierBot, discord_endpoints, required_permissions
 from bot.settings import Settings, load_settings
+from tests.config_file import CONFIG, copy_config
 from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage, World
 from tests.fakes.runware import DEFAULT_API_KEY, FakeRunware
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "config" / "atelier.toml"
 
 FAST_POLLING = {"runware.poll_initial_delay_seconds": "0.05", "runware.poll_max_interval_seconds": "0.2"}
 """Config changes that keep end-to-end tests fast: Runware is polled every 50-200 ms instead of every 2-5 s."""
@@ -36,24 +35,7 @@ def write_config(path: Path, changes: dict[str, str] | None = None) -> Path:
 
     Every changed key must already be in the file (the project's file lists every setting).
     """
-    wanted = {**FAST_POLLING, **(changes or {})}
-    section = ""
-    done: set[str] = set()
-    lines = []
-    for line in CONFIG.read_text(encoding="utf-8").splitlines():
-        header = re.fullmatch(r"\[([^\]]+)\]\s*", line)
-        if header:
-            section = header.group(1)
-        match = re.match(r"([A-Za-z0-9_\"]+)\s*=", line)
-        key = f"{section}.{match.group(1)}" if match else ""
-        if match and key in wanted:
-            line = f"{match.group(1)} = {wanted[key]}"
-            done.add(key)
-        lines.append(line)
-    missing = set(wanted) - done
-    assert not missing, f"not in {CONFIG.name}: {sorted(missing)}"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return copy_config(path, {**FAST_POLLING, **(changes or {})})
 
 
 def invited_world(fake: FakeDiscord) -> World:
