@@ -160,6 +160,11 @@ def queued_text(job_id: str, estimate: int, position: int) -> str:
     return f"⏳ Queued: position {position} · estimate ~{format_usd(estimate)} · job `{job_id}`"
 
 
+def posting_text(job_id: str) -> str:
+    """Status of a job whose images are made and are being posted (it can no longer be cancelled)."""
+    return f"📤 Done on Runware; posting the images… · job `{job_id}`"
+
+
 def running_text(job_id: str, estimate: int, elapsed_seconds: float | None = None) -> str:
     """Status of a running job."""
     elapsed = f" ({elapsed_seconds:.0f} s)" if elapsed_seconds is not None else ""
@@ -281,10 +286,18 @@ class DiscordDelivery:
                 sent = await self._post_in_channel(job, target, content=f"<@{job.member_id}>", embed=embed, files=files)
             return sent.id
 
-    async def progress(self, job: Job, position: int | None, elapsed_seconds: float, state: JobState) -> None:
-        """Show a waiting job's position or a running job's elapsed time on its status message (token path only)."""
+    async def progress(
+        self, job: Job, position: int | None, elapsed_seconds: float, state: JobState, *, posting: bool = False
+    ) -> None:
+        """Show a job's queue position, elapsed time, or that its images are being posted (token path only).
+
+        A job being posted can no longer be cancelled, so its status loses the Cancel button.
+        """
         target = DeliveryTarget.from_job(job)
         if not self._token_usable(target):
+            return
+        if posting:
+            await self.show_status(job.id, target, posting_text(job.id), cancellable=False)
             return
         if position is not None:
             text = queued_text(job.id, job.estimate, position)
@@ -313,14 +326,20 @@ class DiscordDelivery:
 
     # ------------------------------------------------------------------------------------ status for the cogs
 
-    async def show_status(self, job_id: str, target: DeliveryTarget, text: str) -> None:
-        """Show a job's status (with its Cancel button), unless its result or failure is there or it was handed over."""
+    async def show_status(self, job_id: str, target: DeliveryTarget, text: str, *, cancellable: bool = True) -> None:
+        """Show a job's status, with its Cancel button if `cancellable`, unless its result or failure is there.
+
+        Nothing is shown either once the job was handed over to the channel (its token is about to stop working).
+        """
         async with self._lock(job_id):
             if job_id in self._final or job_id in self._handed_over:
                 return
             try:
                 edited = await self._edit_original(
-                    target, content=text, view=status_view(job_id), allowed_mentions=discord.AllowedMentions.none()
+                    target,
+                    content=text,
+                    view=status_view(job_id) if cancellable else None,
+                    allowed_mentions=discord.AllowedMentions.none(),
                 )
             except (discord.HTTPException, DeliveryError) as exc:
                 # Only a status: the job runs on, and its result or failure is what the member must see.

@@ -73,8 +73,13 @@ class Delivery(Protocol):
         """Post the images with the summary; return the message id. Raise `DeliveryError` if it cannot be posted."""
         ...
 
-    async def progress(self, job: Job, position: int | None, elapsed_seconds: float, state: JobState) -> None:
-        """Show a queued job's position (1-based) or a running job's elapsed time (`position` None)."""
+    async def progress(
+        self, job: Job, position: int | None, elapsed_seconds: float, state: JobState, *, posting: bool = False
+    ) -> None:
+        """Show a queued job's position (1-based) or a running job's elapsed time (`position` None).
+
+        `posting`: the images are made and are being posted; the job can no longer be cancelled.
+        """
         ...
 
     async def fail(self, job: Job, message: str) -> None:

@@ -912,19 +912,22 @@ class GenerationService:
                     continue
                 elapsed, state = now - tracked.admitted_at, JobState.QUEUED
             else:
-                position, key = None, ("running", None)
+                posting = tracked.phase is _Phase.PRODUCED
+                position, key = None, ("posting" if posting else "running", None)
+                if posting and key == tracked.last_key:
+                    continue  # "being posted" is said once; it has no clock to update
                 elapsed, state = now - (tracked.started_at or now), JobState.SUBMITTED
             tracked.last_sent, tracked.last_key = now, key
             tracked.progress_call = asyncio.get_running_loop().create_task(
-                self._send_progress(delivery, tracked.job, position, elapsed, state)
+                self._send_progress(delivery, tracked.job, position, elapsed, state, posting=key[0] == "posting")
             )
 
     @staticmethod
     async def _send_progress(
-        delivery: Delivery, job: Job, position: int | None, elapsed: float, state: JobState
+        delivery: Delivery, job: Job, position: int | None, elapsed: float, state: JobState, *, posting: bool
     ) -> None:
         try:
-            await delivery.progress(job, position, elapsed, state)
+            await delivery.progress(job, position, elapsed, state, posting=posting)
         except Exception:
             log.debug("progress edit for job %s failed", job.id, exc_info=True)
 

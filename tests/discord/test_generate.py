@@ -18,7 +18,13 @@ from bot.billing.money import format_usd
 from bot.catalog import MODEL_SPECS, ModelName, Size
 from bot.jobs.state import JobState
 from bot.storage.repositories import utc_now
-from cogs._delivery import ATTACH_FILES_MISSING, CANCELLED_IN_CHANNEL, EMBED_LINKS_MISSING, HANDED_OVER
+from cogs._delivery import (
+    ATTACH_FILES_MISSING,
+    CANCELLED_IN_CHANNEL,
+    EMBED_LINKS_MISSING,
+    HANDED_OVER,
+    posting_text,
+)
 from cogs.generate import DUPLICATE
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
@@ -613,6 +619,31 @@ async def test_a_job_cancelled_after_its_handover_says_so_in_the_channel(atelier
     assert [m for m in fake.channel_messages(world.channel_id) if m.attachments] == []
     budget = await status(atelier, world.member_id)
     assert (budget.spent, budget.reserved) == (0, 0)
+
+
+async def test_a_job_being_posted_shows_so_without_its_cancel_button(atelier: Atelier) -> None:
+    """Once a job's images are made it can no longer be cancelled: its status says they are being posted and the
+    Cancel button (which could only answer "too late") is taken off the message."""
+    fake, world = atelier.fake, atelier.world
+    cog = atelier.bot.get_cog("Generate")
+    assert cog is not None
+    atelier.runware.latency = 6.0
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a fox about to be posted")
+    status_message = interaction.original_message()
+    assert status_message is not None
+    await fake.wait_until(lambda: status_message.button_custom_ids() != [], what="the Cancel button")
+    job_id = status_message.button_custom_ids()[0].rsplit(":", 1)[1]
+    job = await atelier.bot.services.generation.get_job(job_id)
+    assert job is not None
+
+    await cog.delivery.progress(job, None, 6.0, JobState.SUBMITTED, posting=True)
+
+    assert status_message.content == posting_text(job_id)
+    assert status_message.components == []
+    queue = await atelier.answer("queue", user_id=world.member_id)  # end it rather than wait for Runware
+    await fake.click_button(queue, f"atelier:cancel:{job_id}", user_id=world.member_id)
+    await fake.wait_until(lambda: "Cancelled job" in queue.content, what="the cancellation")
+    await idle(atelier)
 
 
 async def test_one_jobs_held_up_status_does_not_delay_another_jobs_handover(atelier: Atelier) -> None:

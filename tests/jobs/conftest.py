@@ -90,6 +90,8 @@ class RecordingDelivery:
     delivered: list[Delivered] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     progress_calls: list[tuple[str, int | None, float, JobState, float]] = field(default_factory=list)
+    posting_calls: list[str] = field(default_factory=list)
+    """Job ids of progress calls that said the images are being posted, in order."""
     error: BaseException | None = None
     gate: asyncio.Event | None = None
     entered: asyncio.Event = field(default_factory=asyncio.Event)
@@ -105,8 +107,13 @@ class RecordingDelivery:
         self.delivered.append(Delivered(job, list(images), summary, message_id))
         return message_id
 
-    async def progress(self, job: Job, position: int | None, elapsed_seconds: float, state: JobState) -> None:
+    async def progress(
+        self, job: Job, position: int | None, elapsed_seconds: float, state: JobState, *, posting: bool = False
+    ) -> None:
         now = asyncio.get_running_loop().time()
+        if posting:
+            self.posting_calls.append(job.id)
+            return
         self.progress_calls.append((job.id, position, elapsed_seconds, state, now))
 
     async def fail(self, job: Job, message: str) -> None:

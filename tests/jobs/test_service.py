@@ -224,7 +224,9 @@ async def test_a_job_whose_images_are_made_cannot_be_cancelled_while_it_waits_to
 ) -> None:
     """Two jobs made on Runware, one posting and one waiting for its delivery turn: neither can be cancelled (the
     owner already paid for the images), the refusal says so, and each is then posted and charged once."""
-    harness = await harnesses.open(make_config(global_concurrency=2, per_member_concurrency=2, delivery_concurrency=1))
+    harness = await harnesses.open(
+        make_config(global_concurrency=2, per_member_concurrency=2, delivery_concurrency=1, progress_edit_seconds=0.3)
+    )
     harness.delivery.gate = asyncio.Event()
     admissions = [await harness.service.admit(make_request(f"fox number {n}")) for n in range(2)]
     job_ids = [admission.job_id for admission in admissions if admission.job_id is not None]
@@ -247,6 +249,10 @@ async def test_a_job_whose_images_are_made_cannot_be_cancelled_while_it_waits_to
             await harness.service.cancel(job_id, ALICE)
         assert "will be charged" in str(refused.value)
         assert (await harness.job(job_id)).state is JobState.SUBMITTED, "a refused cancel changes nothing"
+    # The waiting job's status says its images are being posted (once), so its Cancel button is taken away.
+    await eventually(lambda: waiting in harness.delivery.posting_calls)
+    await asyncio.sleep(0.7)
+    assert harness.delivery.posting_calls.count(waiting) == 1
 
     harness.delivery.gate.set()
     await asyncio.wait_for(harness.service.wait_idle(), 10)
