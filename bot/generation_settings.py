@@ -26,7 +26,7 @@ from typing import Generic, TypeVar
 from bot.billing.errors import check_amount, check_id
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
 from bot.errors import InvalidRequestError
-from bot.jobs.requests import OptionDefaults, ResolvedOptions, resolve_defaults
+from bot.jobs.requests import OptionDefaults, ResolvedOptions, parse_option, resolve_defaults
 from bot.settings import AppConfig
 from bot.storage.database import Database
 from bot.storage.repositories import utc_now
@@ -101,13 +101,16 @@ class EffectiveSettings:
 
 
 def _parse(enum: type[_E], name: str, value: _E | str | None) -> _E | None:
-    if value is None or isinstance(value, enum):
-        return value
-    try:
-        return enum(value.strip().lower())
-    except ValueError:
-        offered = ", ".join(member.value for member in enum)
-        raise InvalidRequestError(f"{name} {value!r} is not offered; choose one of {offered}.") from None
+    return None if value is None else parse_option(enum, name, value)
+
+
+def _noted(value: _T, source: Source, wanted: _T, why: str) -> Effective[_T]:
+    """Return `value` from `source`, noting why when it is not what that source asked for (`wanted`)."""
+    return Effective(value, source, None if value == wanted else f"set to {_shown(wanted)}, {why}")
+
+
+def _shown(value: object) -> str:
+    return str(value.value) if isinstance(value, StrEnum) else str(value)
 
 
 def _source(server_value: object) -> Source:
@@ -198,26 +201,23 @@ class GenerationSettings:
             model=Effective(options.model, _source(server.model)),
             size=Effective(options.size, _source(server.size)),
             quality=Effective(options.quality, _source(server.quality)),
-            background=Effective(
+            background=_noted(
                 options.background,
                 _source(server.background),
-                None
-                if options.background is wanted_background
-                else f"set to {wanted_background.value}, which jpg cannot show, so {options.background.value} is used",
+                wanted_background,
+                f"which jpg cannot show, so {options.background.value} is used",
             ),
-            format=Effective(
+            format=_noted(
                 options.format,
                 _source(server.format),
-                None
-                if options.format is wanted_format
-                else f"set to {wanted_format.value}, which cannot be transparent, so {options.format.value} is used",
+                wanted_format,
+                f"which cannot be transparent, so {options.format.value} is used",
             ),
-            count=Effective(
+            count=_noted(
                 options.count,
                 _source(server.count),
-                None
-                if options.count == wanted_count
-                else f"set to {wanted_count}, above the limit of {max_count.value} per request",
+                wanted_count,
+                f"above the limit of {max_count.value} per request",
             ),
             max_count=max_count,
             confirm_above=confirm_above,

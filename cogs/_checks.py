@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import discord
@@ -43,3 +44,17 @@ def role_ids(user: discord.Member | discord.User) -> list[int]:
     if not isinstance(user, discord.Member):
         return []
     return [role.id for role in user.roles if not role.is_default()]
+
+
+def log_admin_change(
+    log: logging.Logger, area: str, interaction: discord.Interaction[Any], change: str, *args: object
+) -> None:
+    """Log an admin's change of `area` (`Budget`, `Generation settings`) with the server and who made it."""
+    log.info(
+        "%s change in guild %s by %s (%s): " + change,
+        area,
+        interaction.guild_id,
+        interaction.user,
+        interaction.user.id,
+        *args,
+    )

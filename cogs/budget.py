@@ -20,7 +20,7 @@ from bot.billing.money import format_usd
 from bot.catalog import Period
 from bot.errors import InvalidRequestError
 from bot.tree import send_ephemeral
-from cogs._checks import require_guild, require_manage_guild, role_ids, services_of
+from cogs._checks import log_admin_change, require_guild, require_manage_guild, role_ids, services_of
 from cogs._embeds import override_text, relative, rules_embed, status_embed
 from cogs._options import Amount, parse_amount, shown
 
@@ -63,16 +63,6 @@ def parse_member_value(text: str) -> MemberOverride | None:
         ) from None
 
 
-def _audit(interaction: discord.Interaction[Any], change: str, *args: object) -> None:
-    log.info(
-        "Budget change in guild %s by %s (%s): " + change,
-        interaction.guild_id,
-        interaction.user,
-        interaction.user.id,
-        *args,
-    )
-
-
 class Budget(commands.Cog):
     """Budget administration: rules are stored per server and apply from the current period on."""
 
@@ -98,7 +88,7 @@ class Budget(commands.Cog):
         """Choose the budget period: day, week or month (all reset at 00:00 UTC)."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
         kind = await self._budgets.set_period(require_guild(interaction), period.value, actor_id=interaction.user.id)
-        _audit(interaction, "period set to %s", kind.value)
+        log_admin_change(log, "Budget", interaction, "period set to %s", kind.value)
         resets_at = period_bounds(kind, datetime.now(UTC))[1]
         await send_ephemeral(
             interaction, f"The budget period is now **{kind.value}**; this one ends {relative(resets_at)}."
@@ -111,7 +101,7 @@ class Budget(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
         micros = parse_amount(amount)
         await self._budgets.set_default(require_guild(interaction), micros, actor_id=interaction.user.id)
-        _audit(interaction, "default allowance set to %s", format_usd(micros))
+        log_admin_change(log, "Budget", interaction, "default allowance set to %s", format_usd(micros))
         await send_ephemeral(
             interaction, f"The default allowance is now **{format_usd(micros)}** per member per period."
         )
@@ -126,10 +116,18 @@ class Budget(commands.Cog):
         micros = parse_optional_amount(amount)
         await self._budgets.set_role(require_guild(interaction), role.id, micros, actor_id=interaction.user.id)
         if micros is None:
-            _audit(interaction, "allowance of role %s (%s) removed", role.name, role.id)
+            log_admin_change(log, "Budget", interaction, "allowance of role %s (%s) removed", role.name, role.id)
             await send_ephemeral(interaction, f"{role.mention} no longer has an allowance of its own.")
         else:
-            _audit(interaction, "allowance of role %s (%s) set to %s", role.name, role.id, format_usd(micros))
+            log_admin_change(
+                log,
+                "Budget",
+                interaction,
+                "allowance of role %s (%s) set to %s",
+                role.name,
+                role.id,
+                format_usd(micros),
+            )
             await send_ephemeral(interaction, f"{role.mention} now gets **{format_usd(micros)}** per period.")
 
     @budget.command(name="member")
@@ -143,10 +141,12 @@ class Budget(commands.Cog):
         override = parse_member_value(value)
         await self._budgets.set_member(require_guild(interaction), member.id, override, actor_id=interaction.user.id)
         if override is None:
-            _audit(interaction, "override of member %s cleared", member.id)
+            log_admin_change(log, "Budget", interaction, "override of member %s cleared", member.id)
             await send_ephemeral(interaction, f"{member.mention} follows the role and default allowances again.")
             return
-        _audit(interaction, "override of member %s set to %s", member.id, override_text(override))
+        log_admin_change(
+            log, "Budget", interaction, "override of member %s set to %s", member.id, override_text(override)
+        )
         if override.kind is OverrideKind.BLOCKED:
             text = f"{member.mention} is now **blocked** from generating images here."
         elif override.kind is OverrideKind.UNLIMITED:
@@ -163,10 +163,10 @@ class Budget(commands.Cog):
         micros = parse_optional_amount(amount)
         await self._budgets.set_cap(require_guild(interaction), micros, actor_id=interaction.user.id)
         if micros is None:
-            _audit(interaction, "server cap removed")
+            log_admin_change(log, "Budget", interaction, "server cap removed")
             await send_ephemeral(interaction, "The server has **no cap** now.")
         else:
-            _audit(interaction, "server cap set to %s", format_usd(micros))
+            log_admin_change(log, "Budget", interaction, "server cap set to %s", format_usd(micros))
             await send_ephemeral(interaction, f"The server cap is now **{format_usd(micros)}** per period.")
 
     @budget.command(name="grant")

@@ -19,7 +19,7 @@ from discord.ext import commands
 from bot.billing.money import format_usd
 from bot.generation_settings import Effective, EffectiveSettings, GenerationSettings, Source
 from bot.tree import send_ephemeral
-from cogs._checks import require_guild, require_manage_guild, services_of
+from cogs._checks import log_admin_change, require_guild, require_manage_guild, services_of
 from cogs._embeds import COLOUR, relative
 from cogs._options import (
     BACKGROUND_CHOICES,
@@ -101,16 +101,6 @@ def limits_embed(settings: EffectiveSettings, ceiling: int) -> discord.Embed:
     return embed
 
 
-def _audit(interaction: discord.Interaction[Any], change: str, *args: object) -> None:
-    log.info(
-        "Generation settings change in guild %s by %s (%s): " + change,
-        interaction.guild_id,
-        interaction.user,
-        interaction.user.id,
-        *args,
-    )
-
-
 def _listed(changes: dict[str, str]) -> str:
     return ", ".join(f"{name} **{value}**" for name, value in changes.items())
 
@@ -190,7 +180,14 @@ class ServerSettings(commands.Cog):
             format=output_format,
             count=count,
         )
-        _audit(interaction, "defaults %s%s", "reset, then " if reset else "", given or "none set")
+        log_admin_change(
+            log,
+            "Generation settings",
+            interaction,
+            "defaults %s%s",
+            "reset, then " if reset else "",
+            given or "none set",
+        )
         parts = ["Cleared this server's defaults."] if reset else []
         if given:
             parts.append(f"Set {_listed(given)}.")
@@ -225,7 +222,9 @@ class ServerSettings(commands.Cog):
         effective = await self._settings.change_limits(
             guild_id, actor_id=interaction.user.id, reset=reset, max_count=max_count, confirm_above=threshold
         )
-        _audit(interaction, "limits %s%s", "reset, then " if reset else "", given or "none set")
+        log_admin_change(
+            log, "Generation settings", interaction, "limits %s%s", "reset, then " if reset else "", given or "none set"
+        )
         parts = ["Cleared this server's limits."] if reset else []
         if given:
             parts.append(f"Set {_listed(given)}.")

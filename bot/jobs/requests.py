@@ -234,8 +234,8 @@ def resolve_defaults(
     server = server or OptionDefaults()
     background_value, background_rank = _layer(background, server.background, config.background)
     format_value, format_rank = _layer(format, server.format, config.format)
-    chosen_background = _pick(Background, "background", background_value)
-    chosen_format = _pick(OutputFormat, "format", format_value)
+    chosen_background = parse_option(Background, "background", background_value)
+    chosen_format = parse_option(OutputFormat, "format", format_value)
     if chosen_background is Background.TRANSPARENT and chosen_format is OutputFormat.JPG:
         if format_rank < _MEMBER and format_rank <= background_rank:
             chosen_format = OutputFormat.PNG
@@ -245,9 +245,9 @@ def resolve_defaults(
     if max_count is not None and count_rank < _MEMBER:
         count_value = min(count_value, max_count)
     return ResolvedOptions(
-        model=_pick(ModelName, "model", _layer(model, server.model, config.model)[0]),
-        size=_pick(Size, "size", _layer(size, server.size, config.size)[0]),
-        quality=_pick(Quality, "quality", _layer(quality, server.quality, config.quality)[0]),
+        model=parse_option(ModelName, "model", _layer(model, server.model, config.model)[0]),
+        size=parse_option(Size, "size", _layer(size, server.size, config.size)[0]),
+        quality=parse_option(Quality, "quality", _layer(quality, server.quality, config.quality)[0]),
         background=chosen_background,
         format=chosen_format,
         count=count_value,
@@ -262,7 +262,8 @@ def _layer(given: _V | None, server: _V | None, config: _V) -> tuple[_V, int]:
     return config, _CONFIG
 
 
-def _pick(enum: type[_E], name: str, value: _E | str) -> _E:
+def parse_option(enum: type[_E], name: str, value: _E | str) -> _E:
+    """Read one option value (an enum member, or its name in any case); `InvalidRequestError` lists the offered ones."""
     try:
         return enum(value.strip().lower() if isinstance(value, str) and not isinstance(value, enum) else value)
     except ValueError:
