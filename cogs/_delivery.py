@@ -345,10 +345,14 @@ class DiscordDelivery:
                 # Only a status: the job runs on, and its result or failure is what the member must see.
                 log.info("status of job %s not shown: %s", job_id, exc)
                 return
-            if edited is not None:
-                self._statuses[job_id] = target
-                if self._watch is None or self._watch.done():
-                    self._watch = asyncio.get_running_loop().create_task(self._watch_statuses(), name="job-handover")
+            if edited is None:
+                return
+            if not cancellable:
+                self._statuses.pop(job_id, None)  # no Cancel button left to take off before the token runs out
+                return
+            self._statuses[job_id] = target
+            if self._watch is None or self._watch.done():
+                self._watch = asyncio.get_running_loop().create_task(self._watch_statuses(), name="job-handover")
 
     async def show_cancelled(self, job: Job, by_member_id: int, *, reply_if_not_shown: bool = True) -> bool:
         """Replace a cancelled job's status message with the cancellation; False if its token no longer works.

@@ -215,8 +215,8 @@ class GenerationService:
         config: AppConfig,
         scheduler: Scheduler,
         *,
+        settings: GenerationSettings,
         delivery: Delivery | None = None,
-        settings: GenerationSettings | None = None,
         allowed_hosts: Collection[str] = frozenset(),
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -226,8 +226,9 @@ class GenerationService:
         self._pricing = pricing
         self._config = config
         self._limits = config.limits
-        # Share the composition root's instance so `/settings` changes reach admission at once (it caches rows).
-        self._settings = settings or GenerationSettings(db, config, clock=clock)
+        # The composition root's one instance, which `/settings` changes go through: it caches rows, so a second one
+        # would not see those changes.
+        self._settings = settings
         self._scheduler = scheduler
         self._delivery = delivery
         self._allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
