@@ -622,28 +622,35 @@ async def test_a_job_cancelled_after_its_handover_says_so_in_the_channel(atelier
 
 
 async def test_a_job_being_posted_shows_so_without_its_cancel_button(atelier: Atelier) -> None:
-    """Once a job's images are made it can no longer be cancelled: its status says they are being posted and the
-    Cancel button (which could only answer "too late") is taken off the message."""
+    """Once a job's images are made it can no longer be cancelled: while it waits for its delivery turn its status
+    says (once) that the images are being posted, and the Cancel button (which could only answer "too late") is
+    taken off the message. Both jobs are then posted and charged once."""
+    await atelier.restart(limits__delivery_concurrency="1", limits__progress_edit_seconds="1")
     fake, world = atelier.fake, atelier.world
-    cog = atelier.bot.get_cog("Generate")
-    assert cog is not None
-    atelier.runware.latency = 6.0
-    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a fox about to be posted")
-    status_message = interaction.original_message()
-    assert status_message is not None
-    await fake.wait_until(lambda: status_message.button_custom_ids() != [], what="the Cancel button")
-    job_id = status_message.button_custom_ids()[0].rsplit(":", 1)[1]
-    job = await atelier.bot.services.generation.get_job(job_id)
-    assert job is not None
+    atelier.runware.latency = 1.0
+    first = await atelier.slash("imagine", user_id=world.member_id, prompt="the fox posted first")
+    second = await atelier.slash("imagine", user_id=world.member_id, prompt="the fox posted second")
+    # The first job's edits wait out two rate limits, so it holds the only delivery slot while the second is made.
+    fake.plan_429("PATCH", rf"/webhooks/\d+/{first.token}/messages/@original$", retry_after=3.0, times=2)
+    second_status = second.original_message()
+    assert second_status is not None
+    await fake.wait_until(lambda: second_status.button_custom_ids() != [], what="the second job's Cancel button")
+    job_id = second_status.button_custom_ids()[0].rsplit(":", 1)[1]
 
-    await cog.delivery.progress(job, None, 6.0, JobState.SUBMITTED, posting=True)
+    await fake.wait_until(
+        lambda: second_status.content == posting_text(job_id), timeout=10.0, what="the second job being posted"
+    )
+    assert second_status.components == []
+    assert not second_status.attachments, "it is shown while the job waits for its turn, before its images"
 
-    assert status_message.content == posting_text(job_id)
-    assert status_message.components == []
-    queue = await atelier.answer("queue", user_id=world.member_id)  # end it rather than wait for Runware
-    await fake.click_button(queue, f"atelier:cancel:{job_id}", user_id=world.member_id)
-    await fake.wait_until(lambda: "Cancelled job" in queue.content, what="the cancellation")
+    results = [await result_of(first, timeout=20.0), await result_of(second, timeout=20.0)]
     await idle(atelier)
+    posting = [edit for edit in second_status.edits if edit.get("content") == posting_text(job_id)]
+    assert len(posting) == 1, f"'being posted' is said once: {second_status.edits}"
+    assert [len(message.attachments) for message in results] == [1, 1]
+    assert len([r for r in fake.requests if r.status == 429 and first.token in r.path]) == 2
+    assert await settled_total(atelier) == (2, 22_000)
+    assert len(inference_tasks(atelier)) == 2 and len(atelier.runware.paid_tasks) == 2
 
 
 async def test_one_jobs_held_up_status_does_not_delay_another_jobs_handover(atelier: Atelier) -> None:
