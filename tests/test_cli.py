@@ -24,6 +24,7 @@ from PIL import Image
 from bot.__main__ import DEFAULT_SUBCOMMAND, SUBCOMMANDS
 from bot.images import decode_image
 from tests.fakes.runware import DEFAULT_API_KEY
+from tests.invite import INVITE_PERMISSIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "config/atelier.toml"
@@ -287,16 +288,6 @@ def test_every_contract_subcommand_is_registered() -> None:
     """`run`, `generate`, `check` and `invite` (contract §5.2) are all available, and `run` is the default."""
     assert set(SUBCOMMANDS) == {"run", "generate", "check", "invite"}
     assert DEFAULT_SUBCOMMAND == "run"
-
-
-INVITE_PERMISSIONS = (
-    (1 << 10)  # View Channels
-    | (1 << 11)  # Send Messages
-    | (1 << 38)  # Send Messages in Threads
-    | (1 << 14)  # Embed Links
-    | (1 << 15)  # Attach Files
-    | (1 << 16)  # Read Message History
-)
 
 
 def test_invite_reads_the_application_id_from_the_token(fake_url: str) -> None:

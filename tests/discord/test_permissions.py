@@ -8,14 +8,17 @@ from cogs.edit import QUEUED_REACTION
 from tests.discord.conftest import Atelier
 from tests.discord.helpers import idle, result_of
 from tests.fakes.discord import Permission
+from tests.invite import INVITE_PERMISSIONS
 
 
 async def test_the_bots_role_holds_only_what_the_invite_asks_for(atelier: Atelier) -> None:
-    """The server the tests run in gives the bot's role the invite's permissions and nothing else."""
+    """The server the tests run in gives the bot's role the invite's permissions (the README's list, written out in
+    `tests.invite`, not read back from the code under test) and nothing else."""
     guild = atelier.fake.guild(atelier.world.guild_id)
     role = guild.roles[atelier.world.bot_role_id]
 
-    assert role.managed and role.permissions == required_permissions().value
+    assert required_permissions().value == INVITE_PERMISSIONS
+    assert role.managed and role.permissions == INVITE_PERMISSIONS
     assert not role.permissions & (Permission.MANAGE_MESSAGES | Permission.ADD_REACTIONS | Permission.ADMINISTRATOR)
 
 
