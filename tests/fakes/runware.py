@@ -4,7 +4,8 @@ It speaks the same protocol as `https://api.runware.ai/v1`: a JSON array of task
 `{"data": [...]}` / `{"errors": [...]}` envelopes, sync and async delivery with cumulative `getResponse` polling,
 `imageUpload`, and the GPT Image validation rules. Outputs are real Pillow images of the requested size and format,
 served from the same app. Tests inject faults with `FakeRunware.fail_next` and inspect what the client sent through
-`requests`, `tasks_submitted`, `submissions_of`, `paid_tasks` and `total_cost_micros`.
+`requests`, `tasks_submitted`, `submissions_of`, `paid_tasks` and `total_cost_micros`; `drain` waits for the
+requests that `REGISTER_LATE` holds.
 
 Run it standalone for subprocess tests and benchmarks::
 
@@ -575,6 +576,18 @@ class FakeRunware:
     def submissions_of(self, task_uuid: str) -> int:
         """How many times an imageInference task with this taskUUID was received (rejected attempts included)."""
         return sum(1 for task in self.tasks_submitted("imageInference") if task.get("taskUUID") == task_uuid)
+
+    @property
+    def pending_late_registrations(self) -> int:
+        """How many requests held by `REGISTER_LATE` have not been registered yet (whether or not their client still
+        waits for the answer)."""
+        return sum(1 for late in self._background if not late.done())
+
+    async def drain(self) -> None:
+        """Wait until every request held by `REGISTER_LATE` has been registered (and its tasks accepted or refused),
+        including any held while waiting. A task registered with a `latency` is billed once that has passed."""
+        while self._background:
+            await asyncio.gather(*self._background)
 
     def task(self, task_uuid: str) -> TaskState | None:
         """The up-to-date state of an accepted imageInference task, or None if it was never accepted."""

@@ -560,7 +560,10 @@ async def test_register_late_holds_the_request_then_runs_it_even_if_the_client_l
         await session.post(fake_runware.url, json=[task], headers=AUTH, timeout=aiohttp.ClientTimeout(total=0.2))
     status, body = await call(session, fake_runware, [poll(task["taskUUID"])])
     assert (status, body["errors"][0]["code"]) == (400, "taskFailedOrNotFound")
-    await asyncio.sleep(0.6)
+    assert fake_runware.pending_late_registrations == 1
+    assert fake_runware.paid_tasks == []
+    await fake_runware.drain()
+    assert fake_runware.pending_late_registrations == 0
     _, body = await call(session, fake_runware, [poll(task["taskUUID"])])
     assert body["data"][0]["status"] == "success"
     assert fake_runware.submissions_of(task["taskUUID"]) == 1

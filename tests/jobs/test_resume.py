@@ -152,6 +152,7 @@ async def test_a_re_post_still_registering_when_the_bot_died_is_waited_for_from_
     assert (hung.fault, late.fault) == (Fault.HANG, Fault.REGISTER_LATE)
     task_uuid = late.tasks[0]["taskUUID"]
     assert harnesses.fake.task(task_uuid) is None, "the re-POST must still be registering at the crash"
+    assert harnesses.fake.pending_late_registrations == 1
     await sleep_until(hung.time + 2 * LATE_TIMEOUT + 0.1)  # the first POST's window is over
 
     second = await harnesses.open(config, start=False)
@@ -160,7 +161,7 @@ async def test_a_re_post_still_registering_when_the_bot_died_is_waited_for_from_
     report = await second.service.resume()
     assert report.resumed == [job_id]
     await asyncio.wait_for(second.service.wait_idle(), 15)
-    await sleep_until(late.time + LATE_DELAY + 0.2)  # the late registration has landed (and been billed)
+    await second.fake.drain()  # every held request has registered (and been billed)
     assert second.fake.paid_tasks == [task_uuid]
     assert second.fake.submissions_of(task_uuid) == 2
     assert [item.job.id for item in second.delivery.delivered] == [job_id]
@@ -189,14 +190,16 @@ async def test_two_restarts_during_the_resubmission_of_a_resumed_job_still_run_i
     await eventually(lambda: harnesses.fake.submissions_of(task_uuid) == 1, within=10)
     await harnesses.crash(second)
     [late] = inference_posts(harnesses.fake)
+    assert late.fault is Fault.REGISTER_LATE
     assert harnesses.fake.task(task_uuid) is None, "the resubmission must still be registering at the crash"
+    assert harnesses.fake.pending_late_registrations == 1
     await sleep_until(stored_at + 2 * LATE_TIMEOUT + 0.1)  # the window counted from storing the UUID is over
 
     third = await harnesses.open(config, start=False)
     report = await third.service.resume()
     assert report.resumed == [job_id]
     await asyncio.wait_for(third.service.wait_idle(), 15)
-    await sleep_until(late.time + LATE_DELAY + 0.2)  # the late registration has landed (and been billed)
+    await third.fake.drain()  # every held request has registered (and been billed)
     assert third.fake.paid_tasks == [task_uuid]
     assert third.fake.submissions_of(task_uuid) == 1
     assert [item.job.id for item in third.delivery.delivered] == [job_id]

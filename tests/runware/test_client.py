@@ -605,7 +605,8 @@ async def test_without_the_late_probes_the_same_fault_bills_twice(
     delay = runware_config.request_timeout_seconds * 1.6
     fake_runware.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=delay)
     result = await client.generate(MINI)
-    await asyncio.sleep(delay)  # let the held request register
+    assert fake_runware.pending_late_registrations == 1, "the first POST is still held when the second is done"
+    await fake_runware.drain()
     assert fake_runware.submissions_of(result.task_uuid) == 2
     assert fake_runware.paid_tasks == [result.task_uuid, result.task_uuid]
 
@@ -638,7 +639,8 @@ async def test_late_probes_are_bounded_then_the_task_is_resubmitted_under_the_sa
     assert polls_of(fake_runware, task_uuid) == 1 + 4
     assert slept[1:] == [timeout / 4] * 4, slept
     assert fake_runware.submissions_of(task_uuid) == 2
-    await asyncio.sleep(timeout * 2.5)
+    assert fake_runware.pending_late_registrations == 1, "the first POST is still held when it is resubmitted"
+    await fake_runware.drain()
     assert fake_runware.paid_tasks == [task_uuid]
 
 
