@@ -15,7 +15,7 @@ from PIL import Image
 
 from bot.catalog import ModelName
 from bot.images import decode_image
-from bot.runware.client import PollState, RunwareClient
+from bot.runware.client import PollState, RunwareClient, Sleep
 from bot.runware.errors import (
     RunwareAuthError,
     RunwareContentRefusedError,
@@ -47,10 +47,28 @@ MINI = ImageInferenceRequest(model="gpt-image-1-mini", prompt="a red fox in the 
 
 
 def make_client(
-    session: aiohttp.ClientSession, fake: FakeRunware, config: RunwareConfig, *, api_key: str
+    session: aiohttp.ClientSession,
+    fake: FakeRunware,
+    config: RunwareConfig,
+    *,
+    api_key: str,
+    api_url: str | None = None,
+    sleep: Sleep = asyncio.sleep,
+    late_probes: int | None = None,
+    retry_base_delay: float = 0.005,
+    retry_max_delay: float = 0.02,
 ) -> RunwareClient:
+    """A client for `fake` (or for `api_url`, when `fake` is closed) with millisecond backoffs unless told otherwise;
+    `late_probes` None keeps the client's own number."""
     return RunwareClient(
-        session, api_key=api_key, api_url=fake.url, config=config, retry_base_delay=0.005, retry_max_delay=0.02
+        session,
+        api_key=api_key,
+        api_url=fake.url if api_url is None else api_url,
+        config=config,
+        sleep=sleep,
+        retry_base_delay=retry_base_delay,
+        retry_max_delay=retry_max_delay,
+        **({} if late_probes is None else {"late_probes": late_probes}),
     )
 
 
@@ -442,7 +460,7 @@ async def test_wait_timeout_holds_even_with_a_sleep_that_does_not_sleep(
         slept.append(delay)
 
     fake_runware.latency = 30
-    client = RunwareClient(session, api_key=runware_key, api_url=fake_runware.url, config=runware_config, sleep=record)
+    client = make_client(session, fake_runware, runware_config, api_key=runware_key, sleep=record)
     task_uuid = client.new_task_uuid()
     await client.submit(MINI, task_uuid)
     with pytest.raises(RunwareTimeoutError):
@@ -593,15 +611,7 @@ async def test_without_the_late_probes_the_same_fault_bills_twice(
     """The control for the test above: a client that trusts the first "unknown" resubmits, and a Runware that
     runs a repeated UUID bills the generation twice. (So the fault really is the danger the probes guard against.)"""
     fake_runware.reject_duplicate_uuids = False
-    client = RunwareClient(
-        session,
-        api_key=runware_key,
-        api_url=fake_runware.url,
-        config=runware_config,
-        retry_base_delay=0.005,
-        retry_max_delay=0.02,
-        late_probes=0,
-    )
+    client = make_client(session, fake_runware, runware_config, api_key=runware_key, late_probes=0)
     delay = runware_config.request_timeout_seconds * 1.6
     fake_runware.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=delay)
     result = await client.generate(MINI)
@@ -622,15 +632,7 @@ async def test_late_probes_are_bounded_then_the_task_is_resubmitted_under_the_sa
         slept.append(delay)
         await asyncio.sleep(delay)
 
-    client = RunwareClient(
-        session,
-        api_key=runware_key,
-        api_url=fake_runware.url,
-        config=runware_config,
-        sleep=record,
-        retry_base_delay=0.005,
-        retry_max_delay=0.02,
-    )
+    client = make_client(session, fake_runware, runware_config, api_key=runware_key, sleep=record)
     timeout = runware_config.request_timeout_seconds
     fake_runware.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=timeout * 2.5)
     task_uuid = client.new_task_uuid()
@@ -687,15 +689,7 @@ async def test_a_connection_that_never_opened_is_not_waited_for(
     async def record(delay: float) -> None:
         slept.append(delay)
 
-    client = RunwareClient(
-        session,
-        api_key=runware_key,
-        api_url=url,
-        config=runware_config,
-        sleep=record,
-        retry_base_delay=0.005,
-        retry_max_delay=0.02,
-    )
+    client = make_client(session, fake, runware_config, api_key=runware_key, api_url=url, sleep=record)
     with pytest.raises(RunwareTransientError):
         await client.submit(MINI, client.new_task_uuid())
     assert slept and all(delay <= 0.02 for delay in slept), slept
@@ -777,14 +771,8 @@ async def test_find_task_retries_transient_failures_with_the_clients_retry_polic
         slept.append(delay)
 
     config = runware_config.model_copy(update={"max_retries": max_retries})
-    client = RunwareClient(
-        session,
-        api_key=runware_key,
-        api_url=fake_runware.url,
-        config=config,
-        sleep=record,
-        retry_base_delay=0.5,
-        retry_max_delay=1.5,
+    client = make_client(
+        session, fake_runware, config, api_key=runware_key, sleep=record, retry_base_delay=0.5, retry_max_delay=1.5
     )
     task_uuid = client.new_task_uuid()
     await client.submit(MINI, task_uuid)
