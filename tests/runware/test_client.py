@@ -589,20 +589,33 @@ async def test_ambiguous_submit_failure_does_not_bill_twice(
 
 
 async def test_a_timed_out_submit_that_registers_late_is_found_not_paid_twice(
-    client: RunwareClient, fake_runware: FakeRunware, runware_config: RunwareConfig
+    session: aiohttp.ClientSession, fake_runware: FakeRunware, runware_key: str, runware_config: RunwareConfig
 ) -> None:
     """The POST outlives the client's timeout and Runware registers it only later: the client keeps asking before
     it resubmits, finds the task, and the member pays once, even from a Runware that would run a repeated UUID again."""
+    late_probes = 4
+    waits: list[tuple[float, bool]] = []  # each sleep of the client: (seconds, whether Runware knew the task yet)
+
+    async def record(delay: float) -> None:
+        waits.append((delay, fake_runware.task(task_uuid) is not None))
+        await asyncio.sleep(delay)
+
+    client = make_client(
+        session, fake_runware, runware_config, api_key=runware_key, sleep=record, late_probes=late_probes
+    )
     fake_runware.reject_duplicate_uuids = False
     delay = runware_config.request_timeout_seconds * 1.6
     fake_runware.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=delay)
-    result = await client.generate(MINI)
+    task_uuid = client.new_task_uuid()
+    result = await client.generate(MINI, task_uuid=task_uuid)
 
-    assert fake_runware.submissions_of(result.task_uuid) == 1
-    assert fake_runware.paid_tasks == [result.task_uuid]
+    assert fake_runware.submissions_of(task_uuid) == 1
+    assert fake_runware.paid_tasks == [task_uuid]
     assert fake_runware.total_cost_micros == result.cost_micros == 11_000
-    probes = [task for task in fake_runware.tasks_submitted("getResponse") if task["taskUUID"] == result.task_uuid]
-    assert len(probes) >= 2, "an 'unknown' right after the timeout must not be taken as final"
+    late_waits = [known for seconds, known in waits if seconds == runware_config.request_timeout_seconds / late_probes]
+    assert late_waits and not late_waits[0], f"an 'unknown' right after the timeout must not be taken as final: {waits}"
+    probes = [task for task in fake_runware.tasks_submitted("getResponse") if task["taskUUID"] == task_uuid]
+    assert len(probes) >= 2
 
 
 async def test_without_the_late_probes_the_same_fault_bills_twice(
