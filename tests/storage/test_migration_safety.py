@@ -7,7 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -66,7 +66,8 @@ async def test_an_upgraded_file_has_exactly_the_schema_of_a_new_one(tmp_path: Pa
 
 
 def migrate_until_killed(path: Path) -> None:
-    """Run the migration worker, SIGKILL it while its slow migration runs, and check it did not end by itself."""
+    """Run the migration worker, SIGKILL it as soon as its slow migration's never-ending statement has begun, and
+    check it did not end by itself."""
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.storage.migration_crash_worker", str(path)],
         cwd=ROOT,
@@ -76,9 +77,14 @@ def migrate_until_killed(path: Path) -> None:
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
+        watchdog = threading.Timer(30.0, process.kill)  # a worker that never says it got there fails, not hangs
+        watchdog.start()
+        try:
+            line = process.stdout.readline()
+        finally:
+            watchdog.cancel()
         assert line == "migrating\n", f"worker said {line!r}: {process.stderr.read() if process.stderr else ''}"
-        time.sleep(0.2)  # well inside the never-ending statement
+        # SQLite has begun the never-ending statement: the kill lands inside the open migration transaction.
         assert process.poll() is None, "the worker stopped by itself"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
