@@ -352,6 +352,20 @@ def assert_spec_clean(fake: FakeDiscord) -> None:
     assert fake.unhandled == []
 
 
+def assert_spec_clean_but_one(fake: FakeDiscord, flagged: str) -> None:
+    """`assert_spec_clean`, after taking off the one request the OpenAPI validator must flag (its message holds
+    `flagged`). Without the spec that cannot be checked: the rest is, then the test is skipped with the reason, so
+    the part left unchecked shows in the summary instead of passing silently."""
+    reason = fake.openapi_skip_reason
+    if reason is None:
+        assert len(fake.openapi_failures) == 1, fake.openapi_failures
+        assert flagged in fake.openapi_failures[0]
+        fake.openapi_failures.clear()
+    assert_spec_clean(fake)
+    if reason is not None:
+        pytest.skip(f"whether Discord's OpenAPI description refuses the request too was not checked: {reason}")
+
+
 async def draw_result(fake: FakeDiscord, world: World, **options: Any) -> tuple[FakeInteraction, FakeMessage]:
     interaction = await fake.invoke_slash("draw", user_id=world.member_id, options={"prompt": "a fox", **options})
     message = await interaction.wait_message(lambda m: bool(m.attachments))
@@ -649,11 +663,7 @@ async def test_content_over_2000_characters_is_50035(fake_discord: FakeDiscord, 
     assert isinstance(error, discord.HTTPException) and error.code == 50035
     assert "2000 or fewer" in str(error)
     assert [(r.status, r.code) for r in interaction.responses] == [(400, 50035), (200, None)]
-    if fake_discord.openapi_skip_reason is None:  # the validator flags the same request, and only that one
-        assert len(fake_discord.openapi_failures) == 1
-        assert "data/content: length 2001 breaks maxLength 2000" in fake_discord.openapi_failures[0]
-        fake_discord.openapi_failures.clear()
-    assert_spec_clean(fake_discord)
+    assert_spec_clean_but_one(fake_discord, "data/content: length 2001 breaks maxLength 2000")
 
 
 async def test_button_click_reaches_the_view_and_updates_the_message(
@@ -865,11 +875,7 @@ async def test_ten_files_are_accepted_and_eleven_are_invalid_form_body(
     assert eleven["errors"]["attachments"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
     assert [(e.status, e.code) for e in fake_discord.errors] == [(400, 50035)]
     assert len(fake_discord.channel_messages(world.channel_id)) == 1
-    if fake_discord.openapi_skip_reason is None:  # the validator flags the same request, and only that one
-        assert len(fake_discord.openapi_failures) == 1
-        assert "InvalidRequestBody at attachments" in fake_discord.openapi_failures[0]
-        fake_discord.openapi_failures.clear()
-    assert_spec_clean(fake_discord)
+    assert_spec_clean_but_one(fake_discord, "InvalidRequestBody at attachments")
 
 
 async def test_embeds_over_6000_characters_in_total_are_invalid_form_body(
