@@ -15,7 +15,7 @@ import pytest
 from bot.storage.database import Database
 from bot.storage.migrate import latest_version
 from bot.storage.repositories import MetaRepository
-from tests.storage.test_migrations import seed_version_1
+from tests.storage.test_migrations import seed_version_1, user_version
 
 ROOT = Path(__file__).resolve().parents[2]
 LATEST = latest_version()
@@ -31,14 +31,6 @@ def schema(path: Path) -> Schema:
     finally:
         conn.close()
     return [(str(kind), str(name), str(table), sql) for kind, name, table, sql in rows]
-
-
-def user_version(path: Path) -> int:
-    conn = sqlite3.connect(path)
-    try:
-        return int(conn.execute("PRAGMA user_version").fetchone()[0])
-    finally:
-        conn.close()
 
 
 async def fresh_schema(folder: Path, version: int | None = None) -> Schema:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,8 @@ def tables(path: Path) -> set[str]:
 
 
 def user_version(path: Path) -> int:
-    with sqlite3.connect(path) as conn:
+    """The file's `PRAGMA user_version`, read on a connection of its own that is closed again."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
