@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.errors import InvalidRequestError
@@ -45,13 +43,6 @@ def config_with(*, defaults: dict[str, Any] | None = None, limits: dict[str, Any
             "limits": CONFIG.limits.model_copy(update=limits or {}),
         }
     )
-
-
-@pytest_asyncio.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    """A migrated database file."""
-    async with await Database.open(tmp_path / "atelier.sqlite3") as database:
-        yield database
 
 
 @pytest.fixture

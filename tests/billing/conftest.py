@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
@@ -49,13 +47,6 @@ def config() -> AppConfig:
 def clock() -> Clock:
     """A clock standing at Wednesday 2025-01-15 12:00 UTC."""
     return Clock(datetime(2025, 1, 15, 12, 0, tzinfo=UTC))
-
-
-@pytest_asyncio.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    """A freshly created and migrated database file, closed after the test."""
-    async with await Database.open(tmp_path / "atelier.sqlite3") as database:
-        yield database
 
 
 @pytest.fixture
