@@ -4,7 +4,7 @@ It speaks the same protocol as `https://api.runware.ai/v1`: a JSON array of task
 `{"data": [...]}` / `{"errors": [...]}` envelopes, sync and async delivery with cumulative `getResponse` polling,
 `imageUpload`, and the GPT Image validation rules. Outputs are real Pillow images of the requested size and format,
 served from the same app. Tests inject faults with `FakeRunware.fail_next` and inspect what the client sent through
-`requests`, `tasks_submitted`, `submissions_of`, `paid_tasks` and `total_cost_micros`; `drain` waits for the
+`requests`, `tasks_submitted`, `submissions_of`, `polls_of`, `paid_tasks` and `total_cost_micros`; `drain` waits for the
 requests that `REGISTER_LATE` holds.
 
 Run it standalone for subprocess tests and benchmarks::
@@ -576,6 +576,10 @@ class FakeRunware:
     def submissions_of(self, task_uuid: str) -> int:
         """How many times an imageInference task with this taskUUID was received (rejected attempts included)."""
         return sum(1 for task in self.tasks_submitted("imageInference") if task.get("taskUUID") == task_uuid)
+
+    def polls_of(self, task_uuid: str) -> int:
+        """How many getResponse tasks asking about this taskUUID were received (refused or failed ones included)."""
+        return sum(1 for task in self.tasks_submitted("getResponse") if task.get("taskUUID") == task_uuid)
 
     @property
     def pending_late_registrations(self) -> int:

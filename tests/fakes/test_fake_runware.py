@@ -585,6 +585,8 @@ async def test_recording_helpers(fake_runware: FakeRunware, session: aiohttp.Cli
     assert fake_runware.tasks_submitted("getResponse") == [poll(task["taskUUID"])]
     assert len(fake_runware.tasks_submitted(None)) == 2
     assert fake_runware.submissions_of(task["taskUUID"]) == 1
+    assert fake_runware.polls_of(task["taskUUID"]) == 1
+    assert fake_runware.polls_of(str(uuid.uuid4())) == 0
 
 
 # ------------------------------------------------------------------ faults

@@ -614,8 +614,7 @@ async def test_a_timed_out_submit_that_registers_late_is_found_not_paid_twice(
     assert fake_runware.total_cost_micros == result.cost_micros == 11_000
     late_waits = [known for seconds, known in waits if seconds == runware_config.request_timeout_seconds / late_probes]
     assert late_waits and not late_waits[0], f"an 'unknown' right after the timeout must not be taken as final: {waits}"
-    probes = [task for task in fake_runware.tasks_submitted("getResponse") if task["taskUUID"] == task_uuid]
-    assert len(probes) >= 2
+    assert fake_runware.polls_of(task_uuid) >= 2
 
 
 async def test_without_the_late_probes_the_same_fault_bills_twice(
@@ -651,7 +650,7 @@ async def test_late_probes_are_bounded_then_the_task_is_resubmitted_under_the_sa
     task_uuid = client.new_task_uuid()
     await client.submit(MINI, task_uuid)
 
-    assert polls_of(fake_runware, task_uuid) == 1 + 4
+    assert fake_runware.polls_of(task_uuid) == 1 + 4
     assert slept[1:] == [timeout / 4] * 4, slept
     assert fake_runware.submissions_of(task_uuid) == 2
     assert fake_runware.pending_late_registrations == 1, "the first POST is still held when it is resubmitted"
@@ -742,10 +741,6 @@ async def test_polling_an_unknown_task_raises_task_not_found(client: RunwareClie
 # ------------------------------------------------------------------------------------------------ find_task
 
 
-def polls_of(fake: FakeRunware, task_uuid: str) -> int:
-    return sum(1 for task in fake.tasks_submitted("getResponse") if task.get("taskUUID") == task_uuid)
-
-
 async def test_find_task_tells_an_unknown_task_from_a_running_or_finished_one(
     client: RunwareClient, fake_runware: FakeRunware
 ) -> None:
@@ -793,7 +788,7 @@ async def test_find_task_retries_transient_failures_with_the_clients_retry_polic
         fake_runware.fail_next(Fault.UNAVAILABLE, times=max_retries, task_type="getResponse")
     state = await client.find_task(task_uuid)
     assert state is not None and state.task_uuid == task_uuid
-    assert polls_of(fake_runware, task_uuid) == max_retries + 1
+    assert fake_runware.polls_of(task_uuid) == max_retries + 1
     assert len(slept) == max_retries
     for attempt, delay in enumerate(slept):
         ceiling = min(1.5, 0.5 * 2**attempt)
@@ -804,7 +799,7 @@ async def test_find_task_retries_transient_failures_with_the_clients_retry_polic
     fake_runware.fail_next(Fault.UNAVAILABLE, times=max_retries + 1, task_type="getResponse", retry_after=1.2)
     with pytest.raises(RunwareTransientError):
         await client.find_task(unknown_uuid)
-    assert polls_of(fake_runware, unknown_uuid) == max_retries + 1
+    assert fake_runware.polls_of(unknown_uuid) == max_retries + 1
     assert len(slept) == max_retries and all(1.2 <= delay <= 1.5 for delay in slept), slept
     assert fake_runware.submissions_of(unknown_uuid) == 0
     assert await client.find_task(unknown_uuid) is None
@@ -832,7 +827,7 @@ async def test_find_task_raises_other_answers_at_once(
     with pytest.raises(RunwareError) as caught:
         await client.find_task(task_uuid)
     assert type(caught.value) is expected
-    assert polls_of(fake_runware, task_uuid) == 1
+    assert fake_runware.polls_of(task_uuid) == 1
 
 
 async def test_unreachable_server_is_a_transient_error(
