@@ -102,6 +102,16 @@ async def settled_total(atelier: Atelier) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+async def nothing_spent(atelier: Atelier, member_id: int, *, nothing_sent: bool = False) -> None:
+    """Assert the member has nothing spent or reserved and the ledger holds no charge; with `nothing_sent`, also
+    that no generation reached Runware."""
+    budget = await status(atelier, member_id)
+    assert (budget.spent, budget.reserved) == (0, 0)
+    assert await settled_total(atelier) == (0, 0)
+    if nothing_sent:
+        assert inference_tasks(atelier) == []
+
+
 def _components(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for component in tree:

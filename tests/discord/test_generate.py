@@ -35,6 +35,7 @@ from tests.discord.helpers import (
     inference_tasks,
     job_id_of,
     jpeg,
+    nothing_spent,
     pixel,
     png,
     refused,
@@ -61,12 +62,6 @@ CASES = [
 """Every model with every size, and every quality, background and format along the way."""
 
 MAGIC = {"png": b"\x89PNG", "jpg": b"\xff\xd8\xff", "webp": b"RIFF"}
-
-
-async def _nothing_spent(atelier: Atelier, member_id: int) -> None:
-    budget = await status(atelier, member_id)
-    assert (budget.spent, budget.reserved) == (0, 0)
-    assert await settled_total(atelier) == (0, 0)
 
 
 async def test_imagine_sends_each_model_and_size_and_posts_what_runware_made(atelier: Atelier) -> None:
@@ -238,7 +233,7 @@ async def test_confirmation_above_the_threshold(atelier: Atelier) -> None:
     abort_id = next(custom_id for custom_id in question.button_custom_ids() if ":abort:" in custom_id)
     await atelier.fake.click_button(question, abort_id, user_id=world.member_id)
     await atelier.fake.wait_until(lambda: "Cancelled" in question.content, what="the cancellation")
-    await _nothing_spent(atelier, world.member_id)
+    await nothing_spent(atelier, world.member_id)
 
     confirmed = await atelier.slash("imagine", user_id=world.member_id, prompt="a confirmed fox")
     question = await confirmed.wait_message(lambda m: "confirm" in m.content)
@@ -278,7 +273,7 @@ async def test_bad_input_is_refused_privately_and_costs_nothing(atelier: Atelier
 
     assert not any(path.endswith("/huge.png") for path in fake.cdn_hits), "the 30 MB file was never downloaded"
     assert inference_tasks(atelier) == [] and atelier.runware.tasks_submitted("imageUpload") == []
-    await _nothing_spent(atelier, world.member_id)
+    await nothing_spent(atelier, world.member_id)
     # The public placeholders were removed: nothing is left in the channel but the private refusals.
     assert [m for m in fake.channel_messages(world.channel_id) if not m.ephemeral and not m.deleted] == []
 
@@ -326,7 +321,7 @@ async def test_runware_failures_are_explained_and_cost_nothing(atelier: Atelier,
 
     assert message.content == f"❌ <@{atelier.world.member_id}> {sentence}"
     assert message.attachments == [] and message.components == []
-    await _nothing_spent(atelier, atelier.world.member_id)
+    await nothing_spent(atelier, atelier.world.member_id)
 
 
 @pytest.mark.parametrize(
@@ -350,7 +345,7 @@ async def test_missing_channel_permissions_are_refused_before_spending(
 
     assert message.content == sentence
     assert inference_tasks(atelier) == []
-    await _nothing_spent(atelier, world.member_id)
+    await nothing_spent(atelier, world.member_id)
 
 
 async def test_exhausted_budget_is_refused_with_the_numbers(atelier: Atelier) -> None:
@@ -362,7 +357,7 @@ async def test_exhausted_budget_is_refused_with_the_numbers(atelier: Atelier) ->
 
     assert message.content.startswith("This needs about $0.011 but you have $0.00 left; your budget resets <t:")
     assert inference_tasks(atelier) == []
-    await _nothing_spent(atelier, world.member_id)
+    await nothing_spent(atelier, world.member_id)
 
 
 async def test_a_job_outliving_its_token_is_delivered_as_a_channel_reply(atelier: Atelier) -> None:
@@ -463,7 +458,7 @@ async def test_permission_lost_before_delivery_fails_the_job_without_charge(atel
     await idle(atelier)
 
     assert message.content == f"❌ <@{world.member_id}> {ATTACH_FILES_MISSING}"
-    await _nothing_spent(atelier, world.member_id)
+    await nothing_spent(atelier, world.member_id)
 
 
 @pytest.mark.parametrize(
@@ -617,8 +612,7 @@ async def test_a_job_cancelled_after_its_handover_says_so_in_the_channel(atelier
     job = await atelier.bot.services.generation.get_job(job_id)
     assert job is not None and job.state is JobState.CANCELLED
     assert [m for m in fake.channel_messages(world.channel_id) if m.attachments] == []
-    budget = await status(atelier, world.member_id)
-    assert (budget.spent, budget.reserved) == (0, 0)
+    await nothing_spent(atelier, world.member_id)
 
 
 async def test_a_job_being_posted_shows_so_without_its_cancel_button(atelier: Atelier) -> None:

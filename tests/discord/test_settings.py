@@ -7,12 +7,11 @@ from bot.generation_settings import TRANSPARENT_JPG
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
     idle,
-    inference_tasks,
+    nothing_spent,
     png,
     refused,
     result_of,
     settled_total,
-    status,
     task_for,
     text_input_id,
 )
@@ -26,13 +25,6 @@ CONFIG = "config file"
 async def _stored(atelier: Atelier) -> object:
     """The server's stored generation settings row (None if it has none)."""
     return await atelier.bot.services.generation_settings.stored(atelier.world.guild_id)
-
-
-async def _nothing_spent(atelier: Atelier, member_id: int) -> None:
-    budget = await status(atelier, member_id)
-    assert (budget.spent, budget.reserved) == (0, 0)
-    assert await settled_total(atelier) == (0, 0)
-    assert inference_tasks(atelier) == []
 
 
 async def test_admin_sets_defaults_and_members_requests_use_them(atelier: Atelier) -> None:
@@ -113,7 +105,7 @@ async def test_a_servers_max_count_refuses_a_larger_count_with_nothing_spent(ate
     message = await refused(atelier, "imagine", user_id=world.member_id, prompt="three foxes", count=3)
 
     assert message.content == "count must be between 1 and 2 on this server (got 3)."
-    await _nothing_spent(atelier, world.member_id)
+    await nothing_spent(atelier, world.member_id, nothing_sent=True)
 
 
 async def test_a_lowered_threshold_asks_for_confirmation_until_reset(atelier: Atelier) -> None:
@@ -127,7 +119,7 @@ async def test_a_lowered_threshold_asks_for_confirmation_until_reset(atelier: At
 
     assert "about **$0.011**" in question.content and "confirmation threshold of $0.005" in question.content
     assert any(":confirm:" in custom_id for custom_id in question.button_custom_ids())
-    await _nothing_spent(atelier, world.member_id)
+    await nothing_spent(atelier, world.member_id, nothing_sent=True)
 
     reset = await atelier.answer("settings limits", user_id=world.admin_id, reset=True)
     assert reset.content == "Cleared this server's limits."
