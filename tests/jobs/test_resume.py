@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from bot.catalog import ModelName, Quality
 from bot.jobs.state import JobState
@@ -16,11 +18,46 @@ from tests.fakes.runware import FakeRunware, Fault, RecordedRequest
 from tests.jobs.conftest import (
     FAST_RUNWARE,
     MINI_MEDIUM_SQUARE,
+    Harness,
     HarnessFactory,
     eventually,
     make_config,
     make_request,
 )
+
+RUNWARE_REQUEST = ImageInferenceRequest(model=ModelName.GPT_IMAGE_1_MINI, prompt="a red fox", quality=Quality.MEDIUM)
+"""A task like the one `make_request()` makes (mini, medium, square: `MINI_MEDIUM_SQUARE`), for tests that POST the
+stored task themselves."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A job whose process died after storing its task UUID (see `crash_after_storing_the_task_uuid`)."""
+
+    job_id: str
+    task_uuid: str
+    stored_at: float
+    """`time.time()` just before the task UUID was stored."""
+
+
+async def crash_after_storing_the_task_uuid(
+    harnesses: HarnessFactory,
+    config: AppConfig | None = None,
+    *,
+    before_crash: Callable[[Harness, Stored], Awaitable[None]] | None = None,
+) -> Stored:
+    """A process (not resumed) admits a job and stores a new task UUID for it, as `begin_submit` does just before
+    the POST; then it runs `before_crash` (sends the POST, say), if given, and dies."""
+    first = await harnesses.open(config, start=False)
+    admission = await first.service.admit(make_request())
+    assert admission.job_id is not None
+    task_uuid = first.client.new_task_uuid()
+    stored = Stored(admission.job_id, task_uuid, time.time())
+    assert await JobQueueRepository(first.db).begin_submit(stored.job_id, task_uuid)
+    if before_crash is not None:
+        await before_crash(first, stored)
+    await harnesses.crash(first)
+    return stored
 
 
 async def test_a_job_killed_while_runware_works_is_polled_after_restart_never_resubmitted(
@@ -57,18 +94,13 @@ async def test_a_job_stored_as_submitted_but_never_posted_is_submitted_once_unde
     harnesses: HarnessFactory,
 ) -> None:
     """Died after storing the task UUID, before the POST: Runware does not know it, so it is submitted once."""
-    first = await harnesses.open(start=False)
-    admission = await first.service.admit(make_request())
-    assert admission.job_id is not None
-    task_uuid = first.client.new_task_uuid()
-    assert await JobQueueRepository(first.db).begin_submit(admission.job_id, task_uuid)
-    await harnesses.crash(first)
+    stored = await crash_after_storing_the_task_uuid(harnesses)
 
     second = await harnesses.open(start=False)
     report = await second.service.resume()
-    assert report.resumed == [admission.job_id]
+    assert report.resumed == [stored.job_id]
     await asyncio.wait_for(second.service.wait_idle(), 10)
-    assert second.fake.submissions_of(task_uuid) == 1
+    assert second.fake.submissions_of(stored.task_uuid) == 1
     assert len(second.delivery.delivered) == 1
     assert await second.charged() == MINI_MEDIUM_SQUARE
 
@@ -80,20 +112,17 @@ async def test_a_submission_still_registering_when_the_bot_died_is_found_after_t
     The restart keeps asking within the late-registration window, finds the task and polls it, so even a Runware
     that would run a repeated task UUID a second time bills it once."""
     harnesses.fake.reject_duplicate_uuids = False
-    first = await harnesses.open(start=False)
-    admission = await first.service.admit(make_request())
-    assert admission.job_id is not None
-    job_id = admission.job_id
-    task_uuid = first.client.new_task_uuid()
-    assert await JobQueueRepository(first.db).begin_submit(job_id, task_uuid)
     harnesses.fake.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=1.0)
-    request = ImageInferenceRequest(model=ModelName.GPT_IMAGE_1_MINI, prompt="a red fox", quality=Quality.MEDIUM)
-    posting = asyncio.ensure_future(first.client.submit(request, task_uuid))
-    await eventually(lambda: harnesses.fake.submissions_of(task_uuid) == 1)
-    posting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await posting
-    await harnesses.crash(first)
+
+    async def die_while_posting(first: Harness, stored: Stored) -> None:
+        posting = asyncio.ensure_future(first.client.submit(RUNWARE_REQUEST, stored.task_uuid))
+        await eventually(lambda: harnesses.fake.submissions_of(stored.task_uuid) == 1)
+        posting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await posting
+
+    stored = await crash_after_storing_the_task_uuid(harnesses, before_crash=die_while_posting)
+    job_id, task_uuid = stored.job_id, stored.task_uuid
 
     second = await harnesses.open(start=False)
     report = await second.service.resume()
@@ -176,14 +205,8 @@ async def test_two_restarts_during_the_resubmission_of_a_resumed_job_still_run_i
     finds the task and only polls it: one paid run on a Runware that runs a repeated task UUID twice."""
     harnesses.fake.reject_duplicate_uuids = False
     config = late_config()
-    first = await harnesses.open(config, start=False)
-    admission = await first.service.admit(make_request())
-    assert admission.job_id is not None
-    job_id = admission.job_id
-    task_uuid = first.client.new_task_uuid()
-    stored_at = time.time()
-    assert await JobQueueRepository(first.db).begin_submit(job_id, task_uuid)
-    await harnesses.crash(first)
+    stored = await crash_after_storing_the_task_uuid(harnesses, config)
+    job_id, task_uuid = stored.job_id, stored.task_uuid
 
     harnesses.fake.fail_next(Fault.REGISTER_LATE, task_type="imageInference", delay=LATE_DELAY)
     second = await harnesses.open(config)
@@ -193,7 +216,7 @@ async def test_two_restarts_during_the_resubmission_of_a_resumed_job_still_run_i
     assert late.fault is Fault.REGISTER_LATE
     assert harnesses.fake.task(task_uuid) is None, "the resubmission must still be registering at the crash"
     assert harnesses.fake.pending_late_registrations == 1
-    await sleep_until(stored_at + 2 * LATE_TIMEOUT + 0.1)  # the window counted from storing the UUID is over
+    await sleep_until(stored.stored_at + 2 * LATE_TIMEOUT + 0.1)  # the window counted from storing the UUID is over
 
     third = await harnesses.open(config, start=False)
     report = await third.service.resume()
@@ -212,22 +235,19 @@ async def test_a_job_posted_but_not_acknowledged_is_found_on_runware_through_fla
     """Died after the POST, before the acknowledgement was recorded: the restart asks Runware about the task,
     retrying its transient failures as the client's policy allows, finds it, and polls it: one submission, one
     charge."""
-    first = await harnesses.open(start=False)
-    admission = await first.service.admit(make_request())
-    assert admission.job_id is not None
-    task_uuid = first.client.new_task_uuid()
-    assert await JobQueueRepository(first.db).begin_submit(admission.job_id, task_uuid)
-    request = ImageInferenceRequest(model=ModelName.GPT_IMAGE_1_MINI, prompt="a red fox", quality=Quality.MEDIUM)
-    await first.client.submit(request, task_uuid)
-    await harnesses.crash(first)
+
+    async def post(first: Harness, stored: Stored) -> None:
+        await first.client.submit(RUNWARE_REQUEST, stored.task_uuid)
+
+    stored = await crash_after_storing_the_task_uuid(harnesses, before_crash=post)
 
     second = await harnesses.open(start=False)
     second.fake.fail_next(Fault.UNAVAILABLE, times=FAST_RUNWARE.max_retries, task_type="getResponse")
     report = await second.service.resume()
-    assert report.resumed == [admission.job_id]
+    assert report.resumed == [stored.job_id]
     await asyncio.wait_for(second.service.wait_idle(), 10)
-    assert second.fake.submissions_of(task_uuid) == 1
-    assert [item.job.id for item in second.delivery.delivered] == [admission.job_id]
+    assert second.fake.submissions_of(stored.task_uuid) == 1
+    assert [item.job.id for item in second.delivery.delivered] == [stored.job_id]
     assert await second.charged() == MINI_MEDIUM_SQUARE
 
 
@@ -236,13 +256,8 @@ async def test_a_job_whose_task_runware_cannot_be_asked_about_fails_and_is_never
 ) -> None:
     """Died before the acknowledgement, and on restart Runware keeps failing to say whether it has the task: after
     the configured retries the job fails and its hold is released; "no answer" is never taken for "unknown"."""
-    first = await harnesses.open(start=False)
-    admission = await first.service.admit(make_request())
-    assert admission.job_id is not None
-    job_id = admission.job_id
-    task_uuid = first.client.new_task_uuid()
-    assert await JobQueueRepository(first.db).begin_submit(job_id, task_uuid)
-    await harnesses.crash(first)
+    stored = await crash_after_storing_the_task_uuid(harnesses)
+    job_id, task_uuid = stored.job_id, stored.task_uuid
 
     second = await harnesses.open(start=False)
     second.fake.fail_next(Fault.UNAVAILABLE, times=50, task_type="getResponse")
