@@ -9,6 +9,7 @@ import gc
 import itertools
 import tracemalloc
 from datetime import timedelta
+from typing import Any
 
 import aiohttp.payload
 import pytest
@@ -44,7 +45,7 @@ from tests.discord.helpers import (
     status,
     task_for,
 )
-from tests.fakes.discord import FakeDiscordUsageError, Permission
+from tests.fakes.discord import FakeDiscordUsageError, FakeInteraction, FakeMessage, Permission
 from tests.fakes.runware import Fault
 
 CASES = [
@@ -536,23 +537,50 @@ async def test_identical_requests_in_the_duplicate_window_collapse_into_one_job(
     assert await settled_total(atelier) == (1, 11_000)
 
 
+HANDOVER_DUE = timedelta(minutes=13, seconds=40)
+"""How far to move the delivery's clock for a status to be due for handover: 80 s left, 20 s before the cutoff."""
+
+
+async def for_handovers(atelier: Atelier, *, latency: float, progress_edit_seconds: str = "1") -> Any:
+    """Restart with a progress edit every `progress_edit_seconds`, have the bot look for statuses to hand over every
+    0.1 s, and make Runware take `latency` s; return the Generate cog (the extension the bot loaded, not a module
+    this test imported)."""
+    await atelier.restart(limits__progress_edit_seconds=progress_edit_seconds)
+    cog = atelier.bot.get_cog("Generate")
+    assert cog is not None
+    cog.delivery.handover_check_seconds = 0.1
+    atelier.runware.latency = latency
+    return cog
+
+
+async def started(atelier: Atelier, prompt: str) -> tuple[FakeInteraction, FakeMessage, str]:
+    """Run `/imagine` as the member and wait for its status's Cancel button: (interaction, status, job id)."""
+    interaction = await atelier.slash("imagine", user_id=atelier.world.member_id, prompt=prompt)
+    message = interaction.original_message()
+    assert message is not None
+    await atelier.fake.wait_until(lambda: message.button_custom_ids() != [], what="the Cancel button")
+    [cancel] = message.button_custom_ids()
+    assert cancel.startswith("atelier:cancel:"), cancel
+    return interaction, message, cancel.rsplit(":", 1)[1]
+
+
+async def cancel_in_queue(atelier: Atelier, job_id: str) -> FakeMessage:
+    """Cancel the job with its button in the member's `/queue` and wait until the queue says so; return the queue."""
+    queue = await atelier.answer("queue", user_id=atelier.world.member_id)
+    await atelier.fake.click_button(queue, f"atelier:cancel:{job_id}", user_id=atelier.world.member_id)
+    await atelier.fake.wait_until(lambda: "Cancelled job" in queue.content, what="the cancellation in /queue")
+    return queue
+
+
 async def test_a_status_is_handed_over_before_its_token_stops_working(atelier: Atelier) -> None:
     """Shortly before the token stops being used, the status loses its Cancel button (it could not be removed
     later) and says the result will come as a reply in the channel and /queue can still cancel it; no later progress
     edit brings the button back, and the result is that reply."""
-    await atelier.restart(limits__progress_edit_seconds="1")
     fake, world = atelier.fake, atelier.world
-    cog = atelier.bot.get_cog("Generate")  # the extension's own module object: the bot loaded it, not this test
-    assert cog is not None
-    cog.delivery.handover_check_seconds = 0.1
-    atelier.runware.latency = 2.5  # progress edits are due (every second) after the handover, before the result
-    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a fox that takes its time")
-    status = interaction.original_message()
-    assert status is not None
-    await fake.wait_until(lambda: any(":cancel:" in c for c in status.button_custom_ids()), what="the Cancel button")
-    job_id = status.button_custom_ids()[0].rsplit(":", 1)[1]
+    cog = await for_handovers(atelier, latency=2.5)  # progress edits are due (every second) after the handover
+    _, status, job_id = await started(atelier, "a fox that takes its time")
 
-    cog.delivery.clock = lambda: utc_now() + timedelta(minutes=13, seconds=40)  # 80 s left, 20 s before the cutoff
+    cog.delivery.clock = lambda: utc_now() + HANDOVER_DUE
     await fake.wait_until(lambda: not status.components, what="the status handed over")
     assert status.content == HANDED_OVER.format(job_id=job_id)
     assert "reply in this channel" in status.content and "`/queue`" in status.content
@@ -580,28 +608,18 @@ async def test_a_job_cancelled_after_its_handover_says_so_in_the_channel(atelier
     """A status handed over to the channel promised a result there; once its token can no longer be used, cancelling
     the job in /queue replies to that status (mentioning no one) that it was cancelled and nothing was charged, and
     no result follows."""
-    await atelier.restart(limits__progress_edit_seconds="1")
     fake, world = atelier.fake, atelier.world
-    cog = atelier.bot.get_cog("Generate")
-    assert cog is not None
-    cog.delivery.handover_check_seconds = 0.1
-    atelier.runware.latency = 6.0
-    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a fox that never comes")
-    status_message = interaction.original_message()
-    assert status_message is not None
-    await fake.wait_until(lambda: status_message.button_custom_ids() != [], what="the Cancel button")
-    job_id = status_message.button_custom_ids()[0].rsplit(":", 1)[1]
-    cog.delivery.clock = lambda: utc_now() + timedelta(minutes=13, seconds=40)
+    cog = await for_handovers(atelier, latency=6.0)
+    _, status_message, job_id = await started(atelier, "a fox that never comes")
+    cog.delivery.clock = lambda: utc_now() + HANDOVER_DUE
     await fake.wait_until(lambda: not status_message.components, what="the status handed over")
 
     cog.delivery.clock = lambda: utc_now() + timedelta(minutes=14, seconds=10)  # the token is no longer used
-    queue = await atelier.answer("queue", user_id=world.member_id)
-    await fake.click_button(queue, f"atelier:cancel:{job_id}", user_id=world.member_id)
+    await cancel_in_queue(atelier, job_id)
     reply = await fake.wait_until(
         lambda: next((m for m in fake.channel_messages(world.channel_id) if m.referenced is status_message), None),
         what="the cancellation in the channel",
     )
-    await fake.wait_until(lambda: "Cancelled job" in queue.content, what="the refreshed queue")
     await idle(atelier)
 
     assert reply.content == CANCELLED_IN_CHANNEL.format(job_id=job_id, who="its requester")
@@ -650,63 +668,42 @@ async def test_a_job_being_posted_shows_so_without_its_cancel_button(atelier: At
 async def test_one_jobs_held_up_status_does_not_delay_another_jobs_handover(atelier: Atelier) -> None:
     """Job A's progress edit waits out a rate limit (holding A's message) when both statuses are due for handover:
     B is handed over at once, A once its wait is over; each loses its Cancel button."""
-    await atelier.restart(limits__progress_edit_seconds="1")
-    fake, world = atelier.fake, atelier.world
-    cog = atelier.bot.get_cog("Generate")
-    assert cog is not None
-    cog.delivery.handover_check_seconds = 0.1
-    atelier.runware.latency = 12.0
-    statuses = []
-    for prompt in ("fox A", "fox B"):
-        interaction = await atelier.slash("imagine", user_id=world.member_id, prompt=prompt)
-        message = interaction.original_message()
-        assert message is not None
-        await fake.wait_until(lambda m=message: m.button_custom_ids() != [], what="the Cancel button")
-        statuses.append((interaction, message, message.button_custom_ids()[0].rsplit(":", 1)[1]))
+    fake = atelier.fake
+    cog = await for_handovers(atelier, latency=12.0)
+    statuses = [await started(atelier, prompt) for prompt in ("fox A", "fox B")]
     (first, first_status, _), (_, second_status, _) = statuses
 
     start = len(fake.requests)
     fake.plan_429("PATCH", rf"/webhooks/\d+/{first.token}/messages/@original$", retry_after=4.0)
     await fake.wait_for_request(lambda r: r.status == 429 and first.token in r.path, after=start)
-    cog.delivery.clock = lambda: utc_now() + timedelta(minutes=13, seconds=40)
+    cog.delivery.clock = lambda: utc_now() + HANDOVER_DUE
     await fake.wait_until(lambda: not second_status.components, timeout=3.0, what="B handed over")
     assert first_status.button_custom_ids() != [], "A's handover waits for its held-up edit, B's did not"
     await fake.wait_until(lambda: not first_status.components, timeout=10.0, what="A handed over")
 
     for _, message, job_id in statuses:
         assert message.content == HANDED_OVER.format(job_id=job_id)
-    for _ in range(2):  # cancel both rather than wait for Runware
-        queue = await atelier.answer("queue", user_id=world.member_id)
-        await fake.click_button(queue, queue.button_custom_ids()[0], user_id=world.member_id)
-        await fake.wait_until(lambda q=queue: "Cancelled job" in q.content, what="the cancellation")
+    for _, _, job_id in statuses:  # cancel both rather than wait for Runware
+        await cancel_in_queue(atelier, job_id)
     await idle(atelier)
 
 
 async def test_a_handover_that_discord_refuses_is_tried_again(atelier: Atelier) -> None:
     """The handover edit fails (Discord answers 400): the job does not count as handed over, and a later round hands
     it over (its Cancel button goes) while the token still works."""
-    await atelier.restart(limits__progress_edit_seconds="60")  # the handover edits are the only ones
-    fake, world = atelier.fake, atelier.world
-    cog = atelier.bot.get_cog("Generate")
-    assert cog is not None
-    cog.delivery.handover_check_seconds = 0.1
-    atelier.runware.latency = 6.0
-    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a fox behind an outage")
-    status_message = interaction.original_message()
-    assert status_message is not None
-    await fake.wait_until(lambda: status_message.button_custom_ids() != [], what="the Cancel button")
-    job_id = status_message.button_custom_ids()[0].rsplit(":", 1)[1]
+    fake = atelier.fake
+    cog = await for_handovers(atelier, latency=6.0, progress_edit_seconds="60")  # the handover edits are the only ones
+    interaction, status_message, job_id = await started(atelier, "a fox behind an outage")
 
     start = len(fake.requests)
     fake.plan_error("PATCH", rf"/webhooks/\d+/{interaction.token}/messages/@original$", 400)
-    cog.delivery.clock = lambda: utc_now() + timedelta(minutes=13, seconds=40)
+    cog.delivery.clock = lambda: utc_now() + HANDOVER_DUE
     await fake.wait_until(lambda: not status_message.components, what="the status handed over")
 
     edits = [r.status for r in fake.requests[start:] if r.method == "PATCH" and interaction.token in r.path]
     assert edits == [400, 200]
     assert status_message.content == HANDED_OVER.format(job_id=job_id)
-    queue = await atelier.answer("queue", user_id=world.member_id)  # rather than wait for Runware
-    await fake.click_button(queue, f"atelier:cancel:{job_id}", user_id=world.member_id)
+    await cancel_in_queue(atelier, job_id)  # rather than wait for Runware
     await fake.wait_until(lambda: "Cancelled" in status_message.content, what="the cancellation on the status")
     await idle(atelier)
 
