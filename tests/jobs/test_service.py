@@ -236,7 +236,7 @@ async def test_a_job_whose_images_are_made_cannot_be_cancelled_while_it_waits_to
         return all([await harness.service.job_results(job_id) for job_id in job_ids])
 
     await eventually(both_made)
-    await eventually(harness.delivery.entered.is_set)
+    await asyncio.wait_for(harness.delivery.entered.wait(), 5)
     assert len(harness.fake.downloads) == 1, "one job posts, the other waits for its turn before downloading"
     [waiting] = [
         job_id
