@@ -46,14 +46,13 @@ import discord
 import yarl
 from discord import app_commands
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import fakes.runware as fake_runware
+from bot.settings import load_app_config
+from fakes.config_file import copy_config
+from fakes.discord import FakeDiscord, FakeInteraction, ResponseRecord
+from fakes.runware import DEFAULT_API_KEY, FakeRunware
 
-import tests.fakes.runware as fake_runware  # noqa: E402
-from bot.settings import load_app_config  # noqa: E402
-from tests.config_file import copy_config  # noqa: E402
-from tests.fakes.discord import FakeDiscord, FakeInteraction, ResponseRecord  # noqa: E402
-from tests.fakes.runware import DEFAULT_API_KEY, FakeRunware  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = Path(__file__).resolve()
 CONFIG = ROOT / "config" / "atelier.toml"

@@ -14,20 +14,18 @@ import os
 import platform
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bot.billing.budgets import Budgets
+from bot.billing.ledger import Ledger
+from bot.billing.pricing import Pricing
+from bot.catalog import ModelName, Quality, Size
+from bot.settings import load_app_config
+from bot.storage.database import Database
 
-from bot.billing.budgets import Budgets  # noqa: E402
-from bot.billing.ledger import Ledger  # noqa: E402
-from bot.billing.pricing import Pricing  # noqa: E402
-from bot.catalog import ModelName, Quality, Size  # noqa: E402
-from bot.settings import load_app_config  # noqa: E402
-from bot.storage.database import Database  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GUILD = 1_100_000_000_000_000_001
 ROLES = [2_200_000_000_000_000_001, 2_200_000_000_000_000_002]

@@ -12,7 +12,7 @@ import sys
 from bot import __version__
 from bot.app import RUN
 from bot.cli import CHECK, EXIT_OK, EXIT_USAGE, GENERATE, CliParser, Subcommand
-from bot.client import application_id_from_token, invite_url
+from bot.discord.client import application_id_from_token, invite_url
 from bot.settings import SettingsError, load_settings
 
 

@@ -21,7 +21,7 @@ from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
 from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommand
-from bot.client import (
+from bot.discord.client import (
     DEFAULT_GUILD_READY_TIMEOUT,
     EXTENSIONS,
     AtelierBot,
@@ -32,15 +32,16 @@ from bot.client import (
     Services,
     discord_endpoints,
 )
-from bot.generation_settings import GenerationSettings
 from bot.images import DISCORD_IMAGE_HOSTS
+from bot.jobs.options import ServerOptions
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
 from bot.log import setup_logging
 from bot.runware.client import RunwareClient
 from bot.settings import Settings, load_settings
 from bot.storage.database import Database, DatabaseError
-from bot.storage.repositories import JobRepository, MetaRepository
+from bot.storage.jobs import JobRepository
+from bot.storage.meta import MetaRepository
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
     config = settings.app
     budgets = Budgets(database, config)
     ledger = Ledger(database, budgets)
-    generation_settings = GenerationSettings(database, config)
+    server_options = ServerOptions(database, config)
     runware = RunwareClient(
         session, api_key=settings.require_runware_key(), api_url=settings.runware_api_url, config=config.runware
     )
@@ -75,7 +76,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         Pricing(config),
         config,
         Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency),
-        settings=generation_settings,
+        settings=server_options,
         allowed_hosts=reference_hosts(settings),
     )
     return Services(
@@ -84,7 +85,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         jobs=JobRepository(database),
         budgets=budgets,
         ledger=ledger,
-        generation_settings=generation_settings,
+        server_options=server_options,
         generation=generation,
     )
 

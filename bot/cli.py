@@ -18,11 +18,11 @@ from typing import Any, NoReturn
 
 import aiohttp
 
-from bot.billing.money import format_usd
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
 from bot.errors import InvalidRequestError
 from bot.images import InvalidImageError, NormalisedImage, decode_image, normalise
 from bot.log import setup_logging
+from bot.money import format_usd
 from bot.runware.client import RunwareClient
 from bot.runware.errors import RunwareError
 from bot.runware.models import GenerationResult, ImageInferenceRequest, ImageRequestError, ImageResult

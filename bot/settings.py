@@ -28,8 +28,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.billing.money import usd_to_micros
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Period, Quality, Size
+from bot.money import usd_to_micros
 
 DEFAULT_RUNWARE_API_URL = "https://api.runware.ai/v1"
 DEFAULT_DISCORD_API_BASE = "https://discord.com/api/v10"

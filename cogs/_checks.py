@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import AtelierBot, Services
+from bot.discord.client import AtelierBot, Services
 
 
 def services_of(bot: commands.Bot) -> Services:

@@ -10,12 +10,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.billing.ledger import Ledger
+from bot.discord.embeds import queue_embed, status_embed
+from bot.discord.tree import mark_answered, send_ephemeral
+from bot.discord.views import DYNAMIC_ITEMS, queue_view
 from bot.jobs.service import GenerationService
-from bot.storage.repositories import JobRepository
-from bot.tree import mark_answered, send_ephemeral
+from bot.storage.jobs import JobRepository
 from cogs._checks import require_guild, role_ids, services_of
-from cogs._embeds import queue_embed, status_embed
-from cogs._views import DYNAMIC_ITEMS, queue_view
 
 log = logging.getLogger(__name__)
 

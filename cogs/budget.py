@@ -16,12 +16,12 @@ from discord.ext import commands
 
 from bot.billing.budgets import Budgets, MemberOverride, OverrideKind, period_bounds
 from bot.billing.ledger import MAX_REASON_CHARS, Ledger
-from bot.billing.money import format_usd
 from bot.catalog import Period
+from bot.discord.embeds import override_text, relative, rules_embed, status_embed
+from bot.discord.tree import send_ephemeral
 from bot.errors import InvalidRequestError
-from bot.tree import send_ephemeral
+from bot.money import format_usd
 from cogs._checks import log_admin_change, require_guild, require_manage_guild, role_ids, services_of
-from cogs._embeds import override_text, relative, rules_embed, status_embed
 from cogs._options import Amount, parse_amount, shown
 
 log = logging.getLogger(__name__)

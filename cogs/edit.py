@@ -29,14 +29,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import AtelierBot
+from bot.discord.client import AtelierBot
+from bot.discord.delivery import delivery_target, permission_problem, reply_reference
+from bot.discord.tree import defer_public, new_error_id
+from bot.discord.views import ChangeModal, PendingConfirmation, confirm_view
 from bot.errors import AtelierError, InvalidRequestError
 from bot.jobs.delivery import DeliveryError
 from bot.jobs.requests import DeliveryTarget, ReferenceSource, RequestKind
-from bot.tree import defer_public, new_error_id
 from cogs._checks import require_guild
-from cogs._delivery import delivery_target, permission_problem, reply_reference
-from cogs._views import ChangeModal, PendingConfirmation, confirm_view
 from cogs.generate import (
     DUPLICATE,
     EXPIRED,

@@ -1,13 +1,13 @@
 """`/imagine` and `/edit`, and what the buttons on Atelier's messages do: Reroll, Edit, Delete, Cancel, Confirm.
 
 Every handler acknowledges first (a public "thinking…" message that the status and then the result replace, see
-`cogs._delivery`), then turns the interaction into a `GenerationRequest` of plain values and hands it to the job
+`bot.discord.delivery`), then turns the interaction into a `GenerationRequest` of plain values and hands it to the job
 service. The service refuses bad input, an empty budget or an unaffordable request before any money moves; such a
 refusal reaches only the requester (the public placeholder is removed). A request whose estimate is above the
 confirmation threshold first shows the estimate with Confirm and Cancel.
 
 Options a member leaves out come from the server's defaults (`/settings defaults`), else the config file's
-`[defaults]` (`bot.generation_settings.GenerationSettings.resolve`). This cog also attaches the Discord `Delivery`
+`[defaults]` (`bot.jobs.options.ServerOptions.resolve`). This cog also attaches the Discord `Delivery`
 to the job service, which the bot starts (resuming unfinished jobs) once it is connected, so results can be posted.
 """
 
@@ -24,23 +24,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.billing.money import format_usd
-from bot.client import AtelierBot
-from bot.errors import InvalidRequestError
-from bot.generation_settings import GenerationSettings
-from bot.jobs.delivery import DeliveryError
-from bot.jobs.requests import (
-    DeliveryTarget,
-    GenerationRequest,
-    ReferenceSource,
-    RequestKind,
-    ResolvedOptions,
-)
-from bot.jobs.service import Admission, GenerationService
-from bot.storage.repositories import Job, utc_now
-from bot.tree import defer_public, mark_answered, send_ephemeral
-from cogs._checks import require_guild, role_ids, services_of
-from cogs._delivery import (
+from bot.clock import utc_now
+from bot.discord.client import AtelierBot
+from bot.discord.delivery import (
     TOKEN_LIFETIME,
     DiscordDelivery,
     delivery_target,
@@ -48,16 +34,9 @@ from cogs._delivery import (
     queued_text,
     running_text,
 )
-from cogs._embeds import queue_embed
-from cogs._options import (
-    BACKGROUND_CHOICES,
-    FORMAT_CHOICES,
-    MODEL_CHOICES,
-    QUALITY_CHOICES,
-    SIZE_CHOICES,
-    Count,
-)
-from cogs._views import (
+from bot.discord.embeds import queue_embed
+from bot.discord.tree import defer_public, mark_answered, send_ephemeral
+from bot.discord.views import (
     CONFIRM_TIMEOUT_SECONDS,
     DYNAMIC_ITEMS,
     JOB_ACTIONS_COG,
@@ -66,6 +45,22 @@ from cogs._views import (
     PendingConfirmation,
     confirm_view,
     queue_view,
+)
+from bot.errors import InvalidRequestError
+from bot.jobs.delivery import DeliveryError
+from bot.jobs.options import ResolvedOptions, ServerOptions
+from bot.jobs.requests import DeliveryTarget, GenerationRequest, ReferenceSource, RequestKind
+from bot.jobs.service import Admission, GenerationService
+from bot.money import format_usd
+from bot.storage.rows import Job
+from cogs._checks import require_guild, role_ids, services_of
+from cogs._options import (
+    BACKGROUND_CHOICES,
+    FORMAT_CHOICES,
+    MODEL_CHOICES,
+    QUALITY_CHOICES,
+    SIZE_CHOICES,
+    Count,
 )
 
 log = logging.getLogger(__name__)
@@ -252,7 +247,7 @@ def check_channel(interaction: discord.Interaction[Any]) -> None:
 class Generate(commands.Cog, name=JOB_ACTIONS_COG):
     """Image generation commands and the buttons of their messages."""
 
-    def __init__(self, bot: AtelierBot, service: GenerationService, settings: GenerationSettings) -> None:
+    def __init__(self, bot: AtelierBot, service: GenerationService, settings: ServerOptions) -> None:
         self._bot = bot
         self._service = service
         self._settings = settings
@@ -564,4 +559,4 @@ async def setup(bot: commands.Bot) -> None:
     """Add the cog with the job service and the servers' generation settings."""
     services = services_of(bot)
     assert isinstance(bot, AtelierBot)
-    await bot.add_cog(Generate(bot, services.generation, services.generation_settings))
+    await bot.add_cog(Generate(bot, services.generation, services.server_options))

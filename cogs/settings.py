@@ -16,11 +16,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.billing.money import format_usd
-from bot.generation_settings import Effective, EffectiveSettings, GenerationSettings, Source
-from bot.tree import send_ephemeral
+from bot.discord.embeds import COLOUR, relative
+from bot.discord.tree import send_ephemeral
+from bot.jobs.options import Effective, EffectiveOptions, ServerOptions, Source
+from bot.money import format_usd
 from cogs._checks import log_admin_change, require_guild, require_manage_guild, services_of
-from cogs._embeds import COLOUR, relative
 from cogs._options import (
     BACKGROUND_CHOICES,
     FORMAT_CHOICES,
@@ -55,7 +55,7 @@ def _changed(at: datetime | None, by: int | None) -> str:
     return f"\nLast changed{who} {relative(at)}."
 
 
-def defaults_embed(settings: EffectiveSettings) -> discord.Embed:
+def defaults_embed(settings: EffectiveOptions) -> discord.Embed:
     """Show the defaults that apply, each with its source."""
     stored = settings.stored
     description = DEFAULTS_DESCRIPTION + (
@@ -74,7 +74,7 @@ def defaults_embed(settings: EffectiveSettings) -> discord.Embed:
     return embed
 
 
-def limits_embed(settings: EffectiveSettings, ceiling: int) -> discord.Embed:
+def limits_embed(settings: EffectiveOptions, ceiling: int) -> discord.Embed:
     """Show the limits that apply, each with its source, and the bot-wide ceiling on `max_count`."""
     stored = settings.stored
     description = LIMITS_DESCRIPTION + (
@@ -105,7 +105,7 @@ def _listed(changes: dict[str, str]) -> str:
     return ", ".join(f"{name} **{value}**" for name, value in changes.items())
 
 
-class ServerSettings(commands.Cog):
+class SettingsCommands(commands.Cog):
     """Server settings for generation; changes apply to the next request."""
 
     settings = app_commands.Group(
@@ -115,8 +115,8 @@ class ServerSettings(commands.Cog):
         guild_only=True,
     )
 
-    def __init__(self, generation_settings: GenerationSettings) -> None:
-        self._settings = generation_settings
+    def __init__(self, server_options: ServerOptions) -> None:
+        self._settings = server_options
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         """Re-check Manage Server in the bot, whatever the server did to the group's default permissions."""
@@ -233,4 +233,4 @@ class ServerSettings(commands.Cog):
 
 async def setup(bot: commands.Bot) -> None:
     """Add the cog with the service it needs."""
-    await bot.add_cog(ServerSettings(services_of(bot).generation_settings))
+    await bot.add_cog(SettingsCommands(services_of(bot).server_options))

@@ -23,7 +23,7 @@ from PIL import Image
 
 from bot.__main__ import DEFAULT_SUBCOMMAND, SUBCOMMANDS
 from bot.images import decode_image
-from tests.fakes.runware import DEFAULT_API_KEY
+from fakes.runware import DEFAULT_API_KEY
 from tests.invite import INVITE_PERMISSIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +34,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def fake_url() -> Iterator[str]:
-    """A standalone fake Runware (`python -m tests.fakes.runware --port 0`) shared by this module's tests."""
+    """A standalone fake Runware (`python -m fakes.runware --port 0`) shared by this module's tests."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.runware", "--port", "0"],
+        [sys.executable, "-m", "fakes.runware", "--port", "0"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

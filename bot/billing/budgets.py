@@ -13,18 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from bot.billing.errors import BudgetInputError, check_amount, check_id
+from bot.billing.errors import BudgetInputError
+from bot.billing.inputs import check_amount, check_id
 from bot.catalog import Period
+from bot.clock import MS_PER_DAY, to_ms, utc_now
 from bot.settings import AppConfig, BudgetConfig
 from bot.storage.database import Database
-from bot.storage.repositories import (
-    MS_PER_DAY,
-    BudgetRuleQueries,
-    GuildSettingsQueries,
-    OverrideRow,
-    to_ms,
-    utc_now,
-)
+from bot.storage.rows import OverrideRow
+from bot.storage.servers import BudgetRuleQueries, GuildSettingsQueries
 
 __all__ = [
     "BudgetInputError",

@@ -32,19 +32,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from bot.billing.budgets import Budgets, MemberLimit, day_span, period_bounds
-from bot.billing.errors import (
-    BudgetExceededError,
-    BudgetInputError,
-    LedgerError,
-    check_amount,
-    check_id,
-    check_job_id,
-)
-from bot.billing.money import format_usd
+from bot.billing.errors import BudgetExceededError, BudgetInputError, LedgerError
+from bot.billing.inputs import check_amount, check_id, check_job_id
 from bot.catalog import Period
-from bot.jobs.state import ACTIVE_STATES, JobState
+from bot.clock import utc_now
+from bot.money import format_usd
 from bot.storage.database import Database
-from bot.storage.repositories import EntryKind, Job, JobQueries, LedgerEntry, LedgerQueries, NewJob, utc_now
+from bot.storage.jobs import JobQueries
+from bot.storage.ledger import LedgerQueries
+from bot.storage.rows import ACTIVE_STATES, EntryKind, Job, JobState, LedgerEntry, NewJob
 
 __all__ = [
     "BudgetExceededError",

@@ -12,10 +12,13 @@ from decimal import Decimal
 from typing import Literal
 
 from bot.billing.budgets import Budgets, parse_period, period_bounds
-from bot.billing.errors import BudgetInputError, check_id
+from bot.billing.errors import BudgetInputError
+from bot.billing.inputs import check_id
 from bot.catalog import Period
+from bot.clock import utc_now
 from bot.storage.database import Database
-from bot.storage.repositories import ReportQueries, SpendRow, utc_now
+from bot.storage.ledger import ReportQueries
+from bot.storage.rows import SpendRow
 
 __all__ = ["DaySpend", "MemberSpend", "ModelSpend", "Reports", "SpendReport", "to_csv"]
 

@@ -28,8 +28,7 @@ from bot.catalog import ModelName, Quality, Size
 from bot.errors import AtelierError
 from bot.images import FittedImage
 from bot.jobs.requests import RequestKind
-from bot.jobs.state import JobState
-from bot.storage.repositories import Job
+from bot.storage.rows import Job, JobState
 
 
 class DeliveryError(AtelierError):

@@ -13,15 +13,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.errors import InvalidRequestError
-from bot.settings import DefaultsConfig
-from bot.storage.repositories import Job
-
-_E = TypeVar("_E", bound=StrEnum)
+from bot.storage.rows import Job
 
 DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024
 """Discord's per-file upload limit for a server without boosts (bytes); the interaction reports the real one."""
@@ -176,99 +173,6 @@ class GenerationRequest:
         }
         encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(encoded).hexdigest()[:32]
-
-
-@dataclass(frozen=True, slots=True)
-class OptionDefaults:
-    """A server's own defaults for the request options; None means "not set here", fall back to the config."""
-
-    model: ModelName | None = None
-    size: Size | None = None
-    quality: Quality | None = None
-    background: Background | None = None
-    format: OutputFormat | None = None
-    count: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedOptions:
-    """Every request option with a value: what the member chose, else the server's default, else the config's."""
-
-    model: ModelName
-    size: Size
-    quality: Quality
-    background: Background
-    format: OutputFormat
-    count: int
-
-
-_MEMBER, _SERVER, _CONFIG = 2, 1, 0
-"""Where a resolved option came from, strongest first."""
-
-_V = TypeVar("_V")
-
-
-def resolve_defaults(
-    config: DefaultsConfig,
-    server: OptionDefaults | None = None,
-    *,
-    model: ModelName | str | None = None,
-    size: Size | str | None = None,
-    quality: Quality | str | None = None,
-    background: Background | str | None = None,
-    format: OutputFormat | str | None = None,
-    count: int | None = None,
-    max_count: int | None = None,
-) -> ResolvedOptions:
-    """Fill the options a member left out: their choice, then the server's defaults, then the config's `[defaults]`.
-
-    Defaults give way rather than get a member's request refused for something the member did not ask for:
-    - jpg has no alpha, so a transparent background and jpg cannot go together. When they meet, the value from the
-      weaker source gives way (member, then server, then config): a format becomes png, a background becomes auto;
-      from the same source the format gives way. Both chosen by the member are kept, so the request is refused with
-      the model rule's clear message instead of silently changed.
-    - A defaulted count above `max_count` (the server's limit) becomes `max_count`; a count the member chose is kept
-      (admission then refuses it with the limit).
-    Raises `InvalidRequestError` for a value that is not offered.
-    """
-    server = server or OptionDefaults()
-    background_value, background_rank = _layer(background, server.background, config.background)
-    format_value, format_rank = _layer(format, server.format, config.format)
-    chosen_background = parse_option(Background, "background", background_value)
-    chosen_format = parse_option(OutputFormat, "format", format_value)
-    if chosen_background is Background.TRANSPARENT and chosen_format is OutputFormat.JPG:
-        if format_rank < _MEMBER and format_rank <= background_rank:
-            chosen_format = OutputFormat.PNG
-        elif background_rank < format_rank:
-            chosen_background = Background.AUTO
-    count_value, count_rank = _layer(count, server.count, config.count)
-    if max_count is not None and count_rank < _MEMBER:
-        count_value = min(count_value, max_count)
-    return ResolvedOptions(
-        model=parse_option(ModelName, "model", _layer(model, server.model, config.model)[0]),
-        size=parse_option(Size, "size", _layer(size, server.size, config.size)[0]),
-        quality=parse_option(Quality, "quality", _layer(quality, server.quality, config.quality)[0]),
-        background=chosen_background,
-        format=chosen_format,
-        count=count_value,
-    )
-
-
-def _layer(given: _V | None, server: _V | None, config: _V) -> tuple[_V, int]:
-    if given is not None:
-        return given, _MEMBER
-    if server is not None:
-        return server, _SERVER
-    return config, _CONFIG
-
-
-def parse_option(enum: type[_E], name: str, value: _E | str) -> _E:
-    """Read one option value (an enum member, or its name in any case); `InvalidRequestError` lists the offered ones."""
-    try:
-        return enum(value.strip().lower() if isinstance(value, str) and not isinstance(value, enum) else value)
-    except ValueError:
-        offered = ", ".join(member.value for member in enum)
-        raise InvalidRequestError(f"{name} {value!r} is not offered; choose one of {offered}.") from None
 
 
 def request_from_job(

@@ -2,7 +2,7 @@
 
 One request goes through `admit` in this order, so every refusal happens before money moves:
 
-1. validate: count against the server's `max_count` (`bot.generation_settings`: its own, else the config's
+1. validate: count against the server's `max_count` (`bot.jobs.options`: its own, else the config's
    `limits.max_count`), prompt length, declared attachment sizes, and the model's own rules
    (an `ImageInferenceRequest` is built, so a bad option is refused with the field named);
 2. collapse duplicates: the same member asking for the same thing (same `GenerationRequest.fingerprint()`) within
@@ -72,10 +72,9 @@ import aiohttp
 
 from bot.billing.errors import LedgerError
 from bot.billing.ledger import Ledger, ReconcileReport
-from bot.billing.money import format_usd
 from bot.billing.pricing import Pricing
+from bot.clock import utc_now
 from bot.errors import AtelierError, InvalidRequestError, PermissionDeniedError
-from bot.generation_settings import GenerationSettings, ServerLimits
 from bot.images import (
     FittedImage,
     InvalidImageError,
@@ -86,23 +85,17 @@ from bot.images import (
 )
 from bot.jobs.delivery import Delivery, DeliveryError, ResultSummary
 from bot.jobs.errors import RESTARTING, JobNotCancellableError, JobNotFoundError, ServiceNotReadyError
-from bot.jobs.requests import (
-    DeliveryTarget,
-    GenerationRequest,
-    ReferenceSource,
-    RequestKind,
-    ResolvedOptions,
-    request_from_job,
-)
+from bot.jobs.options import ResolvedOptions, ServerLimits, ServerOptions
+from bot.jobs.requests import DeliveryTarget, GenerationRequest, ReferenceSource, RequestKind, request_from_job
 from bot.jobs.scheduler import Scheduler
-from bot.jobs.state import ACTIVE_STATES, JobState
+from bot.money import format_usd
 from bot.runware.client import RunwareClient
 from bot.runware.errors import RunwareError
 from bot.runware.models import ImageInferenceRequest, ImageResult, total_cost_micros
 from bot.settings import AppConfig
 from bot.storage.database import Database
-from bot.storage.job_queries import JobQueueRepository, JobResult
-from bot.storage.repositories import Job, JobRepository, NewJob, new_job_id, utc_now
+from bot.storage.jobs import JobQueueRepository, JobRepository
+from bot.storage.rows import ACTIVE_STATES, Job, JobResult, JobState, NewJob, new_job_id
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +208,7 @@ class GenerationService:
         config: AppConfig,
         scheduler: Scheduler,
         *,
-        settings: GenerationSettings,
+        settings: ServerOptions,
         delivery: Delivery | None = None,
         allowed_hosts: Collection[str] = frozenset(),
         clock: Callable[[], datetime] = utc_now,

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from bot.billing.money import MoneyError, usd_to_micros
 from bot.catalog import AIR_TO_MODEL, MAX_COUNT, MODEL_SPECS, Background, ModelName, OutputFormat, Quality, Size
 from bot.errors import InvalidRequestError
+from bot.money import MoneyError, usd_to_micros
 
 log = logging.getLogger(__name__)
 

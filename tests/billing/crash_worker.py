@@ -16,10 +16,10 @@ from bot.billing.budgets import Budgets
 from bot.billing.errors import BudgetExceededError
 from bot.billing.ledger import Ledger
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
-from bot.jobs.state import JobState
 from bot.settings import load_app_config
 from bot.storage.database import Database
-from bot.storage.repositories import JobRepository, NewJob
+from bot.storage.jobs import JobRepository
+from bot.storage.rows import JobState, NewJob
 
 ROOT = Path(__file__).resolve().parents[2]
 GUILD = 5

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.billing.budgets import BudgetRules
-from bot.storage.repositories import LedgerQueries
+from bot.storage.ledger import LedgerQueries
 
 
 @dataclass

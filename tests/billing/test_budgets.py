@@ -16,11 +16,11 @@ from bot.billing.budgets import (
     parse_period,
     period_bounds,
 )
-from bot.billing.money import MAX_AMOUNT_MICROS
 from bot.catalog import Period
 from bot.errors import InvalidRequestError
+from bot.money import MAX_AMOUNT_MICROS
 from bot.storage.database import Database
-from bot.storage.repositories import BudgetRuleRepository, GuildSettingsRepository
+from bot.storage.servers import BudgetRuleRepository, GuildSettingsRepository
 from tests.billing.conftest import ADMIN, GUILD, MEMBER, ROLE, ROLE_2
 
 UTC_DT = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)

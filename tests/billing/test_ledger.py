@@ -15,9 +15,10 @@ from bot.billing.errors import BudgetExceededError, BudgetInputError, LedgerErro
 from bot.billing.ledger import Ledger
 from bot.catalog import Background, ModelName, OutputFormat, Period, Quality, Size
 from bot.errors import AtelierError, InvalidRequestError
-from bot.jobs.state import JobState
 from bot.storage.database import Database
-from bot.storage.repositories import JobRepository, LedgerRepository, NewJob
+from bot.storage.jobs import JobRepository
+from bot.storage.ledger import LedgerRepository
+from bot.storage.rows import JobState, NewJob
 from tests.billing.conftest import ADMIN, GUILD, MEMBER, OTHER, ROLE, Clock
 
 FEB_1 = datetime(2025, 2, 1, tzinfo=UTC)

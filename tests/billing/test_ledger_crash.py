@@ -17,11 +17,11 @@ import pytest
 
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
-from bot.jobs.state import ACTIVE_STATES, JobState
 from bot.settings import load_app_config
 from bot.storage.database import Database
+from bot.storage.ledger import LedgerQueries
 from bot.storage.migrate import latest_version
-from bot.storage.repositories import LedgerQueries
+from bot.storage.rows import ACTIVE_STATES, JobState
 from tests.billing.conftest import CONFIG_PATH, ROOT
 from tests.billing.invariants import check_ledger_consistent, sums_by_member
 

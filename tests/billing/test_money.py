@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.billing.money import MAX_AMOUNT_MICROS, MoneyError, format_usd, parse_usd, usd_to_micros
+from bot.money import MAX_AMOUNT_MICROS, MoneyError, format_usd, parse_usd, usd_to_micros
 
 
 @pytest.mark.parametrize(

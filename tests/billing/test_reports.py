@@ -14,7 +14,8 @@ from bot.billing.ledger import Ledger
 from bot.billing.reports import DaySpend, MemberSpend, ModelSpend, Reports, to_csv
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.storage.database import Database
-from bot.storage.repositories import JobRepository, NewJob
+from bot.storage.jobs import JobRepository
+from bot.storage.rows import NewJob
 from tests.billing.conftest import GUILD, MEMBER, OTHER, Clock
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest_asyncio
 
 from bot.app import open_bot
-from bot.client import AtelierBot, discord_endpoints, required_permissions
+from bot.discord.client import AtelierBot, discord_endpoints, required_permissions
 from bot.settings import Settings, load_settings
-from tests.config_file import CONFIG, copy_config
-from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage, World
-from tests.fakes.runware import DEFAULT_API_KEY, FakeRunware
+from fakes.config_file import CONFIG, copy_config
+from fakes.discord import FakeDiscord, FakeInteraction, FakeMessage, World
+from fakes.runware import DEFAULT_API_KEY, FakeRunware
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,8 @@ from typing import Any
 from PIL import Image
 
 from bot.billing.ledger import BudgetStatus
+from fakes.discord import FakeInteraction, FakeMessage
 from tests.discord.conftest import Atelier
-from tests.fakes.discord import FakeInteraction, FakeMessage
 
 
 def png(width: int = 64, height: int = 48, colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
-from bot.jobs.state import JobState
-from bot.storage.repositories import NewJob
+from bot.storage.rows import JobState, NewJob
 from tests.discord.conftest import Atelier, embed_fields
 
 RELATIVE_TIMESTAMP = re.compile(r"<t:\d+:R>")

@@ -9,8 +9,8 @@ from bot.catalog import Period
 from bot.errors import InvalidRequestError
 from cogs._options import parse_amount
 from cogs.budget import parse_member_value, parse_optional_amount
+from fakes.discord import Permission
 from tests.discord.conftest import Atelier, embed_fields
-from tests.fakes.discord import Permission
 
 REFUSED = "You need the Manage Server permission to do this."
 

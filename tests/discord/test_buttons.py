@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from fakes.discord import FakeMessage
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
     idle,
@@ -14,7 +15,6 @@ from tests.discord.helpers import (
     status,
     text_input_id,
 )
-from tests.fakes.discord import FakeMessage
 
 
 async def _result(atelier: Atelier, prompt: str, **options: object) -> FakeMessage:

@@ -13,7 +13,7 @@ import discord
 import pytest
 from discord import app_commands
 
-from bot.client import (
+from bot.discord.client import (
     EXTENSIONS,
     DiscordUnavailableError,
     InvalidTokenError,
@@ -21,7 +21,7 @@ from bot.client import (
     commands_hash,
     connection_failure,
 )
-from bot.tree import SHUTTING_DOWN_MESSAGE
+from bot.discord.tree import SHUTTING_DOWN_MESSAGE
 from tests.discord.conftest import Atelier
 from tests.discord.helpers import idle, inference_tasks, job_id_of, result_of
 
@@ -109,7 +109,7 @@ async def test_dev_guild_after_a_global_sync_warns_once_and_the_next_global_star
     the application may use them) and says so once; once they are cleared as the README shows (PUT []), the next
     start without ATELIER_DEV_GUILD syncs them again instead of trusting its stored hash."""
     fake, guild_id = atelier.fake, atelier.world.guild_id
-    caplog.set_level(logging.WARNING, logger="bot.client")
+    caplog.set_level(logging.WARNING, logger="bot.discord.client")
     await atelier.stop()
 
     await atelier.start(ATELIER_DEV_GUILD=str(guild_id))

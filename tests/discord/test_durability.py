@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from fakes.discord import FakeDiscord
+from fakes.runware import FakeRunware
 from tests.discord.conftest import (
     REPO,
     assert_discord_rules_kept,
@@ -21,8 +23,6 @@ from tests.discord.conftest import (
     write_config,
 )
 from tests.discord.helpers import has_images, image_size
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.runware import FakeRunware
 
 pytestmark = pytest.mark.slow
 

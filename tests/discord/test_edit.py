@@ -10,6 +10,7 @@ import pytest
 
 from cogs.edit import EMPTY_REPLY
 from cogs.generate import embed_picture_addresses, message_images
+from fakes.discord import FakeMessage, RecordedRequest
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
     idle,
@@ -21,7 +22,6 @@ from tests.discord.helpers import (
     task_for,
     text_input_id,
 )
-from tests.fakes.discord import FakeMessage, RecordedRequest
 
 QUEUED = "⏳"
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
+from bot.discord.embeds import DESCRIPTION_LIMIT, FIELD_LIMIT, one_line, prompt_preview, queue_embed
 from bot.jobs.service import QueueEntry
-from bot.jobs.state import JobState
-from bot.storage.repositories import Job
-from cogs._embeds import DESCRIPTION_LIMIT, FIELD_LIMIT, one_line, prompt_preview, queue_embed
+from bot.storage.rows import Job, JobState
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

@@ -72,7 +72,7 @@ async def test_unexpected_exception_shows_an_error_id_and_logs_the_traceback(
 ) -> None:
     """Whatever the interaction's state, the user gets a private message with an id that names a logged traceback."""
     atelier = with_test_commands
-    caplog.set_level(logging.ERROR, logger="bot.tree")
+    caplog.set_level(logging.ERROR, logger="bot.discord.tree")
 
     interaction = await atelier.slash(command, user_id=atelier.world.member_id)
     message = await interaction.wait_message(lambda m: "error id" in m.content)
@@ -95,7 +95,7 @@ async def test_domain_error_is_a_short_private_sentence_without_a_traceback(
 ) -> None:
     """An `AtelierError` is shown as its own sentence, with no error id and nothing logged as an error."""
     atelier = with_test_commands
-    caplog.set_level(logging.INFO, logger="bot.tree")
+    caplog.set_level(logging.INFO, logger="bot.discord.tree")
 
     message = await atelier.answer("refuse", user_id=atelier.world.member_id)
 
@@ -108,7 +108,7 @@ async def test_late_acknowledgement_is_logged_not_raised(
 ) -> None:
     """A command that misses Discord's 3 s is rejected by the fake (10062); the bot logs it and keeps running."""
     atelier = with_test_commands
-    caplog.set_level(logging.WARNING, logger="bot.tree")
+    caplog.set_level(logging.WARNING, logger="bot.discord.tree")
     atelier.fake.ack_deadline = 0.05
 
     async def slow(interaction: discord.Interaction[Any]) -> None:
@@ -139,7 +139,7 @@ async def test_error_after_the_token_expired_is_logged_with_its_id(
 ) -> None:
     """When the 15-minute token has run out nothing can be shown; the error id and the reason are still logged."""
     atelier = with_test_commands
-    caplog.set_level(logging.WARNING, logger="bot.tree")
+    caplog.set_level(logging.WARNING, logger="bot.discord.tree")
     resume = asyncio.Event()
 
     async def stalled(interaction: discord.Interaction[Any]) -> None:

@@ -15,18 +15,20 @@ import aiohttp.payload
 import pytest
 
 from bot.billing.budgets import MemberOverride
-from bot.billing.money import format_usd
 from bot.catalog import MODEL_SPECS, ModelName, Size
-from bot.jobs.state import JobState
-from bot.storage.repositories import utc_now
-from cogs._delivery import (
+from bot.clock import utc_now
+from bot.discord.delivery import (
     ATTACH_FILES_MISSING,
     CANCELLED_IN_CHANNEL,
     EMBED_LINKS_MISSING,
     HANDED_OVER,
     posting_text,
 )
+from bot.money import format_usd
+from bot.storage.rows import JobState
 from cogs.generate import DUPLICATE
+from fakes.discord import FakeDiscordUsageError, FakeInteraction, FakeMessage, Permission
+from fakes.runware import Fault
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
     animated_gif,
@@ -45,8 +47,6 @@ from tests.discord.helpers import (
     status,
     task_for,
 )
-from tests.fakes.discord import FakeDiscordUsageError, FakeInteraction, FakeMessage, Permission
-from tests.fakes.runware import Fault
 
 CASES = [
     # model, size, quality, background, format

@@ -3,11 +3,11 @@ and nothing more, and what the bot only uses when a server allows it (the "queue
 
 from __future__ import annotations
 
-from bot.client import required_permissions
+from bot.discord.client import required_permissions
 from cogs.edit import QUEUED_REACTION
+from fakes.discord import Permission
 from tests.discord.conftest import Atelier
 from tests.discord.helpers import idle, result_of
-from tests.fakes.discord import Permission
 from tests.invite import INVITE_PERMISSIONS
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from fakes.discord import FakeDiscord, FakeMessage, Intent, World
 from tests.discord.conftest import (
     REPO,
     assert_discord_rules_kept,
@@ -30,7 +31,6 @@ from tests.discord.conftest import (
     invited_world,
     write_config,
 )
-from tests.fakes.discord import FakeDiscord, FakeMessage, Intent, World
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,8 @@ members' requests follow them (else the config file's), and everyone else is ref
 
 from __future__ import annotations
 
-from bot.generation_settings import TRANSPARENT_JPG
+from bot.jobs.options import TRANSPARENT_JPG
+from fakes.discord import Permission
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
     idle,
@@ -15,7 +16,6 @@ from tests.discord.helpers import (
     task_for,
     text_input_id,
 )
-from tests.fakes.discord import Permission
 
 REFUSED = "You need the Manage Server permission to do this."
 SERVER = "set by this server"
@@ -24,7 +24,7 @@ CONFIG = "config file"
 
 async def _stored(atelier: Atelier) -> object:
     """The server's stored generation settings row (None if it has none)."""
-    return await atelier.bot.services.generation_settings.stored(atelier.world.guild_id)
+    return await atelier.bot.services.server_options.stored(atelier.world.guild_id)
 
 
 async def test_admin_sets_defaults_and_members_requests_use_them(atelier: Atelier) -> None:

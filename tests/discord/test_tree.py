@@ -9,7 +9,7 @@ import pytest
 from discord import app_commands
 
 from bot.billing.errors import BudgetInputError
-from bot.tree import describe_error
+from bot.discord.tree import describe_error
 
 
 async def _callback(interaction: discord.Interaction[Any]) -> None:

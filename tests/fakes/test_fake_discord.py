@@ -21,7 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image
 
-from tests.fakes.discord import (
+from fakes.discord import (
     FakeDiscord,
     FakeDiscordUsageError,
     FakeHTTPError,
@@ -34,8 +34,8 @@ from tests.fakes.discord import (
     check_message,
     check_modal,
 )
-from tests.fakes.discord.seam import pointed_at
-from tests.fakes.openapi_check import OpenAPIChecker
+from fakes.discord.seam import pointed_at
+from fakes.openapi_check import OpenAPIChecker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -1012,7 +1012,7 @@ def test_modal_rules():
 
 def test_validator_reports_a_clear_skip_reason_without_the_spec(tmp_path: Path):
     """With no spec file the checker is unavailable and says where it looked and how to fix it."""
-    from tests.fakes.openapi_check import get_checker
+    from fakes.openapi_check import get_checker
 
     checker = get_checker(tmp_path / "missing.json")
     assert not checker.available
@@ -1080,11 +1080,11 @@ async def test_bot_in_a_subprocess_talks_to_the_fake_in_the_test_process(fake_di
 
 @pytest.mark.slow
 async def test_standalone_mode_prints_its_urls_and_serves_the_control_api(tmp_path: Path):
-    """``python -m tests.fakes.discord`` prints the env lines; ``/_fake`` drives it from another process."""
+    """``python -m fakes.discord`` prints the env lines; ``/_fake`` drives it from another process."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.fakes.discord",
+        "fakes.discord",
         "--port",
         "0",
         "--no-openapi",

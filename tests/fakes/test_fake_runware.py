@@ -19,8 +19,8 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from bot.billing.money import usd_to_micros
-from tests.fakes.runware import DEFAULT_API_KEY, FakeRunware, Fault, render_image
+from bot.money import usd_to_micros
+from fakes.runware import DEFAULT_API_KEY, FakeRunware, Fault, render_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": f"Bearer {DEFAULT_API_KEY}"}
@@ -870,11 +870,11 @@ async def test_admin_surface(fake_runware: FakeRunware, session: aiohttp.ClientS
 
 @pytest.mark.slow
 async def test_standalone_process(session: aiohttp.ClientSession) -> None:
-    """`python -m tests.fakes.runware` prints the URL line, serves, and exits cleanly on SIGTERM."""
+    """`python -m fakes.runware` prints the URL line, serves, and exits cleanly on SIGTERM."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.fakes.runware",
+        "fakes.runware",
         "--port",
         "0",
         "--latency",

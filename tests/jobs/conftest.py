@@ -18,18 +18,18 @@ from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
-from bot.generation_settings import GenerationSettings
 from bot.images import FittedImage
 from bot.jobs.delivery import ResultSummary
+from bot.jobs.options import ServerOptions
 from bot.jobs.requests import DeliveryTarget, GenerationRequest
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
-from bot.jobs.state import JobState
 from bot.runware.client import RunwareClient
 from bot.settings import AppConfig, RunwareConfig, load_app_config
 from bot.storage.database import Database
-from bot.storage.repositories import EntryKind, Job, LedgerEntry, LedgerRepository
-from tests.fakes.runware import FakeRunware
+from bot.storage.ledger import LedgerRepository
+from bot.storage.rows import EntryKind, Job, JobState, LedgerEntry
+from fakes.runware import FakeRunware
 
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "atelier.toml"
 GUILD = 1001
@@ -132,7 +132,7 @@ class Harness:
     service: GenerationService
     delivery: RecordingDelivery
     fake: FakeRunware
-    settings: GenerationSettings
+    settings: ServerOptions
 
     async def entries(self, job_id: str) -> dict[EntryKind, LedgerEntry]:
         """The job's ledger entries by kind."""
@@ -193,7 +193,7 @@ class HarnessFactory:
         )
         scheduler = Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency)
         delivery = RecordingDelivery()
-        settings = GenerationSettings(db, config)
+        settings = ServerOptions(db, config)
         service = GenerationService(
             db,
             client,

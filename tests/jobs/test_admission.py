@@ -16,7 +16,7 @@ from bot.billing.errors import BudgetExceededError
 from bot.errors import InvalidRequestError
 from bot.images import InvalidImageError, ReferenceFetchError, ReferenceTooLargeError
 from bot.jobs.requests import ReferenceSource
-from bot.jobs.state import JobState
+from bot.storage.rows import JobState
 from tests.jobs.conftest import GUILD, MINI_MEDIUM_SQUARE, Harness, HarnessFactory, make_config, make_request
 
 MB = 1024 * 1024

@@ -10,8 +10,10 @@ import pytest
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.errors import InvalidRequestError
-from bot.jobs.requests import DeliveryTarget, OptionDefaults, ReferenceSource, resolve_defaults
+from bot.jobs.options import resolve_defaults
+from bot.jobs.requests import DeliveryTarget, ReferenceSource
 from bot.settings import DefaultsConfig
+from bot.storage.rows import OptionDefaults
 from tests.jobs.conftest import CHANNEL, Harness, make_request
 
 CONFIG = DefaultsConfig(model=ModelName.GPT_IMAGE_1_MINI, quality=Quality.MEDIUM, format=OutputFormat.JPG, count=1)

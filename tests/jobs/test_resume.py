@@ -9,12 +9,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.catalog import ModelName, Quality
-from bot.jobs.state import JobState
 from bot.runware.models import ImageInferenceRequest
 from bot.settings import AppConfig
-from bot.storage.job_queries import JobQueueRepository, JobResult
-from bot.storage.repositories import EntryKind
-from tests.fakes.runware import FakeRunware, Fault, RecordedRequest
+from bot.storage.jobs import JobQueueRepository
+from bot.storage.rows import EntryKind, JobResult, JobState
+from fakes.runware import FakeRunware, Fault, RecordedRequest
 from tests.jobs.conftest import (
     FAST_RUNWARE,
     MINI_MEDIUM_SQUARE,

@@ -15,9 +15,8 @@ from bot.images import decode_image
 from bot.jobs.delivery import DeliveryError
 from bot.jobs.errors import JobNotCancellableError
 from bot.jobs.requests import DeliveryTarget, RequestKind
-from bot.jobs.state import JobState
-from bot.storage.repositories import EntryKind
-from tests.fakes.runware import Fault
+from bot.storage.rows import EntryKind, JobState
+from fakes.runware import Fault
 from tests.jobs.conftest import (
     ALICE,
     BOB,

@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from bot.runware.client import RunwareClient
 from bot.settings import RunwareConfig
-from tests.fakes.runware import FakeRunware
+from fakes.runware import FakeRunware
 
 FAST_CONFIG = RunwareConfig(
     request_timeout_seconds=0.5,

@@ -31,7 +31,7 @@ from bot.runware.errors import (
 )
 from bot.runware.models import ImageInferenceRequest, ImageResult
 from bot.settings import RunwareConfig
-from tests.fakes.runware import FakeRunware, Fault
+from fakes.runware import FakeRunware, Fault
 from tests.local_server import serve
 
 

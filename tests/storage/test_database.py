@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.storage.database import BUSY_TIMEOUT_MS, Database, DatabaseError
-from bot.storage.repositories import MetaQueries, MetaRepository
+from bot.storage.meta import MetaQueries, MetaRepository
 
 
 def put(key: str, value: str) -> Callable[[sqlite3.Connection], None]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.storage.database import Database
+from bot.storage.meta import MetaRepository
 from bot.storage.migrate import latest_version
-from bot.storage.repositories import MetaRepository
 from tests.storage.test_migrations import seed_version_1, user_version
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from bot.clock import MS_PER_DAY, to_ms
 from bot.storage import migrate
 from bot.storage.database import Database, DatabaseError
-from bot.storage.job_queries import JobQueueRepository
+from bot.storage.jobs import JobQueueRepository
+from bot.storage.ledger import LedgerQueries
+from bot.storage.meta import MetaRepository
 from bot.storage.migrate import Migration, MigrationError, apply_migrations, latest_version, load_migrations
-from bot.storage.repositories import MS_PER_DAY, LedgerQueries, MetaRepository, to_ms
-from bot.storage.settings_queries import GenerationSettingsQueries, GenerationSettingsRepository
+from bot.storage.servers import ServerOptionsQueries, ServerOptionsRepository
 
 LATEST = latest_version()
 AT = to_ms(datetime(2025, 1, 15, 12, 0, tzinfo=UTC))
@@ -107,10 +109,10 @@ async def test_file_at_every_earlier_version_upgrades_to_the_latest(tmp_path: Pa
             assert (older.member.spent, older.member.reserved) == (7000, 0)
             assert await db.run(lambda conn: LedgerQueries(conn).count_totals_mismatches()) == 0
         # Version 4: every server starts without settings of its own, and can then store them.
-        settings = GenerationSettingsRepository(db)
+        settings = ServerOptionsRepository(db)
         assert await settings.get(1) is None
         at = datetime.fromtimestamp(AT / 1000, UTC)
-        await db.run(lambda conn: GenerationSettingsQueries(conn).save_limits(1, 2, 10_000, at, 10))
+        await db.run(lambda conn: ServerOptionsQueries(conn).save_limits(1, 2, 10_000, at, 10))
         stored = await settings.get(1)
         assert stored is not None and (stored.max_count, stored.confirm_above) == (2, 10_000)
         # Version 5: no job has a recorded POST of its task; one can then be recorded for a job with a task UUID.

@@ -10,19 +10,12 @@ from typing import Any
 import pytest
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
-from bot.jobs.state import ACTIVE_STATES, FINISHED_STATES, JobState
+from bot.clock import from_ms, to_ms
 from bot.storage.database import Database
-from bot.storage.job_queries import JobQueueRepository
-from bot.storage.repositories import (
-    EntryKind,
-    JobRepository,
-    LedgerQueries,
-    MetaRepository,
-    NewJob,
-    from_ms,
-    new_job_id,
-    to_ms,
-)
+from bot.storage.jobs import JobQueueRepository, JobRepository
+from bot.storage.ledger import LedgerQueries
+from bot.storage.meta import MetaRepository
+from bot.storage.rows import ACTIVE_STATES, FINISHED_STATES, EntryKind, JobState, NewJob, new_job_id
 
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 

@@ -9,13 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
-from bot.jobs.requests import OptionDefaults
 from bot.storage.database import Database
-from bot.storage.settings_queries import (
-    GenerationSettingsQueries,
-    GenerationSettingsRepository,
-    StoredGenerationSettings,
-)
+from bot.storage.rows import OptionDefaults, StoredOptions
+from bot.storage.servers import ServerOptionsQueries, ServerOptionsRepository
 
 GUILD = 10
 ADMIN = 77
@@ -32,16 +28,16 @@ EVERY_DEFAULT = OptionDefaults(
 
 async def test_a_server_without_a_row_reads_as_none(db: Database) -> None:
     """Nothing stored: the repository says None (the config file's values apply)."""
-    assert await GenerationSettingsRepository(db).get(GUILD) is None
+    assert await ServerOptionsRepository(db).get(GUILD) is None
 
 
 async def test_defaults_round_trip_every_column_with_who_and_when(db: Database) -> None:
     """Every default, the admin and the time come back as stored; the limits stay unset."""
-    await db.run(lambda conn: GenerationSettingsQueries(conn).save_defaults(GUILD, EVERY_DEFAULT, AT, ADMIN))
+    await db.run(lambda conn: ServerOptionsQueries(conn).save_defaults(GUILD, EVERY_DEFAULT, AT, ADMIN))
 
-    stored = await GenerationSettingsRepository(db).get(GUILD)
+    stored = await ServerOptionsRepository(db).get(GUILD)
 
-    assert stored == StoredGenerationSettings(GUILD, EVERY_DEFAULT, AT, ADMIN)
+    assert stored == StoredOptions(GUILD, EVERY_DEFAULT, AT, ADMIN)
 
 
 async def test_defaults_and_limits_are_saved_without_touching_each_other(db: Database) -> None:
@@ -49,15 +45,15 @@ async def test_defaults_and_limits_are_saved_without_touching_each_other(db: Dat
     later = AT + timedelta(hours=1)
 
     def write(conn: sqlite3.Connection) -> None:
-        queries = GenerationSettingsQueries(conn)
+        queries = ServerOptionsQueries(conn)
         queries.save_defaults(GUILD, EVERY_DEFAULT, AT, ADMIN)
         queries.save_limits(GUILD, 4, 250_000, later, ADMIN + 1)
         queries.save_defaults(GUILD, OptionDefaults(model=ModelName.GPT_IMAGE_1), later, None)
 
     await db.run(write)
-    stored = await GenerationSettingsRepository(db).get(GUILD)
+    stored = await ServerOptionsRepository(db).get(GUILD)
 
-    assert stored == StoredGenerationSettings(
+    assert stored == StoredOptions(
         GUILD,
         OptionDefaults(model=ModelName.GPT_IMAGE_1),
         defaults_changed_at=later,
@@ -67,19 +63,19 @@ async def test_defaults_and_limits_are_saved_without_touching_each_other(db: Dat
         limits_changed_at=later,
         limits_changed_by=ADMIN + 1,
     )
-    assert await GenerationSettingsRepository(db).get(GUILD + 1) is None
+    assert await ServerOptionsRepository(db).get(GUILD + 1) is None
 
 
 async def test_clearing_limits_keeps_the_row_and_records_who_cleared_them(db: Database) -> None:
     """Saving None limits is a reset: the values go, the admin and time of the reset stay."""
 
     def write(conn: sqlite3.Connection) -> None:
-        queries = GenerationSettingsQueries(conn)
+        queries = ServerOptionsQueries(conn)
         queries.save_limits(GUILD, 2, 0, AT, ADMIN)
         queries.save_limits(GUILD, None, None, AT + timedelta(minutes=5), ADMIN + 2)
 
     await db.run(write)
-    stored = await GenerationSettingsRepository(db).get(GUILD)
+    stored = await ServerOptionsRepository(db).get(GUILD)
 
     assert stored is not None
     assert (stored.max_count, stored.confirm_above) == (None, None)
@@ -111,4 +107,4 @@ async def test_the_schema_refuses_values_nothing_may_store(db: Database, columns
     with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
         await db.run(lambda conn: conn.execute(sql))
 
-    assert await GenerationSettingsRepository(db).get(GUILD) is None
+    assert await ServerOptionsRepository(db).get(GUILD) is None

@@ -38,7 +38,7 @@ def default_spec_path() -> Path:
     override = os.environ.get("DISCORD_OPENAPI_SPEC")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared/reference/discord-openapi.json"
+    return Path(__file__).resolve().parents[1].parent / "shared/reference/discord-openapi.json"
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """FakeDiscord: the aiohttp app (REST under /api/v9|v10, CDN, media proxy, gateway WebSocket) and its test-facing
-controls."""
+controls.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
-from tests.fakes.openapi_check import OpenAPIChecker, get_checker
+from fakes.openapi_check import OpenAPIChecker, get_checker
 
 from ._gateway import OP, GatewaySession, frame
 from ._inject import InjectMixin

@@ -22,9 +22,9 @@ from typing import Any, Protocol, runtime_checkable
 import discord
 from discord.ext import commands
 
+from bot.discord.tree import accept_interaction, report_error
 from bot.jobs.requests import DeliveryTarget
 from bot.jobs.service import Admission
-from bot.tree import accept_interaction, report_error
 
 log = logging.getLogger(__name__)
 

@@ -37,16 +37,16 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import discord
 
-from bot.billing.money import format_usd
 from bot.catalog import MODEL_SPECS, Size
+from bot.clock import utc_now
+from bot.discord.embeds import one_line
+from bot.discord.views import result_view, status_view
 from bot.images import FittedImage
 from bot.jobs.delivery import DeliveryError, ResultSummary
 from bot.jobs.requests import DeliveryTarget, RequestKind
 from bot.jobs.service import GenerationService
-from bot.jobs.state import JobState
-from bot.storage.repositories import Job, utc_now
-from cogs._embeds import one_line
-from cogs._views import result_view, status_view
+from bot.money import format_usd
+from bot.storage.rows import Job, JobState
 
 if TYPE_CHECKING:
     from discord.types.message import MessageReference as MessageReferencePayload

@@ -23,12 +23,13 @@ from discord.ext import commands
 
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
-from bot.generation_settings import GenerationSettings
+from bot.discord.tree import AtelierTree
+from bot.jobs.options import ServerOptions
 from bot.jobs.service import GenerationService
 from bot.settings import Settings
 from bot.storage.database import Database
-from bot.storage.repositories import JobRepository, MetaRepository
-from bot.tree import AtelierTree
+from bot.storage.jobs import JobRepository
+from bot.storage.meta import MetaRepository
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class Services:
     jobs: JobRepository
     budgets: Budgets
     ledger: Ledger
-    generation_settings: GenerationSettings
+    server_options: ServerOptions
     generation: GenerationService
 
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from tests.fakes.runware import DEFAULT_API_KEY, FakeRunware
+from fakes.runware import DEFAULT_API_KEY, FakeRunware
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ Usage (in-process)::
 For a bot in another process, start the fake in the test process (fixture ``fake_discord``), pass
 ``DISCORD_API_BASE=fake.api_base`` and ``DISCORD_GATEWAY_URL=fake.gateway_url`` (and ``DISCORD_TOKEN=fake.token``)
 to the subprocess, ``await fake.wait_ready()`` and drive it from the test with the same calls; after stopping it,
-``await fake.wait_disconnected()``. ``python -m tests.fakes.discord`` runs it standalone with a small control API
+``await fake.wait_disconnected()``. ``python -m fakes.discord`` runs it standalone with a small control API
 (``/_fake/…``) for benchmarks.
 
 Attachment URLs point at ``fake.cdn_base`` (the stand-in for cdn.discordapp.com); ``fake.external_image(url, data)``

@@ -23,21 +23,19 @@ from enum import StrEnum
 from functools import partial
 from typing import Generic, TypeVar
 
-from bot.billing.errors import check_amount, check_id
+from bot.billing.inputs import check_amount, check_id
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
+from bot.clock import utc_now
 from bot.errors import InvalidRequestError
-from bot.jobs.requests import OptionDefaults, ResolvedOptions, parse_option, resolve_defaults
-from bot.settings import AppConfig
+from bot.settings import AppConfig, DefaultsConfig
 from bot.storage.database import Database
-from bot.storage.repositories import utc_now
-from bot.storage.settings_queries import (
-    GenerationSettingsQueries,
-    GenerationSettingsRepository,
-    StoredGenerationSettings,
-)
+from bot.storage.rows import OptionDefaults, StoredOptions
+from bot.storage.servers import ServerOptionsQueries, ServerOptionsRepository
 
 _T = TypeVar("_T")
-_E = TypeVar("_E", bound=StrEnum)
+_MEMBER, _SERVER, _CONFIG = 2, 1, 0
+"""Where a resolved option came from, strongest first."""
+
 
 TRANSPARENT_JPG = "A transparent background needs the png or webp format: jpg has no transparency."
 
@@ -68,11 +66,11 @@ class ServerLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class EffectiveSettings:
+class EffectiveOptions:
     """Every generation setting of a server as it applies now, each with its source, and the stored row."""
 
     guild_id: int
-    stored: StoredGenerationSettings | None
+    stored: StoredOptions | None
     model: Effective[ModelName]
     size: Effective[Size]
     quality: Effective[Quality]
@@ -117,15 +115,15 @@ def _source(server_value: object) -> Source:
     return Source.CONFIG if server_value is None else Source.SERVER
 
 
-class GenerationSettings:
+class ServerOptions:
     """Reads and changes servers' generation defaults and limits; a server without its own uses the config file's."""
 
     def __init__(self, db: Database, config: AppConfig, *, clock: Callable[[], datetime] = utc_now) -> None:
         self._db = db
         self._config = config
         self._clock = clock
-        self._rows = GenerationSettingsRepository(db)
-        self._cache: dict[int, StoredGenerationSettings | None] = {}
+        self._rows = ServerOptionsRepository(db)
+        self._cache: dict[int, StoredOptions | None] = {}
         self._changes = 0
 
     @property
@@ -135,7 +133,7 @@ class GenerationSettings:
 
     # ------------------------------------------------------------------------------------------------- reading
 
-    async def stored(self, guild_id: int) -> StoredGenerationSettings | None:
+    async def stored(self, guild_id: int) -> StoredOptions | None:
         """Return the server's own row (None: it never changed a default or a limit)."""
         if guild_id in self._cache:
             return self._cache[guild_id]
@@ -145,7 +143,7 @@ class GenerationSettings:
             self._cache[guild_id] = row
         return row
 
-    async def effective(self, guild_id: int) -> EffectiveSettings:
+    async def effective(self, guild_id: int) -> EffectiveOptions:
         """Return every setting of the server as it applies now, each with its source."""
         return self._effective(guild_id, await self.stored(guild_id))
 
@@ -179,10 +177,10 @@ class GenerationSettings:
             max_count=limits.max_count,
         )
 
-    def _effective(self, guild_id: int, stored: StoredGenerationSettings | None) -> EffectiveSettings:
+    def _effective(self, guild_id: int, stored: StoredOptions | None) -> EffectiveOptions:
         """Combine a stored row (or none) with the config file into the settings that apply."""
         config = self._config
-        row = stored or StoredGenerationSettings(guild_id)
+        row = stored or StoredOptions(guild_id)
         server = row.defaults
         ceiling = config.limits.max_count
         max_count = Effective(min(row.max_count or ceiling, ceiling), _source(row.max_count))
@@ -195,7 +193,7 @@ class GenerationSettings:
         wanted_background = server.background or config.defaults.background
         wanted_format = server.format or config.defaults.format
         wanted_count = server.count or config.defaults.count
-        return EffectiveSettings(
+        return EffectiveOptions(
             guild_id=guild_id,
             stored=stored,
             model=Effective(options.model, _source(server.model)),
@@ -237,7 +235,7 @@ class GenerationSettings:
         background: Background | str | None = None,
         format: OutputFormat | str | None = None,
         count: int | None = None,
-    ) -> EffectiveSettings:
+    ) -> EffectiveOptions:
         """Set some of the server's defaults (after clearing all of them, with `reset`); return the new settings.
 
         Refused with `InvalidRequestError`, changing nothing: a value that is not offered, a count above the
@@ -258,8 +256,8 @@ class GenerationSettings:
         at = self._clock()
         ceiling = self._config.limits.max_count
 
-        def write(conn: sqlite3.Connection) -> StoredGenerationSettings | None:
-            queries = GenerationSettingsQueries(conn)
+        def write(conn: sqlite3.Connection) -> StoredOptions | None:
+            queries = ServerOptionsQueries(conn)
             current = queries.get(guild)
             base = OptionDefaults() if reset or current is None else current.defaults
             merged = replace(base, **changes)
@@ -284,7 +282,7 @@ class GenerationSettings:
         reset: bool = False,
         max_count: int | None = None,
         confirm_above: int | None = None,
-    ) -> EffectiveSettings:
+    ) -> EffectiveOptions:
         """Set some of the server's limits (after clearing both, with `reset`); return the new settings.
 
         Refused with `InvalidRequestError`, changing nothing: a `max_count` above the config's (the bot-wide
@@ -303,8 +301,8 @@ class GenerationSettings:
             return await self.effective(guild)
         at = self._clock()
 
-        def write(conn: sqlite3.Connection) -> StoredGenerationSettings | None:
-            queries = GenerationSettingsQueries(conn)
+        def write(conn: sqlite3.Connection) -> StoredOptions | None:
+            queries = ServerOptionsQueries(conn)
             current = queries.get(guild)
             kept_max = None if reset or current is None else current.max_count
             kept_threshold = None if reset or current is None else current.confirm_above
@@ -322,8 +320,8 @@ class GenerationSettings:
         return await self._write(guild, write)
 
     async def _write(
-        self, guild_id: int, write: Callable[[sqlite3.Connection], StoredGenerationSettings | None]
-    ) -> EffectiveSettings:
+        self, guild_id: int, write: Callable[[sqlite3.Connection], StoredOptions | None]
+    ) -> EffectiveOptions:
         """Run a change and cache the row it wrote.
 
         If the caller is cancelled meanwhile, the cached row is dropped instead once the write has ended (it may
@@ -339,7 +337,7 @@ class GenerationSettings:
         self._cache[guild_id] = row
         return self._effective(guild_id, row)
 
-    def _write_ended(self, guild_id: int, unit: asyncio.Future[StoredGenerationSettings | None]) -> None:
+    def _write_ended(self, guild_id: int, unit: asyncio.Future[StoredOptions | None]) -> None:
         """After a cancelled caller's write: whatever it did, the next read of the server goes to the database."""
         if not unit.cancelled():
             unit.exception()  # retrieved here: its caller is gone (a refused change changed nothing)
@@ -360,3 +358,84 @@ def _check_count(value: int | None, name: str) -> int | None:
 
 def _actor(actor_id: int | None) -> int | None:
     return None if actor_id is None else check_id(actor_id, "admin id")
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedOptions:
+    """Every request option with a value: what the member chose, else the server's default, else the config's."""
+
+    model: ModelName
+    size: Size
+    quality: Quality
+    background: Background
+    format: OutputFormat
+    count: int
+
+
+_V = TypeVar("_V")
+
+
+def resolve_defaults(
+    config: DefaultsConfig,
+    server: OptionDefaults | None = None,
+    *,
+    model: ModelName | str | None = None,
+    size: Size | str | None = None,
+    quality: Quality | str | None = None,
+    background: Background | str | None = None,
+    format: OutputFormat | str | None = None,
+    count: int | None = None,
+    max_count: int | None = None,
+) -> ResolvedOptions:
+    """Fill the options a member left out: their choice, then the server's defaults, then the config's `[defaults]`.
+
+    Defaults give way rather than get a member's request refused for something the member did not ask for:
+    - jpg has no alpha, so a transparent background and jpg cannot go together. When they meet, the value from the
+      weaker source gives way (member, then server, then config): a format becomes png, a background becomes auto;
+      from the same source the format gives way. Both chosen by the member are kept, so the request is refused with
+      the model rule's clear message instead of silently changed.
+    - A defaulted count above `max_count` (the server's limit) becomes `max_count`; a count the member chose is kept
+      (admission then refuses it with the limit).
+    Raises `InvalidRequestError` for a value that is not offered.
+    """
+    server = server or OptionDefaults()
+    background_value, background_rank = _layer(background, server.background, config.background)
+    format_value, format_rank = _layer(format, server.format, config.format)
+    chosen_background = parse_option(Background, "background", background_value)
+    chosen_format = parse_option(OutputFormat, "format", format_value)
+    if chosen_background is Background.TRANSPARENT and chosen_format is OutputFormat.JPG:
+        if format_rank < _MEMBER and format_rank <= background_rank:
+            chosen_format = OutputFormat.PNG
+        elif background_rank < format_rank:
+            chosen_background = Background.AUTO
+    count_value, count_rank = _layer(count, server.count, config.count)
+    if max_count is not None and count_rank < _MEMBER:
+        count_value = min(count_value, max_count)
+    return ResolvedOptions(
+        model=parse_option(ModelName, "model", _layer(model, server.model, config.model)[0]),
+        size=parse_option(Size, "size", _layer(size, server.size, config.size)[0]),
+        quality=parse_option(Quality, "quality", _layer(quality, server.quality, config.quality)[0]),
+        background=chosen_background,
+        format=chosen_format,
+        count=count_value,
+    )
+
+
+def _layer(given: _V | None, server: _V | None, config: _V) -> tuple[_V, int]:
+    if given is not None:
+        return given, _MEMBER
+    if server is not None:
+        return server, _SERVER
+    return config, _CONFIG
+
+
+def parse_option(enum: type[_E], name: str, value: _E | str) -> _E:
+    """Read one option value (an enum member, or its name in any case); `InvalidRequestError` lists the offered ones."""
+    try:
+        return enum(value.strip().lower() if isinstance(value, str) and not isinstance(value, enum) else value)
+    except ValueError:
+        offered = ", ".join(member.value for member in enum)
+        raise InvalidRequestError(f"{name} {value!r} is not offered; choose one of {offered}.") from None

@@ -5,7 +5,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-CONFIG = Path(__file__).resolve().parents[1] / "config" / "atelier.toml"
+
+def project_config() -> Path:
+    """Find the project's config file: beside this package in a checkout, else `config/atelier.toml` in the
+    working directory (the fakes installed with `pip install .`, run from the checkout as the benchmarks are)."""
+    for folder in (Path(__file__).resolve().parents[1], Path.cwd()):
+        candidate = folder / "config" / "atelier.toml"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("config/atelier.toml not found beside the fakes package nor in the working directory")
+
+
+CONFIG = project_config()
 """The project's config file: it lists every setting, with its default."""
 
 

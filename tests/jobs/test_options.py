@@ -13,13 +13,12 @@ import pytest
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.errors import InvalidRequestError
-from bot.generation_settings import TRANSPARENT_JPG, GenerationSettings, ServerLimits, Source
-from bot.jobs.requests import ResolvedOptions
+from bot.jobs.options import TRANSPARENT_JPG, ResolvedOptions, ServerLimits, ServerOptions, Source
 from bot.settings import AppConfig, load_app_config
 from bot.storage.database import Database
-from bot.storage.settings_queries import GenerationSettingsRepository
+from bot.storage.servers import ServerOptionsRepository
 
-CONFIG = load_app_config(Path(__file__).resolve().parents[1] / "config" / "atelier.toml")
+CONFIG = load_app_config(Path(__file__).resolve().parents[2] / "config" / "atelier.toml")
 GUILD = 111_111_111_111_111_111
 OTHER_GUILD = 999_999_999_999_999_999
 ADMIN = 666_666_666_666_666_666
@@ -46,12 +45,12 @@ def config_with(*, defaults: dict[str, Any] | None = None, limits: dict[str, Any
 
 
 @pytest.fixture
-def settings(db: Database) -> GenerationSettings:
+def settings(db: Database) -> ServerOptions:
     """The service on the project's config, with a fixed clock."""
-    return GenerationSettings(db, CONFIG, clock=lambda: AT)
+    return ServerOptions(db, CONFIG, clock=lambda: AT)
 
 
-async def test_a_server_without_settings_gets_the_config_files(settings: GenerationSettings) -> None:
+async def test_a_server_without_settings_gets_the_config_files(settings: ServerOptions) -> None:
     """No row: every default and limit is the config file's, and says so."""
     effective = await settings.effective(GUILD)
 
@@ -65,7 +64,7 @@ async def test_a_server_without_settings_gets_the_config_files(settings: Generat
     assert await settings.resolve(GUILD) == CONFIG_OPTIONS
 
 
-async def test_server_defaults_beat_the_config_and_members_beat_both(settings: GenerationSettings) -> None:
+async def test_server_defaults_beat_the_config_and_members_beat_both(settings: ServerOptions) -> None:
     """After an admin sets some defaults, those options come from the server, the rest from the config, and a
     member's own choice still wins; other servers are untouched."""
     changed = await settings.change_defaults(
@@ -83,7 +82,7 @@ async def test_server_defaults_beat_the_config_and_members_beat_both(settings: G
     assert await settings.resolve(OTHER_GUILD) == CONFIG_OPTIONS
 
 
-async def test_later_changes_keep_earlier_defaults_and_reset_clears_them(settings: GenerationSettings) -> None:
+async def test_later_changes_keep_earlier_defaults_and_reset_clears_them(settings: ServerOptions) -> None:
     """Each change sets only what it names; reset clears all first, then sets what it names."""
     await settings.change_defaults(GUILD, actor_id=ADMIN, model="gpt-image-1", format="webp")
     kept = await settings.change_defaults(GUILD, actor_id=ADMIN, quality="high")
@@ -99,7 +98,7 @@ async def test_later_changes_keep_earlier_defaults_and_reset_clears_them(setting
     )
 
 
-async def test_limits_are_the_servers_own_and_reset_restores_the_config(settings: GenerationSettings) -> None:
+async def test_limits_are_the_servers_own_and_reset_restores_the_config(settings: ServerOptions) -> None:
     """max_count and confirm_above set by the server apply; reset gives back the config's."""
     changed = await settings.change_limits(GUILD, actor_id=ADMIN, max_count=2, confirm_above=5_000)
     assert changed.limits == ServerLimits(2, 5_000)
@@ -127,18 +126,18 @@ async def test_limits_are_the_servers_own_and_reset_restores_the_config(settings
     ],
 )
 async def test_bad_defaults_are_refused_and_change_nothing(
-    db: Database, settings: GenerationSettings, change: dict[str, Any], message: str
+    db: Database, settings: ServerOptions, change: dict[str, Any], message: str
 ) -> None:
     """An unknown choice, a count outside 1-4 or above the server's limit, or transparent with jpg (also when one of
     them is already the server's): refused with a clear sentence; the stored row is as before."""
     await settings.change_limits(GUILD, actor_id=ADMIN, max_count=2)
     await settings.change_defaults(GUILD, actor_id=ADMIN, format="jpg", model="gpt-image-1")
-    before = await GenerationSettingsRepository(db).get(GUILD)
+    before = await ServerOptionsRepository(db).get(GUILD)
 
     with pytest.raises(InvalidRequestError, match=message):
         await settings.change_defaults(GUILD, actor_id=ADMIN + 1, quality="high", **change)
 
-    assert await GenerationSettingsRepository(db).get(GUILD) == before
+    assert await ServerOptionsRepository(db).get(GUILD) == before
     assert (await settings.effective(GUILD)).quality.value is Quality.MEDIUM
 
 
@@ -155,31 +154,31 @@ async def test_bad_defaults_are_refused_and_change_nothing(
 async def test_bad_limits_are_refused_and_change_nothing(db: Database, change: dict[str, Any], message: str) -> None:
     """A max_count above the bot's own (config) limit or below the server's default count, a negative or absurd
     threshold: refused, nothing stored changes."""
-    settings = GenerationSettings(db, config_with(limits={"max_count": 3}), clock=lambda: AT)
+    settings = ServerOptions(db, config_with(limits={"max_count": 3}), clock=lambda: AT)
     await settings.change_defaults(GUILD, actor_id=ADMIN, count=2)
-    before = await GenerationSettingsRepository(db).get(GUILD)
+    before = await ServerOptionsRepository(db).get(GUILD)
 
     with pytest.raises(InvalidRequestError, match=message):
         await settings.change_limits(GUILD, actor_id=ADMIN + 1, **change)
 
-    assert await GenerationSettingsRepository(db).get(GUILD) == before
+    assert await ServerOptionsRepository(db).get(GUILD) == before
     assert (await settings.limits(GUILD)) == ServerLimits(3, 500_000)
 
 
-async def test_no_change_writes_nothing(db: Database, settings: GenerationSettings) -> None:
+async def test_no_change_writes_nothing(db: Database, settings: ServerOptions) -> None:
     """Changing nothing (no value, no reset) only reads: no row appears."""
     assert (await settings.change_defaults(GUILD, actor_id=ADMIN)).stored is None
     assert (await settings.change_limits(GUILD, actor_id=ADMIN)).stored is None
-    assert await GenerationSettingsRepository(db).get(GUILD) is None
+    assert await ServerOptionsRepository(db).get(GUILD) is None
 
 
 async def test_a_lowered_config_ceiling_wins_over_a_stored_max_count(db: Database) -> None:
     """A server allowed 4 while the bot did; after the owner lowers `limits.max_count` to 2, the server gets 2, and
     its stored count default of 3 is used as 2 — each with a note saying why."""
-    await GenerationSettings(db, CONFIG).change_limits(GUILD, actor_id=ADMIN, max_count=4)
-    await GenerationSettings(db, CONFIG).change_defaults(GUILD, actor_id=ADMIN, count=3)
+    await ServerOptions(db, CONFIG).change_limits(GUILD, actor_id=ADMIN, max_count=4)
+    await ServerOptions(db, CONFIG).change_defaults(GUILD, actor_id=ADMIN, count=3)
 
-    lowered = await GenerationSettings(db, config_with(limits={"max_count": 2})).effective(GUILD)
+    lowered = await ServerOptions(db, config_with(limits={"max_count": 2})).effective(GUILD)
 
     assert (lowered.max_count.value, lowered.max_count.source) == (2, Source.SERVER)
     assert lowered.max_count.note == "set to 4, but the bot allows at most 2"
@@ -189,7 +188,7 @@ async def test_a_lowered_config_ceiling_wins_over_a_stored_max_count(db: Databas
 async def test_a_config_default_count_above_the_servers_limit_is_used_as_the_limit(db: Database) -> None:
     """Config default count 3, server max_count 2: a request without count asks for 2; a chosen 3 stays 3 (and
     admission refuses it with the limit)."""
-    settings = GenerationSettings(db, config_with(defaults={"count": 3}))
+    settings = ServerOptions(db, config_with(defaults={"count": 3}))
     effective = await settings.change_limits(GUILD, actor_id=ADMIN, max_count=2)
 
     assert (effective.count.value, effective.count.source) == (2, Source.CONFIG)
@@ -200,12 +199,12 @@ async def test_a_config_default_count_above_the_servers_limit_is_used_as_the_lim
 async def test_transparent_and_jpg_from_different_sources_resolve_by_precedence(db: Database) -> None:
     """The weaker source gives way: a server's jpg beats the config's transparent (background becomes auto), a
     server's transparent beats the config's jpg (format becomes png); the defaults show why."""
-    transparent_config = GenerationSettings(db, config_with(defaults={"background": Background.TRANSPARENT}))
+    transparent_config = ServerOptions(db, config_with(defaults={"background": Background.TRANSPARENT}))
     jpg = await transparent_config.change_defaults(GUILD, actor_id=ADMIN, format="jpg")
     assert (jpg.format.value, jpg.background.value) == (OutputFormat.JPG, Background.AUTO)
     assert jpg.background.note == "set to transparent, which jpg cannot show, so auto is used"
 
-    jpg_config = GenerationSettings(db, config_with(defaults={"format": OutputFormat.JPG}))
+    jpg_config = ServerOptions(db, config_with(defaults={"format": OutputFormat.JPG}))
     transparent = await jpg_config.change_defaults(GUILD, actor_id=ADMIN, reset=True, background="transparent")
     assert (transparent.format.value, transparent.background.value) == (OutputFormat.PNG, Background.TRANSPARENT)
     assert transparent.format.note == "set to jpg, which cannot be transparent, so png is used"
@@ -214,13 +213,13 @@ async def test_transparent_and_jpg_from_different_sources_resolve_by_precedence(
 async def test_a_change_is_seen_at_once_by_reads_of_the_same_service(db: Database) -> None:
     """Rows are cached after the first read; a change through the service replaces its cached row at once, and a
     fresh service (a restart) reads the stored value."""
-    settings = GenerationSettings(db, CONFIG)
+    settings = ServerOptions(db, CONFIG)
     assert (await settings.limits(GUILD)).max_count == 4
 
     await settings.change_limits(GUILD, actor_id=ADMIN, max_count=1)
 
     assert (await settings.limits(GUILD)).max_count == 1
-    assert (await GenerationSettings(db, CONFIG).limits(GUILD)).max_count == 1
+    assert (await ServerOptions(db, CONFIG).limits(GUILD)).max_count == 1
 
 
 async def test_a_change_whose_caller_is_cancelled_while_it_is_written_is_not_hidden_by_the_cache(
@@ -228,7 +227,7 @@ async def test_a_change_whose_caller_is_cancelled_while_it_is_written_is_not_hid
 ) -> None:
     """The admin's task is cancelled while its change waits on the database thread (another writer holds the file);
     the change still commits, and the next read of the same service sees it, not the cached row from before."""
-    settings = GenerationSettings(db, CONFIG)
+    settings = ServerOptions(db, CONFIG)
     assert (await settings.limits(GUILD)).max_count == 4  # now cached
     other_writer = sqlite3.connect(db.path, isolation_level=None)
     try:
@@ -242,5 +241,5 @@ async def test_a_change_whose_caller_is_cancelled_while_it_is_written_is_not_hid
         other_writer.execute("ROLLBACK")
         other_writer.close()
 
-    assert (await GenerationSettings(db, CONFIG).limits(GUILD)).max_count == 1, "the change was committed"
+    assert (await ServerOptions(db, CONFIG).limits(GUILD)).max_count == 1, "the change was committed"
     assert (await settings.limits(GUILD)).max_count == 1

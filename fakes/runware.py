@@ -9,7 +9,7 @@ requests that `REGISTER_LATE` holds.
 
 Run it standalone for subprocess tests and benchmarks::
 
-    python -m tests.fakes.runware --port 0 --latency 0.5
+    python -m fakes.runware --port 0 --latency 0.5
 
 prints one line `RUNWARE_API_URL=http://127.0.0.1:PORT/v1` and serves until SIGTERM or SIGINT. The admin surface
 (`/_fake/...`) then lets another process inject faults and read statistics.
@@ -34,16 +34,16 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from functools import lru_cache
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import web
 from PIL import Image, ImageChops, ImageDraw, UnidentifiedImageError
 
-from bot.billing.money import MICROS_PER_USD, usd_to_micros
 from bot.catalog import AIR_TO_MODEL, MODEL_SPECS, Quality, Size
+from bot.money import MICROS_PER_USD, usd_to_micros
 from bot.settings import PriceTable, load_app_config
+from fakes.config_file import CONFIG
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -61,7 +61,7 @@ __all__ = [
 DEFAULT_API_KEY = "test-runware-key"
 """The API key the fake accepts unless another is given."""
 
-CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "atelier.toml"
+CONFIG_PATH = CONFIG
 """The project's price table, used when no `prices` are passed."""
 
 DOCS_URL = "https://runware.ai/docs/platform/errors"
@@ -584,12 +584,14 @@ class FakeRunware:
     @property
     def pending_late_registrations(self) -> int:
         """How many requests held by `REGISTER_LATE` have not been registered yet (whether or not their client still
-        waits for the answer)."""
+        waits for the answer).
+        """
         return sum(1 for late in self._background if not late.done())
 
     async def drain(self) -> None:
         """Wait until every request held by `REGISTER_LATE` has been registered (and its tasks accepted or refused),
-        including any held while waiting. A task registered with a `latency` is billed once that has passed."""
+        including any held while waiting. A task registered with a `latency` is billed once that has passed.
+        """
         while self._background:
             await asyncio.gather(*self._background)
 
@@ -602,8 +604,9 @@ class FakeRunware:
 
     @property
     def paid_tasks(self) -> list[str]:
-        """taskUUIDs of the runs that produced at least one billed image, in order of first billing (one entry per
-        run: a UUID run twice, see `reject_duplicate_uuids`, appears twice)."""
+        """TaskUUIDs of the runs that produced at least one billed image, in order of first billing (one entry per
+        run: a UUID run twice, see `reject_duplicate_uuids`, appears twice).
+        """
         self._advance_all()
         return list(self._paid)
 
@@ -1302,7 +1305,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Serve the fake until SIGTERM/SIGINT, after printing `RUNWARE_API_URL=...` on stdout."""
-    parser = argparse.ArgumentParser(prog="python -m tests.fakes.runware", description="Fake Runware REST API.")
+    parser = argparse.ArgumentParser(prog="python -m fakes.runware", description="Fake Runware REST API.")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds from submission to completion")

@@ -1,4 +1,4 @@
-"""Standalone fake Discord: ``python -m tests.fakes.discord --port 0 [--default-world]``.
+"""Standalone fake Discord: ``python -m fakes.discord --port 0 [--default-world]``.
 
 Prints ``DISCORD_API_BASE=…``, ``DISCORD_GATEWAY_URL=…``, ``DISCORD_TOKEN=…`` and ``FAKE_DISCORD_CONTROL=…`` (plus
 ``FAKE_WORLD_…`` ids with ``--default-world``), one per line, then serves until SIGINT or SIGTERM. Another process
@@ -46,7 +46,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and serve."""
-    parser = argparse.ArgumentParser(prog="python -m tests.fakes.discord", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fakes.discord", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token", default="fake-bot-token")

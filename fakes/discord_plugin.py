@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord.seam import pointed_at
-from tests.fakes.openapi_check import OpenAPIChecker, get_checker
+from fakes.discord import FakeDiscord
+from fakes.discord.seam import pointed_at
+from fakes.openapi_check import OpenAPIChecker, get_checker
 
 
 @pytest_asyncio.fixture

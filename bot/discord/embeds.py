@@ -9,9 +9,9 @@ import discord
 
 from bot.billing.budgets import BudgetRules, MemberOverride, OverrideKind
 from bot.billing.ledger import BudgetStatus
-from bot.billing.money import format_usd
 from bot.jobs.service import QueueEntry
-from bot.storage.repositories import Job
+from bot.money import format_usd
+from bot.storage.rows import Job
 
 FIELD_LIMIT = 1024
 """Discord's limit on one embed field's value."""

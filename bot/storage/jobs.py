@@ -1,0 +1,427 @@
+"""The `jobs` and `job_results` tables: creating a job, its state changes, task POSTs and acknowledgement, results,
+duplicates and look-ups.
+
+`JobQueries` and `JobQueueQueries` work inside a transaction opened by `Database.run()` (the ledger creates a job row
+in the same transaction as its hold); `JobRepository` and `JobQueueRepository` are their async faces.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
+from bot.clock import from_ms, optional_from_ms, to_ms, utc_now
+from bot.storage.database import Database
+from bot.storage.rows import (
+    Job,
+    JobResult,
+    JobState,
+    NewJob,
+)
+
+
+def job_from_row(row: sqlite3.Row) -> Job:
+    """Build a `Job` from a `SELECT * FROM jobs` row."""
+    extras = json.loads(row["extras"])
+    references = tuple(str(ref) for ref in extras.pop("references", ()))
+    return Job(
+        id=row["id"],
+        state=JobState(row["state"]),
+        guild_id=row["guild_id"],
+        channel_id=row["channel_id"],
+        member_id=row["member_id"],
+        model=ModelName(row["model"]),
+        size=Size(row["size"]),
+        quality=Quality(row["quality"]),
+        background=Background(row["background"]),
+        format=OutputFormat(row["format"]),
+        count=row["count"],
+        prompt=row["prompt"],
+        references=references,
+        extras=extras,
+        parent_job_id=row["parent_job_id"],
+        estimate=row["estimate"],
+        cost=row["cost"],
+        task_uuid=row["task_uuid"],
+        error=row["error"],
+        interaction_token=row["interaction_token"],
+        interaction_expires_at=optional_from_ms(row["interaction_expires_at"]),
+        result_message_id=row["result_message_id"],
+        created_at=from_ms(row["created_at"]),
+        updated_at=from_ms(row["updated_at"]),
+        finished_at=optional_from_ms(row["finished_at"]),
+        delivered_at=optional_from_ms(row["delivered_at"]),
+    )
+
+
+def _extras_json(job: NewJob) -> str:
+    if "references" in job.extras:
+        raise ValueError("job extras must not use the key 'references'; pass references separately")
+    return json.dumps({"references": list(job.references), **job.extras}, separators=(",", ":"))
+
+
+_UNFINISHED = "('awaiting_approval', 'queued', 'submitted')"
+
+
+class JobQueries:
+    """The `jobs` table.
+
+    Listings order by `created_at` and then by `rowid`, the insertion order: job ids are random, so ordering by id
+    would shuffle the jobs created in the same millisecond.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def insert(self, job: NewJob, at: datetime) -> Job:
+        """Store a new job; raises `sqlite3.IntegrityError` if its id is taken."""
+        at_ms = to_ms(at)
+        finished = at_ms if job.state.is_finished else None
+        self._conn.execute(
+            "INSERT INTO jobs (id, state, guild_id, channel_id, member_id, model, size, quality, background, format,"
+            " count, prompt, extras, parent_job_id, estimate, interaction_token, interaction_expires_at,"
+            " created_at, updated_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.id,
+                job.state.value,
+                job.guild_id,
+                job.channel_id,
+                job.member_id,
+                job.model.value,
+                job.size.value,
+                job.quality.value,
+                job.background.value,
+                job.format.value,
+                job.count,
+                job.prompt,
+                _extras_json(job),
+                job.parent_job_id,
+                job.estimate,
+                job.interaction_token,
+                None if job.interaction_expires_at is None else to_ms(job.interaction_expires_at),
+                at_ms,
+                at_ms,
+                finished,
+            ),
+        )
+        created = self.get(job.id)
+        if created is None:  # pragma: no cover - the row was inserted by the statement above
+            raise sqlite3.IntegrityError(f"job {job.id} vanished after insert")
+        return created
+
+    def get(self, job_id: str) -> Job | None:
+        """Return the job, or None."""
+        row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else job_from_row(row)
+
+    def update_state(
+        self,
+        job_id: str,
+        state: JobState,
+        at: datetime,
+        *,
+        error: str | None = None,
+        expected: Collection[JobState] | None = None,
+    ) -> bool:
+        """Move the job to `state` (only from one of `expected`, if given); True if a row changed.
+
+        Entering a finished state records `finished_at`; `error` is stored as given (None clears it).
+        """
+        at_ms = to_ms(at)
+        finished = at_ms if state.is_finished else None
+        sql = "UPDATE jobs SET state = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ?"
+        params: list[Any] = [state.value, error, at_ms, finished, job_id]
+        if expected is not None:
+            allowed = [s.value for s in expected]
+            if not allowed:
+                return False
+            sql += f" AND state IN ({', '.join('?' * len(allowed))})"
+            params.extend(allowed)
+        return self._conn.execute(sql, params).rowcount > 0
+
+    def set_task_uuid(self, job_id: str, task_uuid: str, at: datetime) -> bool:
+        """Record the Runware task UUID (before submitting, so a restart polls instead of paying twice)."""
+        cursor = self._conn.execute(
+            "UPDATE jobs SET task_uuid = ?, updated_at = ? WHERE id = ?", (task_uuid, to_ms(at), job_id)
+        )
+        return cursor.rowcount > 0
+
+    def set_cost(self, job_id: str, cost: int, at: datetime) -> bool:
+        """Record the cost Runware reported, in micro-dollars."""
+        cursor = self._conn.execute("UPDATE jobs SET cost = ?, updated_at = ? WHERE id = ?", (cost, to_ms(at), job_id))
+        return cursor.rowcount > 0
+
+    def set_interaction(self, job_id: str, token: str | None, expires_at: datetime | None, at: datetime) -> bool:
+        """Record (or clear) the interaction token used to edit the original response, and its expiry."""
+        cursor = self._conn.execute(
+            "UPDATE jobs SET interaction_token = ?, interaction_expires_at = ?, updated_at = ? WHERE id = ?",
+            (token, None if expires_at is None else to_ms(expires_at), to_ms(at), job_id),
+        )
+        return cursor.rowcount > 0
+
+    def mark_delivered(self, job_id: str, message_id: int | None, at: datetime) -> bool:
+        """Record delivery once: True the first time, False if it was already delivered (or the job is unknown)."""
+        cursor = self._conn.execute(
+            "UPDATE jobs SET delivered_at = ?, result_message_id = ?, updated_at = ?"
+            " WHERE id = ? AND delivered_at IS NULL",
+            (to_ms(at), message_id, to_ms(at), job_id),
+        )
+        return cursor.rowcount > 0
+
+    def list_unfinished(self) -> list[Job]:
+        """Return the jobs a restart must resume (awaiting approval, queued or submitted), oldest first."""
+        rows = self._conn.execute(
+            f"SELECT * FROM jobs WHERE state IN {_UNFINISHED} ORDER BY created_at, rowid"
+        ).fetchall()
+        return [job_from_row(row) for row in rows]
+
+    def list_recent_for_member(self, guild_id: int | None, member_id: int, limit: int) -> list[Job]:
+        """Return the member's most recent jobs in the server, newest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM jobs WHERE guild_id IS ? AND member_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (guild_id, member_id, limit),
+        ).fetchall()
+        return [job_from_row(row) for row in rows]
+
+    def delete(self, job_id: str) -> bool:
+        """Delete the job row (its ledger entries stay); True if it existed."""
+        return self._conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+
+
+class JobRepository:
+    """Async face of `JobQueries`: one transaction per call."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def create(self, job: NewJob) -> Job:
+        """Store a new job and return it as stored."""
+        at = self._clock()
+        return await self._db.run(lambda conn: JobQueries(conn).insert(job, at))
+
+    async def get(self, job_id: str) -> Job | None:
+        """Return the job, or None."""
+        return await self._db.run(lambda conn: JobQueries(conn).get(job_id), write=False)
+
+    async def update_state(
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        error: str | None = None,
+        expected: Collection[JobState] | None = None,
+    ) -> bool:
+        """Move the job to `state` (only from one of `expected`, if given); True if a row changed."""
+        at = self._clock()
+        return await self._db.run(
+            lambda conn: JobQueries(conn).update_state(job_id, state, at, error=error, expected=expected)
+        )
+
+    async def set_task_uuid(self, job_id: str, task_uuid: str) -> bool:
+        """Record the Runware task UUID before submitting."""
+        at = self._clock()
+        return await self._db.run(lambda conn: JobQueries(conn).set_task_uuid(job_id, task_uuid, at))
+
+    async def set_cost(self, job_id: str, cost: int) -> bool:
+        """Record the cost Runware reported, in micro-dollars."""
+        at = self._clock()
+        return await self._db.run(lambda conn: JobQueries(conn).set_cost(job_id, cost, at))
+
+    async def set_interaction(self, job_id: str, token: str | None, expires_at: datetime | None) -> bool:
+        """Record (or clear) the interaction token and its expiry."""
+        at = self._clock()
+        return await self._db.run(lambda conn: JobQueries(conn).set_interaction(job_id, token, expires_at, at))
+
+    async def mark_delivered(self, job_id: str, message_id: int | None) -> bool:
+        """Record delivery once; True the first time."""
+        at = self._clock()
+        return await self._db.run(lambda conn: JobQueries(conn).mark_delivered(job_id, message_id, at))
+
+    async def list_unfinished(self) -> list[Job]:
+        """Return the jobs a restart must resume, oldest first."""
+        return await self._db.run(lambda conn: JobQueries(conn).list_unfinished(), write=False)
+
+    async def list_recent_for_member(self, guild_id: int | None, member_id: int, limit: int = 10) -> list[Job]:
+        """Return the member's most recent jobs in the server, newest first."""
+        return await self._db.run(
+            lambda conn: JobQueries(conn).list_recent_for_member(guild_id, member_id, limit), write=False
+        )
+
+    async def delete(self, job_id: str) -> bool:
+        """Delete the job row (its ledger entries stay); True if it existed."""
+        return await self._db.run(lambda conn: JobQueries(conn).delete(job_id))
+
+
+_EXCLUDED_FROM_DUPLICATES = ("failed", "cancelled", "rejected")
+
+
+class JobQueueQueries:
+    """Queries on `jobs` and `job_results` that the job service needs beyond `JobQueries`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def begin_submit(self, job_id: str, task_uuid: str, at: datetime) -> bool:
+        """Store the task UUID and move a queued job to `submitted`, before the POST; False if it is not queued."""
+        cursor = self._conn.execute(
+            "UPDATE jobs SET task_uuid = ?, state = 'submitted', updated_at = ? WHERE id = ? AND state = 'queued'",
+            (task_uuid, to_ms(at), job_id),
+        )
+        return cursor.rowcount > 0
+
+    def record_post(self, job_id: str, task_uuid: str, at: datetime) -> bool:
+        """Record that the job's task is about to be POSTed (again) at `at`; False if the job has another task UUID."""
+        cursor = self._conn.execute(
+            "UPDATE jobs SET task_sent_at = ? WHERE id = ? AND task_uuid = ?", (to_ms(at), job_id, task_uuid)
+        )
+        return cursor.rowcount > 0
+
+    def last_post_at(self, job_id: str) -> datetime | None:
+        """When the job's task was last POSTed (recorded before sending), or None if no POST was recorded."""
+        row = self._conn.execute("SELECT task_sent_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None or row[0] is None else from_ms(row[0])
+
+    def mark_acknowledged(self, job_id: str, at: datetime) -> bool:
+        """Record that Runware accepted the job's task (once); True the first time."""
+        cursor = self._conn.execute(
+            "UPDATE jobs SET task_acked_at = ?, updated_at = ? WHERE id = ? AND task_acked_at IS NULL",
+            (to_ms(at), to_ms(at), job_id),
+        )
+        return cursor.rowcount > 0
+
+    def acknowledged_at(self, job_id: str) -> datetime | None:
+        """When Runware accepted the job's task, or None if that was never recorded."""
+        row = self._conn.execute("SELECT task_acked_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None or row[0] is None else from_ms(row[0])
+
+    def save_results(self, job_id: str, results: Sequence[JobResult], cost: int | None, at: datetime) -> None:
+        """Store the job's result images (repeating it keeps the first ones) and, if known, the reported cost."""
+        self._conn.executemany(
+            "INSERT INTO job_results (job_id, idx, image_uuid, image_url, cost, seed, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, idx) DO NOTHING",
+            [
+                (job_id, result.index, result.image_uuid, result.image_url, result.cost, result.seed, to_ms(at))
+                for result in results
+            ],
+        )
+        if cost is not None:
+            self._conn.execute(
+                "UPDATE jobs SET cost = ?, updated_at = ? WHERE id = ? AND cost IS NULL", (cost, to_ms(at), job_id)
+            )
+
+    def results(self, job_id: str) -> list[JobResult]:
+        """Return the job's result images in order (empty until its task finished)."""
+        rows = self._conn.execute(
+            "SELECT idx, image_uuid, image_url, cost, seed FROM job_results WHERE job_id = ? ORDER BY idx", (job_id,)
+        ).fetchall()
+        return [JobResult(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+
+    def finish_delivered(self, job_id: str, message_id: int | None, cost: int, at: datetime) -> bool:
+        """Record delivery, the charged cost and `succeeded` in one step, only for a submitted, undelivered job."""
+        at_ms = to_ms(at)
+        cursor = self._conn.execute(
+            "UPDATE jobs SET state = 'succeeded', cost = ?, delivered_at = ?, result_message_id = ?, error = NULL,"
+            " updated_at = ?, finished_at = ? WHERE id = ? AND state = 'submitted' AND delivered_at IS NULL",
+            (cost, at_ms, message_id, at_ms, at_ms, job_id),
+        )
+        return cursor.rowcount > 0
+
+    def list_active_for_member(self, guild_id: int, member_id: int) -> list[Job]:
+        """Return the member's queued and submitted jobs in the server, oldest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM jobs WHERE guild_id = ? AND member_id = ? AND state IN ('queued', 'submitted')"
+            " ORDER BY created_at, rowid",
+            (guild_id, member_id),
+        ).fetchall()
+        return [job_from_row(row) for row in rows]
+
+    def find_recent_duplicate(self, guild_id: int, member_id: int, fingerprint: str, since: datetime) -> Job | None:
+        """Return the member's newest job with this fingerprint created at or after `since`, unless it ended badly."""
+        row = self._conn.execute(
+            "SELECT * FROM jobs WHERE member_id = ? AND json_extract(extras, '$.fingerprint') = ?"
+            " AND created_at >= ? AND guild_id IS ? AND state NOT IN (?, ?, ?)"
+            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (member_id, fingerprint, to_ms(since), guild_id, *_EXCLUDED_FROM_DUPLICATES),
+        ).fetchone()
+        return None if row is None else job_from_row(row)
+
+    def get_by_result_message(self, message_id: int) -> Job | None:
+        """Return the job whose result was posted as this message, or None."""
+        row = self._conn.execute("SELECT * FROM jobs WHERE result_message_id = ? LIMIT 1", (message_id,)).fetchone()
+        return None if row is None else job_from_row(row)
+
+
+class JobQueueRepository:
+    """Async face of `JobQueueQueries` (and the few `JobQueries` the service combines with it)."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def begin_submit(self, job_id: str, task_uuid: str) -> bool:
+        """Store the task UUID and move a queued job to `submitted`; False if it is no longer queued."""
+        at = self._clock()
+        return await self._db.run(lambda conn: JobQueueQueries(conn).begin_submit(job_id, task_uuid, at))
+
+    async def record_post(self, job_id: str, task_uuid: str) -> bool:
+        """Record, before sending it, that the job's task is POSTed now; False if the job has another task UUID."""
+        at = self._clock()
+        return await self._db.run(lambda conn: JobQueueQueries(conn).record_post(job_id, task_uuid, at))
+
+    async def last_post_at(self, job_id: str) -> datetime | None:
+        """When the job's task was last POSTed, or None if no POST was recorded."""
+        return await self._db.run(lambda conn: JobQueueQueries(conn).last_post_at(job_id), write=False)
+
+    async def mark_acknowledged(self, job_id: str) -> bool:
+        """Record that Runware accepted the job's task."""
+        at = self._clock()
+        return await self._db.run(lambda conn: JobQueueQueries(conn).mark_acknowledged(job_id, at))
+
+    async def acknowledged_at(self, job_id: str) -> datetime | None:
+        """When Runware accepted the job's task, or None."""
+        return await self._db.run(lambda conn: JobQueueQueries(conn).acknowledged_at(job_id), write=False)
+
+    async def save_results(self, job_id: str, results: Sequence[JobResult], cost: int | None) -> None:
+        """Store the job's result images and reported cost."""
+        at = self._clock()
+        await self._db.run(lambda conn: JobQueueQueries(conn).save_results(job_id, results, cost, at))
+
+    async def results(self, job_id: str) -> list[JobResult]:
+        """Return the job's result images in order."""
+        return await self._db.run(lambda conn: JobQueueQueries(conn).results(job_id), write=False)
+
+    async def finish_delivered(self, job_id: str, message_id: int | None, cost: int) -> bool:
+        """Record delivery, cost and success in one transaction; False if the job was not submitted and undelivered."""
+        at = self._clock()
+        return await self._db.run(lambda conn: JobQueueQueries(conn).finish_delivered(job_id, message_id, cost, at))
+
+    async def finish(self, job_id: str, state: JobState, *, error: str | None, expected: Sequence[JobState]) -> bool:
+        """Move the job to an end state (failed, cancelled) only from one of `expected`; True if it changed."""
+        at = self._clock()
+        return await self._db.run(
+            lambda conn: JobQueries(conn).update_state(job_id, state, at, error=error, expected=expected)
+        )
+
+    async def list_active_for_member(self, guild_id: int, member_id: int) -> list[Job]:
+        """Return the member's queued and submitted jobs in the server, oldest first."""
+        return await self._db.run(
+            lambda conn: JobQueueQueries(conn).list_active_for_member(guild_id, member_id), write=False
+        )
+
+    async def find_recent_duplicate(
+        self, guild_id: int, member_id: int, fingerprint: str, since: datetime
+    ) -> Job | None:
+        """Return the member's newest job with this fingerprint since `since`, unless it failed or was cancelled."""
+        return await self._db.run(
+            lambda conn: JobQueueQueries(conn).find_recent_duplicate(guild_id, member_id, fingerprint, since),
+            write=False,
+        )
+
+    async def get_by_result_message(self, message_id: int) -> Job | None:
+        """Return the job whose result was posted as this message, or None."""
+        return await self._db.run(lambda conn: JobQueueQueries(conn).get_by_result_message(message_id), write=False)

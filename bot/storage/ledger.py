@@ -1,0 +1,213 @@
+"""The append-only `ledger` table, its per-day `ledger_totals`, and the spend report's query.
+
+`LedgerQueries` works inside the ledger's own transactions; `LedgerRepository` is the async read face (audits,
+reconciliation); `ReportQueries` reads spend per member for `bot.billing.reports`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from bot.clock import from_ms, to_ms
+from bot.storage.database import Database
+from bot.storage.rows import (
+    EntryKind,
+    JobState,
+    LedgerEntry,
+    OpenHold,
+    PeriodTotals,
+    SpendRow,
+    Totals,
+)
+
+
+def _entry(row: sqlite3.Row) -> LedgerEntry:
+    return LedgerEntry(
+        id=row["id"],
+        guild_id=row["guild_id"],
+        member_id=row["member_id"],
+        job_id=row["job_id"],
+        kind=EntryKind(row["kind"]),
+        amount=row["amount"],
+        released=row["released"],
+        overrun=row["overrun"],
+        reason=row["reason"],
+        actor_id=row["actor_id"],
+        effective_at=from_ms(row["effective_at"]),
+        created_at=from_ms(row["created_at"]),
+    )
+
+
+_TOTALS_FROM_LEDGER = (
+    "SELECT guild_id, member_id, effective_at / 86400000 AS day,"
+    " SUM(CASE WHEN kind = 'settle' THEN amount ELSE 0 END) AS spent,"
+    " SUM(CASE WHEN kind = 'hold' THEN amount ELSE -released END) AS reserved,"
+    " SUM(CASE WHEN kind = 'grant' THEN amount ELSE 0 END) AS granted"
+    " FROM ledger GROUP BY guild_id, member_id, effective_at / 86400000"
+)
+
+
+class LedgerQueries:
+    """The append-only `ledger` and the daily totals its trigger keeps."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def insert(
+        self,
+        *,
+        guild_id: int,
+        member_id: int,
+        job_id: str | None,
+        kind: EntryKind,
+        amount: int,
+        effective_at: datetime,
+        created_at: datetime,
+        released: int = 0,
+        overrun: int = 0,
+        reason: str | None = None,
+        actor_id: int | None = None,
+    ) -> LedgerEntry:
+        """Append one entry (the trigger adds it to the daily totals) and return it."""
+        effective_ms, created_ms = to_ms(effective_at), to_ms(created_at)
+        cursor = self._conn.execute(
+            "INSERT INTO ledger (guild_id, member_id, job_id, kind, amount, released, overrun, reason, actor_id,"
+            " effective_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                guild_id,
+                member_id,
+                job_id,
+                kind.value,
+                amount,
+                released,
+                overrun,
+                reason,
+                actor_id,
+                effective_ms,
+                created_ms,
+            ),
+        )
+        entry_id = cursor.lastrowid
+        if entry_id is None:  # pragma: no cover - an INSERT into a rowid table always sets it
+            raise sqlite3.IntegrityError("ledger insert returned no row id")
+        return LedgerEntry(
+            id=entry_id,
+            guild_id=guild_id,
+            member_id=member_id,
+            job_id=job_id,
+            kind=kind,
+            amount=amount,
+            released=released,
+            overrun=overrun,
+            reason=reason,
+            actor_id=actor_id,
+            effective_at=from_ms(effective_ms),
+            created_at=from_ms(created_ms),
+        )
+
+    def entries_for_job(self, job_id: str) -> list[LedgerEntry]:
+        """Return the job's entries (at most one of each kind), oldest first."""
+        rows = self._conn.execute("SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
+        return [_entry(row) for row in rows]
+
+    def totals(self, guild_id: int, member_id: int, first_day: int, end_day: int) -> PeriodTotals:
+        """Sum the member's and the whole server's daily totals over days [first_day, end_day) (since 1970-01-01)."""
+        row = self._conn.execute(
+            "SELECT m.spent, m.reserved, m.granted, g.spent, g.reserved, g.granted FROM"
+            " (SELECT COALESCE(SUM(spent), 0) AS spent, COALESCE(SUM(reserved), 0) AS reserved,"
+            "  COALESCE(SUM(granted), 0) AS granted FROM member_day_totals"
+            "  WHERE guild_id = ?1 AND member_id = ?2 AND day >= ?3 AND day < ?4) AS m,"
+            " (SELECT COALESCE(SUM(spent), 0) AS spent, COALESCE(SUM(reserved), 0) AS reserved,"
+            "  COALESCE(SUM(granted), 0) AS granted FROM guild_day_totals"
+            "  WHERE guild_id = ?1 AND day >= ?3 AND day < ?4) AS g",
+            (guild_id, member_id, first_day, end_day),
+        ).fetchone()
+        return PeriodTotals(Totals(row[0], row[1], row[2]), Totals(row[3], row[4], row[5]))
+
+    def open_holds(self) -> list[OpenHold]:
+        """Return every hold not yet settled or released, with its job's state and cost (None: no job row)."""
+        rows = self._conn.execute(
+            "SELECT h.*, j.state AS job_state, j.cost AS job_cost FROM ledger AS h"
+            " LEFT JOIN jobs AS j ON j.id = h.job_id"
+            " WHERE h.kind = 'hold' AND NOT EXISTS"
+            " (SELECT 1 FROM ledger AS c WHERE c.job_id = h.job_id AND c.kind IN ('settle', 'release'))"
+            " ORDER BY h.id"
+        ).fetchall()
+        return [
+            OpenHold(
+                entry=_entry(row),
+                job_state=None if row["job_state"] is None else JobState(row["job_state"]),
+                job_cost=row["job_cost"],
+            )
+            for row in rows
+        ]
+
+    def count_totals_mismatches(self) -> int:
+        """Count daily-total rows (member and server) that differ from a fresh sum of the ledger; 0 when sound."""
+        row = self._conn.execute(
+            f"WITH fresh AS ({_TOTALS_FROM_LEDGER}),"
+            " fresh_guild AS (SELECT guild_id, day, SUM(spent), SUM(reserved), SUM(granted) FROM fresh"
+            " GROUP BY guild_id, day),"
+            " member_t AS (SELECT guild_id, member_id, day, spent, reserved, granted FROM member_day_totals),"
+            " guild_t AS (SELECT guild_id, day, spent, reserved, granted FROM guild_day_totals)"
+            " SELECT (SELECT COUNT(*) FROM (SELECT guild_id, member_id, day FROM"
+            "  (SELECT * FROM fresh EXCEPT SELECT * FROM member_t)"
+            "  UNION SELECT guild_id, member_id, day FROM (SELECT * FROM member_t EXCEPT SELECT * FROM fresh)))"
+            " + (SELECT COUNT(*) FROM (SELECT guild_id, day FROM"
+            "  (SELECT * FROM fresh_guild EXCEPT SELECT * FROM guild_t)"
+            "  UNION SELECT guild_id, day FROM (SELECT * FROM guild_t EXCEPT SELECT * FROM fresh_guild)))"
+        ).fetchone()
+        return int(row[0])
+
+    def rebuild_totals(self) -> None:
+        """Recompute both daily-total tables from the ledger."""
+        self._conn.execute("DELETE FROM member_day_totals")
+        self._conn.execute("DELETE FROM guild_day_totals")
+        self._conn.execute(
+            "INSERT INTO member_day_totals (guild_id, member_id, day, spent, reserved, granted)"
+            f" SELECT guild_id, member_id, day, spent, reserved, granted FROM ({_TOTALS_FROM_LEDGER})"
+        )
+        self._conn.execute(
+            "INSERT INTO guild_day_totals (guild_id, day, spent, reserved, granted)"
+            " SELECT guild_id, day, SUM(spent), SUM(reserved), SUM(granted) FROM member_day_totals"
+            " GROUP BY guild_id, day"
+        )
+
+
+class LedgerRepository:
+    """Async, read-only face of `LedgerQueries` (money moves only through `bot.billing.ledger.Ledger`)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def entries_for_job(self, job_id: str) -> list[LedgerEntry]:
+        """Return the job's entries, oldest first."""
+        return await self._db.run(lambda conn: LedgerQueries(conn).entries_for_job(job_id), write=False)
+
+    async def open_holds(self) -> list[OpenHold]:
+        """Return every hold not yet settled or released."""
+        return await self._db.run(lambda conn: LedgerQueries(conn).open_holds(), write=False)
+
+    async def count_totals_mismatches(self) -> int:
+        """Count daily-total rows that disagree with the ledger (0 when sound)."""
+        return await self._db.run(lambda conn: LedgerQueries(conn).count_totals_mismatches(), write=False)
+
+
+class ReportQueries:
+    """Aggregations of charges for the spend reports."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def spend_rows(self, guild_id: int, start: datetime, end: datetime) -> list[SpendRow]:
+        """Sum charges counted in [start, end) by day, member and model (`unknown` if the job row is gone)."""
+        rows = self._conn.execute(
+            "SELECT l.effective_at / 86400000 AS day, l.member_id, COALESCE(j.model, 'unknown') AS model,"
+            " COUNT(*) AS jobs, SUM(l.amount) AS spent, SUM(l.overrun) AS overrun"
+            " FROM ledger AS l LEFT JOIN jobs AS j ON j.id = l.job_id"
+            " WHERE l.guild_id = ? AND l.kind = 'settle' AND l.effective_at >= ? AND l.effective_at < ?"
+            " GROUP BY day, l.member_id, model ORDER BY day, l.member_id, model",
+            (guild_id, to_ms(start), to_ms(end)),
+        ).fetchall()
+        return [SpendRow(row[0], row[1], row[2], row[3], row[4], row[5]) for row in rows]
