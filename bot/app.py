@@ -1,12 +1,11 @@
 """The composition root of the Discord bot: settings in, one session, one database, the services, the bot, run.
 
-`run(settings)` is what `python -m bot` / `python -m bot run` calls; it returns the process exit status. `open_bot()`
+`run(settings)` is what `python -m bot run` (through `bot.cli`) calls; it returns the process exit status. `open_bot()`
 builds the same object graph for tests, which start it in their own event loop against a fake Discord.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
@@ -20,7 +19,6 @@ import aiohttp
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
-from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommand
 from bot.discord.client import (
     DEFAULT_GUILD_READY_TIMEOUT,
     EXTENSIONS,
@@ -32,13 +30,14 @@ from bot.discord.client import (
     Services,
     discord_endpoints,
 )
+from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import DISCORD_IMAGE_HOSTS
 from bot.jobs.options import ServerOptions
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
 from bot.log import setup_logging
 from bot.runware.client import RunwareClient
-from bot.settings import Settings, load_settings
+from bot.settings import Settings
 from bot.storage.database import Database, DatabaseError
 from bot.storage.jobs import JobRepository
 from bot.storage.meta import MetaRepository
@@ -195,15 +194,3 @@ def run(settings: Settings) -> int:
     runware_key = settings.runware_api_key.get_secret_value() if settings.runware_api_key else ""
     setup_logging(settings.log_level, secrets=[token, runware_key])
     return asyncio.run(run_bot(settings))
-
-
-def _configure_run(parser: argparse.ArgumentParser) -> None:
-    """`run` takes no arguments: everything comes from the environment and the config file."""
-
-
-def _run_subcommand(args: argparse.Namespace) -> int:
-    return run(load_settings())
-
-
-RUN = Subcommand(help="run the Discord bot (the default)", configure=_configure_run, run=_run_subcommand)
-"""The `run` subcommand for `bot.__main__.SUBCOMMANDS`; `SettingsError` propagates to the CLI's one-line handler."""

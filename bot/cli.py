@@ -1,8 +1,10 @@
-"""Command-line subcommands that need no Discord connection, starting with `generate` (contract §5.2).
+"""The command line: `python -m bot` and the `atelier` console script (contract §5.2).
 
-Each subcommand is a `Subcommand` (how to configure its argument parser, and the handler that runs it) registered
-by name in `bot.__main__.SUBCOMMANDS`. Handlers return the process exit status: 0 success, 1 a Runware failure,
-2 bad input or configuration (refused locally, before any request is sent).
+Every subcommand (`run`, `generate`, `check`, `invite`) is a `Subcommand` (how to configure its argument parser, and
+the handler that runs it) registered by name in `SUBCOMMANDS`; `main()` parses the arguments and runs one. Each builds
+what it needs (settings, one aiohttp session) and returns the process exit status (`bot.exit_codes`): 0 success,
+1 a service failure, 2 bad input or configuration (refused locally, before any request is sent). A settings problem
+is printed as one line on stderr with exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,22 +20,22 @@ from typing import Any, NoReturn
 
 import aiohttp
 
+from bot import __version__
+from bot.app import run
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
+from bot.discord.client import application_id_from_token, invite_url
 from bot.errors import InvalidRequestError
+from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import InvalidImageError, NormalisedImage, decode_image, normalise
 from bot.log import setup_logging
 from bot.money import format_usd
 from bot.runware.client import RunwareClient
 from bot.runware.errors import RunwareError
 from bot.runware.models import GenerationResult, ImageInferenceRequest, ImageRequestError, ImageResult
-from bot.settings import Settings, load_settings
+from bot.settings import Settings, SettingsError, load_settings
 from bot.storage.database import Database, DatabaseError
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 class CliParser(argparse.ArgumentParser):
@@ -266,3 +268,81 @@ CHECK = Subcommand(
     configure=configure_check,
     run=run_check,
 )
+
+
+def _configure_run(parser: argparse.ArgumentParser) -> None:
+    """`run` takes no arguments: everything comes from the environment and the config file."""
+
+
+def _run_subcommand(args: argparse.Namespace) -> int:
+    return run(load_settings())
+
+
+RUN = Subcommand(help="run the Discord bot (the default)", configure=_configure_run, run=_run_subcommand)
+"""The `run` subcommand; `SettingsError` propagates to `main()`'s one-line handler."""
+
+
+def _configure_invite(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--client-id",
+        type=int,
+        help="the application id (default: read from DISCORD_TOKEN)",
+    )
+
+
+def _run_invite(args: argparse.Namespace) -> int:
+    """Print the invite URL; the application id comes from --client-id or from the bot token."""
+    application_id = args.client_id
+    if application_id is None:
+        token = load_settings().require_discord_token()
+        application_id = application_id_from_token(token)
+        if application_id is None:
+            raise SettingsError("DISCORD_TOKEN", "is not a bot token (cannot read the application id); use --client-id")
+    print(invite_url(application_id))
+    return EXIT_OK
+
+
+INVITE = Subcommand(
+    help="print the OAuth2 URL that invites the bot with the scopes and permissions it needs",
+    configure=_configure_invite,
+    run=_run_invite,
+)
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "run": RUN,
+    "generate": GENERATE,
+    "check": CHECK,
+    "invite": INVITE,
+}
+"""Subcommand name -> handler (contract §5.2)."""
+
+DEFAULT_SUBCOMMAND = "run"
+"""What runs when no subcommand is given: the bot."""
+
+
+def build_parser() -> CliParser:
+    """Build the argument parser with one sub-parser per entry of `SUBCOMMANDS`."""
+    parser = CliParser(prog="atelier", description="Atelier: GPT Image generations on Runware for Discord.")
+    parser.add_argument("--version", action="version", version=f"atelier {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, command in SUBCOMMANDS.items():
+        command.configure(subparsers.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` (default: the process arguments), run the chosen subcommand and return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    name = args.command or DEFAULT_SUBCOMMAND
+    if args.command is None:
+        # Parse again as `run ...` so the subcommand's own defaults are filled in.
+        args = parser.parse_args([name, *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return SUBCOMMANDS[name].run(args)
+    except SettingsError as exc:
+        print(f"atelier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("atelier: interrupted", file=sys.stderr)
+        return 130

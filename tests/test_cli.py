@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bot.__main__ import DEFAULT_SUBCOMMAND, SUBCOMMANDS
+from bot.cli import DEFAULT_SUBCOMMAND, SUBCOMMANDS
 from bot.images import decode_image
 from fakes.runware import DEFAULT_API_KEY
 from tests.invite import INVITE_PERMISSIONS
