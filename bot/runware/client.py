@@ -1,10 +1,11 @@
 """A thin typed client for Runware's REST API: submit `imageInference` tasks, poll them, upload references.
 
-Every request goes through `RunwareClient._post`, the one place where connection errors, timeouts, non-JSON bodies
-and error envelopes become `RunwareError`s. Generations are submitted with `deliveryMethod: async` and then polled
-with `getResponse`; the submission itself is never re-POSTed blindly: after an ambiguous failure (the request may
-have reached Runware) the client first asks Runware about the same task UUID and only resubmits when Runware answers
-that it does not know the task. That is what keeps a network hiccup from billing a generation twice.
+Every request goes through `bot.runware.transport.RunwareTransport`, the one place where connection errors,
+timeouts, non-JSON bodies and error envelopes become `RunwareError`s. Generations are submitted with
+`deliveryMethod: async` and then polled with `getResponse`; the submission itself is never re-POSTed blindly: after
+an ambiguous failure (the request may have reached Runware) the client first asks Runware about the same task UUID
+and only resubmits when Runware answers that it does not know the task. That is what keeps a network hiccup from
+billing a generation twice.
 
 When the submission may still be on its way (our request timed out, the connection dropped after it was sent, or a
 gateway answered 502/504 for Runware), "unknown" may only mean "not registered yet", so the client keeps asking for a
@@ -15,16 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
-from pydantic import ValidationError
 
 from bot.runware.errors import (
     TASK_NOT_FOUND_CODE,
@@ -38,29 +37,22 @@ from bot.runware.errors import (
     RunwareTaskNotFoundError,
     RunwareTimeoutError,
     RunwareTransientError,
-    error_for_status,
     error_from_wire,
-    errors_from_body,
 )
 from bot.runware.models import (
     GenerationResult,
     ImageInferenceRequest,
     ImageResult,
     UploadedImage,
-    WireItem,
     image_results,
-    parse_items,
     total_cost_micros,
 )
+from bot.runware.transport import RunwareTransport, Sleep
 from bot.settings import RunwareConfig
 
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float], Awaitable[None]]
-_T = TypeVar("_T")
-
 _POLL_GROWTH = 1.5
-_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 _LATE_PROBES = 4
 """Extra `getResponse` probes, spread over the request timeout, before resubmitting a task that may be in flight."""
 
@@ -74,13 +66,6 @@ class PollState:
     done: bool
     pending: bool
     error: RunwareError | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Response:
-    status: int
-    items: list[WireItem]
-    errors: list[RunwareError]
 
 
 class RunwareClient:
@@ -103,21 +88,21 @@ class RunwareClient:
             raise ValueError("api_key must not be empty")
         if late_probes < 0:
             raise ValueError("late_probes must not be negative")
-        self._session = session
         self._api_key = api_key
         self._api_url = api_url
         self._config = config
         self._sleep = sleep
-        self._retry_base_delay = retry_base_delay
-        self._retry_max_delay = retry_max_delay
-        self._rng = rng or random.Random()
         self._late_probes = late_probes
-        self._timeout = aiohttp.ClientTimeout(total=config.request_timeout_seconds)
-        self._headers = {
-            "Authorization": f"Bearer {api_key}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+        self._transport = RunwareTransport(
+            session,
+            api_key=api_key,
+            api_url=api_url,
+            config=config,
+            sleep=sleep,
+            retry_base_delay=retry_base_delay,
+            retry_max_delay=retry_max_delay,
+            rng=rng,
+        )
 
     def __repr__(self) -> str:
         return f"RunwareClient(api_url={self._api_url!r})"
@@ -167,14 +152,14 @@ class RunwareClient:
             if before_post is not None:
                 await before_post()
             try:
-                response = await self._post([payload])
+                response = await self._transport.post([payload])
             except RunwareDuplicateTaskError:
                 log.info("Runware already has task %s; polling it instead of resubmitting", task_uuid)
                 return []
             except RunwareRateLimitedError as exc:
                 if attempt >= self._config.max_retries:
                     raise
-                delay = self._backoff(attempt, exc)
+                delay = self._transport.backoff(attempt, exc)
                 log.warning("task %s not accepted (%s); resubmitting in %.2fs", task_uuid, exc.code or "429", delay)
                 await self._sleep(delay)
                 attempt += 1
@@ -185,7 +170,7 @@ class RunwareClient:
                 log.warning(
                     "submit of task %s failed ambiguously (%s); asking Runware whether it arrived", task_uuid, exc
                 )
-                await self._sleep(self._backoff(attempt, exc))
+                await self._sleep(self._transport.backoff(attempt, exc))
                 state = await self.find_task(task_uuid)
                 if state is None and _may_be_in_flight(exc):
                     state = await self._find_late_task(task_uuid, self._config.request_timeout_seconds)
@@ -242,7 +227,7 @@ class RunwareClient:
         Runware reported items and none is still running. `error` is the first failure Runware reported for the
         task, if any. A task Runware does not know raises `RunwareTaskNotFoundError`.
         """
-        response = await self._post([{"taskType": "getResponse", "taskUUID": task_uuid}])
+        response = await self._transport.post([{"taskType": "getResponse", "taskUUID": task_uuid}])
         items = [item for item in response.items if item.task_uuid in (None, task_uuid)]
         images = image_results(items, task_uuid=task_uuid)
         failed = [item for item in items if item.failed]
@@ -272,7 +257,7 @@ class RunwareClient:
         question is never taken for "unknown", which would resubmit (and could bill twice) a task Runware has.
         """
         try:
-            return await self._retrying(lambda: self.poll(task_uuid))
+            return await self._transport.retrying(lambda: self.poll(task_uuid))
         except RunwareTaskNotFoundError as exc:
             if _is_unknown_task(exc):
                 return None
@@ -322,7 +307,7 @@ class RunwareClient:
                 if not exc.retryable or failures >= self._config.max_retries:
                     raise
                 failures += 1
-                delay = max(delay, self._backoff(failures - 1, exc))
+                delay = max(delay, self._transport.backoff(failures - 1, exc))
                 log.warning(
                     "poll of task %s failed (%s); retry %d of %d", task_uuid, exc, failures, self._config.max_retries
                 )
@@ -355,7 +340,7 @@ class RunwareClient:
                 {"taskType": "imageUpload", "taskUUID": self.new_task_uuid(), "image": f"data:{mime};base64,{encoded}"}
             ]
 
-        response = await self._post_with_retries(tasks)
+        response = await self._transport.post_with_retries(tasks)
         for item in response.items:
             if item.image_uuid:
                 return UploadedImage(image_uuid=item.image_uuid, image_url=item.image_url)
@@ -381,7 +366,7 @@ class RunwareClient:
         """
         task_uuid = self.new_task_uuid()
         try:
-            await self._post_with_retries(lambda: [{"taskType": "getResponse", "taskUUID": task_uuid}])
+            await self._transport.post_with_retries(lambda: [{"taskType": "getResponse", "taskUUID": task_uuid}])
         except RunwareError as exc:
             if _says_task_unknown(exc, task_uuid):
                 log.debug("key check: Runware answered %s for an unknown task, so the key works", exc.code)
@@ -421,151 +406,11 @@ class RunwareClient:
         url = image.url
         if not url:
             raise RunwareServerError("result has neither a URL nor inline data", task_uuid=image.task_uuid)
-        return await self._retrying(lambda: self._get(url, task_uuid=image.task_uuid))
-
-    async def _post_with_retries(self, tasks: Callable[[], list[dict[str, Any]]]) -> _Response:
-        """POST a read-only or free request, retrying retryable failures with backoff."""
-        return await self._retrying(lambda: self._post(tasks()))
-
-    async def _retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
-        attempt = 0
-        while True:
-            try:
-                return await call()
-            except RunwareError as exc:
-                if not exc.retryable or attempt >= self._config.max_retries:
-                    raise
-                delay = self._backoff(attempt, exc)
-                log.warning(
-                    "Runware request failed (%s); retry %d of %d in %.2fs",
-                    exc,
-                    attempt + 1,
-                    self._config.max_retries,
-                    delay,
-                )
-                await self._sleep(delay)
-                attempt += 1
-
-    async def _post(self, tasks: list[dict[str, Any]]) -> _Response:
-        """Send one POST; turn every failure (network, timeout, non-JSON, error envelope) into a `RunwareError`."""
-        first = tasks[0] if tasks else {}
-        task_uuid = first.get("taskUUID") if isinstance(first.get("taskUUID"), str) else None
-        task_type = first.get("taskType", "?")
-        try:
-            async with self._session.post(
-                self._api_url, json=tasks, headers=self._headers, timeout=self._timeout
-            ) as response:
-                status = response.status
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-                raw = await response.read()
-        except TimeoutError as exc:
-            raise RunwareTimeoutError(
-                f"no answer from Runware within {self._config.request_timeout_seconds:g}s",
-                code="requestTimeout",
-                task_uuid=task_uuid,
-                retryable=True,
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise RunwareTransientError(
-                self._scrub(f"connection to Runware failed ({type(exc).__name__}: {exc})"),
-                code="connectionError",
-                task_uuid=task_uuid,
-            ) from exc
-        log.debug("%s %s -> HTTP %d (%d bytes)", task_type, task_uuid, status, len(raw))
-        text = raw.decode("utf-8", errors="replace")
-        try:
-            body: Any = json.loads(text)
-        except ValueError:
-            if status >= 400:
-                raise self._scrubbed(
-                    error_for_status(status, body_text=text, task_uuid=task_uuid, retry_after=retry_after)
-                ) from None
-            raise RunwareServerError(
-                f"Runware answered HTTP {status} with a body that is not JSON",
-                code="malformedResponse",
-                task_uuid=task_uuid,
-                status=status,
-            ) from None
-        try:
-            items = parse_items(body.get("data")) if isinstance(body, dict) else []
-        except ValidationError as exc:
-            raise RunwareServerError(
-                f"Runware answered HTTP {status} with result items of an unexpected shape "
-                f"({exc.error_count()} problems, first: {exc.errors()[0]['msg']})",
-                code="malformedResponse",
-                task_uuid=task_uuid,
-                status=status,
-            ) from None
-        errors = errors_from_body(
-            body, status=status, task_uuid=task_uuid, retry_after=retry_after, include_items=False
-        )
-        if status >= 400 and not errors:
-            errors = [error_for_status(status, body_text=text, task_uuid=task_uuid, retry_after=retry_after)]
-        for error in errors:
-            error.redact(self._api_key)
-            if status < 400:
-                # An error inside a 2xx body is the task's outcome, not a transport hiccup: asking again won't help.
-                error.retryable = False
-        if status >= 400 or (errors and not items):
-            raise _pick(errors, task_uuid)
-        if not isinstance(body, dict) or ("data" not in body and not errors):
-            raise RunwareServerError(
-                "Runware answered without a data or errors key",
-                code="malformedResponse",
-                task_uuid=task_uuid,
-                status=status,
-            )
-        return _Response(status=status, items=items, errors=errors)
-
-    async def _get(self, url: str, *, task_uuid: str) -> bytes:
-        try:
-            async with self._session.get(url, timeout=self._timeout) as response:
-                if response.status >= 400:
-                    raise error_for_status(response.status, task_uuid=task_uuid)
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    size += len(chunk)
-                    if size > _MAX_DOWNLOAD_BYTES:
-                        raise RunwareServerError(
-                            "result image is too large to download", task_uuid=task_uuid, retryable=False
-                        )
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except TimeoutError as exc:
-            raise RunwareTimeoutError(
-                "result image download timed out", code="requestTimeout", task_uuid=task_uuid, retryable=True
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise RunwareTransientError(
-                f"could not download the result image ({type(exc).__name__})", task_uuid=task_uuid
-            ) from exc
-
-    def _backoff(self, attempt: int, error: RunwareError | None = None) -> float:
-        """Exponential backoff with "equal jitter", at least as long as a Retry-After the server sent (capped)."""
-        ceiling = min(self._retry_max_delay, self._retry_base_delay * 2.0**attempt)
-        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-        if error is not None and error.retry_after is not None:
-            delay = max(delay, min(error.retry_after, self._retry_max_delay))
-        return delay
+        return await self._transport.retrying(lambda: self._transport.get(url, task_uuid=image.task_uuid))
 
     def _next_poll_delay(self, delay: float) -> float:
         ceiling = self._config.poll_max_interval_seconds
         return min(ceiling, max(delay * _POLL_GROWTH, ceiling / 4))
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "***")
-
-    def _scrubbed(self, error: RunwareError) -> RunwareError:
-        error.redact(self._api_key)
-        return error
-
-
-def _pick(errors: list[RunwareError], task_uuid: str | None) -> RunwareError:
-    for error in errors:
-        if error.task_uuid == task_uuid:
-            return error
-    return errors[0]
 
 
 def _may_be_in_flight(error: RunwareError) -> bool:
@@ -589,13 +434,3 @@ def _says_task_unknown(error: RunwareError, task_uuid: str) -> bool:
 
 def _is_unknown_task(error: RunwareError) -> bool:
     return error.code.lower() == TASK_NOT_FOUND_CODE.lower()
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
