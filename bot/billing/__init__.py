@@ -1,0 +1,10 @@
+"""Billing: what a generation may cost, who may spend it, and the ledger that holds the money.
+
+- `pricing`: estimates from the config's price table, in integer micro-dollars.
+- `budgets`: a server's budget rules (period, allowances, member overrides, cap) and what a member may spend.
+- `ledger`: reserve → settle or release, grants and status, each one transaction; reconciliation after a crash.
+- `reports`: spend per member, model and day, and CSV export.
+- `inputs`: checks for amounts and ids an admin gives; `errors`: the billing refusals, carrying data.
+
+Billing depends on `bot.storage` and `bot.settings` only; the job service calls it, never the other way.
+"""
