@@ -1,4 +1,4 @@
-"""Repositories: jobs round-trip every column, meta is a key/value store, the ledger is append-only."""
+"""Queries: jobs round-trip every column, meta is a key/value store, the ledger is append-only."""
 
 from __future__ import annotations
 
@@ -12,20 +12,17 @@ import pytest
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.clock import from_ms, to_ms
 from bot.storage.database import Database
-from bot.storage.jobs import JobQueueRepository, JobRepository
+from bot.storage.jobs import JobQueries, JobRepository
 from bot.storage.ledger import LedgerQueries
 from bot.storage.meta import MetaRepository
-from bot.storage.rows import ACTIVE_STATES, FINISHED_STATES, EntryKind, JobState, NewJob, new_job_id
+from bot.storage.rows import ACTIVE_STATES, FINISHED_STATES, EntryKind, Job, JobState, NewJob, new_job_id
 
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
+async def create(db: Database, job: NewJob, at: datetime = NOW) -> Job:
+    """Store `job` at `at` in a transaction of its own (the ledger stores it with its hold)."""
+    return await db.run(lambda conn: JobQueries(conn).insert(job, at))
 
 
 def a_job(**changes: Any) -> NewJob:
@@ -70,8 +67,7 @@ def test_job_states_split_into_active_and_finished() -> None:
 
 async def test_created_job_reads_back_with_every_field(db: Database) -> None:
     """A job stored with references, extras, a parent and an interaction token reads back identically."""
-    jobs = JobRepository(db, clock=Clock())
-    parent = await jobs.create(a_job())
+    parent = await create(db, a_job())
     expires = NOW + timedelta(minutes=15)
     new = a_job(
         references=("img-uuid-1", "img-uuid-2"),
@@ -81,8 +77,8 @@ async def test_created_job_reads_back_with_every_field(db: Database) -> None:
         interaction_expires_at=expires,
         state=JobState.AWAITING_APPROVAL,
     )
-    created = await jobs.create(new)
-    assert created == await jobs.get(new.id)
+    created = await create(db, new)
+    assert created == await JobRepository(db).get(new.id)
     assert created.id == new.id and created.state is JobState.AWAITING_APPROVAL
     assert created.references == ("img-uuid-1", "img-uuid-2")
     assert created.extras == {"delivery": {"channel_id": 31}, "seed": 7}
@@ -102,82 +98,74 @@ async def test_unknown_job_reads_as_none(db: Database) -> None:
 
 async def test_duplicate_job_id_is_refused(db: Database) -> None:
     """Two jobs cannot share an id."""
-    jobs = JobRepository(db)
     job = a_job()
-    await jobs.create(job)
+    await create(db, job)
     with pytest.raises(sqlite3.IntegrityError):
-        await jobs.create(job)
+        await create(db, job)
 
 
 async def test_extras_may_not_shadow_references(db: Database) -> None:
     """The `references` key is reserved for the references field."""
     with pytest.raises(ValueError, match="references"):
-        await JobRepository(db).create(a_job(extras={"references": ["x"]}))
+        await create(db, a_job(extras={"references": ["x"]}))
 
 
 async def test_state_changes_record_finish_time_and_honour_expected_states(db: Database) -> None:
     """update_state moves the job, records finished_at for end states, and refuses unexpected current states."""
-    clock = Clock()
-    jobs = JobRepository(db, clock=clock)
-    job = await jobs.create(a_job())
-    assert await jobs.update_state(job.id, JobState.SUBMITTED, expected={JobState.QUEUED})
-    assert not await jobs.update_state(job.id, JobState.CANCELLED, expected={JobState.QUEUED})
-    clock.now = NOW + timedelta(seconds=40)
-    assert await jobs.update_state(job.id, JobState.FAILED, error="content policy", expected=ACTIVE_STATES)
-    stored = await jobs.get(job.id)
+    job = await create(db, a_job())
+
+    async def update(job_id: str, state: JobState, at: datetime = NOW, **changes: Any) -> bool:
+        return await db.run(lambda conn: JobQueries(conn).update_state(job_id, state, at, **changes))
+
+    assert await update(job.id, JobState.SUBMITTED, expected={JobState.QUEUED})
+    assert not await update(job.id, JobState.CANCELLED, expected={JobState.QUEUED})
+    later = NOW + timedelta(seconds=40)
+    assert await update(job.id, JobState.FAILED, later, error="content policy", expected=ACTIVE_STATES)
+    stored = await JobRepository(db).get(job.id)
     assert stored is not None
-    assert (stored.state, stored.error, stored.finished_at) == (JobState.FAILED, "content policy", clock.now)
-    assert not await jobs.update_state("missing", JobState.FAILED)
+    assert (stored.state, stored.error, stored.finished_at) == (JobState.FAILED, "content policy", later)
+    assert not await update("missing", JobState.FAILED)
 
 
 async def test_task_uuid_cost_and_interaction_are_recorded(db: Database) -> None:
     """The task UUID, the cost and the interaction token each land on the job."""
-    jobs = JobRepository(db, clock=Clock())
-    job = await jobs.create(a_job())
-    assert await jobs.set_task_uuid(job.id, "0b0e6f0e-0000-4000-8000-000000000001")
-    assert await jobs.set_cost(job.id, 199_610)
-    assert await jobs.set_interaction(job.id, None, None)
-    stored = await jobs.get(job.id)
+    job = await create(db, a_job())
+    task_uuid = "0b0e6f0e-0000-4000-8000-000000000001"
+    assert await db.run(lambda conn: JobQueries(conn).set_task_uuid(job.id, task_uuid, NOW))
+    assert await db.run(lambda conn: JobQueries(conn).set_cost(job.id, 199_610, NOW))
+    assert await db.run(lambda conn: JobQueries(conn).set_interaction(job.id, None, None, NOW))
+    stored = await JobRepository(db).get(job.id)
     assert stored is not None
-    assert (stored.task_uuid, stored.cost, stored.interaction_token) == (
-        "0b0e6f0e-0000-4000-8000-000000000001",
-        199_610,
-        None,
-    )
+    assert (stored.task_uuid, stored.cost, stored.interaction_token) == (task_uuid, 199_610, None)
 
 
 async def test_task_uuid_is_unique_across_jobs(db: Database) -> None:
     """Two jobs can never point at the same Runware task (that would deliver or charge one result twice)."""
-    jobs = JobRepository(db)
-    first, second = await jobs.create(a_job()), await jobs.create(a_job())
-    await jobs.set_task_uuid(first.id, "same")
+    first, second = await create(db, a_job()), await create(db, a_job())
+    await db.run(lambda conn: JobQueries(conn).set_task_uuid(first.id, "same", NOW))
     with pytest.raises(sqlite3.IntegrityError):
-        await jobs.set_task_uuid(second.id, "same")
+        await db.run(lambda conn: JobQueries(conn).set_task_uuid(second.id, "same", NOW))
 
 
 async def test_delivery_is_recorded_only_once(db: Database) -> None:
     """mark_delivered is true the first time only, so a result is posted once."""
-    jobs = JobRepository(db, clock=Clock())
-    job = await jobs.create(a_job())
-    assert await jobs.mark_delivered(job.id, 123456789)
-    assert not await jobs.mark_delivered(job.id, 987654321)
-    stored = await jobs.get(job.id)
+    job = await create(db, a_job())
+    assert await db.run(lambda conn: JobQueries(conn).mark_delivered(job.id, 123456789, NOW))
+    assert not await db.run(lambda conn: JobQueries(conn).mark_delivered(job.id, 987654321, NOW))
+    stored = await JobRepository(db).get(job.id)
     assert stored is not None and stored.result_message_id == 123456789 and stored.delivered_at == NOW
 
 
 async def test_unfinished_and_recent_listings(db: Database) -> None:
     """list_unfinished returns active jobs oldest first; list_recent_for_member the member's newest first."""
-    clock = Clock()
-    jobs = JobRepository(db, clock=clock)
+    jobs = JobRepository(db)
     ids = []
     for minute, state in enumerate(
         [JobState.QUEUED, JobState.SUCCEEDED, JobState.SUBMITTED, JobState.AWAITING_APPROVAL]
     ):
-        clock.now = NOW + timedelta(minutes=minute)
-        ids.append((await jobs.create(a_job(state=state))).id)
-    clock.now = NOW + timedelta(minutes=10)
-    await jobs.create(a_job(member_id=99))
-    await jobs.create(a_job(guild_id=None))
+        ids.append((await create(db, a_job(state=state), NOW + timedelta(minutes=minute))).id)
+    await create(db, a_job(member_id=99), NOW + timedelta(minutes=10))
+    await create(db, a_job(guild_id=None), NOW + timedelta(minutes=10))
     assert [job.id for job in await jobs.list_unfinished()][:3] == [ids[0], ids[2], ids[3]]
     recent = await jobs.list_recent_for_member(10, 20, 3)
     assert [job.id for job in recent] == [ids[3], ids[2], ids[1]]
@@ -186,25 +174,24 @@ async def test_unfinished_and_recent_listings(db: Database) -> None:
 
 async def test_jobs_created_in_the_same_millisecond_keep_their_creation_order(db: Database) -> None:
     """Equal created_at (a burst of requests) falls back to insertion order, never to the random job ids."""
-    jobs = JobRepository(db, clock=Clock())
+    jobs = JobRepository(db)
     # Ids that sort against creation order, the worst case of what random ids do half of the time.
-    ids = [(await jobs.create(a_job(id=f"job-{99 - index:02d}"))).id for index in range(12)]
+    ids = [(await create(db, a_job(id=f"job-{99 - index:02d}"))).id for index in range(12)]
     assert sorted(ids) != ids
     assert [job.id for job in await jobs.list_unfinished()] == ids
     assert [job.id for job in await jobs.list_recent_for_member(10, 20, 12)] == ids[::-1]
-    assert [job.id for job in await JobQueueRepository(db).list_active_for_member(10, 20)] == ids
+    assert [job.id for job in await jobs.list_active_for_member(10, 20)] == ids
 
 
 async def test_deleting_a_parent_clears_the_childs_link(db: Database) -> None:
     """The parent link is a foreign key: deleting the parent leaves the child with no parent, not a dangling id."""
-    jobs = JobRepository(db)
-    parent = await jobs.create(a_job())
-    child = await jobs.create(a_job(parent_job_id=parent.id))
-    assert await jobs.delete(parent.id)
-    stored = await jobs.get(child.id)
+    parent = await create(db, a_job())
+    child = await create(db, a_job(parent_job_id=parent.id))
+    assert await db.run(lambda conn: JobQueries(conn).delete(parent.id))
+    stored = await JobRepository(db).get(child.id)
     assert stored is not None and stored.parent_job_id is None
     with pytest.raises(sqlite3.IntegrityError):
-        await jobs.create(a_job(parent_job_id="no-such-job"))
+        await create(db, a_job(parent_job_id="no-such-job"))
 
 
 async def test_meta_stores_replaces_and_deletes_values(db: Database) -> None:
