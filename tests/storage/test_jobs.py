@@ -1,4 +1,5 @@
-"""Queries: jobs round-trip every column, meta is a key/value store, the ledger is append-only."""
+"""The jobs table group: jobs round-trip every column, keep their creation order, and link to their parent; job ids
+and states."""
 
 from __future__ import annotations
 
@@ -10,12 +11,9 @@ from typing import Any
 import pytest
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
-from bot.clock import from_ms, to_ms
 from bot.storage.database import Database
 from bot.storage.jobs import JobQueries, JobRepository
-from bot.storage.ledger import LedgerQueries
-from bot.storage.meta import MetaRepository
-from bot.storage.rows import ACTIVE_STATES, FINISHED_STATES, EntryKind, Job, JobState, NewJob, new_job_id
+from bot.storage.rows import ACTIVE_STATES, FINISHED_STATES, Job, JobState, NewJob, new_job_id
 
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 
@@ -48,14 +46,6 @@ def test_new_job_ids_are_short_hex_and_unique() -> None:
     ids = {new_job_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(re.fullmatch(r"[0-9a-f]{12}", job_id) for job_id in ids)
-
-
-def test_millisecond_timestamps_round_trip_exactly() -> None:
-    """Datetimes survive the integer-milliseconds column unchanged; naive datetimes are refused."""
-    moment = datetime(2031, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
-    assert from_ms(to_ms(moment)) == moment
-    with pytest.raises(ValueError, match="timezone-aware"):
-        to_ms(datetime(2025, 1, 1))
 
 
 def test_job_states_split_into_active_and_finished() -> None:
@@ -192,75 +182,3 @@ async def test_deleting_a_parent_clears_the_childs_link(db: Database) -> None:
     assert stored is not None and stored.parent_job_id is None
     with pytest.raises(sqlite3.IntegrityError):
         await create(db, a_job(parent_job_id="no-such-job"))
-
-
-async def test_meta_stores_replaces_and_deletes_values(db: Database) -> None:
-    """Meta is a plain key/value table."""
-    meta = MetaRepository(db)
-    assert await meta.get("command_hash") is None
-    await meta.set("command_hash", "one")
-    await meta.set("command_hash", "two")
-    assert await meta.get("command_hash") == "two"
-    assert await meta.delete("command_hash")
-    assert not await meta.delete("command_hash")
-
-
-async def test_ledger_rows_can_be_neither_changed_nor_deleted(db: Database) -> None:
-    """The ledger is append-only, enforced by the schema."""
-
-    def add(conn: sqlite3.Connection) -> None:
-        LedgerQueries(conn).insert(
-            guild_id=1, member_id=2, job_id="j", kind=EntryKind.HOLD, amount=10, effective_at=NOW, created_at=NOW
-        )
-
-    await db.run(add)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        await db.run(lambda conn: conn.execute("UPDATE ledger SET amount = 0"))
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        await db.run(lambda conn: conn.execute("DELETE FROM ledger"))
-
-
-async def test_ledger_holds_one_row_of_each_kind_per_job(db: Database) -> None:
-    """A second hold (or settle) for the same job violates the idempotency key."""
-
-    def hold(conn: sqlite3.Connection) -> None:
-        LedgerQueries(conn).insert(
-            guild_id=1, member_id=2, job_id="j", kind=EntryKind.HOLD, amount=10, effective_at=NOW, created_at=NOW
-        )
-
-    await db.run(hold)
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-        await db.run(hold)
-
-
-@pytest.mark.parametrize(
-    ("kind", "amount", "released", "overrun"),
-    [
-        (EntryKind.HOLD, -1, 0, 0),
-        (EntryKind.HOLD, 10, 5, 0),
-        (EntryKind.SETTLE, 10**12 + 1, 0, 0),
-        (EntryKind.SETTLE, 10, 0, 11),
-        (EntryKind.RELEASE, 10, 9, 0),
-        (EntryKind.SETTLE, 10, -1, 0),
-    ],
-)
-async def test_ledger_rejects_impossible_rows(
-    db: Database, kind: EntryKind, amount: int, released: int, overrun: int
-) -> None:
-    """Negative holds, absurd amounts and inconsistent released/overrun figures are refused by the schema."""
-
-    def add(conn: sqlite3.Connection) -> None:
-        LedgerQueries(conn).insert(
-            guild_id=1,
-            member_id=2,
-            job_id="j",
-            kind=kind,
-            amount=amount,
-            released=released,
-            overrun=overrun,
-            effective_at=NOW,
-            created_at=NOW,
-        )
-
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        await db.run(add)
