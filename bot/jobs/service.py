@@ -94,7 +94,7 @@ from bot.runware.errors import RunwareError
 from bot.runware.models import ImageInferenceRequest, ImageResult, total_cost_micros
 from bot.settings import AppConfig
 from bot.storage.database import Database
-from bot.storage.jobs import JobQueueRepository, JobRepository
+from bot.storage.jobs import JobRepository
 from bot.storage.rows import ACTIVE_STATES, Job, JobResult, JobState, NewJob, new_job_id
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class GenerationService:
         self._allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
         self._clock = clock
         self._jobs = JobRepository(db, clock=clock)
-        self._queue = JobQueueRepository(db, clock=clock)
+        self._queue = self._jobs
         # A job holds its result images in memory from download to post (up to 4 of ~1.5 MB, and a copy while
         # posting); this bounds how many do so at once, whatever global_concurrency is. The Runware slot stays held.
         self._delivering = asyncio.Semaphore(config.limits.delivery_concurrency)

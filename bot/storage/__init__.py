@@ -1,0 +1,19 @@
+"""Storage: the SQLite file and every query on it, one module per table group.
+
+- `database`: `Database` (one connection, WAL, atomic units of work via `run()`, group commit) and `Repository`,
+  the generic async face of a query class.
+- `migrate`: the numbered SQL migrations in `migrations/`, applied in one transaction on open.
+- `rows`: the row types and job states (a leaf: every package may import it without importing the queries).
+- `jobs`: `jobs` and `job_results` (`JobQueries`; `JobRepository` for the job service and the cogs).
+- `ledger`: the append-only `ledger`, its daily totals, and the spend report's query (`LedgerQueries`,
+  `ReportQueries`; used inside `bot.billing` transactions only).
+- `servers`: a server's budget settings, role and member rules, and generation options (`GuildSettingsQueries`,
+  `BudgetRuleQueries`, `ServerOptionsQueries`; `ServerOptionsRepository` for `bot.jobs.options`).
+- `meta`: the `meta` key/value table (`MetaQueries`; `MetaRepository` for the Discord client).
+
+Each query is written once, as a method of a `*Queries` class working on a connection inside `Database.run()`, so
+that a service can compose several in one transaction (the ledger checks a budget, writes a hold and creates the job
+row together). A `*Repository` exists only where production code makes such calls one at a time, and its methods
+delegate to the query of the same name. Storage imports nothing from the service packages (`bot.jobs`,
+`bot.billing`, `bot.discord`, `cogs`): only `bot.catalog` and `bot.clock`.
+"""

@@ -1,5 +1,7 @@
 """The SQLite database: one aiosqlite connection in WAL mode, migrated on open, with atomic units of work.
 
+`Repository` (at the end) is the generic async face of a query class: one query per unit of work.
+
 Every coroutine shares one connection, whose statements run on aiosqlite's single worker thread. Each aiosqlite call
 is a round trip between the event loop and that thread, so a ledger operation written as eight awaited statements
 spends most of its time hopping (about 1,150 transactions/s measured on the 2-core target, against ~11,000/s for
@@ -29,7 +31,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiosqlite
 
@@ -38,6 +40,7 @@ from bot.storage.migrate import MigrationError, apply_migrations
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Q = TypeVar("Q")
 
 BUSY_TIMEOUT_MS = 5_000
 """How long a write waits for another process (say `atelier check`) to finish its own before failing."""
@@ -222,6 +225,26 @@ class Database:
             # The connection itself failed mid-batch (say ROLLBACK TO hit an I/O error): keep none of the batch.
             _rollback_quietly(conn)
             return [(False, exc)] * len(batch)
+
+
+class Repository(Generic[Q]):
+    """The async face of a query class (`JobQueries`, `MetaQueries`, ...): each call is one query in its own unit.
+
+    A subclass names only the calls production code makes one at a time, each delegating in one line to the query
+    method of the same name; code that composes queries in one transaction runs the query class in `Database.run`.
+    """
+
+    def __init__(self, db: Database, queries: Callable[[sqlite3.Connection], Q]) -> None:
+        self._db = db
+        self._queries = queries
+
+    async def _read(self, query: Callable[[Q], T]) -> T:
+        queries = self._queries
+        return await self._db.run(lambda conn: query(queries(conn)), write=False)
+
+    async def _write(self, query: Callable[[Q], T]) -> T:
+        queries = self._queries
+        return await self._db.run(lambda conn: query(queries(conn)))
 
 
 def _run_group(conn: sqlite3.Connection, batch: list[_Unit]) -> list[_Outcome]:

@@ -1,8 +1,10 @@
-"""The `jobs` and `job_results` tables: creating a job, its state changes, task POSTs and acknowledgement, results,
-duplicates and look-ups.
+"""The jobs table group: `jobs` and `job_results`.
 
-`JobQueries` and `JobQueueQueries` work inside a transaction opened by `Database.run()` (the ledger creates a job row
-in the same transaction as its hold); `JobRepository` and `JobQueueRepository` are their async faces.
+Creating a job, its state changes, the task's POSTs and acknowledgement, results, delivery, duplicates and look-ups.
+
+`JobQueries` holds every query, on a connection inside a transaction opened by `Database.run()` (the ledger creates
+a job row in the same transaction as its hold). `JobRepository` is the async face for the job service and the cogs:
+one transaction per call, each delegating to the query of the same name, stamped with its clock.
 """
 
 from __future__ import annotations
@@ -15,13 +17,8 @@ from typing import Any
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.clock import from_ms, optional_from_ms, to_ms, utc_now
-from bot.storage.database import Database
-from bot.storage.rows import (
-    Job,
-    JobResult,
-    JobState,
-    NewJob,
-)
+from bot.storage.database import Database, Repository
+from bot.storage.rows import Job, JobResult, JobState, NewJob
 
 
 def job_from_row(row: sqlite3.Row) -> Job:
@@ -65,10 +62,11 @@ def _extras_json(job: NewJob) -> str:
 
 
 _UNFINISHED = "('awaiting_approval', 'queued', 'submitted')"
+_EXCLUDED_FROM_DUPLICATES = ("failed", "cancelled", "rejected")
 
 
 class JobQueries:
-    """The `jobs` table.
+    """The `jobs` and `job_results` tables.
 
     Listings order by `created_at` and then by `rowid`, the insertion order: job ids are random, so ordering by id
     would shuffle the jobs created in the same millisecond.
@@ -191,81 +189,6 @@ class JobQueries:
         """Delete the job row (its ledger entries stay); True if it existed."""
         return self._conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
-
-class JobRepository:
-    """Async face of `JobQueries`: one transaction per call."""
-
-    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utc_now) -> None:
-        self._db = db
-        self._clock = clock
-
-    async def create(self, job: NewJob) -> Job:
-        """Store a new job and return it as stored."""
-        at = self._clock()
-        return await self._db.run(lambda conn: JobQueries(conn).insert(job, at))
-
-    async def get(self, job_id: str) -> Job | None:
-        """Return the job, or None."""
-        return await self._db.run(lambda conn: JobQueries(conn).get(job_id), write=False)
-
-    async def update_state(
-        self,
-        job_id: str,
-        state: JobState,
-        *,
-        error: str | None = None,
-        expected: Collection[JobState] | None = None,
-    ) -> bool:
-        """Move the job to `state` (only from one of `expected`, if given); True if a row changed."""
-        at = self._clock()
-        return await self._db.run(
-            lambda conn: JobQueries(conn).update_state(job_id, state, at, error=error, expected=expected)
-        )
-
-    async def set_task_uuid(self, job_id: str, task_uuid: str) -> bool:
-        """Record the Runware task UUID before submitting."""
-        at = self._clock()
-        return await self._db.run(lambda conn: JobQueries(conn).set_task_uuid(job_id, task_uuid, at))
-
-    async def set_cost(self, job_id: str, cost: int) -> bool:
-        """Record the cost Runware reported, in micro-dollars."""
-        at = self._clock()
-        return await self._db.run(lambda conn: JobQueries(conn).set_cost(job_id, cost, at))
-
-    async def set_interaction(self, job_id: str, token: str | None, expires_at: datetime | None) -> bool:
-        """Record (or clear) the interaction token and its expiry."""
-        at = self._clock()
-        return await self._db.run(lambda conn: JobQueries(conn).set_interaction(job_id, token, expires_at, at))
-
-    async def mark_delivered(self, job_id: str, message_id: int | None) -> bool:
-        """Record delivery once; True the first time."""
-        at = self._clock()
-        return await self._db.run(lambda conn: JobQueries(conn).mark_delivered(job_id, message_id, at))
-
-    async def list_unfinished(self) -> list[Job]:
-        """Return the jobs a restart must resume, oldest first."""
-        return await self._db.run(lambda conn: JobQueries(conn).list_unfinished(), write=False)
-
-    async def list_recent_for_member(self, guild_id: int | None, member_id: int, limit: int = 10) -> list[Job]:
-        """Return the member's most recent jobs in the server, newest first."""
-        return await self._db.run(
-            lambda conn: JobQueries(conn).list_recent_for_member(guild_id, member_id, limit), write=False
-        )
-
-    async def delete(self, job_id: str) -> bool:
-        """Delete the job row (its ledger entries stay); True if it existed."""
-        return await self._db.run(lambda conn: JobQueries(conn).delete(job_id))
-
-
-_EXCLUDED_FROM_DUPLICATES = ("failed", "cancelled", "rejected")
-
-
-class JobQueueQueries:
-    """Queries on `jobs` and `job_results` that the job service needs beyond `JobQueries`."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
     def begin_submit(self, job_id: str, task_uuid: str, at: datetime) -> bool:
         """Store the task UUID and move a queued job to `submitted`, before the POST; False if it is not queued."""
         cursor = self._conn.execute(
@@ -356,72 +279,77 @@ class JobQueueQueries:
         return None if row is None else job_from_row(row)
 
 
-class JobQueueRepository:
-    """Async face of `JobQueueQueries` (and the few `JobQueries` the service combines with it)."""
+class JobRepository(Repository[JobQueries]):
+    """The calls the job service and the cogs make one at a time, each running the `JobQueries` method it names."""
 
     def __init__(self, db: Database, *, clock: Callable[[], datetime] = utc_now) -> None:
-        self._db = db
+        super().__init__(db, JobQueries)
         self._clock = clock
 
-    async def begin_submit(self, job_id: str, task_uuid: str) -> bool:
-        """Store the task UUID and move a queued job to `submitted`; False if it is no longer queued."""
-        at = self._clock()
-        return await self._db.run(lambda conn: JobQueueQueries(conn).begin_submit(job_id, task_uuid, at))
+    async def get(self, job_id: str) -> Job | None:
+        """`JobQueries.get`."""
+        return await self._read(lambda jobs: jobs.get(job_id))
 
-    async def record_post(self, job_id: str, task_uuid: str) -> bool:
-        """Record, before sending it, that the job's task is POSTed now; False if the job has another task UUID."""
-        at = self._clock()
-        return await self._db.run(lambda conn: JobQueueQueries(conn).record_post(job_id, task_uuid, at))
+    async def list_unfinished(self) -> list[Job]:
+        """`JobQueries.list_unfinished`."""
+        return await self._read(lambda jobs: jobs.list_unfinished())
 
-    async def last_post_at(self, job_id: str) -> datetime | None:
-        """When the job's task was last POSTed, or None if no POST was recorded."""
-        return await self._db.run(lambda conn: JobQueueQueries(conn).last_post_at(job_id), write=False)
-
-    async def mark_acknowledged(self, job_id: str) -> bool:
-        """Record that Runware accepted the job's task."""
-        at = self._clock()
-        return await self._db.run(lambda conn: JobQueueQueries(conn).mark_acknowledged(job_id, at))
-
-    async def acknowledged_at(self, job_id: str) -> datetime | None:
-        """When Runware accepted the job's task, or None."""
-        return await self._db.run(lambda conn: JobQueueQueries(conn).acknowledged_at(job_id), write=False)
-
-    async def save_results(self, job_id: str, results: Sequence[JobResult], cost: int | None) -> None:
-        """Store the job's result images and reported cost."""
-        at = self._clock()
-        await self._db.run(lambda conn: JobQueueQueries(conn).save_results(job_id, results, cost, at))
-
-    async def results(self, job_id: str) -> list[JobResult]:
-        """Return the job's result images in order."""
-        return await self._db.run(lambda conn: JobQueueQueries(conn).results(job_id), write=False)
-
-    async def finish_delivered(self, job_id: str, message_id: int | None, cost: int) -> bool:
-        """Record delivery, cost and success in one transaction; False if the job was not submitted and undelivered."""
-        at = self._clock()
-        return await self._db.run(lambda conn: JobQueueQueries(conn).finish_delivered(job_id, message_id, cost, at))
-
-    async def finish(self, job_id: str, state: JobState, *, error: str | None, expected: Sequence[JobState]) -> bool:
-        """Move the job to an end state (failed, cancelled) only from one of `expected`; True if it changed."""
-        at = self._clock()
-        return await self._db.run(
-            lambda conn: JobQueries(conn).update_state(job_id, state, at, error=error, expected=expected)
-        )
+    async def list_recent_for_member(self, guild_id: int | None, member_id: int, limit: int) -> list[Job]:
+        """`JobQueries.list_recent_for_member`."""
+        return await self._read(lambda jobs: jobs.list_recent_for_member(guild_id, member_id, limit))
 
     async def list_active_for_member(self, guild_id: int, member_id: int) -> list[Job]:
-        """Return the member's queued and submitted jobs in the server, oldest first."""
-        return await self._db.run(
-            lambda conn: JobQueueQueries(conn).list_active_for_member(guild_id, member_id), write=False
-        )
+        """`JobQueries.list_active_for_member`."""
+        return await self._read(lambda jobs: jobs.list_active_for_member(guild_id, member_id))
 
     async def find_recent_duplicate(
         self, guild_id: int, member_id: int, fingerprint: str, since: datetime
     ) -> Job | None:
-        """Return the member's newest job with this fingerprint since `since`, unless it failed or was cancelled."""
-        return await self._db.run(
-            lambda conn: JobQueueQueries(conn).find_recent_duplicate(guild_id, member_id, fingerprint, since),
-            write=False,
-        )
+        """`JobQueries.find_recent_duplicate`."""
+        return await self._read(lambda jobs: jobs.find_recent_duplicate(guild_id, member_id, fingerprint, since))
 
     async def get_by_result_message(self, message_id: int) -> Job | None:
-        """Return the job whose result was posted as this message, or None."""
-        return await self._db.run(lambda conn: JobQueueQueries(conn).get_by_result_message(message_id), write=False)
+        """`JobQueries.get_by_result_message`."""
+        return await self._read(lambda jobs: jobs.get_by_result_message(message_id))
+
+    async def results(self, job_id: str) -> list[JobResult]:
+        """`JobQueries.results`."""
+        return await self._read(lambda jobs: jobs.results(job_id))
+
+    async def last_post_at(self, job_id: str) -> datetime | None:
+        """`JobQueries.last_post_at`."""
+        return await self._read(lambda jobs: jobs.last_post_at(job_id))
+
+    async def acknowledged_at(self, job_id: str) -> datetime | None:
+        """`JobQueries.acknowledged_at`."""
+        return await self._read(lambda jobs: jobs.acknowledged_at(job_id))
+
+    async def begin_submit(self, job_id: str, task_uuid: str) -> bool:
+        """`JobQueries.begin_submit`, now."""
+        at = self._clock()
+        return await self._write(lambda jobs: jobs.begin_submit(job_id, task_uuid, at))
+
+    async def record_post(self, job_id: str, task_uuid: str) -> bool:
+        """`JobQueries.record_post`, now."""
+        at = self._clock()
+        return await self._write(lambda jobs: jobs.record_post(job_id, task_uuid, at))
+
+    async def mark_acknowledged(self, job_id: str) -> bool:
+        """`JobQueries.mark_acknowledged`, now."""
+        at = self._clock()
+        return await self._write(lambda jobs: jobs.mark_acknowledged(job_id, at))
+
+    async def save_results(self, job_id: str, results: Sequence[JobResult], cost: int | None) -> None:
+        """`JobQueries.save_results`, now."""
+        at = self._clock()
+        await self._write(lambda jobs: jobs.save_results(job_id, results, cost, at))
+
+    async def finish_delivered(self, job_id: str, message_id: int | None, cost: int) -> bool:
+        """`JobQueries.finish_delivered`, now."""
+        at = self._clock()
+        return await self._write(lambda jobs: jobs.finish_delivered(job_id, message_id, cost, at))
+
+    async def finish(self, job_id: str, state: JobState, *, error: str | None, expected: Sequence[JobState]) -> bool:
+        """`JobQueries.update_state` now, to an end state (failed, cancelled) and only from one of `expected`."""
+        at = self._clock()
+        return await self._write(lambda jobs: jobs.update_state(job_id, state, at, error=error, expected=expected))

@@ -1,7 +1,8 @@
 """The append-only `ledger` table, its per-day `ledger_totals`, and the spend report's query.
 
-`LedgerQueries` works inside the ledger's own transactions; `LedgerRepository` is the async read face (audits,
-reconciliation); `ReportQueries` reads spend per member for `bot.billing.reports`.
+`LedgerQueries` works inside the transactions of `bot.billing.ledger.Ledger` (money moves only through it);
+`ReportQueries` reads spend per member for `bot.billing.reports`. Both run in `Database.run()`; there is no async
+face, since nothing outside billing reads the ledger.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import sqlite3
 from datetime import datetime
 
 from bot.clock import from_ms, to_ms
-from bot.storage.database import Database
 from bot.storage.rows import (
     EntryKind,
     JobState,
@@ -173,25 +173,6 @@ class LedgerQueries:
             " SELECT guild_id, day, SUM(spent), SUM(reserved), SUM(granted) FROM member_day_totals"
             " GROUP BY guild_id, day"
         )
-
-
-class LedgerRepository:
-    """Async, read-only face of `LedgerQueries` (money moves only through `bot.billing.ledger.Ledger`)."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def entries_for_job(self, job_id: str) -> list[LedgerEntry]:
-        """Return the job's entries, oldest first."""
-        return await self._db.run(lambda conn: LedgerQueries(conn).entries_for_job(job_id), write=False)
-
-    async def open_holds(self) -> list[OpenHold]:
-        """Return every hold not yet settled or released."""
-        return await self._db.run(lambda conn: LedgerQueries(conn).open_holds(), write=False)
-
-    async def count_totals_mismatches(self) -> int:
-        """Count daily-total rows that disagree with the ledger (0 when sound)."""
-        return await self._db.run(lambda conn: LedgerQueries(conn).count_totals_mismatches(), write=False)
 
 
 class ReportQueries:

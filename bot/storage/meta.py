@@ -1,17 +1,18 @@
 """The `meta` key/value table (for example the Discord client's command-sync hash).
 
-`MetaQueries` works inside a transaction opened by `Database.run()`; `MetaRepository` is its async face.
+`MetaQueries` works inside a transaction opened by `Database.run()`; `MetaRepository` is its async face for the
+Discord client, one transaction per call.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from bot.storage.database import Database
+from bot.storage.database import Database, Repository
 
 
 class MetaQueries:
-    """The `meta` key/value table (for example the Discord client's command-sync hash)."""
+    """The `meta` key/value table."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -33,20 +34,20 @@ class MetaQueries:
         return self._conn.execute("DELETE FROM meta WHERE key = ?", (key,)).rowcount > 0
 
 
-class MetaRepository:
-    """Async face of `MetaQueries`."""
+class MetaRepository(Repository[MetaQueries]):
+    """The calls the Discord client makes one at a time, each running the `MetaQueries` method it names."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        super().__init__(db, MetaQueries)
 
     async def get(self, key: str) -> str | None:
-        """Return the value stored under `key`, or None."""
-        return await self._db.run(lambda conn: MetaQueries(conn).get(key), write=False)
+        """`MetaQueries.get`."""
+        return await self._read(lambda meta: meta.get(key))
 
     async def set(self, key: str, value: str) -> None:
-        """Store `value` under `key`, replacing any previous value."""
-        await self._db.run(lambda conn: MetaQueries(conn).set(key, value))
+        """`MetaQueries.set`."""
+        await self._write(lambda meta: meta.set(key, value))
 
     async def delete(self, key: str) -> bool:
-        """Remove `key`; True if it existed."""
-        return await self._db.run(lambda conn: MetaQueries(conn).delete(key))
+        """`MetaQueries.delete`."""
+        return await self._write(lambda meta: meta.delete(key))

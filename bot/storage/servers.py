@@ -1,8 +1,11 @@
-"""A server's own rows: budget period, allowance and cap (`guild_settings`), role and member rules
-(`budget_roles`, `budget_members`), and its generation options (`generation_settings`, schema version 4).
+"""A server's own rows: its budget rules and its generation options.
+
+The budget period, allowance and cap (`guild_settings`), role and member rules (`role_allowances`,
+`member_overrides`), and the generation options (`generation_settings`, schema version 4).
 
 `*Queries` classes work inside a transaction opened by `Database.run()` and compose (the budget service checks and
-writes in one transaction); `*Repository` classes are their async faces, one transaction per call.
+writes in one transaction); `ServerOptionsRepository` is the async face `bot.jobs.options` reads a server's options
+through, one transaction per call.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from datetime import datetime
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.clock import from_ms, to_ms
-from bot.storage.database import Database
+from bot.storage.database import Database, Repository
 from bot.storage.rows import (
     GuildSettings,
     MemberRules,
@@ -144,32 +147,6 @@ class BudgetRuleQueries:
         return cursor.rowcount > 0
 
 
-class GuildSettingsRepository:
-    """Async face of `GuildSettingsQueries` for reading (changes go through `bot.billing.budgets.Budgets`)."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def get(self, guild_id: int) -> GuildSettings | None:
-        """Return the server's stored settings, or None."""
-        return await self._db.run(lambda conn: GuildSettingsQueries(conn).get(guild_id), write=False)
-
-
-class BudgetRuleRepository:
-    """Async face of `BudgetRuleQueries` for reading (changes go through `bot.billing.budgets.Budgets`)."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def role_allowances(self, guild_id: int) -> dict[int, int]:
-        """Return every role allowance of the server, by role id."""
-        return await self._db.run(lambda conn: BudgetRuleQueries(conn).role_allowances(guild_id), write=False)
-
-    async def member_overrides(self, guild_id: int) -> list[OverrideRow]:
-        """Return every member override of the server."""
-        return await self._db.run(lambda conn: BudgetRuleQueries(conn).member_overrides(guild_id), write=False)
-
-
 def _stored(row: sqlite3.Row) -> StoredOptions:
     defaults = OptionDefaults(
         model=None if row["model"] is None else ModelName(row["model"]),
@@ -241,12 +218,12 @@ class ServerOptionsQueries:
         )
 
 
-class ServerOptionsRepository:
-    """Async, read-only face of `ServerOptionsQueries` (changes go through `bot.jobs.options`)."""
+class ServerOptionsRepository(Repository[ServerOptionsQueries]):
+    """The read `bot.jobs.options` makes one at a time (changes compose `ServerOptionsQueries` in one transaction)."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        super().__init__(db, ServerOptionsQueries)
 
     async def get(self, guild_id: int) -> StoredOptions | None:
-        """Return the server's row, or None."""
-        return await self._db.run(lambda conn: ServerOptionsQueries(conn).get(guild_id), write=False)
+        """`ServerOptionsQueries.get`."""
+        return await self._read(lambda options: options.get(guild_id))

@@ -16,9 +16,10 @@ from bot.billing.budgets import Budgets
 from bot.billing.errors import BudgetExceededError
 from bot.billing.ledger import Ledger
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
+from bot.clock import utc_now
 from bot.settings import load_app_config
 from bot.storage.database import Database
-from bot.storage.jobs import JobRepository
+from bot.storage.jobs import JobQueries
 from bot.storage.rows import JobState, NewJob
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,10 +33,15 @@ async def main(path: Path, seed: int) -> None:
     async with await Database.open(path) as db:
         budgets = Budgets(db, config)
         ledger = Ledger(db, budgets)
-        jobs = JobRepository(db)
         await ledger.reconcile()
         await budgets.set_cap(GUILD, 1_000_000_000)
         finished = 0
+
+        async def move(job_id: str, state: JobState, error: str | None = None) -> None:
+            await db.run(lambda conn: JobQueries(conn).update_state(job_id, state, utc_now(), error=error))
+
+        async def set_cost(job_id: str, cost: int) -> None:
+            await db.run(lambda conn: JobQueries(conn).set_cost(job_id, cost, utc_now()))
 
         async def lifecycle() -> None:
             nonlocal finished
@@ -64,16 +70,16 @@ async def main(path: Path, seed: int) -> None:
                     continue
                 if orphan:
                     continue
-                await jobs.update_state(job.id, JobState.SUBMITTED)
+                await move(job.id, JobState.SUBMITTED)
                 await asyncio.sleep(rng.random() / 1000)
                 roll = rng.random()
                 if roll < 0.6:
                     cost = estimate - rng.randrange(0, 5_000) if rng.random() < 0.9 else estimate + 7_000
-                    await jobs.set_cost(job.id, cost)
-                    await jobs.update_state(job.id, JobState.SUCCEEDED)
+                    await set_cost(job.id, cost)
+                    await move(job.id, JobState.SUCCEEDED)
                     await ledger.settle(job.id, cost)
                 elif roll < 0.85:
-                    await jobs.update_state(job.id, JobState.FAILED, error="task failed")
+                    await move(job.id, JobState.FAILED, error="task failed")
                     await ledger.release(job.id)
                 finished += 1
                 if finished % 25 == 0:

@@ -20,7 +20,7 @@ from bot.catalog import Period
 from bot.errors import InvalidRequestError
 from bot.money import MAX_AMOUNT_MICROS
 from bot.storage.database import Database
-from bot.storage.servers import BudgetRuleRepository, GuildSettingsRepository
+from bot.storage.servers import BudgetRuleQueries, GuildSettingsQueries
 from tests.billing.conftest import ADMIN, GUILD, MEMBER, ROLE, ROLE_2
 
 UTC_DT = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
@@ -139,7 +139,7 @@ async def test_first_change_keeps_the_other_config_values(budgets: Budgets, db: 
     await budgets.set_period(GUILD, Period.DAY, actor_id=ADMIN)
     rules = await budgets.rules(GUILD)
     assert (rules.period, rules.default_allowance, rules.server_cap) == (Period.DAY, 1_000_000, None)
-    stored = await GuildSettingsRepository(db).get(GUILD)
+    stored = await db.run(lambda conn: GuildSettingsQueries(conn).get(GUILD))
     assert stored is not None and stored.updated_by == ADMIN
 
 
@@ -177,4 +177,4 @@ async def test_bad_budget_input_is_refused_and_changes_nothing(
         await call(budgets)
     assert isinstance(raised.value, InvalidRequestError)
     assert await budgets.rules(GUILD) == before
-    assert await BudgetRuleRepository(db).role_allowances(GUILD) == {}
+    assert await db.run(lambda conn: BudgetRuleQueries(conn).role_allowances(GUILD)) == {}

@@ -14,10 +14,11 @@ from bot.billing.budgets import Budgets, MemberOverride
 from bot.billing.errors import BudgetExceededError, BudgetInputError, LedgerError
 from bot.billing.ledger import Ledger
 from bot.catalog import Background, ModelName, OutputFormat, Period, Quality, Size
+from bot.clock import utc_now
 from bot.errors import AtelierError, InvalidRequestError
 from bot.storage.database import Database
-from bot.storage.jobs import JobRepository
-from bot.storage.ledger import LedgerRepository
+from bot.storage.jobs import JobQueries, JobRepository
+from bot.storage.ledger import LedgerQueries
 from bot.storage.rows import JobState, NewJob
 from tests.billing.conftest import ADMIN, GUILD, MEMBER, OTHER, ROLE, Clock
 
@@ -260,7 +261,7 @@ async def test_reserve_can_create_the_job_row_in_the_same_transaction(ledger: Le
     with pytest.raises(BudgetExceededError):
         await ledger.reserve("too-big", GUILD, MEMBER, [], 5_000_000, job=new_job("too-big", 5_000_000))
     assert await jobs.get("too-big") is None
-    assert await LedgerRepository(db).entries_for_job("too-big") == []
+    assert await db.run(lambda conn: LedgerQueries(conn).entries_for_job("too-big")) == []
     with pytest.raises(BudgetInputError, match="does not match"):
         await ledger.reserve("x", GUILD, MEMBER, [], 11_000, job=new_job("y"))
 
@@ -484,11 +485,10 @@ async def test_bad_ledger_input_is_refused_and_changes_nothing(
 
 
 async def create_job_in_state(db: Database, job_id: str, state: JobState, cost: int | None) -> None:
-    jobs = JobRepository(db)
-    await jobs.create(new_job(job_id, 100_000))
-    await jobs.update_state(job_id, state)
+    await db.run(lambda conn: JobQueries(conn).insert(new_job(job_id, 100_000), utc_now()))
+    await db.run(lambda conn: JobQueries(conn).update_state(job_id, state, utc_now()))
     if cost is not None:
-        await jobs.set_cost(job_id, cost)
+        await db.run(lambda conn: JobQueries(conn).set_cost(job_id, cost, utc_now()))
 
 
 async def test_reconcile_resolves_holds_of_finished_and_missing_jobs(ledger: Ledger, db: Database) -> None:
@@ -550,5 +550,5 @@ async def test_reconcile_rebuilds_daily_totals_that_disagree_with_the_ledger(led
     await db.run(damage)
     report = await ledger.reconcile()
     assert report.totals_repaired == 2
-    assert await LedgerRepository(db).count_totals_mismatches() == 0
+    assert await db.run(lambda conn: LedgerQueries(conn).count_totals_mismatches()) == 0
     assert (await ledger.status(GUILD, MEMBER, [])).spent == 80_000

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
+from bot.clock import utc_now
+from bot.storage.jobs import JobQueries
 from bot.storage.rows import JobState, NewJob
 from tests.discord.conftest import Atelier, embed_fields
 
@@ -48,8 +50,8 @@ async def test_balance_counts_spend_holds_and_lists_recent_jobs(atelier: Atelier
     world = atelier.world
     done = _job(atelier, "a red fox in the snow", 11_000)
     await services.ledger.reserve(done.id, world.guild_id, world.member_id, [], done.estimate, job=done)
-    await services.jobs.update_state(done.id, JobState.SUCCEEDED)
-    await services.jobs.set_cost(done.id, 10_500)
+    await services.database.run(lambda conn: JobQueries(conn).update_state(done.id, JobState.SUCCEEDED, utc_now()))
+    await services.database.run(lambda conn: JobQueries(conn).set_cost(done.id, 10_500, utc_now()))
     await services.ledger.settle(done.id, 10_500)
     running = _job(atelier, "a lighthouse at dusk", 42_000)
     await services.ledger.reserve(running.id, world.guild_id, world.member_id, [], running.estimate, job=running)

@@ -27,7 +27,7 @@ from bot.jobs.service import GenerationService
 from bot.runware.client import RunwareClient
 from bot.settings import AppConfig, RunwareConfig, load_app_config
 from bot.storage.database import Database
-from bot.storage.ledger import LedgerRepository
+from bot.storage.ledger import LedgerQueries
 from bot.storage.rows import EntryKind, Job, JobState, LedgerEntry
 from fakes.runware import FakeRunware
 
@@ -136,7 +136,7 @@ class Harness:
 
     async def entries(self, job_id: str) -> dict[EntryKind, LedgerEntry]:
         """The job's ledger entries by kind."""
-        rows = await LedgerRepository(self.db).entries_for_job(job_id)
+        rows = await self.db.run(lambda conn: LedgerQueries(conn).entries_for_job(job_id), write=False)
         return {row.kind: row for row in rows}
 
     async def charged(self) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from bot.catalog import ModelName, Quality
 from bot.runware.models import ImageInferenceRequest
 from bot.settings import AppConfig
-from bot.storage.jobs import JobQueueRepository
+from bot.storage.jobs import JobRepository
 from bot.storage.rows import EntryKind, JobResult, JobState
 from fakes.runware import FakeRunware, Fault, RecordedRequest
 from tests.jobs.conftest import (
@@ -52,7 +52,7 @@ async def crash_after_storing_the_task_uuid(
     assert admission.job_id is not None
     task_uuid = first.client.new_task_uuid()
     stored = Stored(admission.job_id, task_uuid, time.time())
-    assert await JobQueueRepository(first.db).begin_submit(stored.job_id, task_uuid)
+    assert await JobRepository(first.db).begin_submit(stored.job_id, task_uuid)
     if before_crash is not None:
         await before_crash(first, stored)
     await harnesses.crash(first)
@@ -69,7 +69,7 @@ async def test_a_job_killed_while_runware_works_is_polled_after_restart_never_re
     assert admission.job_id is not None
     job_id = admission.job_id
     await eventually(lambda: len(first.fake.tasks_submitted()) == 1)
-    await eventually(lambda: JobQueueRepository(first.db).acknowledged_at(job_id))
+    await eventually(lambda: JobRepository(first.db).acknowledged_at(job_id))
     await harnesses.crash(first)
 
     second = await harnesses.open(start=False)
@@ -185,7 +185,7 @@ async def test_a_re_post_still_registering_when_the_bot_died_is_waited_for_from_
 
     second = await harnesses.open(config, start=False)
     stored = await second.job(job_id)
-    assert stored.task_uuid == task_uuid and await JobQueueRepository(second.db).acknowledged_at(job_id) is None
+    assert stored.task_uuid == task_uuid and await JobRepository(second.db).acknowledged_at(job_id) is None
     report = await second.service.resume()
     assert report.resumed == [job_id]
     await asyncio.wait_for(second.service.wait_idle(), 15)
@@ -316,7 +316,7 @@ async def test_a_crash_between_delivery_and_settlement_is_settled_by_reconcile(h
     job_id = admission.job_id
     await asyncio.wait_for(first.delivery.entered.wait(), 10)
     # The post went out and was recorded (one transaction); then the process died before `Ledger.settle`.
-    assert await JobQueueRepository(first.db).finish_delivered(job_id, 123, MINI_MEDIUM_SQUARE)
+    assert await JobRepository(first.db).finish_delivered(job_id, 123, MINI_MEDIUM_SQUARE)
     await harnesses.crash(first)
 
     second = await harnesses.open(start=False)
@@ -357,7 +357,7 @@ async def test_a_partial_result_without_a_reported_cost_is_charged_its_share_of_
     second = await harnesses.open(start=False)
     admission = await second.service.admit(make_request(count=2))
     assert admission.job_id is not None and admission.estimate == 2 * MINI_MEDIUM_SQUARE
-    queue = JobQueueRepository(second.db)
+    queue = JobRepository(second.db)
     assert await queue.begin_submit(admission.job_id, second.client.new_task_uuid())
     await queue.mark_acknowledged(admission.job_id)
     await queue.save_results(admission.job_id, [JobResult(0, "image-1", served.image_url, None)], None)
@@ -388,7 +388,7 @@ async def test_a_result_where_one_image_lacks_a_cost_is_charged_from_the_estimat
     second = await harnesses.open(start=False)
     admission = await second.service.admit(make_request(count=2))
     assert admission.job_id is not None and admission.estimate == 2 * MINI_MEDIUM_SQUARE
-    queue = JobQueueRepository(second.db)
+    queue = JobRepository(second.db)
     assert await queue.begin_submit(admission.job_id, second.client.new_task_uuid())
     await queue.mark_acknowledged(admission.job_id)
     stored = [

@@ -12,7 +12,7 @@ import pytest
 from bot.clock import MS_PER_DAY, to_ms
 from bot.storage import migrate
 from bot.storage.database import Database, DatabaseError
-from bot.storage.jobs import JobQueueRepository
+from bot.storage.jobs import JobRepository
 from bot.storage.ledger import LedgerQueries
 from bot.storage.meta import MetaRepository
 from bot.storage.migrate import Migration, MigrationError, apply_migrations, latest_version, load_migrations
@@ -117,7 +117,7 @@ async def test_file_at_every_earlier_version_upgrades_to_the_latest(tmp_path: Pa
         assert stored is not None and (stored.max_count, stored.confirm_above) == (2, 10_000)
         # Version 5: no job has a recorded POST of its task; one can then be recorded for a job with a task UUID.
         if start >= 1:
-            queue = JobQueueRepository(db, clock=lambda: at)
+            queue = JobRepository(db, clock=lambda: at)
             assert await queue.last_post_at("job1") is None
             await db.run(lambda conn: conn.execute("UPDATE jobs SET task_uuid = 'task-1' WHERE id = 'job1'"))
             assert await queue.record_post("job1", "task-1")

@@ -27,7 +27,7 @@ EVERY_DEFAULT = OptionDefaults(
 
 
 async def test_a_server_without_a_row_reads_as_none(db: Database) -> None:
-    """Nothing stored: the repository says None (the config file's values apply)."""
+    """Nothing stored: `ServerOptionsRepository` says None (the config file's values apply)."""
     assert await ServerOptionsRepository(db).get(GUILD) is None
 
 
