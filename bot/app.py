@@ -2,6 +2,9 @@
 
 `run(settings)` is what `python -m bot run` (through `bot.cli`) calls; it returns the process exit status. `open_bot()`
 builds the same object graph for tests, which start it in their own event loop against a fake Discord.
+
+Construction order: the session and the database first, then the bot, which builds the services with
+`build_services` (the Discord delivery needs the bot as its client; the job service is built with that delivery).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -30,6 +34,7 @@ from bot.discord.client import (
     Services,
     discord_endpoints,
 )
+from bot.discord.delivery import DiscordDelivery
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import DISCORD_IMAGE_HOSTS
 from bot.jobs.options import ServerOptions
@@ -58,9 +63,14 @@ def reference_hosts(settings: Settings) -> frozenset[str]:
     return DISCORD_IMAGE_HOSTS | ({api_host} if api_host else set())
 
 
-def build_services(database: Database, settings: Settings, session: aiohttp.ClientSession) -> Services:
-    """Build the domain services on an open database and the one HTTP session; raise if RUNWARE_API_KEY is unset."""
+def build_services(database: Database, settings: Settings, session: aiohttp.ClientSession, bot: AtelierBot) -> Services:
+    """Build the services on an open database, the one HTTP session and the bot (the client the delivery posts with).
+
+    Raises if RUNWARE_API_KEY is unset.
+    """
     config = settings.app
+    jobs = JobRepository(database)
+    delivery = DiscordDelivery(bot, jobs.get)
     budgets = Budgets(database, config)
     ledger = Ledger(database, budgets)
     server_options = ServerOptions(database, config)
@@ -76,16 +86,18 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         config,
         Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency),
         settings=server_options,
+        delivery=delivery,
         allowed_hosts=reference_hosts(settings),
     )
     return Services(
         database=database,
         meta=MetaRepository(database),
-        jobs=JobRepository(database),
+        jobs=jobs,
         budgets=budgets,
         ledger=ledger,
         server_options=server_options,
         generation=generation,
+        delivery=delivery,
     )
 
 
@@ -96,24 +108,23 @@ async def open_bot(
     extensions: tuple[str, ...] = EXTENSIONS,
     guild_ready_timeout: float = DEFAULT_GUILD_READY_TIMEOUT,
 ) -> AsyncIterator[AtelierBot]:
-    """Open the session and the database, build the services and the bot; on exit shut all of it down in order.
+    """Open the session and the database, build the bot and its services; on exit shut all of it down in order.
 
-    The job service starts running jobs (and resumes unfinished ones) when the bot is first ready, with the Discord
-    delivery that `cogs.generate` attached; on exit it stops before the database closes, leaving interrupted jobs
-    for the next start.
+    The job service starts running jobs (and resumes unfinished ones) when the bot is first ready; on exit it stops
+    before the database closes, leaving interrupted jobs for the next start.
     """
     timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(timeout=timeout) as session, await Database.open(settings.database) as database:
-        services = build_services(database, settings, session)
-        # Holds left open by a crash are settled or released before any new request can reserve.
-        await services.ledger.reconcile()
         bot = AtelierBot(
             settings=settings,
             session=session,
-            services=services,
+            services=partial(build_services, database, settings, session),
             extensions=extensions,
             guild_ready_timeout=guild_ready_timeout,
         )
+        # Holds left open by a crash are settled or released before any new request can reserve (the bot is not
+        # connected yet).
+        await bot.services.ledger.reconcile()
         try:
             yield bot
         finally:

@@ -1,4 +1,8 @@
-"""The root of Atelier's domain errors: each carries a short sentence that can be shown to a Discord user."""
+"""The root of Atelier's domain errors: each carries its data and a short sentence without any Discord markup.
+
+The edge that shows an error writes what the user reads: the Discord wing (`bot.discord.tree.user_sentence`) uses
+`user_message`, except for errors whose words need Discord's own markup (a budget's reset time).
+"""
 
 from __future__ import annotations
 

@@ -30,8 +30,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.client import AtelierBot
-from bot.discord.delivery import delivery_target, permission_problem, reply_reference
-from bot.discord.tree import defer_public, new_error_id
+from bot.discord.posting import permission_problem, reply_reference
+from bot.discord.tokens import delivery_target
+from bot.discord.tree import defer_public, new_error_id, user_sentence
 from bot.discord.views import ChangeModal, PendingConfirmation, confirm_view
 from bot.errors import AtelierError, InvalidRequestError
 from bot.jobs.delivery import DeliveryError
@@ -168,8 +169,8 @@ class EditImage(commands.Cog):
         try:
             await self._reply_edit(message, me.id)
         except AtelierError as exc:
-            log.info("reply edit by %s refused: %s", message.author.id, exc.user_message)
-            await self._answer(message, exc.user_message)
+            log.info("reply edit by %s refused: %s", message.author.id, user_sentence(exc))
+            await self._answer(message, user_sentence(exc))
         except Exception:
             error_id = new_error_id()
             log.exception("Unexpected error %s in a reply edit (message %s)", error_id, message.id)

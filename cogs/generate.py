@@ -7,8 +7,8 @@ refusal reaches only the requester (the public placeholder is removed). A reques
 confirmation threshold first shows the estimate with Confirm and Cancel.
 
 Options a member leaves out come from the server's defaults (`/settings defaults`), else the config file's
-`[defaults]` (`bot.jobs.options.ServerOptions.resolve`). This cog also attaches the Discord `Delivery`
-to the job service, which the bot starts (resuming unfinished jobs) once it is connected, so results can be posted.
+`[defaults]` (`bot.jobs.options.ServerOptions.resolve`). Statuses are shown through the Discord delivery the
+composition root built and gave the job service (`Services.delivery`).
 """
 
 from __future__ import annotations
@@ -26,15 +26,11 @@ from discord.ext import commands
 
 from bot.clock import utc_now
 from bot.discord.client import AtelierBot
-from bot.discord.delivery import (
-    TOKEN_LIFETIME,
-    DiscordDelivery,
-    delivery_target,
-    permission_problem,
-    queued_text,
-    running_text,
-)
+from bot.discord.delivery import DiscordDelivery
 from bot.discord.embeds import queue_embed
+from bot.discord.posting import permission_problem
+from bot.discord.statuses import queued_text, running_text
+from bot.discord.tokens import TOKEN_LIFETIME, delivery_target
 from bot.discord.tree import defer_public, mark_answered, send_ephemeral
 from bot.discord.views import (
     CONFIRM_TIMEOUT_SECONDS,
@@ -247,11 +243,13 @@ def check_channel(interaction: discord.Interaction[Any]) -> None:
 class Generate(commands.Cog, name=JOB_ACTIONS_COG):
     """Image generation commands and the buttons of their messages."""
 
-    def __init__(self, bot: AtelierBot, service: GenerationService, settings: ServerOptions) -> None:
+    def __init__(
+        self, bot: AtelierBot, service: GenerationService, settings: ServerOptions, delivery: DiscordDelivery
+    ) -> None:
         self._bot = bot
         self._service = service
         self._settings = settings
-        self.delivery = DiscordDelivery(bot, service)
+        self.delivery = delivery
         self.confirmations = Confirmations()
 
     @property
@@ -260,14 +258,12 @@ class Generate(commands.Cog, name=JOB_ACTIONS_COG):
         return self._service
 
     async def cog_load(self) -> None:
-        """Make old buttons work (dynamic items) and give the job service its way to post to Discord."""
+        """Make old buttons work (dynamic items)."""
         self._bot.add_dynamic_items(*DYNAMIC_ITEMS)
-        self._service.set_delivery(self.delivery)
 
     async def cog_unload(self) -> None:
-        """Drop requests still waiting for confirmation, and stop watching the statuses on show."""
+        """Drop requests still waiting for confirmation."""
         self.confirmations.close()
-        self.delivery.close()
 
     # -------------------------------------------------------------------------------------------------- options
 
@@ -559,4 +555,4 @@ async def setup(bot: commands.Bot) -> None:
     """Add the cog with the job service and the servers' generation settings."""
     services = services_of(bot)
     assert isinstance(bot, AtelierBot)
-    await bot.add_cog(Generate(bot, services.generation, services.server_options))
+    await bot.add_cog(Generate(bot, services.generation, services.server_options, services.delivery))

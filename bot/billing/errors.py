@@ -1,4 +1,4 @@
-"""Billing errors; each carries the sentence shown to the Discord user (ephemerally)."""
+"""Billing errors: what was refused and why, as data and a short sentence (the edge may write its own words)."""
 
 from __future__ import annotations
 
@@ -24,23 +24,24 @@ class LedgerError(AtelierError):
 
 
 class BudgetExceededError(AtelierError):
-    """A reservation does not fit the member's remaining budget, the server's cap, or the member is blocked."""
+    """A reservation does not fit the member's remaining budget, the server's cap, or the member is blocked.
+
+    It carries the numbers (micro-dollars) and when the budget resets; the edge that shows it writes the sentence
+    (for Discord, `bot.discord.tree.budget_refusal`). `str()` is a plain description for logs.
+    """
 
     def __init__(self, scope: Scope, needed: int, remaining: int, resets_at: datetime) -> None:
         self.scope: Scope = scope
         self.needed = needed
         self.remaining = remaining
         self.resets_at = resets_at
-        super().__init__(self._sentence())
+        super().__init__(self._describe())
 
-    def _sentence(self) -> str:
-        needed, remaining = format_usd(self.needed), format_usd(self.remaining)
-        resets = f"<t:{int(self.resets_at.timestamp())}:R>"
+    def _describe(self) -> str:
         if self.scope == "blocked":
-            return "You are blocked from generating images on this server; ask an admin if you think this is a mistake."
-        if self.scope == "server":
-            return (
-                f"This needs about {needed} but the server has only {remaining} left in its budget; "
-                f"the server budget resets {resets}."
-            )
-        return f"This needs about {needed} but you have {remaining} left; your budget resets {resets}."
+            return "blocked: the member may not generate images on this server"
+        holder = "the server has only" if self.scope == "server" else "you have"
+        return (
+            f"{self.scope} budget: needs about {format_usd(self.needed)} but {holder} {format_usd(self.remaining)} "
+            f"left until {self.resets_at.isoformat()}"
+        )

@@ -1,7 +1,8 @@
 """The Discord client: intents, extensions, command sync, and where discord.py sends its requests.
 
-`AtelierBot` receives everything it uses (settings, the one aiohttp session, the domain services) as keyword
-arguments from the composition root (`bot.app`); cogs get their services from it in `setup()`.
+`AtelierBot` receives everything it uses (settings, the one aiohttp session, the factory of the domain services) as
+keyword arguments from the composition root (`bot.app`). It builds the services with itself as the client the
+Discord delivery posts with, so they exist, fully wired, once the bot does; cogs get them from it in `setup()`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from discord.ext import commands
 
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
+from bot.discord.delivery import DiscordDelivery
 from bot.discord.tree import AtelierTree
 from bot.jobs.options import ServerOptions
 from bot.jobs.service import GenerationService
@@ -93,7 +95,7 @@ def commands_hash(payload: list[dict[str, Any]]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The domain services, built once by the composition root and handed to the cogs."""
+    """The domain services and the Discord delivery, built once by the composition root and handed to the cogs."""
 
     database: Database
     meta: MetaRepository
@@ -102,6 +104,12 @@ class Services:
     ledger: Ledger
     server_options: ServerOptions
     generation: GenerationService
+    delivery: DiscordDelivery
+    """How jobs post to Discord; the job service was built with it, and the cogs show statuses through it."""
+
+
+ServicesFactory = Callable[["AtelierBot"], Services]
+"""Builds the services for a bot (the composition root's `build_services`); the bot is the delivery's client."""
 
 
 GATEWAY_AUTHENTICATION_FAILED = 4004
@@ -161,7 +169,7 @@ class AtelierBot(commands.Bot):
         *,
         settings: Settings,
         session: aiohttp.ClientSession,
-        services: Services,
+        services: ServicesFactory,
         extensions: tuple[str, ...] = EXTENSIONS,
         guild_ready_timeout: float = DEFAULT_GUILD_READY_TIMEOUT,
     ) -> None:
@@ -180,7 +188,8 @@ class AtelierBot(commands.Bot):
         self.settings = settings
         self.session = session
         """The one aiohttp session for the bot's own HTTP (Runware, image downloads); discord.py keeps its own."""
-        self.services = services
+        self.services = services(self)
+        """The services, built by the composition root's factory with this bot as the delivery's client."""
         self._extensions = extensions
         self._jobs_started: asyncio.Task[None] | None = None
 
@@ -278,12 +287,14 @@ class AtelierBot(commands.Bot):
         if self.is_closed():
             # Without a connection nothing can be delivered: interrupt the jobs at once, to be resumed later.
             await self.services.generation.stop(grace=0)
+            self.services.delivery.close()
             return
         await self.atelier_tree.drain(grace_seconds)
         if self._jobs_started is not None:
             # A start that is still resuming jobs finishes first, so the stop below really stops everything.
             await asyncio.wait({self._jobs_started})
         await self.services.generation.stop(grace=grace_seconds)
+        self.services.delivery.close()
         await self.close()
 
     async def on_message(self, message: discord.Message, /) -> None:

@@ -1,4 +1,7 @@
-"""Embeds for budgets, balances and the job queue: plain values in, `discord.Embed` out, within Discord's limits."""
+"""Every embed the bot shows: budgets, balances, the job queue, a result's card.
+
+Plain values in, `discord.Embed` out, within Discord's limits.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ import discord
 
 from bot.billing.budgets import BudgetRules, MemberOverride, OverrideKind
 from bot.billing.ledger import BudgetStatus
+from bot.catalog import MODEL_SPECS, Size
+from bot.jobs.delivery import ResultSummary
+from bot.jobs.requests import RequestKind
 from bot.jobs.service import QueueEntry
 from bot.money import format_usd
 from bot.storage.rows import Job
@@ -18,7 +24,12 @@ FIELD_LIMIT = 1024
 DESCRIPTION_LIMIT = 4096
 """Discord's limit on an embed's description."""
 PROMPT_PREVIEW_CHARS = 40
+PROMPT_EMBED_CHARS = 1500
+"""Longest prompt shown in a result embed (Discord allows 4096 in the description, 6000 in the whole embed)."""
 COLOUR = discord.Colour.blurple()
+
+_SIZE_NAMES = {Size.SQUARE: "square", Size.LANDSCAPE: "landscape", Size.PORTRAIT: "portrait"}
+_PARENT_LABELS = {RequestKind.REROLL: "Reroll of", RequestKind.EDIT: "Edit of"}
 
 
 def one_line(text: str, limit: int) -> str:
@@ -144,4 +155,33 @@ def queue_embed(entries: Sequence[QueueEntry]) -> discord.Embed:
     embed.description = _lines([_queue_line(entry) for entry in entries], "", DESCRIPTION_LIMIT)
     held = sum(entry.job.estimate for entry in entries)
     embed.set_footer(text=f"{format_usd(held)} reserved; a cancelled job's reservation is released.")
+    return embed
+
+
+def result_embed(summary: ResultSummary, *, parent_url: str | None) -> discord.Embed:
+    """Build the card under a result: prompt, model, size, quality, cost, remaining budget, requester, parent link."""
+    embed = discord.Embed(
+        description=discord.utils.escape_markdown(one_line(summary.prompt, PROMPT_EMBED_CHARS)),
+        colour=COLOUR,
+    )
+    embed.add_field(name="Model", value=MODEL_SPECS[summary.model].label)
+    embed.add_field(name="Size", value=f"{summary.size.value} ({_SIZE_NAMES[summary.size]})")
+    embed.add_field(name="Quality", value=summary.quality.value)
+    cost = format_usd(summary.cost)
+    embed.add_field(name="Cost", value=cost if summary.cost_reported else f"{cost} (estimated)")
+    if summary.remaining is None:
+        remaining = "unlimited"
+    else:
+        remaining = format_usd(summary.remaining)
+        if summary.resets_at is not None:
+            remaining += f" · resets {relative(summary.resets_at)}"
+    embed.add_field(name="Remaining budget", value=remaining)
+    embed.add_field(name="Requested by", value=f"<@{summary.requester_id}>")
+    if parent_url is not None:
+        label = _PARENT_LABELS.get(summary.kind, "From")
+        embed.add_field(name=label, value=f"[this image]({parent_url})", inline=False)
+    footer = f"Job {summary.job_id}"
+    if summary.image_count < summary.count:
+        footer += f" · {summary.image_count} of {summary.count} images were made; you pay only for those"
+    embed.set_footer(text=footer)
     return embed

@@ -1,8 +1,9 @@
 """The command tree: one place that answers interactions privately and turns every error into a short reply.
 
 `send_ephemeral()` is the only way the bot answers with a private message, whatever state the interaction is in.
-`AtelierTree.on_error` maps domain errors (`AtelierError`) and discord.py's check failures to specific sentences, and
-logs anything unexpected with its traceback under a short error id that the user also sees, so an operator can find
+`AtelierTree.on_error` maps domain errors (`AtelierError`, see `user_sentence`: the domain carries data, the
+sentences with Discord markup are written here) and discord.py's check failures to specific sentences, and logs
+anything unexpected with its traceback under a short error id that the user also sees, so an operator can find
 the traceback the user is talking about.
 """
 
@@ -17,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bot.billing.errors import BudgetExceededError
 from bot.errors import AtelierError
 from bot.jobs.errors import RESTARTING
+from bot.money import format_usd
 
 if TYPE_CHECKING:
     from discord.ext import commands
@@ -115,14 +118,35 @@ def _command_name(interaction: discord.Interaction[Any]) -> str:
     return f"/{command.qualified_name}" if command is not None else f"interaction type {interaction.type.name}"
 
 
+def budget_refusal(error: BudgetExceededError) -> str:
+    """Say why a request does not fit the budget: what it needs, what is left, and when the budget resets."""
+    if error.scope == "blocked":
+        return "You are blocked from generating images on this server; ask an admin if you think this is a mistake."
+    needed, remaining = format_usd(error.needed), format_usd(error.remaining)
+    resets = discord.utils.format_dt(error.resets_at, "R")
+    if error.scope == "server":
+        return (
+            f"This needs about {needed} but the server has only {remaining} left in its budget; "
+            f"the server budget resets {resets}."
+        )
+    return f"This needs about {needed} but you have {remaining} left; your budget resets {resets}."
+
+
+def user_sentence(error: AtelierError) -> str:
+    """Return what a member reads for a domain error (the wing writes the words that need Discord markup)."""
+    if isinstance(error, BudgetExceededError):
+        return budget_refusal(error)
+    return error.user_message
+
+
 def describe_error(error: BaseException) -> str | None:
     """Return the sentence for an error the user can act on, or None if it is unexpected (a bug or an outage)."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
     if isinstance(error, app_commands.TransformerError) and isinstance(error.__cause__, AtelierError):
-        return error.__cause__.user_message
+        return user_sentence(error.__cause__)
     if isinstance(error, AtelierError):
-        return error.user_message
+        return user_sentence(error)
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command only works in a server."
     if isinstance(error, app_commands.MissingPermissions):

@@ -76,9 +76,8 @@ async def test_reservation_over_the_member_budget_is_refused_with_the_numbers(le
         await ledger.reserve("second", GUILD, MEMBER, [], 50_000)
     error = raised.value
     assert (error.scope, error.needed, error.remaining, error.resets_at) == ("member", 50_000, 30_000, FEB_1)
-    assert error.user_message == (
-        f"This needs about $0.05 but you have $0.03 left; your budget resets <t:{int(FEB_1.timestamp())}:R>."
-    )
+    # The member's sentence (with Discord's timestamp markup) is written by the Discord wing: tests/discord/test_errors.
+    assert str(error) == "member budget: needs about $0.05 but you have $0.03 left until 2025-02-01T00:00:00+00:00"
     assert isinstance(error, AtelierError)
     assert await ledger_rows(db) == before
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import discord
 import pytest
 from discord import app_commands
 
+from bot.billing.errors import BudgetExceededError
+from bot.discord.tree import describe_error
 from bot.errors import InvalidRequestError
 from tests.discord.conftest import Atelier
 
@@ -159,3 +162,25 @@ async def test_error_after_the_token_expired_is_logged_with_its_id(
     assert [(e.status, e.code) for e in atelier.fake.errors] == [(401, 50027)]
     assert not [m for m in interaction.messages() if "error id" in m.content]
     atelier.fake.errors.clear()
+
+
+FEB_1 = datetime(2025, 2, 1, tzinfo=UTC)
+
+
+def test_a_budget_refusal_is_written_by_the_wing_with_the_reset_as_a_discord_timestamp() -> None:
+    """The domain error carries the numbers; the member reads what it needs, what is left and when the budget
+    resets, as a timestamp each reader sees relative to now (moved here from tests/billing/test_ledger.py)."""
+    member = BudgetExceededError("member", 50_000, 30_000, FEB_1)
+    server = BudgetExceededError("server", 700_000, 600_000, FEB_1)
+    blocked = BudgetExceededError("blocked", 0, 0, FEB_1)
+
+    assert describe_error(member) == (
+        f"This needs about $0.05 but you have $0.03 left; your budget resets <t:{int(FEB_1.timestamp())}:R>."
+    )
+    assert describe_error(server) == (
+        "This needs about $0.70 but the server has only $0.60 left in its budget; "
+        f"the server budget resets <t:{int(FEB_1.timestamp())}:R>."
+    )
+    assert describe_error(blocked) == (
+        "You are blocked from generating images on this server; ask an admin if you think this is a mistake."
+    )

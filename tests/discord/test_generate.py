@@ -17,13 +17,8 @@ import pytest
 from bot.billing.budgets import MemberOverride
 from bot.catalog import MODEL_SPECS, ModelName, Size
 from bot.clock import utc_now
-from bot.discord.delivery import (
-    ATTACH_FILES_MISSING,
-    CANCELLED_IN_CHANNEL,
-    EMBED_LINKS_MISSING,
-    HANDED_OVER,
-    posting_text,
-)
+from bot.discord.posting import ATTACH_FILES_MISSING, EMBED_LINKS_MISSING
+from bot.discord.statuses import CANCELLED_IN_CHANNEL, HANDED_OVER, posting_text
 from bot.money import format_usd
 from bot.storage.rows import JobState
 from cogs.generate import DUPLICATE
