@@ -31,13 +31,17 @@ outage.
 """
 
 from ._core import FakeDiscordCore
-from ._gateway import GatewaySession
-from ._inject import FakeDiscordUsageError
-from ._models import (
+from ._flags import (
     ALL_INTENTS,
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
     PRIVILEGED_INTENTS,
+    Intent,
+    Permission,
+)
+from ._gateway import GatewaySession
+from ._inject import FakeDiscordUsageError
+from ._models import (
     FakeChannel,
     FakeClock,
     FakeGuild,
@@ -46,16 +50,11 @@ from ._models import (
     FakeMessage,
     FakeRole,
     FakeUser,
-    Intent,
-    Permission,
-    RecordedRequest,
-    ResponseRecord,
-    RuleViolation,
     StoredBlob,
-    UploadedFile,
     World,
     sniff_content_type,
 )
+from ._records import RecordedRequest, ResponseRecord, RuleViolation, UploadedFile
 from ._rules import FakeHTTPError, Limits, check_message, check_modal
 from ._server import FakeDiscord
 

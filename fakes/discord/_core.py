@@ -11,11 +11,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from ._flags import DEFAULT_BOT_PERMISSIONS, DEFAULT_EVERYONE_PERMISSIONS, PRIVILEGED_INTENTS, Intent, Permission
 from ._gateway import GatewaySession
 from ._models import (
-    DEFAULT_BOT_PERMISSIONS,
-    DEFAULT_EVERYONE_PERMISSIONS,
-    PRIVILEGED_INTENTS,
     FakeChannel,
     FakeClock,
     FakeGuild,
@@ -24,15 +22,11 @@ from ._models import (
     FakeMessage,
     FakeRole,
     FakeUser,
-    Intent,
-    Permission,
-    RecordedRequest,
-    RuleViolation,
     SnowflakeFactory,
     StoredBlob,
-    UploadedFile,
     World,
 )
+from ._records import RecordedRequest, RuleViolation, UploadedFile
 from ._rules import (
     CODE_EMPTY_MESSAGE,
     MESSAGE_FLAG_LOADING,

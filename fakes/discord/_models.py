@@ -1,4 +1,4 @@
-"""The fake's world (guilds, roles, members, channels), stored attachments, messages and what tests observe.
+"""The fake's world (guilds, roles, members, channels), its clock and ids, stored attachments, messages, interactions.
 
 Every object renders itself as the JSON Discord would send (``payload()``); ids are real snowflakes built from the
 fake's clock, so discord.py's ``created_at`` works.
@@ -6,7 +6,6 @@ fake's clock, so discord.py's ``created_at`` works.
 
 from __future__ import annotations
 
-import enum
 import io
 import mimetypes
 import time
@@ -15,16 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ._flags import Permission
+from ._records import ResponseRecord
 from ._rules import MESSAGE_FLAG_EPHEMERAL, MESSAGE_FLAG_LOADING, iter_components
 
 if TYPE_CHECKING:
     from ._core import FakeDiscordCore
 
 __all__ = [
-    "ALL_INTENTS",
-    "DEFAULT_BOT_PERMISSIONS",
-    "DEFAULT_EVERYONE_PERMISSIONS",
-    "PRIVILEGED_INTENTS",
     "FakeChannel",
     "FakeClock",
     "FakeGuild",
@@ -33,103 +30,12 @@ __all__ = [
     "FakeMessage",
     "FakeRole",
     "FakeUser",
-    "Intent",
-    "Permission",
-    "RecordedRequest",
-    "ResponseRecord",
-    "RuleViolation",
     "StoredBlob",
-    "UploadedFile",
     "World",
     "sniff_content_type",
 ]
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
-
-
-class Permission(enum.IntFlag):
-    """Discord permission bits (the subset a bot's logic usually checks)."""
-
-    CREATE_INSTANT_INVITE = 1 << 0
-    KICK_MEMBERS = 1 << 1
-    BAN_MEMBERS = 1 << 2
-    ADMINISTRATOR = 1 << 3
-    MANAGE_CHANNELS = 1 << 4
-    MANAGE_GUILD = 1 << 5
-    ADD_REACTIONS = 1 << 6
-    VIEW_AUDIT_LOG = 1 << 7
-    VIEW_CHANNEL = 1 << 10
-    SEND_MESSAGES = 1 << 11
-    SEND_TTS_MESSAGES = 1 << 12
-    MANAGE_MESSAGES = 1 << 13
-    EMBED_LINKS = 1 << 14
-    ATTACH_FILES = 1 << 15
-    READ_MESSAGE_HISTORY = 1 << 16
-    MENTION_EVERYONE = 1 << 17
-    USE_EXTERNAL_EMOJIS = 1 << 18
-    CONNECT = 1 << 20
-    SPEAK = 1 << 21
-    CHANGE_NICKNAME = 1 << 26
-    MANAGE_NICKNAMES = 1 << 27
-    MANAGE_ROLES = 1 << 28
-    MANAGE_WEBHOOKS = 1 << 29
-    USE_APPLICATION_COMMANDS = 1 << 31
-    MANAGE_THREADS = 1 << 34
-    CREATE_PUBLIC_THREADS = 1 << 35
-    SEND_MESSAGES_IN_THREADS = 1 << 38
-    MODERATE_MEMBERS = 1 << 40
-    ALL = (1 << 51) - 1
-
-
-DEFAULT_EVERYONE_PERMISSIONS = (
-    Permission.CREATE_INSTANT_INVITE
-    | Permission.ADD_REACTIONS
-    | Permission.VIEW_CHANNEL
-    | Permission.SEND_MESSAGES
-    | Permission.EMBED_LINKS
-    | Permission.ATTACH_FILES
-    | Permission.READ_MESSAGE_HISTORY
-    | Permission.USE_EXTERNAL_EMOJIS
-    | Permission.CONNECT
-    | Permission.SPEAK
-    | Permission.CHANGE_NICKNAME
-    | Permission.USE_APPLICATION_COMMANDS
-    | Permission.CREATE_PUBLIC_THREADS
-    | Permission.SEND_MESSAGES_IN_THREADS
-)
-"""Permissions of ``@everyone`` in a new guild (close to Discord's default)."""
-
-DEFAULT_BOT_PERMISSIONS = (
-    Permission.VIEW_CHANNEL
-    | Permission.SEND_MESSAGES
-    | Permission.EMBED_LINKS
-    | Permission.ATTACH_FILES
-    | Permission.READ_MESSAGE_HISTORY
-    | Permission.ADD_REACTIONS
-    | Permission.USE_EXTERNAL_EMOJIS
-    | Permission.MANAGE_MESSAGES
-    | Permission.SEND_MESSAGES_IN_THREADS
-    | Permission.USE_APPLICATION_COMMANDS
-)
-"""Permissions of the bot's managed role (what an invite link with those scopes grants)."""
-
-
-class Intent(enum.IntFlag):
-    """Gateway intent bits the fake honours."""
-
-    GUILDS = 1 << 0
-    GUILD_MEMBERS = 1 << 1
-    GUILD_PRESENCES = 1 << 8
-    GUILD_MESSAGES = 1 << 9
-    DIRECT_MESSAGES = 1 << 12
-    MESSAGE_CONTENT = 1 << 15
-
-
-PRIVILEGED_INTENTS = Intent.GUILD_MEMBERS | Intent.GUILD_PRESENCES | Intent.MESSAGE_CONTENT
-"""The intents an application may only ask for once they are switched on in the developer portal."""
-
-ALL_INTENTS = (1 << 26) - 1
-"""Every intent bit Discord defines (up to DIRECT_MESSAGE_POLLS, 1 << 25); any other bit is an invalid intent."""
 
 
 class FakeClock:
@@ -671,82 +577,6 @@ class FakeMessage:
                     self.referenced.payload(with_reference=False) if self.referenced is not None else None
                 )
         return data
-
-
-@dataclass
-class UploadedFile:
-    """One ``files[n]`` part of a multipart request."""
-
-    field_name: str
-    filename: str
-    content_type: str | None
-    data: bytes
-
-
-@dataclass(eq=False)
-class RecordedRequest:
-    """One HTTP request the fake received and what it answered.
-
-    ``path`` is the part after ``/api/v10`` for REST calls (``/channels/1/messages``) and the full path otherwise.
-    ``json`` is the JSON body, or the ``payload_json`` part of a multipart body.
-    """
-
-    method: str
-    path: str
-    query: dict[str, str]
-    json: Any
-    files: list[UploadedFile]
-    at: float
-    kind: str = "api"
-    authorized: bool = False
-    status: int | None = None
-    code: int | None = None
-    response: Any = None
-
-    @property
-    def multipart(self) -> bool:
-        """Whether the body was multipart (files attached)."""
-        return bool(self.files)
-
-    @property
-    def time(self) -> float:
-        """Alias of ``at``: arrival time on the fake's monotonic clock."""
-        return self.at
-
-
-@dataclass(eq=False)
-class RuleViolation:
-    """A request the fake rejected for breaking one of Discord's rules."""
-
-    method: str
-    path: str
-    status: int
-    code: int
-    message: str
-    detail: str
-    at: float
-    interaction_id: int | None = None
-
-
-@dataclass(eq=False)
-class ResponseRecord:
-    """One request made with an interaction's token: ``kind`` is callback, followup, get, edit or delete."""
-
-    kind: str
-    method: str
-    path: str
-    status: int
-    at: float
-    code: int | None = None
-    callback_type: int | None = None
-    payload: Any = None
-    files: list[UploadedFile] = field(default_factory=list)
-    message: FakeMessage | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether the fake accepted it."""
-        return 200 <= self.status < 300
 
 
 class FakeInteraction:

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._core import FakeDiscordCore
-from ._models import FakeGuild, FakeInteraction, FakeMessage, Intent, Permission, ResponseRecord, UploadedFile
+from ._flags import Intent, Permission
+from ._models import FakeGuild, FakeInteraction, FakeMessage
+from ._records import ResponseRecord, UploadedFile
 from ._rules import (
     CODE_ALREADY_ACKNOWLEDGED,
     CODE_CANNOT_EDIT_OTHERS,
@@ -28,6 +30,7 @@ from ._rules import (
     MESSAGE_FLAG_SUPPRESS_EMBEDS,
     MESSAGE_FLAG_SUPPRESS_NOTIFICATIONS,
     FakeHTTPError,
+    check_commands,
     check_message,
     check_modal,
     form_error,
@@ -50,7 +53,6 @@ _UPDATE_MESSAGE_FLAGS = MESSAGE_FLAG_SUPPRESS_EMBEDS | MESSAGE_FLAG_IS_COMPONENT
 
 # Which callback types each interaction type accepts (1 PONG is for HTTP PINGs only, which the fake never sends).
 _ALLOWED_CALLBACKS = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5, 6, 7}}
-_COMMAND_NAME = re.compile(r"^[-_'\w]{1,32}$")
 _TRUE = {"1", "true", "True"}
 
 
@@ -369,56 +371,6 @@ class RestMixin(FakeDiscordCore):
 
     # ------------------------------------------------------------------ application commands
 
-    def _check_command(self, index: int, command: Any, problems: dict[str, tuple[str, str]]) -> None:
-        base = str(index)
-        if not isinstance(command, dict):
-            problems[base] = ("DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")
-            return
-        kind = command.get("type", 1)
-        name = command.get("name")
-        if kind == 1:
-            valid = isinstance(name, str) and bool(_COMMAND_NAME.match(name)) and name == name.lower()
-        else:  # context-menu names may hold spaces and capitals
-            valid = isinstance(name, str) and 1 <= len(name) <= 32
-        if not valid:
-            problems[f"{base}.name"] = ("APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
-        description = command.get("description") or ""
-        if kind == 1 and not 1 <= len(description) <= 100:
-            problems[f"{base}.description"] = ("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
-        self._check_options(f"{base}.options", command.get("options") or [], problems)
-
-    def _check_options(self, base: str, options: list[dict[str, Any]], problems: dict[str, tuple[str, str]]) -> None:
-        if len(options) > 25:
-            problems[base] = ("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
-        seen_optional = False
-        names: set[str] = set()
-        for index, option in enumerate(options):
-            path = f"{base}.{index}"
-            name = option.get("name")
-            if not isinstance(name, str) or not _COMMAND_NAME.match(name) or name != name.lower():
-                problems[f"{path}.name"] = ("APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
-            if name in names:
-                problems[f"{path}.name"] = (
-                    "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS",
-                    "Option names must be unique",
-                )
-            names.add(name)
-            if not 1 <= len(option.get("description") or "") <= 100:
-                problems[f"{path}.description"] = ("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
-            if option.get("type") in (1, 2):
-                self._check_options(f"{path}.options", option.get("options") or [], problems)
-                continue
-            if option.get("required"):
-                if seen_optional:
-                    problems[f"{path}.required"] = (
-                        "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
-                        "Required options must be placed before non-required options",
-                    )
-            else:
-                seen_optional = True
-            if len(option.get("choices") or []) > 25:
-                problems[f"{path}.choices"] = ("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
-
     async def _put_commands(self, ctx: RequestContext) -> Reply:
         self._require_auth(ctx)
         if int(ctx.params["app"]) != self.application_id:
@@ -427,13 +379,7 @@ class RestMixin(FakeDiscordCore):
         if guild_id is not None and guild_id not in self.guilds:
             raise FakeHTTPError(403, 50001, "Missing Access", detail=f"the bot is not in guild {guild_id}")
         commands = ctx.json if isinstance(ctx.json, list) else []
-        problems: dict[str, tuple[str, str]] = {}
-        for index, command in enumerate(commands):
-            self._check_command(index, command, problems)
-        if sum(1 for c in commands if isinstance(c, dict) and c.get("type", 1) == 1) > 100:
-            problems["_"] = ("BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer chat input commands.")
-        if problems:
-            raise form_error(problems)
+        check_commands(commands)
         version = str(self.new_id())
         stored: list[dict[str, Any]] = []
         for command in commands:

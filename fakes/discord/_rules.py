@@ -6,6 +6,7 @@ Violations become :class:`FakeHTTPError`, which the server turns into Discord's 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "CODE_UNKNOWN_WEBHOOK",
     "FakeHTTPError",
     "Limits",
+    "check_commands",
     "check_message",
     "check_modal",
     "form_error",
@@ -59,6 +61,7 @@ MESSAGE_FLAG_LOADING = 1 << 7
 MESSAGE_FLAG_SUPPRESS_NOTIFICATIONS = 1 << 12
 MESSAGE_FLAG_IS_COMPONENTS_V2 = 1 << 15
 
+_COMMAND_NAME = re.compile(r"^[-_'\w]{1,32}$")
 _SELECT_TYPES = frozenset({3, 5, 6, 7, 8})
 _INTERACTIVE_TYPES = frozenset({2, 3, 4, 5, 6, 7, 8})
 
@@ -373,3 +376,66 @@ def check_modal(data: Any, limits: Limits) -> None:
             seen.add(custom_id_value)
     if problems:
         raise form_error(problems)
+
+
+def check_commands(commands: list[Any]) -> None:
+    """Check a bulk overwrite of application commands as Discord does (names, descriptions, options, counts)."""
+    problems: dict[str, tuple[str, str]] = {}
+    for index, command in enumerate(commands):
+        _check_command(index, command, problems)
+    if sum(1 for c in commands if isinstance(c, dict) and c.get("type", 1) == 1) > 100:
+        problems["_"] = ("BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer chat input commands.")
+    if problems:
+        raise form_error(problems)
+
+
+def _check_command(index: int, command: Any, problems: dict[str, tuple[str, str]]) -> None:
+    base = str(index)
+    if not isinstance(command, dict):
+        problems[base] = ("DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")
+        return
+    kind = command.get("type", 1)
+    name = command.get("name")
+    if kind == 1:
+        valid = isinstance(name, str) and bool(_COMMAND_NAME.match(name)) and name == name.lower()
+    else:  # context-menu names may hold spaces and capitals
+        valid = isinstance(name, str) and 1 <= len(name) <= 32
+    if not valid:
+        problems[f"{base}.name"] = ("APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+    description = command.get("description") or ""
+    if kind == 1 and not 1 <= len(description) <= 100:
+        problems[f"{base}.description"] = ("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+    _check_options(f"{base}.options", command.get("options") or [], problems)
+
+
+def _check_options(base: str, options: list[dict[str, Any]], problems: dict[str, tuple[str, str]]) -> None:
+    if len(options) > 25:
+        problems[base] = ("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+    seen_optional = False
+    names: set[str] = set()
+    for index, option in enumerate(options):
+        path = f"{base}.{index}"
+        name = option.get("name")
+        if not isinstance(name, str) or not _COMMAND_NAME.match(name) or name != name.lower():
+            problems[f"{path}.name"] = ("APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+        if name in names:
+            problems[f"{path}.name"] = (
+                "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS",
+                "Option names must be unique",
+            )
+        names.add(name)
+        if not 1 <= len(option.get("description") or "") <= 100:
+            problems[f"{path}.description"] = ("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+        if option.get("type") in (1, 2):
+            _check_options(f"{path}.options", option.get("options") or [], problems)
+            continue
+        if option.get("required"):
+            if seen_optional:
+                problems[f"{path}.required"] = (
+                    "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                    "Required options must be placed before non-required options",
+                )
+        else:
+            seen_optional = True
+        if len(option.get("choices") or []) > 25:
+            problems[f"{path}.choices"] = ("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")

@@ -24,20 +24,11 @@ from aiohttp import BodyPartReader, WSMsgType, web
 
 from fakes.openapi_check import OpenAPIChecker, get_checker
 
+from ._flags import ALL_INTENTS, DEFAULT_BOT_PERMISSIONS, PRIVILEGED_INTENTS, Intent
 from ._gateway import OP, GatewaySession, frame
 from ._inject import InjectMixin
-from ._models import (
-    ALL_INTENTS,
-    DEFAULT_BOT_PERMISSIONS,
-    PRIVILEGED_INTENTS,
-    FakeGuild,
-    FakeInteraction,
-    FakeMessage,
-    Intent,
-    RecordedRequest,
-    StoredBlob,
-    UploadedFile,
-)
+from ._models import FakeGuild, FakeInteraction, FakeMessage, StoredBlob
+from ._records import RecordedRequest, UploadedFile
 from ._rest import RequestContext, RestMixin
 from ._rules import CODE_INVALID_JSON, FakeHTTPError
 

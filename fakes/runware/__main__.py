@@ -1,0 +1,5 @@
+"""`python -m fakes.runware`: serve the fake Runware standalone (see `fakes.runware.standalone`)."""
+
+from fakes.runware.standalone import main
+
+raise SystemExit(main())
