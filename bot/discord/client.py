@@ -37,8 +37,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.account",
     "cogs.budget",
     "cogs.settings",
-    "cogs.generate",
-    "cogs.edit",
+    "cogs.generation",
 )
 """Every extension the bot loads, in order; one feature per module, each with `setup()` last."""
 
