@@ -5,7 +5,7 @@ Extensions (each has a top-level `setup()`; none imports another):
 - `budget`: `/budget …` (admins);
 - `settings`: `/settings …` (admins);
 - `generation`: `/imagine`, `/edit`, Edit image, reply editing and the buttons of Atelier's messages, through one
-  request flow (a package: `flow`, `imagine`, `edit`, `references`).
+  request flow (a package: `flow`, `answers`, `imagine`, `edit`, `references`).
 
 Helpers (no `setup()`): `_checks` (checks the cogs run themselves), `_context` (the bot's services, a member's role
 ids), `_admin` (the log line of an admin's change), `_options` (option types, choices and parsers).

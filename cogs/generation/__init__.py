@@ -2,6 +2,7 @@
 
 - `flow`: `RequestFlow`, the one way from a request to a job (acknowledge, check, admit, confirm, status), and what
   the buttons of Atelier's messages ask for (Reroll, Edit, Delete, Cancel, Confirm);
+- `answers`: how the member hears about a request while it is admitted (the words, in the interaction);
 - `imagine`: the `/imagine` command;
 - `edit`: `/edit`, the **Edit image** message command and replies that mention the bot;
 - `references`: attachments and a message's images as references.

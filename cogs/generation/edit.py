@@ -42,7 +42,8 @@ from bot.jobs.requests import DeliveryTarget, ReferenceSource, RequestKind
 from bot.jobs.service import Admission
 from cogs._checks import require_guild
 from cogs._options import Count, Prompt, generation_options
-from cogs.generation.flow import EXPIRED, RequestFlow
+from cogs.generation.answers import EXPIRED
+from cogs.generation.flow import RequestFlow
 from cogs.generation.references import message_images, reference_from_attachment
 
 log = logging.getLogger(__name__)

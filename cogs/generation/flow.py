@@ -9,8 +9,8 @@ and Confirm/Cancel of a confirmation all come through `RequestFlow`, built once 
    reroll or an edit of a stored result (`result_edit`);
 3. admit it (`submit`): the service refuses bad input, an empty budget or an unaffordable request before any money
    moves; a request above the confirmation threshold first shows its estimate with Confirm and Cancel; a duplicate
-   is explained; otherwise the job's status is shown. How the member is answered is an `Answer`: in the interaction
-   (`InteractionAnswer`), or in reply to their message (`cogs.generation.edit.ReplyAnswer`).
+   is explained; otherwise the job's status is shown. Where the member hears about it is an `Answer`
+   (`cogs.generation.answers`): in the interaction, or in reply to their message.
 
 Refusals propagate to the caller's error handling, which tells only the requester. Options a member leaves out come
 from the server's defaults (`/settings defaults`), else the config file's `[defaults]` (`ServerOptions.resolve`).
@@ -24,32 +24,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from datetime import timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import discord
 from discord.ext import commands
 
-from bot.clock import utc_now
-from bot.discord.delivery import (
-    TOKEN_LIFETIME,
-    DiscordDelivery,
-    delivery_target,
-    permission_problem,
-    queued_text,
-    running_text,
-)
+from bot.discord.delivery import TOKEN_LIFETIME, DiscordDelivery, delivery_target, permission_problem
 from bot.discord.embeds import queue_embed
-from bot.discord.tree import defer_public, mark_answered, send_ephemeral
-from bot.discord.views import (
-    CONFIRM_TIMEOUT_SECONDS,
-    ChangeModal,
-    Confirmations,
-    PendingConfirmation,
-    confirm_view,
-    queue_view,
-)
+from bot.discord.tree import defer_public, send_ephemeral
+from bot.discord.views import ChangeModal, Confirmations, PendingConfirmation, confirm_view, queue_view
 from bot.errors import InvalidRequestError
 from bot.jobs.delivery import DeliveryError
 from bot.jobs.options import ResolvedOptions, ServerOptions
@@ -59,16 +43,19 @@ from bot.money import format_usd
 from bot.storage.rows import Job
 from cogs._checks import require_guild
 from cogs._context import role_ids
+from cogs.generation.answers import (
+    ABORTED,
+    DUPLICATE,
+    EXPIRED,
+    Answer,
+    InteractionAnswer,
+    confirm_text,
+    status_text,
+)
 
 log = logging.getLogger(__name__)
 
 EMPTY_PROMPT = "The prompt is empty; describe what you want to see."
-DUPLICATE = (
-    "You asked for exactly this a moment ago (job `{job_id}`), so it is not run or charged a second time; "
-    "its images appear with that request."
-)
-EXPIRED = "⌛ This confirmation has expired; nothing was charged. Run the command again if you still want it."
-ABORTED = "✖️ Cancelled; nothing was charged."
 DELETE_REFUSED = "Only the member who asked for these images, or someone with Manage Messages, can delete them."
 
 Admit = Callable[[DeliveryTarget, bool], Awaitable[Admission]]
@@ -110,85 +97,11 @@ def new_request(
     )
 
 
-def confirm_text(requester_id: int, admission: Admission) -> str:
-    """Word the question shown before an expensive request starts (`admission` needs confirmation)."""
-    estimate, threshold = admission.estimate, admission.threshold or 0
-    expires = discord.utils.format_dt(utc_now() + timedelta(seconds=CONFIRM_TIMEOUT_SECONDS), "R")
-    return (
-        f"💸 <@{requester_id}>, this will cost about **{format_usd(estimate)}**, more than this server's "
-        f"confirmation threshold of {format_usd(threshold)}. Nothing is reserved until you confirm "
-        f"(this question expires {expires})."
-    )
-
-
-def status_text(admission: Admission) -> str:
-    """Word a job's status message right after admission."""
-    assert admission.job_id is not None
-    if admission.position is not None:
-        return queued_text(admission.job_id, admission.estimate, admission.position)
-    return running_text(admission.job_id, admission.estimate)
-
-
 def check_channel(interaction: discord.Interaction[Any]) -> None:
     """Refuse, before anything is spent, in a channel where the bot could not post the result."""
     problem = permission_problem(interaction.app_permissions)
     if problem is not None:
         raise DeliveryError(problem)
-
-
-class Answer(Protocol):
-    """How the member who made a request is answered while it is admitted."""
-
-    requester_id: int
-
-    async def ask(self, text: str, view: discord.ui.View) -> None:
-        """Show the question whether to go ahead, with Confirm and Cancel."""
-        ...
-
-    async def expired(self) -> None:
-        """Say that the question was not answered in time."""
-        ...
-
-    async def duplicate(self, text: str) -> None:
-        """Explain that the same request was made a moment ago."""
-        ...
-
-    async def started(self, admission: Admission) -> None:
-        """Show that the job is queued or running."""
-        ...
-
-
-class InteractionAnswer:
-    """Answers in the interaction: its public placeholder becomes the question or the job's status."""
-
-    def __init__(
-        self, interaction: discord.Interaction[Any], delivery: DiscordDelivery, target: DeliveryTarget
-    ) -> None:
-        self._interaction = interaction
-        self._delivery = delivery
-        self._target = target
-        self.requester_id = interaction.user.id
-
-    async def ask(self, text: str, view: discord.ui.View) -> None:
-        """Turn the placeholder into the question."""
-        mark_answered(self._interaction)
-        await self._interaction.edit_original_response(
-            content=text, view=view, allowed_mentions=discord.AllowedMentions.none()
-        )
-
-    async def expired(self) -> None:
-        """Replace the question with the expiry notice."""
-        await self._delivery.show_text(self._target, EXPIRED)
-
-    async def duplicate(self, text: str) -> None:
-        """Tell only the member (the public placeholder is removed)."""
-        await send_ephemeral(self._interaction, text)
-
-    async def started(self, admission: Admission) -> None:
-        """Turn the placeholder into the job's status."""
-        assert admission.job_id is not None
-        mark_answered(self._interaction)
-        await self._delivery.show_status(admission.job_id, self._target, status_text(admission))
 
 
 def confirmed(admit: Admit) -> Callable[[DeliveryTarget], Awaitable[Admission]]:
@@ -212,7 +125,7 @@ class RequestFlow(commands.Cog):
     async def cog_unload(self) -> None:
         """Drop requests still waiting for confirmation, and stop watching the statuses on show."""
         self.confirmations.close()
-        self.delivery.close()
+        self.delivery.close()  # lead: the composition root closes the delivery once it builds it
 
     # ------------------------------------------------------------------------------------------------ the prelude
 

@@ -26,7 +26,7 @@ from bot.discord.delivery import (
 )
 from bot.money import format_usd
 from bot.storage.rows import JobState
-from cogs.generation.flow import DUPLICATE
+from cogs.generation.answers import DUPLICATE
 from fakes.discord import FakeDiscordUsageError, FakeInteraction, FakeMessage, Permission
 from fakes.runware import Fault
 from tests.discord.conftest import Atelier, embed_fields
