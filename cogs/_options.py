@@ -1,6 +1,9 @@
-"""Option types and parsers that several command groups share (a helper module, not an extension)."""
+"""Option types, choices and parsers that several command groups share (a helper module, not an extension)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from discord import app_commands
 
@@ -21,6 +24,37 @@ SIZE_CHOICES = [
 QUALITY_CHOICES = [app_commands.Choice(name=quality.value, value=quality.value) for quality in Quality]
 BACKGROUND_CHOICES = [app_commands.Choice(name=background.value, value=background.value) for background in Background]
 FORMAT_CHOICES = [app_commands.Choice(name=fmt.value, value=fmt.value) for fmt in OutputFormat]
+
+MAX_OPTION_CHARS = 6000
+"""Discord's limit on a slash command's string option; longer prompts cannot be typed into a command at all."""
+
+Prompt = app_commands.Range[str, 1, MAX_OPTION_CHARS]
+
+OPTION_DESCRIPTIONS = {
+    "model": "GPT Image model (default: this server's default model)",
+    "size": "Output size in pixels",
+    "quality": "Rendering quality; higher costs more (auto is priced as high)",
+    "background": "Background; transparent needs png or webp",
+    "count": "How many images (1-4; this server may allow fewer)",
+    "output_format": "File format of the images",
+}
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def generation_options(func: _F) -> _F:
+    """Declare what `/imagine` and `/edit` share: server only, the `format` option's name, descriptions, choices."""
+    func = app_commands.guild_only()(func)
+    func = app_commands.rename(output_format="format")(func)
+    func = app_commands.describe(**OPTION_DESCRIPTIONS)(func)
+    # A new `choices(...)` per command: discord.py keeps the given dict on the function and may update it in place.
+    return app_commands.choices(
+        model=MODEL_CHOICES,
+        size=SIZE_CHOICES,
+        quality=QUALITY_CHOICES,
+        background=BACKGROUND_CHOICES,
+        output_format=FORMAT_CHOICES,
+    )(func)
 
 
 def shown(text: str) -> str:

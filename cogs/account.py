@@ -12,10 +12,11 @@ from discord.ext import commands
 from bot.billing.ledger import Ledger
 from bot.discord.embeds import queue_embed, status_embed
 from bot.discord.tree import mark_answered, send_ephemeral
-from bot.discord.views import DYNAMIC_ITEMS, queue_view
+from bot.discord.views import queue_view
 from bot.jobs.service import GenerationService
 from bot.storage.jobs import JobRepository
-from cogs._checks import require_guild, role_ids, services_of
+from cogs._checks import require_guild
+from cogs._context import role_ids, services_of
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,6 @@ class Account(commands.Cog):
 
 
 async def setup(bot: commands.Bot) -> None:
-    """Add the cog with the services it needs; the Cancel buttons of `/queue` work after a restart too."""
+    """Add the cog with the services it needs (the Cancel buttons of `/queue` are handled by the request flow)."""
     services = services_of(bot)
-    bot.add_dynamic_items(*DYNAMIC_ITEMS)
     await bot.add_cog(Account(services.ledger, services.jobs, services.generation))

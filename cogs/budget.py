@@ -21,7 +21,9 @@ from bot.discord.embeds import override_text, relative, rules_embed, status_embe
 from bot.discord.tree import send_ephemeral
 from bot.errors import InvalidRequestError
 from bot.money import format_usd
-from cogs._checks import log_admin_change, require_guild, require_manage_guild, role_ids, services_of
+from cogs._admin import log_admin_change
+from cogs._checks import require_guild, require_manage_guild
+from cogs._context import role_ids, services_of
 from cogs._options import Amount, parse_amount, shown
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,9 @@ from bot.discord.embeds import COLOUR, relative
 from bot.discord.tree import send_ephemeral
 from bot.jobs.options import Effective, EffectiveOptions, ServerOptions, Source
 from bot.money import format_usd
-from cogs._checks import log_admin_change, require_guild, require_manage_guild, services_of
+from cogs._admin import log_admin_change
+from cogs._checks import require_guild, require_manage_guild
+from cogs._context import services_of
 from cogs._options import (
     BACKGROUND_CHOICES,
     FORMAT_CHOICES,

@@ -39,8 +39,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.account",
     "cogs.budget",
     "cogs.settings",
-    "cogs.generate",
-    "cogs.edit",
+    "cogs.generation",
 )
 """Every extension the bot loads, in order; one feature per module, each with `setup()` last."""
 
@@ -298,7 +297,7 @@ class AtelierBot(commands.Bot):
         await self.close()
 
     async def on_message(self, message: discord.Message, /) -> None:
-        """Ignore messages here: Atelier has no prefix commands (replies that mention it are handled by `cogs.edit`)."""
+        """Ignore messages here: Atelier has no prefix commands (replies that mention it are handled by `cogs.generation.edit`)."""
 
     async def on_ready(self) -> None:
         """Log once the gateway session is ready; the first time, start the job service (it can deliver now)."""

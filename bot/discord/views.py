@@ -1,9 +1,9 @@
 """Buttons and the modal of Atelier's messages: results, job status, confirmations and `/queue`.
 
-Every button is a `discord.ui.DynamicItem` whose `custom_id` carries what it acts on (`atelier:reroll:<job id>`,
-`atelier:confirm:<nonce>`, …), so buttons keep working after a restart without remembering any message: discord.py
-matches the id against each template and rebuilds the button from it. The buttons only parse their id; the work is
-done by the cog registered as `JOB_ACTIONS_COG` (see `JobActions`), which each callback looks up on the bot.
+A button's `custom_id` carries what it acts on (`atelier:reroll:<job id>`, `atelier:confirm:<nonce>`, …), so buttons
+keep working after a restart without remembering any message. The posting side builds the buttons (`result_view`,
+`status_view`, `confirm_view`, `queue_view`); a click is matched by the two dynamic items that `bind_buttons` binds to
+the request flow when the generation extension is set up, which hand it to the flow (`ButtonActions`).
 
 A confirmation is the one thing kept in memory (`Confirmations`): a request above the server's threshold waits for
 its requester's click for `CONFIRM_TIMEOUT_SECONDS`. After a restart its buttons answer that it expired.
@@ -17,19 +17,15 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol
 
 import discord
-from discord.ext import commands
 
 from bot.discord.tree import accept_interaction, report_error
 from bot.jobs.requests import DeliveryTarget
 from bot.jobs.service import Admission
 
 log = logging.getLogger(__name__)
-
-JOB_ACTIONS_COG = "Generate"
-"""Name of the cog that carries out what the buttons ask for."""
 
 CONFIRM_TIMEOUT_SECONDS = 10 * 60.0
 """How long a confirmation waits for its click; well inside the 15 minutes its interaction token lives."""
@@ -43,13 +39,16 @@ MAX_CHANGE_CHARS = 4000
 MAX_QUEUE_BUTTONS = 20
 """Cancel buttons on one `/queue` answer (4 rows of 5; Discord allows 5 rows and 40 components)."""
 
-_JOB_ID = r"(?P<job_id>[0-9a-z]{1,64})"
-_NONCE = r"(?P<nonce>[0-9a-f]{16})"
+_JOB_ID = r"(?P<key>[0-9a-z]{1,64})"
+_NONCE = r"(?P<key>[0-9a-f]{16})"
+JOB_CLICK = r"atelier:(?P<action>reroll|edit|delete|cancel):" + _JOB_ID
+"""The custom id of a button that acts on a job: `atelier:<action>:<job id>`."""
+CONFIRMATION_CLICK = r"atelier:(?P<action>confirm|abort):" + _NONCE
+"""The custom id of Confirm or Cancel on a confirmation: `atelier:<confirm|abort>:<nonce>`."""
 
 
-@runtime_checkable
-class JobActions(Protocol):
-    """What the buttons ask for; implemented by the generation cog (`JOB_ACTIONS_COG`)."""
+class ButtonActions(Protocol):
+    """What the buttons ask for; the request flow (`cogs.generation.flow.RequestFlow`) carries it out."""
 
     async def reroll(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """Run the job's request again for the member who clicked."""
@@ -76,13 +75,20 @@ class JobActions(Protocol):
         ...
 
 
-def actions_of(interaction: discord.Interaction[Any]) -> JobActions:
-    """Return the cog that handles the buttons; it is loaded whenever these buttons exist."""
-    client = interaction.client
-    cog = client.get_cog(JOB_ACTIONS_COG) if isinstance(client, commands.Bot) else None
-    if not isinstance(cog, JobActions):
-        raise RuntimeError(f"the {JOB_ACTIONS_COG} cog is not loaded; its buttons cannot be handled")
-    return cog
+Handler = Callable[[discord.Interaction[Any], str], Coroutine[Any, Any, None]]
+
+
+def _handler(actions: ButtonActions, action: str) -> Handler:
+    """Return the method of `actions` that a button's action (the second part of its custom id) asks for."""
+    handlers: dict[str, Handler] = {
+        "reroll": actions.reroll,
+        "edit": actions.open_edit,
+        "delete": actions.delete_result,
+        "cancel": actions.cancel_job,
+        "confirm": actions.confirm,
+        "abort": actions.abort,
+    }
+    return handlers[action]
 
 
 async def guarded(interaction: discord.Interaction[Any], action: Coroutine[Any, Any, None]) -> None:
@@ -99,138 +105,82 @@ async def guarded(interaction: discord.Interaction[Any], action: Coroutine[Any, 
         await report_error(interaction, exc)
 
 
-class _JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"atelier:job:" + _JOB_ID):
-    """Common parts of the buttons that act on a job; subclasses set their own template, label and style."""
+class _Click(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_CLICK):
+    """A click on one of Atelier's buttons, rebuilt from its custom id and handed to `actions` (see `bind_buttons`)."""
 
-    action: str = "job"
-    label: str = "Job"
-    emoji: str | None = None
-    style: discord.ButtonStyle = discord.ButtonStyle.secondary
+    actions: ClassVar[ButtonActions]
 
-    def __init__(self, job_id: str, *, label: str | None = None) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label=label or self.label,
-                emoji=self.emoji,
-                style=self.style,
-                custom_id=f"atelier:{self.action}:{job_id}",
-            )
-        )
-        self.job_id = job_id
+    def __init__(self, item: discord.ui.Button[Any], action: str, key: str) -> None:
+        super().__init__(item)
+        self.action = action
+        self.key = key
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> _JobButton:
-        """Rebuild the button from its custom id (no I/O: the 3-second acknowledgement clock is running)."""
-        button = item if isinstance(item, discord.ui.Button) else None
-        return cls(match["job_id"], label=button.label if button is not None else None)
+    ) -> _Click:
+        """Rebuild the click from the button's custom id (no I/O: the 3-second acknowledgement clock is running)."""
+        assert isinstance(item, discord.ui.Button)
+        return cls(item, match["action"], match["key"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        """Hand the click to the request flow (the Edit button's handler answers with its modal at once)."""
+        await guarded(interaction, _handler(self.actions, self.action)(interaction, self.key))
 
 
-class RerollButton(_JobButton, template=r"atelier:reroll:" + _JOB_ID):
+def bind_buttons(actions: ButtonActions) -> tuple[type[discord.ui.DynamicItem[discord.ui.Button[Any]]], ...]:
+    """Return the dynamic items that hand every click on Atelier's buttons to `actions`.
+
+    `bot.add_dynamic_items(*bind_buttons(flow))` makes the buttons of every message work, also those posted before a
+    restart; nothing else needs to know who handles them.
+    """
+
+    class JobClick(_Click, template=JOB_CLICK):
+        """Reroll, Edit, Delete or Cancel on a job's message."""
+
+    class ConfirmationClick(_Click, template=CONFIRMATION_CLICK):
+        """Confirm or Cancel on a confirmation."""
+
+    JobClick.actions = ConfirmationClick.actions = actions
+    return JobClick, ConfirmationClick
+
+
+class _Button(discord.ui.Button[Any]):
+    """A button as posted: only its custom id matters, which the items from `bind_buttons` match when it is clicked.
+
+    It is not dispatched through its view, so discord.py keeps nothing in memory for a posted message (as for a view
+    of dynamic items alone).
+    """
+
+    def is_dispatchable(self) -> bool:
+        """Never dispatched through its view (the dynamic items from `bind_buttons` handle its clicks)."""
+        return False
+
+
+def _button(
+    custom_id: str, label: str, *, emoji: str | None = None, style: discord.ButtonStyle = discord.ButtonStyle.secondary
+) -> _Button:
+    return _Button(label=label, emoji=emoji, style=style, custom_id=custom_id)
+
+
+def _reroll(job_id: str) -> _Button:
     """Reroll: the same request again, paid by whoever clicks."""
-
-    action = "reroll"
-    label = "Reroll"
-    emoji = "🎲"
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        """Hand the click to the generation cog."""
-        await guarded(interaction, actions_of(interaction).reroll(interaction, self.job_id))
+    return _button(f"atelier:reroll:{job_id}", "Reroll", emoji="🎲")
 
 
-class EditButton(_JobButton, template=r"atelier:edit:" + _JOB_ID):
+def _edit(job_id: str) -> _Button:
     """Edit: a modal asks for the change; this result becomes the reference."""
-
-    action = "edit"
-    label = "Edit"
-    emoji = "✏️"
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        """Hand the click to the generation cog (which answers with the modal at once)."""
-        await guarded(interaction, actions_of(interaction).open_edit(interaction, self.job_id))
+    return _button(f"atelier:edit:{job_id}", "Edit", emoji="✏️")
 
 
-class DeleteButton(_JobButton, template=r"atelier:delete:" + _JOB_ID):
+def _delete(job_id: str) -> _Button:
     """Delete: removes the result, for its requester or anyone with Manage Messages."""
-
-    action = "delete"
-    label = "Delete"
-    emoji = "🗑️"
-    style = discord.ButtonStyle.danger
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        """Hand the click to the generation cog."""
-        await guarded(interaction, actions_of(interaction).delete_result(interaction, self.job_id))
+    return _button(f"atelier:delete:{job_id}", "Delete", emoji="🗑️", style=discord.ButtonStyle.danger)
 
 
-class CancelJobButton(_JobButton, template=r"atelier:cancel:" + _JOB_ID):
+def _cancel(job_id: str, label: str = "Cancel") -> _Button:
     """Cancel a queued or running job (on its status message and in `/queue`); its hold is released."""
-
-    action = "cancel"
-    label = "Cancel"
-    emoji = "✖️"
-    style = discord.ButtonStyle.danger
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        """Hand the click to the generation cog."""
-        await guarded(interaction, actions_of(interaction).cancel_job(interaction, self.job_id))
-
-
-class _NonceButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"atelier:nonce:" + _NONCE):
-    """Common parts of Confirm and Cancel on a confirmation; the nonce names the waiting request."""
-
-    action: str = "nonce"
-    label: str = "Nonce"
-    style: discord.ButtonStyle = discord.ButtonStyle.secondary
-
-    def __init__(self, nonce: str) -> None:
-        super().__init__(
-            discord.ui.Button(label=self.label, style=self.style, custom_id=f"atelier:{self.action}:{nonce}")
-        )
-        self.nonce = nonce
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> _NonceButton:
-        """Rebuild the button from its custom id."""
-        return cls(match["nonce"])
-
-
-class ConfirmButton(_NonceButton, template=r"atelier:confirm:" + _NONCE):
-    """Confirm: start the request and reserve its estimate."""
-
-    action = "confirm"
-    label = "Confirm"
-    style = discord.ButtonStyle.success
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        """Hand the click to the generation cog."""
-        await guarded(interaction, actions_of(interaction).confirm(interaction, self.nonce))
-
-
-class AbortButton(_NonceButton, template=r"atelier:abort:" + _NONCE):
-    """Cancel a request that waits for confirmation; nothing was reserved."""
-
-    action = "abort"
-    label = "Cancel"
-    style = discord.ButtonStyle.secondary
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        """Hand the click to the generation cog."""
-        await guarded(interaction, actions_of(interaction).abort(interaction, self.nonce))
-
-
-DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
-    RerollButton,
-    EditButton,
-    DeleteButton,
-    CancelJobButton,
-    ConfirmButton,
-    AbortButton,
-)
-"""Every button template; `discord.Client.add_dynamic_items(*DYNAMIC_ITEMS)` makes old buttons work after a restart."""
+    return _button(f"atelier:cancel:{job_id}", label, emoji="✖️", style=discord.ButtonStyle.danger)
 
 
 def _view(*items: discord.ui.Item[Any]) -> discord.ui.View:
@@ -242,24 +192,27 @@ def _view(*items: discord.ui.Item[Any]) -> discord.ui.View:
 
 def result_view(job_id: str) -> discord.ui.View:
     """Reroll, Edit and Delete for a posted result."""
-    return _view(RerollButton(job_id), EditButton(job_id), DeleteButton(job_id))
+    return _view(_reroll(job_id), _edit(job_id), _delete(job_id))
 
 
 def status_view(job_id: str) -> discord.ui.View:
     """Cancel, for a job's status message while it waits or runs."""
-    return _view(CancelJobButton(job_id))
+    return _view(_cancel(job_id))
 
 
 def confirm_view(nonce: str) -> discord.ui.View:
-    """Confirm and Cancel for a request above the confirmation threshold."""
-    return _view(ConfirmButton(nonce), AbortButton(nonce))
+    """Confirm (start the request and reserve its estimate) and Cancel (nothing was reserved)."""
+    return _view(
+        _button(f"atelier:confirm:{nonce}", "Confirm", style=discord.ButtonStyle.success),
+        _button(f"atelier:abort:{nonce}", "Cancel"),
+    )
 
 
 def queue_view(job_ids: Sequence[str]) -> discord.ui.View | None:
     """One Cancel button per listed job (at most `MAX_QUEUE_BUTTONS`), or None when there is nothing to cancel."""
     if not job_ids:
         return None
-    return _view(*(CancelJobButton(job_id, label=f"Cancel {job_id}") for job_id in job_ids[:MAX_QUEUE_BUTTONS]))
+    return _view(*(_cancel(job_id, label=f"Cancel {job_id}") for job_id in job_ids[:MAX_QUEUE_BUTTONS]))
 
 
 OnChange = Callable[[discord.Interaction[Any], str], Awaitable[None]]

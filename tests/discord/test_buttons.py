@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from bot.discord.views import ButtonActions, bind_buttons, confirm_view, queue_view, result_view, status_view
 from fakes.discord import FakeMessage
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
@@ -15,6 +18,23 @@ from tests.discord.helpers import (
     status,
     text_input_id,
 )
+
+
+async def test_every_posted_button_is_handled_by_exactly_one_bound_click() -> None:
+    """Each custom id the posting side builds is matched by exactly one dynamic item from `bind_buttons`, which reads
+    the action from it; the posted views are not dispatched through themselves, so discord.py keeps none of them."""
+    clicks = bind_buttons(cast(ButtonActions, object()))
+    views = [result_view("j1"), status_view("j1"), confirm_view("0123456789abcdef"), queue_view(["j1", "j2"])]
+    seen: set[str] = set()
+    for view in views:
+        assert view is not None and not view.is_dispatchable()
+        for button in view.children:
+            custom_id = getattr(button, "custom_id", None)
+            assert custom_id is not None
+            matches = [m for click in clicks if (m := click.__discord_ui_compiled_template__.fullmatch(custom_id))]
+            assert len(matches) == 1, custom_id
+            seen.add(matches[0]["action"])
+    assert seen == {"reroll", "edit", "delete", "cancel", "confirm", "abort"}
 
 
 async def _result(atelier: Atelier, prompt: str, **options: object) -> FakeMessage:

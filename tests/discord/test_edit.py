@@ -8,8 +8,8 @@ from typing import Any
 import discord
 import pytest
 
-from cogs.edit import EMPTY_REPLY
-from cogs.generate import embed_picture_addresses, message_images
+from cogs.generation.edit import EMPTY_REPLY
+from cogs.generation.references import embed_picture_addresses, message_images
 from fakes.discord import FakeMessage, RecordedRequest
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (

@@ -21,7 +21,7 @@ from bot.discord.posting import ATTACH_FILES_MISSING, EMBED_LINKS_MISSING
 from bot.discord.statuses import CANCELLED_IN_CHANNEL, HANDED_OVER, posting_text
 from bot.money import format_usd
 from bot.storage.rows import JobState
-from cogs.generate import DUPLICATE
+from cogs.generation.answers import DUPLICATE
 from fakes.discord import FakeDiscordUsageError, FakeInteraction, FakeMessage, Permission
 from fakes.runware import Fault
 from tests.discord.conftest import Atelier, embed_fields
@@ -391,7 +391,7 @@ async def test_a_token_about_to_expire_is_not_used(atelier: Atelier) -> None:
     instead of trying the token."""
     fake, world = atelier.fake, atelier.world
     atelier.runware.latency = 0.3
-    cog = atelier.bot.get_cog("Generate")  # the extension's own module object: the bot loaded it, not this test
+    cog = atelier.bot.get_cog("RequestFlow")  # the extension's own module object: the bot loaded it, not this test
     assert cog is not None
     interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a fox at the deadline")
     await fake.wait_until(lambda: inference_tasks(atelier), what="the Runware submission")
@@ -538,10 +538,10 @@ HANDOVER_DUE = timedelta(minutes=13, seconds=40)
 
 async def for_handovers(atelier: Atelier, *, latency: float, progress_edit_seconds: str = "1") -> Any:
     """Restart with a progress edit every `progress_edit_seconds`, have the bot look for statuses to hand over every
-    0.1 s, and make Runware take `latency` s; return the Generate cog (the extension the bot loaded, not a module
+    0.1 s, and make Runware take `latency` s; return the RequestFlow cog (the extension the bot loaded, not a module
     this test imported)."""
     await atelier.restart(limits__progress_edit_seconds=progress_edit_seconds)
-    cog = atelier.bot.get_cog("Generate")
+    cog = atelier.bot.get_cog("RequestFlow")
     assert cog is not None
     cog.delivery.handover_check_seconds = 0.1
     atelier.runware.latency = latency

@@ -1,20 +1,23 @@
-"""Editing images already in the channel: the **Edit image** message command, and replies that mention the bot.
+"""Editing images: `/edit` with uploaded images, the **Edit image** message command, and replies that mention the bot.
 
+- `/edit image prompt [image2…4] [options]`: the uploaded images are the starting point.
 - **Edit image** (right-click a message → Apps): a modal asks for the change; the message's image attachments and
   embed images are the references. Discord sends a context-menu target with its content and attachments, so this
   needs no privileged intent.
 - **Reply editing**: a reply that mentions the bot (`@Atelier make the sky stormy`) to a message with images is an
   edit of those images. The reply itself carries its text because it mentions the bot, and a reply to one of the
-  bot's own results always works (the bot sees its own messages; the result's images are reused by their Runware
-  ids, with the result's model and size). The images of *other* members' messages reach the bot only with the
-  privileged Message Content intent, which is requested only when `[discord] reply_editing = true`; without it
-  such a reply is answered with how to switch it on. Only an explicit mention counts: a plain reply that pings the
-  bot (Discord's default for replies) never starts a paid generation.
+  bot's own results always works (the bot sees its own messages). The images of *other* members' messages reach the
+  bot only with the privileged Message Content intent, which is requested only when `[discord] reply_editing = true`;
+  without it such a reply is answered with how to switch it on. Only an explicit mention counts: a plain reply that
+  pings the bot (Discord's default for replies) never starts a paid generation.
 
-A reply has no interaction: the member's message gets a typing indicator while the request is checked and a ⏳
-reaction once it is queued (when the bot may add reactions); errors are replies to it, and the result is posted as a
-reply to it that mentions the member. A request above the confirmation
-threshold is answered with Confirm/Cancel; a Confirm click's token then carries the job's status and result.
+An edit of one of the bot's own results (by Edit image or a reply) reuses its images by their Runware ids and keeps
+its model and size (`RequestFlow.edit`); the Edit button on a result is handled by the flow itself.
+
+A reply has no interaction (`ReplyAnswer`): the member's message gets a typing indicator while the request is checked
+and a ⏳ reaction once it is queued (when the bot may add reactions); errors are replies to it, and the result is
+posted as a reply to it that mentions the member. A request above the confirmation threshold is answered with
+Confirm/Cancel; a Confirm click's token then carries the job's status and result.
 """
 
 from __future__ import annotations
@@ -31,25 +34,17 @@ from discord.ext import commands
 
 from bot.discord.client import AtelierBot
 from bot.discord.posting import permission_problem, reply_reference
-from bot.discord.tokens import delivery_target
 from bot.discord.tree import defer_public, new_error_id, user_sentence
-from bot.discord.views import ChangeModal, PendingConfirmation, confirm_view
+from bot.discord.views import ChangeModal
 from bot.errors import AtelierError, InvalidRequestError
 from bot.jobs.delivery import DeliveryError
 from bot.jobs.requests import DeliveryTarget, ReferenceSource, RequestKind
+from bot.jobs.service import Admission
 from cogs._checks import require_guild
-from cogs.generate import (
-    DUPLICATE,
-    EXPIRED,
-    Admit,
-    Generate,
-    admit_request,
-    check_channel,
-    confirm_text,
-    confirmed,
-    message_images,
-    new_request,
-)
+from cogs._options import Count, Prompt, generation_options
+from cogs.generation.answers import EXPIRED
+from cogs.generation.flow import RequestFlow
+from cogs.generation.references import message_images, reference_from_attachment
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +85,63 @@ def strip_mention(content: str, user_id: int) -> str:
     return " ".join(_mention_pattern(user_id).sub(" ", content).split())
 
 
-class EditImage(commands.Cog):
-    """The Edit image message command and reply editing."""
+def _reference_to(message: discord.Message) -> discord.MessageReference:
+    return reply_reference(message.id, message.channel.id, message.guild.id if message.guild else None)
 
-    def __init__(self, bot: AtelierBot, generate: Generate) -> None:
+
+async def answer_message(message: discord.Message, text: str) -> None:
+    """Reply to the member's message (a reply has no private channel back)."""
+    try:
+        await message.channel.send(
+            text, reference=_reference_to(message), allowed_mentions=discord.AllowedMentions.none()
+        )
+    except discord.HTTPException:
+        log.warning("could not answer message %s: %r", message.id, text, exc_info=True)
+
+
+class ReplyAnswer:
+    """Answers a reply edit in the channel: the question and notices are replies, a queued job gets a reaction."""
+
+    def __init__(self, message: discord.Message) -> None:
+        self._message = message
+        self._question: discord.Message | None = None
+        self.requester_id = message.author.id
+
+    async def ask(self, text: str, view: discord.ui.View) -> None:
+        """Post the question as a reply to the member's message."""
+        self._question = await self._message.channel.send(
+            text, view=view, reference=_reference_to(self._message), allowed_mentions=discord.AllowedMentions.none()
+        )
+
+    async def expired(self) -> None:
+        """Turn the question into the expiry notice (nothing to do until it has been posted)."""
+        if self._question is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self._question.edit(content=EXPIRED, view=None)
+
+    async def duplicate(self, text: str) -> None:
+        """Explain the duplicate in a reply."""
+        await answer_message(self._message, text)
+
+    async def started(self, admission: Admission) -> None:
+        """Mark the member's message as queued with a reaction; the result comes as a reply when it is ready."""
+        message = self._message
+        log.info("reply edit by %s admitted as job %s", message.author.id, admission.job_id)
+        channel, guild = message.channel, message.guild
+        if guild is not None and isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+            permissions = channel.permissions_for(guild.me)
+            if permissions.add_reactions and permissions.read_message_history:
+                # The result comes as a reply when it is ready; the reaction says at once that it is on its way.
+                with contextlib.suppress(discord.HTTPException):
+                    await message.add_reaction(QUEUED_REACTION)
+
+
+class Editing(commands.Cog):
+    """`/edit`, the Edit image message command and reply editing."""
+
+    def __init__(self, bot: AtelierBot, flow: RequestFlow) -> None:
+        self.flow = flow
         self._bot = bot
-        self._generate = generate
         self._menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.edit_image)
 
     async def cog_load(self) -> None:
@@ -105,6 +151,47 @@ class EditImage(commands.Cog):
     async def cog_unload(self) -> None:
         """Remove the message command."""
         self._bot.tree.remove_command(self._menu.name, type=self._menu.type)
+
+    # ----------------------------------------------------------------------------------------------------- /edit
+
+    @app_commands.command(name="edit")
+    @generation_options
+    @app_commands.describe(
+        image="The image to edit",
+        prompt="What should change (up to 6000 characters)",
+        image2="Another image to edit or combine",
+        image3="Another image to edit or combine",
+        image4="Another image to edit or combine",
+    )
+    async def edit(
+        self,
+        interaction: discord.Interaction[Any],
+        image: discord.Attachment,
+        prompt: Prompt,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
+        model: str | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+        background: str | None = None,
+        count: Count | None = None,
+        output_format: str | None = None,
+    ) -> None:
+        """Edit uploaded images: describe the change, and the images are the starting point."""
+        response_id = await defer_public(interaction)  # acknowledge within Discord's 3 s before any other work
+        options = await self.flow.options(
+            require_guild(interaction),
+            model=model,
+            size=size,
+            quality=quality,
+            background=background,
+            output_format=output_format,
+            count=count,
+        )
+        attachments = [item for item in (image, image2, image3, image4) if item is not None]
+        references = [reference_from_attachment(attachment) for attachment in attachments]
+        await self.flow.generate(interaction, response_id, prompt, options, references, RequestKind.EDIT)
 
     # ----------------------------------------------------------------------------------------------- Edit image
 
@@ -132,27 +219,18 @@ class EditImage(commands.Cog):
         from_bot: bool,
         sources: tuple[ReferenceSource, ...],
     ) -> None:
-        response_id = await defer_public(interaction)  # acknowledge within Discord's 3 s before any other work
-        guild_id = require_guild(interaction)
-        check_channel(interaction)
-        target = delivery_target(interaction, reply_to_message_id=response_id, source_message_id=message_id)
-        service = self._generate.service
-        job = await service.job_for_message(message_id) if from_bot else None
-        if job is not None and job.guild_id == guild_id:
-            admit = await self._generate.result_edit(job, interaction.user, prompt)
-            await self._generate.submit(interaction, admit, target)
-            return
-        request = new_request(
+        flow = self.flow
+        guild_id, target = await flow.begin(interaction, source_message_id=message_id)
+        admit = await flow.edit(
+            own_result=await flow.own_result(message_id, guild_id) if from_bot else None,
             guild_id=guild_id,
             channel_id=interaction.channel_id,
             member=interaction.user,
             prompt=prompt,
-            options=await self._generate.options(guild_id),
             references=sources,
-            kind=RequestKind.EDIT,
             target=target,
         )
-        await self._generate.submit(interaction, admit_request(service, request), target)
+        await flow.submit(flow.answer_in(interaction, target), admit, target)
 
     # ---------------------------------------------------------------------------------------------- reply editing
 
@@ -170,11 +248,11 @@ class EditImage(commands.Cog):
             await self._reply_edit(message, me.id)
         except AtelierError as exc:
             log.info("reply edit by %s refused: %s", message.author.id, user_sentence(exc))
-            await self._answer(message, user_sentence(exc))
+            await answer_message(message, user_sentence(exc))
         except Exception:
             error_id = new_error_id()
             log.exception("Unexpected error %s in a reply edit (message %s)", error_id, message.id)
-            await self._answer(
+            await answer_message(
                 message,
                 f"Something went wrong on my side (error id `{error_id}`). Please try again, "
                 "and give the error id to the server's admins if it keeps happening.",
@@ -198,28 +276,26 @@ class EditImage(commands.Cog):
             attachment_size_limit=guild.filesize_limit,
             source_message_id=referenced.id,
         )
-        service = self._generate.service
-        if referenced.author.id == me_id:
-            job = await service.job_for_message(referenced.id)
-            if job is not None and job.guild_id == guild.id:
-                await self._start(message, await self._generate.result_edit(job, message.author, prompt), target)
-                return
-        elif not self._bot.intents.message_content:
-            raise ReplyEditingUnavailableError(NEEDS_MESSAGE_CONTENT)
-        images = message_images(referenced)
-        if not images:
-            raise InvalidRequestError(NO_IMAGES)
-        request = new_request(
+        from_bot = referenced.author.id == me_id
+        own_result = await self.flow.own_result(referenced.id, guild.id) if from_bot else None
+        references: list[ReferenceSource] = []
+        if own_result is None:
+            if not from_bot and not self._bot.intents.message_content:
+                raise ReplyEditingUnavailableError(NEEDS_MESSAGE_CONTENT)
+            images = message_images(referenced)
+            if not images:
+                raise InvalidRequestError(NO_IMAGES)
+            references = [*images, *message_images(message)]
+        admit = await self.flow.edit(
+            own_result=own_result,
             guild_id=guild.id,
             channel_id=channel.id,
             member=message.author,
             prompt=prompt,
-            options=await self._generate.options(guild.id),
-            references=[*images, *message_images(message)],
-            kind=RequestKind.EDIT,
+            references=references,
             target=target,
         )
-        await self._start(message, admit_request(service, request), target)
+        await self.flow.submit(ReplyAnswer(message), admit, target)
 
     async def _referenced(self, message: discord.Message) -> discord.Message:
         """Return the message a reply points at: carried in the event, else fetched."""
@@ -235,66 +311,3 @@ class EditImage(commands.Cog):
             raise InvalidRequestError(REFERENCE_GONE) from None
         except discord.Forbidden:
             raise DeliveryError(HISTORY_MISSING) from None
-
-    async def _start(self, message: discord.Message, admit: Admit, target: DeliveryTarget) -> None:
-        """Admit the reply's request; confirm first above the threshold; mark the reply as queued."""
-        admission = await admit(target, False)
-        if admission.needs_confirmation:
-            pending = PendingConfirmation(
-                requester_id=message.author.id,
-                estimate=admission.estimate,
-                target=target,
-                admit=confirmed(admit),
-                on_expiry=self._nothing,
-            )
-            nonce = self._generate.confirmations.add(pending)
-            question = await message.channel.send(
-                confirm_text(message.author.id, admission),
-                view=confirm_view(nonce),
-                reference=_reference_to(message),
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
-            pending.on_expiry = partial(self._expired, question)
-            return
-        if admission.duplicate:
-            await self._answer(message, DUPLICATE.format(job_id=admission.job_id))
-            return
-        log.info("reply edit by %s admitted as job %s", message.author.id, admission.job_id)
-        channel, guild = message.channel, message.guild
-        if guild is not None and isinstance(channel, discord.abc.GuildChannel | discord.Thread):
-            permissions = channel.permissions_for(guild.me)
-            if permissions.add_reactions and permissions.read_message_history:
-                # The result comes as a reply when it is ready; the reaction says at once that it is on its way.
-                with contextlib.suppress(discord.HTTPException):
-                    await message.add_reaction(QUEUED_REACTION)
-
-    @staticmethod
-    async def _nothing() -> None:
-        """Do nothing: the expiry until the question has been posted (then it edits the question)."""
-
-    @staticmethod
-    async def _expired(question: discord.Message) -> None:
-        with contextlib.suppress(discord.HTTPException):
-            await question.edit(content=EXPIRED, view=None)
-
-    @staticmethod
-    async def _answer(message: discord.Message, text: str) -> None:
-        """Reply to the member's message (a reply has no private channel back)."""
-        try:
-            await message.channel.send(
-                text, reference=_reference_to(message), allowed_mentions=discord.AllowedMentions.none()
-            )
-        except discord.HTTPException:
-            log.warning("could not answer message %s: %r", message.id, text, exc_info=True)
-
-
-def _reference_to(message: discord.Message) -> discord.MessageReference:
-    return reply_reference(message.id, message.channel.id, message.guild.id if message.guild else None)
-
-
-async def setup(bot: commands.Bot) -> None:
-    """Add the cog; it uses the generation cog's request flow, so `cogs.generate` must be loaded first."""
-    generate = bot.get_cog(Generate.__cog_name__)
-    if not isinstance(generate, Generate) or not isinstance(bot, AtelierBot):
-        raise RuntimeError("cogs.edit needs cogs.generate (loaded first) in an AtelierBot")
-    await bot.add_cog(EditImage(bot, generate))
