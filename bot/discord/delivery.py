@@ -56,6 +56,17 @@ log = logging.getLogger(__name__)
 TOKEN_LIFETIME = timedelta(minutes=15)
 """How long Discord accepts an interaction token for follow-ups and edits."""
 
+TOKEN_MARGIN = timedelta(minutes=1)
+"""How long before its expiry a token stops being used (then a job's messages are replies in the channel)."""
+
+
+def token_fresh(target: DeliveryTarget, at: datetime) -> bool:
+    """Return True if the target's token may still be used at `at`: more than `TOKEN_MARGIN` left of its life."""
+    if target.interaction_token is None or target.token_expires_at is None:
+        return False
+    return target.token_expires_at - at > TOKEN_MARGIN
+
+
 FINAL_MEMORY_SECONDS = 20 * 60.0
 """How long a job is remembered as finished (its message must not be overwritten); longer than a token lives."""
 
@@ -436,7 +447,7 @@ class DiscordDelivery:
             await asyncio.sleep(self.handover_check_seconds)
             soon = self.clock() + HANDOVER_LEAD
             for job_id, target in list(self._statuses.items()):
-                if job_id in self._handovers or target.token_valid(soon):
+                if job_id in self._handovers or token_fresh(target, soon):
                     continue
                 task = asyncio.get_running_loop().create_task(self._hand_over(job_id, target), name="job-handover")
                 self._handovers[job_id] = task
@@ -475,7 +486,7 @@ class DiscordDelivery:
             target.application_id is not None
             and target.interaction_token is not None
             and target.interaction_token not in self._dead_tokens
-            and target.token_valid(self.clock())
+            and token_fresh(target, self.clock())
         )
 
     async def _edit_original(self, target: DeliveryTarget, **fields: Any) -> discord.WebhookMessage | None:
