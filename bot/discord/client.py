@@ -297,7 +297,7 @@ class AtelierBot(commands.Bot):
         await self.close()
 
     async def on_message(self, message: discord.Message, /) -> None:
-        """Ignore messages here: Atelier has no prefix commands (replies that mention it are handled by `cogs.generation.edit`)."""
+        """Ignore messages: no prefix commands here (`cogs.generation.edit` handles replies that mention the bot)."""
 
     async def on_ready(self) -> None:
         """Log once the gateway session is ready; the first time, start the job service (it can deliver now)."""

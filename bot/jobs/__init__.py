@@ -1,10 +1,17 @@
 """Jobs: requests as plain values, a fair durable queue, and the service that runs generations end to end.
 
-- `requests`: `GenerationRequest`, `ReferenceSource`, `DeliveryTarget`, `resolve_defaults`.
-- `delivery`: the `Delivery` port the Discord cogs implement, `ResultSummary`, `DeliveryError`.
+- `service`: `GenerationService`, the facade the cogs and the composition root see (admit, reroll, edit, look-ups,
+  cancel, resume, stop); it delegates to the modules below.
+- `admission`: validation, de-duplication, estimate, confirmation, then reserve + store + queue (`Admission`);
+  requests built from a stored job (reroll, edit).
+- `references`: fetch, check, normalise and upload reference images (on the composition root's HTTP session).
+- `worker`: run a job on Runware, post its result through `Delivery`, settle or release; cancel (`CancelResult`).
+- `resume`: what a start does about unfinished jobs (`ResumeReport`); holds the crash-point table.
+- `progress`: throttled progress edits.
+- `tracking`: in-process bookkeeping of unfinished jobs (phase, times), shared by the modules above.
+- `requests`: `GenerationRequest`, `ReferenceSource`, `DeliveryTarget`, `request_from_job`.
+- `options`: `ServerOptions`, a server's own defaults and limits over the config's.
+- `delivery`: the `Delivery` port the Discord wing implements, `ResultSummary`, `DeliveryError`.
 - `scheduler`: round-robin across members under a global and a per-member concurrency limit.
-- `service`: `GenerationService` (admit, cancel, queue, resume, reroll, edit); its module docstring holds the
-  crash-point table.
-- `state`: the job states of contract §2.
 - `errors`: the service's refusals (`JobNotFoundError`, `JobNotCancellableError`, `ServiceNotReadyError`).
 """

@@ -1,8 +1,9 @@
 """The port through which jobs reach members: post results, show progress, report failures.
 
-`Delivery` is implemented at the Discord edge (the cogs, with discord.py); the job service only calls it. The cog
-decides *how* to post (edit the original interaction response while its token is valid, else a reply in the
-channel, see `DeliveryTarget`); the service decides *when*, and what the post must say (`ResultSummary`).
+`Delivery` is implemented by the Discord wing (`bot.discord.delivery`, with discord.py) and handed to the job service
+by the composition root; the service only calls it. The wing decides *how* to post (edit the original interaction
+response while its token may still be used, else a reply in the channel, see `DeliveryTarget`); the service decides
+*when*, and what the post must say (`ResultSummary`).
 
 Contract for implementations:
 - `deliver` posts every image and returns the message id (or None if it cannot know it). It raises `DeliveryError`
@@ -66,7 +67,7 @@ class ResultSummary:
 
 
 class Delivery(Protocol):
-    """Posts results and progress to members; implemented by the Discord cogs."""
+    """Posts results and progress to members; implemented by the Discord wing."""
 
     async def deliver(self, job: Job, images: Sequence[FittedImage], summary: ResultSummary) -> int | None:
         """Post the images with the summary; return the message id. Raise `DeliveryError` if it cannot be posted."""

@@ -1,9 +1,10 @@
 """What a member asks for, as plain values: `GenerationRequest`, its reference images and where to deliver the result.
 
 The Discord cogs build these from interactions (ids, option values, attachment URLs); nothing here knows Discord's
-types. `resolve_defaults` fills the options a member left out: the member's choice first, then the server's
-defaults, then the config file's `[defaults]`. `GenerationRequest.fingerprint()` identifies "the same request" for
-collapsing double submissions (contract: identical requests from one member within a few seconds are one job).
+types. `bot.jobs.options.resolve_defaults` fills the options a member left out: the member's choice first, then the
+server's defaults, then the config file's `[defaults]`. `GenerationRequest.fingerprint()` identifies "the same
+request" for collapsing double submissions (contract: identical requests from one member within a few seconds are
+one job).
 """
 
 from __future__ import annotations
@@ -87,7 +88,11 @@ class ReferenceSource:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryTarget:
-    """Where and how a result is posted: the interaction to edit while its token is valid, else the channel."""
+    """Where and how a result is posted: the interaction to edit while its token can be used, else the channel.
+
+    `token_expires_at` is the token's raw expiry; when the Discord edge stops using a token before that is its own
+    rule (`bot.discord`).
+    """
 
     channel_id: int | None
     application_id: int | None = None
@@ -97,12 +102,6 @@ class DeliveryTarget:
     attachment_size_limit: int = DEFAULT_ATTACHMENT_LIMIT
     source_message_id: int | None = None
     """The message whose images are being edited (Edit image, a reply), for the result's link to them."""
-
-    def token_valid(self, now: datetime) -> bool:
-        """Return True while the interaction token can still edit the original response (a minute to spare)."""
-        if self.interaction_token is None or self.token_expires_at is None:
-            return False
-        return (self.token_expires_at - now).total_seconds() > 60
 
     def to_extras(self) -> dict[str, Any]:
         """Return the non-secret fields, for the job row's `extras` (the token has its own columns)."""

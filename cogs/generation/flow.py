@@ -37,6 +37,7 @@ from bot.discord.tokens import TOKEN_LIFETIME, delivery_target
 from bot.discord.tree import defer_public, send_ephemeral
 from bot.discord.views import ChangeModal, Confirmations, PendingConfirmation, confirm_view, queue_view
 from bot.errors import InvalidRequestError
+from bot.jobs.admission import EMPTY_PROMPT
 from bot.jobs.delivery import DeliveryError
 from bot.jobs.options import ResolvedOptions, ServerOptions
 from bot.jobs.requests import DeliveryTarget, GenerationRequest, ReferenceSource, RequestKind
@@ -57,7 +58,6 @@ from cogs.generation.answers import (
 
 log = logging.getLogger(__name__)
 
-EMPTY_PROMPT = "The prompt is empty; describe what you want to see."
 DELETE_REFUSED = "Only the member who asked for these images, or someone with Manage Messages, can delete them."
 
 Admit = Callable[[DeliveryTarget, bool], Awaitable[Admission]]
@@ -216,21 +216,13 @@ class RequestFlow(commands.Cog):
     async def result_edit(self, job: Job, member: Member, prompt: str) -> Admit:
         """Admit an edit of a result's images (by their Runware ids: nothing is downloaded), paid by `member`.
 
-        The result's model and size are kept; the other options come from the server's defaults, else the config's.
+        The service keeps the result's model and size and takes the other options from the server's defaults, else
+        the config's; it refuses an empty prompt and a job made outside a server.
         """
-        text = prompt.strip()
-        if not text:
-            raise InvalidRequestError(EMPTY_PROMPT)
-        if job.guild_id is None:
-            raise InvalidRequestError("That job was not made in a server, so it cannot be edited here.")
         member_id, roles = member.id, role_ids(member)
-        options = await self.options(job.guild_id, model=job.model.value, size=job.size.value)
 
         async def admit(delivery: DeliveryTarget, confirmed: bool) -> Admission:
-            # lead: drop options= once GenerationService.edit_from resolves them
-            return await self.service.edit_from(
-                job, member_id, roles, text, delivery, options=options, confirmed=confirmed
-            )
+            return await self.service.edit_from(job, member_id, roles, prompt, delivery, confirmed=confirmed)
 
         return admit
 

@@ -250,6 +250,13 @@ async def harness(harnesses: HarnessFactory) -> Harness:
     return await harnesses.open()
 
 
+async def assert_nothing_happened(harness: Harness) -> None:
+    """Nothing moved: no ledger row, no job row, no inference task on Runware."""
+    assert await harness.ledger_rows() == 0
+    assert await harness.job_rows() == 0
+    assert harness.fake.tasks_submitted() == []
+
+
 async def eventually(predicate: Any, *, within: float = 5.0, interval: float = 0.01) -> None:
     """Wait until `predicate()` (sync or async) is true, or fail."""
     loop = asyncio.get_running_loop()

@@ -1,198 +1,32 @@
-"""Bad input is refused clearly before any money moves: nothing reserved, no job, no inference task on Runware."""
+"""Admission: bad input is refused before any money moves; duplicates collapse; expensive requests are confirmed
+first; rerolls and edits are built from a stored job."""
 
 from __future__ import annotations
 
 import asyncio
-import io
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 import pytest
-import pytest_asyncio
-from aiohttp import web
-from PIL import Image
 
 from bot.billing.errors import BudgetExceededError
+from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.errors import InvalidRequestError
-from bot.images import InvalidImageError, ReferenceFetchError, ReferenceTooLargeError
-from bot.jobs.requests import ReferenceSource
-from bot.storage.rows import JobState
-from tests.jobs.conftest import GUILD, MINI_MEDIUM_SQUARE, Harness, HarnessFactory, make_config, make_request
+from bot.jobs.requests import DeliveryTarget, RequestKind
+from bot.storage.rows import EntryKind, JobState
+from tests.jobs.conftest import (
+    ALICE,
+    BOB,
+    CHANNEL,
+    GUILD,
+    MINI_MEDIUM_SQUARE,
+    Harness,
+    HarnessFactory,
+    assert_nothing_happened,
+    make_config,
+    make_request,
+)
 
-MB = 1024 * 1024
 ADMIN = 5005
-
-
-def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-PNG = encode(Image.new("RGB", (64, 48), (10, 200, 30)), "PNG")
-CORRUPT_PNG = encode(Image.new("RGB", (300, 200), "red"), "PNG")[:150]
-ANIMATED_GIF = encode(
-    Image.new("RGB", (40, 40), (255, 0, 0)),
-    "GIF",
-    save_all=True,
-    append_images=[Image.new("RGB", (40, 40), (0, 0, 255))],
-    duration=100,
-)
-
-
-@dataclass
-class ReferenceServer:
-    """A stand-in for Discord's CDN on 127.0.0.1; records requests and how many bytes each big response sent."""
-
-    base: str = ""
-    hits: list[str] = field(default_factory=list)
-    sent: dict[str, int] = field(default_factory=dict)
-
-    def url(self, name: str) -> str:
-        return f"{self.base}/attachments/1/2/{name}"
-
-
-async def _stream_big(request: web.Request, server: ReferenceServer, *, declare: bool) -> web.StreamResponse:
-    total = 30 * MB
-    response = web.StreamResponse(headers={"Content-Type": "image/png"})
-    if declare:
-        response.content_length = total
-    else:
-        response.enable_chunked_encoding()
-    await response.prepare(request)
-    chunk = PNG[:8] + bytes(64 * 1024 - 8)
-    name = request.match_info["name"]
-    server.sent[name] = 0
-    try:
-        while server.sent[name] < total:
-            await response.write(chunk)
-            server.sent[name] += len(chunk)
-    except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
-        pass
-    return response
-
-
-@pytest_asyncio.fixture
-async def cdn() -> AsyncIterator[ReferenceServer]:
-    """Serve text, big, corrupt, animated and good images from 127.0.0.1."""
-    server = ReferenceServer()
-    files = {"notes.txt": b"a red fox, please\n", "corrupt.png": CORRUPT_PNG, "anim.gif": ANIMATED_GIF, "ok.png": PNG}
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        server.hits.append(name)
-        if name == "huge-declared.png":
-            return await _stream_big(request, server, declare=True)
-        if name == "huge-chunked.png":
-            return await _stream_big(request, server, declare=False)
-        if name in files:
-            return web.Response(body=files[name], content_type="application/octet-stream")
-        raise web.HTTPNotFound()
-
-    app = web.Application()
-    app.router.add_get("/attachments/{a}/{b}/{name}", handle)
-    runner = web.AppRunner(app, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.base = f"http://127.0.0.1:{port}"
-    try:
-        yield server
-    finally:
-        await runner.cleanup()
-
-
-@pytest_asyncio.fixture
-async def local(harnesses: HarnessFactory) -> Harness:
-    """A harness that may fetch references from 127.0.0.1 (as the cogs allow the configured Discord API host)."""
-    return await harnesses.open(allowed_hosts=frozenset({"127.0.0.1"}))
-
-
-async def assert_nothing_happened(harness: Harness) -> None:
-    assert await harness.ledger_rows() == 0
-    assert await harness.job_rows() == 0
-    assert harness.fake.tasks_submitted() == []
-
-
-@pytest.mark.parametrize(
-    ("name", "error", "message"),
-    [
-        pytest.param("notes.txt", InvalidImageError, "not an image", id="text-file"),
-        pytest.param("corrupt.png", InvalidImageError, "corrupt or truncated", id="corrupt-png"),
-        pytest.param("missing.png", ReferenceFetchError, "HTTP 404", id="deleted-attachment"),
-        pytest.param("huge-declared.png", ReferenceTooLargeError, "is 30.0 MB; the limit is 25 MB", id="30-mb"),
-    ],
-)
-async def test_a_bad_reference_is_refused_and_nothing_is_spent(
-    local: Harness, cdn: ReferenceServer, name: str, error: type[Exception], message: str
-) -> None:
-    """Text file, corrupt PNG, deleted attachment, 30 MB file: a clear refusal; no hold, no job, no task."""
-    request = make_request(references=(ReferenceSource.from_url(cdn.url(name), filename=name),))
-    with pytest.raises(error, match=message):
-        await local.service.admit(request)
-    await assert_nothing_happened(local)
-    assert local.fake.tasks_submitted("imageUpload") == []
-
-
-async def test_an_oversized_attachment_is_refused_from_its_declared_size_without_downloading(
-    local: Harness, cdn: ReferenceServer
-) -> None:
-    """Discord says the attachment has 30 MB: refused before any byte is fetched."""
-    source = ReferenceSource.from_url(cdn.url("huge-declared.png"), size=30 * MB, content_type="image/png")
-    with pytest.raises(InvalidRequestError, match=r"That attachment is 30\.0 MB; the limit is 25 MB\."):
-        await local.service.admit(make_request(references=(source,)))
-    assert cdn.hits == []
-    await assert_nothing_happened(local)
-
-
-async def test_a_stream_without_a_length_is_cut_off_at_the_byte_cap(
-    harnesses: HarnessFactory, cdn: ReferenceServer
-) -> None:
-    """No Content-Length: the download stops soon after the cap; the server never gets to send the 30 MB."""
-    harness = await harnesses.open(make_config(max_reference_bytes=1 * MB), allowed_hosts=frozenset({"127.0.0.1"}))
-    source = ReferenceSource.from_url(cdn.url("huge-chunked.png"))
-    with pytest.raises(ReferenceTooLargeError, match="larger than 1 MB"):
-        await harness.service.admit(make_request(references=(source,)))
-    await asyncio.sleep(0.1)
-    assert cdn.sent["huge-chunked.png"] < 12 * MB
-    await assert_nothing_happened(harness)
-
-
-async def test_references_from_other_hosts_are_refused_without_a_request(harness: Harness) -> None:
-    """Only Discord's CDN (over https) and hosts the caller allows; anything else is refused up front."""
-    for url in ("https://example.com/cat.png", "http://cdn.discordapp.com/attachments/1/2/cat.png"):
-        with pytest.raises(ReferenceFetchError, match="must be Discord attachments"):
-            await harness.service.admit(make_request(references=(ReferenceSource.from_url(url),)))
-    await assert_nothing_happened(harness)
-
-
-async def test_an_animated_gif_is_used_by_its_first_frame(local: Harness, cdn: ReferenceServer) -> None:
-    """A two-frame GIF is accepted; what is uploaded to Runware is the first (red) frame, normalised."""
-    request = make_request(references=(ReferenceSource.from_url(cdn.url("anim.gif"), filename="anim.gif"),))
-    admission = await local.service.admit(request)
-    assert admission.job_id is not None
-    await asyncio.wait_for(local.service.wait_idle(), 10)
-    job = await local.job(admission.job_id)
-    assert job.state is JobState.SUCCEEDED and len(job.references) == 1
-    stored = local.fake.image(job.references[0])
-    assert stored is not None
-    with Image.open(io.BytesIO(stored.data)) as image:
-        pixel = image.convert("RGB").getpixel((20, 20))
-    assert isinstance(pixel, tuple) and pixel[0] > 200 and pixel[2] < 60
-    assert local.fake.tasks_submitted()[0]["inputs"]["referenceImages"] == [job.references[0]]
-
-
-async def test_several_references_name_the_one_that_is_wrong(local: Harness, cdn: ReferenceServer) -> None:
-    """With more than one reference, the refusal says which one is wrong; none is uploaded."""
-    sources = (
-        ReferenceSource.from_url(cdn.url("ok.png"), filename="ok.png"),
-        ReferenceSource.from_url(cdn.url("notes.txt"), filename="notes.txt"),
-    )
-    with pytest.raises(InvalidImageError, match=r"Reference 2 \(notes.txt\): The file is not an image"):
-        await local.service.admit(make_request(references=sources))
-    await assert_nothing_happened(local)
-    assert local.fake.tasks_submitted("imageUpload") == []
 
 
 async def test_a_33000_character_prompt_is_refused(harness: Harness) -> None:
@@ -238,32 +72,172 @@ async def test_a_servers_own_threshold_asks_for_confirmation(harness: Harness) -
     await assert_nothing_happened(harness)
 
 
-async def test_inline_reference_bytes_work_without_a_download(harness: Harness) -> None:
-    """Bytes in hand (the CLI) are checked and uploaded like a download."""
-    admission = await harness.service.admit(make_request(references=(ReferenceSource.from_bytes(PNG),)))
-    assert admission.job_id is not None
+async def test_concurrent_identical_requests_collapse_into_one_job(harness: Harness) -> None:
+    """Three identical requests at once: one job, one Runware task; the others are told it is a duplicate."""
+    admissions = await asyncio.gather(*(harness.service.admit(make_request()) for _ in range(3)))
+    assert len({admission.job_id for admission in admissions}) == 1
+    assert sorted(admission.duplicate for admission in admissions) == [False, True, True]
+    again = await harness.service.admit(make_request())  # within the window, after the first was stored
+    assert again.duplicate and again.job_id == admissions[0].job_id
     await asyncio.wait_for(harness.service.wait_idle(), 10)
-    assert len(harness.fake.tasks_submitted("imageUpload")) == 1
-    assert (await harness.job(admission.job_id)).state is JobState.SUCCEEDED
+
+    assert len(harness.fake.tasks_submitted()) == 1
+    assert len(harness.delivery.delivered) == 1
+    assert await harness.job_rows() == 1
 
 
-async def test_an_unaffordable_request_is_refused_before_its_references_are_fetched(
-    local: Harness, cdn: ReferenceServer
-) -> None:
-    """A member whose budget cannot cover the estimate is refused before any reference is downloaded from the CDN
-    or uploaded to Runware; once the budget allows it, the same request fetches, uploads and runs."""
-    await local.budgets.set_default(GUILD, 5_000)
-    sources = tuple(ReferenceSource.from_url(cdn.url("ok.png"), filename=f"ok {n}.png") for n in range(4))
-    request = make_request(references=sources)
+async def test_different_requests_and_requests_after_the_window_are_separate_jobs(harnesses: HarnessFactory) -> None:
+    """A different prompt is a new job; with no duplicate window an identical request is one too."""
+    harness = await harnesses.open(make_config(duplicate_window_seconds=0))
+    first = await harness.service.admit(make_request())
+    second = await harness.service.admit(make_request())
+    third = await harness.service.admit(make_request("something else"))
+    assert len({first.job_id, second.job_id, third.job_id}) == 3
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert len(harness.fake.paid_tasks) == 3
 
+
+async def test_an_expensive_request_asks_for_confirmation_before_any_money_moves(harnesses: HarnessFactory) -> None:
+    """Above `confirm_above`: an estimate and nothing reserved; confirmed, it is queued."""
+    harness = await harnesses.open(make_config(confirm_above=10_000))
+    asked = await harness.service.admit(make_request())
+    assert asked.needs_confirmation and asked.job_id is None and asked.estimate == MINI_MEDIUM_SQUARE
+    assert await harness.ledger_rows() == 0 and await harness.job_rows() == 0
+
+    confirmed = await harness.service.admit(make_request(confirmed=True))
+    assert confirmed.job_id is not None and not confirmed.needs_confirmation
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert len(harness.delivery.delivered) == 1
+
+
+async def test_confirmation_is_not_offered_for_what_the_budget_cannot_hold(harnesses: HarnessFactory) -> None:
+    """Above the threshold and above the remaining budget: refused at once with the numbers."""
+    harness = await harnesses.open(make_config(confirm_above=10_000))
+    await harness.budgets.set_default(GUILD, 5_000)
     with pytest.raises(BudgetExceededError, match=r"needs about \$0.011 but you have \$0.005 left"):
-        await local.service.admit(request)
+        await harness.service.admit(make_request())
+    assert await harness.ledger_rows() == 0
 
-    assert cdn.hits == []
-    assert local.fake.tasks_submitted("imageUpload") == []
-    await assert_nothing_happened(local)
 
-    await local.budgets.set_default(GUILD, MINI_MEDIUM_SQUARE)
-    admission = await local.service.admit(request)
-    assert admission.job_id is not None and len(cdn.hits) == 4
-    assert len(local.fake.tasks_submitted("imageUpload")) == 4
+async def test_rules_of_the_model_are_checked_before_anything_happens(harness: Harness) -> None:
+    """A transparent jpg is refused by the model rules with the option named; nothing stored."""
+    from bot.catalog import OutputFormat
+
+    with pytest.raises(InvalidRequestError, match="transparent background needs png or webp"):
+        await harness.service.admit(
+            make_request(background=Background.TRANSPARENT, format=OutputFormat.JPG, model=ModelName.GPT_IMAGE_1)
+        )
+    assert await harness.ledger_rows() == 0 and harness.fake.requests == []
+    assert replace(make_request(), confirmed=True).fingerprint() == make_request().fingerprint()
+
+
+async def test_reroll_runs_the_same_request_again_with_the_parent_recorded(harness: Harness) -> None:
+    """Reroll: same options, a new job, the parent job id stored; the member who clicked pays."""
+    first = await harness.service.admit(make_request(count=1))
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert first.job_id is not None
+    reroll = await harness.service.reroll(first.job_id, BOB, (), DeliveryTarget(channel_id=CHANNEL))
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert reroll.job_id is not None and reroll.job_id != first.job_id
+    job = await harness.job(reroll.job_id)
+    assert (job.parent_job_id, job.member_id, job.prompt, job.state) == (
+        first.job_id,
+        BOB,
+        "a red fox in the snow",
+        JobState.SUCCEEDED,
+    )
+    assert harness.delivery.delivered[-1].summary.kind is RequestKind.REROLL
+
+
+async def test_editing_a_result_uses_its_runware_image_as_the_reference(harness: Harness) -> None:
+    """Edit from a result: the parent's imageUUID goes to Runware as the reference, nothing is downloaded."""
+    first = await harness.service.admit(make_request())
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert first.job_id is not None
+    parent_image = (await harness.service.job_results(first.job_id))[0].image_uuid
+    parent = await harness.job(first.job_id)
+    edit = await harness.service.edit_from(parent, ALICE, (), "make it night", DeliveryTarget(channel_id=CHANNEL))
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert edit.job_id is not None
+    task = harness.fake.tasks_submitted()[-1]
+    assert task["inputs"]["referenceImages"] == [parent_image]
+    job = await harness.job(edit.job_id)
+    assert job.references == (parent_image,) and job.state is JobState.SUCCEEDED
+
+
+async def test_an_edit_on_gpt_image_15_is_estimated_with_its_reference_and_charged_what_runware_billed(
+    harness: Harness,
+) -> None:
+    """GPT Image 1.5 bills reference images: the estimate includes them, the charge is Runware's (lower) figure."""
+    first = await harness.service.admit(make_request(model=ModelName.GPT_IMAGE_1_5))
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert first.job_id is not None
+    parent = await harness.job(first.job_id)
+    edit = await harness.service.edit_from(parent, ALICE, (), "as a watercolour", DeliveryTarget(channel_id=1))
+    assert edit.job_id is not None and edit.estimate > first.estimate
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    job = await harness.job(edit.job_id)
+    entries = await harness.entries(edit.job_id)
+    assert job.cost is not None and job.cost < edit.estimate
+    assert entries[EntryKind.SETTLE].amount == job.cost
+    assert await harness.charged() == harness.fake.total_cost_micros
+
+
+async def test_an_edit_keeps_its_parents_model_and_size_and_takes_the_rest_from_the_servers_defaults(
+    harness: Harness,
+) -> None:
+    """An edit's prompt is stripped; its model and size are the parent's, whatever the server's defaults say; its
+    quality, background, format and count are the server's defaults, else the config's (not the parent's)."""
+    first = await harness.service.admit(make_request(model=ModelName.GPT_IMAGE_1, size=Size.PORTRAIT, count=2))
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert first.job_id is not None
+    parent = await harness.job(first.job_id)
+    await harness.settings.change_defaults(
+        GUILD, actor_id=ADMIN, model="gpt-image-1.5", size=Size.LANDSCAPE, quality="low", format="webp"
+    )
+
+    edit = await harness.service.edit_from(parent, BOB, (), "  make it night \n", DeliveryTarget(channel_id=CHANNEL))
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+
+    assert edit.job_id is not None
+    job = await harness.job(edit.job_id)
+    assert (job.prompt, job.member_id, job.parent_job_id) == ("make it night", BOB, parent.id)
+    assert (job.model, job.size) == (ModelName.GPT_IMAGE_1, Size.PORTRAIT)
+    assert (job.quality, job.format, job.background, job.count) == (
+        Quality.LOW,
+        OutputFormat.WEBP,
+        Background.AUTO,
+        1,
+    )
+    assert job.state is JobState.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("prompt", "guild_id", "message"),
+    [
+        pytest.param(" \n\t ", GUILD, "The prompt is empty; describe what you want to see.", id="empty-prompt"),
+        pytest.param(
+            "make it night",
+            None,
+            "That job was not made in a server, so it cannot be edited here.",
+            id="not-in-a-server",
+        ),
+        pytest.param("", None, "The prompt is empty; describe what you want to see.", id="prompt-checked-first"),
+    ],
+)
+async def test_an_edit_without_a_prompt_or_of_a_job_outside_a_server_is_refused_and_nothing_is_spent(
+    harness: Harness, prompt: str, guild_id: int | None, message: str
+) -> None:
+    """An empty (or blank) prompt is refused first, then a parent made outside a server; nothing moves."""
+    first = await harness.service.admit(make_request())
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert first.job_id is not None
+    parent = replace(await harness.job(first.job_id), guild_id=guild_id)
+    rows, tasks = await harness.ledger_rows(), len(harness.fake.tasks_submitted())
+
+    with pytest.raises(InvalidRequestError) as refused:
+        await harness.service.edit_from(parent, ALICE, (), prompt, DeliveryTarget(channel_id=CHANNEL))
+
+    assert str(refused.value) == message
+    assert await harness.job_rows() == 1
+    assert (await harness.ledger_rows(), len(harness.fake.tasks_submitted())) == (rows, tasks)

@@ -1,0 +1,308 @@
+"""Admission: turn a request into a queued job, or refuse it, before any money moves.
+
+One request goes through `Admitter.admit` in this order, so every refusal happens before money moves:
+
+1. validate: count against the server's `max_count` (`bot.jobs.options`: its own, else the config's
+   `limits.max_count`), prompt length, declared attachment sizes, and the model's own rules
+   (an `ImageInferenceRequest` is built, so a bad option is refused with the field named);
+2. collapse duplicates: the same member asking for the same thing (same `GenerationRequest.fingerprint()`) within
+   `duplicate_window_seconds` gets the first job back (`Admission.duplicate`). Truly concurrent identical requests
+   wait on the first one's in-process future, so they can never create two jobs; later ones find its row;
+3. estimate, and ask for confirmation (`Admission.needs_confirmation`, nothing reserved, nothing fetched) when the
+   estimate is above the server's `confirm_above` (its own, else the config's) and the request is not yet
+   `confirmed`. Before that question, and before any reference is downloaded or uploaded, `Ledger.check` refuses
+   what the budget cannot hold anyway (it writes nothing; the reservation in step 5 still decides);
+4. fetch, check and upload the references (`bot.jobs.references`), so the job row holds only reference UUIDs and can
+   be re-run after a restart;
+5. reserve the estimate *and* insert the job row (state `queued`) in one ledger transaction, then queue it.
+
+Requests built from a stored job (a reroll, an edit of its result images) are made here too; an edit keeps its
+parent's model and size and takes the other options from the server's defaults, else the config's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.billing.errors import LedgerError
+from bot.billing.ledger import Ledger
+from bot.billing.pricing import Pricing
+from bot.errors import InvalidRequestError
+from bot.images import ReferenceTooLargeError
+from bot.jobs.errors import RESTARTING, ServiceNotReadyError
+from bot.jobs.options import ServerLimits, ServerOptions
+from bot.jobs.references import References, about_reference
+from bot.jobs.requests import DeliveryTarget, GenerationRequest, ReferenceSource, RequestKind, request_from_job
+from bot.jobs.scheduler import Scheduler
+from bot.jobs.tracking import ActiveJobs
+from bot.money import format_usd
+from bot.runware.models import ImageInferenceRequest
+from bot.settings import AppConfig
+from bot.storage.jobs import JobRepository
+from bot.storage.rows import Job, JobState, NewJob, new_job_id
+
+log = logging.getLogger(__name__)
+
+EMPTY_PROMPT = "The prompt is empty; describe what you want to see."
+"""The refusal of an edit without a prompt."""
+
+NOT_IN_A_SERVER = "That job was not made in a server, so it cannot be edited here."
+"""The refusal of an edit of a job made outside a server."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The answer to `admit`: a queued job, a collapsed duplicate, or a request that needs the member to confirm."""
+
+    job_id: str | None
+    """None only when `needs_confirmation`."""
+    estimate: int
+    position: int | None = None
+    """1-based place among waiting jobs; None when the job started at once (or needs confirmation)."""
+    duplicate: bool = False
+    needs_confirmation: bool = False
+    threshold: int | None = None
+    """With `needs_confirmation`: the server's confirmation threshold the estimate is above (micro-dollars)."""
+
+
+class Admitter:
+    """Validates, de-duplicates, estimates, asks for confirmation, then reserves, stores and queues requests."""
+
+    def __init__(
+        self,
+        *,
+        config: AppConfig,
+        server_options: ServerOptions,
+        pricing: Pricing,
+        ledger: Ledger,
+        scheduler: Scheduler,
+        jobs: JobRepository,
+        references: References,
+        active: ActiveJobs,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._config = config
+        self._limits = config.limits
+        # The composition root's one instance, which `/settings` changes go through: it caches rows, so a second one
+        # would not see those changes.
+        self._server_options = server_options
+        self._pricing = pricing
+        self._ledger = ledger
+        self._scheduler = scheduler
+        self._jobs = jobs
+        self._references = references
+        self._active = active
+        self._clock = clock
+        self._inflight: dict[str, asyncio.Future[Admission]] = {}
+        self.stopping = False
+        """Set while the service shuts down: new requests are turned away with `ServiceNotReadyError`."""
+
+    async def admit(self, request: GenerationRequest) -> Admission:
+        """Validate, collapse duplicates, check confirmation, fetch references, reserve, store and queue a request.
+
+        Raises `InvalidRequestError` (bad option, prompt, count or reference; `InvalidImageError` and
+        `ReferenceFetchError` among them), `BudgetExceededError` (with the numbers), `RunwareError` (a reference
+        upload failed) or `ServiceNotReadyError` (shutting down). In every one of those cases nothing is reserved.
+        """
+        if self.stopping:
+            raise ServiceNotReadyError(RESTARTING)
+        limits = await self._server_options.limits(request.guild_id)
+        self._validate(request, limits)
+        fingerprint = request.fingerprint()
+        while True:
+            pending = self._inflight.get(fingerprint)
+            if pending is None:
+                break
+            first = await asyncio.shield(pending)
+            if first.needs_confirmation and request.confirmed:
+                continue  # the other one only asked for confirmation; this one goes ahead once it is done
+            if first.job_id is None:
+                return first
+            return replace(first, duplicate=True, position=self._scheduler.position(first.job_id))
+        future: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
+        self._inflight[fingerprint] = future
+        try:
+            admission = await self._admit(request, fingerprint, limits)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # mark it retrieved: the caller gets it; waiters, if any, get it too
+            raise
+        else:
+            future.set_result(admission)
+            return admission
+        finally:
+            del self._inflight[fingerprint]
+
+    async def _admit(self, request: GenerationRequest, fingerprint: str, limits: ServerLimits) -> Admission:
+        window = self._limits.duplicate_window_seconds
+        if window > 0:
+            since = self._clock() - timedelta(seconds=window)
+            earlier = await self._jobs.find_recent_duplicate(request.guild_id, request.member_id, fingerprint, since)
+            if earlier is not None:
+                log.info("request of member %d collapsed into job %s", request.member_id, earlier.id)
+                return Admission(earlier.id, earlier.estimate, self._scheduler.position(earlier.id), duplicate=True)
+        estimate = self._pricing.estimate(
+            request.model, request.quality, request.size, request.count, len(request.prompt), len(request.references)
+        )
+        ask_first = estimate > limits.confirm_above and not request.confirmed
+        if ask_first or any(reference.image_uuid is None for reference in request.references):
+            # Refuse now what the budget cannot hold anyway: rather than after a confirmation, and before downloading
+            # (up to 4 x 25 MB) and uploading references. The reservation below still decides.
+            await self._ledger.check(request.guild_id, request.member_id, request.role_ids, estimate)
+        if ask_first:
+            return Admission(None, estimate, needs_confirmation=True, threshold=limits.confirm_above)
+        references = await self._references.prepare(request)
+        if self.stopping:
+            raise ServiceNotReadyError(RESTARTING)
+        new_job = self._new_job(request, estimate, references, fingerprint)
+        # One transaction: the hold and the job row exist together or not at all.
+        reservation = await self._ledger.reserve(
+            new_job.id, request.guild_id, request.member_id, request.role_ids, estimate, job=new_job
+        )
+        job = reservation.job
+        if job is None:  # pragma: no cover - a fresh job id: the reservation just stored the row
+            raise LedgerError(f"Job {new_job.id} was not stored with its reservation.")
+        self._active.track(job)
+        position = self._scheduler.submit(job.id, job.member_id)
+        log.info(
+            "job %s admitted for member %d in guild %d: %s x%d, estimate %s, position %s",
+            job.id,
+            job.member_id,
+            request.guild_id,
+            job.model.value,
+            job.count,
+            format_usd(estimate),
+            position,
+        )
+        return Admission(job.id, estimate, position)
+
+    def _validate(self, request: GenerationRequest, server: ServerLimits) -> None:
+        limits = self._limits
+        if not 1 <= request.count <= server.max_count:
+            raise InvalidRequestError(
+                f"count must be between 1 and {server.max_count} on this server (got {request.count})."
+            )
+        if len(request.prompt) > limits.max_prompt_chars:
+            raise InvalidRequestError(
+                f"The prompt has {len(request.prompt):,} characters; the limit is {limits.max_prompt_chars:,}."
+            )
+        for number, reference in enumerate(request.references, start=1):
+            if reference.size is not None and reference.size > limits.max_reference_bytes:
+                error = ReferenceTooLargeError(reference.size, limits.max_reference_bytes)
+                raise about_reference(error, request, number, reference) from None
+        # Builds (and so checks) the Runware request; the reference strings are replaced by UUIDs later.
+        ImageInferenceRequest(
+            model=request.model,
+            prompt=request.prompt,
+            size=request.size,
+            quality=request.quality,
+            background=request.background,
+            count=request.count,
+            format=request.format,
+            reference_images=tuple(reference.identity for reference in request.references),
+            output_quality=self._config.runware.output_quality,
+        )
+
+    def _new_job(
+        self, request: GenerationRequest, estimate: int, references: tuple[str, ...], fingerprint: str
+    ) -> NewJob:
+        extras: dict[str, Any] = {
+            "fingerprint": fingerprint,
+            "kind": request.kind.value,
+            "role_ids": list(request.role_ids),
+            "delivery": request.delivery.to_extras(),
+            "reference_names": [reference.filename for reference in request.references],
+            "output_quality": self._config.runware.output_quality,
+        }
+        return NewJob(
+            id=new_job_id(),
+            member_id=request.member_id,
+            guild_id=request.guild_id,
+            channel_id=request.channel_id,
+            model=request.model,
+            size=request.size,
+            quality=request.quality,
+            background=request.background,
+            format=request.format,
+            count=request.count,
+            prompt=request.prompt,
+            estimate=estimate,
+            state=JobState.QUEUED,
+            references=references,
+            extras=extras,
+            parent_job_id=request.parent_job_id,
+            interaction_token=request.delivery.interaction_token,
+            interaction_expires_at=request.delivery.token_expires_at,
+        )
+
+    # ------------------------------------------------------------------------------- requests from a stored job
+
+    @staticmethod
+    def reroll_request(
+        parent: Job, member_id: int, role_ids: Sequence[int], delivery: DeliveryTarget, *, confirmed: bool
+    ) -> GenerationRequest:
+        """Build the parent's request again (same options and references) for `member_id`, who pays for it."""
+        return request_from_job(
+            parent,
+            member_id=member_id,
+            role_ids=tuple(role_ids),
+            delivery=delivery,
+            kind=RequestKind.REROLL,
+            confirmed=confirmed,
+        )
+
+    async def edit_request(
+        self,
+        parent: Job,
+        member_id: int,
+        role_ids: Sequence[int],
+        prompt: str,
+        delivery: DeliveryTarget,
+        *,
+        confirmed: bool,
+    ) -> GenerationRequest:
+        """Build an edit of the parent's result images (the references, by Runware UUID) with a new prompt.
+
+        The prompt is stripped and must not be empty; the parent must have been made in a server. The parent's
+        model and size are kept; the other options come from the server's defaults, else the config's.
+        """
+        text = prompt.strip()
+        if not text:
+            raise InvalidRequestError(EMPTY_PROMPT)
+        if parent.guild_id is None:
+            raise InvalidRequestError(NOT_IN_A_SERVER)
+        options = await self._server_options.resolve(parent.guild_id, model=parent.model.value, size=parent.size.value)
+        results = await self._jobs.results(parent.id)
+        if not results:
+            raise InvalidRequestError("That job has no images to edit; it did not finish.")
+        references = tuple(
+            ReferenceSource.from_image_uuid(result.image_uuid, filename=f"image {result.index + 1}")
+            for result in results
+        )
+        request = request_from_job(
+            parent,
+            member_id=member_id,
+            role_ids=tuple(role_ids),
+            delivery=delivery,
+            kind=RequestKind.EDIT,
+            prompt=text,
+            references=references,
+            confirmed=confirmed,
+        )
+        return replace(
+            request,
+            model=options.model,
+            size=options.size,
+            quality=options.quality,
+            background=options.background,
+            format=options.format,
+            count=options.count,
+        )

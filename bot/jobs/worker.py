@@ -1,0 +1,355 @@
+"""The worker: run each queued job on Runware, post its result through the `Delivery` port, and settle or release.
+
+A run (`Worker.run_job`, started by the scheduler) stores a fresh task UUID and moves the job to `submitted`
+*before* the POST, submits, records Runware's acknowledgement, waits, stores the result images, downloads and fits
+them to the channel's upload limit, and calls `Delivery.deliver`; at most `limits.delivery_concurrency` jobs
+download, fit and post at once (each holds its images in memory meanwhile), while the others keep their scheduler
+slot and wait their turn. Only after a successful delivery does one transaction record `succeeded`, `delivered_at`,
+the message id and the cost; the ledger then settles the hold to that cost. Every failure first moves the job to
+`failed`/`cancelled` and then releases the hold; `Ledger.reconcile()` closes the gap between the two if the process
+dies there. A submitted job found after a restart is continued by `bot.jobs.resume` (which holds the crash-point
+table), never resubmitted blindly.
+
+Cancelling a running job stops the worker and releases the hold; a submitted Runware task keeps running on Runware
+(client-side cancel does not stop it, and the owner may be billed for it) but is never resubmitted or delivered.
+Once the job's images are made and stored it can no longer be cancelled, also while it waits for its delivery turn:
+they are posted and charged (the check and the phase change are synchronous on the event loop, so the two cannot
+interleave).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.billing.errors import LedgerError
+from bot.billing.ledger import Ledger
+from bot.errors import AtelierError, PermissionDeniedError
+from bot.images import FittedImage, InvalidImageError, fit_to_limit
+from bot.jobs.delivery import Delivery, DeliveryError, ResultSummary
+from bot.jobs.errors import JobNotCancellableError
+from bot.jobs.progress import Progress
+from bot.jobs.requests import DeliveryTarget, RequestKind
+from bot.jobs.resume import Restarts, ResumeReport
+from bot.jobs.scheduler import Scheduler
+from bot.jobs.tracking import ActiveJobs, Phase, Tracked
+from bot.runware.client import RunwareClient
+from bot.runware.errors import RunwareError
+from bot.runware.models import ImageInferenceRequest, ImageResult, total_cost_micros
+from bot.settings import AppConfig
+from bot.storage.jobs import JobRepository
+from bot.storage.rows import ACTIVE_STATES, Job, JobResult, JobState
+
+log = logging.getLogger(__name__)
+
+GENERIC_FAILURE = "Something went wrong while making your images. Nothing was charged."
+"""Shown when a job fails for a reason that is not the member's to fix (the traceback goes to the log)."""
+
+DELIVERY_FAILURE = "The images were made but could not be posted here. Nothing was charged."
+"""Shown when posting the result failed for a reason the cog did not explain with a `DeliveryError`."""
+
+_ACTIVE = tuple(ACTIVE_STATES)
+_RUNNABLE = (JobState.QUEUED, JobState.SUBMITTED)
+
+_TOO_LATE = (
+    "Its images are already made and are being posted, so it is too late to cancel it; "
+    "it will be charged as usual once they are posted."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """What `cancel` did."""
+
+    job: Job
+    """The job as it was just before it was cancelled."""
+    released: int
+    """Micro-dollars returned to the member's budget (0 if the hold had already ended)."""
+    was_running: bool
+
+    @property
+    def previous_state(self) -> JobState:
+        """The state the job was cancelled from (queued, submitted or awaiting approval)."""
+        return self.job.state
+
+
+class Worker:
+    """Runs jobs from the scheduler to their end, resumes unfinished ones on start, and cancels them safely."""
+
+    def __init__(
+        self,
+        *,
+        client: RunwareClient,
+        ledger: Ledger,
+        config: AppConfig,
+        scheduler: Scheduler,
+        delivery: Delivery,
+        jobs: JobRepository,
+        active: ActiveJobs,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._client = client
+        self._ledger = ledger
+        self._config = config
+        self._scheduler = scheduler
+        self._delivery = delivery
+        self._jobs = jobs
+        self._active = active
+        self._restarts = Restarts(client, ledger, jobs, config.runware, clock)
+        self._progress = Progress(delivery, scheduler, active, config.limits.progress_edit_seconds)
+        # A job holds its result images in memory from download to post (up to 4 of ~1.5 MB, and a copy while
+        # posting); this bounds how many do so at once, whatever global_concurrency is. The Runware slot stays held.
+        self._delivering = asyncio.Semaphore(config.limits.delivery_concurrency)
+
+    # --------------------------------------------------------------------------------------- start, resume, stop
+
+    async def resume(self) -> ResumeReport:
+        """On start-up: reconcile the ledger, re-queue `queued` jobs, resume `submitted` ones, and start running.
+
+        Submitted jobs are queued first; they poll by the stored task UUID (or deliver from stored results) and
+        never submit a task Runware already knows.
+        """
+        report, runnable = await self._restarts.unfinished()
+        for job in runnable:
+            if job.id not in self._active:
+                self._active.track(job)
+            self._scheduler.submit(job.id, job.member_id)
+        self._scheduler.start(self.run_job)
+        self._progress.start()
+        if report.resumed or report.requeued:
+            log.info("resumed %d submitted and re-queued %d queued job(s)", len(report.resumed), len(report.requeued))
+        return report
+
+    async def stop(self, grace: float) -> None:
+        """Give running jobs `grace` seconds, then cancel them (they stay `submitted`); stop the progress edits."""
+        await self._scheduler.stop(grace)
+        await self._progress.stop()
+
+    async def wait_idle(self) -> None:
+        """Wait until no job is waiting or running in this process."""
+        await self._scheduler.wait_idle()
+
+    # ------------------------------------------------------------------------------------------------ one run
+
+    async def run_job(self, job_id: str) -> None:
+        """Run one job to its end (delivered and settled, or failed and released); cancellation leaves it resumable."""
+        job = await self._jobs.get(job_id)
+        if job is None or job.state not in _RUNNABLE:
+            self._active.untrack(job_id)
+            return
+        tracked = self._active.get(job_id) or self._active.track(job)
+        if tracked.cancel_requested:
+            return
+        tracked.phase = Phase.RUNNING
+        tracked.started_at = asyncio.get_running_loop().time()
+        try:
+            await self._run(job, tracked)
+        except asyncio.CancelledError:
+            if tracked.cancel_requested:
+                log.info("run of job %s stopped: cancelled", job_id)
+            else:
+                log.info("run of job %s interrupted; the next start resumes it", job_id)
+            raise
+        except RunwareError as exc:
+            log.warning("job %s failed on Runware: %s", job_id, exc)
+            await self._fail(job, exc.user_message)
+        except DeliveryError as exc:
+            log.warning("job %s could not be delivered: %s", job_id, exc)
+            await self._fail(job, str(exc))
+        except Exception:
+            log.exception("job %s failed", job_id)
+            await self._fail(job, GENERIC_FAILURE)
+        finally:
+            self._active.untrack(job_id)
+
+    async def _run(self, job: Job, tracked: Tracked) -> None:
+        produced = await self._produce(job)
+        if produced is None or tracked.cancel_requested:
+            return
+        # The images exist and are stored: from here the job is posted and charged, never cancelled (a cancel now
+        # would leave the owner paying Runware for nothing). No await between the check above and this: see cancel().
+        tracked.phase = Phase.PRODUCED
+        images, redelivery = produced
+        async with self._delivering:
+            await self._post_results(job, tracked, images, redelivery)
+
+    async def _produce(self, job: Job) -> tuple[list[ImageResult], bool] | None:
+        """Get the job's images: submit a queued job, or continue a submitted one without resubmitting.
+
+        Returns the images and whether they were already stored by an earlier run (which may have posted them), or
+        None when the job is no longer queued.
+        """
+        request = self._inference_request(job)
+        if job.state is JobState.QUEUED:
+            task_uuid = self._client.new_task_uuid()
+            # Stored before the POST: a crash after it makes the next start ask Runware instead of paying twice. So is
+            # the time of every POST of the task (re-POSTs included): the next start waits for the latest to register.
+            if not await self._jobs.begin_submit(job.id, task_uuid):
+                log.info("job %s is no longer queued; not submitting it", job.id)
+                return None
+            recorder = self._restarts.post_recorder(job.id, task_uuid)
+            early = await self._client.submit(request, task_uuid, before_post=recorder)
+            await self._jobs.mark_acknowledged(job.id)
+            images = await self._client.wait(task_uuid, job.count, known=early)
+        else:
+            images, stored = await self._restarts.continue_submitted(job, request)
+            if stored:
+                return images, True
+        results = [
+            JobResult(index, image.image_uuid, image.url, image.cost_micros, image.seed)
+            for index, image in enumerate(images)
+        ]
+        await self._jobs.save_results(job.id, results, total_cost_micros(images))
+        return images, False
+
+    async def _post_results(self, job: Job, tracked: Tracked, images: list[ImageResult], redelivery: bool) -> None:
+        """Download the images, fit them to the upload limit, post them, and charge the job."""
+        target = DeliveryTarget.from_job(job)
+        fitted: list[FittedImage] = []
+        for image in images:
+            data = await self._client.download(image)
+            try:
+                fitted.append(
+                    await asyncio.to_thread(
+                        fit_to_limit, data, limit=target.attachment_size_limit, preferred_format=job.format
+                    )
+                )
+            except (InvalidImageError, ValueError) as exc:
+                log.error("image %s of job %s cannot be fitted: %s", image.image_uuid, job.id, exc)
+                raise DeliveryError(DELIVERY_FAILURE) from exc
+        reported = total_cost_micros(images)
+        if reported is None:
+            # The estimate stands in for the bill, for the images that were made only (a partial result is not
+            # charged in full), rounded down in the member's favour.
+            cost = job.estimate * min(len(images), job.count) // job.count
+            log.warning(
+                "Runware left a cost out for job %s; charging %d of its estimate %d", job.id, cost, job.estimate
+            )
+        else:
+            cost = reported
+        summary = await self._summary(job, len(fitted), cost, reported is not None, redelivery)
+        tracked.phase = Phase.DELIVERING  # no more progress edits; cancel() has refused since PRODUCED
+        try:
+            message_id = await self._delivery.deliver(job, fitted, summary)
+        except (DeliveryError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("delivery of job %s failed", job.id)
+            raise DeliveryError(DELIVERY_FAILURE) from exc
+        if not await self._jobs.finish_delivered(job.id, message_id, cost):
+            current = await self._jobs.get(job.id)
+            log.error(
+                "job %s was delivered but is now %s; not charging it", job.id, current.state if current else "gone"
+            )
+            return
+        try:
+            await self._ledger.settle(job.id, cost)
+        except LedgerError:
+            log.exception("job %s was delivered but could not be settled", job.id)
+        log.info("job %s delivered (%d image(s), message %s), charged %s", job.id, len(fitted), message_id, cost)
+
+    def _inference_request(self, job: Job) -> ImageInferenceRequest:
+        quality = job.extras.get("output_quality", self._config.runware.output_quality)
+        return ImageInferenceRequest(
+            model=job.model,
+            prompt=job.prompt,
+            size=job.size,
+            quality=job.quality,
+            background=job.background,
+            count=job.count,
+            format=job.format,
+            reference_images=job.references,
+            output_quality=quality if isinstance(quality, int) else self._config.runware.output_quality,
+        )
+
+    async def _summary(self, job: Job, image_count: int, cost: int, reported: bool, redelivery: bool) -> ResultSummary:
+        remaining: int | None = None
+        resets_at: datetime | None = None
+        if job.guild_id is not None:
+            roles = [int(role) for role in job.extras.get("role_ids", []) if isinstance(role, int)]
+            try:
+                status = await self._ledger.status(job.guild_id, job.member_id, roles)
+            except AtelierError:
+                log.warning("no budget status for job %s", job.id, exc_info=True)
+            else:
+                resets_at = status.resets_at
+                # The hold is still counted as reserved; after settling, the charge replaces it.
+                remaining = None if status.remaining is None else max(0, status.remaining + job.estimate - cost)
+        kind = job.extras.get("kind", RequestKind.IMAGINE.value)
+        return ResultSummary(
+            job_id=job.id,
+            kind=RequestKind(kind) if kind in RequestKind.__members__.values() else RequestKind.IMAGINE,
+            requester_id=job.member_id,
+            prompt=job.prompt,
+            model=job.model,
+            size=job.size,
+            quality=job.quality,
+            count=job.count,
+            image_count=image_count,
+            cost=cost,
+            cost_reported=reported,
+            estimate=job.estimate,
+            remaining=remaining,
+            resets_at=resets_at,
+            parent_job_id=job.parent_job_id,
+            redelivery=redelivery,
+        )
+
+    async def _fail(self, job: Job, message: str) -> None:
+        """Record the failure first, then release the hold (reconcile finishes it if we die between), then tell."""
+        if not await self._jobs.finish(job.id, JobState.FAILED, error=message, expected=_RUNNABLE):
+            log.info("job %s already finished; not marking it failed", job.id)
+            return
+        await self._release(job.id)
+        try:
+            await self._delivery.fail(job, message)
+        except Exception:
+            log.warning("could not tell the member that job %s failed", job.id, exc_info=True)
+
+    async def _release(self, job_id: str) -> bool:
+        try:
+            return await self._ledger.release(job_id)
+        except LedgerError:
+            log.exception("could not release the hold of job %s", job_id)
+            return False
+
+    # ------------------------------------------------------------------------------------------------- cancel
+
+    async def cancel(self, job: Job, member_id: int, *, is_moderator: bool) -> CancelResult:
+        """Cancel a queued or running job (as just read) and release its reservation; see `GenerationService.cancel`."""
+        job_id = job.id
+        if job.member_id != member_id and not is_moderator:
+            raise PermissionDeniedError("Only the member who asked for this job, or a moderator, can cancel it.")
+        if job.state.is_finished:
+            raise JobNotCancellableError(_finished_sentence(job.state))
+        tracked = self._active.get(job_id)
+        # From here to `cancel_requested` there is no await, so the worker cannot get its images unnoticed: it checks
+        # `cancel_requested` and leaves RUNNING in one synchronous step as soon as they are stored (see `_run`).
+        if tracked is not None:
+            if tracked.phase in (Phase.PRODUCED, Phase.DELIVERING):
+                raise JobNotCancellableError(_TOO_LATE)
+            tracked.cancel_requested = True
+        self._scheduler.remove(job_id)
+        who = "a moderator" if is_moderator and job.member_id != member_id else "the member"
+        changed = await self._jobs.finish(job_id, JobState.CANCELLED, error=f"Cancelled by {who}.", expected=_ACTIVE)
+        if not changed:
+            current = await self._jobs.get(job_id)
+            state = current.state if current is not None else JobState.CANCELLED
+            raise JobNotCancellableError(_finished_sentence(state))
+        was_running = self._scheduler.cancel_running(job_id)
+        released = await self._release(job_id)
+        self._active.untrack(job_id)
+        log.info("job %s cancelled by %s (was %s)", job_id, who, job.state.value)
+        return CancelResult(job, job.estimate if released else 0, was_running)
+
+
+def _finished_sentence(state: JobState) -> str:
+    return {
+        JobState.SUCCEEDED: "That job already finished and was posted; there is nothing to cancel.",
+        JobState.FAILED: "That job already failed (nothing was charged); there is nothing to cancel.",
+        JobState.CANCELLED: "That job was already cancelled.",
+        JobState.REJECTED: "That job was rejected by a moderator; there is nothing to cancel.",
+    }.get(state, "That job can no longer be cancelled.")
