@@ -28,4 +28,5 @@ def from_ms(ms: int) -> datetime:
 
 
 def optional_from_ms(ms: int | None) -> datetime | None:
+    """Convert a nullable milliseconds column: None stays None."""
     return None if ms is None else from_ms(ms)

@@ -14,4 +14,4 @@ def test_millisecond_timestamps_round_trip_exactly() -> None:
     moment = datetime(2031, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
     assert from_ms(to_ms(moment)) == moment
     with pytest.raises(ValueError, match="timezone-aware"):
-        to_ms(datetime(2025, 1, 1))
+        to_ms(datetime(2025, 1, 1))  # noqa: DTZ001 (a naive datetime is what is refused)

@@ -17,22 +17,28 @@ class PricedRequest(Protocol):
     """What `Pricing.estimate_request` needs from a request."""
 
     @property
-    def model(self) -> ModelName: ...
+    def model(self) -> ModelName:
+        """The model asked for."""
 
     @property
-    def quality(self) -> Quality: ...
+    def quality(self) -> Quality:
+        """The quality asked for."""
 
     @property
-    def size(self) -> Size: ...
+    def size(self) -> Size:
+        """The size asked for."""
 
     @property
-    def count(self) -> int: ...
+    def count(self) -> int:
+        """How many images."""
 
     @property
-    def prompt(self) -> str: ...
+    def prompt(self) -> str:
+        """The prompt (GPT Image 1.5 prices its tokens)."""
 
     @property
-    def references(self) -> Sized: ...
+    def references(self) -> Sized:
+        """The reference images (GPT Image 1.5 prices each)."""
 
 
 class Pricing:

@@ -83,6 +83,7 @@ class RunwareTransport:
         return await self.retrying(lambda: self.post(tasks()))
 
     async def retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """Await `call`, trying again after a backoff while it fails retryably, up to `max_retries` times."""
         attempt = 0
         while True:
             try:
@@ -173,6 +174,7 @@ class RunwareTransport:
         return Response(status=status, items=items, errors=errors)
 
     async def get(self, url: str, *, task_uuid: str) -> bytes:
+        """GET a result image (no API key sent), refusing one over 64 MiB; failures become `RunwareError`s."""
         try:
             async with self._session.get(url, timeout=self._timeout) as response:
                 if response.status >= 400:
@@ -205,9 +207,11 @@ class RunwareTransport:
         return delay
 
     def scrub(self, text: str) -> str:
+        """Return `text` with the API key replaced by `***`."""
         return text.replace(self._api_key, "***")
 
     def scrubbed(self, error: RunwareError) -> RunwareError:
+        """Return `error` with the API key taken out of its message and parameter."""
         error.redact(self._api_key)
         return error
 

@@ -29,22 +29,77 @@ UTC_DT = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("period", "now", "start", "end"),
     [
-        ("day", datetime(2025, 1, 15, 12, 0), datetime(2025, 1, 15), datetime(2025, 1, 16)),
-        ("day", datetime(2025, 1, 15, 0, 0), datetime(2025, 1, 15), datetime(2025, 1, 16)),
-        ("day", datetime(2024, 12, 31, 23, 59, 59), datetime(2024, 12, 31), datetime(2025, 1, 1)),
-        ("week", datetime(2025, 1, 15, 12, 0), datetime(2025, 1, 13), datetime(2025, 1, 20)),
-        ("week", datetime(2025, 1, 13, 0, 0), datetime(2025, 1, 13), datetime(2025, 1, 20)),
-        ("week", datetime(2025, 1, 19, 23, 59), datetime(2025, 1, 13), datetime(2025, 1, 20)),
-        ("week", datetime(2025, 1, 1, 8, 0), datetime(2024, 12, 30), datetime(2025, 1, 6)),
-        ("month", datetime(2025, 1, 15, 12, 0), datetime(2025, 1, 1), datetime(2025, 2, 1)),
-        ("month", datetime(2024, 2, 29, 23, 0), datetime(2024, 2, 1), datetime(2024, 3, 1)),
-        ("month", datetime(2024, 12, 31, 23, 59), datetime(2024, 12, 1), datetime(2025, 1, 1)),
-        ("month", datetime(2025, 3, 1, 0, 0), datetime(2025, 3, 1), datetime(2025, 4, 1)),
+        (
+            "day",
+            datetime(2025, 1, 15, 12, 0, tzinfo=UTC),
+            datetime(2025, 1, 15, tzinfo=UTC),
+            datetime(2025, 1, 16, tzinfo=UTC),
+        ),
+        (
+            "day",
+            datetime(2025, 1, 15, 0, 0, tzinfo=UTC),
+            datetime(2025, 1, 15, tzinfo=UTC),
+            datetime(2025, 1, 16, tzinfo=UTC),
+        ),
+        (
+            "day",
+            datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC),
+            datetime(2024, 12, 31, tzinfo=UTC),
+            datetime(2025, 1, 1, tzinfo=UTC),
+        ),
+        (
+            "week",
+            datetime(2025, 1, 15, 12, 0, tzinfo=UTC),
+            datetime(2025, 1, 13, tzinfo=UTC),
+            datetime(2025, 1, 20, tzinfo=UTC),
+        ),
+        (
+            "week",
+            datetime(2025, 1, 13, 0, 0, tzinfo=UTC),
+            datetime(2025, 1, 13, tzinfo=UTC),
+            datetime(2025, 1, 20, tzinfo=UTC),
+        ),
+        (
+            "week",
+            datetime(2025, 1, 19, 23, 59, tzinfo=UTC),
+            datetime(2025, 1, 13, tzinfo=UTC),
+            datetime(2025, 1, 20, tzinfo=UTC),
+        ),
+        (
+            "week",
+            datetime(2025, 1, 1, 8, 0, tzinfo=UTC),
+            datetime(2024, 12, 30, tzinfo=UTC),
+            datetime(2025, 1, 6, tzinfo=UTC),
+        ),
+        (
+            "month",
+            datetime(2025, 1, 15, 12, 0, tzinfo=UTC),
+            datetime(2025, 1, 1, tzinfo=UTC),
+            datetime(2025, 2, 1, tzinfo=UTC),
+        ),
+        (
+            "month",
+            datetime(2024, 2, 29, 23, 0, tzinfo=UTC),
+            datetime(2024, 2, 1, tzinfo=UTC),
+            datetime(2024, 3, 1, tzinfo=UTC),
+        ),
+        (
+            "month",
+            datetime(2024, 12, 31, 23, 59, tzinfo=UTC),
+            datetime(2024, 12, 1, tzinfo=UTC),
+            datetime(2025, 1, 1, tzinfo=UTC),
+        ),
+        (
+            "month",
+            datetime(2025, 3, 1, 0, 0, tzinfo=UTC),
+            datetime(2025, 3, 1, tzinfo=UTC),
+            datetime(2025, 4, 1, tzinfo=UTC),
+        ),
     ],
 )
 def test_periods_start_and_reset_at_utc_midnight(period: str, now: datetime, start: datetime, end: datetime) -> None:
     """Days reset at 00:00 UTC, weeks on Monday 00:00 UTC, months on the 1st 00:00 UTC."""
-    assert period_bounds(period, now.replace(tzinfo=UTC)) == (start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
+    assert period_bounds(period, now) == (start, end)
 
 
 def test_periods_are_computed_in_utc_whatever_the_clock_zone() -> None:
