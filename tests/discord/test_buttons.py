@@ -16,6 +16,7 @@ from tests.discord.helpers import (
     result_of,
     settled_total,
     status,
+    task_for,
     text_input_id,
 )
 
@@ -122,8 +123,14 @@ async def test_queue_lists_jobs_and_cancel_releases_the_hold(atelier: Atelier) -
     and it never reaches Runware; Cancel on a running job releases its hold and its task is not re-submitted."""
     fake, world = atelier.fake, atelier.world
     atelier.runware.latency = 1.5
-    jobs = [await atelier.slash("imagine", user_id=world.member_id, prompt=f"a slow fox {n}") for n in range(3)]
+    prompts = [f"a slow fox {n}" for n in range(3)]
+    jobs = [await atelier.slash("imagine", user_id=world.member_id, prompt=prompt) for prompt in prompts]
     await fake.wait_until(lambda: len(inference_tasks(atelier)) == 2, what="two running tasks (per-member limit)")
+    # The three commands are handled concurrently, so any one of them may be the one left waiting.
+    started = {task["positivePrompt"] for task in inference_tasks(atelier)}
+    assert len(started) == 2 and started < set(prompts)
+    (queued_at,) = [n for n, prompt in enumerate(prompts) if prompt not in started]
+    first_running, second_running = [n for n in range(3) if n != queued_at]
 
     listing = await atelier.slash("queue", user_id=world.member_id)
     queue = await listing.wait_message()
@@ -133,7 +140,7 @@ async def test_queue_lists_jobs_and_cancel_releases_the_hold(atelier: Atelier) -
     buttons = queue.button_custom_ids()
     assert len(buttons) == 3 and all(custom_id.startswith("atelier:cancel:") for custom_id in buttons)
 
-    waiting = jobs[2].original_message()
+    waiting = jobs[queued_at].original_message()
     assert waiting is not None and "Queued: position 1" in waiting.content
     waiting_id = waiting.button_custom_ids()[0].split(":")[2]
     await fake.click_button(queue, f"atelier:cancel:{waiting_id}", user_id=world.member_id)
@@ -142,17 +149,17 @@ async def test_queue_lists_jobs_and_cancel_releases_the_hold(atelier: Atelier) -
     await fake.wait_until(lambda: "Cancelled" in waiting.content, what="the job's own status to change")
     assert waiting.components == []
 
-    running = jobs[0].original_message()
+    running = jobs[first_running].original_message()
     assert running is not None
     stranger = await fake.click_button(running, running.button_custom_ids()[0], user_id=world.other_member_id)
     assert (await stranger.wait_message(lambda m: m.ephemeral)).content.startswith("Only the member who asked")
     await fake.click_button(running, running.button_custom_ids()[0], user_id=world.member_id)
     await fake.wait_until(lambda: "Cancelled" in running.content, what="the running job's cancellation")
 
-    survivor = await result_of(jobs[1])
+    survivor = await result_of(jobs[second_running])
     await idle(atelier)
     assert survivor.attachments
-    cancelled_task = inference_tasks(atelier)[0]["taskUUID"]
+    cancelled_task = task_for(atelier, prompts[first_running])["taskUUID"]
     assert atelier.runware.submissions_of(cancelled_task) == 1
     assert len(inference_tasks(atelier)) == 2, "the cancelled queued job never reached Runware"
     budget = await status(atelier, world.member_id)
