@@ -85,7 +85,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         Pricing(config),
         config,
         Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency),
-        settings=server_options,
+        server_options=server_options,
         delivery=delivery,
         allowed_hosts=reference_hosts(settings),
     )

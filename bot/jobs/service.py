@@ -61,7 +61,7 @@ class GenerationService:
         config: AppConfig,
         scheduler: Scheduler,
         *,
-        settings: ServerOptions,
+        server_options: ServerOptions,
         delivery: Delivery,
         allowed_hosts: Collection[str] = frozenset(),
         clock: Callable[[], datetime] = utc_now,
@@ -72,7 +72,7 @@ class GenerationService:
         self._active = ActiveJobs()
         self._admitter = Admitter(
             config=config,
-            server_options=settings,
+            server_options=server_options,
             pricing=pricing,
             ledger=ledger,
             scheduler=scheduler,

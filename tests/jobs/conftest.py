@@ -203,7 +203,7 @@ class HarnessFactory:
             config,
             scheduler,
             delivery=delivery,
-            settings=settings,
+            server_options=settings,
             allowed_hosts=allowed_hosts,
         )
         harness = Harness(db, budgets, ledger, client, scheduler, service, delivery, self.fake, settings)
