@@ -118,6 +118,23 @@ class GenerationService:
             self._admitter.reroll_request(parent, member_id, role_ids, delivery, confirmed=confirmed)
         )
 
+    async def edit_request(
+        self,
+        parent: Job,
+        member_id: int,
+        role_ids: Sequence[int],
+        prompt: str,
+        delivery: DeliveryTarget,
+    ) -> GenerationRequest:
+        """Build, without admitting it, an edit of a stored job's result images (the references, by Runware UUID).
+
+        `parent` is the job as the caller already read it (`require_job`, `job_for_message`). The prompt is stripped
+        and must not be empty, the parent must have been made in a server and have images (`InvalidRequestError`
+        otherwise). The parent's model and size are kept; the other options come from the server's defaults, else the
+        config's, read now: a request that is confirmed later is admitted with the options its estimate was shown for.
+        """
+        return await self._admitter.edit_request(parent, member_id, role_ids, prompt, delivery, confirmed=False)
+
     async def edit_from(
         self,
         parent: Job,
@@ -128,12 +145,7 @@ class GenerationService:
         *,
         confirmed: bool = False,
     ) -> Admission:
-        """Edit a stored job's result images (they become the references, by Runware UUID) with a new prompt.
-
-        `parent` is the job as the caller already read it (`require_job`, `job_for_message`). The prompt is stripped
-        and must not be empty, and the parent must have been made in a server (`InvalidRequestError` otherwise). The
-        parent's model and size are kept; the other options come from the server's defaults, else the config's.
-        """
+        """Admit an edit of a stored job's result images at once (`edit_request`, then `admit`)."""
         request = await self._admitter.edit_request(parent, member_id, role_ids, prompt, delivery, confirmed=confirmed)
         return await self.admit(request)
 

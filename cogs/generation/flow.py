@@ -213,18 +213,13 @@ class RequestFlow(commands.Cog):
         job = await self.service.job_for_message(message_id)
         return job if job is not None and job.guild_id == guild_id else None
 
-    async def result_edit(self, job: Job, member: Member, prompt: str) -> Admit:
+    async def result_edit(self, job: Job, member: Member, prompt: str, target: DeliveryTarget) -> Admit:
         """Admit an edit of a result's images (by their Runware ids: nothing is downloaded), paid by `member`.
 
         The service keeps the result's model and size and takes the other options from the server's defaults, else
-        the config's; it refuses an empty prompt and a job made outside a server.
+        the config's, now: a confirmation later admits exactly the edit whose estimate it showed.
         """
-        member_id, roles = member.id, role_ids(member)
-
-        async def admit(delivery: DeliveryTarget, confirmed: bool) -> Admission:
-            return await self.service.edit_from(job, member_id, roles, prompt, delivery, confirmed=confirmed)
-
-        return admit
+        return self.admit_new(await self.service.edit_request(job, member.id, role_ids(member), prompt, target))
 
     async def edit(
         self,
@@ -239,7 +234,7 @@ class RequestFlow(commands.Cog):
     ) -> Admit:
         """Admit an edit: of the bot's own result (`result_edit`) if there is one, else of `references`."""
         if own_result is not None:
-            return await self.result_edit(own_result, member, prompt)
+            return await self.result_edit(own_result, member, prompt, target)
         request = new_request(
             guild_id=guild_id,
             channel_id=channel_id,
@@ -300,7 +295,7 @@ class RequestFlow(commands.Cog):
         _, target = await self.begin(interaction, source_message_id=source)
         job = await self.service.require_job(job_id)
         await self.submit(
-            self.answer_in(interaction, target), await self.result_edit(job, interaction.user, prompt), target
+            self.answer_in(interaction, target), await self.result_edit(job, interaction.user, prompt, target), target
         )
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:

@@ -19,6 +19,7 @@ from tests.discord.helpers import (
     jpeg,
     png,
     result_of,
+    settled_total,
     task_for,
     text_input_id,
 )
@@ -232,6 +233,44 @@ async def test_reply_above_the_threshold_asks_first_and_the_click_carries_the_re
     assert click.ack_type == 7
     assert task_for(atelier, "add a fountain")["inputs"]["referenceImages"]
     assert embed_fields(question)["Requested by"] == f"<@{world.member_id}>"
+
+
+async def test_a_confirmed_edit_runs_with_the_options_its_estimate_was_shown_for(atelier: Atelier) -> None:
+    """An admin changing the server's defaults while an edit waits for Confirm does not change that edit: it runs
+    with the options (and is held and charged the price) the member confirmed."""
+    await atelier.restart(limits__confirm_above='"0.01"')
+    fake, world = atelier.fake, atelier.world
+    first = await atelier.slash("imagine", user_id=world.member_id, prompt="a pond")
+    question_to_start = await first.wait_message(lambda m: "confirm" in m.content)
+    confirm_id = next(c for c in question_to_start.button_custom_ids() if ":confirm:" in c)
+    await fake.click_button(question_to_start, confirm_id, user_id=world.member_id)
+    await fake.wait_until(lambda: bool(question_to_start.attachments), what="the first result")
+    await idle(atelier)
+
+    reply = await fake.user_message(
+        world.channel_id,
+        user_id=world.member_id,
+        content=f"<@{fake.bot_user.id}> add ducks",
+        reply_to=question_to_start,
+    )
+    question = await _reply_to(atelier, reply)
+    assert "$0.011" in question.content
+    await atelier.bot.services.server_options.change_defaults(
+        world.guild_id, actor_id=world.admin_id, count=2, quality="high"
+    )
+    await fake.click_button(
+        question, next(c for c in question.button_custom_ids() if ":confirm:" in c), user_id=world.member_id
+    )
+    await fake.wait_until(lambda: bool(question.attachments), timeout=10.0, what="the result in the question")
+    await idle(atelier)
+
+    task = task_for(atelier, "add ducks")
+    assert (
+        task.get("numberResults", 1) == 1
+        and task["providerSettings"] == task_for(atelier, "a pond")["providerSettings"]
+    )
+    assert len(question.attachments) == 1
+    assert await settled_total(atelier) == (2, 22_000), "each job charged the $0.011 shown"
 
 
 @pytest.mark.parametrize(

@@ -241,3 +241,21 @@ async def test_an_edit_without_a_prompt_or_of_a_job_outside_a_server_is_refused_
     assert str(refused.value) == message
     assert await harness.job_rows() == 1
     assert (await harness.ledger_rows(), len(harness.fake.tasks_submitted())) == (rows, tasks)
+
+
+async def test_an_edit_of_a_job_without_images_is_refused_and_nothing_is_spent(harness: Harness) -> None:
+    """A parent whose images are not made (still running here) cannot be edited: refused after the prompt and the
+    server checks, with nothing reserved, stored or sent."""
+    harness.fake.latency = 30.0
+    first = await harness.service.admit(make_request())
+    assert first.job_id is not None
+    parent = await harness.job(first.job_id)
+    rows = await harness.ledger_rows()
+
+    with pytest.raises(InvalidRequestError) as refused:
+        await harness.service.edit_from(parent, ALICE, (), "make it blue", DeliveryTarget(channel_id=CHANNEL))
+
+    assert str(refused.value) == "That job has no images to edit; it did not finish."
+    assert await harness.job_rows() == 1 and await harness.ledger_rows() == rows
+    assert all(task.get("positivePrompt") != "make it blue" for task in harness.fake.tasks_submitted())
+    await harness.service.cancel(first.job_id, ALICE)
