@@ -1,8 +1,8 @@
 """Interaction burst: N /imagine commands injected at once into the real bot, against the fake Discord and Runware.
 
-Run from the repository root: `python bench/interactions.py` (options: --count, --latency, --members, --solo,
---photo-images, --delivery-concurrency, --no-floor, --profile). It takes about 20 s and needs an otherwise idle
-machine: it prints how much CPU other processes used meanwhile.
+Run from the repository root, after `pip install -e '.[test]'` there: `python bench/interactions.py` (options: --count,
+--latency, --members, --solo, --photo-images, --delivery-concurrency, --no-floor, --profile). It takes about 20 s and
+needs an otherwise idle machine: it prints how much CPU other processes used meanwhile.
 
 What runs where:
 - this process: the fake Discord (its OpenAPI validation off: that is a test feature and costs CPU) and the fake
@@ -44,6 +44,7 @@ from pathlib import Path
 
 import discord
 import yarl
+from _checkout import ROOT, require_this_checkout
 from discord import app_commands
 
 import fakes.runware as fake_runware
@@ -51,8 +52,6 @@ from bot.settings import load_app_config
 from fakes.config_file import copy_config
 from fakes.discord import FakeDiscord, FakeInteraction, ResponseRecord
 from fakes.runware import DEFAULT_API_KEY, FakeRunware
-
-ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = Path(__file__).resolve()
 CONFIG = ROOT / "config" / "atelier.toml"
@@ -730,6 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.floor_bot:
         floor_bot()
         return 0
+    require_this_checkout()
     if args.count < 1 or args.members < 1 or args.solo < 0 or args.latency < 0:
         parser.error("--count and --members must be positive, --solo and --latency not negative")
     if args.profile is not None and shutil.which("py-spy") is None:

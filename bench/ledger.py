@@ -1,8 +1,9 @@
 """Ledger throughput: reserve+settle pairs per second and latency at 1, 8 and 64 concurrent tasks on one file.
 
-Run from the repository root: `python bench/ledger.py` (options: --seconds, --levels, --members). Each level uses a
-fresh database in a temporary directory, one server with a cap, 1,000 members with role allowances, and the real
-config price table; every pair is a full budget check + hold, then a settlement to the cost.
+Run from the repository root, after `pip install -e '.[test]'` there: `python bench/ledger.py` (options: --seconds,
+--levels, --members). Each level uses a fresh database in a temporary directory, one server with a cap, 1,000 members
+with role allowances, and the real config price table; every pair is a full budget check + hold, then a settlement to
+the cost.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from _checkout import ROOT, require_this_checkout
+
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
 from bot.catalog import ModelName, Quality, Size
 from bot.settings import load_app_config
 from bot.storage.database import Database
-
-ROOT = Path(__file__).resolve().parents[1]
 
 GUILD = 1_100_000_000_000_000_001
 ROLES = [2_200_000_000_000_000_001, 2_200_000_000_000_000_002]
@@ -98,6 +99,7 @@ async def main() -> None:
         "--no-group-commit", action="store_true", help="give every operation its own commit (for comparison)"
     )
     args = parser.parse_args()
+    require_this_checkout()
     print(
         f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, "
         f"{args.seconds:g} s per level, one file per level in a temp dir, "

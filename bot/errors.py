@@ -8,11 +8,15 @@ from __future__ import annotations
 
 
 class AtelierError(Exception):
-    """A failure the user can act on; `str(error)` is a short, specific sentence safe to show them."""
+    """A failure the user can act on; `str(error)` is a short, specific sentence without markup, safe to show them.
+
+    An error whose words need the edge's own markup (`BudgetExceededError`: a reset time Discord shows in the reader's
+    time zone) carries its data, and its `str()` is a plain description; the edge writes the sentence from the data.
+    """
 
     @property
     def user_message(self) -> str:
-        """The sentence shown to the user (ephemeral in Discord)."""
+        """The plain sentence for the user; an edge with its own words for this error uses those instead."""
         return str(self)
 
 

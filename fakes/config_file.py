@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 
 
+@cache
 def project_config() -> Path:
-    """Find the project's config file: beside this package in a checkout, else `config/atelier.toml` in the
-    working directory (the fakes installed with `pip install .`, run from the checkout as the benchmarks are)."""
-    for folder in (Path(__file__).resolve().parents[1], Path.cwd()):
+    """Find the project's config file, which lists every setting with its default.
+
+    It is beside this package in a checkout; a copy of the fakes installed with `pip install .` looks in the working
+    directory and then its parents (the benchmarks run from the checkout). Looked up when first needed, so importing
+    the fakes works anywhere.
+    """
+    here = Path(__file__).resolve().parents[1]
+    cwd = Path.cwd().resolve()
+    for folder in (here, cwd, *cwd.parents):
         candidate = folder / "config" / "atelier.toml"
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError("config/atelier.toml not found beside the fakes package nor in the working directory")
-
-
-CONFIG = project_config()
-"""The project's config file: it lists every setting, with its default."""
+    raise FileNotFoundError(
+        "config/atelier.toml is neither beside the fakes package nor in or above the working folder"
+    )
 
 
 def copy_config(path: Path, changes: dict[str, str]) -> Path:
@@ -28,7 +34,8 @@ def copy_config(path: Path, changes: dict[str, str]) -> Path:
     section = ""
     done: set[str] = set()
     lines = []
-    for line in CONFIG.read_text(encoding="utf-8").splitlines():
+    config = project_config()
+    for line in config.read_text(encoding="utf-8").splitlines():
         header = re.fullmatch(r"\[([^\]]+)\]\s*", line)
         if header:
             section = header.group(1)
@@ -40,6 +47,6 @@ def copy_config(path: Path, changes: dict[str, str]) -> Path:
         lines.append(line)
     missing = set(changes) - done
     if missing:
-        raise ValueError(f"not in {CONFIG.name}: {sorted(missing)}")
+        raise ValueError(f"not in {config.name}: {sorted(missing)}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -34,11 +34,16 @@ _API_HOST = "https://discord.com"
 
 
 def default_spec_path() -> Path:
-    """Where the spec is: ``$DISCORD_OPENAPI_SPEC``, else ``<repo>/../shared/reference/discord-openapi.json``."""
+    """Where the spec is: ``$DISCORD_OPENAPI_SPEC``, else ``shared/reference/discord-openapi.json`` beside the
+    checkout this package is in, else beside the working folder or one above it (an installed copy of the fakes run
+    from the checkout); the first of those if none exists (the checker then says it was not found)."""
     override = os.environ.get("DISCORD_OPENAPI_SPEC")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared/reference/discord-openapi.json"
+    relative = Path("shared/reference/discord-openapi.json")
+    cwd = Path.cwd().resolve()
+    candidates = [Path(__file__).resolve().parents[1].parent / relative, *(folder / relative for folder in cwd.parents)]
+    return next((candidate for candidate in candidates if candidate.is_file()), candidates[0])
 
 
 @dataclass

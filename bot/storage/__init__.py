@@ -14,6 +14,6 @@
 Each query is written once, as a method of a `*Queries` class working on a connection inside `Database.run()`, so
 that a service can compose several in one transaction (the ledger checks a budget, writes a hold and creates the job
 row together). A `*Repository` exists only where production code makes such calls one at a time, and its methods
-delegate to the query of the same name. Storage imports nothing from the service packages (`bot.jobs`,
-`bot.billing`, `bot.discord`, `cogs`): only `bot.catalog` and `bot.clock`.
+delegate to a query method. Storage imports nothing from the service packages (`bot.jobs`, `bot.billing`,
+`bot.discord`, `cogs`): only `bot.catalog` and `bot.clock`.
 """

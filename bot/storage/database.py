@@ -230,8 +230,8 @@ class Database:
 class Repository(Generic[Q]):
     """The async face of a query class (`JobQueries`, `MetaQueries`, ...): each call is one query in its own unit.
 
-    A subclass names only the calls production code makes one at a time, each delegating in one line to the query
-    method of the same name; code that composes queries in one transaction runs the query class in `Database.run`.
+    A subclass names only the calls production code makes one at a time, each delegating in one line to a query
+    method; code that composes queries in one transaction runs the query class in `Database.run`.
     """
 
     def __init__(self, db: Database, queries: Callable[[sqlite3.Connection], Q]) -> None:

@@ -4,7 +4,7 @@ Creating a job, its state changes, the task's POSTs and acknowledgement, results
 
 `JobQueries` holds every query, on a connection inside a transaction opened by `Database.run()` (the ledger creates
 a job row in the same transaction as its hold). `JobRepository` is the async face for the job service and the cogs:
-one transaction per call, each delegating to the query of the same name, stamped with its clock.
+one transaction per call, each delegating to one query method, stamped with its clock.
 """
 
 from __future__ import annotations

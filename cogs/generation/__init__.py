@@ -7,7 +7,8 @@
 - `edit`: `/edit`, the **Edit image** message command and replies that mention the bot;
 - `references`: attachments and a message's images as references.
 
-`setup()` builds the flow once and hands it to each cog and to the buttons (`bot.discord.views.bind_buttons`).
+`setup()` builds the flow once and hands it to each cog; the flow binds the buttons to itself
+(`bot.discord.views.bind_buttons`) while it is loaded.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 from discord.ext import commands
 
 from bot.discord.client import AtelierBot
-from bot.discord.views import bind_buttons
 from cogs._context import services_of
 from cogs.generation.edit import Editing
 from cogs.generation.flow import RequestFlow
@@ -26,8 +26,7 @@ async def setup(bot: commands.Bot) -> None:
     """Build the request flow, bind the buttons to it, and add the flow and the commands that use it."""
     services = services_of(bot)
     assert isinstance(bot, AtelierBot)
-    flow = RequestFlow(services.generation, services.server_options, services.delivery)
-    bot.add_dynamic_items(*bind_buttons(flow))  # old buttons work after a restart too
+    flow = RequestFlow(bot, services.generation, services.server_options, services.delivery)
     await bot.add_cog(flow)
     await bot.add_cog(Imagine(flow))
     await bot.add_cog(Editing(bot, flow))

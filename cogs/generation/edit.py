@@ -34,17 +34,16 @@ from discord.ext import commands
 
 from bot.discord.client import AtelierBot
 from bot.discord.posting import permission_problem, reply_reference
-from bot.discord.tree import defer_public, new_error_id, user_sentence
+from bot.discord.tree import new_error_id, user_sentence
 from bot.discord.views import ChangeModal
 from bot.errors import AtelierError, InvalidRequestError
 from bot.jobs.delivery import DeliveryError
 from bot.jobs.requests import DeliveryTarget, ReferenceSource, RequestKind
 from bot.jobs.service import Admission
-from cogs._checks import require_guild
 from cogs._options import Count, Prompt, generation_options
 from cogs.generation.answers import EXPIRED
 from cogs.generation.flow import RequestFlow
-from cogs.generation.references import message_images, reference_from_attachment
+from cogs.generation.references import message_images
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +178,11 @@ class Editing(commands.Cog):
         output_format: str | None = None,
     ) -> None:
         """Edit uploaded images: describe the change, and the images are the starting point."""
-        response_id = await defer_public(interaction)  # acknowledge within Discord's 3 s before any other work
-        options = await self.flow.options(
-            require_guild(interaction),
+        await self.flow.command(
+            interaction,
+            prompt,
+            (image, image2, image3, image4),
+            RequestKind.EDIT,
             model=model,
             size=size,
             quality=quality,
@@ -189,9 +190,6 @@ class Editing(commands.Cog):
             output_format=output_format,
             count=count,
         )
-        attachments = [item for item in (image, image2, image3, image4) if item is not None]
-        references = [reference_from_attachment(attachment) for attachment in attachments]
-        await self.flow.generate(interaction, response_id, prompt, options, references, RequestKind.EDIT)
 
     # ----------------------------------------------------------------------------------------------- Edit image
 

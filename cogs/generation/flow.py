@@ -15,8 +15,9 @@ and Confirm/Cancel of a confirmation all come through `RequestFlow`, built once 
 Refusals propagate to the caller's error handling, which tells only the requester. Options a member leaves out come
 from the server's defaults (`/settings defaults`), else the config file's `[defaults]` (`ServerOptions.resolve`).
 
-The flow is a cog without commands so that the bot unloads it with the extension: waiting confirmations are dropped
-and the delivery stops watching the statuses on show.
+The flow is a cog without commands so that the bot loads and unloads it with the extension: it handles the clicks on
+Atelier's buttons while it is loaded, and drops waiting confirmations when it is unloaded. The delivery belongs to
+the bot (built by the composition root), which closes it at shutdown after the job service has stopped.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from bot.discord.embeds import queue_embed
 from bot.discord.posting import permission_problem
 from bot.discord.tokens import TOKEN_LIFETIME, delivery_target
 from bot.discord.tree import defer_public, send_ephemeral
-from bot.discord.views import ChangeModal, Confirmations, PendingConfirmation, confirm_view, queue_view
+from bot.discord.views import ChangeModal, Confirmations, PendingConfirmation, bind_buttons, confirm_view, queue_view
 from bot.errors import InvalidRequestError
 from bot.jobs.admission import EMPTY_PROMPT
 from bot.jobs.delivery import DeliveryError
@@ -55,6 +56,7 @@ from cogs.generation.answers import (
     confirm_text,
     status_text,
 )
+from cogs.generation.references import reference_from_attachment
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +120,27 @@ def confirmed(admit: Admit) -> Callable[[DeliveryTarget], Awaitable[Admission]]:
 class RequestFlow(commands.Cog):
     """Takes every request from Discord to the job service, and carries out what the buttons ask for."""
 
-    def __init__(self, service: GenerationService, server_options: ServerOptions, delivery: DiscordDelivery) -> None:
+    def __init__(
+        self,
+        bot: commands.Bot,
+        service: GenerationService,
+        server_options: ServerOptions,
+        delivery: DiscordDelivery,
+    ) -> None:
         self.service = service
         self.delivery = delivery
         self.confirmations = Confirmations()
+        self._bot = bot
         self._server_options = server_options
+        self._buttons = bind_buttons(self)
+
+    async def cog_load(self) -> None:
+        """Handle the clicks on Atelier's buttons, also on messages posted before a restart."""
+        self._bot.add_dynamic_items(*self._buttons)
 
     async def cog_unload(self) -> None:
-        """Drop requests still waiting for confirmation (the delivery belongs to the bot, which closes it)."""
+        """Stop handling clicks and drop requests still waiting for confirmation (the delivery is the bot's)."""
+        self._bot.remove_dynamic_items(*self._buttons)
         self.confirmations.close()
 
     # ------------------------------------------------------------------------------------------------ the prelude
@@ -185,16 +200,35 @@ class RequestFlow(commands.Cog):
 
         return admit
 
-    async def generate(
+    async def command(
         self,
         interaction: discord.Interaction[Any],
-        response_id: int | None,
         prompt: str,
-        options: ResolvedOptions,
-        references: Sequence[ReferenceSource],
+        attachments: Sequence[discord.Attachment | None],
         kind: RequestKind,
+        *,
+        model: str | None,
+        size: str | None,
+        quality: str | None,
+        background: str | None,
+        output_format: str | None,
+        count: int | None,
     ) -> None:
-        """Start a slash command's request, after `defer_public` and resolving the member's options."""
+        """Start a slash command's request (`/imagine`, `/edit`) from acknowledging it to submitting it.
+
+        The options a member left out are filled in, and the attached images become the references.
+        """
+        response_id = await defer_public(interaction)  # acknowledge within Discord's 3 s before any other work
+        options = await self.options(
+            require_guild(interaction),
+            model=model,
+            size=size,
+            quality=quality,
+            background=background,
+            output_format=output_format,
+            count=count,
+        )
+        references = [reference_from_attachment(attachment) for attachment in attachments if attachment is not None]
         guild_id, target = self.target(interaction, response_id)
         request = new_request(
             guild_id=guild_id,

@@ -8,12 +8,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord.tree import defer_public
 from bot.jobs.requests import RequestKind
-from cogs._checks import require_guild
 from cogs._options import Count, Prompt, generation_options
 from cogs.generation.flow import RequestFlow
-from cogs.generation.references import reference_from_attachment
 
 
 class Imagine(commands.Cog):
@@ -47,9 +44,11 @@ class Imagine(commands.Cog):
         reference4: discord.Attachment | None = None,
     ) -> None:
         """Generate images from a prompt, optionally guided by reference images."""
-        response_id = await defer_public(interaction)  # acknowledge within Discord's 3 s before any other work
-        options = await self.flow.options(
-            require_guild(interaction),
+        await self.flow.command(
+            interaction,
+            prompt,
+            (reference, reference2, reference3, reference4),
+            RequestKind.IMAGINE,
             model=model,
             size=size,
             quality=quality,
@@ -57,6 +56,3 @@ class Imagine(commands.Cog):
             output_format=output_format,
             count=count,
         )
-        attachments = [item for item in (reference, reference2, reference3, reference4) if item is not None]
-        references = [reference_from_attachment(attachment) for attachment in attachments]
-        await self.flow.generate(interaction, response_id, prompt, options, references, RequestKind.IMAGINE)

@@ -1,4 +1,4 @@
-"""A fake Runware REST API on 127.0.0.1 for tests and benchmarks (shared/reference/runware-api.md §1-5).
+"""A fake Runware REST API on 127.0.0.1 for tests and benchmarks (shared/reference/runware-api.md §1-7).
 
 It speaks the same protocol as `https://api.runware.ai/v1`: a JSON array of tasks per POST, bearer authentication,
 `{"data": [...]}` / `{"errors": [...]}` envelopes, sync and async delivery with cumulative `getResponse` polling,

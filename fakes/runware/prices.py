@@ -13,13 +13,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from bot.catalog import AIR_TO_MODEL, Quality, Size
 from bot.money import MICROS_PER_USD
 from bot.settings import PriceTable, load_app_config
-from fakes.config_file import CONFIG
+from fakes.config_file import project_config
 from fakes.runware.validation import InferenceSpec
 
-__all__ = ["CONFIG_PATH", "default_prices", "image_cost"]
-
-CONFIG_PATH = CONFIG
-"""The project's price table, used when no `prices` are passed."""
+__all__ = ["default_prices", "image_cost"]
 
 TEXT_USD_PER_MILLION_TOKENS = Decimal(5)
 """GPT Image 1.5 prompt surcharge: characters / 4 tokens at $5 per million tokens (fitted to the seeds)."""
@@ -31,7 +28,7 @@ SURCHARGED_MODELS = frozenset({"openai:4@1"})
 
 def default_prices() -> PriceTable:
     """The price table of the project's config file."""
-    return load_app_config(CONFIG_PATH).prices
+    return load_app_config(project_config()).prices
 
 
 def image_cost(spec: InferenceSpec, prices: PriceTable, cost_override: float | None) -> float:

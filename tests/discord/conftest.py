@@ -20,7 +20,7 @@ import pytest_asyncio
 from bot.app import open_bot
 from bot.discord.client import AtelierBot, discord_endpoints, required_permissions
 from bot.settings import Settings, load_settings
-from fakes.config_file import CONFIG, copy_config
+from fakes.config_file import copy_config, project_config
 from fakes.discord import FakeDiscord, FakeInteraction, FakeMessage, World
 from fakes.runware import DEFAULT_API_KEY, FakeRunware
 
@@ -52,7 +52,7 @@ def bot_environment(
     database: Path,
     *,
     runware_url: str = "http://127.0.0.1:9/v1",
-    config: Path = CONFIG,
+    config: Path | None = None,
     **extra: str,
 ) -> dict[str, str]:
     """Return the environment `python -m bot` needs to run against `fake` (and a Runware at `runware_url`)."""
@@ -63,7 +63,7 @@ def bot_environment(
         "RUNWARE_API_URL": runware_url,
         "RUNWARE_API_KEY": DEFAULT_API_KEY,
         "ATELIER_DATABASE": str(database),
-        "ATELIER_CONFIG": str(config),
+        "ATELIER_CONFIG": str(config or project_config()),
         **extra,
     }
 

@@ -167,3 +167,13 @@ async def test_queue_lists_jobs_and_cancel_releases_the_hold(atelier: Atelier) -
 
     empty = await atelier.answer("queue", user_id=world.member_id)
     assert empty.embeds[0]["description"] == "Nothing queued or running." and empty.button_custom_ids() == []
+
+
+async def test_after_a_reload_of_the_generation_extension_a_click_is_handled_once(atelier: Atelier) -> None:
+    """Reloading `cogs.generation` takes its buttons off and puts them back (the flow registers them while loaded): a
+    click on an older result then makes exactly one job, acknowledged once, charged once."""
+    original = await _result(atelier, "a kite")
+    await atelier.bot.reload_extension("cogs.generation")
+    await _reroll(atelier, original, atelier.world.member_id)
+    assert len(inference_tasks(atelier)) == 2
+    assert await settled_total(atelier) == (2, 22_000)

@@ -29,9 +29,9 @@ from bot.settings import AppConfig, RunwareConfig, load_app_config
 from bot.storage.database import Database
 from bot.storage.ledger import LedgerQueries
 from bot.storage.rows import EntryKind, Job, JobState, LedgerEntry
+from fakes.config_file import project_config
 from fakes.runware import FakeRunware
 
-CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "atelier.toml"
 GUILD = 1001
 CHANNEL = 2002
 ALICE = 3003
@@ -50,7 +50,7 @@ FAST_RUNWARE = RunwareConfig(
 
 def make_config(**limits: Any) -> AppConfig:
     """The project's config with fast Runware timings and the given `[limits]` changes."""
-    base = load_app_config(CONFIG_PATH)
+    base = load_app_config(project_config())
     return base.model_copy(update={"runware": FAST_RUNWARE, "limits": base.limits.model_copy(update=limits)})
 
 
