@@ -141,35 +141,6 @@ class JobQueries:
             params.extend(allowed)
         return self._conn.execute(sql, params).rowcount > 0
 
-    def set_task_uuid(self, job_id: str, task_uuid: str, at: datetime) -> bool:
-        """Record the Runware task UUID (before submitting, so a restart polls instead of paying twice)."""
-        cursor = self._conn.execute(
-            "UPDATE jobs SET task_uuid = ?, updated_at = ? WHERE id = ?", (task_uuid, to_ms(at), job_id)
-        )
-        return cursor.rowcount > 0
-
-    def set_cost(self, job_id: str, cost: int, at: datetime) -> bool:
-        """Record the cost Runware reported, in micro-dollars."""
-        cursor = self._conn.execute("UPDATE jobs SET cost = ?, updated_at = ? WHERE id = ?", (cost, to_ms(at), job_id))
-        return cursor.rowcount > 0
-
-    def set_interaction(self, job_id: str, token: str | None, expires_at: datetime | None, at: datetime) -> bool:
-        """Record (or clear) the interaction token used to edit the original response, and its expiry."""
-        cursor = self._conn.execute(
-            "UPDATE jobs SET interaction_token = ?, interaction_expires_at = ?, updated_at = ? WHERE id = ?",
-            (token, None if expires_at is None else to_ms(expires_at), to_ms(at), job_id),
-        )
-        return cursor.rowcount > 0
-
-    def mark_delivered(self, job_id: str, message_id: int | None, at: datetime) -> bool:
-        """Record delivery once: True the first time, False if it was already delivered (or the job is unknown)."""
-        cursor = self._conn.execute(
-            "UPDATE jobs SET delivered_at = ?, result_message_id = ?, updated_at = ?"
-            " WHERE id = ? AND delivered_at IS NULL",
-            (to_ms(at), message_id, to_ms(at), job_id),
-        )
-        return cursor.rowcount > 0
-
     def list_unfinished(self) -> list[Job]:
         """Return the jobs a restart must resume (awaiting approval, queued or submitted), oldest first."""
         rows = self._conn.execute(
@@ -184,10 +155,6 @@ class JobQueries:
             (guild_id, member_id, limit),
         ).fetchall()
         return [job_from_row(row) for row in rows]
-
-    def delete(self, job_id: str) -> bool:
-        """Delete the job row (its ledger entries stay); True if it existed."""
-        return self._conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
     def begin_submit(self, job_id: str, task_uuid: str, at: datetime) -> bool:
         """Store the task UUID and move a queued job to `submitted`, before the POST; False if it is not queued."""

@@ -21,6 +21,7 @@ from bot.settings import load_app_config
 from bot.storage.database import Database
 from bot.storage.jobs import JobQueries
 from bot.storage.rows import JobState, NewJob
+from tests.job_writes import JobWrites
 
 ROOT = Path(__file__).resolve().parents[2]
 GUILD = 5
@@ -41,7 +42,7 @@ async def main(path: Path, seed: int) -> None:
             await db.run(lambda conn: JobQueries(conn).update_state(job_id, state, utc_now(), error=error))
 
         async def set_cost(job_id: str, cost: int) -> None:
-            await db.run(lambda conn: JobQueries(conn).set_cost(job_id, cost, utc_now()))
+            await db.run(lambda conn: JobWrites(conn).set_cost(job_id, cost, utc_now()))
 
         async def lifecycle() -> None:
             nonlocal finished

@@ -21,6 +21,7 @@ from bot.storage.jobs import JobQueries, JobRepository
 from bot.storage.ledger import LedgerQueries
 from bot.storage.rows import JobState, NewJob
 from tests.billing.conftest import ADMIN, GUILD, MEMBER, OTHER, ROLE, Clock
+from tests.job_writes import JobWrites
 
 FEB_1 = datetime(2025, 2, 1, tzinfo=UTC)
 
@@ -487,7 +488,7 @@ async def create_job_in_state(db: Database, job_id: str, state: JobState, cost: 
     await db.run(lambda conn: JobQueries(conn).insert(new_job(job_id, 100_000), utc_now()))
     await db.run(lambda conn: JobQueries(conn).update_state(job_id, state, utc_now()))
     if cost is not None:
-        await db.run(lambda conn: JobQueries(conn).set_cost(job_id, cost, utc_now()))
+        await db.run(lambda conn: JobWrites(conn).set_cost(job_id, cost, utc_now()))
 
 
 async def test_reconcile_resolves_holds_of_finished_and_missing_jobs(ledger: Ledger, db: Database) -> None:

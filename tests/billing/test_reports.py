@@ -14,9 +14,9 @@ from bot.billing.ledger import Ledger
 from bot.billing.reports import DaySpend, MemberSpend, ModelSpend, Reports, to_csv
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.storage.database import Database
-from bot.storage.jobs import JobQueries
 from bot.storage.rows import NewJob
 from tests.billing.conftest import GUILD, MEMBER, OTHER, Clock
+from tests.job_writes import JobWrites
 
 
 async def charge(
@@ -120,7 +120,7 @@ async def test_csv_export_of_each_summary_view(
 
 async def test_deleted_jobs_still_count_under_an_unknown_model(reports: Reports, db: Database) -> None:
     """Spend never disappears from reports when a job row is removed."""
-    assert await db.run(lambda conn: JobQueries(conn).delete("c"))
+    assert await db.run(lambda conn: JobWrites(conn).delete("c"))
     report = await reports.spend(GUILD, date(2025, 1, 1), date(2025, 2, 1))
     assert ModelSpend("unknown", 1, 199_610) in report.by_model
     assert report.total_spent == 471_610

@@ -9,6 +9,7 @@ from bot.clock import utc_now
 from bot.storage.jobs import JobQueries
 from bot.storage.rows import JobState, NewJob
 from tests.discord.conftest import Atelier, embed_fields
+from tests.job_writes import JobWrites
 
 RELATIVE_TIMESTAMP = re.compile(r"<t:\d+:R>")
 
@@ -51,7 +52,7 @@ async def test_balance_counts_spend_holds_and_lists_recent_jobs(atelier: Atelier
     done = _job(atelier, "a red fox in the snow", 11_000)
     await services.ledger.reserve(done.id, world.guild_id, world.member_id, [], done.estimate, job=done)
     await services.database.run(lambda conn: JobQueries(conn).update_state(done.id, JobState.SUCCEEDED, utc_now()))
-    await services.database.run(lambda conn: JobQueries(conn).set_cost(done.id, 10_500, utc_now()))
+    await services.database.run(lambda conn: JobWrites(conn).set_cost(done.id, 10_500, utc_now()))
     await services.ledger.settle(done.id, 10_500)
     running = _job(atelier, "a lighthouse at dusk", 42_000)
     await services.ledger.reserve(running.id, world.guild_id, world.member_id, [], running.estimate, job=running)

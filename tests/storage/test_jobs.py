@@ -14,6 +14,7 @@ from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.storage.database import Database
 from bot.storage.jobs import JobQueries, JobRepository
 from bot.storage.rows import ACTIVE_STATES, FINISHED_STATES, Job, JobState, NewJob, new_job_id
+from tests.job_writes import JobWrites
 
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 
@@ -121,9 +122,9 @@ async def test_task_uuid_cost_and_interaction_are_recorded(db: Database) -> None
     """The task UUID, the cost and the interaction token each land on the job."""
     job = await create(db, a_job())
     task_uuid = "0b0e6f0e-0000-4000-8000-000000000001"
-    assert await db.run(lambda conn: JobQueries(conn).set_task_uuid(job.id, task_uuid, NOW))
-    assert await db.run(lambda conn: JobQueries(conn).set_cost(job.id, 199_610, NOW))
-    assert await db.run(lambda conn: JobQueries(conn).set_interaction(job.id, None, None, NOW))
+    assert await db.run(lambda conn: JobWrites(conn).set_task_uuid(job.id, task_uuid, NOW))
+    assert await db.run(lambda conn: JobWrites(conn).set_cost(job.id, 199_610, NOW))
+    assert await db.run(lambda conn: JobWrites(conn).set_interaction(job.id, None, None, NOW))
     stored = await JobRepository(db).get(job.id)
     assert stored is not None
     assert (stored.task_uuid, stored.cost, stored.interaction_token) == (task_uuid, 199_610, None)
@@ -132,16 +133,16 @@ async def test_task_uuid_cost_and_interaction_are_recorded(db: Database) -> None
 async def test_task_uuid_is_unique_across_jobs(db: Database) -> None:
     """Two jobs can never point at the same Runware task (that would deliver or charge one result twice)."""
     first, second = await create(db, a_job()), await create(db, a_job())
-    await db.run(lambda conn: JobQueries(conn).set_task_uuid(first.id, "same", NOW))
+    await db.run(lambda conn: JobWrites(conn).set_task_uuid(first.id, "same", NOW))
     with pytest.raises(sqlite3.IntegrityError):
-        await db.run(lambda conn: JobQueries(conn).set_task_uuid(second.id, "same", NOW))
+        await db.run(lambda conn: JobWrites(conn).set_task_uuid(second.id, "same", NOW))
 
 
 async def test_delivery_is_recorded_only_once(db: Database) -> None:
     """mark_delivered is true the first time only, so a result is posted once."""
     job = await create(db, a_job())
-    assert await db.run(lambda conn: JobQueries(conn).mark_delivered(job.id, 123456789, NOW))
-    assert not await db.run(lambda conn: JobQueries(conn).mark_delivered(job.id, 987654321, NOW))
+    assert await db.run(lambda conn: JobWrites(conn).mark_delivered(job.id, 123456789, NOW))
+    assert not await db.run(lambda conn: JobWrites(conn).mark_delivered(job.id, 987654321, NOW))
     stored = await JobRepository(db).get(job.id)
     assert stored is not None and stored.result_message_id == 123456789 and stored.delivered_at == NOW
 
@@ -177,7 +178,7 @@ async def test_deleting_a_parent_clears_the_childs_link(db: Database) -> None:
     """The parent link is a foreign key: deleting the parent leaves the child with no parent, not a dangling id."""
     parent = await create(db, a_job())
     child = await create(db, a_job(parent_job_id=parent.id))
-    assert await db.run(lambda conn: JobQueries(conn).delete(parent.id))
+    assert await db.run(lambda conn: JobWrites(conn).delete(parent.id))
     stored = await JobRepository(db).get(child.id)
     assert stored is not None and stored.parent_job_id is None
     with pytest.raises(sqlite3.IntegrityError):
