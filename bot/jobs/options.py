@@ -1,4 +1,4 @@
-"""A server's own generation settings: defaults for the options a member leaves out, and its request limits.
+"""A server's own generation options: defaults for the options a member leaves out, and its request limits.
 
 Each value is the server's if its admins set one (`/settings defaults`, `/settings limits`), else the config file's
 (`[defaults]`, `[limits]`). The config's `limits.max_count` is also a ceiling: a server may allow fewer images per
