@@ -282,10 +282,25 @@ RUN = Subcommand(help="run the Discord bot (the default)", configure=_configure_
 """The `run` subcommand; `SettingsError` propagates to `main()`'s one-line handler."""
 
 
+_MAX_SNOWFLAKE = 2**63 - 1
+"""The largest id accepted: the same rule as `ATELIER_DEV_GUILD` in `bot.settings` (a positive 63-bit integer)."""
+
+
+def _application_id(text: str) -> int:
+    """Parse `--client-id`: a Discord application id (a positive whole number), else argparse's one-line error."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= _MAX_SNOWFLAKE:
+        raise argparse.ArgumentTypeError(
+            f"must be the bot's application id (a positive whole number, from the developer portal), not {text!r}"
+        )
+    return int(value)
+
+
 def _configure_invite(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--client-id",
-        type=int,
+        type=_application_id,
+        metavar="APPLICATION_ID",
         help="the application id (default: read from DISCORD_TOKEN)",
     )
 
@@ -294,8 +309,11 @@ def _run_invite(args: argparse.Namespace) -> int:
     """Print the invite URL; the application id comes from --client-id or from the bot token."""
     application_id = args.client_id
     if application_id is None:
-        token = load_settings().require_discord_token()
-        application_id = application_id_from_token(token)
+        settings = load_settings()
+        if settings.discord_token is None:
+            problem = settings.missing("DISCORD_TOKEN", " to read the application id from it")
+            raise SettingsError("DISCORD_TOKEN", f"{problem}, or pass --client-id APPLICATION_ID")
+        application_id = application_id_from_token(settings.discord_token.get_secret_value())
         if application_id is None:
             raise SettingsError("DISCORD_TOKEN", "is not a bot token (cannot read the application id); use --client-id")
     print(invite_url(application_id))

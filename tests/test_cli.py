@@ -352,6 +352,37 @@ def test_invite_with_an_unreadable_token_says_so(fake_url: str) -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    "client_id", ["0", "-5", "00", "abc", "12.5", "", "9223372036854775808"], ids=lambda value: value or "empty"
+)
+def test_invite_refuses_a_client_id_that_is_not_an_application_id(fake_url: str, client_id: str) -> None:
+    """`--client-id` must be a positive snowflake (the ATELIER_DEV_GUILD rule): else one line, exit 2, no URL."""
+    result = run_cli(fake_url, "invite", f"--client-id={client_id}")
+    assert result.returncode == 2
+    assert_one_clear_line(result, "argument --client-id: must be the bot's application id (a positive whole number")
+    assert repr(client_id) in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("client_id", ["1", "1234567890123456789", "9223372036854775807"])
+def test_invite_with_a_client_id_needs_no_token(fake_url: str, client_id: str) -> None:
+    """A valid `--client-id` (up to the largest snowflake) gives its URL without DISCORD_TOKEN or a config file."""
+    result = run_cli(fake_url, "invite", "--client-id", client_id, ATELIER_CONFIG="/nonexistent/atelier.toml")
+    assert result.returncode == 0, result.stderr
+    assert f"client_id={client_id}&" in result.stdout
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("env", [{}, {"DISCORD_TOKEN": " "}], ids=["unset", "empty"])
+def test_invite_without_a_token_points_at_client_id(fake_url: str, env: dict[str, str]) -> None:
+    """No DISCORD_TOKEN: one line that says to set it or pass --client-id, exit 2, nothing on stdout."""
+    result = run_cli(fake_url, "invite", **env)
+    assert result.returncode == 2
+    assert_one_clear_line(result, "DISCORD_TOKEN: ")
+    assert "set it in the environment or .env, or pass --client-id APPLICATION_ID" in result.stderr
+    assert result.stdout == ""
+
+
 def test_check_passes_with_a_good_key_and_spends_nothing(fake_url: str, tmp_path: Path) -> None:
     """`check` opens and migrates the database, verifies the key, exits 0, and the fake bills nothing."""
     database = tmp_path / "check.sqlite3"
