@@ -1,8 +1,9 @@
 """Validation of REST traffic against Discord's official OpenAPI description (openapi-core).
 
-The 1.2 MB spec takes seconds to load, so it is loaded lazily, at most once per process, and shared by every fake.
-When the file (or openapi-core) is missing, :func:`skip_reason` says why and the checker validates nothing; tests that
-depend on validation call ``pytest.skip(skip_reason())``.
+The 1.2 MB spec (:data:`BUNDLED_SPEC`, unless ``$DISCORD_OPENAPI_SPEC`` names another) takes seconds to load, so
+it is loaded lazily, at most once per process, and shared by every fake. When the file (or openapi-core) is missing,
+:func:`skip_reason` says why and the checker validates nothing; tests that depend on validation call
+``pytest.skip(skip_reason())``.
 
 Deliberate tolerances, each documented behaviour that the spec does not express:
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "BUNDLED_SPEC",
     "OpenAPIChecker",
     "default_spec_path",
     "get_checker",
@@ -33,17 +35,17 @@ __all__ = [
 _API_HOST = "https://discord.com"
 
 
+BUNDLED_SPEC = Path(__file__).resolve().parent / "discord" / "openapi" / "discord-openapi.json"
+"""The copy of the spec shipped with the fakes (package data of ``fakes.discord``; its source and date are in the
+README beside it), so a fresh clone and an installed copy validate without any set-up."""
+
+
 def default_spec_path() -> Path:
-    """Where the spec is: ``$DISCORD_OPENAPI_SPEC``, else ``shared/reference/discord-openapi.json`` beside the
-    checkout this package is in, else beside the working folder or one above it (an installed copy of the fakes run
-    from the checkout); the first of those if none exists (the checker then says it was not found)."""
+    """Where the spec is: ``$DISCORD_OPENAPI_SPEC`` when set (a newer copy, say), else :data:`BUNDLED_SPEC`."""
     override = os.environ.get("DISCORD_OPENAPI_SPEC")
     if override:
         return Path(override)
-    relative = Path("shared/reference/discord-openapi.json")
-    cwd = Path.cwd().resolve()
-    candidates = [Path(__file__).resolve().parents[1].parent / relative, *(folder / relative for folder in cwd.parents)]
-    return next((candidate for candidate in candidates if candidate.is_file()), candidates[0])
+    return BUNDLED_SPEC
 
 
 @dataclass
@@ -142,8 +144,8 @@ class OpenAPIChecker:
         self._openapi: Any = None
         if not spec_path.is_file():
             self.skip_reason = (
-                f"Discord OpenAPI spec not found at {spec_path} (set DISCORD_OPENAPI_SPEC to its path to enable "
-                "request validation)"
+                f"Discord OpenAPI spec not found at {spec_path} (restore fakes/discord/openapi/discord-openapi.json "
+                "or set DISCORD_OPENAPI_SPEC to a copy's path to enable request validation)"
             )
             return
         try:
