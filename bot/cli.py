@@ -33,6 +33,7 @@ from bot.runware.client import RunwareClient
 from bot.runware.errors import RunwareError
 from bot.runware.models import GenerationResult, ImageInferenceRequest, ImageRequestError, ImageResult
 from bot.settings import Settings, SettingsError, load_settings
+from bot.storage.backup import BackupError, BackupRefusedError, backup_database
 from bot.storage.database import Database, DatabaseError
 
 log = logging.getLogger(__name__)
@@ -308,11 +309,38 @@ INVITE = Subcommand(
     run=_run_invite,
 )
 
+
+def _configure_backup(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="the new file to write (must not exist; its folder must)")
+
+
+def _run_backup(args: argparse.Namespace) -> int:
+    """Copy the live database (ATELIER_DATABASE) to PATH with SQLite's online backup; one line either way."""
+    settings = load_settings()
+    try:
+        info = backup_database(settings.database, args.path)
+    except BackupRefusedError as exc:
+        print(f"atelier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BackupError as exc:
+        print(f"atelier: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"backup: wrote {info.path} ({info.size:,} bytes, schema version {info.version}) from {settings.database}")
+    return EXIT_OK
+
+
+BACKUP = Subcommand(
+    help="copy the database (safe while the bot runs) to a new file",
+    configure=_configure_backup,
+    run=_run_backup,
+)
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "run": RUN,
     "generate": GENERATE,
     "check": CHECK,
     "invite": INVITE,
+    "backup": BACKUP,
 }
 """Subcommand name -> handler (contract §5.2)."""
 
