@@ -1,10 +1,10 @@
 """The command line: `python -m bot` and the `atelier` console script (contract §5.2).
 
-Every subcommand (`run`, `generate`, `check`, `invite`, `backup`) is a `Subcommand` (how to configure its argument parser, and
-the handler that runs it) registered by name in `SUBCOMMANDS`; `main()` parses the arguments and runs one. Each builds
-what it needs (settings, one aiohttp session) and returns the process exit status (`bot.exit_codes`): 0 success,
-1 a service failure, 2 bad input or configuration (refused locally, before any request is sent). A settings problem
-is printed as one line on stderr with exit status 2, never a traceback.
+Every subcommand (`run`, `generate`, `check`, `invite`, `backup`) is a `Subcommand` (how to configure its argument
+parser, and the handler that runs it) registered by name in `SUBCOMMANDS`; `main()` parses the arguments and runs
+one. Each builds what it needs (settings, one aiohttp session) and returns the process exit status
+(`bot.exit_codes`): 0 success, 1 a service failure, 2 bad input or configuration (refused locally, before any
+request is sent). A settings problem is printed as one line on stderr with exit status 2, never a traceback.
 """
 
 from __future__ import annotations
