@@ -1,10 +1,10 @@
 """The command line: `python -m bot` and the `atelier` console script (contract §5.2).
 
-Every subcommand (`run`, `generate`, `check`, `invite`) is a `Subcommand` (how to configure its argument parser, and
-the handler that runs it) registered by name in `SUBCOMMANDS`; `main()` parses the arguments and runs one. Each builds
-what it needs (settings, one aiohttp session) and returns the process exit status (`bot.exit_codes`): 0 success,
-1 a service failure, 2 bad input or configuration (refused locally, before any request is sent). A settings problem
-is printed as one line on stderr with exit status 2, never a traceback.
+Every subcommand (`run`, `generate`, `check`, `invite`, `backup`) is a `Subcommand` (how to configure its argument
+parser, and the handler that runs it) registered by name in `SUBCOMMANDS`; `main()` parses the arguments and runs
+one. Each builds what it needs (settings, one aiohttp session) and returns the process exit status
+(`bot.exit_codes`): 0 success, 1 a service failure, 2 bad input or configuration (refused locally, before any
+request is sent). A settings problem is printed as one line on stderr with exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from bot.runware.client import RunwareClient
 from bot.runware.errors import RunwareError
 from bot.runware.models import GenerationResult, ImageInferenceRequest, ImageRequestError, ImageResult
 from bot.settings import Settings, SettingsError, load_settings
+from bot.storage.backup import BackupError, BackupRefusedError, backup_database
 from bot.storage.database import Database, DatabaseError
 
 log = logging.getLogger(__name__)
@@ -326,11 +327,38 @@ INVITE = Subcommand(
     run=_run_invite,
 )
 
+
+def _configure_backup(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="the new file to write (must not exist; its folder must)")
+
+
+def _run_backup(args: argparse.Namespace) -> int:
+    """Copy the live database (ATELIER_DATABASE) to PATH with SQLite's online backup; one line either way."""
+    settings = load_settings()
+    try:
+        info = backup_database(settings.database, args.path)
+    except BackupRefusedError as exc:
+        print(f"atelier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BackupError as exc:
+        print(f"atelier: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"backup: wrote {info.path} ({info.size:,} bytes, schema version {info.version}) from {settings.database}")
+    return EXIT_OK
+
+
+BACKUP = Subcommand(
+    help="copy the database (safe while the bot runs) to a new file",
+    configure=_configure_backup,
+    run=_run_backup,
+)
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "run": RUN,
     "generate": GENERATE,
     "check": CHECK,
     "invite": INVITE,
+    "backup": BACKUP,
 }
 """Subcommand name -> handler (contract §5.2)."""
 

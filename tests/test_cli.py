@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import http.server
@@ -9,6 +10,7 @@ import io
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,9 @@ from PIL import Image
 
 from bot.cli import DEFAULT_SUBCOMMAND, SUBCOMMANDS
 from bot.images import decode_image
+from bot.storage.database import Database
+from bot.storage.meta import MetaRepository
+from bot.storage.migrate import latest_version
 from fakes.runware import DEFAULT_API_KEY
 from tests.invite import INVITE_PERMISSIONS
 
@@ -285,8 +290,8 @@ def test_bare_command_runs_the_bot_and_needs_a_token(fake_url: str) -> None:
 
 
 def test_every_contract_subcommand_is_registered() -> None:
-    """`run`, `generate`, `check` and `invite` (contract §5.2) are all available, and `run` is the default."""
-    assert set(SUBCOMMANDS) == {"run", "generate", "check", "invite"}
+    """`run`, `generate`, `check` and `invite` (contract §5.2), and `backup`, are available; `run` is the default."""
+    assert set(SUBCOMMANDS) == {"run", "generate", "check", "invite", "backup"}
     assert DEFAULT_SUBCOMMAND == "run"
 
 
@@ -469,3 +474,79 @@ def test_check_fails_when_runware_api_url_does_not_answer_like_runware(
     assert "key ok" not in result.stdout
     assert "bogus-key-456" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def migrated_database(folder: Path) -> Path:
+    """A database at the latest schema, written by the real Database, with one row of its own."""
+    path = folder / "data" / "atelier.sqlite3"
+
+    async def create() -> None:
+        async with await Database.open(path) as db:
+            await MetaRepository(db).set("command_hash", "abc")
+
+    asyncio.run(create())
+    return path
+
+
+def test_backup_writes_a_copy_and_says_what_it_wrote(fake_url: str, tmp_path: Path) -> None:
+    """`backup PATH` writes a sound copy holding the database's rows and prints its path, size and schema version."""
+    database = migrated_database(tmp_path)
+    target = tmp_path / "atelier-backup.sqlite3"
+    result = run_cli(fake_url, "backup", str(target), ATELIER_DATABASE=str(database))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"backup: wrote {target} ({target.stat().st_size:,} bytes, schema version {latest_version()}) from {database}"
+    )
+    with contextlib.closing(sqlite3.connect(target)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT value FROM meta WHERE key = 'command_hash'").fetchone()[0] == "abc"
+
+
+@pytest.mark.parametrize("case", ["existing path", "missing folder", "no database", "not a database"])
+def test_backup_refusals_are_one_line_exit_2_and_create_nothing(fake_url: str, tmp_path: Path, case: str) -> None:
+    """An existing PATH, a missing folder and a missing (or foreign) database are refused: one line, exit 2, no
+    file written and no database created."""
+    database = tmp_path / "data" / "atelier.sqlite3"
+    target = tmp_path / "backup.sqlite3"
+    phrase = {
+        "existing path": "already exists",
+        "missing folder": "does not exist",
+        "no database": "no database",
+        "not a database": "not a usable SQLite database",
+    }[case]
+    if case == "no database":
+        database.parent.mkdir()
+    else:
+        database = migrated_database(tmp_path)
+    if case == "existing path":
+        target.write_bytes(b"precious")
+    elif case == "missing folder":
+        target = tmp_path / "nowhere" / "backup.sqlite3"
+    elif case == "not a database":
+        database.unlink()
+        database.write_bytes(b"not sqlite at all, but long enough to have a header" * 40)
+    before = sorted(str(path) for path in tmp_path.rglob("*"))
+    database_bytes = database.read_bytes() if database.exists() else None
+    result = run_cli(fake_url, "backup", str(target), ATELIER_DATABASE=str(database))
+    assert result.returncode == 2, result.stderr
+    assert_one_clear_line(result, phrase)
+    assert result.stdout == ""
+    assert sorted(str(path) for path in tmp_path.rglob("*")) == before
+    assert (database.read_bytes() if database.exists() else None) == database_bytes
+    if case == "existing path":
+        assert target.read_bytes() == b"precious"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in any folder")
+def test_backup_into_an_unwritable_folder_is_refused(fake_url: str, tmp_path: Path) -> None:
+    """A folder the operator cannot write in is refused before the copy: one line, exit 2, nothing written."""
+    database = migrated_database(tmp_path)
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o500)
+    try:
+        result = run_cli(fake_url, "backup", str(folder / "b.sqlite3"), ATELIER_DATABASE=str(database))
+        assert result.returncode == 2
+        assert_one_clear_line(result, "cannot write in the folder")
+        assert os.listdir(folder) == []
+    finally:
+        folder.chmod(0o700)

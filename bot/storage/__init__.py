@@ -3,6 +3,8 @@
 - `database`: `Database` (one connection, WAL, atomic units of work via `run()`, group commit) and `Repository`,
   the generic async face of a query class.
 - `migrate`: the numbered SQL migrations in `migrations/`, applied in one transaction on open.
+- `backup`: consistent copies through SQLite's online backup API (`atelier backup PATH`, and the copy of an existing
+  file taken before a migration).
 - `rows`: the row types and job states (a leaf: every package may import it without importing the queries).
 - `jobs`: `jobs` and `job_results` (`JobQueries`; `JobRepository` for the job service and the cogs).
 - `ledger`: the append-only `ledger`, its daily totals, and the spend report's query (`LedgerQueries`,

@@ -35,6 +35,7 @@ from typing import Any, Generic, TypeVar
 
 import aiosqlite
 
+from bot.storage.backup import BackupError, backup_before_migration, is_fresh
 from bot.storage.migrate import MigrationError, apply_migrations
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,9 @@ class Database:
     async def open(cls, path: Path | str, *, migrate_to: int | None = None, group_commit: bool = True) -> Database:
         """Create the parent folder, connect, set WAL, foreign keys and the busy timeout, and migrate.
 
+        An existing file with data that is behind the schema is first copied beside itself
+        (`<name>.before-v<N>.<UTC time>.bak`, `bot.storage.backup`); if that copy fails, nothing is migrated.
+
         `migrate_to` stops at an earlier schema version (for tests); `group_commit=False` gives every unit its own
         transaction (for comparison in the benchmark).
         """
@@ -99,10 +103,10 @@ class Database:
         try:
             conn.row_factory = sqlite3.Row
             submit: Callable[[Callable[[], Any]], Awaitable[Any]] = conn._execute
-            version: int = await submit(lambda: _configure_and_migrate(conn._conn, migrate_to))
+            version: int = await submit(lambda: _configure_and_migrate(conn._conn, target, migrate_to))
         except BaseException as exc:
             await conn.close()
-            if isinstance(exc, sqlite3.DatabaseError | MigrationError | DatabaseError):
+            if isinstance(exc, sqlite3.DatabaseError | MigrationError | DatabaseError | BackupError):
                 raise DatabaseError(f"cannot use the database {target}: {exc}") from exc
             raise
         log.info("database %s open at schema version %d", target, version)
@@ -302,11 +306,21 @@ def _rollback_quietly(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-def _configure_and_migrate(conn: sqlite3.Connection, migrate_to: int | None) -> int:
+def _configure_and_migrate(conn: sqlite3.Connection, path: Path, migrate_to: int | None) -> int:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise DatabaseError(f"the database cannot use WAL journaling (journal_mode is {mode})")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
-    return apply_migrations(conn, migrate_to)
+
+    def backup(current: int, goal: int) -> None:
+        if not is_fresh(conn):  # read inside the migration's transaction: a new file needs no copy
+            try:
+                backup_before_migration(path, current, goal)
+            except (BackupError, sqlite3.Error, OSError) as exc:
+                raise BackupError(
+                    f"cannot back it up before migrating from version {current}, so nothing was migrated: {exc}"
+                ) from exc
+
+    return apply_migrations(conn, migrate_to, before=backup)

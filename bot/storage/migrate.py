@@ -2,6 +2,8 @@
 
 The schema version lives in `PRAGMA user_version`. Every pending migration and the version bump are applied in a
 single `BEGIN IMMEDIATE` transaction, so a crash or an error leaves the file at its previous version, never halfway.
+Before the first migration runs, inside that transaction, `apply_migrations` calls its `before` hook (the database
+takes a backup there, `bot.storage.backup`); if the hook raises, nothing is migrated.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -76,10 +79,18 @@ def user_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def apply_migrations(conn: sqlite3.Connection, target: int | None = None) -> int:
+BeforeMigrating = Callable[[int, int], object]
+"""`before(current, goal)`: called once the write lock is held and before any migration, when there is one to run."""
+
+
+def apply_migrations(
+    conn: sqlite3.Connection, target: int | None = None, *, before: BeforeMigrating | None = None
+) -> int:
     """Bring the file to `target` (default: the latest version) in one transaction; return the resulting version.
 
-    `conn` must be in autocommit mode (`isolation_level=None`) and not inside a transaction.
+    `conn` must be in autocommit mode (`isolation_level=None`) and not inside a transaction. `before` runs while
+    this transaction holds the write lock and has written nothing, so no other connection can change the file
+    between it and the migrations; if it raises, the transaction is rolled back and the error propagates.
     """
     migrations = load_migrations()
     latest = len(migrations)
@@ -95,6 +106,8 @@ def apply_migrations(conn: sqlite3.Connection, target: int | None = None) -> int
             )
         if current > goal:
             raise MigrationError(f"the database is at schema version {current}; migrations cannot go back to {goal}")
+        if goal > current and before is not None:
+            before(current, goal)
         for migration in migrations[current:goal]:
             for statement in split_statements(migration.sql):
                 conn.execute(statement)

@@ -35,9 +35,11 @@ def main(path: Path) -> None:
         if statement == FOREVER:
             print("migrating", flush=True)
 
-    def traced_apply(conn: sqlite3.Connection, target: int | None = None) -> int:
+    def traced_apply(
+        conn: sqlite3.Connection, target: int | None = None, *, before: migrate.BeforeMigrating | None = None
+    ) -> int:
         conn.set_trace_callback(announce)
-        return apply(conn, target)
+        return apply(conn, target, before=before)
 
     migrate.load_migrations = lambda: [*shipped, SLOW]
     database.apply_migrations = traced_apply  # the name Database.open migrates through
