@@ -182,7 +182,10 @@ async def test_bot_process_serves_members_and_admins_resumes_and_stops_cleanly_o
     await fake.wait_ready(timeout=30.0)
     synced = await fake.wait_synced(timeout=10.0)
     assert {command["name"] for command in synced[None]} == COMMANDS
-    assert [identify["intents"] for identify in fake.identifies] == [Intent.GUILDS | Intent.GUILD_MESSAGES]
+    # The fake's application has Message Content switched on, so the default `reply_editing = "auto"` asks for it.
+    assert [identify["intents"] for identify in fake.identifies] == [
+        Intent.GUILDS | Intent.GUILD_MESSAGES | Intent.MESSAGE_CONTENT
+    ]
 
     before = await _answer(fake, world, "balance", world.member_id)
     assert embed_fields(before)["Allowance"] == "$1.00 per month"
