@@ -30,11 +30,11 @@ from bot.discord.client import (
     DiscordRefusedError,
     DiscordUnavailableError,
     InvalidTokenError,
-    PrivilegedIntentError,
     Services,
     discord_endpoints,
 )
 from bot.discord.delivery import DiscordDelivery
+from bot.discord.intents import PrivilegedIntentError
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import DISCORD_IMAGE_HOSTS
 from bot.jobs.options import ServerOptions
@@ -171,7 +171,7 @@ async def run_bot(settings: Settings) -> int:
         print(
             "atelier: [discord] reply_editing = true needs the Message Content intent: switch on "
             '"Message Content Intent" in the developer portal (Bot tab, Privileged Gateway Intents), '
-            "or set reply_editing = false",
+            'or set reply_editing = "auto" (reply editing then follows that switch)',
             file=sys.stderr,
         )
         return EXIT_USAGE

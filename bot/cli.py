@@ -24,6 +24,7 @@ from bot import __version__
 from bot.app import run
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
 from bot.discord.client import application_id_from_token, invite_url
+from bot.discord.intents import check_reply_editing
 from bot.errors import InvalidRequestError
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import InvalidImageError, NormalisedImage, decode_image, normalise
@@ -206,20 +207,27 @@ def configure_check(parser: argparse.ArgumentParser) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    """Validate the settings and the database, and verify the Runware key without spending; one line per check."""
+    """Validate the settings, the database, the Runware key (without spending) and reply editing; a line each.
+
+    Reply editing is read from the application's flags when DISCORD_TOKEN is set.
+    """
     settings = load_settings()
     secrets = [secret.get_secret_value() for secret in (settings.discord_token, settings.runware_api_key) if secret]
     setup_logging("ERROR", secrets=secrets)
     print(f"config: ok ({settings.config_path})")
+    discord_ok = True
     if settings.discord_token is None:
         state = "is empty" if "DISCORD_TOKEN" in settings.empty_variables else "is not set"
         print(f"discord: DISCORD_TOKEN {state} (needed to run the bot)")
     else:
-        print("discord: token set")
+        token = settings.discord_token.get_secret_value()
+        mode = settings.app.discord.reply_editing
+        discord_ok, line = asyncio.run(check_reply_editing(settings.discord_api_base, token, mode))
+        print(line)
     results = asyncio.run(_check_services(settings))
     for line in results.lines:
         print(line)
-    return EXIT_OK if results.ok else EXIT_FAILED
+    return EXIT_OK if results.ok and discord_ok else EXIT_FAILED
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -113,10 +113,15 @@ class RunwareConfig(_Section):
     output_quality: int = Field(default=95, ge=20, le=99)
 
 
+ReplyEditing = Literal["auto", True, False]
+"""`[discord] reply_editing`: "auto" asks for the Message Content intent when the developer portal allows it, true
+insists on it (start-up fails if the portal does not allow it), false never asks."""
+
+
 class DiscordConfig(_Section):
     """Discord behaviour switches."""
 
-    reply_editing: bool = False
+    reply_editing: ReplyEditing = "auto"
 
 
 class InputPrice(_Section):

@@ -1,4 +1,6 @@
-"""`/settings` for server admins: the server's own generation defaults (`defaults`) and request limits (`limits`).
+"""`/settings` for server admins: generation defaults (`defaults`), request limits (`limits`), all on one page (`show`).
+
+`show` also says whether reply editing is on and, if not, what the bot owner must switch on.
 
 Every subcommand needs Manage Server. Discord hides the group from others by default, but a server can change that
 default, so the cog checks the member's permissions again on every use (`interaction_check`), as `/budget` does.
@@ -16,7 +18,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord.client import AtelierBot
 from bot.discord.embeds import COLOUR, relative
+from bot.discord.intents import ReplyEditingState
 from bot.discord.tree import send_ephemeral
 from bot.jobs.options import Effective, EffectiveOptions, ServerOptions, Source
 from bot.money import format_usd
@@ -43,6 +47,12 @@ DEFAULTS_TITLE = "Generation defaults"
 DEFAULTS_DESCRIPTION = "What `/imagine` and `/edit` use for an option a member leaves out."
 LIMITS_TITLE = "Generation limits"
 LIMITS_DESCRIPTION = "What every request on this server is held to."
+REPLY_EDITING_TITLE = "Reply editing"
+SHOW_TITLE = "Server settings"
+SHOW_DESCRIPTION = (
+    "Everything that applies here: `/settings defaults` and `/settings limits` change the first two parts; reply "
+    "editing (a reply mentioning me on a message with images) is the bot owner's."
+)
 
 
 def _line(setting: Effective[Any], shown: str) -> str:
@@ -103,6 +113,26 @@ def limits_embed(settings: EffectiveOptions, ceiling: int) -> discord.Embed:
     return embed
 
 
+def reply_editing_line(state: ReplyEditingState) -> str:
+    """Whether a reply that mentions the bot on another member's images is an edit, and if not what turns it on."""
+    text = f"**{'on' if state.on else 'off'}** · `reply_editing = {str(state.mode).lower()}` · config file"
+    text += f"\n{state.summary()}"
+    advice = state.advice()
+    if advice is not None:
+        text += f"\n{advice} Meanwhile **Edit image** (Apps menu), `/edit` and replies to my results work."
+    return text
+
+
+def show_embed(settings: EffectiveOptions, ceiling: int, reply_editing: ReplyEditingState) -> discord.Embed:
+    """Show the whole configuration on one page: the defaults, the limits, and reply editing."""
+    embed = discord.Embed(title=SHOW_TITLE, description=SHOW_DESCRIPTION, colour=COLOUR)
+    for part in (defaults_embed(settings), limits_embed(settings, ceiling)):
+        for field in part.fields:
+            embed.add_field(name=field.name, value=field.value, inline=field.inline)
+    embed.add_field(name=REPLY_EDITING_TITLE, value=reply_editing_line(reply_editing), inline=False)
+    return embed
+
+
 def _listed(changes: dict[str, str]) -> str:
     return ", ".join(f"{name} **{value}**" for name, value in changes.items())
 
@@ -117,12 +147,22 @@ class SettingsCommands(commands.Cog):
         guild_only=True,
     )
 
-    def __init__(self, server_options: ServerOptions) -> None:
+    def __init__(self, server_options: ServerOptions, bot: AtelierBot) -> None:
         self._settings = server_options
+        self._bot = bot
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         """Re-check Manage Server in the bot, whatever the server did to the group's default permissions."""
         return require_manage_guild(interaction)
+
+    @settings.command(name="show")
+    async def show(self, interaction: discord.Interaction[Any]) -> None:
+        """Show this server's whole configuration: defaults, limits, and whether reply editing is on."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
+        guild_id = require_guild(interaction)
+        effective = await self._settings.effective(guild_id)
+        embed = show_embed(effective, self._settings.ceiling, self._bot.reply_editing)
+        await send_ephemeral(interaction, embed=embed)
 
     @settings.command(name="defaults")
     @app_commands.rename(output_format="format")
@@ -235,4 +275,6 @@ class SettingsCommands(commands.Cog):
 
 async def setup(bot: commands.Bot) -> None:
     """Add the cog with the service it needs."""
-    await bot.add_cog(SettingsCommands(services_of(bot).server_options))
+    services = services_of(bot)
+    assert isinstance(bot, AtelierBot)  # services_of() checked it
+    await bot.add_cog(SettingsCommands(services.server_options, bot))

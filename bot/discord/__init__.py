@@ -2,6 +2,8 @@
 
 - `client`: `AtelierBot` (builds the services through the composition root's factory, with itself as the delivery's
   client), `Services`, intents, extensions, command sync, where discord.py sends its requests.
+- `intents`: reply editing: `[discord] reply_editing` (auto, true, false) and the application's flags decide the
+  Message Content intent (`decide`); `ReplyEditingState` and its words; `check`'s look-up of the flags.
 - `tree`: the command tree's one error handler; the sentences for domain errors (`user_sentence`, Discord markup
   such as a budget's reset time is written here), `defer_public`, `send_ephemeral`.
 - `delivery`: `DiscordDelivery`, the job service's `Delivery` port: results, progress, failures, statuses, built by
@@ -15,5 +17,6 @@
 - `embeds`: every embed the bot shows, a result's card among them.
 - `views`: the persistent buttons (dynamic items), the confirmation store and the change modal.
 
-Imports run one way: `delivery` → `handover` → `tokens` → `posting` → `views` → `tree`; `client` → `delivery`.
+Imports run one way: `delivery` → `handover` → `tokens` → `posting` → `views` → `tree`; `client` → `delivery`,
+`intents`.
 """

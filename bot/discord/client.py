@@ -25,6 +25,7 @@ from discord.ext import commands
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.discord.delivery import DiscordDelivery
+from bot.discord.intents import PrivilegedIntentError, ReplyEditingState, decide
 from bot.discord.tree import AtelierTree
 from bot.jobs.options import ServerOptions
 from bot.jobs.service import GenerationService
@@ -52,16 +53,16 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 _COMMANDS_HASH_KEY = "discord.commands_hash"
 
 
-def minimum_intents(*, reply_editing: bool = False) -> discord.Intents:
+def minimum_intents(*, message_content: bool = False) -> discord.Intents:
     """Return the gateway intents the bot needs: guilds (roles and channels for permission checks), guild messages.
 
     Guild messages bring replies that mention the bot (reply editing); such a reply carries its own content without
     any privileged intent, and so does the bot's own result it replies to. Members and their permissions arrive
     inside each interaction, so the privileged Members intent is never needed. The privileged Message Content
-    intent is requested only with `[discord] reply_editing = true`: it is what shows the bot the images of
-    *other* members' messages that a reply points at.
+    intent (`message_content`, decided by `bot.discord.intents` from `[discord] reply_editing` and the portal's
+    flags) is what shows the bot the images of *other* members' messages that a reply points at.
     """
-    return discord.Intents(guilds=True, guild_messages=True, message_content=reply_editing)
+    return discord.Intents(guilds=True, guild_messages=True, message_content=message_content)
 
 
 @contextmanager
@@ -129,10 +130,6 @@ class InvalidTokenError(Exception):
     """Discord refused the bot token (HTTP 401 on login, or gateway close 4004); `str()` says which."""
 
 
-class PrivilegedIntentError(Exception):
-    """Discord refused a privileged intent the bot asked for (Message Content, for reply editing)."""
-
-
 class DiscordUnavailableError(Exception):
     """Discord could not be used: a server error on login, or the gateway closed for good; `str()` says which."""
 
@@ -175,10 +172,13 @@ class AtelierBot(commands.Bot):
         # Atelier has no voice features, so discord.py's start-up warnings about voice libraries are only noise.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
+        # discord.py keeps this very object and reads it at every IDENTIFY (pinned at 2.7.x): `setup_hook`, after
+        # login read the application's flags, switches Message Content on or off in it before the gateway connects.
+        self._gateway_intents = minimum_intents(message_content=settings.app.discord.reply_editing is True)
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
-            intents=minimum_intents(reply_editing=settings.app.discord.reply_editing),
+            intents=self._gateway_intents,
             tree_cls=AtelierTree,
             allowed_mentions=discord.AllowedMentions.none(),
             chunk_guilds_at_startup=False,
@@ -191,6 +191,8 @@ class AtelierBot(commands.Bot):
         """The services, built by the composition root's factory with this bot as the delivery's client."""
         self._extensions = extensions
         self._jobs_started: asyncio.Task[None] | None = None
+        self.reply_editing = ReplyEditingState(mode=settings.app.discord.reply_editing, allowed=None)
+        """Whether reply editing is on (the Message Content intent), decided at login from the portal's flags."""
 
     @property
     def atelier_tree(self) -> AtelierTree:
@@ -200,7 +202,12 @@ class AtelierBot(commands.Bot):
         return tree
 
     async def setup_hook(self) -> None:
-        """Load the extensions, then sync the commands if their definitions changed since the last sync."""
+        """Decide the Message Content intent, load the extensions, then sync the commands if they changed.
+
+        Runs after login, which read the application (`GET /applications/@me`) and before the gateway connects.
+        Raises `PrivilegedIntentError` if `reply_editing = true` and the portal does not allow the intent.
+        """
+        self._decide_message_content()
         for extension in self._extensions:
             await self.load_extension(extension)
         log.info("Loaded %d extension(s): %s", len(self._extensions), ", ".join(self._extensions))
@@ -209,6 +216,38 @@ class AtelierBot(commands.Bot):
         except discord.HTTPException:
             # Commands synced earlier keep working; the next start tries again because the hash was not stored.
             log.exception("Syncing the commands failed; Discord may show outdated commands until the next start")
+
+    def _decide_message_content(self) -> None:
+        """Set the Message Content intent from `[discord] reply_editing` and the application's flags."""
+        mode = self.settings.app.discord.reply_editing
+        self.reply_editing = decide(mode, self.application.flags.value if self.application is not None else 0)
+        self._gateway_intents.message_content = self.reply_editing.on
+        log.info("%s", self.reply_editing.summary())
+        advice = self.reply_editing.advice()
+        if advice is not None and mode == "auto":
+            log.info("To turn reply editing on: %s", advice)
+
+    async def connect(self, *, reconnect: bool = True) -> None:
+        """Connect to the gateway, and stay connected without Message Content if auto mode meets a 4014 close.
+
+        With `reply_editing = "auto"`, a 4014 close (the portal's switch turned off after the flags were read) turns
+        reply editing off and connects again without the intent instead of stopping the bot.
+        """
+        while True:
+            try:
+                await super().connect(reconnect=reconnect)
+            except discord.PrivilegedIntentsRequired:
+                if self.settings.app.discord.reply_editing != "auto" or not self._gateway_intents.message_content:
+                    raise
+                self._gateway_intents.message_content = False
+                self.reply_editing = ReplyEditingState(mode="auto", allowed=True, refused_at_gateway=True)
+                log.warning(
+                    "Discord refused the Message Content intent (gateway close 4014) although the application's "
+                    "flags allowed it; reply editing is off until the next start. %s",
+                    self.reply_editing.advice(),
+                )
+                continue
+            return
 
     async def sync_commands(self, *, force: bool = False) -> bool:
         """Sync to `ATELIER_DEV_GUILD` if set, else globally, only if the definitions changed; True if synced."""

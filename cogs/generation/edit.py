@@ -7,9 +7,10 @@
 - **Reply editing**: a reply that mentions the bot (`@Atelier make the sky stormy`) to a message with images is an
   edit of those images. The reply itself carries its text because it mentions the bot, and a reply to one of the
   bot's own results always works (the bot sees its own messages). The images of *other* members' messages reach the
-  bot only with the privileged Message Content intent, which is requested only when `[discord] reply_editing = true`;
-  without it such a reply is answered with how to switch it on. Only an explicit mention counts: a plain reply that
-  pings the bot (Discord's default for replies) never starts a paid generation.
+  bot only with the privileged Message Content intent, which is requested when the developer portal allows it
+  (`[discord] reply_editing = "auto"`, the default; `bot.discord.intents`); without it such a reply is answered with
+  how to switch it on. Only an explicit mention counts: a plain reply that pings the bot (Discord's default for
+  replies) never starts a paid generation.
 
 An edit of one of the bot's own results (by Edit image or a reply) reuses its images by their Runware ids and keeps
 its model and size (`RequestFlow.edit`); the Edit button on a result is handled by the flow itself.
@@ -58,10 +59,16 @@ HISTORY_MISSING = (
 )
 NEEDS_MESSAGE_CONTENT = (
     "I can't see the images of messages I'm replying to: reply editing needs Discord's Message Content intent, "
-    "which this bot does not use. The bot owner can switch it on in the Discord developer portal (Bot tab → "
-    "Privileged Gateway Intents → Message Content Intent) and set `reply_editing = true` under `[discord]` in the "
-    "config. Meanwhile, use **Edit image** (right-click the message → Apps → Edit image), or `/edit` with the "
-    "image. Replies to my own results always work."
+    "which this bot does not use. {how} Meanwhile, use **Edit image** (right-click the message → Apps → Edit "
+    "image), or `/edit` with the image. Replies to my own results always work."
+)
+SWITCH_ON_IN_PORTAL = (
+    "The bot owner can switch it on in the Discord developer portal (Bot tab → Privileged Gateway Intents → "
+    "Message Content Intent) and restart the bot."
+)
+SWITCHED_OFF_IN_CONFIG = (
+    "The bot owner turned reply editing off (`reply_editing = false` under `[discord]` in the config); "
+    '`reply_editing = "auto"` uses it whenever the developer portal allows it.'
 )
 QUEUED_REACTION = "⏳"
 
@@ -279,7 +286,8 @@ class Editing(commands.Cog):
         references: list[ReferenceSource] = []
         if own_result is None:
             if not from_bot and not self._bot.intents.message_content:
-                raise ReplyEditingUnavailableError(NEEDS_MESSAGE_CONTENT)
+                how = SWITCHED_OFF_IN_CONFIG if self._bot.reply_editing.mode is False else SWITCH_ON_IN_PORTAL
+                raise ReplyEditingUnavailableError(NEEDS_MESSAGE_CONTENT.format(how=how))
             images = message_images(referenced)
             if not images:
                 raise InvalidRequestError(NO_IMAGES)

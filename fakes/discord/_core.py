@@ -11,7 +11,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from ._flags import DEFAULT_BOT_PERMISSIONS, DEFAULT_EVERYONE_PERMISSIONS, PRIVILEGED_INTENTS, Intent, Permission
+from ._flags import (
+    DEFAULT_BOT_PERMISSIONS,
+    DEFAULT_EVERYONE_PERMISSIONS,
+    PRIVILEGED_INTENTS,
+    Intent,
+    Permission,
+    intents_allowed_by,
+    limited_flags,
+)
 from ._gateway import GatewaySession
 from ._models import (
     FakeChannel,
@@ -84,6 +92,10 @@ class FakeDiscordCore:
         self.requested_port = port
         self.replay_buffer = replay_buffer
         self.privileged_intents = privileged_intents
+        self.application_flags: int | None = None
+        """The flags ``GET /applications/@me`` serves, and then also what the gateway allows (for instance
+        ``1 << 18``, a verified application granted Message Content); None: the ``_LIMITED`` flags of
+        ``privileged_intents``."""
         self.limits = Limits()
         self.clock = FakeClock()
         self._snowflake = SnowflakeFactory(self.clock)
@@ -562,6 +574,18 @@ class FakeDiscordCore:
         if not was_loading:
             message.edited_timestamp = self.clock.iso()
         message.edits.append(payload)
+
+    def served_application_flags(self) -> int:
+        """The application's flags: ``application_flags`` if set, else those of ``privileged_intents``."""
+        if self.application_flags is not None:
+            return self.application_flags
+        return limited_flags(self.privileged_intents)
+
+    def allowed_privileged_intents(self) -> int:
+        """The privileged intents an IDENTIFY may ask for (others are closed with 4014)."""
+        if self.application_flags is not None:
+            return intents_allowed_by(self.application_flags)
+        return self.privileged_intents
 
     # ------------------------------------------------------------------ gateway dispatch
 

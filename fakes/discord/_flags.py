@@ -95,5 +95,28 @@ class Intent(enum.IntFlag):
 PRIVILEGED_INTENTS = Intent.GUILD_MEMBERS | Intent.GUILD_PRESENCES | Intent.MESSAGE_CONTENT
 """The intents an application may only ask for once they are switched on in the developer portal."""
 
+PRIVILEGED_INTENT_FLAGS = {
+    Intent.GUILD_PRESENCES: (1 << 12, 1 << 13),
+    Intent.GUILD_MEMBERS: (1 << 14, 1 << 15),
+    Intent.MESSAGE_CONTENT: (1 << 18, 1 << 19),
+}
+"""Privileged intent -> its application flags (GATEWAY_PRESENCE, GATEWAY_GUILD_MEMBERS, GATEWAY_MESSAGE_CONTENT: a
+verified application granted it; the ``_LIMITED`` one: the portal's switch on an unverified application)."""
+
+
+def limited_flags(privileged_intents: int) -> int:
+    """The application flags of an unverified application with ``privileged_intents`` switched on in the portal."""
+    return sum(limited for intent, (_, limited) in PRIVILEGED_INTENT_FLAGS.items() if privileged_intents & intent)
+
+
+def intents_allowed_by(application_flags: int) -> int:
+    """The privileged intents an application with ``application_flags`` may ask for (either of each intent's flags)."""
+    return sum(
+        int(intent)
+        for intent, (full, limited) in PRIVILEGED_INTENT_FLAGS.items()
+        if application_flags & (full | limited)
+    )
+
+
 ALL_INTENTS = (1 << 26) - 1
 """Every intent bit Discord defines (up to DIRECT_MESSAGE_POLLS, 1 << 25); any other bit is an invalid intent."""

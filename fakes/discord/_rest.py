@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._core import FakeDiscordCore
-from ._flags import Intent, Permission
+from ._flags import Permission
 from ._models import FakeGuild, FakeInteraction, FakeMessage
 from ._records import ResponseRecord, UploadedFile
 from ._rules import (
@@ -322,15 +322,9 @@ class RestMixin(FakeDiscordCore):
             raise FakeHTTPError(404, CODE_UNKNOWN_USER, "Unknown User")
         return 200, user.payload()
 
-    def _application_flags(self) -> int:
-        # GATEWAY_PRESENCE_LIMITED, GATEWAY_GUILD_MEMBERS_LIMITED, GATEWAY_MESSAGE_CONTENT_LIMITED: an unverified bot
-        # with those privileged intents switched on in the developer portal.
-        flags = {Intent.GUILD_PRESENCES: 1 << 13, Intent.GUILD_MEMBERS: 1 << 15, Intent.MESSAGE_CONTENT: 1 << 19}
-        return sum(flag for intent, flag in flags.items() if self.privileged_intents & intent)
-
     async def _get_application(self, ctx: RequestContext) -> Reply:
         self._require_auth(ctx)
-        flags = self._application_flags()
+        flags = self.served_application_flags()
         return 200, {
             "id": str(self.application_id),
             "name": self.bot_user.username,

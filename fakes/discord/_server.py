@@ -96,8 +96,9 @@ class FakeDiscord(RestMixin, InjectMixin):
         replies against the spec (into ``openapi_response_failures``). ``control_api`` serves ``/_fake/…`` for
         another process (standalone mode). ``bot_permissions`` go to the bot's managed role in every new guild;
         ``replay_buffer`` is how many events a session keeps for RESUME. ``privileged_intents`` are the privileged
-        intents switched on in the developer portal (default: all three); an IDENTIFY asking for another one is
-        closed with 4014, as Discord does.
+        intents switched on in the developer portal (default: all three; ``GET /applications/@me`` serves their
+        ``_LIMITED`` flags, or the attribute ``application_flags`` when a test sets it, which then rules the gateway
+        too); an IDENTIFY asking for another one is closed with 4014, as Discord does.
         """
         super().__init__(
             application_id=application_id,
@@ -563,7 +564,7 @@ class FakeDiscord(RestMixin, InjectMixin):
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.resume_gateway_url,
-            "application": {"id": str(self.application_id), "flags": self._application_flags()},
+            "application": {"id": str(self.application_id), "flags": self.served_application_flags()},
             "private_channels": [],
             "relationships": [],
             "presences": [],
@@ -594,7 +595,7 @@ class FakeDiscord(RestMixin, InjectMixin):
         intents = data.get("intents", 0) or 0
         if not isinstance(intents, int) or intents < 0 or intents & ~ALL_INTENTS:
             return 4013, "Invalid intent(s)."
-        if intents & PRIVILEGED_INTENTS & ~self.privileged_intents:
+        if intents & PRIVILEGED_INTENTS & ~self.allowed_privileged_intents():
             return 4014, "Disallowed intent(s)."
         return None
 

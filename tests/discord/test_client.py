@@ -17,10 +17,10 @@ from bot.discord.client import (
     EXTENSIONS,
     DiscordUnavailableError,
     InvalidTokenError,
-    PrivilegedIntentError,
     commands_hash,
     connection_failure,
 )
+from bot.discord.intents import PrivilegedIntentError
 from bot.discord.tree import SHUTTING_DOWN_MESSAGE
 from tests.discord.conftest import Atelier
 from tests.discord.helpers import idle, inference_tasks, job_id_of, result_of
@@ -51,13 +51,16 @@ def test_commands_hash_ignores_order_and_sees_any_change() -> None:
 
 
 async def test_boot_identifies_with_minimum_intents_and_syncs_once(atelier: Atelier) -> None:
-    """The bot logs in, syncs its commands globally once, and identifies with no privileged intent.
+    """The bot logs in, syncs its commands globally once, and identifies with the least it needs.
 
-    Guild messages (not privileged) bring replies that mention the bot; Message Content stays off by default.
+    Guild messages (not privileged) bring replies that mention the bot; Message Content is asked for only because
+    the fake's application has it switched on in the portal (`reply_editing = "auto"`, the default).
     """
     fake = atelier.fake
 
-    assert [identify["intents"] for identify in fake.identifies] == [GUILDS_INTENT | GUILD_MESSAGES_INTENT]
+    assert [identify["intents"] for identify in fake.identifies] == [
+        GUILDS_INTENT | GUILD_MESSAGES_INTENT | MESSAGE_CONTENT_INTENT
+    ]
     assert fake.sync_count == 1
     assert _names(fake.commands[None]) == COMMANDS
     assert atelier.bot.is_ready()
@@ -134,14 +137,47 @@ async def test_dev_guild_after_a_global_sync_warns_once_and_the_next_global_star
     assert _names(fake.commands[None]) == COMMANDS
 
 
-async def test_reply_editing_switch_requests_the_message_content_intent(atelier: Atelier) -> None:
-    """`[discord] reply_editing = true` adds the privileged Message Content intent, and only then."""
-    await atelier.restart(discord__reply_editing="true")
+@pytest.mark.parametrize(
+    ("flags", "mode", "asked"),
+    [
+        (1 << 19, "auto", True),  # GATEWAY_MESSAGE_CONTENT_LIMITED: the portal's switch, unverified application
+        (1 << 18, "auto", True),  # GATEWAY_MESSAGE_CONTENT: a verified application granted the intent
+        (1 << 13 | 1 << 15, "auto", False),  # other privileged intents only
+        (0, "auto", False),
+        (1 << 19, "false", False),
+        (1 << 19, "true", True),
+    ],
+)
+async def test_reply_editing_asks_for_message_content_exactly_when_the_portal_allows_it(
+    atelier: Atelier, flags: int, mode: str, asked: bool
+) -> None:
+    """`[discord] reply_editing`: auto asks for the Message Content intent exactly when the application's flags
+    allow it, false never asks, true asks; whatever the flags, the bot connects (never a 4014 close)."""
+    atelier.fake.application_flags = flags
+    await atelier.restart(discord__reply_editing=f'"{mode}"' if mode == "auto" else mode)
 
-    assert [identify["intents"] for identify in atelier.fake.identifies] == [
-        GUILDS_INTENT | GUILD_MESSAGES_INTENT,
-        GUILDS_INTENT | GUILD_MESSAGES_INTENT | MESSAGE_CONTENT_INTENT,
-    ]
+    last = atelier.fake.identifies[-1]["intents"]
+    assert last == GUILDS_INTENT | GUILD_MESSAGES_INTENT | (MESSAGE_CONTENT_INTENT if asked else 0)
+    assert atelier.bot.intents.message_content is asked and atelier.bot.reply_editing.on is asked
+    assert atelier.fake.gateway_closes == []
+
+
+async def test_auto_mode_refused_at_the_gateway_reconnects_without_the_intent(atelier: Atelier) -> None:
+    """If the portal's switch goes off while the bot runs, the next IDENTIFY is closed with 4014: with the default
+    `auto` the bot identifies again without Message Content and keeps answering, instead of dying."""
+    fake = atelier.fake
+    assert atelier.bot.reply_editing.on
+    fake.application_flags = 0
+    await fake.kill_gateway(4000, resumable=False)
+
+    await fake.wait_until(lambda: len(fake.identifies) == 2, timeout=15.0, what="a second IDENTIFY")
+    await fake.wait_ready()
+
+    assert (4014, "Disallowed intent(s).") in fake.gateway_closes
+    assert fake.identifies[-1]["intents"] == GUILDS_INTENT | GUILD_MESSAGES_INTENT
+    assert not atelier.bot.intents.message_content and not atelier.bot.reply_editing.on
+    message = await atelier.answer("balance", user_id=atelier.world.member_id)
+    assert message.embeds[0]["title"] == "Your budget"
 
 
 async def test_gateway_drop_is_resumed(atelier: Atelier) -> None:

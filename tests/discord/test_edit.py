@@ -8,9 +8,9 @@ from typing import Any
 import discord
 import pytest
 
-from cogs.generation.edit import EMPTY_REPLY
+from cogs.generation.edit import EMPTY_REPLY, NEEDS_MESSAGE_CONTENT, SWITCH_ON_IN_PORTAL, SWITCHED_OFF_IN_CONFIG
 from cogs.generation.references import embed_picture_addresses, message_images
-from fakes.discord import FakeMessage, RecordedRequest
+from fakes.discord import FakeMessage, Intent, RecordedRequest
 from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import (
     idle,
@@ -112,11 +112,14 @@ async def test_edit_image_on_a_message_without_images_says_so(atelier: Atelier) 
 
 
 async def test_reply_mention_edits_the_replied_to_images_with_message_content(atelier: Atelier) -> None:
-    """With reply editing on (Message Content intent), a reply mentioning the bot edits the replied-to message's
-    images (attachment, link preview, rich embed image); the result is a reply to the member that mentions them."""
-    await atelier.restart(discord__reply_editing="true")
+    """With the portal's Message Content switch on (application flags `1 << 19`) and the default config
+    (`reply_editing = "auto"`), a reply mentioning the bot edits the images of another member's message (attachment,
+    link preview, rich embed image); the result is a reply to the member that mentions them."""
+    atelier.fake.application_flags = 1 << 19
+    await atelier.restart()
     fake, world = atelier.fake, atelier.world
     source = await _post_images(atelier)
+    assert source.author.id == world.other_member_id
 
     reply = await fake.user_message(
         world.channel_id,
@@ -137,9 +140,12 @@ async def test_reply_mention_edits_the_replied_to_images_with_message_content(at
 
 
 async def test_reply_without_message_content_explains_how_to_switch_it_on(atelier: Atelier) -> None:
-    """Without the Message Content intent the replied-to images are invisible: the reply is answered with how to
-    enable reply editing, and nothing is spent."""
+    """With the portal's switch off and the default config, the bot starts normally without the intent; the
+    replied-to images are invisible, so the reply is answered with the switch to turn on, and nothing is spent."""
     fake, world = atelier.fake, atelier.world
+    fake.privileged_intents = Intent.GUILD_MEMBERS | Intent.GUILD_PRESENCES
+    await atelier.restart()
+    assert fake.gateway_closes == [] and not fake.identifies[-1]["intents"] & Intent.MESSAGE_CONTENT
     source = await _post_images(atelier)
 
     reply = await fake.user_message(
@@ -147,9 +153,27 @@ async def test_reply_without_message_content_explains_how_to_switch_it_on(atelie
     )
     answer = await _reply_to(atelier, reply)
 
-    assert "Message Content intent" in answer.content and "reply_editing = true" in answer.content
+    assert answer.content == NEEDS_MESSAGE_CONTENT.format(how=SWITCH_ON_IN_PORTAL)
+    assert "Message Content Intent" in answer.content and "restart the bot" in answer.content
     assert "Edit image" in answer.content
     assert inference_tasks(atelier) == [] and atelier.runware.tasks_submitted("imageUpload") == []
+
+
+async def test_reply_editing_switched_off_in_the_config_says_so(atelier: Atelier) -> None:
+    """`reply_editing = false` never asks for the intent even though the portal allows it; a reply says the config
+    switched it off and how to turn it back on."""
+    fake, world = atelier.fake, atelier.world
+    await atelier.restart(discord__reply_editing="false")
+    source = await _post_images(atelier)
+
+    reply = await fake.user_message(
+        world.channel_id, user_id=world.member_id, content=f"<@{fake.bot_user.id}> make it red", reply_to=source
+    )
+    answer = await _reply_to(atelier, reply)
+
+    assert answer.content == NEEDS_MESSAGE_CONTENT.format(how=SWITCHED_OFF_IN_CONFIG)
+    assert "reply_editing = false" in answer.content and 'reply_editing = "auto"' in answer.content
+    assert inference_tasks(atelier) == []
 
 
 async def test_plain_reply_ping_is_not_a_request(atelier: Atelier) -> None:

@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 
 from fakes.discord import FakeDiscord, FakeMessage, Intent, World
+from fakes.runware import FakeRunware
 from tests.discord.conftest import (
     REPO,
     assert_discord_rules_kept,
@@ -43,7 +44,7 @@ ERROR_ID = re.compile(r"error id `([0-9a-f]{8})`")
 INTENT_REFUSED = (
     "atelier: [discord] reply_editing = true needs the Message Content intent: switch on "
     '"Message Content Intent" in the developer portal (Bot tab, Privileged Gateway Intents), '
-    "or set reply_editing = false"
+    'or set reply_editing = "auto" (reply editing then follows that switch)'
 )
 
 _OURS = ("DISCORD_", "ATELIER_", "RUNWARE_", "LOG_LEVEL")
@@ -181,7 +182,10 @@ async def test_bot_process_serves_members_and_admins_resumes_and_stops_cleanly_o
     await fake.wait_ready(timeout=30.0)
     synced = await fake.wait_synced(timeout=10.0)
     assert {command["name"] for command in synced[None]} == COMMANDS
-    assert [identify["intents"] for identify in fake.identifies] == [Intent.GUILDS | Intent.GUILD_MESSAGES]
+    # The fake's application has Message Content switched on, so the default `reply_editing = "auto"` asks for it.
+    assert [identify["intents"] for identify in fake.identifies] == [
+        Intent.GUILDS | Intent.GUILD_MESSAGES | Intent.MESSAGE_CONTENT
+    ]
 
     before = await _answer(fake, world, "balance", world.member_id)
     assert embed_fields(before)["Allowance"] == "$1.00 per month"
@@ -266,8 +270,8 @@ async def test_token_reset_while_running_is_one_line_and_exit_status_2(
 async def test_message_content_intent_off_in_the_portal_is_one_line_and_exit_status_2(
     fake_discord: FakeDiscord, launch: Launch, tmp_path: Path
 ) -> None:
-    """With `reply_editing = true` but Message Content Intent off for the application, Discord closes the gateway
-    with 4014; the bot says how to fix it in one line, without a traceback, and exits 2."""
+    """With `reply_editing = true` but Message Content Intent off for the application (its flags say so), the bot
+    says how to fix it in one line, without a traceback, and exits 2, before it even connects to the gateway."""
     fake_discord.privileged_intents = Intent.GUILD_MEMBERS | Intent.GUILD_PRESENCES
     invited_world(fake_discord)
     config = write_config(tmp_path / "reply-editing.toml", {"discord.reply_editing": "true"})
@@ -275,11 +279,26 @@ async def test_message_content_intent_off_in_the_portal_is_one_line_and_exit_sta
     bot = await launch(config=config)
 
     assert await bot.finish() == 2
-    assert fake_discord.gateway_closes == [(4014, "Disallowed intent(s).")]
-    assert fake_discord.identify_attempts[0]["intents"] & Intent.MESSAGE_CONTENT
-    assert fake_discord.identifies == []
+    assert fake_discord.identify_attempts == [] and fake_discord.gateway_closes == []
     assert "Traceback" not in bot.log
     assert bot.lines[-1] == INTENT_REFUSED
+    assert [line for line in bot.lines if line.startswith("atelier:")] == [INTENT_REFUSED]
+
+
+async def test_default_config_with_the_switch_off_starts_normally_without_the_intent(
+    fake_discord: FakeDiscord, launch: Launch
+) -> None:
+    """The default config (`reply_editing = "auto"`) with the portal's switch off: the bot identifies without the
+    Message Content intent and runs; never a 4014 close."""
+    fake_discord.privileged_intents = 0
+    invited_world(fake_discord)
+
+    bot = await launch()
+    await fake_discord.wait_ready()
+
+    assert fake_discord.gateway_closes == []
+    assert not fake_discord.identifies[0]["intents"] & Intent.MESSAGE_CONTENT
+    assert bot.process.returncode is None
 
 
 async def test_discord_unavailable_at_login_is_one_line_and_exit_status_1(
@@ -320,4 +339,61 @@ async def test_empty_token_is_one_line_and_exit_status_2(launch: Launch) -> None
     assert await bot.finish() == 2
     assert bot.lines == [
         "atelier: DISCORD_TOKEN: is empty, but it is required to run the bot; set it in the environment or .env"
+    ]
+
+
+async def _check(fake: FakeDiscord, runware_url: str, tmp_path: Path, config: Path) -> tuple[int, list[str]]:
+    """Run `python -m bot check` against the fakes; return its exit status and its `discord:` lines."""
+    env = bot_environment(fake, tmp_path / "check.sqlite3", runware_url=runware_url, config=config)
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(_OURS)}
+    process = await asyncio.create_subprocess_exec(
+        *BOT_COMMAND,
+        "check",
+        cwd=tmp_path,
+        env={**clean, "PYTHONPATH": str(REPO), **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, _ = await asyncio.wait_for(process.communicate(), 60.0)
+    lines = stdout.decode().splitlines()
+    assert fake.token not in stdout.decode()
+    assert process.returncode is not None
+    return process.returncode, [line for line in lines if line.startswith("discord:")]
+
+
+@pytest.mark.parametrize(
+    ("flags", "mode", "status", "line"),
+    [
+        (1 << 19, '"auto"', 0, "discord: token ok. Reply editing is on (auto: the developer portal allows it)"),
+        (
+            0,
+            '"auto"',
+            0,
+            "discord: token ok. Reply editing is off: the Message Content intent is not switched on in the developer "
+            'portal. Switch on "Message Content Intent" in the Discord developer portal',
+        ),
+        (1 << 19, "false", 0, "discord: token ok. Reply editing is off: `reply_editing = false` under `[discord]`"),
+        (0, "true", 1, "discord: reply_editing = true needs the Message Content intent, which is off: switch on"),
+    ],
+)
+async def test_check_says_whether_reply_editing_is_on_and_what_to_switch_on(
+    fake_discord: FakeDiscord,
+    fake_runware: FakeRunware,
+    tmp_path: Path,
+    flags: int,
+    mode: str,
+    status: int,
+    line: str,
+) -> None:
+    """`check` reads the application's flags with the token and says whether reply editing is on and, if not, what
+    to switch on; `reply_editing = true` with the switch off fails the check (the bot would not start)."""
+    fake_discord.application_flags = flags
+    config = write_config(tmp_path / "check.toml", {"discord.reply_editing": mode})
+
+    code, lines = await _check(fake_discord, fake_runware.url, tmp_path, config)
+
+    assert code == status, lines
+    assert len(lines) == 1 and lines[0].startswith(line), lines
+    assert [request.path for request in fake_discord.requests if "applications" in request.path] == [
+        "/applications/@me"
     ]

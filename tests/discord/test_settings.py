@@ -151,7 +151,7 @@ async def test_settings_are_hidden_by_default_but_the_bot_checks_permissions_its
     world = atelier.world
     group = next(command for command in atelier.fake.commands[None] if command["name"] == "settings")
     assert group["default_member_permissions"] == str(int(Permission.MANAGE_GUILD))
-    assert {option["name"] for option in group["options"]} == {"defaults", "limits"}
+    assert {option["name"] for option in group["options"]} == {"defaults", "limits", "show"}
     moderators = atelier.fake.add_role(world.guild_id, name="Moderators", permissions=int(Permission.MANAGE_MESSAGES))
     moderator = atelier.fake.add_member(world.guild_id, name="moderator", roles=[moderators.id])
 
@@ -193,3 +193,24 @@ async def test_bad_values_are_refused_clearly_and_change_nothing(atelier: Atelie
     assert await _stored(atelier) == before
     limits = await atelier.answer("settings limits", user_id=admin)
     assert embed_fields(limits)["max_count"] == f"**3** · {CONFIG}\nImages per request; this bot allows at most 3."
+
+
+async def test_settings_show_has_everything_and_says_whether_reply_editing_is_on(atelier: Atelier) -> None:
+    """`/settings show`: the defaults and limits on one page, and reply editing: on when the portal allows the
+    Message Content intent (default config), else off with the portal's switch to turn on."""
+    world = atelier.world
+    on = await atelier.answer("settings show", user_id=world.admin_id)
+    fields = embed_fields(on)
+    assert {"model", "size", "count", "max_count", "confirm_above"} <= set(fields)
+    assert fields["Reply editing"].startswith("**on** · `reply_editing = auto`")
+
+    atelier.fake.application_flags = 0
+    await atelier.restart()
+    off = embed_fields(await atelier.answer("settings show", user_id=world.admin_id))["Reply editing"]
+    assert off.startswith("**off** · `reply_editing = auto`")
+    assert 'Switch on "Message Content Intent" in the Discord developer portal' in off
+
+    await atelier.restart(discord__reply_editing="false")
+    config_off = embed_fields(await atelier.answer("settings show", user_id=world.admin_id))["Reply editing"]
+    assert config_off.startswith("**off** · `reply_editing = false`")
+    assert 'Set `reply_editing = "auto"`' in config_off

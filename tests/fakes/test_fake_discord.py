@@ -932,6 +932,35 @@ async def test_identify_is_refused_with_discords_close_codes(
         assert fake.gateway_closes == [close] and fake.identifies == []
 
 
+@pytest.mark.parametrize(
+    ("flags", "allowed"),
+    [(1 << 19, True), (1 << 18, True), (1 << 18 | 1 << 19, True), (1 << 15 | 1 << 13, False), (0, False)],
+)
+async def test_application_flags_are_served_and_rule_the_gateway(
+    fake_discord: FakeDiscord, flags: int, allowed: bool
+) -> None:
+    """A test sets the application's flags: `GET /applications/@me` serves them (valid against the spec, replies
+    included), and IDENTIFY asking for Message Content gets READY exactly when GATEWAY_MESSAGE_CONTENT (1 << 18) or
+    its _LIMITED form (1 << 19) is set, else 4014."""
+    fake_discord.application_flags = flags
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{fake_discord.api_base}/applications/@me", headers=_auth(fake_discord)) as response:
+            body = await response.json()
+        async with http.ws_connect(fake_discord.gateway_url) as ws:
+            assert (await ws.receive_json())["op"] == 10
+            intents = int(Intent.GUILDS | Intent.MESSAGE_CONTENT)
+            await ws.send_json({"op": 2, "d": {"token": fake_discord.token, "intents": intents, "properties": {}}})
+            reply = await ws.receive()
+
+    assert body["flags"] == flags and body["flags_new"] == str(flags)
+    if allowed:
+        assert json.loads(reply.data)["t"] == "READY"
+        assert fake_discord.gateway_closes == []
+    else:
+        assert (reply.data, reply.extra) == (4014, "Disallowed intent(s).")
+    assert_spec_clean(fake_discord)
+
+
 def _button(custom_id: str) -> dict[str, Any]:
     return {"type": 2, "style": 1, "label": custom_id[:80], "custom_id": custom_id}
 
