@@ -27,6 +27,9 @@ CONTEXT_FIELDS = ("job_id", "guild_id")
 _TOKEN_IN_URL = re.compile(r"(/(?:interactions|webhooks)/\d+/)[A-Za-z0-9_.\-]{8,}")
 """An interaction or webhook token in a Discord URL (discord.py logs such URLs at DEBUG)."""
 
+_TOKEN_IN_PAYLOAD = re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+""")
+"""A `token` field in a logged payload (discord.py logs every gateway event, interactions included, at DEBUG)."""
+
 _context: ContextVar[Mapping[str, object]] = ContextVar("atelier_log_context", default={})  # noqa: B039 - never mutated
 
 
@@ -61,7 +64,7 @@ class RedactSecrets(logging.Filter):
                 record.exc_text = record.exc_text.replace(secret, "***")
             if record.stack_info:  # `log.info(..., stack_info=True)`: the stack shows source lines and can hold values
                 record.stack_info = record.stack_info.replace(secret, "***")
-        message = _TOKEN_IN_URL.sub(r"\1***", message)
+        message = _TOKEN_IN_PAYLOAD.sub(r"\1***", _TOKEN_IN_URL.sub(r"\1***", message))
         if record.exc_text:
             record.exc_text = _TOKEN_IN_URL.sub(r"\1***", record.exc_text)
         record.msg, record.args = message, None
