@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,6 +42,9 @@ from bot.jobs.options import ServerOptions
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
 from bot.log import setup_logging
+from bot.observability import metrics
+from bot.observability.metrics import Metrics
+from bot.observability.server import MetricsServerError, ObservabilityServer
 from bot.runware.client import RunwareClient
 from bot.settings import Settings
 from bot.storage.database import Database, DatabaseError
@@ -74,6 +78,8 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
     budgets = Budgets(database, config)
     ledger = Ledger(database, budgets)
     server_options = ServerOptions(database, config)
+    scheduler = Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency)
+    metrics.current().watch_queue(lambda: scheduler.waiting_count, lambda: scheduler.running_count)
     runware = RunwareClient(
         session, api_key=settings.require_runware_key(), api_url=settings.runware_api_url, config=config.runware
     )
@@ -84,7 +90,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         ledger,
         Pricing(config),
         config,
-        Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency),
+        scheduler,
         server_options=server_options,
         delivery=delivery,
         allowed_hosts=reference_hosts(settings),
@@ -112,24 +118,51 @@ async def open_bot(
 
     The job service starts running jobs (and resumes unfinished ones) when the bot is first ready; on exit it stops
     before the database closes, leaving interrupted jobs for the next start.
+
+    Each bot gets fresh metrics (`bot.observability`); with `ATELIER_METRICS_PORT` set, `/healthz` and `/metrics` are
+    served from before the database opens (a port already taken fails the start with nothing created) until the
+    bot has shut down. Raises `MetricsServerError` if the port cannot be bound.
     """
-    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS)
-    async with aiohttp.ClientSession(timeout=timeout) as session, await Database.open(settings.database) as database:
-        bot = AtelierBot(
-            settings=settings,
-            session=session,
-            services=partial(build_services, database, settings, session),
-            extensions=extensions,
-            guild_ready_timeout=guild_ready_timeout,
-        )
-        # Holds left open by a crash are settled or released before any new request can reserve (the bot is not
-        # connected yet).
-        await bot.services.ledger.reconcile()
-        try:
-            yield bot
-        finally:
-            await bot.shutdown()
-    log.info("Closed the HTTP session and the database")
+    observed = Metrics()
+    previous = metrics.install(observed)
+    server: ObservabilityServer | None = None
+    try:
+        if settings.metrics_port is not None:
+            server = ObservabilityServer(settings.metrics_port, observed)
+            await server.start()
+        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            await Database.open(settings.database) as database,
+        ):
+            if server is not None:
+                server.ping = partial(database.run, _ping, write=False)
+            bot = AtelierBot(
+                settings=settings,
+                session=session,
+                services=partial(build_services, database, settings, session),
+                extensions=extensions,
+                guild_ready_timeout=guild_ready_timeout,
+            )
+            # Holds left open by a crash are settled or released before any new request can reserve (the bot is not
+            # connected yet).
+            await bot.services.ledger.reconcile()
+            try:
+                yield bot
+            finally:
+                await bot.shutdown()
+                if server is not None:
+                    server.ping = None
+        log.info("Closed the HTTP session and the database")
+    finally:
+        if server is not None:
+            await server.stop()
+        metrics.install(previous)
+
+
+def _ping(conn: sqlite3.Connection) -> object:
+    """Run the health check's database query, the cheapest one that proves the connection answers."""
+    return conn.execute("SELECT 1").fetchone()
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> list[signal.Signals]:
@@ -178,6 +211,9 @@ async def run_bot(settings: Settings) -> int:
     except DatabaseError as exc:
         print(f"atelier: ATELIER_DATABASE: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MetricsServerError as exc:
+        print(f"atelier: ATELIER_METRICS_PORT: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (aiohttp.ClientConnectionError, OSError) as exc:
         print(f"atelier: cannot reach Discord at {settings.discord_api_base}: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -203,5 +239,5 @@ def run(settings: Settings) -> int:
     """Set up logging and run the bot in a new event loop; return the exit status."""
     token = settings.require_discord_token()
     runware_key = settings.runware_api_key.get_secret_value() if settings.runware_api_key else ""
-    setup_logging(settings.log_level, secrets=[token, runware_key])
+    setup_logging(settings.log_level, secrets=[token, runware_key], log_format=settings.log_format)
     return asyncio.run(run_bot(settings))

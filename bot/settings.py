@@ -184,6 +184,8 @@ class _Environment(BaseSettings):
     config_path: Path = Field(default=DEFAULT_CONFIG, validation_alias="ATELIER_CONFIG")
     dev_guild: int | None = Field(default=None, validation_alias="ATELIER_DEV_GUILD")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    log_format: str = Field(default="text", validation_alias="LOG_FORMAT")
+    metrics_port: int | None = Field(default=None, validation_alias="ATELIER_METRICS_PORT")
 
     _empty: frozenset[str] = PrivateAttr(default=frozenset())
     """Variables that were set to an empty (or blank) value, and so count as unset."""
@@ -248,6 +250,24 @@ class _Environment(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        text = value.strip().lower()
+        if text not in {"text", "json"}:
+            raise ValueError("must be text or json")
+        return text
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _port(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = str(value).strip()
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+            raise ValueError("must be a port number from 1 to 65535")
+        return int(text)
+
 
 _ENV_NAMES: dict[str, str] = {name: str(field.validation_alias) for name, field in _Environment.model_fields.items()}
 """Field name -> environment variable, for naming the variable in a `SettingsError`."""
@@ -269,6 +289,10 @@ class Settings(BaseModel):
     config_path: Path
     dev_guild: int | None
     log_level: str
+    log_format: str = "text"
+    """`text` (readable lines) or `json` (one JSON object per line), from `LOG_FORMAT`."""
+    metrics_port: int | None = None
+    """Where `/healthz` and `/metrics` are served on 127.0.0.1 (`ATELIER_METRICS_PORT`); None: not served."""
     app: AppConfig
     empty_variables: frozenset[str] = frozenset()
     """Variables set to an empty value, which count as unset (so their default applies)."""

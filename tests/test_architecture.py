@@ -20,15 +20,29 @@ LEAVES = frozenset({"bot.catalog", "bot.clock", "bot.money", "bot.errors", "bot.
 
 ALLOWED: dict[str, frozenset[str]] = {
     "bot.settings": frozenset(),
+    "bot.observability": frozenset(),
     "bot.storage": frozenset(),
     "bot.images": frozenset(),
-    "bot.runware": frozenset({"bot.settings"}),
-    "bot.billing": frozenset({"bot.settings", "bot.storage"}),
-    "bot.jobs": frozenset({"bot.settings", "bot.storage", "bot.billing", "bot.images", "bot.runware"}),
-    "bot.discord": frozenset({"bot.settings", "bot.storage", "bot.billing", "bot.images", "bot.jobs"}),
+    "bot.runware": frozenset({"bot.settings", "bot.observability"}),
+    "bot.billing": frozenset({"bot.settings", "bot.storage", "bot.observability"}),
+    "bot.jobs": frozenset(
+        {"bot.settings", "bot.storage", "bot.billing", "bot.images", "bot.runware", "bot.observability"}
+    ),
+    "bot.discord": frozenset(
+        {"bot.settings", "bot.storage", "bot.billing", "bot.images", "bot.jobs", "bot.observability"}
+    ),
     "cogs": frozenset({"bot.settings", "bot.storage", "bot.billing", "bot.images", "bot.jobs", "bot.discord"}),
     "bot.app": frozenset(
-        {"bot.settings", "bot.storage", "bot.billing", "bot.images", "bot.runware", "bot.jobs", "bot.discord"}
+        {
+            "bot.settings",
+            "bot.storage",
+            "bot.billing",
+            "bot.images",
+            "bot.runware",
+            "bot.jobs",
+            "bot.discord",
+            "bot.observability",
+        }
     ),
     "bot.cli": frozenset({"bot", "bot.settings", "bot.storage", "bot.images", "bot.runware", "bot.discord", "bot.app"}),
     "bot.__main__": frozenset({"bot.cli"}),

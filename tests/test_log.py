@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
 
 import pytest
 
-from bot.log import RedactSecrets, setup_logging
+from bot.log import JsonFormatter, RedactSecrets, log_context, setup_logging
 
 TOKEN = "MTIzNDU2Nzg5.Gabcde.discord-token-secret"
 KEY = "rw-api-key-0123456789"
@@ -90,3 +91,37 @@ def test_setup_logging_installs_one_redacting_handler_on_the_root() -> None:
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+
+
+def test_interaction_and_webhook_tokens_are_replaced(captured: tuple[logging.Logger, io.StringIO]) -> None:
+    """Tokens discord.py logs at DEBUG (in callback and webhook URLs, and in gateway payloads) are scrubbed."""
+    logger, stream = captured
+    logger.debug("POST /interactions/123/aW50ZXJhY3Rpb246MTIz/callback and /webhooks/4242/aW50ZXJhY3Rpb24/messages")
+    logger.debug("event %s", {"d": {"token": "aW50ZXJhY3Rpb246MTIz", "id": "123"}})
+    assert "aW50ZXJhY3Rp" not in stream.getvalue()
+    assert "/interactions/123/***/callback" in stream.getvalue() and "'token': '***'" in stream.getvalue()
+
+
+def test_json_lines_carry_the_job_and_guild_ids_from_the_context_or_the_call() -> None:
+    """One JSON object per record; `log_context` and `extra=` add the ids; a traceback stays inside the line."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactSecrets([KEY]))
+    logger = logging.getLogger("tests.log.json")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with log_context(job_id="job-1", guild_id=7):
+            logger.warning("with %s", KEY)
+        logger.warning("explicit", extra={"job_id": "job-2", "guild_id": 8})
+        try:
+            raise ValueError(KEY)
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    first, second, third = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (first["message"], first["job_id"], first["guild_id"], first["level"]) == ("with ***", "job-1", 7, "WARNING")
+    assert (second["job_id"], second["guild_id"], second["logger"]) == ("job-2", 8, "tests.log.json")
+    assert "job_id" not in third and "ValueError: ***" in third["exc_info"] and KEY not in stream.getvalue()

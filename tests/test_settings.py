@@ -93,6 +93,11 @@ GUILD_ID = "must be a Discord server id (a positive whole number)"
         ("ATELIER_DEV_GUILD", "1e18", GUILD_ID),
         ("ATELIER_DEV_GUILD", str(2**63), GUILD_ID),
         ("LOG_LEVEL", "loud", "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("LOG_FORMAT", "logfmt", "must be text or json"),
+        ("ATELIER_METRICS_PORT", "0", "must be a port number from 1 to 65535"),
+        ("ATELIER_METRICS_PORT", "65536", "must be a port number from 1 to 65535"),
+        ("ATELIER_METRICS_PORT", "http", "must be a port number from 1 to 65535"),
+        ("ATELIER_METRICS_PORT", "-1", "must be a port number from 1 to 65535"),
         ("RUNWARE_API_KEY", "key-\udcff", "is not valid UTF-8"),
         ("ATELIER_DATABASE", "data/\udcff.sqlite3", "is not valid UTF-8"),
     ],
@@ -117,6 +122,9 @@ def test_a_bad_environment_value_names_its_variable(variable: str, value: str, m
         ("ATELIER_DEV_GUILD", str(2**63 - 1), "dev_guild", 2**63 - 1),
         ("ATELIER_DATABASE", "db/x.sqlite3", "database", Path("db/x.sqlite3")),
         ("LOG_LEVEL", " warning ", "log_level", "WARNING"),
+        ("LOG_FORMAT", " JSON ", "log_format", "json"),
+        ("ATELIER_METRICS_PORT", " 9464 ", "metrics_port", 9464),
+        ("ATELIER_METRICS_PORT", "65535", "metrics_port", 65535),
     ],
 )
 def test_a_good_environment_value_is_accepted_and_tidied(
@@ -137,6 +145,8 @@ DEFAULTS: list[tuple[str, str, object]] = [
     ("ATELIER_CONFIG", "config_path", Path("config/atelier.toml")),
     ("ATELIER_DEV_GUILD", "dev_guild", None),
     ("LOG_LEVEL", "log_level", "INFO"),
+    ("LOG_FORMAT", "log_format", "text"),
+    ("ATELIER_METRICS_PORT", "metrics_port", None),
 ]
 
 

@@ -37,6 +37,7 @@ from bot.billing.inputs import check_amount, check_id, check_job_id
 from bot.catalog import Period
 from bot.clock import utc_now
 from bot.money import format_usd
+from bot.observability import metrics
 from bot.storage.database import Database
 from bot.storage.jobs import JobQueries
 from bot.storage.ledger import LedgerQueries
@@ -230,7 +231,7 @@ class Ledger:
         amount = check_amount(actual, "actual cost")
         now = self._clock()
         result = await self._db.run(lambda conn: _settle_in(conn, job_id, amount, now))
-        _log_settlement(result, amount)
+        _report_settlement(result, amount)
         return result
 
     async def release(self, job_id: str) -> bool:
@@ -353,7 +354,7 @@ class Ledger:
 
         report, settlements = await self._db.run(unit)
         for result in settlements:
-            _log_settlement(result, result.actual)
+            _report_settlement(result, result.actual)
         if report.totals_repaired:
             log.error("rebuilt the daily totals from the ledger: %d rows disagreed", report.totals_repaired)
         if report.settled or report.released:
@@ -476,7 +477,8 @@ def _release_in(conn: sqlite3.Connection, job_id: str, now: datetime) -> bool:
     return True
 
 
-def _log_settlement(result: SettleResult, requested: int) -> None:
+def _report_settlement(result: SettleResult, requested: int) -> None:
+    """Log a settlement's surprises (a repeat, an overrun) and add a new one's charge to the spend metric."""
     if result.repeated:
         if requested != result.actual:
             log.warning(
@@ -486,6 +488,7 @@ def _log_settlement(result: SettleResult, requested: int) -> None:
                 format_usd(requested),
             )
         return
+    metrics.current().settled(result.actual)
     if result.overrun:
         log.warning(
             "overrun on job %s: charged %s against a reservation of %s (%s not covered)",

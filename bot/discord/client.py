@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from bot.discord.intents import PrivilegedIntentError, ReplyEditingState, decide
 from bot.discord.tree import AtelierTree
 from bot.jobs.options import ServerOptions
 from bot.jobs.service import GenerationService
+from bot.observability import metrics
 from bot.settings import Settings
 from bot.storage.database import Database
 from bot.storage.jobs import JobRepository
@@ -157,6 +159,35 @@ def connection_failure(exc: BaseException) -> Exception | None:
     return None
 
 
+_CALLBACK_PATH = re.compile(r"/interactions/(\d+)/[^/]+/callback$")
+"""The path of an interaction's acknowledgement (its initial response); the id's snowflake says when it was made."""
+
+
+def observe_discord_http() -> aiohttp.TraceConfig:
+    """Trace discord.py's HTTP session for the metrics: every 429, and each acknowledgement's latency.
+
+    The latency runs from the interaction's creation (its snowflake's time, Discord's own clock, which is what its
+    3-second deadline counts from) to the answer to the acknowledgement. Memory only: no request is added.
+    """
+
+    async def on_request_end(
+        _session: aiohttp.ClientSession, _context: Any, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        current = metrics.current()
+        status = params.response.status
+        if status == 429:
+            current.too_many_requests("discord")
+            return
+        match = _CALLBACK_PATH.search(params.url.path)
+        if match is not None and status < 400:
+            created = discord.utils.snowflake_time(int(match.group(1)))
+            current.acknowledged((discord.utils.utcnow() - created).total_seconds())
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_request_end)
+    return trace
+
+
 class AtelierBot(commands.Bot):
     """The Discord bot: loads `EXTENSIONS`, syncs commands when they changed, and keeps the shared services."""
 
@@ -183,6 +214,7 @@ class AtelierBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             chunk_guilds_at_startup=False,
             guild_ready_timeout=guild_ready_timeout,
+            http_trace=observe_discord_http(),
         )
         self.settings = settings
         self.session = session
@@ -340,6 +372,7 @@ class AtelierBot(commands.Bot):
 
     async def on_ready(self) -> None:
         """Log once the gateway session is ready; the first time, start the job service (it can deliver now)."""
+        metrics.current().health.gateway_up()
         user = self.user
         log.info("Ready as %s (id %s) in %d guild(s)", user, user.id if user else "?", len(self.guilds))
         if self._jobs_started is None and not self.atelier_tree.closing:
@@ -361,7 +394,16 @@ class AtelierBot(commands.Bot):
 
     async def on_resumed(self) -> None:
         """Log a resumed gateway session (after a dropped connection)."""
+        metrics.current().health.gateway_up()
         log.info("Gateway session resumed")
+
+    async def on_disconnect(self) -> None:
+        """Mark the gateway down for `/healthz` until the session is ready or resumed again."""
+        metrics.current().health.gateway_down()
+
+    async def on_interaction(self, interaction: discord.Interaction[Any], /) -> None:
+        """Count the interaction for the metrics (the tree and the views handle it)."""
+        metrics.current().interaction(interaction.type.name)
 
 
 def required_permissions() -> discord.Permissions:

@@ -41,6 +41,7 @@ from bot.jobs.requests import DeliveryTarget, GenerationRequest, ReferenceSource
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs
 from bot.money import format_usd
+from bot.observability import metrics
 from bot.runware.models import ImageInferenceRequest
 from bot.settings import AppConfig
 from bot.storage.jobs import JobRepository
@@ -172,6 +173,7 @@ class Admitter:
             raise LedgerError(f"Job {new_job.id} was not stored with its reservation.")
         self._active.track(job)
         position = self._scheduler.submit(job.id, job.member_id)
+        metrics.current().job_state(JobState.QUEUED)
         log.info(
             "job %s admitted for member %d in guild %d: %s x%d, estimate %s, position %s",
             job.id,
@@ -181,6 +183,7 @@ class Admitter:
             job.count,
             format_usd(estimate),
             position,
+            extra={"job_id": job.id, "guild_id": request.guild_id},
         )
         return Admission(job.id, estimate, position)
 

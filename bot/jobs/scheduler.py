@@ -109,6 +109,16 @@ class Scheduler:
             return None
         return self.waiting_order().index(job_id) + 1
 
+    @property
+    def waiting_count(self) -> int:
+        """How many jobs wait for a slot (the queue length the metrics show)."""
+        return sum(len(queue) for queue in self._waiting.values())
+
+    @property
+    def running_count(self) -> int:
+        """How many jobs run now."""
+        return len(self._running)
+
     def positions(self) -> dict[str, int]:
         """Return every waiting job's 1-based place in start order (one pass, for callers that need many)."""
         return {job_id: place for place, job_id in enumerate(self.waiting_order(), start=1)}

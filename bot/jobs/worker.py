@@ -36,6 +36,8 @@ from bot.jobs.requests import DeliveryTarget, RequestKind
 from bot.jobs.resume import Restarts, ResumeReport
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs, Phase, Tracked
+from bot.log import log_context
+from bot.observability import metrics
 from bot.runware.client import RunwareClient
 from bot.runware.errors import RunwareError
 from bot.runware.models import ImageInferenceRequest, ImageResult, total_cost_micros
@@ -145,6 +147,12 @@ class Worker:
             return
         tracked.phase = Phase.RUNNING
         tracked.started_at = asyncio.get_running_loop().time()
+        with log_context(job_id=job_id, guild_id=job.guild_id):
+            await self._run_logged(job, tracked)
+
+    async def _run_logged(self, job: Job, tracked: Tracked) -> None:
+        """`run_job` past its checks, inside the job's log context: failures become the job's failed state."""
+        job_id = job.id
         try:
             await self._run(job, tracked)
         except asyncio.CancelledError:
@@ -190,6 +198,7 @@ class Worker:
             if not await self._jobs.begin_submit(job.id, task_uuid):
                 log.info("job %s is no longer queued; not submitting it", job.id)
                 return None
+            metrics.current().job_state(JobState.SUBMITTED)
             recorder = self._restarts.post_recorder(job.id, task_uuid)
             early = await self._client.submit(request, task_uuid, before_post=recorder)
             await self._jobs.mark_acknowledged(job.id)
@@ -245,6 +254,7 @@ class Worker:
                 "job %s was delivered but is now %s; not charging it", job.id, current.state if current else "gone"
             )
             return
+        metrics.current().job_state(JobState.SUCCEEDED)
         try:
             await self._ledger.settle(job.id, cost)
         except LedgerError:
@@ -303,6 +313,7 @@ class Worker:
         if not await self._jobs.finish(job.id, JobState.FAILED, error=message, expected=_RUNNABLE):
             log.info("job %s already finished; not marking it failed", job.id)
             return
+        metrics.current().job_state(JobState.FAILED)
         await self._release(job.id)
         try:
             await self._delivery.fail(job, message)
@@ -339,6 +350,7 @@ class Worker:
             current = await self._jobs.get(job_id)
             state = current.state if current is not None else JobState.CANCELLED
             raise JobNotCancellableError(_finished_sentence(state))
+        metrics.current().job_state(JobState.CANCELLED)
         was_running = self._scheduler.cancel_running(job_id)
         released = await self._release(job_id)
         self._active.untrack(job_id)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import aiohttp
 from pydantic import ValidationError
 
+from bot.observability import metrics
 from bot.runware.errors import (
     RunwareError,
     RunwareServerError,
@@ -103,7 +105,21 @@ class RunwareTransport:
                 attempt += 1
 
     async def post(self, tasks: list[dict[str, Any]]) -> Response:
-        """Send one POST; turn every failure (network, timeout, non-JSON, error envelope) into a `RunwareError`."""
+        """Send one POST; turn every failure (network, timeout, non-JSON, error envelope) into a `RunwareError`.
+
+        Each POST is measured (`bot.observability`): its duration and outcome, a 429, and whether Runware answered.
+        """
+        started = time.monotonic()
+        task_type = str(tasks[0].get("taskType", "?")) if tasks else "?"
+        try:
+            response = await self._post(tasks)
+        except RunwareError as exc:
+            _observe(task_type, started, exc)
+            raise
+        _observe(task_type, started, None)
+        return response
+
+    async def _post(self, tasks: list[dict[str, Any]]) -> Response:
         first = tasks[0] if tasks else {}
         task_uuid = first.get("taskUUID") if isinstance(first.get("taskUUID"), str) else None
         task_type = first.get("taskType", "?")
@@ -214,6 +230,18 @@ class RunwareTransport:
         """Return `error` with the API key taken out of its message and parameter."""
         error.redact(self._api_key)
         return error
+
+
+def _observe(task_type: str, started: float, error: RunwareError | None) -> None:
+    """Feed the metrics and the health state with one POST's outcome (memory only, no I/O)."""
+    current = metrics.current()
+    current.provider_request(task_type, "ok" if error is None else type(error).__name__, time.monotonic() - started)
+    if error is None or (error.status is not None and error.status < 500):
+        current.health.provider_answered()
+        if error is not None and error.status == 429:
+            current.too_many_requests("runware")
+    else:
+        current.health.provider_unreachable(error.code or type(error).__name__)
 
 
 def _pick(errors: list[RunwareError], task_uuid: str | None) -> RunwareError:

@@ -127,6 +127,9 @@ class FakeDiscord(RestMixin, InjectMixin):
         self._planned_errors: list[_PlannedError] = []
         self._route_table = self._routes()
         self._sockets: set[web.WebSocketResponse] = set()
+        self.gateway_open = asyncio.Event()
+        """Cleared: new gateway connections wait before HELLO (an outage; `kill_gateway` then keeps the bot out)."""
+        self.gateway_open.set()
         self.internal_errors: list[str] = []
         self.proxied: dict[str, StoredBlob] = {}
         """Pictures from other sites behind the media proxy (:meth:`external_image`), by their decoded proxy path."""
@@ -653,6 +656,7 @@ class FakeDiscord(RestMixin, InjectMixin):
                 body=_json_bytes({"message": "the gateway needs a WebSocket upgrade", "code": 0}),
                 headers={"Content-Type": _JSON},
             )
+        await self.gateway_open.wait()
         await ws.prepare(request)
         self._sockets.add(ws)
         self.gateway_connections.append(request.path_qs)

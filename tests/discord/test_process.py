@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -397,3 +398,46 @@ async def test_check_says_whether_reply_editing_is_on_and_what_to_switch_on(
     assert [request.path for request in fake_discord.requests if "applications" in request.path] == [
         "/applications/@me"
     ]
+
+
+async def test_json_logs_are_one_object_per_line_and_never_show_a_secret(
+    fake_discord: FakeDiscord, fake_runware: FakeRunware, launch: Launch
+) -> None:
+    """`LOG_FORMAT=json` at DEBUG: a run that uses the token, the Runware key and interaction tokens (an /imagine
+    delivered through its interaction) writes only JSON lines, none holding any of the three; job lines carry ids."""
+    world = invited_world(fake_discord)
+    bot = await launch(
+        LOG_FORMAT="json", LOG_LEVEL="DEBUG", RUNWARE_API_URL=fake_runware.url, RUNWARE_API_KEY=fake_runware.api_key
+    )
+    await bot.wait_line("Job service started")
+    interaction = await fake_discord.invoke_slash(
+        "imagine",
+        user_id=world.member_id,
+        guild_id=world.guild_id,
+        channel_id=world.channel_id,
+        options={"prompt": "a lantern"},
+    )
+    await interaction.wait_message(lambda message: bool(message.attachments), timeout=20.0)
+    await bot.wait_line("delivered")
+    assert await bot.stop(signal.SIGTERM) == 0
+
+    records = [json.loads(line) for line in bot.lines]  # every line is one JSON object
+    assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
+    delivered = next(record for record in records if "delivered" in record["message"])
+    assert delivered["job_id"] in delivered["message"] and delivered["guild_id"] == world.guild_id
+    secrets = [fake_discord.token, fake_runware.api_key, *(i.token for i in fake_discord.interactions.values())]
+    assert all(len(secret) >= 8 for secret in secrets)
+    for secret in secrets:
+        assert not [line for line in bot.lines if secret in line], f"a secret reached the log: {secret[:4]}…"
+    assert_discord_rules_kept(fake_discord)
+
+
+async def test_a_failed_start_with_json_logs_is_one_line_and_creates_no_database(
+    launch: Launch, tmp_path: Path
+) -> None:
+    """A bad setting stops the start before logging begins: one line on stderr, exit 2, no database file."""
+    bot = await launch(LOG_FORMAT="json", ATELIER_METRICS_PORT="99999")
+
+    assert await bot.finish() == 2
+    assert bot.lines == ["atelier: ATELIER_METRICS_PORT: must be a port number from 1 to 65535"]
+    assert not (tmp_path / "atelier.sqlite3").exists()
