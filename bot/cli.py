@@ -33,7 +33,7 @@ from bot.money import format_usd
 from bot.runware.client import RunwareClient
 from bot.runware.errors import RunwareError
 from bot.runware.models import GenerationResult, ImageInferenceRequest, ImageRequestError, ImageResult
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings, parse_snowflake
 from bot.storage.backup import BackupError, BackupRefusedError, backup_database
 from bot.storage.database import Database, DatabaseError
 
@@ -291,18 +291,14 @@ RUN = Subcommand(help="run the Discord bot (the default)", configure=_configure_
 """The `run` subcommand; `SettingsError` propagates to `main()`'s one-line handler."""
 
 
-_MAX_SNOWFLAKE = 2**63 - 1
-"""The largest id accepted: the same rule as `ATELIER_DEV_GUILD` in `bot.settings` (a positive 63-bit integer)."""
-
-
 def _application_id(text: str) -> int:
     """Parse `--client-id`: a Discord application id (a positive whole number), else argparse's one-line error."""
-    value = text.strip()
-    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= _MAX_SNOWFLAKE:
+    application_id = parse_snowflake(text)
+    if application_id is None:
         raise argparse.ArgumentTypeError(
             f"must be the bot's application id (a positive whole number, from the developer portal), not {text!r}"
         )
-    return int(value)
+    return application_id
 
 
 def _configure_invite(parser: argparse.ArgumentParser) -> None:

@@ -169,7 +169,16 @@ _URL_SCHEMES = {
     "discord_api_base": ("http", "https"),
     "discord_gateway_url": ("ws", "wss"),
 }
-_MAX_SNOWFLAKE = 2**63 - 1
+MAX_SNOWFLAKE = 2**63 - 1
+"""The largest Discord id (snowflake) accepted: ids are positive 63-bit integers."""
+
+
+def parse_snowflake(value: object) -> int | None:
+    """Return `value` (text or number) as a positive Discord id, or None if it is not one."""
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_SNOWFLAKE:
+        return None
+    return int(text)
 
 
 class _Environment(BaseSettings):
@@ -237,10 +246,10 @@ class _Environment(BaseSettings):
     def _snowflake(cls, value: Any) -> Any:
         if value is None:
             return None
-        text = str(value).strip()
-        if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= _MAX_SNOWFLAKE:
+        guild_id = parse_snowflake(value)
+        if guild_id is None:
             raise ValueError("must be a Discord server id (a positive whole number)")
-        return int(text)
+        return guild_id
 
     @field_validator("log_level")
     @classmethod

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from bot.billing.errors import BudgetInputError
 from bot.money import MAX_AMOUNT_MICROS, format_usd
-
-_MAX_ID = 2**63 - 1
+from bot.settings import MAX_SNOWFLAKE
 
 
 def check_amount(value: object, what: str, *, allow_negative: bool = False, allow_zero: bool = True) -> int:
@@ -28,7 +27,7 @@ def check_amount(value: object, what: str, *, allow_negative: bool = False, allo
 
 def check_id(value: object, what: str) -> int:
     """Return `value` as a Discord snowflake (a non-negative 64-bit integer), or raise `BudgetInputError`."""
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_ID:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SNOWFLAKE:
         raise BudgetInputError(f"The {what} must be a Discord id (a non-negative integer), not {value!r}.")
     return value
 
