@@ -70,21 +70,30 @@ def backup_database(database: Path, target: Path) -> BackupInfo:
     if not database.is_file():
         raise BackupRefusedError(f"there is no database at {database} (nothing to back up; check ATELIER_DATABASE)")
     try:
-        # mode=rw: open the existing file only; a plain connect() would create an empty database where none is.
-        source = sqlite3.connect(f"{database.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None)
+        source = _open_existing(database)
     except sqlite3.Error as exc:
         raise BackupRefusedError(f"cannot open the database {database}: {exc}") from exc
     try:
-        source.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         try:
-            source.execute("BEGIN")
-            # The first read starts the snapshot the whole copy is taken from.
-            source.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            _begin_snapshot(source)
         except sqlite3.DatabaseError as exc:
             raise BackupRefusedError(f"{database} is not a usable SQLite database: {exc}") from exc
         return copy_database(source, target)
     finally:
         source.close()
+
+
+def _open_existing(database: Path) -> sqlite3.Connection:
+    """Open an existing database file for the copy (mode=rw: a plain connect() would create an empty one)."""
+    source = sqlite3.connect(f"{database.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None)
+    source.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return source
+
+
+def _begin_snapshot(source: sqlite3.Connection) -> None:
+    """Open a read transaction whose first read fixes the snapshot the whole copy is taken from."""
+    source.execute("BEGIN")
+    source.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
 
 
 def copy_database(source: sqlite3.Connection, target: Path) -> BackupInfo:
@@ -142,11 +151,9 @@ def backup_before_migration(database: Path, current: int, goal: int) -> Path:
     while target.exists():
         number += 1
         target = database.with_name(f"{database.name}.before-v{goal}.{stamp}-{number}.bak")
-    source = sqlite3.connect(f"{database.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None)
+    source = _open_existing(database)
     try:
-        source.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        source.execute("BEGIN")
-        source.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        _begin_snapshot(source)
         info = copy_database(source, target)
     finally:
         source.close()
