@@ -114,17 +114,18 @@ async def fetch_application_flags(session: aiohttp.ClientSession, api_base: str,
     return flags
 
 
-async def check_reply_editing(api_base: str, token: str, mode: ReplyEditing) -> tuple[bool, str]:
+async def check_reply_editing(
+    session: aiohttp.ClientSession, api_base: str, token: str, mode: ReplyEditing
+) -> tuple[bool, str]:
     """Return whether `check`'s reply-editing test passes, and its line (the flags are read with the token).
 
     It fails when the flags cannot be read (the token is refused, Discord cannot be reached) or when `reply_editing =
     true` and the portal does not allow the intent (the bot would not start); reply editing off otherwise passes.
     """
-    async with aiohttp.ClientSession() as session:
-        try:
-            flags = await fetch_application_flags(session, api_base, token)
-        except ApplicationLookupError as exc:
-            return False, f"discord: cannot read the application's flags at {api_base} ({exc}); check DISCORD_TOKEN"
+    try:
+        flags = await fetch_application_flags(session, api_base, token)
+    except ApplicationLookupError as exc:
+        return False, f"discord: cannot read the application's flags at {api_base} ({exc}); check DISCORD_TOKEN"
     try:
         state = decide(mode, flags)
     except PrivilegedIntentError:
