@@ -47,6 +47,7 @@ from bot.observability.metrics import Metrics
 from bot.observability.server import MetricsServerError, ObservabilityServer
 from bot.runware.client import RunwareClient
 from bot.settings import Settings
+from bot.storage.audit import AuditRepository
 from bot.storage.database import Database, DatabaseError
 from bot.storage.jobs import JobRepository
 from bot.storage.meta import MetaRepository
@@ -104,6 +105,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         server_options=server_options,
         generation=generation,
         delivery=delivery,
+        audit=AuditRepository(database),
     )
 
 

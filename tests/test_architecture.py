@@ -25,18 +25,38 @@ ALLOWED: dict[str, frozenset[str]] = {
     "bot.images": frozenset(),
     "bot.runware": frozenset({"bot.settings", "bot.observability"}),
     "bot.billing": frozenset({"bot.settings", "bot.storage", "bot.observability"}),
+    "bot.moderation": frozenset({"bot.settings", "bot.storage", "bot.observability"}),
     "bot.jobs": frozenset(
-        {"bot.settings", "bot.storage", "bot.billing", "bot.images", "bot.runware", "bot.observability"}
+        {
+            "bot.settings",
+            "bot.storage",
+            "bot.billing",
+            "bot.moderation",
+            "bot.images",
+            "bot.runware",
+            "bot.observability",
+        }
     ),
     "bot.discord": frozenset(
-        {"bot.settings", "bot.storage", "bot.billing", "bot.images", "bot.jobs", "bot.observability"}
+        {
+            "bot.settings",
+            "bot.storage",
+            "bot.billing",
+            "bot.moderation",
+            "bot.images",
+            "bot.jobs",
+            "bot.observability",
+        }
     ),
-    "cogs": frozenset({"bot.settings", "bot.storage", "bot.billing", "bot.images", "bot.jobs", "bot.discord"}),
+    "cogs": frozenset(
+        {"bot.settings", "bot.storage", "bot.billing", "bot.moderation", "bot.images", "bot.jobs", "bot.discord"}
+    ),
     "bot.app": frozenset(
         {
             "bot.settings",
             "bot.storage",
             "bot.billing",
+            "bot.moderation",
             "bot.images",
             "bot.runware",
             "bot.jobs",

@@ -32,6 +32,7 @@ from bot.jobs.options import ServerOptions
 from bot.jobs.service import GenerationService
 from bot.observability import metrics
 from bot.settings import Settings
+from bot.storage.audit import AuditRepository
 from bot.storage.database import Database
 from bot.storage.jobs import JobRepository
 from bot.storage.meta import MetaRepository
@@ -108,6 +109,8 @@ class Services:
     generation: GenerationService
     delivery: DiscordDelivery
     """How jobs post to Discord; the job service was built with it, and the cogs show statuses through it."""
+    audit: AuditRepository
+    """The audit trail of settings and budget changes (`/settings audit`)."""
 
 
 ServicesFactory = Callable[["AtelierBot"], Services]

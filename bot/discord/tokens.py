@@ -64,7 +64,21 @@ def delivery_target(
         reply_to_message_id=reply_to_message_id,
         attachment_size_limit=interaction.filesize_limit,
         source_message_id=source_message_id,
+        channel_parents=channel_parents(interaction.channel),
     )
+
+
+def channel_parents(channel: object) -> tuple[int, ...]:
+    """Return what encloses a channel, innermost first: a thread's parent channel and its category, or the category.
+
+    Unknown parents (a thread whose parent is not cached has no known category) are left out.
+    """
+    if isinstance(channel, discord.Thread):
+        parent = channel.parent
+        category_id = getattr(parent, "category_id", None) if parent is not None else None
+        return tuple(place for place in (channel.parent_id, category_id) if place is not None)
+    category_id = getattr(channel, "category_id", None)
+    return (category_id,) if isinstance(category_id, int) else ()
 
 
 class OriginalResponses:

@@ -102,6 +102,9 @@ class DeliveryTarget:
     attachment_size_limit: int = DEFAULT_ATTACHMENT_LIMIT
     source_message_id: int | None = None
     """The message whose images are being edited (Edit image, a reply), for the result's link to them."""
+    channel_parents: tuple[int, ...] = ()
+    """What encloses the channel, innermost first: a thread's parent channel, then the category (if any). Channel
+    rules, approval and safety channels and team pools set on a category or a parent channel apply through these."""
 
     def to_extras(self) -> dict[str, Any]:
         """Return the non-secret fields, for the job row's `extras` (the token has its own columns)."""
@@ -111,6 +114,7 @@ class DeliveryTarget:
             "reply_to_message_id": self.reply_to_message_id,
             "attachment_size_limit": self.attachment_size_limit,
             "source_message_id": self.source_message_id,
+            "channel_parents": list(self.channel_parents),
         }
 
     @classmethod
@@ -126,6 +130,7 @@ class DeliveryTarget:
             reply_to_message_id=stored.get("reply_to_message_id"),
             attachment_size_limit=int(limit) if isinstance(limit, int) and limit > 0 else DEFAULT_ATTACHMENT_LIMIT,
             source_message_id=stored.get("source_message_id"),
+            channel_parents=tuple(int(parent) for parent in stored.get("channel_parents") or ()),
         )
 
 
@@ -149,6 +154,13 @@ class GenerationRequest:
     kind: RequestKind = RequestKind.IMAGINE
     parent_job_id: str | None = None
     confirmed: bool = False
+
+    @property
+    def places(self) -> tuple[int, ...]:
+        """The channel and what encloses it, innermost first (thread, parent channel, category); empty outside one."""
+        if self.channel_id is None:
+            return ()
+        return (self.channel_id, *(parent for parent in self.delivery.channel_parents if parent != self.channel_id))
 
     def fingerprint(self) -> str:
         """Hash who asks for what (member, server, every option, the reference sources), not how to deliver it.

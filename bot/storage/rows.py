@@ -233,3 +233,17 @@ class SpendRow:
     jobs: int
     spent: int
     overrun: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change to a server's settings or budgets: who, which area and setting, the words before and after, when."""
+
+    id: int
+    guild_id: int
+    actor_id: int | None
+    area: str
+    setting: str
+    before: str | None
+    after: str | None
+    created_at: datetime

@@ -35,6 +35,7 @@ from discord.ext import commands
 
 from bot.discord.client import AtelierBot
 from bot.discord.posting import permission_problem, reply_reference
+from bot.discord.tokens import channel_parents
 from bot.discord.tree import new_error_id, user_sentence
 from bot.discord.views import ChangeModal
 from bot.errors import AtelierError, InvalidRequestError
@@ -280,6 +281,7 @@ class Editing(commands.Cog):
             reply_to_message_id=message.id,
             attachment_size_limit=guild.filesize_limit,
             source_message_id=referenced.id,
+            channel_parents=channel_parents(channel),
         )
         from_bot = referenced.author.id == me_id
         own_result = await self.flow.own_result(referenced.id, guild.id) if from_bot else None

@@ -281,15 +281,27 @@ class FakeDiscordCore:
         channel_id: int | None = None,
         permission_overwrites: list[dict[str, Any]] | None = None,
         topic: str | None = None,
+        parent_id: int | None = None,
+        type: int = 0,
+        owner_id: int | None = None,
     ) -> FakeChannel:
-        """Add a text channel; overwrites are ``{"id", "type": 0 role | 1 member, "allow", "deny"}`` dicts."""
+        """Add a channel: a text channel by default, in the category ``parent_id`` if given.
+
+        ``type`` 4 is a category, 11 a public thread (``parent_id`` is then its channel, ``owner_id`` who started it).
+        Overwrites are ``{"id", "type": 0 role | 1 member, "allow", "deny"}`` dicts.
+        """
         guild = self.guild(guild_id)
+        if parent_id is not None and parent_id not in guild.channels:
+            raise KeyError(f"guild {guild_id} has no channel {parent_id} to be the parent")
         channel = FakeChannel(
             channel_id or self.new_id(),
             guild_id,
             name,
             position=len(guild.channels),
             topic=topic,
+            parent_id=parent_id,
+            type=type,
+            owner_id=owner_id,
             permission_overwrites=[
                 {
                     "id": int(o["id"]),
@@ -303,6 +315,15 @@ class FakeDiscordCore:
         guild.channels[channel.id] = channel
         self._channel_messages.setdefault(channel.id, [])
         return channel
+
+    def add_category(self, guild_id: int, *, name: str = "team") -> FakeChannel:
+        """Add a category (channel type 4); put channels in it with ``add_channel(..., parent_id=category.id)``."""
+        return self.add_channel(guild_id, name=name, type=4)
+
+    def add_thread(self, channel_id: int, *, name: str = "thread", owner_id: int | None = None) -> FakeChannel:
+        """Add a public thread (channel type 11) in the text channel ``channel_id``."""
+        channel = self.channel(channel_id)
+        return self.add_channel(channel.guild_id, name=name, parent_id=channel_id, type=11, owner_id=owner_id)
 
     def default_world(self) -> World:
         """A guild with ``@everyone``, an Admin role (Manage Server), an Artists role and a text channel.

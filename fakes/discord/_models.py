@@ -213,9 +213,17 @@ class FakeMember:
         return data
 
 
+THREAD_TYPES = frozenset({10, 11, 12})
+"""Discord's channel types for announcement, public and private threads."""
+
+
 @dataclass(eq=False)
 class FakeChannel:
-    """A guild text channel with its permission overwrites."""
+    """A guild channel with its permission overwrites: a text channel (type 0), a category (4) or a thread (11).
+
+    A text channel's ``parent_id`` is its category; a thread's is its channel (a thread takes its channel's
+    permissions and has an ``owner_id``).
+    """
 
     id: int
     guild_id: int
@@ -226,6 +234,13 @@ class FakeChannel:
     nsfw: bool = False
     permission_overwrites: list[dict[str, Any]] = field(default_factory=list)
     last_message_id: int | None = None
+    parent_id: int | None = None
+    owner_id: int | None = None
+
+    @property
+    def is_thread(self) -> bool:
+        """True for the thread types (announcement, public and private threads)."""
+        return self.type in THREAD_TYPES
 
     def payload(self, *, permissions: int | None = None) -> dict[str, Any]:
         """The channel object; ``permissions`` is added as interactions and resolved channels carry it."""
@@ -241,11 +256,22 @@ class FakeChannel:
             ],
             "nsfw": self.nsfw,
             "topic": self.topic,
-            "parent_id": None,
+            "parent_id": str(self.parent_id) if self.parent_id else None,
             "last_message_id": str(self.last_message_id) if self.last_message_id else None,
             "rate_limit_per_user": 0,
             "flags": 0,
         }
+        if self.is_thread:
+            data.pop("permission_overwrites")
+            data["owner_id"] = str(self.owner_id or 0)
+            data["message_count"] = 0
+            data["member_count"] = 1
+            data["thread_metadata"] = {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": "2026-01-01T00:00:00+00:00",
+                "locked": False,
+            }
         if permissions is not None:
             data["permissions"] = str(int(permissions))
         return data
@@ -286,6 +312,8 @@ class FakeGuild:
         permissions = self.base_permissions(member)
         if channel is None or permissions & Permission.ADMINISTRATOR:
             return permissions
+        if channel.is_thread and channel.parent_id in self.channels:
+            channel = self.channels[channel.parent_id]
         overwrites = {int(o["id"]): o for o in channel.permission_overwrites}
         everyone = overwrites.get(self.id)
         if everyone is not None:
@@ -345,8 +373,8 @@ class FakeGuild:
             "lazy": True,
             "member_count": len(self.members),
             "members": [member.payload() for member in members],
-            "channels": [channel.payload() for channel in self.channels.values()],
-            "threads": [],
+            "channels": [channel.payload() for channel in self.channels.values() if not channel.is_thread],
+            "threads": [channel.payload() for channel in self.channels.values() if channel.is_thread],
             "presences": [],
             "voice_states": [],
             "stage_instances": [],

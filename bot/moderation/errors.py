@@ -1,0 +1,28 @@
+"""The policy's refusals: each carries its data and a plain sentence; the edge may write its own words from the data.
+
+Both are `InvalidRequestError`s: they are refused before anything is fetched or reserved, and cost nothing.
+"""
+
+from __future__ import annotations
+
+from bot.errors import InvalidRequestError
+
+
+class NotAllowedHereError(InvalidRequestError):
+    """The server's channel or role rules do not let this member generate here.
+
+    `reason` is `"channel"` (this channel, its parent channel and its category are not on the allow-list) or `"role"`
+    (none of the member's roles is on the allow-list).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PromptBlockedError(InvalidRequestError):
+    """The prompt contains an entry of the server's blocklist; `entry` is the entry as the admins wrote it."""
+
+    def __init__(self, entry: str) -> None:
+        super().__init__(f"The prompt contains “{entry}”, which this server does not allow.")
+        self.entry = entry
