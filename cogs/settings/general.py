@@ -1,11 +1,9 @@
-"""`/settings` for server admins: generation defaults (`defaults`), request limits (`limits`), all on one page (`show`).
+"""`/settings defaults`, `/settings limits` and `/settings show`: generation defaults, request limits, all on one page.
 
 `show` also says whether reply editing is on and, if not, what the bot owner must switch on.
 
-Every subcommand needs Manage Server. Discord hides the group from others by default, but a server can change that
-default, so the cog checks the member's permissions again on every use (`interaction_check`), as `/budget` does.
-Without options a subcommand shows what applies now and where each value comes from (this server or the config
-file); with options it changes them; `reset` clears the server's own values first, so the config file's apply.
+Without options `defaults` and `limits` show what applies now and where each value comes from (this server or the
+config file); with options they change them; `reset` clears the server's own values first, so the config file's apply.
 """
 
 from __future__ import annotations
@@ -16,17 +14,14 @@ from typing import Any
 
 import discord
 from discord import app_commands
-from discord.ext import commands
 
-from bot.discord.client import AtelierBot
 from bot.discord.embeds import COLOUR, relative
 from bot.discord.intents import ReplyEditingState
 from bot.discord.tree import send_ephemeral
-from bot.jobs.options import Effective, EffectiveOptions, ServerOptions, Source
+from bot.jobs.options import Effective, EffectiveOptions, Source
 from bot.money import format_usd
 from cogs._admin import log_admin_change
-from cogs._checks import require_guild, require_manage_guild
-from cogs._context import services_of
+from cogs._checks import require_guild
 from cogs._options import (
     BACKGROUND_CHOICES,
     FORMAT_CHOICES,
@@ -37,6 +32,7 @@ from cogs._options import (
     Count,
     parse_amount,
 )
+from cogs.settings.group import SettingsBase, settings
 
 log = logging.getLogger(__name__)
 
@@ -137,31 +133,16 @@ def _listed(changes: dict[str, str]) -> str:
     return ", ".join(f"{name} **{value}**" for name, value in changes.items())
 
 
-class SettingsCommands(commands.Cog):
-    """Server settings for generation; changes apply to the next request."""
-
-    settings = app_commands.Group(
-        name="settings",
-        description="Set this server's image generation defaults and limits (Manage Server)",
-        default_permissions=discord.Permissions(manage_guild=True),
-        guild_only=True,
-    )
-
-    def __init__(self, server_options: ServerOptions, bot: AtelierBot) -> None:
-        self._settings = server_options
-        self._bot = bot
-
-    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
-        """Re-check Manage Server in the bot, whatever the server did to the group's default permissions."""
-        return require_manage_guild(interaction)
+class GenerationSettings(SettingsBase):
+    """`/settings show`, `/settings defaults` and `/settings limits` (a part of `SettingsCommands`)."""
 
     @settings.command(name="show")
     async def show(self, interaction: discord.Interaction[Any]) -> None:
         """Show this server's whole configuration: defaults, limits, and whether reply editing is on."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
         guild_id = require_guild(interaction)
-        effective = await self._settings.effective(guild_id)
-        embed = show_embed(effective, self._settings.ceiling, self._bot.reply_editing)
+        effective = await self._services.server_options.effective(guild_id)
+        embed = show_embed(effective, self._services.server_options.ceiling, self._bot.reply_editing)
         await send_ephemeral(interaction, embed=embed)
 
     @settings.command(name="defaults")
@@ -209,9 +190,11 @@ class SettingsCommands(commands.Cog):
             if value is not None
         }
         if not reset and not given:
-            await send_ephemeral(interaction, embed=defaults_embed(await self._settings.effective(guild_id)))
+            await send_ephemeral(
+                interaction, embed=defaults_embed(await self._services.server_options.effective(guild_id))
+            )
             return
-        effective = await self._settings.change_defaults(
+        effective = await self._services.server_options.change_defaults(
             guild_id,
             actor_id=interaction.user.id,
             reset=reset,
@@ -258,10 +241,10 @@ class SettingsCommands(commands.Cog):
         if threshold is not None:
             given["confirm_above"] = format_usd(threshold)
         if not reset and not given:
-            effective = await self._settings.effective(guild_id)
-            await send_ephemeral(interaction, embed=limits_embed(effective, self._settings.ceiling))
+            effective = await self._services.server_options.effective(guild_id)
+            await send_ephemeral(interaction, embed=limits_embed(effective, self._services.server_options.ceiling))
             return
-        effective = await self._settings.change_limits(
+        effective = await self._services.server_options.change_limits(
             guild_id, actor_id=interaction.user.id, reset=reset, max_count=max_count, confirm_above=threshold
         )
         log_admin_change(
@@ -270,11 +253,6 @@ class SettingsCommands(commands.Cog):
         parts = ["Cleared this server's limits."] if reset else []
         if given:
             parts.append(f"Set {_listed(given)}.")
-        await send_ephemeral(interaction, " ".join(parts), embed=limits_embed(effective, self._settings.ceiling))
-
-
-async def setup(bot: commands.Bot) -> None:
-    """Add the cog with the service it needs."""
-    services = services_of(bot)
-    assert isinstance(bot, AtelierBot)  # services_of() checked it
-    await bot.add_cog(SettingsCommands(services.server_options, bot))
+        await send_ephemeral(
+            interaction, " ".join(parts), embed=limits_embed(effective, self._services.server_options.ceiling)
+        )
