@@ -21,8 +21,15 @@ class NotAllowedHereError(InvalidRequestError):
 
 
 class PromptBlockedError(InvalidRequestError):
-    """The prompt contains an entry of the server's blocklist; `entry` is the entry as the admins wrote it."""
+    """The prompt contains an entry of the server's blocklist; `entry` is the entry as the admins wrote it.
 
-    def __init__(self, entry: str) -> None:
+    It carries who asked what where, so the refusal can be logged to the server's mod-log.
+    """
+
+    def __init__(self, entry: str, *, guild_id: int, member_id: int, channel_id: int | None, prompt: str) -> None:
         super().__init__(f"The prompt contains “{entry}”, which this server does not allow.")
         self.entry = entry
+        self.guild_id = guild_id
+        self.member_id = member_id
+        self.channel_id = channel_id
+        self.prompt = prompt
