@@ -42,6 +42,7 @@ from bot.jobs.options import ServerOptions
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
 from bot.log import setup_logging
+from bot.moderation.policy import Policy
 from bot.observability import metrics
 from bot.observability.metrics import Metrics
 from bot.observability.server import MetricsServerError, ObservabilityServer
@@ -79,6 +80,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
     budgets = Budgets(database, config)
     ledger = Ledger(database, budgets)
     server_options = ServerOptions(database, config)
+    policy = Policy(database)
     scheduler = Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency)
     metrics.current().watch_queue(lambda: scheduler.waiting_count, lambda: scheduler.running_count)
     runware = RunwareClient(
@@ -94,6 +96,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         scheduler,
         server_options=server_options,
         delivery=delivery,
+        policy=policy,
         allowed_hosts=reference_hosts(settings),
     )
     return Services(
@@ -106,6 +109,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         generation=generation,
         delivery=delivery,
         audit=AuditRepository(database),
+        policy=policy,
     )
 
 

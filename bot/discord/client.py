@@ -30,6 +30,7 @@ from bot.discord.intents import PrivilegedIntentError, ReplyEditingState, decide
 from bot.discord.tree import AtelierTree
 from bot.jobs.options import ServerOptions
 from bot.jobs.service import GenerationService
+from bot.moderation.policy import Policy
 from bot.observability import metrics
 from bot.settings import Settings
 from bot.storage.audit import AuditRepository
@@ -111,6 +112,8 @@ class Services:
     """How jobs post to Discord; the job service was built with it, and the cogs show statuses through it."""
     audit: AuditRepository
     """The audit trail of settings and budget changes (`/settings audit`)."""
+    policy: Policy
+    """The channel and role rules and the blocklist; the job service checks requests with this same instance."""
 
 
 ServicesFactory = Callable[["AtelierBot"], Services]

@@ -2,6 +2,8 @@
 
 One request goes through `Admitter.admit` in this order, so every refusal happens before money moves:
 
+0. the server's policy (`bot.moderation.policy`): its channel and role rules, then its blocklist on the prompt,
+   from memory; every entry point (slash, context menu, reply, Reroll, Edit, a confirmation) comes through here;
 1. validate: count against the server's `max_count` (`bot.jobs.options`: its own, else the config's
    `limits.max_count`), prompt length, declared attachment sizes, and the model's own rules
    (an `ImageInferenceRequest` is built, so a bad option is refused with the field named);
@@ -40,6 +42,7 @@ from bot.jobs.references import References, about_reference
 from bot.jobs.requests import DeliveryTarget, GenerationRequest, ReferenceSource, RequestKind, request_from_job
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs
+from bot.moderation.policy import Policy
 from bot.money import format_usd
 from bot.observability import metrics
 from bot.runware.models import ImageInferenceRequest
@@ -79,6 +82,7 @@ class Admitter:
         *,
         config: AppConfig,
         server_options: ServerOptions,
+        policy: Policy,
         pricing: Pricing,
         ledger: Ledger,
         scheduler: Scheduler,
@@ -92,6 +96,7 @@ class Admitter:
         # The composition root's one instance, which `/settings` changes go through: it caches rows, so a second one
         # would not see those changes.
         self._server_options = server_options
+        self._policy = policy
         self._pricing = pricing
         self._ledger = ledger
         self._scheduler = scheduler
@@ -107,11 +112,19 @@ class Admitter:
         """Validate, collapse duplicates, check confirmation, fetch references, reserve, store and queue a request.
 
         Raises `InvalidRequestError` (bad option, prompt, count or reference; `InvalidImageError` and
-        `ReferenceFetchError` among them), `BudgetExceededError` (with the numbers), `RunwareError` (a reference
-        upload failed) or `ServiceNotReadyError` (shutting down). In every one of those cases nothing is reserved.
+        `ReferenceFetchError` among them; the policy's `NotAllowedHereError` and `PromptBlockedError`),
+        `BudgetExceededError` (with the numbers), `RunwareError` (a reference upload failed) or
+        `ServiceNotReadyError` (shutting down). In every one of those cases nothing is reserved.
         """
         if self.stopping:
             raise ServiceNotReadyError(RESTARTING)
+        await self._policy.check(
+            guild_id=request.guild_id,
+            member_id=request.member_id,
+            role_ids=request.role_ids,
+            places=request.places,
+            prompt=request.prompt,
+        )
         limits = await self._server_options.limits(request.guild_id)
         self._validate(request, limits)
         fingerprint = request.fingerprint()

@@ -28,6 +28,7 @@ from bot.jobs.resume import ResumeReport
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs
 from bot.jobs.worker import CancelResult, Worker
+from bot.moderation.policy import Policy
 from bot.runware.client import RunwareClient
 from bot.settings import AppConfig
 from bot.storage.database import Database
@@ -63,6 +64,7 @@ class GenerationService:
         *,
         server_options: ServerOptions,
         delivery: Delivery,
+        policy: Policy | None = None,
         allowed_hosts: Collection[str] = frozenset(),
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -73,6 +75,7 @@ class GenerationService:
         self._admitter = Admitter(
             config=config,
             server_options=server_options,
+            policy=policy or Policy(db, clock=clock),
             pricing=pricing,
             ledger=ledger,
             scheduler=scheduler,

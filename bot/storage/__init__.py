@@ -12,6 +12,8 @@
 - `servers`: a server's budget settings, role and member rules, and generation options (`GuildSettingsQueries`,
   `BudgetRuleQueries`, `ServerOptionsQueries`; `ServerOptionsRepository` for `bot.jobs.options`).
 - `meta`: the `meta` key/value table (`MetaQueries`; `MetaRepository` for the Discord client).
+- `policy`: a server's channel and role rules and its blocklist (`PolicyQueries`, composed with the audit row in
+  one transaction by `bot.moderation.policy`).
 - `audit`: the append-only `audit_log` of settings and budget changes (`AuditQueries`, written in the change's own
   transaction; `AuditRepository` for `/settings audit`).
 

@@ -2,6 +2,10 @@
 
 - `group`: the `/settings` group object and `SettingsBase` (the services and the bot every part uses).
 - `general`: `show` (the whole configuration on one page), `defaults` and `limits`.
+- `access`: `channels`, `roles` and `blocklist` (who may generate where, and what a prompt may not say).
+- `audit`: `audit` (every change to the server's settings and budgets, newest first, paged).
+
+`show` collects every part's sections through `SettingsBase.show_fields`, each part adding its own.
 
 Every subcommand needs Manage Server. Discord hides the group from others by default, but a server can change that
 default, so the cog checks the member's permissions again on every use (`interaction_check`), as `/budget` does.
@@ -17,11 +21,13 @@ from discord.ext import commands
 from bot.discord.client import AtelierBot
 from cogs._checks import require_manage_guild
 from cogs._context import services_of
+from cogs.settings.access import AccessSettings
+from cogs.settings.audit import AuditSettings
 from cogs.settings.general import GenerationSettings
 from cogs.settings.group import settings
 
 
-class SettingsCommands(GenerationSettings):
+class SettingsCommands(GenerationSettings, AccessSettings, AuditSettings):
     """Server settings; changes apply to the next request."""
 
     group = settings

@@ -32,7 +32,7 @@ from cogs._options import (
     Count,
     parse_amount,
 )
-from cogs.settings.group import SettingsBase, settings
+from cogs.settings.group import SettingsBase, ShowField, settings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ REPLY_EDITING_TITLE = "Reply editing"
 SHOW_TITLE = "Server settings"
 SHOW_DESCRIPTION = (
     "Everything that applies here: `/settings defaults` and `/settings limits` change the first two parts; reply "
-    "editing (a reply mentioning me on a message with images) is the bot owner's."
+    "editing (a reply mentioning me on a message with images) is the bot owner's; `/settings channels`, `roles` and "
+    "`blocklist` change who may generate where, and what not; `/settings audit` lists every change."
 )
 
 
@@ -119,13 +120,21 @@ def reply_editing_line(state: ReplyEditingState) -> str:
     return text
 
 
-def show_embed(settings: EffectiveOptions, ceiling: int, reply_editing: ReplyEditingState) -> discord.Embed:
-    """Show the whole configuration on one page: the defaults, the limits, and reply editing."""
+def generation_fields(settings: EffectiveOptions, ceiling: int, reply_editing: ReplyEditingState) -> list[ShowField]:
+    """Return the defaults, the limits and reply editing, as sections of `/settings show`."""
+    fields = [
+        ShowField(str(field.name), str(field.value), bool(field.inline))
+        for part in (defaults_embed(settings), limits_embed(settings, ceiling))
+        for field in part.fields
+    ]
+    return [*fields, ShowField(REPLY_EDITING_TITLE, reply_editing_line(reply_editing))]
+
+
+def show_embed(fields: list[ShowField]) -> discord.Embed:
+    """Show the whole configuration on one page: every part's sections, in order."""
     embed = discord.Embed(title=SHOW_TITLE, description=SHOW_DESCRIPTION, colour=COLOUR)
-    for part in (defaults_embed(settings), limits_embed(settings, ceiling)):
-        for field in part.fields:
-            embed.add_field(name=field.name, value=field.value, inline=field.inline)
-    embed.add_field(name=REPLY_EDITING_TITLE, value=reply_editing_line(reply_editing), inline=False)
+    for field in fields:
+        embed.add_field(name=field.name, value=field.value, inline=field.inline)
     return embed
 
 
@@ -136,14 +145,18 @@ def _listed(changes: dict[str, str]) -> str:
 class GenerationSettings(SettingsBase):
     """`/settings show`, `/settings defaults` and `/settings limits` (a part of `SettingsCommands`)."""
 
+    async def show_fields(self, guild_id: int) -> list[ShowField]:
+        """Put the defaults, the limits and reply editing first on `/settings show`."""
+        effective = await self._services.server_options.effective(guild_id)
+        mine = generation_fields(effective, self._services.server_options.ceiling, self._bot.reply_editing)
+        return [*mine, *await super().show_fields(guild_id)]
+
     @settings.command(name="show")
     async def show(self, interaction: discord.Interaction[Any]) -> None:
-        """Show this server's whole configuration: defaults, limits, and whether reply editing is on."""
+        """Show this server's whole configuration: defaults, limits, reply editing, channels, roles, blocklist."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
         guild_id = require_guild(interaction)
-        effective = await self._services.server_options.effective(guild_id)
-        embed = show_embed(effective, self._services.server_options.ceiling, self._bot.reply_editing)
-        await send_ephemeral(interaction, embed=embed)
+        await send_ephemeral(interaction, embed=show_embed(await self.show_fields(guild_id)))
 
     @settings.command(name="defaults")
     @app_commands.rename(output_format="format")

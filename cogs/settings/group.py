@@ -7,6 +7,8 @@ combines them into the one cog, and discord.py binds every subcommand to that co
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -22,6 +24,14 @@ settings = app_commands.Group(
 """The `/settings` group; every part decorates its subcommands with `@settings.command`."""
 
 
+class ShowField(NamedTuple):
+    """One section of `/settings show`: a title and its text (at most 1,024 characters, Discord's field limit)."""
+
+    name: str
+    value: str
+    inline: bool = False
+
+
 class SettingsBase(commands.Cog):
     """What every part of `/settings` works with: the services the composition root built, and the bot.
 
@@ -31,3 +41,11 @@ class SettingsBase(commands.Cog):
     def __init__(self, services: Services, bot: AtelierBot) -> None:
         self._services = services
         self._bot = bot
+
+    async def show_fields(self, guild_id: int) -> list[ShowField]:
+        """Return this part's sections of `/settings show`, then the next part's (none here, at the end of the chain).
+
+        A part adds its sections by overriding this as `return [*mine, *await super().show_fields(guild_id)]`, so the
+        page lists the parts in the order `SettingsCommands` names them.
+        """
+        return []
