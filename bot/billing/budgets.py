@@ -17,7 +17,9 @@ from bot.billing.errors import BudgetInputError
 from bot.billing.inputs import check_amount, check_id
 from bot.catalog import Period
 from bot.clock import MS_PER_DAY, to_ms, utc_now
+from bot.money import format_usd
 from bot.settings import AppConfig, BudgetConfig
+from bot.storage.audit import AuditQueries
 from bot.storage.database import Database
 from bot.storage.rows import OverrideRow
 from bot.storage.servers import BudgetRuleQueries, GuildSettingsQueries
@@ -32,6 +34,7 @@ __all__ = [
     "day_span",
     "parse_period",
     "period_bounds",
+    "record_change",
 ]
 
 
@@ -90,6 +93,10 @@ class MemberOverride:
             check_amount(self.amount, "member allowance")
         elif self.amount is not None:
             raise BudgetInputError(f"A {kind.value} override takes no amount.")
+
+    def words(self) -> str:
+        """Say the rule as an admin reads it: `$3.00`, `unlimited` or `blocked`."""
+        return format_usd(self.amount or 0) if self.kind is OverrideKind.AMOUNT else self.kind.value
 
     @classmethod
     def of_amount(cls, amount: int) -> MemberOverride:
@@ -192,7 +199,9 @@ class Budgets:
         at = self._clock()
 
         def write(conn: sqlite3.Connection) -> None:
+            before = self._stored(conn, guild)[0].value
             self._ensure(conn, guild, at).update_period(guild, kind.value, at, actor)
+            record_change(conn, guild, actor, "period", before, kind.value, at)
 
         await self._db.run(write)
         return kind
@@ -204,7 +213,9 @@ class Budgets:
         at = self._clock()
 
         def write(conn: sqlite3.Connection) -> None:
+            before = format_usd(self._stored(conn, guild)[1])
             self._ensure(conn, guild, at).update_default_allowance(guild, value, at, actor)
+            record_change(conn, guild, actor, "default allowance", before, format_usd(value), at)
 
         await self._db.run(write)
 
@@ -215,7 +226,9 @@ class Budgets:
         at = self._clock()
 
         def write(conn: sqlite3.Connection) -> None:
+            before = _usd(self._stored(conn, guild)[2])
             self._ensure(conn, guild, at).update_server_cap(guild, value, at, actor)
+            record_change(conn, guild, actor, "server cap", before, _usd(value), at)
 
         await self._db.run(write)
 
@@ -227,10 +240,12 @@ class Budgets:
 
         def write(conn: sqlite3.Connection) -> None:
             rules = BudgetRuleQueries(conn)
+            before = _usd(rules.role_allowances(guild).get(role))
             if value is None:
                 rules.delete_role(guild, role)
             else:
                 rules.set_role(guild, role, value, at, actor)
+            record_change(conn, guild, actor, f"role allowance <@&{role}>", before, _usd(value), at)
 
         await self._db.run(write)
 
@@ -245,12 +260,23 @@ class Budgets:
 
         def write(conn: sqlite3.Connection) -> None:
             rules = BudgetRuleQueries(conn)
+            stored = rules.member_rules(guild, member, []).override
+            before = None if stored is None else _override(stored).words()
             if override is None:
                 rules.delete_member(guild, member)
             else:
                 rules.set_member(guild, member, override.kind.value, override.amount, at, actor)
+            after = None if override is None else override.words()
+            record_change(conn, guild, actor, f"member override <@{member}>", before, after, at)
 
         await self._db.run(write)
+
+    def _stored(self, conn: sqlite3.Connection, guild_id: int) -> tuple[Period, int, int | None]:
+        """Return the server's (period, default allowance, cap) as they apply now, inside the caller's transaction."""
+        settings = GuildSettingsQueries(conn).get(guild_id)
+        return self._base(
+            None if settings is None else (settings.period, settings.default_allowance, settings.server_cap)
+        )
 
     def _base(self, stored: tuple[str, int, int | None] | None) -> tuple[Period, int, int | None]:
         """Return the server's stored (period, default allowance, cap), or the config's `[budget]` without them."""
@@ -268,6 +294,24 @@ class Budgets:
 
 def _override(row: OverrideRow) -> MemberOverride:
     return MemberOverride(OverrideKind(row.kind), row.amount)
+
+
+def _usd(amount: int | None) -> str | None:
+    return None if amount is None else format_usd(amount)
+
+
+def record_change(
+    conn: sqlite3.Connection,
+    guild: int,
+    actor: int | None,
+    setting: str,
+    before: str | None,
+    after: str | None,
+    at: datetime,
+) -> None:
+    """Record a budget change (a rule, a grant) in the audit log, in the change's transaction; nothing if unchanged."""
+    if before != after:
+        AuditQueries(conn).record(guild, actor, "budget", setting, before, after, at)
 
 
 def _actor(actor_id: int | None) -> int | None:

@@ -1,10 +1,9 @@
 """The spend ledger: reserve before a generation, settle to its real cost or release it, grant, report status.
 
-Every operation is one atomic unit of work on the database thread (`Database.run`: inside a `BEGIN IMMEDIATE`
-transaction, committed before the call returns), and it reads the rules and totals it checks in that same unit. So
-the budget check and the hold it allows are atomic: however many requests arrive at once, holds and charges never
-together pass a member's allowance plus grants, or the server cap, except by an overrun (Runware reporting more than
-was reserved), which is recorded on the settle row and logged.
+Every operation is one atomic unit of work on the database thread (`Database.run`, committed before the call returns;
+a grant with its audit row), reading the rules and totals it checks in that unit. So a check and its hold are atomic:
+however many requests arrive at once, holds and charges never together pass a member's allowance plus grants, or the
+server cap, except by an overrun (Runware reporting more than was reserved), recorded on the settle row and logged.
 
 Limits are judged at reservation time. A hold that fitted stays valid when an admin later lowers an allowance or
 the cap, or deducts: it is settled or released as usual, so spend plus holds can end above a limit lowered after
@@ -31,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from bot.billing.budgets import Budgets, MemberLimit, day_span, period_bounds
+from bot.billing.budgets import Budgets, MemberLimit, day_span, period_bounds, record_change
 from bot.billing.errors import BudgetExceededError, BudgetInputError, LedgerError
 from bot.billing.inputs import check_amount, check_id, check_job_id
 from bot.catalog import Period
@@ -258,7 +257,7 @@ class Ledger:
         now = self._clock()
 
         def unit(conn: sqlite3.Connection) -> LedgerEntry:
-            return LedgerQueries(conn).insert(
+            entry = LedgerQueries(conn).insert(
                 guild_id=guild,
                 member_id=member,
                 job_id=None,
@@ -269,6 +268,8 @@ class Ledger:
                 reason=text,
                 actor_id=actor,
             )
+            record_change(conn, guild, actor, f"grant <@{member}>", None, f"{format_usd(value)}: {text}", now)
+            return entry
 
         entry = await self._db.run(unit)
         log.info("grant of %s to member %d in guild %d by %s: %s", format_usd(value), member, guild, actor, text)

@@ -27,7 +27,9 @@ from bot.billing.inputs import check_amount, check_id
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
 from bot.clock import utc_now
 from bot.errors import InvalidRequestError
+from bot.money import format_usd
 from bot.settings import AppConfig, DefaultsConfig
+from bot.storage.audit import AuditQueries
 from bot.storage.database import Database
 from bot.storage.rows import OptionDefaults, StoredOptions
 from bot.storage.servers import ServerOptionsQueries, ServerOptionsRepository
@@ -270,6 +272,7 @@ class ServerOptions:
                     f"(got {given.count})."
                 )
             queries.save_defaults(guild, merged, at, actor)
+            _audit(conn, guild, actor, "defaults", _defaults_words(current), _defaults_words(queries.get(guild)), at)
             return queries.get(guild)
 
         return await self._write(guild, write)
@@ -315,6 +318,7 @@ class ServerOptions:
                     "with `/settings defaults count`."
                 )
             queries.save_limits(guild, merged_max, merged_threshold, at, actor)
+            _audit(conn, guild, actor, "limits", _limits_words(current), _limits_words(queries.get(guild)), at)
             return queries.get(guild)
 
         return await self._write(guild, write)
@@ -346,6 +350,37 @@ class ServerOptions:
 
 
 _DEFAULT_NAMES = ("model", "size", "quality", "background", "format", "count")
+
+
+def _defaults_words(row: StoredOptions | None) -> str | None:
+    """Say a server's own defaults as an admin reads them (None: it has none)."""
+    values = [] if row is None else [(name, getattr(row.defaults, name)) for name in _DEFAULT_NAMES]
+    return ", ".join(f"{name} {_shown(value)}" for name, value in values if value is not None) or None
+
+
+def _limits_words(row: StoredOptions | None) -> str | None:
+    """Say a server's own limits as an admin reads them (None: it has none)."""
+    values = [] if row is None else [("max_count", row.max_count), ("confirm_above", row.confirm_above)]
+    words = [
+        f"{name} {format_usd(value) if name == 'confirm_above' else value}"
+        for name, value in values
+        if value is not None
+    ]
+    return ", ".join(words) or None
+
+
+def _audit(
+    conn: sqlite3.Connection,
+    guild: int,
+    actor: int | None,
+    setting: str,
+    before: str | None,
+    after: str | None,
+    at: datetime,
+) -> None:
+    """Record a change of the server's generation settings in the change's transaction (nothing if unchanged)."""
+    if before != after:
+        AuditQueries(conn).record(guild, actor, "settings", setting, before, after, at)
 
 
 def _check_count(value: int | None, name: str) -> int | None:
