@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 from bot.errors import InvalidRequestError
 from bot.moderation.blocklist import Blocklist, entry_key, normalise
 
-LETTERS = st.text(st.characters(categories=("Ll", "Lu")), min_size=1, max_size=12)
+LETTERS = st.text(st.characters(categories=("Ll", "Lu")), min_size=1, max_size=12).filter(
+    lambda text: normalise(text).isalpha()
+)
+"""Words that are letters also once normalised (`Ŀ` is `l·`: a letter and a punctuation mark)."""
 SEPARATORS = st.sampled_from([" ", "  ", "-", "_", "\t", " - ", "\n"])
 NEUTRAL = st.sampled_from(["", " ", ", ", ". ", "! ", "(", ")", "\n", "“", "”"])
 
