@@ -3,6 +3,7 @@
 Periods reset at 00:00 UTC: every day, every Monday, or on the 1st of every month (contract §4). A member's
 allowance is their override if they have one (a fixed amount, unlimited, or blocked), otherwise the largest of the
 default allowance and their roles' allowances. Grants, spend and holds live in the ledger (`bot.billing.ledger`).
+Every change is recorded in `audit_log` (`record_change`) in the change's own transaction.
 """
 
 from __future__ import annotations

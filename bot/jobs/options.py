@@ -9,7 +9,8 @@ Rows are read through a small in-process cache: every change goes through this o
 row once its transaction has committed, so admission does not pay a database trip per request for a row that almost
 never changes. A change whose caller is cancelled while it is being written may still commit (a unit of work that
 has started always completes): the cached row is then dropped once the write has ended, so the next read asks the
-database rather than serving the old row until a restart.
+database rather than serving the old row until a restart. Every change is recorded in `audit_log` in its own
+transaction.
 """
 
 from __future__ import annotations
