@@ -3,7 +3,10 @@
 One module per subcommand, each registered once in `COMMANDS`:
 - `run`: run the Discord bot (the default); `generate`: one generation from the terminal, no Discord;
 - `check`: everything a first start needs, a line each; `invite`: the OAuth2 invite URL;
-- `backup`: a consistent copy of the live database.
+- `backup`: a consistent copy of the live database; `init`: an annotated `atelier.toml` and a `.env` template.
+
+Helpers: `operator` (the operator's own ledger account, for `generate`), `output` (claiming `generate`'s output files
+before anything is sent).
 
 A subcommand module has `NAME`, `HELP`, `configure(parser)` (its arguments) and `run(args)` (returns the exit
 status), so adding a subcommand is one new module and one entry in `COMMANDS`. Exit statuses (`bot.exit_codes`): 0
@@ -18,7 +21,7 @@ import sys
 from typing import NoReturn, Protocol
 
 from bot import __version__
-from bot.cli import backup, check, generate, invite, run
+from bot.cli import backup, check, generate, init, invite, run
 from bot.exit_codes import EXIT_USAGE
 from bot.settings import SettingsError
 
@@ -36,7 +39,7 @@ class Subcommand(Protocol):
         """Run the subcommand and return the process exit status."""
 
 
-COMMANDS: tuple[Subcommand, ...] = (run, generate, check, invite, backup)
+COMMANDS: tuple[Subcommand, ...] = (run, generate, check, invite, backup, init)
 """Every subcommand, in the order `--help` lists them."""
 
 SUBCOMMANDS: dict[str, Subcommand] = {command.NAME: command for command in COMMANDS}

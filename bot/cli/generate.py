@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,15 +14,18 @@ from typing import Any
 import aiohttp
 
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
+from bot.cli.operator import OperatorAccount
+from bot.cli.output import Claim, OutputError, claim_files, save_elsewhere
 from bot.errors import InvalidRequestError
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import InvalidImageError, NormalisedImage, decode_image, normalise
 from bot.log import setup_logging
 from bot.money import format_usd
 from bot.runware.client import RunwareClient
-from bot.runware.errors import RunwareError
+from bot.runware.errors import RunwareAuthError, RunwareCreditsError, RunwareError
 from bot.runware.models import GenerationResult, ImageInferenceRequest, ImageRequestError, ImageResult
 from bot.settings import Settings, load_settings
+from bot.storage.database import Database, DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -52,45 +56,121 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", help=f"{_choices(OutputFormat)} (default: [defaults] format)")
     parser.add_argument(
         "--reference",
-        nargs="+",
-        action="extend",
+        action="append",
         type=Path,
         default=[],
         metavar="FILE",
-        help="reference image files (PNG, JPEG, WEBP or GIF; up to 16)",
+        help="a reference image (PNG, JPEG, WEBP or GIF); repeat the option for more: --reference a.png --reference "
+        "b.png (up to 16)",
     )
-    parser.add_argument("--out", type=Path, default=Path("out"), help="directory for the images (default: out/)")
+    parser.add_argument("--out", type=Path, help="folder for the images (default: [paths] output in the config, `out`)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run one generation from the terminal: print each saved path, then the cost. `SettingsError` propagates."""
+    """Run one generation from the terminal: print each saved path, then what was paid. `SettingsError` propagates.
+
+    Everything that can be checked locally is checked before anything is sent: the options, the references, and that
+    every output file can be written (its name is claimed). Then the estimate is held in the operator's ledger
+    account, the images are generated and downloaded, saved, and the hold is settled to the cost (or released).
+    """
     settings = load_settings()
     api_key = settings.require_runware_key()
-    setup_logging(settings.log_level, secrets=[api_key])
+    # The terminal shows the result lines; INFO logs (opening and migrating the database) would bury them.
+    setup_logging("WARNING" if settings.log_level == "INFO" else settings.log_level, secrets=[api_key])
+    out: Path = args.out if args.out is not None else settings.app.paths.output
     try:
         request = _build_request(args, settings, [str(path) for path in args.reference])
         references = [_load_reference(path, settings) for path in args.reference]
-    except (_InputError, InvalidRequestError) as exc:
+        task_uuid = RunwareClient.new_task_uuid()
+        claim = claim_files(out, task_uuid[:8], request.format.extension, request.count)
+    except (_InputError, InvalidRequestError, OutputError) as exc:
         print(f"atelier: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        outcome = asyncio.run(_generate(request, references, settings, api_key))
-    except RunwareError as exc:
-        log.debug("generation failed: %s", exc)
-        print(f"atelier: {exc.user_message}", file=sys.stderr)
-        return EXIT_FAILED
+        return asyncio.run(_generate_and_save(request, references, settings, api_key, task_uuid, claim))
+    finally:
+        claim.discard()
+
+
+async def _generate_and_save(
+    request: ImageInferenceRequest,
+    references: list[NormalisedImage],
+    settings: Settings,
+    api_key: str,
+    task_uuid: str,
+    claim: Claim,
+) -> int:
+    """Hold, generate, save, settle (or release); the exit status."""
     try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for number, (image, data) in enumerate(outcome.files, start=1):
-            path = args.out / f"{outcome.result.task_uuid[:8]}-{number}.{_extension(data, image, request)}"
-            path.write_bytes(data)
-            print(path, flush=True)
-    except OSError as exc:
-        print(f"atelier: cannot save the images in {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        database = await Database.open(settings.database)
+    except DatabaseError as exc:
+        print(f"atelier: {exc}; nothing was sent", file=sys.stderr)
         return EXIT_FAILED
-    cost = outcome.result.cost_micros
-    print(f"cost: {'unknown (Runware did not report it for every image)' if cost is None else format_usd(cost)}")
+    async with database:
+        account = OperatorAccount(database, settings.app)
+        hold = await account.reserve(request, len(references))
+        try:
+            outcome = await _generate(request, references, settings, api_key, task_uuid)
+        except RunwareError as exc:
+            await account.release(hold)
+            log.debug("generation failed: %s", exc)
+            print(f"atelier: {_failure_line(exc)} Nothing was spent (the hold was released).", file=sys.stderr)
+            return EXIT_FAILED
+        except BaseException:
+            await account.release(hold)
+            raise
+        settled = await account.settle(hold, request, outcome.result.cost_micros)
+        paid = _paid_line(outcome.result.cost_micros, settled.actual)
+        return _save(outcome, request, claim, paid)
+
+
+def _save(outcome: _Outcome, request: ImageInferenceRequest, claim: Claim, paid: str) -> int:
+    """Write the images into the claimed files (or a temporary folder if that fails); print the paths and `paid`."""
+    named = [
+        (path.with_suffix(f".{_extension(data, image, request)}"), data)
+        for path, (image, data) in zip(claim.paths, outcome.files, strict=False)
+    ]
+    try:
+        for (path, data), claimed in zip(named, claim.paths, strict=False):
+            if path != claimed:
+                claimed.rename(path)  # the bytes are another format than asked: keep the name, fix the suffix
+            path.write_bytes(data)
+    except OSError as exc:
+        folder = save_elsewhere([(path.name, data) for path, data in named])
+        print(
+            f"atelier: cannot save the images in {claim.paths[0].parent}: {exc.strerror or exc}; they were paid for, "
+            f"so they are saved in {folder} instead ({paid})",
+            file=sys.stderr,
+        )
+        for path, _ in named:
+            print(folder / path.name, flush=True)
+        return EXIT_FAILED
+    for path, _ in named:
+        print(path, flush=True)
+    print(paid)
     return EXIT_OK
+
+
+def _paid_line(reported: int | None, charged: int) -> str:
+    """Say what was paid, as recorded in the operator's ledger account."""
+    if reported is None:
+        return (
+            f"cost: unknown (Runware did not report it for every image); {format_usd(charged)}, the estimate, "
+            "recorded in the ledger as the operator's spending"
+        )
+    return f"cost: {format_usd(reported)}"
+
+
+_MEMBER_TAIL = re.compile(r"\s*Nothing was charged( to your budget)?\.$")
+
+
+def _failure_line(exc: RunwareError) -> str:
+    """Word a failed generation for the operator (the error's `user_message` is written for a member)."""
+    if isinstance(exc, RunwareAuthError):
+        return "Runware rejected the API key: check RUNWARE_API_KEY."
+    if isinstance(exc, RunwareCreditsError):
+        return "Your Runware account is out of credits: top it up, then try again."
+    return _MEMBER_TAIL.sub("", exc.user_message)
 
 
 def _build_request(args: argparse.Namespace, settings: Settings, references: list[str]) -> ImageInferenceRequest:
@@ -142,7 +222,7 @@ class _Outcome:
 
 
 async def _generate(
-    request: ImageInferenceRequest, references: list[NormalisedImage], settings: Settings, api_key: str
+    request: ImageInferenceRequest, references: list[NormalisedImage], settings: Settings, api_key: str, task_uuid: str
 ) -> _Outcome:
     """Upload the references, generate, and download every image, all over one session."""
     async with aiohttp.ClientSession() as session:
@@ -153,7 +233,7 @@ async def _generate(
             request = ImageInferenceRequest(
                 **{**request.model_dump(), "reference_images": tuple(item.image_uuid for item in uploaded)}
             )
-        result = await client.generate(request)
+        result = await client.generate(request, task_uuid=task_uuid)
         files = [(image, await client.download(image)) for image in result.images]
     return _Outcome(result=result, files=files)
 
