@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from bot.discord.intents import PrivilegedIntentError, decide
+from bot.cli.operator import operator_message
+from bot.discord.intents import PORTAL_SWITCH, PrivilegedIntentError, decide
 from bot.exit_codes import EXIT_FAILED, EXIT_OK
 from bot.log import setup_logging
 from bot.runware.client import RunwareClient
@@ -158,7 +159,10 @@ async def _check_discord(settings: Settings, session: aiohttp.ClientSession, rep
         state = decide(settings.app.discord.reply_editing, flags)
     except PrivilegedIntentError:
         report.line(
-            "intents", False, "reply_editing = true needs the Message Content intent, which the portal does not allow"
+            "intents",
+            False,
+            f"reply_editing = true needs the Message Content intent, which is off: switch on {PORTAL_SWITCH}, "
+            'or set reply_editing = "auto"',
         )
         return
     advice = state.advice()
@@ -222,7 +226,7 @@ async def _check_runware(settings: Settings, session: aiohttp.ClientSession, rep
         except RunwareError as exc:
             if exc.retryable:
                 raise _RetryableError(_runware_reason(exc), exc.retry_after) from exc
-            raise _CheckFailedError(exc.user_message) from exc
+            raise _CheckFailedError(operator_message(exc)) from exc
 
     try:
         await _retrying("runware", attempt)

@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
-from bot.cli.operator import OperatorAccount
+from bot.cli.operator import OperatorAccount, operator_message
 from bot.cli.output import Claim, OutputError, claim_files, save_elsewhere
 from bot.errors import InvalidRequestError
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -22,7 +20,7 @@ from bot.images import InvalidImageError, NormalisedImage, decode_image, normali
 from bot.log import setup_logging
 from bot.money import format_usd
 from bot.runware.client import RunwareClient
-from bot.runware.errors import RunwareAuthError, RunwareCreditsError, RunwareError
+from bot.runware.errors import RunwareError
 from bot.runware.models import GenerationResult, ImageInferenceRequest, ImageRequestError, ImageResult
 from bot.settings import Settings, load_settings
 from bot.storage.database import Database, DatabaseError
@@ -100,40 +98,50 @@ async def _generate_and_save(
     task_uuid: str,
     claim: Claim,
 ) -> int:
-    """Hold, generate, save, settle (or release); the exit status."""
+    """Hold, generate, settle (or release), download and save over one session; the exit status."""
     try:
         database = await Database.open(settings.database)
     except DatabaseError as exc:
         print(f"atelier: {exc}; nothing was sent", file=sys.stderr)
         return EXIT_FAILED
-    async with database:
+    async with database, aiohttp.ClientSession() as session:
+        client = RunwareClient(session, api_key=api_key, api_url=settings.runware_api_url, config=settings.app.runware)
         account = OperatorAccount(database, settings.app)
         hold = await account.reserve(request, len(references))
         try:
-            outcome = await _generate(request, references, settings, api_key, task_uuid)
+            result = await _run_task(client, request, references, task_uuid)
         except RunwareError as exc:
             await account.release(hold)
             log.debug("generation failed: %s", exc)
-            print(f"atelier: {_failure_line(exc)} Nothing was spent (the hold was released).", file=sys.stderr)
+            print(f"atelier: {operator_message(exc)} Nothing was spent (the hold was released).", file=sys.stderr)
             return EXIT_FAILED
         except BaseException:
             await account.release(hold)
             raise
-        settled = await account.settle(hold, request, outcome.result.cost_micros)
-        paid = _paid_line(outcome.result.cost_micros, settled.actual)
-        return _save(outcome, request, claim, paid)
+        settled = await account.settle(hold, request, result.cost_micros)
+        paid = _paid_line(result.cost_micros, settled.actual)
+        try:
+            files = [(image, await client.download(image)) for image in result.images]
+        except RunwareError as exc:
+            log.debug("download failed: %s", exc)
+            addresses = " ".join(image.url or image.image_uuid for image in result.images)
+            print(
+                f"atelier: the images were generated and paid for ({paid}) but could not be downloaded: "
+                f"{operator_message(exc)} The images (URL or Runware image id): {addresses}",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+    return _save(files, request, claim, paid)
 
 
-def _save(outcome: _Outcome, request: ImageInferenceRequest, claim: Claim, paid: str) -> int:
+def _save(files: list[tuple[ImageResult, bytes]], request: ImageInferenceRequest, claim: Claim, paid: str) -> int:
     """Write the images into the claimed files (or a temporary folder if that fails); print the paths and `paid`."""
-    named = [
-        (path.with_suffix(f".{_extension(data, image, request)}"), data)
-        for path, (image, data) in zip(claim.paths, outcome.files, strict=False)
-    ]
+    pairs = zip(claim.paths, files, strict=False)  # Runware may return fewer images than were claimed
+    named = [(_final_name(claimed, image, data, request), data) for claimed, (image, data) in pairs]
     try:
         for (path, data), claimed in zip(named, claim.paths, strict=False):
             if path != claimed:
-                claimed.rename(path)  # the bytes are another format than asked: keep the name, fix the suffix
+                claimed.rename(path)  # the bytes are another format than asked: same name, the right suffix
             path.write_bytes(data)
     except OSError as exc:
         folder = save_elsewhere([(path.name, data) for path, data in named])
@@ -151,6 +159,12 @@ def _save(outcome: _Outcome, request: ImageInferenceRequest, claim: Claim, paid:
     return EXIT_OK
 
 
+def _final_name(claimed: Path, image: ImageResult, data: bytes, request: ImageInferenceRequest) -> Path:
+    """Give the claimed name the suffix of what the bytes are, unless a file already has that name."""
+    named = claimed.with_suffix(f".{_extension(data, image, request)}")
+    return named if named == claimed or not named.exists() else claimed
+
+
 def _paid_line(reported: int | None, charged: int) -> str:
     """Say what was paid, as recorded in the operator's ledger account."""
     if reported is None:
@@ -159,18 +173,6 @@ def _paid_line(reported: int | None, charged: int) -> str:
             "recorded in the ledger as the operator's spending"
         )
     return f"cost: {format_usd(reported)}"
-
-
-_MEMBER_TAIL = re.compile(r"\s*Nothing was charged( to your budget)?\.$")
-
-
-def _failure_line(exc: RunwareError) -> str:
-    """Word a failed generation for the operator (the error's `user_message` is written for a member)."""
-    if isinstance(exc, RunwareAuthError):
-        return "Runware rejected the API key: check RUNWARE_API_KEY."
-    if isinstance(exc, RunwareCreditsError):
-        return "Your Runware account is out of credits: top it up, then try again."
-    return _MEMBER_TAIL.sub("", exc.user_message)
 
 
 def _build_request(args: argparse.Namespace, settings: Settings, references: list[str]) -> ImageInferenceRequest:
@@ -215,27 +217,17 @@ def _load_reference(path: Path, settings: Settings) -> NormalisedImage:
         raise _InputError(f"reference {path}: {exc}") from exc
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    result: GenerationResult
-    files: list[tuple[ImageResult, bytes]]
-
-
-async def _generate(
-    request: ImageInferenceRequest, references: list[NormalisedImage], settings: Settings, api_key: str, task_uuid: str
-) -> _Outcome:
-    """Upload the references, generate, and download every image, all over one session."""
-    async with aiohttp.ClientSession() as session:
-        client = RunwareClient(session, api_key=api_key, api_url=settings.runware_api_url, config=settings.app.runware)
-        if references:
-            uploaded = [await client.upload_image(image.data, image.mime) for image in references]
-            # Validated again: only the reference strings change (local paths become Runware image UUIDs).
-            request = ImageInferenceRequest(
-                **{**request.model_dump(), "reference_images": tuple(item.image_uuid for item in uploaded)}
-            )
-        result = await client.generate(request, task_uuid=task_uuid)
-        files = [(image, await client.download(image)) for image in result.images]
-    return _Outcome(result=result, files=files)
+async def _run_task(
+    client: RunwareClient, request: ImageInferenceRequest, references: list[NormalisedImage], task_uuid: str
+) -> GenerationResult:
+    """Upload the references, then generate under the task UUID whose name prefix the output files carry."""
+    if references:
+        uploaded = [await client.upload_image(image.data, image.mime) for image in references]
+        # Validated again: only the reference strings change (local paths become Runware image UUIDs).
+        request = ImageInferenceRequest(
+            **{**request.model_dump(), "reference_images": tuple(item.image_uuid for item in uploaded)}
+        )
+    return await client.generate(request, task_uuid=task_uuid)
 
 
 def _extension(data: bytes, image: ImageResult, request: ImageInferenceRequest) -> str:

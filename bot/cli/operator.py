@@ -10,6 +10,7 @@ process dies in between, the bot's next start releases the orphan hold (`Ledger.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from bot.billing.ledger import Ledger, SettleResult
 from bot.billing.pricing import Pricing
 from bot.billing.reports import OPERATOR_GUILD_ID, OPERATOR_MEMBER_ID
 from bot.clock import utc_now
+from bot.runware.errors import RunwareAuthError, RunwareCreditsError, RunwareError
 from bot.runware.models import ImageInferenceRequest
 from bot.settings import AppConfig
 from bot.storage.database import Database
@@ -84,3 +86,15 @@ class OperatorAccount:
     async def release(self, hold: Hold) -> None:
         """End the hold without a charge (the generation failed before anything was paid)."""
         await self._ledger.release(hold.job_id)
+
+
+_MEMBER_TAIL = re.compile(r"\s*Nothing was charged( to your budget)?\.$")
+
+
+def operator_message(exc: RunwareError) -> str:
+    """Word a Runware failure for the operator at the terminal (`user_message` is written for a Discord member)."""
+    if isinstance(exc, RunwareAuthError):
+        return "Runware rejected the API key: check RUNWARE_API_KEY."
+    if isinstance(exc, RunwareCreditsError):
+        return "Your Runware account is out of credits: top it up, then try again."
+    return _MEMBER_TAIL.sub("", exc.user_message)
