@@ -2,6 +2,11 @@
 
 Loaded once at start-up by the composition root; a missing or malformed value raises `SettingsError` with one line
 that names the variable, which the CLI prints before exiting with status 2.
+
+The TOML file is `ATELIER_CONFIG` if set, else `config/atelier.toml` in the working folder if it exists, else the
+built-in defaults that ship inside the package (`bot/defaults/atelier.toml`, the same file as the checkout's
+`config/atelier.toml`), so the installed `atelier` command works from any folder. Relative paths (`ATELIER_DATABASE`,
+`[paths]`) are relative to the working folder.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -35,6 +41,10 @@ DEFAULT_RUNWARE_API_URL = "https://api.runware.ai/v1"
 DEFAULT_DISCORD_API_BASE = "https://discord.com/api/v10"
 DEFAULT_DATABASE = Path("data/atelier.sqlite3")
 DEFAULT_CONFIG = Path("config/atelier.toml")
+DEFAULT_OUTPUT = Path("out")
+BUILTIN_CONFIG = "defaults/atelier.toml"
+"""The default configuration inside the package (a resource of `bot`), used when no config file exists."""
+BUILTIN_CONFIG_LABEL = "built-in defaults"
 
 
 class SettingsError(Exception):
@@ -133,6 +143,15 @@ class InputPrice(_Section):
     headroom_percent: int = Field(default=0, ge=0, le=100)
 
 
+class PathsConfig(_Section):
+    """Where the data and the terminal's images go; relative paths are relative to the working folder."""
+
+    database: Path = DEFAULT_DATABASE
+    """The SQLite file, unless `ATELIER_DATABASE` names another."""
+    output: Path = DEFAULT_OUTPUT
+    """Where `atelier generate` saves images unless `--out` names another folder."""
+
+
 PriceTable = dict[ModelName, dict[Quality, dict[Size, Micros]]]
 
 
@@ -144,6 +163,7 @@ class AppConfig(_Section):
     limits: LimitsConfig = LimitsConfig()
     runware: RunwareConfig = RunwareConfig()
     discord: DiscordConfig = DiscordConfig()
+    paths: PathsConfig = PathsConfig()
     prices: PriceTable
     input_prices: dict[ModelName, InputPrice] = {}
 
@@ -189,8 +209,8 @@ class _Environment(BaseSettings):
     runware_api_url: str = Field(default=DEFAULT_RUNWARE_API_URL, validation_alias="RUNWARE_API_URL")
     discord_api_base: str = Field(default=DEFAULT_DISCORD_API_BASE, validation_alias="DISCORD_API_BASE")
     discord_gateway_url: str | None = Field(default=None, validation_alias="DISCORD_GATEWAY_URL")
-    database: Path = Field(default=DEFAULT_DATABASE, validation_alias="ATELIER_DATABASE")
-    config_path: Path = Field(default=DEFAULT_CONFIG, validation_alias="ATELIER_CONFIG")
+    database: Path | None = Field(default=None, validation_alias="ATELIER_DATABASE")
+    config_path: Path | None = Field(default=None, validation_alias="ATELIER_CONFIG")
     dev_guild: int | None = Field(default=None, validation_alias="ATELIER_DEV_GUILD")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_format: str = Field(default="text", validation_alias="LOG_FORMAT")
@@ -295,7 +315,9 @@ class Settings(BaseModel):
     discord_api_base: str
     discord_gateway_url: str | None
     database: Path
-    config_path: Path
+    """`ATELIER_DATABASE`, else `[paths] database` (default `data/atelier.sqlite3`)."""
+    config_path: Path | None
+    """The TOML file read; None when no file exists and the built-in defaults apply."""
     dev_guild: int | None
     log_level: str
     log_format: str = "text"
@@ -305,6 +327,11 @@ class Settings(BaseModel):
     app: AppConfig
     empty_variables: frozenset[str] = frozenset()
     """Variables set to an empty value, which count as unset (so their default applies)."""
+
+    @property
+    def config_source(self) -> str:
+        """The config file read, or `built-in defaults`, as `check` and error lines name it."""
+        return BUILTIN_CONFIG_LABEL if self.config_path is None else str(self.config_path)
 
     def require_discord_token(self) -> str:
         """Return the bot token, or raise `SettingsError` if it is not set (or set but empty)."""
@@ -331,22 +358,41 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
     return location, message
 
 
-def load_app_config(path: Path) -> AppConfig:
-    """Read and validate the TOML file."""
+def builtin_config_text() -> str:
+    """Return the annotated default configuration that ships inside the package (what `atelier init` writes)."""
+    return resources.files("bot").joinpath(BUILTIN_CONFIG).read_text(encoding="utf-8")
+
+
+def load_app_config(path: Path | None) -> AppConfig:
+    """Read and validate the TOML file; None reads the built-in defaults."""
     try:
-        # Decimal, never float: amounts written as bare numbers (0.011) reach `usd_to_micros` exactly as written.
-        raw = tomllib.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+        text = builtin_config_text() if path is None else path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise SettingsError("ATELIER_CONFIG", f"file not found: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError("ATELIER_CONFIG", f"cannot read {path}: {exc}") from exc
+        raise SettingsError("ATELIER_CONFIG", f"cannot read {path or BUILTIN_CONFIG_LABEL}: {exc}") from exc
+    return parse_app_config(text, BUILTIN_CONFIG_LABEL if path is None else str(path))
+
+
+def parse_app_config(text: str, source: str) -> AppConfig:
+    """Validate TOML text; `source` names it in the `SettingsError`."""
+    try:
+        # Decimal, never float: amounts written as bare numbers (0.011) reach `usd_to_micros` exactly as written.
+        raw = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError("ATELIER_CONFIG", f"{path} is not valid TOML: {exc}") from exc
+        raise SettingsError("ATELIER_CONFIG", f"{source} is not valid TOML: {exc}") from exc
     try:
         return AppConfig.model_validate(raw)
     except ValidationError as exc:
         location, message = _first_error(exc)
-        raise SettingsError("ATELIER_CONFIG", f"{path}: {location}: {message}") from exc
+        raise SettingsError("ATELIER_CONFIG", f"{source}: {location}: {message}") from exc
+
+
+def config_file(configured: Path | None) -> Path | None:
+    """Pick the TOML file: `ATELIER_CONFIG`, else `config/atelier.toml` if it exists, else None (built-in)."""
+    if configured is not None:
+        return configured
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
 def load_settings(environ: Mapping[str, str] | None = None, *, env_file: Path | None = Path(".env")) -> Settings:
@@ -369,8 +415,10 @@ def load_settings(environ: Mapping[str, str] | None = None, *, env_file: Path | 
         raise SettingsError(variable, message) from exc
     except (OSError, UnicodeDecodeError) as exc:  # the .env file changed under us after the check
         raise SettingsError(str(env_file), f"cannot be read: {exc}") from exc
-    app = load_app_config(env.config_path)
-    return Settings(**env.model_dump(), app=app, empty_variables=env._empty)
+    path = config_file(env.config_path)
+    app = load_app_config(path)
+    values = env.model_dump() | {"config_path": path, "database": env.database or app.paths.database}
+    return Settings(**values, app=app, empty_variables=env._empty)
 
 
 def _check_env_file(path: Path) -> None:

@@ -197,7 +197,7 @@ def test_generate_uploads_references_and_sends_their_uuids(fake_url: str, fast_c
         pytest.param(["x" * 40_000], "the prompt has 40,000 characters", id="40000-char-prompt"),
         pytest.param(["a fox", "--count", "5"], "count must be between 1 and 4", id="count-5"),
         pytest.param(["a fox", "--background", "transparent", "--format", "jpg"], "needs png or webp", id="jpg-alpha"),
-        pytest.param(["a fox", "--reference", *["REF"] * 17], "17 reference images given", id="17-references"),
+        pytest.param(["a fox", *["--reference", "REF"] * 17], "17 reference images given", id="17-references"),
         pytest.param(["a fox", "--reference", "TEXT"], "notes.txt: The file is not an image", id="text"),
         pytest.param(["a fox", "--reference", "missing.png"], "reference missing.png: cannot read it", id="missing"),
         pytest.param(["a fox", "--reference", "CUT"], "cut.png: The image is corrupt or truncated", id="truncated"),
@@ -269,7 +269,7 @@ def test_runware_errors_are_one_line_with_exit_1_and_never_show_the_key(fake_url
     secret = "sk-not-the-right-key-42"
     result = run_cli(fake_url, "generate", "a fox", "--out", str(tmp_path), RUNWARE_API_KEY=secret)
     assert result.returncode == 1
-    assert_one_clear_line(result, "Runware rejected the bot's API key")
+    assert_one_clear_line(result, "Runware rejected the API key: check RUNWARE_API_KEY. Nothing was spent")
     assert secret not in result.stdout + result.stderr
 
 
@@ -278,7 +278,7 @@ def test_content_refusal_is_reported_with_exit_1(fake_url: str, fast_config: str
     admin(fake_url, "/_fake/fail", {"fault": "content_policy"})
     result = run_cli(fake_url, "generate", "a fox", "--out", str(tmp_path / "out"), ATELIER_CONFIG=fast_config)
     assert result.returncode == 1
-    assert_one_clear_line(result, "Runware refused this request under its content policy. Nothing was charged.")
+    assert_one_clear_line(result, "Runware refused this request under its content policy. Nothing was spent")
     assert not (tmp_path / "out").exists()
 
 
@@ -290,8 +290,8 @@ def test_bare_command_runs_the_bot_and_needs_a_token(fake_url: str) -> None:
 
 
 def test_every_contract_subcommand_is_registered() -> None:
-    """`run`, `generate`, `check` and `invite` (contract §5.2), and `backup`, are available; `run` is the default."""
-    assert set(SUBCOMMANDS) == {"run", "generate", "check", "invite", "backup"}
+    """`run`, `generate`, `check` and `invite` (contract §5.2), `backup` and `init` exist; `run` is the default."""
+    assert set(SUBCOMMANDS) == {"run", "generate", "check", "invite", "backup", "init"}
     assert DEFAULT_SUBCOMMAND == "run"
 
 
@@ -344,9 +344,10 @@ def test_empty_values_in_dotenv_fall_back_to_the_defaults(fake_url: str, fast_co
     """`ATELIER_DATABASE=`, `LOG_LEVEL=` and `DISCORD_TOKEN=` in `.env` count as unset: `check` uses the defaults."""
     (tmp_path / ".env").write_text("ATELIER_DATABASE=\nLOG_LEVEL=\nDISCORD_TOKEN=\n", encoding="utf-8")
     result = run_cli(fake_url, "check", cwd=tmp_path, ATELIER_CONFIG=fast_config)
-    assert result.returncode == 0, result.stderr
-    assert "discord: DISCORD_TOKEN is empty (needed to run the bot)" in result.stdout
-    assert (tmp_path / "data" / "atelier.sqlite3").is_file()
+    assert result.returncode == 1, result.stderr
+    assert "discord: FAILED: DISCORD_TOKEN is empty: the bot cannot start without it" in result.stdout
+    assert "database: ok: data/atelier.sqlite3 does not exist yet" in result.stdout
+    assert result.stderr == ""
 
 
 def test_invite_with_an_unreadable_token_says_so(fake_url: str) -> None:
@@ -388,15 +389,17 @@ def test_invite_without_a_token_points_at_client_id(fake_url: str, env: dict[str
     assert result.stdout == ""
 
 
-def test_check_passes_with_a_good_key_and_spends_nothing(fake_url: str, tmp_path: Path) -> None:
-    """`check` opens and migrates the database, verifies the key, exits 0, and the fake bills nothing."""
+def test_check_without_a_token_verifies_the_key_spends_nothing_and_is_not_ready(fake_url: str, tmp_path: Path) -> None:
+    """Without DISCORD_TOKEN, `check` verifies the key (nothing billed), creates no database, and says NOT READY."""
     database = tmp_path / "check.sqlite3"
     result = run_cli(fake_url, "check", ATELIER_DATABASE=str(database))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
     assert "config: ok" in result.stdout
-    assert "database: ok" in result.stdout and "schema version" in result.stdout
-    assert "runware: key ok" in result.stdout
-    assert database.exists()
+    assert "database: ok" in result.stdout and "does not exist yet" in result.stdout
+    assert "runware: ok: key accepted" in result.stdout
+    assert "discord: FAILED: DISCORD_TOKEN is not set" in result.stdout
+    assert result.stdout.splitlines()[-1] == "verdict: NOT READY: 1 check(s) failed (discord)"
+    assert not database.exists()
     stats = admin(fake_url, "/_fake/stats")
     assert stats["paid_tasks"] == [] and stats["total_cost_micros"] == 0
 

@@ -20,7 +20,24 @@ from bot.storage.database import Database
 from bot.storage.ledger import ReportQueries
 from bot.storage.rows import SpendRow
 
-__all__ = ["DaySpend", "MemberSpend", "ModelSpend", "Reports", "SpendReport", "to_csv"]
+__all__ = [
+    "OPERATOR_GUILD_ID",
+    "OPERATOR_MEMBER_ID",
+    "DaySpend",
+    "MemberSpend",
+    "ModelSpend",
+    "Reports",
+    "SpendReport",
+    "to_csv",
+]
+
+OPERATOR_GUILD_ID = 0
+"""The reserved server id under which the operator's own spending (`atelier generate`) is recorded in the ledger.
+
+No Discord server has id 0, so this spending never counts in a real server's cap or a member's balance; it is
+reported like a server's: `Reports.spend(OPERATOR_GUILD_ID, ...)`, and `Ledger.status` shows its period totals."""
+OPERATOR_MEMBER_ID = 0
+"""The member id of the operator's own spending, under `OPERATOR_GUILD_ID` (no Discord user has id 0)."""
 
 _EPOCH_DAY = date(1970, 1, 1)
 

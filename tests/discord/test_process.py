@@ -344,7 +344,7 @@ async def test_empty_token_is_one_line_and_exit_status_2(launch: Launch) -> None
 
 
 async def _check(fake: FakeDiscord, runware_url: str, tmp_path: Path, config: Path) -> tuple[int, list[str]]:
-    """Run `python -m bot check` against the fakes; return its exit status and its `discord:` lines."""
+    """Run `python -m bot check` against the fakes; return its exit status and its `intents:` lines."""
     env = bot_environment(fake, tmp_path / "check.sqlite3", runware_url=runware_url, config=config)
     clean = {key: value for key, value in os.environ.items() if not key.startswith(_OURS)}
     process = await asyncio.create_subprocess_exec(
@@ -359,22 +359,22 @@ async def _check(fake: FakeDiscord, runware_url: str, tmp_path: Path, config: Pa
     lines = stdout.decode().splitlines()
     assert fake.token not in stdout.decode()
     assert process.returncode is not None
-    return process.returncode, [line for line in lines if line.startswith("discord:")]
+    return process.returncode, [line for line in lines if line.startswith("intents:")]
 
 
 @pytest.mark.parametrize(
     ("flags", "mode", "status", "line"),
     [
-        (1 << 19, '"auto"', 0, "discord: token ok. Reply editing is on (auto: the developer portal allows it)"),
+        (1 << 19, '"auto"', 0, "intents: ok: Reply editing is on (auto: the developer portal allows it)"),
         (
             0,
             '"auto"',
             0,
-            "discord: token ok. Reply editing is off: the Message Content intent is not switched on in the developer "
+            "intents: ok: Reply editing is off: the Message Content intent is not switched on in the developer "
             'portal. Switch on "Message Content Intent" in the Discord developer portal',
         ),
-        (1 << 19, "false", 0, "discord: token ok. Reply editing is off: `reply_editing = false` under `[discord]`"),
-        (0, "true", 1, "discord: reply_editing = true needs the Message Content intent, which is off: switch on"),
+        (1 << 19, "false", 0, "intents: ok: Reply editing is off: `reply_editing = false` under `[discord]`"),
+        (0, "true", 1, "intents: FAILED: reply_editing = true needs the Message Content intent, which is off: switch"),
     ],
 )
 async def test_check_says_whether_reply_editing_is_on_and_what_to_switch_on(

@@ -1,0 +1,100 @@
+"""The operator's own ledger account: what `atelier generate` reserves, settles and releases.
+
+Terminal spending is recorded like a member's, under the reserved identity `OPERATOR_GUILD_ID`/`OPERATOR_MEMBER_ID`
+(`bot.billing.reports`): no Discord server or user has id 0, so it never touches a member's balance or a server's cap,
+and it shows in the spend report of that id. The operator's rules are set on every use (idempotent): no cap, no
+allowance. The hold is written without a job row (so the bot never tries to resume or deliver it); the job row, in
+state `succeeded` with the reported cost, is written just before the settle, for the report's per-model view. If the
+process dies in between, the bot's next start releases the orphan hold (`Ledger.reconcile`), as for any job.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+
+from bot.billing.budgets import Budgets, MemberOverride
+from bot.billing.ledger import Ledger, SettleResult
+from bot.billing.pricing import Pricing
+from bot.billing.reports import OPERATOR_GUILD_ID, OPERATOR_MEMBER_ID
+from bot.clock import utc_now
+from bot.runware.errors import RunwareAuthError, RunwareCreditsError, RunwareError
+from bot.runware.models import ImageInferenceRequest
+from bot.settings import AppConfig
+from bot.storage.database import Database
+from bot.storage.jobs import JobQueries
+from bot.storage.rows import JobState, NewJob, new_job_id
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation of the operator's account for one terminal generation."""
+
+    job_id: str
+    estimate: int
+
+
+class OperatorAccount:
+    """Reserve, settle and release the operator's terminal spending in the ledger."""
+
+    def __init__(self, database: Database, config: AppConfig) -> None:
+        self._database = database
+        self._budgets = Budgets(database, config)
+        self._ledger = Ledger(database, self._budgets)
+        self._pricing = Pricing(config)
+
+    async def reserve(self, request: ImageInferenceRequest, reference_count: int) -> Hold:
+        """Hold the request's estimate; the operator's account has no allowance and no cap, so it always fits."""
+        await self._budgets.set_cap(OPERATOR_GUILD_ID, None)
+        await self._budgets.set_member(OPERATOR_GUILD_ID, OPERATOR_MEMBER_ID, MemberOverride.unlimited())
+        estimate = self._pricing.estimate(
+            request.model, request.quality, request.size, request.count, len(request.prompt), reference_count
+        )
+        job_id = new_job_id()
+        await self._ledger.reserve(job_id, OPERATOR_GUILD_ID, OPERATOR_MEMBER_ID, [], estimate)
+        return Hold(job_id, estimate)
+
+    async def settle(self, hold: Hold, request: ImageInferenceRequest, cost: int | None) -> SettleResult:
+        """Record the job (succeeded) and charge its cost; an unreported cost is charged at the estimate."""
+        job = NewJob(
+            member_id=OPERATOR_MEMBER_ID,
+            guild_id=OPERATOR_GUILD_ID,
+            channel_id=None,
+            model=request.model,
+            size=request.size,
+            quality=request.quality,
+            background=request.background,
+            format=request.format,
+            count=request.count,
+            prompt=request.prompt,
+            estimate=hold.estimate,
+            state=JobState.SUCCEEDED,
+            extras={"source": "cli"},
+            id=hold.job_id,
+        )
+        now = utc_now()
+
+        def record(conn: sqlite3.Connection) -> None:
+            queries = JobQueries(conn)
+            queries.insert(job, now)
+            queries.save_results(hold.job_id, [], cost, now)
+
+        await self._database.run(record)
+        return await self._ledger.settle(hold.job_id, hold.estimate if cost is None else cost)
+
+    async def release(self, hold: Hold) -> None:
+        """End the hold without a charge (the generation failed before anything was paid)."""
+        await self._ledger.release(hold.job_id)
+
+
+_MEMBER_TAIL = re.compile(r"\s*Nothing was charged( to your budget)?\.$")
+
+
+def operator_message(exc: RunwareError) -> str:
+    """Word a Runware failure for the operator at the terminal (`user_message` is written for a Discord member)."""
+    if isinstance(exc, RunwareAuthError):
+        return "Runware rejected the API key: check RUNWARE_API_KEY."
+    if isinstance(exc, RunwareCreditsError):
+        return "Your Runware account is out of credits: top it up, then try again."
+    return _MEMBER_TAIL.sub("", exc.user_message)
