@@ -113,6 +113,12 @@ class RunwareConfig(_Section):
     output_quality: int = Field(default=95, ge=20, le=99)
 
 
+class ModerationConfig(_Section):
+    """Moderated team channels: how long a held request waits for a moderator."""
+
+    approval_timeout_hours: float = Field(default=24.0, gt=0)
+
+
 ReplyEditing = Literal["auto", True, False]
 """`[discord] reply_editing`: "auto" asks for the Message Content intent when the developer portal allows it, true
 insists on it (start-up fails if the portal does not allow it), false never asks."""
@@ -144,6 +150,7 @@ class AppConfig(_Section):
     limits: LimitsConfig = LimitsConfig()
     runware: RunwareConfig = RunwareConfig()
     discord: DiscordConfig = DiscordConfig()
+    moderation: ModerationConfig = ModerationConfig()
     prices: PriceTable
     input_prices: dict[ModelName, InputPrice] = {}
 

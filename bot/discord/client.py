@@ -27,9 +27,11 @@ from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.intents import PrivilegedIntentError, ReplyEditingState, decide
+from bot.discord.modlog import DiscordModLog
 from bot.discord.tree import AtelierTree
 from bot.jobs.options import ServerOptions
 from bot.jobs.service import GenerationService
+from bot.moderation.approvals import ModerationRules
 from bot.observability import metrics
 from bot.settings import Settings
 from bot.storage.audit import AuditRepository
@@ -111,6 +113,10 @@ class Services:
     """How jobs post to Discord; the job service was built with it, and the cogs show statuses through it."""
     audit: AuditRepository
     """The audit trail of settings and budget changes (`/settings audit`)."""
+    moderation: ModerationRules | None = None
+    """The mod-log, moderators, approval and safety rules (`/settings modlog|moderators|approval|safety`)."""
+    modlog: DiscordModLog | None = None
+    """Posts to the mod-log; the job service was built with it."""
 
 
 ServicesFactory = Callable[["AtelierBot"], Services]
