@@ -29,7 +29,7 @@ from cogs.settings.group import SettingsBase, settings
 
 log = logging.getLogger(__name__)
 
-Place = discord.TextChannel | discord.CategoryChannel | discord.ForumChannel | discord.VoiceChannel
+Place = discord.TextChannel | discord.CategoryChannel
 MODE_CHOICES = [app_commands.Choice(name=mode.value, value=mode.value) for mode in ApprovalMode]
 SAFETY_CHOICES = [app_commands.Choice(name="on", value="on"), app_commands.Choice(name="off", value="off")]
 
