@@ -10,6 +10,7 @@ import asyncio
 
 from bot.billing.pricing import Pricing
 from bot.catalog import ModelName, Quality, Size
+from bot.jobs.approvals import AlreadyDecidedError
 from fakes.discord import FakeChannel, FakeInteraction, FakeMessage
 from tests.discord.conftest import Atelier
 from tests.discord.helpers import idle, inference_tasks, result_of, settled_total, status
@@ -186,3 +187,24 @@ async def test_ten_concurrent_requests_against_room_for_four_hold_at_most_four(a
         m for m in atelier.fake.channel_messages(modlog.id) if any("approve" in c for c in m.button_custom_ids())
     ]
     assert len(entries) == 4
+
+
+async def test_two_moderators_clicking_at_once_make_one_decision(atelier: Atelier) -> None:
+    """Approve and Reject clicked together by two moderators: exactly one wins, the other is told nothing changed."""
+    world = atelier.world
+    modlog = await moderated(atelier)
+    await ask(atelier, "a heron in reeds")
+    entry = await held_entry(atelier, modlog)
+    job_id = job_id_in(entry)
+    approvals = atelier.bot.services.generation.approvals
+    outcomes = await asyncio.gather(
+        approvals.approve(job_id, world.admin_id),
+        approvals.reject(job_id, world.owner_id, None),
+        approvals.approve(job_id, world.owner_id),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(outcome, BaseException) for outcome in outcomes) == 1
+    assert all(isinstance(o, AlreadyDecidedError) for o in outcomes if isinstance(o, BaseException))
+    await idle(atelier)
+    hold = await approvals.hold(job_id)
+    assert hold is not None and hold.decision in ("approved", "rejected")
