@@ -11,6 +11,7 @@ import asyncio
 from bot.billing.pricing import Pricing
 from bot.catalog import ModelName, Quality, Size
 from bot.jobs.approvals import AlreadyDecidedError
+from bot.moderation.errors import PromptBlockedError
 from fakes.discord import FakeChannel, FakeInteraction, FakeMessage
 from tests.discord.conftest import Atelier
 from tests.discord.helpers import idle, inference_tasks, result_of, settled_total, status
@@ -208,3 +209,27 @@ async def test_two_moderators_clicking_at_once_make_one_decision(atelier: Atelie
     await idle(atelier)
     hold = await approvals.hold(job_id)
     assert hold is not None and hold.decision in ("approved", "rejected")
+
+
+async def test_a_blocklist_refusal_is_logged_to_the_mod_log(atelier: Atelier) -> None:
+    """The mod-log entry of a blocklist refusal names who, where, the prompt and the entry (no buttons).
+
+    The blocklist itself is the policy's (it raises `PromptBlockedError` from admission); this drives the logging path
+    the job service runs when it catches one.
+    """
+    world = atelier.world
+    modlog = await moderated(atelier, mode="off")
+    error = PromptBlockedError(
+        "forbidden",
+        guild_id=world.guild_id,
+        member_id=world.member_id,
+        channel_id=world.channel_id,
+        prompt="a FORBIDDEN cat",
+    )
+    modlog_port = atelier.bot.services.modlog
+    assert modlog_port is not None
+    await modlog_port.refused(error)
+    (entry,) = [m for m in atelier.fake.channel_messages(modlog.id) if m.embeds]
+    card = str(entry.embeds[0])
+    assert "Refused by the blocklist" in card and "a FORBIDDEN cat" in card and "forbidden" in card
+    assert f"<@{world.member_id}>" in card and f"<#{world.channel_id}>" in card
