@@ -36,12 +36,14 @@ from bot.discord.client import (
 )
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.intents import PrivilegedIntentError
+from bot.discord.modlog import DiscordModLog
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import DISCORD_IMAGE_HOSTS
 from bot.jobs.options import ServerOptions
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
 from bot.log import setup_logging
+from bot.moderation.approvals import ModerationRules
 from bot.moderation.policy import Policy
 from bot.observability import metrics
 from bot.observability.metrics import Metrics
@@ -77,6 +79,8 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
     config = settings.app
     jobs = JobRepository(database)
     delivery = DiscordDelivery(bot, jobs.get)
+    moderation = ModerationRules(database)
+    modlog = DiscordModLog(bot, moderation, delivery)
     budgets = Budgets(database, config)
     ledger = Ledger(database, budgets)
     server_options = ServerOptions(database, config)
@@ -98,6 +102,8 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         delivery=delivery,
         policy=policy,
         allowed_hosts=reference_hosts(settings),
+        rules=moderation,
+        modlog=modlog,
     )
     return Services(
         database=database,
@@ -110,6 +116,8 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         delivery=delivery,
         audit=AuditRepository(database),
         policy=policy,
+        moderation=moderation,
+        modlog=modlog,
     )
 
 

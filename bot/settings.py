@@ -123,6 +123,12 @@ class RunwareConfig(_Section):
     output_quality: int = Field(default=95, ge=20, le=99)
 
 
+class ModerationConfig(_Section):
+    """Moderated team channels: how long a held request waits for a moderator."""
+
+    approval_timeout_hours: float = Field(default=24.0, gt=0)
+
+
 ReplyEditing = Literal["auto", True, False]
 """`[discord] reply_editing`: "auto" asks for the Message Content intent when the developer portal allows it, true
 insists on it (start-up fails if the portal does not allow it), false never asks."""
@@ -164,6 +170,7 @@ class AppConfig(_Section):
     runware: RunwareConfig = RunwareConfig()
     discord: DiscordConfig = DiscordConfig()
     paths: PathsConfig = PathsConfig()
+    moderation: ModerationConfig = ModerationConfig()
     prices: PriceTable
     input_prices: dict[ModelName, InputPrice] = {}
 

@@ -16,6 +16,8 @@
 - `statuses`: the words of a job's status (queued, running, posting, handed over, cancelled, failed).
 - `embeds`: every embed the bot shows, a result's card among them.
 - `views`: the persistent buttons (dynamic items), the confirmation store and the change modal.
+- `modlog`: `DiscordModLog`, the job service's `ModLog` port: the mod-log's cards, its permission check.
+- `modlog_views`: the mod-log's buttons (Approve, Reject, Delete), the reason modal, who may decide.
 
 Imports run one way: `delivery` → `handover` → `tokens` → `posting` → `views` → `tree`; `client` → `delivery`,
 `intents`.

@@ -27,9 +27,11 @@ from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.intents import PrivilegedIntentError, ReplyEditingState, decide
+from bot.discord.modlog import DiscordModLog
 from bot.discord.tree import AtelierTree
 from bot.jobs.options import ServerOptions
 from bot.jobs.service import GenerationService
+from bot.moderation.approvals import ModerationRules
 from bot.moderation.policy import Policy
 from bot.observability import metrics
 from bot.settings import Settings
@@ -114,6 +116,10 @@ class Services:
     """The audit trail of settings and budget changes (`/settings audit`)."""
     policy: Policy
     """The channel and role rules and the blocklist; the job service checks requests with this same instance."""
+    moderation: ModerationRules | None = None
+    """The mod-log, moderators, approval and safety rules (`/settings modlog|moderators|approval|safety`)."""
+    modlog: DiscordModLog | None = None
+    """Posts to the mod-log; the job service was built with it."""
 
 
 ServicesFactory = Callable[["AtelierBot"], Services]

@@ -136,8 +136,11 @@ class DiscordDelivery:
 
     async def fail(self, job: Job, message: str) -> None:
         """Replace the job's status with why it failed (nothing was charged), or reply with it in the channel."""
+        await self.notice(job, failed_text(job.member_id, message))
+
+    async def notice(self, job: Job, text: str) -> None:
+        """Replace the job's status with its last word (`text`), or reply with it in the channel."""
         target = DeliveryTarget.from_job(job)
-        text = failed_text(job.member_id, message)
         async with self._locks.lock(job.id):
             handed_over = self._mark_final(job.id)
             edited = None

@@ -23,6 +23,14 @@ def queued_text(job_id: str, estimate: int, position: int) -> str:
     return f"⏳ Queued: position {position} · estimate ~{format_usd(estimate)} · job `{job_id}`"
 
 
+def held_text(job_id: str, estimate: int) -> str:
+    """Status of a request that waits for a moderator's approval (its estimate is reserved meanwhile)."""
+    return (
+        f"🛡️ Waiting for a moderator's approval · estimate ~{format_usd(estimate)} reserved · job `{job_id}`. "
+        "You'll see it move on here once it is approved."
+    )
+
+
 def posting_text(job_id: str) -> str:
     """Status of a job whose images are made and are being posted (it can no longer be cancelled)."""
     return f"📤 Done on Runware; posting the images… · job `{job_id}`"

@@ -12,6 +12,8 @@
 - `requests`: `GenerationRequest`, `ReferenceSource`, `DeliveryTarget`, `request_from_job`.
 - `options`: `ServerOptions`, a server's own defaults and limits over the config's.
 - `delivery`: the `Delivery` port the Discord wing implements, `ResultSummary`, `DeliveryError`.
+- `modlog`: the `ModLog` port the Discord wing implements (held requests, quarantined results, log lines).
+- `approvals`: held requests and quarantined results: post, approve / reject / expire atomically, publish, discard.
 - `scheduler`: round-robin across members under a global and a per-member concurrency limit.
 - `errors`: the service's refusals (`JobNotFoundError`, `JobNotCancellableError`, `ServiceNotReadyError`).
 """

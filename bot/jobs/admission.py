@@ -16,7 +16,12 @@ One request goes through `Admitter.admit` in this order, so every refusal happen
    what the budget cannot hold anyway (it writes nothing; the reservation in step 5 still decides);
 4. fetch, check and upload the references (`bot.jobs.references`), so the job row holds only reference UUIDs and can
    be re-run after a restart;
-5. reserve the estimate *and* insert the job row (state `queued`) in one ledger transaction, then queue it.
+5. reserve the estimate *and* insert the job row (state `queued`) in one ledger transaction, then queue it. In an
+   approval channel (`bot.moderation.approvals`: mode `all`, or `over` with the estimate above the amount) the row is
+   inserted as `awaiting_approval` instead, in the same transaction as its hold, and not queued
+   (`Admission.held`; `bot.jobs.approvals` posts it to the mod-log). Such a request is refused before anything is
+   fetched or reserved when the mod-log could not show it (`ModLog.problem`). In a safety channel the job is marked
+   so the worker asks Runware to check the output.
 
 Requests built from a stored job (a reroll, an edit of its result images) are made here too; an edit keeps its
 parent's model and size and takes the other options from the server's defaults, else the config's.
@@ -37,11 +42,13 @@ from bot.billing.pricing import Pricing
 from bot.errors import InvalidRequestError
 from bot.images import ReferenceTooLargeError
 from bot.jobs.errors import RESTARTING, ServiceNotReadyError
+from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.options import ServerLimits, ServerOptions
 from bot.jobs.references import References, about_reference
 from bot.jobs.requests import DeliveryTarget, GenerationRequest, ReferenceSource, RequestKind, request_from_job
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs
+from bot.moderation.approvals import ModerationRules, PlaceRules
 from bot.moderation.policy import Policy
 from bot.money import format_usd
 from bot.observability import metrics
@@ -72,6 +79,8 @@ class Admission:
     needs_confirmation: bool = False
     threshold: int | None = None
     """With `needs_confirmation`: the server's confirmation threshold the estimate is above (micro-dollars)."""
+    held: bool = False
+    """The job waits for a moderator's approval (`awaiting_approval`, its estimate reserved)."""
 
 
 class Admitter:
@@ -90,8 +99,12 @@ class Admitter:
         references: References,
         active: ActiveJobs,
         clock: Callable[[], datetime],
+        rules: ModerationRules | None = None,
+        modlog: ModLog | None = None,
     ) -> None:
         self._config = config
+        self._rules = rules
+        self._modlog: ModLog = modlog or NoModLog()
         self._limits = config.limits
         # The composition root's one instance, which `/settings` changes go through: it caches rows, so a second one
         # would not see those changes.
@@ -166,6 +179,12 @@ class Admitter:
         estimate = self._pricing.estimate(
             request.model, request.quality, request.size, request.count, len(request.prompt), len(request.references)
         )
+        place = await self._place_rules(request)
+        held = place.holds(estimate)
+        if held:
+            problem = await self._modlog.problem(request.guild_id)
+            if problem is not None:
+                raise InvalidRequestError(problem)
         ask_first = estimate > limits.confirm_above and not request.confirmed
         if ask_first or any(reference.image_uuid is None for reference in request.references):
             # Refuse now what the budget cannot hold anyway: rather than after a confirmation, and before downloading
@@ -176,7 +195,7 @@ class Admitter:
         references = await self._references.prepare(request)
         if self.stopping:
             raise ServiceNotReadyError(RESTARTING)
-        new_job = self._new_job(request, estimate, references, fingerprint)
+        new_job = self._new_job(request, estimate, references, fingerprint, place, held=held)
         # One transaction: the hold and the job row exist together or not at all.
         reservation = await self._ledger.reserve(
             new_job.id, request.guild_id, request.member_id, request.role_ids, estimate, job=new_job
@@ -184,6 +203,17 @@ class Admitter:
         job = reservation.job
         if job is None:  # pragma: no cover - a fresh job id: the reservation just stored the row
             raise LedgerError(f"Job {new_job.id} was not stored with its reservation.")
+        if held:
+            metrics.current().job_state(JobState.AWAITING_APPROVAL)
+            log.info(
+                "job %s of member %d held for approval in guild %d, estimate %s reserved",
+                job.id,
+                job.member_id,
+                request.guild_id,
+                format_usd(estimate),
+                extra={"job_id": job.id, "guild_id": request.guild_id},
+            )
+            return Admission(job.id, estimate, None, held=True)
         self._active.track(job)
         position = self._scheduler.submit(job.id, job.member_id)
         metrics.current().job_state(JobState.QUEUED)
@@ -199,6 +229,12 @@ class Admitter:
             extra={"job_id": job.id, "guild_id": request.guild_id},
         )
         return Admission(job.id, estimate, position)
+
+    async def _place_rules(self, request: GenerationRequest) -> PlaceRules:
+        """Return the approval and safety rules of the request's channel (or its parents); none without moderation."""
+        if self._rules is None:
+            return PlaceRules()
+        return await self._rules.rules(request.guild_id, request.places)
 
     def _validate(self, request: GenerationRequest, server: ServerLimits) -> None:
         limits = self._limits
@@ -228,7 +264,14 @@ class Admitter:
         )
 
     def _new_job(
-        self, request: GenerationRequest, estimate: int, references: tuple[str, ...], fingerprint: str
+        self,
+        request: GenerationRequest,
+        estimate: int,
+        references: tuple[str, ...],
+        fingerprint: str,
+        place: PlaceRules,
+        *,
+        held: bool,
     ) -> NewJob:
         extras: dict[str, Any] = {
             "fingerprint": fingerprint,
@@ -238,6 +281,8 @@ class Admitter:
             "reference_names": [reference.filename for reference in request.references],
             "output_quality": self._config.runware.output_quality,
         }
+        if place.safety:
+            extras["safety"] = True
         return NewJob(
             id=new_job_id(),
             member_id=request.member_id,
@@ -251,7 +296,7 @@ class Admitter:
             count=request.count,
             prompt=request.prompt,
             estimate=estimate,
-            state=JobState.QUEUED,
+            state=JobState.AWAITING_APPROVAL if held else JobState.QUEUED,
             references=references,
             extras=extras,
             parent_job_id=request.parent_job_id,

@@ -102,7 +102,9 @@ class Restarts:
             log.info("job %s: delivering the %d stored result(s) after a restart", job.id, len(stored))
             task_uuid = job.task_uuid or ""
             restored = [
-                ImageResult(task_uuid=task_uuid, image_uuid=r.image_uuid, url=r.image_url, cost_micros=r.cost)
+                ImageResult(
+                    task_uuid=task_uuid, image_uuid=r.image_uuid, url=r.image_url, cost_micros=r.cost, nsfw=r.nsfw
+                )
                 for r in stored
             ]
             return restored, True

@@ -2,13 +2,16 @@
 
 Admission (`bot.jobs.admission`, with `bot.jobs.references`) turns a request into a queued job; the worker
 (`bot.jobs.worker`, with `bot.jobs.resume` and `bot.jobs.progress`) runs it on Runware, posts it through the
-`Delivery` port and keeps the money right. Look-ups (`get_job`, `job_results`, `job_for_message`,
+`Delivery` port and keeps the money right. Held requests and quarantined results (`bot.jobs.approvals`) reach
+moderators through the `ModLog` port (`bot.jobs.modlog`); a blocklist refusal is logged there too. Look-ups
+(`get_job`, `job_results`, `job_for_message`,
 `queue_for_member`) read storage and this process's bookkeeping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,8 +22,10 @@ from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
 from bot.clock import utc_now
 from bot.jobs.admission import Admission, Admitter
+from bot.jobs.approvals import Approvals
 from bot.jobs.delivery import Delivery
 from bot.jobs.errors import JobNotFoundError
+from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.options import ServerOptions
 from bot.jobs.references import References
 from bot.jobs.requests import DeliveryTarget, GenerationRequest
@@ -28,6 +33,8 @@ from bot.jobs.resume import ResumeReport
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs
 from bot.jobs.worker import CancelResult, Worker
+from bot.moderation.approvals import ModerationRules
+from bot.moderation.errors import PromptBlockedError
 from bot.moderation.policy import Policy
 from bot.runware.client import RunwareClient
 from bot.settings import AppConfig
@@ -36,6 +43,8 @@ from bot.storage.jobs import JobRepository
 from bot.storage.rows import Job, JobResult
 
 __all__ = ["Admission", "CancelResult", "GenerationService", "QueueEntry", "ResumeReport"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +76,28 @@ class GenerationService:
         policy: Policy | None = None,
         allowed_hosts: Collection[str] = frozenset(),
         clock: Callable[[], datetime] = utc_now,
+        rules: ModerationRules | None = None,
+        modlog: ModLog | None = None,
     ) -> None:
         self._clock = clock
         self._scheduler = scheduler
         self._jobs = JobRepository(db, clock=clock)
         self._active = ActiveJobs()
+        rules = rules or ModerationRules(db, clock=clock)
+        modlog = modlog or NoModLog()
+        self.approvals = Approvals(
+            rules=rules,
+            ledger=ledger,
+            jobs=self._jobs,
+            scheduler=scheduler,
+            active=self._active,
+            delivery=delivery,
+            modlog=modlog,
+            client=client,
+            timeout_hours=config.moderation.approval_timeout_hours,
+            clock=clock,
+        )
+        """Held requests and quarantined results: a moderator's decisions, the expiry sweep."""
         self._admitter = Admitter(
             config=config,
             server_options=server_options,
@@ -83,6 +109,8 @@ class GenerationService:
             references=References(client, session, config.limits, allowed_hosts=allowed_hosts),
             active=self._active,
             clock=clock,
+            rules=rules,
+            modlog=modlog,
         )
         self._worker = Worker(
             client=client,
@@ -93,6 +121,7 @@ class GenerationService:
             jobs=self._jobs,
             active=self._active,
             clock=clock,
+            approvals=self.approvals,
         )
 
     # ------------------------------------------------------------------------------------------------ admission
@@ -103,8 +132,24 @@ class GenerationService:
         Raises `InvalidRequestError` (bad option, prompt, count or reference; `InvalidImageError` and
         `ReferenceFetchError` among them), `BudgetExceededError` (with the numbers), `RunwareError` (a reference
         upload failed) or `ServiceNotReadyError` (shutting down). In every one of those cases nothing is reserved.
+
+        A request in an approval channel is held (`Admission.held`) and posted to the mod-log; if the mod-log cannot
+        take it, it is released and refused. A blocklisted prompt (`PromptBlockedError`) is logged to the mod-log.
         """
-        return await self._admitter.admit(request)
+        try:
+            admission = await self._admitter.admit(request)
+        except PromptBlockedError as exc:
+            await self._log_refusal(exc)
+            raise
+        if admission.held and not admission.duplicate and admission.job_id is not None:
+            await self.approvals.announce(admission.job_id)
+        return admission
+
+    async def _log_refusal(self, error: PromptBlockedError) -> None:
+        try:
+            await self.approvals.modlog.refused(error)
+        except Exception:
+            log.warning("a blocklist refusal could not be logged to the mod-log", exc_info=True)
 
     async def reroll(
         self,
@@ -208,11 +253,14 @@ class GenerationService:
         and never submit a task Runware already knows.
         """
         self._admitter.stopping = False
-        return await self._worker.resume()
+        report = await self._worker.resume()
+        self.approvals.start()  # expires what passed its deadline while the bot was down, then every minute
+        return report
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking requests; running jobs get `grace` seconds, then stay `submitted` for the next start."""
         self._admitter.stopping = True
+        await self.approvals.stop()
         await self._worker.stop(grace)
 
     async def wait_idle(self) -> None:

@@ -29,6 +29,7 @@ from bot.billing.errors import LedgerError
 from bot.billing.ledger import Ledger
 from bot.errors import AtelierError, PermissionDeniedError
 from bot.images import FittedImage, InvalidImageError, fit_to_limit
+from bot.jobs.approvals import Approvals
 from bot.jobs.delivery import Delivery, DeliveryError, ResultSummary
 from bot.jobs.errors import JobNotCancellableError
 from bot.jobs.progress import Progress
@@ -92,7 +93,9 @@ class Worker:
         jobs: JobRepository,
         active: ActiveJobs,
         clock: Callable[[], datetime],
+        approvals: Approvals | None = None,
     ) -> None:
+        self._approvals = approvals
         self._client = client
         self._ledger = ledger
         self._config = config
@@ -208,7 +211,7 @@ class Worker:
             if stored:
                 return images, True
         results = [
-            JobResult(index, image.image_uuid, image.url, image.cost_micros, image.seed)
+            JobResult(index, image.image_uuid, image.url, image.cost_micros, image.seed, image.nsfw)
             for index, image in enumerate(images)
         ]
         await self._jobs.save_results(job.id, results, total_cost_micros(images))
@@ -241,8 +244,16 @@ class Worker:
             cost = reported
         summary = await self._summary(job, len(fitted), cost, reported is not None, redelivery)
         tracked.phase = Phase.DELIVERING  # no more progress edits; cancel() has refused since PRODUCED
+        quarantined = bool(job.extras.get("safety")) and any(image.nsfw for image in images)
         try:
-            message_id = await self._delivery.deliver(job, fitted, summary)
+            if quarantined:
+                if self._approvals is None:  # pragma: no cover - the service always builds the worker with approvals
+                    raise DeliveryError("The result was flagged by the safety check and cannot be posted here.")
+                # Flagged by Runware's safety check: held in the mod-log for review, never posted in the channel.
+                await self._approvals.quarantine(job, fitted, summary)
+                message_id = None
+            else:
+                message_id = await self._delivery.deliver(job, fitted, summary)
         except (DeliveryError, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -260,6 +271,8 @@ class Worker:
         except LedgerError:
             log.exception("job %s was delivered but could not be settled", job.id)
         log.info("job %s delivered (%d image(s), message %s), charged %s", job.id, len(fitted), message_id, cost)
+        if self._approvals is not None and not quarantined:
+            await self._approvals.log_generated(job, summary, message_id)
 
     def _inference_request(self, job: Job) -> ImageInferenceRequest:
         quality = job.extras.get("output_quality", self._config.runware.output_quality)
@@ -273,6 +286,7 @@ class Worker:
             format=job.format,
             reference_images=job.references,
             output_quality=quality if isinstance(quality, int) else self._config.runware.output_quality,
+            check_content=bool(job.extras.get("safety")),
         )
 
     async def _summary(self, job: Job, image_count: int, cost: int, reported: bool, redelivery: bool) -> ResultSummary:

@@ -95,6 +95,8 @@ class ImageInferenceRequest(BaseModel):
     reference_images: tuple[str, ...] = ()
     output_quality: int = Field(default=95, ge=20, le=99)
     output_type: OutputType = OutputType.URL
+    check_content: bool = False
+    """Ask Runware to check the output (`safety.checkContent`); each result then says whether it was flagged."""
 
     if not TYPE_CHECKING:
         # Kept out of the type checker's view so the pydantic plugin still types the keyword arguments.
@@ -226,6 +228,8 @@ class ImageInferenceRequest(BaseModel):
             "deliveryMethod": "async",
             "providerSettings": {"openai": {"quality": self.quality.value, "background": self.background.value}},
         }
+        if self.check_content:
+            payload["safety"] = {"checkContent": True}
         if self.reference_images:
             payload["inputs"] = {"referenceImages": list(self.reference_images)}
         return payload

@@ -16,6 +16,8 @@
   one transaction by `bot.moderation.policy`).
 - `audit`: the append-only `audit_log` of settings and budget changes (`AuditQueries`, written in the change's own
   transaction; `AuditRepository` for `/settings audit`).
+- `moderation`: the mod-log and moderator role, place rules, and held requests with their one decision
+  (`ModerationQueries`, `ModerationRepository`).
 
 Each query is written once, as a method of a `*Queries` class working on a connection inside `Database.run()`, so
 that a service can compose several in one transaction (the ledger checks a budget, writes a hold and creates the job

@@ -192,10 +192,19 @@ class JobQueries:
     def save_results(self, job_id: str, results: Sequence[JobResult], cost: int | None, at: datetime) -> None:
         """Store the job's result images (repeating it keeps the first ones) and, if known, the reported cost."""
         self._conn.executemany(
-            "INSERT INTO job_results (job_id, idx, image_uuid, image_url, cost, seed, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, idx) DO NOTHING",
+            "INSERT INTO job_results (job_id, idx, image_uuid, image_url, cost, seed, nsfw, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, idx) DO NOTHING",
             [
-                (job_id, result.index, result.image_uuid, result.image_url, result.cost, result.seed, to_ms(at))
+                (
+                    job_id,
+                    result.index,
+                    result.image_uuid,
+                    result.image_url,
+                    result.cost,
+                    result.seed,
+                    None if result.nsfw is None else int(result.nsfw),
+                    to_ms(at),
+                )
                 for result in results
             ],
         )
@@ -207,9 +216,12 @@ class JobQueries:
     def results(self, job_id: str) -> list[JobResult]:
         """Return the job's result images in order (empty until its task finished)."""
         rows = self._conn.execute(
-            "SELECT idx, image_uuid, image_url, cost, seed FROM job_results WHERE job_id = ? ORDER BY idx", (job_id,)
+            "SELECT idx, image_uuid, image_url, cost, seed, nsfw FROM job_results WHERE job_id = ? ORDER BY idx",
+            (job_id,),
         ).fetchall()
-        return [JobResult(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+        return [
+            JobResult(row[0], row[1], row[2], row[3], row[4], None if row[5] is None else bool(row[5])) for row in rows
+        ]
 
     def finish_delivered(self, job_id: str, message_id: int | None, cost: int, at: datetime) -> bool:
         """Record delivery, the charged cost and `succeeded` in one step, only for a submitted, undelivered job."""

@@ -110,6 +110,8 @@ class JobResult:
     image_url: str | None
     cost: int | None
     seed: int | None = None
+    nsfw: bool | None = None
+    """Runware's `NSFWContent` for the image; None when the output was not checked."""
 
 
 @dataclass(frozen=True, slots=True)

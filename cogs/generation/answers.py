@@ -15,7 +15,7 @@ import discord
 
 from bot.clock import utc_now
 from bot.discord.delivery import DiscordDelivery
-from bot.discord.statuses import queued_text, running_text
+from bot.discord.statuses import held_text, queued_text, running_text
 from bot.discord.tree import mark_answered, send_ephemeral
 from bot.discord.views import CONFIRM_TIMEOUT_SECONDS
 from bot.jobs.requests import DeliveryTarget
@@ -44,6 +44,8 @@ def confirm_text(requester_id: int, admission: Admission) -> str:
 def status_text(admission: Admission) -> str:
     """Word a job's status message right after admission."""
     assert admission.job_id is not None
+    if admission.held:
+        return held_text(admission.job_id, admission.estimate)
     if admission.position is not None:
         return queued_text(admission.job_id, admission.estimate, admission.position)
     return running_text(admission.job_id, admission.estimate)

@@ -6,6 +6,8 @@
 - `audit`: `audit` (every change to the server's settings and budgets, newest first, paged).
 
 `show` collects every part's sections through `SettingsBase.show_fields`, each part adding its own.
+- `moderation`: `modlog`, `moderators`, `approval` and `safety`; `setup()` also binds the mod-log's buttons
+  (`bot.discord.modlog_views`) while the extension is loaded.
 
 Every subcommand needs Manage Server. Discord hides the group from others by default, but a server can change that
 default, so the cog checks the member's permissions again on every use (`interaction_check`), as `/budget` does.
@@ -19,18 +21,33 @@ import discord
 from discord.ext import commands
 
 from bot.discord.client import AtelierBot
+from bot.discord.modlog_views import ModLogClicks, bind_modlog_buttons
 from cogs._checks import require_manage_guild
 from cogs._context import services_of
 from cogs.settings.access import AccessSettings
 from cogs.settings.audit import AuditSettings
 from cogs.settings.general import GenerationSettings
 from cogs.settings.group import settings
+from cogs.settings.moderation import ModerationSettings
 
 
-class SettingsCommands(GenerationSettings, AccessSettings, AuditSettings):
+class SettingsCommands(GenerationSettings, AccessSettings, ModerationSettings, AuditSettings):
     """Server settings; changes apply to the next request."""
 
     group = settings
+
+    async def cog_load(self) -> None:
+        """Handle the clicks on the mod-log's buttons, also on messages posted before a restart."""
+        if self._services.moderation is not None:
+            clicks = ModLogClicks(self._services.generation, self._services.moderation, self._bot)
+            self._modlog_buttons = bind_modlog_buttons(clicks)
+            self._bot.add_dynamic_items(self._modlog_buttons)
+
+    async def cog_unload(self) -> None:
+        """Stop handling the mod-log's buttons."""
+        buttons = getattr(self, "_modlog_buttons", None)
+        if buttons is not None:
+            self._bot.remove_dynamic_items(buttons)
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         """Re-check Manage Server in the bot, whatever the server did to the group's default permissions."""

@@ -101,6 +101,8 @@ class FakeRunware:
         self.task_errors_as_envelope = False
         self.reject_duplicate_uuids = True
         self.photo_like = False
+        self.flagged_words: set[str] = set()
+        """Words that make the safety check flag a result (`NSFWContent: true`) when a task asks for the check."""
         self.prices: PriceTable = prices if prices is not None else default_prices()
         self.host = host
         self.requests: list[RecordedRequest] = []

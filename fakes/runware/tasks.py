@@ -44,6 +44,7 @@ class Knobs(Protocol):
     task_errors_as_envelope: bool
     photo_like: bool
     prices: PriceTable
+    flagged_words: set[str]
 
     @property
     def base_url(self) -> str:
@@ -205,6 +206,9 @@ class TaskBook:
             item["imageBase64Data"] = base64.b64encode(data).decode("ascii")
         else:
             item["imageDataURI"] = f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
+        if spec.check_content:
+            prompt = spec.prompt.casefold()
+            item["NSFWContent"] = any(word.casefold() in prompt for word in knobs.flagged_words)
         cost = image_cost(spec, knobs.prices, state.cost_override)
         if spec.include_cost:
             item["cost"] = cost

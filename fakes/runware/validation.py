@@ -64,6 +64,8 @@ class InferenceSpec:
     quality: str
     background: str
     references: tuple[str, ...]
+    check_content: bool = False
+    """`safety.checkContent`: each result then carries `NSFWContent`."""
 
 
 def is_uuid(value: Any) -> bool:
@@ -140,7 +142,7 @@ def validate_inference(task: dict[str, Any], images: Container[str]) -> Inferenc
     ttl = task.get("ttl")
     if ttl is not None and (not is_int(ttl) or ttl < 60):
         raise TaskError("invalidTtl", "ttl must be an integer of at least 60 seconds.", "ttl")
-    _validate_safety(task.get("safety"))
+    check_content = _validate_safety(task.get("safety"))
     quality, background = _validate_provider_settings(task.get("providerSettings"))
     references = _validate_inputs(task.get("inputs"), images)
     return InferenceSpec(
@@ -157,6 +159,7 @@ def validate_inference(task: dict[str, Any], images: Container[str]) -> Inferenc
         quality=quality,
         background=background,
         references=references,
+        check_content=check_content,
     )
 
 
@@ -181,9 +184,10 @@ def _validate_dimensions(task: dict[str, Any]) -> tuple[int, int]:
     return width, height
 
 
-def _validate_safety(safety: Any) -> None:
+def _validate_safety(safety: Any) -> bool:
+    """Check the `safety` object as Runware does; return whether the output is to be checked (`checkContent`)."""
     if safety is None:
-        return
+        return False
     if not isinstance(safety, dict):
         raise TaskError("invalidSafety", "safety must be an object.", "safety")
     for key, value in safety.items():
@@ -193,6 +197,7 @@ def _validate_safety(safety: Any) -> None:
             raise TaskError("invalidMode", "safety.mode must be a string.", "safety.mode")
         if key not in ("checkContent", "mode"):
             raise TaskError("unknownParameter", f"Unknown parameter 'safety.{key}'.", f"safety.{key}")
+    return safety.get("checkContent") is True
 
 
 def _validate_provider_settings(settings: Any) -> tuple[str, str]:

@@ -152,7 +152,19 @@ async def test_settings_are_hidden_by_default_but_the_bot_checks_permissions_its
     group = next(command for command in atelier.fake.commands[None] if command["name"] == "settings")
     assert group["default_member_permissions"] == str(int(Permission.MANAGE_GUILD))
     names = {option["name"] for option in group["options"]}
-    assert {"defaults", "limits", "show", "channels", "roles", "blocklist", "audit"} <= names
+    assert names == {
+        "defaults",
+        "limits",
+        "show",
+        "channels",
+        "roles",
+        "blocklist",
+        "audit",
+        "modlog",
+        "moderators",
+        "approval",
+        "safety",
+    }
     moderators = atelier.fake.add_role(world.guild_id, name="Moderators", permissions=int(Permission.MANAGE_MESSAGES))
     moderator = atelier.fake.add_member(world.guild_id, name="moderator", roles=[moderators.id])
 

@@ -1,0 +1,312 @@
+"""Held requests and quarantined results: post them to the mod-log, carry out a moderator's decision, expire them.
+
+A request in an approval channel is admitted as `awaiting_approval` with its estimate reserved (`bot.jobs.admission`
+step 5); `announce` then posts it to the mod-log (if that fails, the request is cancelled and released, and the
+requester is told why). A decision is one atomic step in SQL (`ModerationRepository.decide`: the hold row's decision
+and the job's state together, only if nobody decided first), so of two moderators clicking at once exactly one wins:
+
+- **approve**: `awaiting_approval` -> `queued`, then scheduled as any other job (the requester's status moves on);
+- **reject**: -> `rejected`, the hold is released, the requester is told (with the moderator's reason, if any);
+- **expire**: nobody decided within `[moderation] approval_timeout_hours`: -> `cancelled` and released. `sweep` runs
+  at start (so a deadline that passed while the bot was down is honoured) and every `SWEEP_SECONDS`.
+
+A result that Runware's safety check flagged in a safety channel is not delivered: `quarantine` posts it to the
+mod-log as spoilers, and the job is charged as delivered (it was paid for). **publish** posts it in the channel for
+the requester; **discard** leaves it unposted. Either way the decision is shown on the mod-log message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from bot.billing.ledger import Ledger
+from bot.errors import InvalidRequestError
+from bot.images import FittedImage, InvalidImageError, fit_to_limit
+from bot.jobs.delivery import Delivery, DeliveryError, ResultSummary
+from bot.jobs.modlog import ModLog
+from bot.jobs.requests import DeliveryTarget, RequestKind
+from bot.jobs.scheduler import Scheduler
+from bot.jobs.tracking import ActiveJobs
+from bot.moderation.approvals import ModerationRules
+from bot.observability import metrics
+from bot.runware.client import RunwareClient
+from bot.runware.models import ImageResult
+from bot.storage.jobs import JobRepository
+from bot.storage.moderation import HoldRow
+from bot.storage.rows import Job, JobState
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 60.0
+"""How often held requests past their deadline are looked for (besides at every start)."""
+
+APPROVAL = "approval"
+SAFETY = "safety"
+
+ALREADY_DECIDED = "This request was already decided (or cancelled); nothing changed."
+
+
+class AlreadyDecidedError(InvalidRequestError):
+    """Someone (another moderator, the expiry) decided first, or the requester cancelled: nothing changed."""
+
+
+class Approvals:
+    """Carries held requests and quarantined results from the mod-log to their end."""
+
+    def __init__(
+        self,
+        *,
+        rules: ModerationRules,
+        ledger: Ledger,
+        jobs: JobRepository,
+        scheduler: Scheduler,
+        active: ActiveJobs,
+        delivery: Delivery,
+        modlog: ModLog,
+        client: RunwareClient,
+        timeout_hours: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._holds = rules.repository
+        self._ledger = ledger
+        self._jobs = jobs
+        self._scheduler = scheduler
+        self._active = active
+        self._delivery = delivery
+        self.modlog = modlog
+        self._client = client
+        self.timeout = timedelta(hours=timeout_hours)
+        self._clock = clock
+        self.sweep_seconds = SWEEP_SECONDS
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------------------------------- held requests
+
+    async def announce(self, job_id: str) -> None:
+        """Post a just-held request to the mod-log; if that fails, cancel it, release its hold and raise why."""
+        job = await self._require(job_id)
+        if job.guild_id is None:  # pragma: no cover - admission holds only requests made in a server
+            raise InvalidRequestError("Only requests in a server can wait for approval.")
+        await self._holds.add_hold(job.id, job.guild_id, APPROVAL)
+        try:
+            channel_id, message_id = await self.modlog.held(job, job.created_at + self.timeout)
+        except Exception as exc:
+            log.warning("held job %s could not be posted to the mod-log: %s", job.id, exc)
+            reason = str(exc) if isinstance(exc, DeliveryError) else "The mod-log could not be posted to."
+            if await self._holds.decide(
+                job.id, "expired", None, reason, job_state=JobState.CANCELLED, expected=JobState.AWAITING_APPROVAL
+            ):
+                await self._release(job.id)
+            raise InvalidRequestError(f"{reason} The request was not held; nothing was charged.") from exc
+        await self._holds.set_hold_message(job.id, channel_id, message_id)
+
+    async def approve(self, job_id: str, moderator_id: int) -> Job:
+        """Queue a held request (one decision wins); raise `AlreadyDecidedError` if it was decided or cancelled."""
+        if not await self._holds.decide(
+            job_id, "approved", moderator_id, job_state=JobState.QUEUED, expected=JobState.AWAITING_APPROVAL
+        ):
+            raise AlreadyDecidedError(ALREADY_DECIDED)
+        job = await self._require(job_id)
+        metrics.current().job_state(JobState.QUEUED)
+        self._active.track(job)
+        position = self._scheduler.submit(job.id, job.member_id)
+        log.info("held job %s approved by %d", job_id, moderator_id)
+        with contextlib.suppress(Exception):
+            await self._delivery.progress(job, position, 0.0, JobState.QUEUED)
+        await self._show_decision(job)
+        return job
+
+    async def reject(self, job_id: str, moderator_id: int, reason: str | None) -> Job:
+        """Reject a held request: release its hold and tell the requester; `AlreadyDecidedError` if decided."""
+        text = (reason or "").strip()[:500] or None
+        error = "A moderator rejected this request" + (f": {text}" if text else ".")
+        if not await self._holds.decide(
+            job_id,
+            "rejected",
+            moderator_id,
+            text,
+            job_state=JobState.REJECTED,
+            expected=JobState.AWAITING_APPROVAL,
+            error=error,
+        ):
+            raise AlreadyDecidedError(ALREADY_DECIDED)
+        metrics.current().job_state(JobState.REJECTED)
+        await self._release(job_id)
+        job = await self._require(job_id)
+        log.info("held job %s rejected by %d", job_id, moderator_id)
+        await self._tell(job, f"{error if error.endswith('.') else error + '.'} Nothing was charged.")
+        await self._show_decision(job)
+        return job
+
+    async def sweep(self) -> list[str]:
+        """Expire and release every held request past its deadline; return their ids."""
+        expired: list[str] = []
+        for job in await self._holds.overdue(self._clock() - self.timeout):
+            if job.guild_id is not None:
+                await self._holds.add_hold(job.id, job.guild_id, APPROVAL)  # a crash may have come before `announce`
+            hours = self.timeout.total_seconds() / 3600
+            error = f"No moderator decided within {hours:g} hour(s), so the request expired."
+            if not await self._holds.decide(
+                job.id,
+                "expired",
+                None,
+                job_state=JobState.CANCELLED,
+                expected=JobState.AWAITING_APPROVAL,
+                error=error,
+            ):
+                continue
+            metrics.current().job_state(JobState.CANCELLED)
+            await self._release(job.id)
+            log.info("held job %s expired", job.id)
+            expired.append(job.id)
+            current = await self._require(job.id)
+            await self._tell(current, f"{error} Nothing was charged.")
+            await self._show_decision(current)
+        return expired
+
+    def start(self) -> None:
+        """Sweep now and then every `sweep_seconds` until `stop`."""
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="approval-expiry")
+
+    async def stop(self) -> None:
+        """Stop sweeping."""
+        task, self._sweeper = self._sweeper, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the sweep of expired approvals failed")
+            await asyncio.sleep(self.sweep_seconds)
+
+    # ----------------------------------------------------------------------------------------- safety quarantine
+
+    async def quarantine(self, job: Job, images: Sequence[FittedImage], summary: ResultSummary) -> None:
+        """Hold a flagged result for review in the mod-log instead of the channel (the job is charged as delivered)."""
+        if job.guild_id is None:  # pragma: no cover - safety rules apply in servers only
+            return
+        await self._holds.add_hold(job.id, job.guild_id, SAFETY)
+        try:
+            channel_id, message_id = await self.modlog.quarantined(job, images, summary)
+        except Exception:
+            # Never post it in the channel instead: it stays held (undecided) with no mod-log message.
+            log.exception("flagged result of job %s could not be posted to the mod-log", job.id)
+            await self._tell(job, "The result was flagged by the safety check and is held for a moderator's review.")
+            return
+        await self._holds.set_hold_message(job.id, channel_id, message_id)
+
+    async def publish(self, job_id: str, moderator_id: int) -> int | None:
+        """Post a quarantined result in its channel for the requester; return the message id."""
+        hold = await self._holds.hold(job_id)
+        if hold is None or hold.kind != SAFETY or not await self._holds.decide(job_id, "approved", moderator_id):
+            raise AlreadyDecidedError(ALREADY_DECIDED)
+        job = await self._require(job_id)
+        results = await self._jobs.results(job_id)
+        target = DeliveryTarget.from_job(job)
+        fitted: list[FittedImage] = []
+        for result in results:
+            data = await self._client.download(
+                ImageResult(task_uuid=job.task_uuid or "", image_uuid=result.image_uuid, url=result.image_url)
+            )
+            try:
+                fitted.append(
+                    await asyncio.to_thread(
+                        fit_to_limit, data, limit=target.attachment_size_limit, preferred_format=job.format
+                    )
+                )
+            except (InvalidImageError, ValueError) as exc:
+                raise DeliveryError("The images could not be prepared for posting.") from exc
+        summary = published_summary(job, len(fitted))
+        message_id = await self._delivery.deliver(job, fitted, summary)
+        await self._holds.set_result_message(job_id, message_id)
+        log.info("quarantined result of job %s approved by %d and posted", job_id, moderator_id)
+        await self._show_decision(job)
+        return message_id
+
+    async def discard(self, job_id: str, moderator_id: int, reason: str | None) -> None:
+        """Keep a quarantined result out of the channel for good, and tell the requester."""
+        text = (reason or "").strip()[:500] or None
+        hold = await self._holds.hold(job_id)
+        if hold is None or hold.kind != SAFETY or not await self._holds.decide(job_id, "rejected", moderator_id, text):
+            raise AlreadyDecidedError(ALREADY_DECIDED)
+        job = await self._require(job_id)
+        log.info("quarantined result of job %s rejected by %d", job_id, moderator_id)
+        why = f": {text}." if text else "."
+        await self._tell(job, f"A moderator did not approve the result, so it will not be posted{why}")
+        await self._show_decision(job)
+
+    # -------------------------------------------------------------------------------------------------- helpers
+
+    async def hold(self, job_id: str) -> HoldRow | None:
+        """Return the job's hold row (held request or quarantined result), or None."""
+        return await self._holds.hold(job_id)
+
+    async def log_generated(self, job: Job, summary: ResultSummary, message_id: int | None) -> None:
+        """Log a delivered generation to the mod-log (never raises)."""
+        try:
+            await self.modlog.generated(job, summary, message_id)
+        except Exception:
+            log.warning("job %s could not be logged to the mod-log", job.id, exc_info=True)
+
+    async def _show_decision(self, job: Job) -> None:
+        hold = await self._holds.hold(job.id)
+        if hold is None:
+            return
+        try:
+            await self.modlog.decided(job, hold)
+        except Exception:
+            log.warning("the decision on job %s could not be shown in the mod-log", job.id, exc_info=True)
+
+    async def _tell(self, job: Job, message: str) -> None:
+        try:
+            await self._delivery.fail(job, message)
+        except Exception:
+            log.warning("could not tell the requester of job %s", job.id, exc_info=True)
+
+    async def _release(self, job_id: str) -> None:
+        try:
+            await self._ledger.release(job_id)
+        except Exception:
+            log.exception("could not release the hold of job %s", job_id)
+
+    async def _require(self, job_id: str) -> Job:
+        job = await self._jobs.get(job_id)
+        if job is None:
+            raise AlreadyDecidedError("That request no longer exists.")
+        return job
+
+
+def published_summary(job: Job, image_count: int) -> ResultSummary:
+    """Return the card of a quarantined result posted after a moderator approved it (already charged)."""
+    kind = job.extras.get("kind", RequestKind.IMAGINE.value)
+    cost = job.cost if job.cost is not None else job.estimate
+    return ResultSummary(
+        job_id=job.id,
+        kind=RequestKind(kind) if kind in RequestKind.__members__.values() else RequestKind.IMAGINE,
+        requester_id=job.member_id,
+        prompt=job.prompt,
+        model=job.model,
+        size=job.size,
+        quality=job.quality,
+        count=job.count,
+        image_count=image_count,
+        cost=cost,
+        cost_reported=job.cost is not None,
+        estimate=job.estimate,
+        remaining=None,
+        resets_at=None,
+        parent_job_id=job.parent_job_id,
+        redelivery=False,
+    )

@@ -1,0 +1,82 @@
+"""The mod-log port: what the job service posts to a server's mod-log channel, implemented by the Discord wing.
+
+`bot.discord.modlog.DiscordModLog` implements `ModLog` with discord.py and is handed to the job service by the
+composition root (as `Delivery` is); the service decides *when* and with which plain values, the wing writes the words
+and the buttons (Approve / Reject on a held request or a quarantined result, Delete on a logged generation).
+
+Contract for implementations:
+- `problem` says, without posting, why the server's mod-log cannot take a held request (not set, channel gone, a
+  permission missing), or None when it can; a request in an approval channel is refused with that sentence.
+- `held` and `quarantined` post the message with its buttons and return (channel id, message id); they raise
+  `DeliveryError` when it cannot be posted. `quarantined` posts the images as spoilers and tells the requester that
+  the result is held for review.
+- `generated`, `refused` and `decided` are log lines: they must not raise for ordinary Discord failures, and do
+  nothing when the server has no mod-log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from bot.images import FittedImage
+from bot.jobs.delivery import ResultSummary
+from bot.moderation.errors import PromptBlockedError
+from bot.storage.moderation import HoldRow
+from bot.storage.rows import Job
+
+
+class ModLog(Protocol):
+    """Posts to a server's mod-log channel; implemented by the Discord wing."""
+
+    async def problem(self, guild_id: int) -> str | None:
+        """Why a held request could not be shown to moderators now; None when the mod-log can take it."""
+        ...
+
+    async def held(self, job: Job, expires_at: datetime) -> tuple[int, int]:
+        """Post a held request with Approve / Reject; return (channel id, message id). `DeliveryError` if it cannot."""
+        ...
+
+    async def quarantined(self, job: Job, images: Sequence[FittedImage], summary: ResultSummary) -> tuple[int, int]:
+        """Post a flagged result as spoilers with Approve / Reject and tell the requester it is held for review."""
+        ...
+
+    async def generated(self, job: Job, summary: ResultSummary, message_id: int | None) -> None:
+        """Log a delivered generation (with Delete, which removes the result message)."""
+        ...
+
+    async def refused(self, error: PromptBlockedError) -> None:
+        """Log a request the blocklist refused."""
+        ...
+
+    async def decided(self, job: Job, hold: HoldRow) -> None:
+        """Show on the hold's mod-log message how it was decided (approved, rejected, expired), without buttons."""
+        ...
+
+
+class NoModLog:
+    """A mod-log that is never set: holds are refused, log lines go nowhere (the job service's default)."""
+
+    NOT_SET = "This channel needs a moderator's approval, but this server has no mod-log channel to show it in."
+
+    async def problem(self, guild_id: int) -> str | None:
+        """Return the sentence that the mod-log is not set."""
+        return self.NOT_SET
+
+    async def held(self, job: Job, expires_at: datetime) -> tuple[int, int]:
+        """Never called: `problem` refuses first."""
+        raise NotImplementedError
+
+    async def quarantined(self, job: Job, images: Sequence[FittedImage], summary: ResultSummary) -> tuple[int, int]:
+        """Nowhere to post: the caller keeps the result out of the channel anyway."""
+        raise NotImplementedError
+
+    async def generated(self, job: Job, summary: ResultSummary, message_id: int | None) -> None:
+        """Nothing to log to."""
+
+    async def refused(self, error: PromptBlockedError) -> None:
+        """Nothing to log to."""
+
+    async def decided(self, job: Job, hold: HoldRow) -> None:
+        """Nothing to log to."""
