@@ -13,12 +13,12 @@ from typing import Any, Protocol
 
 import discord
 
+from bot.billing.outcomes import AllowanceWarning
 from bot.clock import utc_now
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.statuses import queued_text, running_text
 from bot.discord.tree import mark_answered, send_ephemeral
 from bot.discord.views import CONFIRM_TIMEOUT_SECONDS
-from bot.billing.outcomes import AllowanceWarning
 from bot.jobs.requests import DeliveryTarget
 from bot.jobs.service import Admission
 from bot.money import format_usd
