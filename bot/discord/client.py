@@ -25,6 +25,8 @@ from discord.ext import commands
 
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
+from bot.billing.pools import Pools
+from bot.billing.reports import Reports
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.intents import PrivilegedIntentError, ReplyEditingState, decide
 from bot.discord.tree import AtelierTree
@@ -111,6 +113,10 @@ class Services:
     """How jobs post to Discord; the job service was built with it, and the cogs show statuses through it."""
     audit: AuditRepository
     """The audit trail of settings and budget changes (`/settings audit`)."""
+    pools: Pools
+    """Team budgets per channel or category (`/budget channel`)."""
+    reports: Reports
+    """Spend reports (`/budget report`)."""
 
 
 ServicesFactory = Callable[["AtelierBot"], Services]
