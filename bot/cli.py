@@ -1,8 +1,8 @@
 """The command line: `python -m bot` and the `atelier` console script (contract §5.2).
 
-Every subcommand (`run`, `generate`, `check`, `invite`, `backup`) is a `Subcommand` (how to configure its argument
-parser, and the handler that runs it) registered by name in `SUBCOMMANDS`; `main()` parses the arguments and runs
-one. Each builds what it needs (settings, one aiohttp session) and returns the process exit status
+Every subcommand (`run`, `generate`, `check`, `invite`, `backup`, `report`) is a `Subcommand` (how to configure its
+argument parser, and the handler that runs it) registered by name in `SUBCOMMANDS`; `main()` parses the arguments
+and runs one. Each builds what it needs (settings, one aiohttp session) and returns the process exit status
 (`bot.exit_codes`): 0 success, 1 a service failure, 2 bad input or configuration (refused locally, before any
 request is sent). A settings problem is printed as one line on stderr with exit status 2, never a traceback.
 """
@@ -22,6 +22,9 @@ import aiohttp
 
 from bot import __version__
 from bot.app import run
+from bot.billing.budgets import Budgets
+from bot.billing.chart import daily_chart
+from bot.billing.reports import REPORT_PERIODS, PeriodReport, Reports, charges_csv, chart_title, summary_lines
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
 from bot.discord.client import application_id_from_token, invite_url
 from bot.discord.intents import check_reply_editing
@@ -373,12 +376,47 @@ BACKUP = Subcommand(
     run=_run_backup,
 )
 
+
+def _configure_report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--guild", type=int, required=True, metavar="ID", help="the server's id")
+    parser.add_argument("--period", choices=REPORT_PERIODS, default="current", help="which budget period")
+    parser.add_argument("--out", type=Path, default=Path("."), help="directory for the CSV and PNG (default: .)")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    """Write a server's spend report (CSV of every charge, PNG chart of daily spend) and print its totals."""
+    settings = load_settings()
+
+    async def read() -> PeriodReport:
+        async with await Database.open(settings.database) as database:
+            return await Reports(database, Budgets(database, settings.app)).period_report(args.guild, args.period)
+
+    try:
+        report = asyncio.run(read())
+        stem = args.out / f"spend-{report.guild_id}-{report.start:%Y-%m-%d}"
+        args.out.mkdir(parents=True, exist_ok=True)
+        stem.with_suffix(".csv").write_bytes(charges_csv(report))
+        stem.with_suffix(".png").write_bytes(daily_chart(report.days, chart_title(report)))
+    except InvalidRequestError as exc:
+        print(f"atelier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (DatabaseError, OSError) as exc:
+        print(f"atelier: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(*summary_lines(report), stem.with_suffix(".csv"), stem.with_suffix(".png"), sep="\n")
+    return EXIT_OK
+
+
+REPORT = Subcommand(help="write a server's spend report (CSV, PNG chart)", configure=_configure_report, run=_run_report)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "run": RUN,
     "generate": GENERATE,
     "check": CHECK,
     "invite": INVITE,
     "backup": BACKUP,
+    "report": REPORT,
 }
 """Subcommand name -> handler (contract §5.2)."""
 

@@ -24,7 +24,7 @@ from bot.billing.budgets import Budgets, MemberOverride, OverrideKind, period_bo
 from bot.billing.chart import daily_chart
 from bot.billing.ledger import MAX_REASON_CHARS, Ledger
 from bot.billing.pools import Pools
-from bot.billing.reports import PeriodReport, ReportPeriod, Reports, charges_csv
+from bot.billing.reports import PeriodReport, ReportPeriod, Reports, charges_csv, chart_title
 from bot.catalog import Period
 from bot.discord.embeds import override_text, relative, report_embed, rules_embed, status_embed
 from bot.discord.tree import mark_answered, send_ephemeral
@@ -224,7 +224,7 @@ class Budget(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
         which = cast("ReportPeriod", "current" if period is None else period.value)
         report = await self._reports.period_report(require_guild(interaction), which)
-        chart = await asyncio.to_thread(daily_chart, report.days, _chart_title(report))
+        chart = await asyncio.to_thread(daily_chart, report.days, chart_title(report))
         embed = report_embed(report)
         files, note = _report_files(report, chart, interaction.filesize_limit)
         if note:
@@ -279,10 +279,6 @@ class Budget(commands.Cog):
 
 
 CHART_NAME = "spend.png"
-
-
-def _chart_title(report: PeriodReport) -> str:
-    return f"Daily spend (UTC), {report.which} {report.period.value} from {report.start:%Y-%m-%d}"
 
 
 def _report_files(report: PeriodReport, chart: bytes, limit: int) -> tuple[list[discord.File], str | None]:

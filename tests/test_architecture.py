@@ -64,7 +64,9 @@ ALLOWED: dict[str, frozenset[str]] = {
             "bot.observability",
         }
     ),
-    "bot.cli": frozenset({"bot", "bot.settings", "bot.storage", "bot.images", "bot.runware", "bot.discord", "bot.app"}),
+    "bot.cli": frozenset(
+        {"bot", "bot.settings", "bot.storage", "bot.billing", "bot.images", "bot.runware", "bot.discord", "bot.app"}
+    ),
     "bot.__main__": frozenset({"bot.cli"}),
 }
 """Package -> the project's packages it may import besides the leaves (`bot` is the package's own `__init__`)."""

@@ -198,6 +198,25 @@ def _shares(charges: tuple[ChargeRow, ...], key: Callable[[ChargeRow], int | str
     return sorted(shares, key=lambda share: (-share.spent, str(share.key)))
 
 
+def chart_title(report: PeriodReport) -> str:
+    """Title the chart of a period's daily spend."""
+    return f"Daily spend (UTC), {report.which} {report.period.value} from {report.start:%Y-%m-%d}"
+
+
+def summary_lines(report: PeriodReport) -> list[str]:
+    """Describe the report as plain lines (for a terminal): the period, the total, then every member, model, channel."""
+    last = report.end - timedelta(days=1)
+    lines = [
+        f"server {report.guild_id}, {report.which} {report.period.value}: {report.start:%Y-%m-%d} to {last:%Y-%m-%d}"
+        " (UTC)",
+        f"total: {_usd(report.total)} USD in {len(report.charges)} charge(s)",
+    ]
+    for title, shares in (("member", report.by_member), ("model", report.by_model), ("channel", report.by_channel)):
+        lines.append(f"by {title}:")
+        lines.extend(f"  {UNKNOWN if s.key is None else s.key}: {_usd(s.spent)} USD ({s.jobs} job(s))" for s in shares)
+    return lines
+
+
 def charges_csv(report: PeriodReport) -> bytes:
     """Render every charge as CSV (UTF-8 bytes), one row per charge, oldest first.
 
