@@ -53,7 +53,7 @@ REPORT_CHOICES = [
     app_commands.Choice(name="previous period", value="previous"),
 ]
 
-PoolChannel = discord.TextChannel | discord.CategoryChannel | discord.ForumChannel | discord.VoiceChannel
+PoolChannel = discord.TextChannel | discord.CategoryChannel | discord.VoiceChannel
 """Where a team budget can be set: a channel (its threads follow it) or a category (its channels follow it)."""
 
 _SOURCES = {"override": "this member's own rule", "role": "their best role", "default": "the server default"}

@@ -290,8 +290,8 @@ def test_bare_command_runs_the_bot_and_needs_a_token(fake_url: str) -> None:
 
 
 def test_every_contract_subcommand_is_registered() -> None:
-    """`run`, `generate`, `check` and `invite` (contract §5.2), and `backup`, are available; `run` is the default."""
-    assert set(SUBCOMMANDS) == {"run", "generate", "check", "invite", "backup"}
+    """`run`, `generate`, `check` and `invite` (contract §5.2), `backup` and `report` exist; `run` is the default."""
+    assert set(SUBCOMMANDS) == {"run", "generate", "check", "invite", "backup", "report"}
     assert DEFAULT_SUBCOMMAND == "run"
 
 
