@@ -297,7 +297,7 @@ def _report_files(report: PeriodReport, chart: bytes, limit: int) -> tuple[list[
         return [*files, discord.File(io.BytesIO(packed), filename=f"{stem}.csv.gz")], (
             "The CSV is gzipped to fit Discord's upload limit."
         )
-    return files, "The CSV is too large for Discord; run `atelier report` on the bot's host for it."
+    return files, "The CSV is too large for Discord; run `python -m bot report` on the bot's host for it."
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gzip
 import io
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from PIL import Image
 
 from bot.billing.chart import BACKGROUND
+from bot.billing.reports import PeriodReport, charges_csv
+from bot.catalog import Period
 from bot.money import format_usd
+from bot.storage.rows import ChargeRow
+from cogs.budget import _report_files
 from fakes.discord import FakeMessage
 from tests.discord.conftest import Atelier
 from tests.discord.helpers import idle, settled_total
@@ -157,3 +163,27 @@ def _run_report(atelier: Atelier, *args: str) -> subprocess.CompletedProcess[str
         timeout=60,
         check=False,
     )
+
+
+def test_report_files_stay_within_the_upload_limit() -> None:
+    """A CSV larger than the upload limit is gzipped (and decompresses to the same bytes); if even that does not fit
+    it is left out with a note; the chart is always first."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    options = ("gpt-image-1", "1024x1024", "high", 1)
+    charges = tuple(
+        ChargeRow(f"job-{n:06d}", 10**17 + n, 11_000, start + timedelta(minutes=n), 42, None, *options)
+        for n in range(20_000)
+    )
+    report = PeriodReport(1, Period.MONTH, "current", start, start + timedelta(days=31), charges, start)
+    chart = b"\x89PNG" + b"0" * 1000
+    raw = charges_csv(report)
+
+    whole, note = _report_files(report, chart, len(raw) + len(chart))
+    assert [file.filename for file in whole] == ["spend.png", "spend-2026-01-01.csv"] and note is None
+    packed, note = _report_files(report, chart, len(raw) // 2)
+    assert [file.filename for file in packed] == ["spend.png", "spend-2026-01-01.csv.gz"]
+    assert note is not None and "gzipped" in note
+    assert gzip.decompress(packed[1].fp.read()) == raw
+    dropped, note = _report_files(report, chart, len(chart) + 100)
+    assert [file.filename for file in dropped] == ["spend.png"]
+    assert note == "The CSV is too large for Discord; run `python -m bot report` on the bot's host for it."
