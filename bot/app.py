@@ -23,7 +23,9 @@ import aiohttp
 
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
+from bot.billing.pools import Pools
 from bot.billing.pricing import Pricing
+from bot.billing.reports import Reports
 from bot.discord.client import (
     DEFAULT_GUILD_READY_TIMEOUT,
     EXTENSIONS,
@@ -118,6 +120,8 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         policy=policy,
         moderation=moderation,
         modlog=modlog,
+        pools=Pools(database, budgets),
+        reports=Reports(database, budgets),
     )
 
 

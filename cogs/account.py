@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.billing.ledger import Ledger
 from bot.discord.embeds import queue_embed, status_embed
+from bot.discord.tokens import channel_parents
 from bot.discord.tree import mark_answered, send_ephemeral
 from bot.discord.views import queue_view
 from bot.jobs.service import GenerationService
@@ -34,10 +35,11 @@ class Account(commands.Cog):
     @app_commands.command(name="balance")
     @app_commands.guild_only()
     async def balance(self, interaction: discord.Interaction[Any]) -> None:
-        """Show your image budget here: allowance, spent, reserved, remaining, reset time and recent jobs."""
+        """Show your image budget here: allowance, spent, reserved, remaining, reset time, team budget, recent jobs."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
         guild_id = require_guild(interaction)
-        status = await self._ledger.status(guild_id, interaction.user.id, role_ids(interaction.user))
+        places = (interaction.channel_id, *channel_parents(interaction.channel)) if interaction.channel_id else ()
+        status = await self._ledger.status(guild_id, interaction.user.id, role_ids(interaction.user), places=places)
         jobs = await self._jobs.list_recent_for_member(guild_id, interaction.user.id, RECENT_JOBS)
         await send_ephemeral(interaction, embed=status_embed("Your budget", status, jobs=jobs))
 

@@ -1,4 +1,7 @@
-"""`/budget` for server admins: the period, default and role allowances, member overrides, the cap, grants, show.
+"""`/budget` for server admins: allowances, overrides, the cap, grants, team budgets, show, the spend report.
+
+The period, default and role allowances, member overrides, the server cap, grants, team budgets per channel or
+category (`/budget channel`), `/budget show`, and `/budget report` (with its chart and CSV).
 
 Every subcommand needs Manage Server. Discord hides the group from others by default, but a server can change that
 default, so the cog checks the member's permissions again on every use (`interaction_check`).
@@ -6,19 +9,25 @@ default, so the cog checks the member's permissions again on every use (`interac
 
 from __future__ import annotations
 
+import asyncio
+import gzip
+import io
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.billing.budgets import Budgets, MemberOverride, OverrideKind, period_bounds
+from bot.billing.chart import daily_chart
 from bot.billing.ledger import MAX_REASON_CHARS, Ledger
+from bot.billing.pools import Pools
+from bot.billing.reports import PeriodReport, ReportPeriod, Reports, charges_csv, chart_title
 from bot.catalog import Period
-from bot.discord.embeds import override_text, relative, rules_embed, status_embed
-from bot.discord.tree import send_ephemeral
+from bot.discord.embeds import override_text, relative, report_embed, rules_embed, status_embed
+from bot.discord.tree import mark_answered, send_ephemeral
 from bot.errors import InvalidRequestError
 from bot.money import format_usd
 from cogs._admin import log_admin_change
@@ -38,6 +47,14 @@ PERIOD_CHOICES = [
     app_commands.Choice(name="week (resets Monday 00:00 UTC)", value=Period.WEEK.value),
     app_commands.Choice(name="month (resets on the 1st, 00:00 UTC)", value=Period.MONTH.value),
 ]
+
+REPORT_CHOICES = [
+    app_commands.Choice(name="current period", value="current"),
+    app_commands.Choice(name="previous period", value="previous"),
+]
+
+PoolChannel = discord.TextChannel | discord.CategoryChannel | discord.VoiceChannel
+"""Where a team budget can be set: a channel (its threads follow it) or a category (its channels follow it)."""
 
 _SOURCES = {"override": "this member's own rule", "role": "their best role", "default": "the server default"}
 
@@ -75,9 +92,11 @@ class Budget(commands.Cog):
         guild_only=True,
     )
 
-    def __init__(self, budgets: Budgets, ledger: Ledger) -> None:
+    def __init__(self, budgets: Budgets, ledger: Ledger, pools: Pools, reports: Reports) -> None:
         self._budgets = budgets
         self._ledger = ledger
+        self._pools = pools
+        self._reports = reports
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         """Re-check Manage Server in the bot, whatever the server did to the group's default permissions."""
@@ -171,6 +190,50 @@ class Budget(commands.Cog):
             log_admin_change(log, "Budget", interaction, "server cap set to %s", format_usd(micros))
             await send_ephemeral(interaction, f"The server cap is now **{format_usd(micros)}** per period.")
 
+    @budget.command(name="channel")
+    @app_commands.describe(
+        channel="A channel or a category (its channels, and threads, share the budget)",
+        amount="Dollars per period for everything generated there, like 20.00, or none to remove",
+    )
+    async def set_channel(self, interaction: discord.Interaction[Any], channel: PoolChannel, amount: Amount) -> None:
+        """Give a channel or category a team budget per period, on top of members' allowances and the server cap."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
+        micros = parse_optional_amount(amount)
+        await self._pools.set(require_guild(interaction), channel.id, micros, actor_id=interaction.user.id)
+        where = "category" if isinstance(channel, discord.CategoryChannel) else "channel"
+        if micros is None:
+            log_admin_change(log, "Budget", interaction, "team budget of %s (%s) removed", where, channel.id)
+            await send_ephemeral(interaction, f"The {where} {channel.mention} no longer has a team budget.")
+            return
+        log_admin_change(
+            log, "Budget", interaction, "team budget of %s (%s) set to %s", where, channel.id, format_usd(micros)
+        )
+        await send_ephemeral(
+            interaction,
+            f"Everything generated in the {where} {channel.mention} now shares **{format_usd(micros)}** per period "
+            "(each member's allowance and the server cap still apply).",
+        )
+
+    @budget.command(name="report")
+    @app_commands.describe(period="Which budget period (the current one unless you choose)")
+    @app_commands.choices(period=REPORT_CHOICES)
+    async def report(
+        self, interaction: discord.Interaction[Any], period: app_commands.Choice[str] | None = None
+    ) -> None:
+        """Spend by member, model and channel, with a chart of daily spend and a CSV of every charge."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
+        which = cast("ReportPeriod", "current" if period is None else period.value)
+        report = await self._reports.period_report(require_guild(interaction), which)
+        chart = await asyncio.to_thread(daily_chart, report.days, chart_title(report))
+        embed = report_embed(report)
+        files, note = _report_files(report, chart, interaction.filesize_limit)
+        if note:
+            embed.add_field(name="Files", value=note, inline=False)
+        if any(file.filename == CHART_NAME for file in files):
+            embed.set_image(url=f"attachment://{CHART_NAME}")
+        mark_answered(interaction)
+        await interaction.edit_original_response(embed=embed, attachments=files)
+
     @budget.command(name="grant")
     @app_commands.describe(
         member="Who gets it",
@@ -205,6 +268,7 @@ class Budget(commands.Cog):
                 resets_at=status.resets_at,
                 server_spent=status.server_spent,
                 server_reserved=status.server_reserved,
+                pools=await self._pools.statuses(guild_id),
             )
         else:
             roles = role_ids(member)
@@ -214,7 +278,29 @@ class Budget(commands.Cog):
         await send_ephemeral(interaction, embed=embed)
 
 
+CHART_NAME = "spend.png"
+
+
+def _report_files(report: PeriodReport, chart: bytes, limit: int) -> tuple[list[discord.File], str | None]:
+    """Attach the chart and the CSV within the server's upload limit.
+
+    The CSV is gzipped if it would not fit, and left out if even that does not fit (the note then says so).
+    """
+    stem = f"spend-{report.start:%Y-%m-%d}"
+    csv_data = charges_csv(report)
+    files = [discord.File(io.BytesIO(chart), filename=CHART_NAME)] if len(chart) <= limit else []
+    room = limit - sum(len(chart) for _ in files)
+    if len(csv_data) <= room:
+        return [*files, discord.File(io.BytesIO(csv_data), filename=f"{stem}.csv")], None
+    packed = gzip.compress(csv_data)
+    if len(packed) <= room:
+        return [*files, discord.File(io.BytesIO(packed), filename=f"{stem}.csv.gz")], (
+            "The CSV is gzipped to fit Discord's upload limit."
+        )
+    return files, "The CSV is too large for Discord; run `python -m bot report` on the bot's host for it."
+
+
 async def setup(bot: commands.Bot) -> None:
     """Add the cog with the services it needs."""
     services = services_of(bot)
-    await bot.add_cog(Budget(services.budgets, services.ledger))
+    await bot.add_cog(Budget(services.budgets, services.ledger, services.pools, services.reports))

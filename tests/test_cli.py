@@ -290,8 +290,8 @@ def test_bare_command_runs_the_bot_and_needs_a_token(fake_url: str) -> None:
 
 
 def test_every_contract_subcommand_is_registered() -> None:
-    """`run`, `generate`, `check` and `invite` (contract §5.2), `backup` and `init` exist; `run` is the default."""
-    assert set(SUBCOMMANDS) == {"run", "generate", "check", "invite", "backup", "init"}
+    """The contract's `run`, `generate`, `check`, `invite` (§5.2), plus `backup`, `init`, `report`; `run` is default."""
+    assert set(SUBCOMMANDS) == {"run", "generate", "check", "invite", "backup", "init", "report"}
     assert DEFAULT_SUBCOMMAND == "run"
 
 

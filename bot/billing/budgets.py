@@ -194,6 +194,12 @@ class Budgets:
         override = None if rules.override is None else _override(rules.override)
         return _resolve(period, default, rules.best_role_allowance, override, cap)
 
+    def period_in(self, conn: sqlite3.Connection, guild_id: int) -> Period:
+        """Read the server's budget period inside the caller's transaction (the team pools count over it too)."""
+        settings = GuildSettingsQueries(conn).get(guild_id)
+        stored = None if settings is None else (settings.period, settings.default_allowance, settings.server_cap)
+        return self._base(stored)[0]
+
     async def set_period(self, guild_id: int, period: Period | str, *, actor_id: int | None = None) -> Period:
         """Change the server's budget period; spend is then counted over the new period (from its start)."""
         guild, actor, kind = check_id(guild_id, "server id"), _actor(actor_id), parse_period(period)

@@ -27,12 +27,21 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot.billing.budgets import Budgets, MemberLimit, day_span, period_bounds, record_change
+from bot.billing.checks import allowance_warning, check_job_row, checked_places, checked_request, refusal
 from bot.billing.errors import BudgetExceededError, BudgetInputError, LedgerError
 from bot.billing.inputs import check_amount, check_id, check_job_id
+from bot.billing.outcomes import (
+    AllowanceWarning,
+    BudgetStatus,
+    ReconcileReport,
+    Reservation,
+    SettleResult,
+)
+from bot.billing.pools import pool_refusal, pool_status_in
 from bot.catalog import Period
 from bot.clock import utc_now
 from bot.money import format_usd
@@ -40,9 +49,11 @@ from bot.observability import metrics
 from bot.storage.database import Database
 from bot.storage.jobs import JobQueries
 from bot.storage.ledger import LedgerQueries
-from bot.storage.rows import ACTIVE_STATES, EntryKind, Job, JobState, LedgerEntry, NewJob
+from bot.storage.pools import PoolQueries
+from bot.storage.rows import ACTIVE_STATES, EntryKind, Job, JobState, LedgerEntry, NewJob, PoolRow
 
 __all__ = [
+    "AllowanceWarning",
     "BudgetExceededError",
     "BudgetStatus",
     "Ledger",
@@ -55,81 +66,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """A hold on a member's budget for one job."""
-
-    job_id: str
-    guild_id: int
-    member_id: int
-    estimate: int
-    reserved_at: datetime
-    resets_at: datetime
-    created: bool
-    """False when `reserve` was repeated for a job that already held exactly this reservation."""
-    job: Job | None = None
-    """The stored job row when `reserve` was given `job=` (on a repeat, the row as it is now, if there is one)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SettleResult:
-    """What settling a job charged."""
-
-    job_id: str
-    estimate: int
-    actual: int
-    overrun: int
-    """How much of the charge no hold covered (actual above the estimate, or all of it after a release)."""
-    repeated: bool
-    """True when the job had already been settled: this call changed nothing and reports the earlier charge."""
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetStatus:
-    """A member's budget in the current period, and the server's."""
-
-    period: Period
-    period_start: datetime
-    resets_at: datetime
-    allowance: int | None
-    """The member's allowance before grants; None means unlimited."""
-    blocked: bool
-    granted: int
-    spent: int
-    reserved: int
-    remaining: int | None
-    """allowance + granted - spent - reserved, at least zero; None means unlimited (the server cap may still bind)."""
-    server_cap: int | None
-    server_spent: int
-    server_reserved: int
-
-    @property
-    def server_remaining(self) -> int | None:
-        """What the server may still spend this period; None without a cap."""
-        if self.server_cap is None:
-            return None
-        return max(0, self.server_cap - self.server_spent - self.server_reserved)
-
-    @property
-    def available(self) -> int | None:
-        """The largest estimate a new request could have right now (both limits); None if neither limits it."""
-        if self.blocked:
-            return 0
-        limits = [value for value in (self.remaining, self.server_remaining) if value is not None]
-        return min(limits) if limits else None
-
-
-@dataclass(frozen=True, slots=True)
-class ReconcileReport:
-    """What `reconcile` did with the holds it found open."""
-
-    settled: list[str] = field(default_factory=list)
-    released: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)
-    totals_repaired: int = 0
-    """Daily-total rows that disagreed with the ledger and were rebuilt (0 on a sound database)."""
 
 
 class Ledger:
@@ -149,19 +85,24 @@ class Ledger:
         estimate: int,
         *,
         job: NewJob | None = None,
+        places: Sequence[int] = (),
     ) -> Reservation:
-        """Hold `estimate` for the job if it fits the member's and the server's budgets, else raise.
+        """Hold `estimate` for the job if it fits the member's and the server's budgets and the team pool, else raise.
 
-        Raises `BudgetExceededError` (scope `member`, `server` or `blocked`, with the numbers for the message) and
-        records nothing when it does not fit. With `job`, the job row is created in the same transaction and
-        returned as `Reservation.job`; it must be the row of this reservation (same id, server, member and
-        estimate), or `BudgetInputError` is raised and nothing is written. A repeated reserve of a job returns its
-        hold, with the reset instant of the period the hold was made in.
+        `places` are where the request was made, innermost first (`GenerationRequest.places`); the pool of the first
+        one that has a pool applies, and the hold counts against it. Raises `BudgetExceededError` (scope `member`,
+        `server`, `pool` or `blocked`, with the numbers for the message) and records nothing when it does not fit.
+        A hold that takes the member to 80% of their allowance for the first time in the period carries a
+        `Reservation.warning` (remembered in the same transaction, so it is given once per period). With `job`, the
+        job row is created in the same transaction and returned as `Reservation.job`; it must be the row of this
+        reservation (same id, server, member and estimate), or `BudgetInputError` is raised and nothing is written.
+        A repeated reserve of a job returns its hold, with the reset instant of the period the hold was made in.
         """
         job_id = check_job_id(job_id)
-        guild, member, roles, amount = _checked_request(guild_id, member_id, role_ids, estimate)
+        guild, member, roles, amount = checked_request(guild_id, member_id, role_ids, estimate)
+        spots = checked_places(places)
         if job is not None:
-            _check_job_row(job, job_id, guild, member, amount)
+            check_job_row(job, job_id, guild, member, amount)
         now = self._clock()
 
         def repeated(conn: sqlite3.Connection, existing: list[LedgerEntry], period: Period) -> Reservation:
@@ -170,7 +111,8 @@ class Ledger:
 
         def unit(conn: sqlite3.Connection) -> Reservation:
             ledger = LedgerQueries(conn)
-            refusal, period = self._refusal_in(conn, guild, member, roles, amount, now)
+            refusal, limit, pool = self._refusal_in(conn, guild, member, roles, spots, amount, now)
+            period = limit.period
             if refusal is not None:
                 existing = ledger.entries_for_job(job_id)
                 if existing:  # a repeated reserve of a job that already holds: not a new request
@@ -185,6 +127,7 @@ class Ledger:
                     amount=amount,
                     effective_at=now,
                     created_at=now,
+                    pool_id=None if pool is None else pool.pool_id,
                 )
             except sqlite3.IntegrityError:
                 # The (job, kind) key: this job already reserved. Checking here, not first, keeps the common
@@ -199,23 +142,37 @@ class Ledger:
                     stored = JobQueries(conn).insert(job, now)
                 except sqlite3.IntegrityError as exc:
                     raise LedgerError(f"Job {job_id} could not be stored: {exc}.") from exc
-            end = period_bounds(period, now)[1]
-            return Reservation(job_id, guild, member, amount, hold.effective_at, end, created=True, job=stored)
+            start, end = period_bounds(period, now)
+            return Reservation(
+                job_id,
+                guild,
+                member,
+                amount,
+                hold.effective_at,
+                end,
+                created=True,
+                job=stored,
+                pool_id=hold.pool_id,
+                warning=allowance_warning(conn, limit, guild, member, start, end, now),
+            )
 
         return await self._db.run(unit)
 
-    async def check(self, guild_id: int, member_id: int, role_ids: Sequence[int], amount: int) -> None:
+    async def check(
+        self, guild_id: int, member_id: int, role_ids: Sequence[int], amount: int, *, places: Sequence[int] = ()
+    ) -> None:
         """Raise the `BudgetExceededError` that `reserve` of `amount` would raise right now; write nothing.
 
         For refusing early (before asking the member to confirm, or before fetching references) what the budget
         cannot hold anyway. The rules and totals are read in one read-only unit and judged exactly as `reserve`
         judges them, so the two agree; the answer may of course change before a later `reserve`, which decides.
         """
-        guild, member, roles, value = _checked_request(guild_id, member_id, role_ids, amount)
+        guild, member, roles, value = checked_request(guild_id, member_id, role_ids, amount)
+        spots = checked_places(places)
         now = self._clock()
 
         def unit(conn: sqlite3.Connection) -> BudgetExceededError | None:
-            return self._refusal_in(conn, guild, member, roles, value, now)[0]
+            return self._refusal_in(conn, guild, member, roles, spots, value, now)[0]
 
         refusal = await self._db.run(unit, write=False)
         if refusal is not None:
@@ -275,10 +232,16 @@ class Ledger:
         log.info("grant of %s to member %d in guild %d by %s: %s", format_usd(value), member, guild, actor, text)
         return entry
 
-    async def status(self, guild_id: int, member_id: int, role_ids: Sequence[int]) -> BudgetStatus:
-        """Return the member's allowance, grants, spend, holds and remaining budget this period, and the server's."""
+    async def status(
+        self, guild_id: int, member_id: int, role_ids: Sequence[int], *, places: Sequence[int] = ()
+    ) -> BudgetStatus:
+        """Return the member's budget this period (allowance, grants, spend, holds, left), the server's, the pool's.
+
+        The team pool is the one that applies in `places` (a channel, then what encloses it), if any.
+        """
         guild, member = check_id(guild_id, "server id"), check_id(member_id, "member id")
         roles = [check_id(role, "role id") for role in role_ids]
+        spots = checked_places(places)
         now = self._clock()
 
         def unit(conn: sqlite3.Connection) -> BudgetStatus:
@@ -287,6 +250,7 @@ class Ledger:
             first_day, end_day = day_span(start, end)
             totals = LedgerQueries(conn).totals(guild, member, first_day, end_day)
             mine, server = totals.member, totals.server
+            pool = PoolQueries(conn).first_of(guild, spots)
             if limit.blocked:
                 remaining: int | None = 0
             elif limit.allowance is None:
@@ -306,17 +270,32 @@ class Ledger:
                 server_cap=limit.server_cap,
                 server_spent=server.spent,
                 server_reserved=server.reserved,
+                pool=None if pool is None else pool_status_in(conn, pool, start, end),
             )
 
         return await self._db.run(unit, write=False)
 
     def _refusal_in(
-        self, conn: sqlite3.Connection, guild: int, member: int, roles: Sequence[int], amount: int, now: datetime
-    ) -> tuple[BudgetExceededError | None, Period]:
-        """Judge a hold of `amount` in the caller's unit: why it does not fit (None if it does), and the period."""
+        self,
+        conn: sqlite3.Connection,
+        guild: int,
+        member: int,
+        roles: Sequence[int],
+        places: Sequence[int],
+        amount: int,
+        now: datetime,
+    ) -> tuple[BudgetExceededError | None, MemberLimit, PoolRow | None]:
+        """Judge a hold of `amount` in the caller's unit: why it does not fit (None if it does), limit, pool.
+
+        Returns the refusal, the member's limit (and so the period), and the team pool that applies.
+        """
         limit = self._budgets.member_limit(conn, guild, member, roles)
         start, end = period_bounds(limit.period, now)
-        return _refusal(LedgerQueries(conn), limit, guild, member, amount, start, end), limit.period
+        pool = PoolQueries(conn).first_of(guild, places)
+        why = refusal(LedgerQueries(conn), limit, guild, member, amount, start, end)
+        if why is None and pool is not None:
+            why = pool_refusal(conn, pool, amount, start, end)
+        return why, limit, pool
 
     async def reconcile(self, *, orphan_grace: timedelta = timedelta(0)) -> ReconcileReport:
         """Resolve holds left open by a crash; check the daily totals against the ledger and rebuild them if needed.
@@ -368,52 +347,6 @@ class Ledger:
         return report
 
 
-def _checked_request(
-    guild_id: int, member_id: int, role_ids: Sequence[int], estimate: int
-) -> tuple[int, int, list[int], int]:
-    """Validate a reservation's server, member, roles and amount (as `reserve` and `check` both need)."""
-    guild, member = check_id(guild_id, "server id"), check_id(member_id, "member id")
-    roles = [check_id(role, "role id") for role in role_ids]
-    return guild, member, roles, check_amount(estimate, "estimate")
-
-
-def _refusal(
-    ledger: LedgerQueries, limit: MemberLimit, guild: int, member: int, amount: int, start: datetime, end: datetime
-) -> BudgetExceededError | None:
-    """Return why a hold of `amount` does not fit (member first, then server), or None if it fits."""
-    if limit.blocked:
-        return BudgetExceededError("blocked", amount, 0, end)
-    first_day, end_day = day_span(start, end)
-    totals = ledger.totals(guild, member, first_day, end_day)
-    if limit.allowance is not None:
-        mine = totals.member
-        left = limit.allowance + mine.granted - mine.spent - mine.reserved
-        if amount > left:
-            return BudgetExceededError("member", amount, max(0, left), end)
-    if limit.server_cap is not None:
-        server = totals.server
-        left = limit.server_cap - server.spent - server.reserved
-        if amount > left:
-            return BudgetExceededError("server", amount, max(0, left), end)
-    return None
-
-
-def _check_job_row(job: NewJob, job_id: str, guild: int, member: int, estimate: int) -> None:
-    """Raise `BudgetInputError` unless the job row describes this reservation (reconcile settles from the row)."""
-    wrong = [
-        f"{what} {theirs!r} (the reservation's is {ours!r})"
-        for what, theirs, ours in (
-            ("id", job.id, job_id),
-            ("server", job.guild_id, guild),
-            ("member", job.member_id, member),
-            ("estimate", job.estimate, estimate),
-        )
-        if theirs != ours
-    ]
-    if wrong:
-        raise BudgetInputError(f"The job row does not match the reservation: its {'; its '.join(wrong)}.")
-
-
 def _repeated_reservation(
     entries: list[LedgerEntry], job_id: str, guild_id: int, member_id: int, estimate: int, period: Period
 ) -> Reservation:
@@ -456,6 +389,7 @@ def _settle_in(conn: sqlite3.Connection, job_id: str, actual: int, now: datetime
         overrun=overrun,
         effective_at=hold.effective_at,
         created_at=now,
+        pool_id=hold.pool_id,
     )
     return SettleResult(job_id, hold.amount, actual, overrun, repeated=False)
 
@@ -474,6 +408,7 @@ def _release_in(conn: sqlite3.Connection, job_id: str, now: datetime) -> bool:
         released=hold.amount,
         effective_at=hold.effective_at,
         created_at=now,
+        pool_id=hold.pool_id,
     )
     return True
 

@@ -1,4 +1,10 @@
-"""Spend reports for a server: per member, per model and per UTC day over a date range, and CSV export."""
+"""Spend reports for a server: per member, per model and per UTC day over a date range, and CSV export.
+
+`Reports.period_report` is what `/budget report` and `atelier report` show: every charge of the current or the
+previous budget period, with totals by member, model, channel and day (all derived from the same settle rows, so
+they equal the ledger's to the micro-dollar), the CSV of every charge (`charges_csv`) and the chart of daily spend
+(`bot.billing.chart.daily_chart`).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from bot.catalog import Period
 from bot.clock import utc_now
 from bot.storage.database import Database
 from bot.storage.ledger import ReportQueries
-from bot.storage.rows import SpendRow
+from bot.storage.rows import ChargeRow, SpendRow
 
 __all__ = [
     "OPERATOR_GUILD_ID",
@@ -26,10 +32,20 @@ __all__ = [
     "DaySpend",
     "MemberSpend",
     "ModelSpend",
+    "PeriodReport",
+    "ReportPeriod",
     "Reports",
+    "Share",
     "SpendReport",
+    "charges_csv",
     "to_csv",
 ]
+
+ReportPeriod = Literal["current", "previous"]
+REPORT_PERIODS: tuple[ReportPeriod, ...] = ("current", "previous")
+
+UNKNOWN = "unknown"
+"""What a charge's model or channel reads as when its job row is gone."""
 
 OPERATOR_GUILD_ID = 0
 """The reserved server id under which the operator's own spending (`atelier generate`) is recorded in the ledger.
@@ -127,6 +143,116 @@ class SpendReport:
         return [DaySpend(_day(day), jobs, spent) for day, (jobs, spent) in sorted(totals.items())]
 
 
+@dataclass(frozen=True, slots=True)
+class Share:
+    """The charges of one member, model or channel (`key`; None: unknown, the job row is gone) in a report."""
+
+    key: int | str | None
+    jobs: int
+    spent: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodReport:
+    """Every charge of one budget period of a server (`which`: the current or the previous one), oldest first."""
+
+    guild_id: int
+    period: Period
+    which: ReportPeriod
+    start: datetime
+    end: datetime
+    charges: tuple[ChargeRow, ...]
+    made_at: datetime
+    """When the report was read (the current period's chart ends that day)."""
+
+    @property
+    def total(self) -> int:
+        """Sum every charge of the period (micro-dollars)."""
+        return sum(charge.amount for charge in self.charges)
+
+    @property
+    def by_member(self) -> list[Share]:
+        """Spend per member, largest first."""
+        return _shares(self.charges, lambda charge: charge.member_id)
+
+    @property
+    def by_model(self) -> list[Share]:
+        """Spend per model, largest first."""
+        return _shares(self.charges, lambda charge: charge.model)
+
+    @property
+    def by_channel(self) -> list[Share]:
+        """Spend per channel, largest first."""
+        return _shares(self.charges, lambda charge: charge.channel_id)
+
+    @property
+    def days(self) -> list[tuple[date, int]]:
+        """Spend on each UTC day of the period up to its last charge or today (days without charges count 0)."""
+        totals: dict[date, int] = {}
+        for charge in self.charges:
+            day = charge.effective_at.astimezone(UTC).date()
+            totals[day] = totals.get(day, 0) + charge.amount
+        first = self.start.date()
+        last = max([*totals, min(self.end - timedelta(microseconds=1), self.made_at).date(), first])
+        days = [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+        return [(day, totals.get(day, 0)) for day in days]
+
+
+def _shares(charges: tuple[ChargeRow, ...], key: Callable[[ChargeRow], int | str | None]) -> list[Share]:
+    totals: dict[int | str | None, list[int]] = {}
+    for charge in charges:
+        entry = totals.setdefault(key(charge), [0, 0])
+        entry[0] += 1
+        entry[1] += charge.amount
+    shares = [Share(name, jobs, spent) for name, (jobs, spent) in totals.items()]
+    return sorted(shares, key=lambda share: (-share.spent, str(share.key)))
+
+
+def chart_title(report: PeriodReport) -> str:
+    """Title the chart of a period's daily spend."""
+    return f"Daily spend (UTC), {report.which} {report.period.value} from {report.start:%Y-%m-%d}"
+
+
+def summary_lines(report: PeriodReport) -> list[str]:
+    """Describe the report as plain lines (for a terminal): the period, the total, then every member, model, channel."""
+    last = report.end - timedelta(days=1)
+    lines = [
+        f"server {report.guild_id}, {report.which} {report.period.value}: {report.start:%Y-%m-%d} to {last:%Y-%m-%d}"
+        " (UTC)",
+        f"total: {_usd(report.total)} USD in {len(report.charges)} charge(s)",
+    ]
+    for title, shares in (("member", report.by_member), ("model", report.by_model), ("channel", report.by_channel)):
+        lines.append(f"by {title}:")
+        lines.extend(f"  {UNKNOWN if s.key is None else s.key}: {_usd(s.spent)} USD ({s.jobs} job(s))" for s in shares)
+    return lines
+
+
+def charges_csv(report: PeriodReport) -> bytes:
+    """Render every charge as CSV (UTF-8 bytes), one row per charge, oldest first.
+
+    Columns: time (UTC, when it was reserved, which decides its period), member, channel, model, size, quality,
+    images, cost in exact decimal dollars, job id. Ids are plain digits (see `to_csv` about spreadsheets).
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["time", "member_id", "channel_id", "model", "size", "quality", "images", "cost_usd", "job_id"])
+    for charge in report.charges:
+        writer.writerow(
+            [
+                charge.effective_at.astimezone(UTC).isoformat(timespec="seconds"),
+                charge.member_id,
+                "" if charge.channel_id is None else charge.channel_id,
+                charge.model or UNKNOWN,
+                charge.size or "",
+                charge.quality or "",
+                "" if charge.images is None else charge.images,
+                _usd(charge.amount),
+                charge.job_id,
+            ]
+        )
+    return out.getvalue().encode()
+
+
 class Reports:
     """Builds spend reports from the ledger."""
 
@@ -147,6 +273,23 @@ class Reports:
 
         rows = await self._db.run(read, write=False)
         return SpendReport(guild, since, until, tuple(rows))
+
+    async def period_report(self, guild_id: int, which: ReportPeriod = "current") -> PeriodReport:
+        """Every charge of the server's current or previous budget period (the server's own period)."""
+        guild = check_id(guild_id, "server id")
+        if which not in REPORT_PERIODS:
+            raise BudgetInputError(f"Unknown report period {which!r}; choose current or previous.")
+        now = self._clock()
+
+        def read(conn: sqlite3.Connection) -> PeriodReport:
+            period = self._budgets.period_in(conn, guild)
+            start, end = period_bounds(period, now)
+            if which == "previous":
+                start, end = period_bounds(period, start - timedelta(microseconds=1))
+            charges = ReportQueries(conn).charges(guild, start, end)
+            return PeriodReport(guild, period, which, start, end, tuple(charges), now)
+
+        return await self._db.run(read, write=False)
 
     async def spend_for_period(self, guild_id: int, period: Period | str | None = None) -> SpendReport:
         """Report the current period (the server's own period unless `period` is given)."""

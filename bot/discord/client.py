@@ -25,6 +25,8 @@ from discord.ext import commands
 
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
+from bot.billing.pools import Pools
+from bot.billing.reports import Reports
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.intents import PrivilegedIntentError, ReplyEditingState, decide
 from bot.discord.modlog import DiscordModLog
@@ -116,6 +118,10 @@ class Services:
     """The audit trail of settings and budget changes (`/settings audit`)."""
     policy: Policy
     """The channel and role rules and the blocklist; the job service checks requests with this same instance."""
+    pools: Pools
+    """Team budgets per channel or category (`/budget channel`)."""
+    reports: Reports
+    """Spend reports (`/budget report`)."""
     moderation: ModerationRules | None = None
     """The mod-log, moderators, approval and safety rules (`/settings modlog|moderators|approval|safety`)."""
     modlog: DiscordModLog | None = None

@@ -6,12 +6,14 @@ Plain values in, `discord.Embed` out, within Discord's limits.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import discord
 
 from bot.billing.budgets import BudgetRules, MemberOverride, OverrideKind
 from bot.billing.ledger import BudgetStatus
+from bot.billing.pools import PoolStatus
+from bot.billing.reports import UNKNOWN, PeriodReport, Share
 from bot.catalog import MODEL_SPECS, Size
 from bot.jobs.delivery import ResultSummary
 from bot.jobs.requests import RequestKind
@@ -105,6 +107,8 @@ def status_embed(title: str, status: BudgetStatus, *, jobs: Sequence[Job] | None
             name="Server budget",
             value=f"{format_usd(server_remaining)} of {format_usd(status.server_cap)} left",
         )
+    if status.pool is not None:
+        embed.add_field(name="Team budget", value=pool_text(status.pool), inline=False)
     if jobs is not None:
         embed.add_field(
             name="Recent jobs", value=_lines([_job_line(job) for job in jobs], "No jobs yet."), inline=False
@@ -112,8 +116,23 @@ def status_embed(title: str, status: BudgetStatus, *, jobs: Sequence[Job] | None
     return embed
 
 
-def rules_embed(rules: BudgetRules, *, resets_at: datetime, server_spent: int, server_reserved: int) -> discord.Embed:
-    """Show every budget rule of a server, and its spend this period."""
+def pool_text(pool: PoolStatus) -> str:
+    """Describe a team pool this period: where, limit, spent, reserved and what is left."""
+    return (
+        f"<#{pool.pool_id}>: {format_usd(pool.remaining)} of {format_usd(pool.limit)} left "
+        f"({format_usd(pool.spent)} spent, {format_usd(pool.reserved)} reserved)"
+    )
+
+
+def rules_embed(
+    rules: BudgetRules,
+    *,
+    resets_at: datetime,
+    server_spent: int,
+    server_reserved: int,
+    pools: Sequence[PoolStatus] = (),
+) -> discord.Embed:
+    """Show every budget rule of a server (team pools too), and its spend this period."""
     embed = discord.Embed(title="Budget rules", colour=COLOUR)
     embed.add_field(name="Period", value=f"{rules.period.value} (resets {relative(resets_at)})")
     embed.add_field(name="Default allowance", value=format_usd(rules.default_allowance))
@@ -133,6 +152,40 @@ def rules_embed(rules: BudgetRules, *, resets_at: datetime, server_spent: int, s
         value=_lines([f"<@{member}> {override_text(override)}" for member, override in members], "none"),
         inline=False,
     )
+    embed.add_field(name="Team budgets", value=_lines([pool_text(pool) for pool in pools], "none"), inline=False)
+    return embed
+
+
+REPORT_TOP = 10
+"""Rows shown per breakdown in the report's embed; the CSV has every charge."""
+
+
+def _share_lines(shares: Sequence[Share], label: str) -> str:
+    lines = [
+        f"{label.format(share.key) if share.key is not None else UNKNOWN} · {format_usd(share.spent)} "
+        f"({share.jobs} job{'s' if share.jobs != 1 else ''})"
+        for share in shares[:REPORT_TOP]
+    ]
+    if len(shares) > REPORT_TOP:
+        rest = shares[REPORT_TOP:]
+        lines.append(f"… and {len(rest)} more ({format_usd(sum(share.spent for share in rest))})")
+    return _lines(lines, "none")
+
+
+def report_embed(report: PeriodReport) -> discord.Embed:
+    """Show a period's spend: the total, and the top members, models and channels (the CSV attached has all)."""
+    last = report.end - timedelta(days=1)
+    span = (
+        f"{report.start:%Y-%m-%d}"
+        if report.start.date() == last.date()
+        else f"{report.start:%Y-%m-%d} to {last:%Y-%m-%d}"
+    )
+    embed = discord.Embed(title=f"Spend report: {report.which} {report.period.value}", colour=COLOUR)
+    embed.description = f"{span} (UTC) · **{format_usd(report.total)}** in {len(report.charges)} charge(s)"
+    embed.add_field(name="By member", value=_share_lines(report.by_member, "<@{}>"), inline=False)
+    embed.add_field(name="By model", value=_share_lines(report.by_model, "{}"), inline=False)
+    embed.add_field(name="By channel", value=_share_lines(report.by_channel, "<#{}>"), inline=False)
+    embed.set_footer(text="Exact amounts of every charge are in the CSV; the chart shows spend per UTC day.")
     return embed
 
 

@@ -129,6 +129,11 @@ def budget_refusal(error: BudgetExceededError) -> str:
             f"This needs about {needed} but the server has only {remaining} left in its budget; "
             f"the server budget resets {resets}."
         )
+    if error.scope == "pool":
+        return (
+            f"This needs about {needed} but the team budget of <#{error.pool_id}> has only {remaining} left; "
+            f"it resets {resets}."
+        )
     return f"This needs about {needed} but you have {remaining} left; your budget resets {resets}."
 
 

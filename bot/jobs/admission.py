@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.billing.errors import LedgerError
-from bot.billing.ledger import Ledger
+from bot.billing.ledger import AllowanceWarning, Ledger
 from bot.billing.pricing import Pricing
 from bot.errors import InvalidRequestError
 from bot.images import ReferenceTooLargeError
@@ -81,6 +81,8 @@ class Admission:
     """With `needs_confirmation`: the server's confirmation threshold the estimate is above (micro-dollars)."""
     held: bool = False
     """The job waits for a moderator's approval (`awaiting_approval`, its estimate reserved)."""
+    warning: AllowanceWarning | None = None
+    """Set when this job took the member past 80% of their allowance for the first time this period."""
 
 
 class Admitter:
@@ -189,7 +191,9 @@ class Admitter:
         if ask_first or any(reference.image_uuid is None for reference in request.references):
             # Refuse now what the budget cannot hold anyway: rather than after a confirmation, and before downloading
             # (up to 4 x 25 MB) and uploading references. The reservation below still decides.
-            await self._ledger.check(request.guild_id, request.member_id, request.role_ids, estimate)
+            await self._ledger.check(
+                request.guild_id, request.member_id, request.role_ids, estimate, places=request.places
+            )
         if ask_first:
             return Admission(None, estimate, needs_confirmation=True, threshold=limits.confirm_above)
         references = await self._references.prepare(request)
@@ -198,7 +202,13 @@ class Admitter:
         new_job = self._new_job(request, estimate, references, fingerprint, place, held=held)
         # One transaction: the hold and the job row exist together or not at all.
         reservation = await self._ledger.reserve(
-            new_job.id, request.guild_id, request.member_id, request.role_ids, estimate, job=new_job
+            new_job.id,
+            request.guild_id,
+            request.member_id,
+            request.role_ids,
+            estimate,
+            job=new_job,
+            places=request.places,
         )
         job = reservation.job
         if job is None:  # pragma: no cover - a fresh job id: the reservation just stored the row
@@ -228,7 +238,7 @@ class Admitter:
             position,
             extra={"job_id": job.id, "guild_id": request.guild_id},
         )
-        return Admission(job.id, estimate, position)
+        return Admission(job.id, estimate, position, warning=reservation.warning)
 
     async def _place_rules(self, request: GenerationRequest) -> PlaceRules:
         """Return the approval and safety rules of the request's channel (or its parents); none without moderation."""

@@ -7,13 +7,15 @@
   file taken before a migration).
 - `rows`: the row types and job states (a leaf: every package may import it without importing the queries).
 - `jobs`: `jobs` and `job_results` (`JobQueries`; `JobRepository` for the job service and the cogs).
-- `ledger`: the append-only `ledger`, its daily totals, and the spend report's query (`LedgerQueries`,
-  `ReportQueries`; used inside `bot.billing` transactions only).
+- `ledger`: the append-only `ledger`, its daily totals (member, server, pool), and the spend report's queries
+  (`LedgerQueries`, `ReportQueries`; used inside `bot.billing` transactions only).
 - `servers`: a server's budget settings, role and member rules, and generation options (`GuildSettingsQueries`,
   `BudgetRuleQueries`, `ServerOptionsQueries`; `ServerOptionsRepository` for `bot.jobs.options`).
 - `meta`: the `meta` key/value table (`MetaQueries`; `MetaRepository` for the Discord client).
 - `policy`: a server's channel and role rules and its blocklist (`PolicyQueries`, composed with the audit row in
   one transaction by `bot.moderation.policy`).
+- `pools`: team pools per channel or category and the once-per-period allowance warnings (`PoolQueries`, used
+  inside `bot.billing` transactions).
 - `audit`: the append-only `audit_log` of settings and budget changes (`AuditQueries`, written in the change's own
   transaction; `AuditRepository` for `/settings audit`).
 - `moderation`: the mod-log and moderator role, place rules, and held requests with their one decision

@@ -1,4 +1,4 @@
-"""The append-only `ledger` table, its per-day `ledger_totals`, and the spend report's query.
+"""The append-only `ledger` table, its per-day totals (member, server, team pool), and the spend report's queries.
 
 `LedgerQueries` works inside the transactions of `bot.billing.ledger.Ledger` (money moves only through it);
 `ReportQueries` reads spend per member for `bot.billing.reports`. Both run in `Database.run()`; there is no async
@@ -12,6 +12,7 @@ from datetime import datetime
 
 from bot.clock import from_ms, to_ms
 from bot.storage.rows import (
+    ChargeRow,
     EntryKind,
     JobState,
     LedgerEntry,
@@ -36,6 +37,7 @@ def _entry(row: sqlite3.Row) -> LedgerEntry:
         actor_id=row["actor_id"],
         effective_at=from_ms(row["effective_at"]),
         created_at=from_ms(row["created_at"]),
+        pool_id=row["pool_id"],
     )
 
 
@@ -45,6 +47,13 @@ _TOTALS_FROM_LEDGER = (
     " SUM(CASE WHEN kind = 'hold' THEN amount ELSE -released END) AS reserved,"
     " SUM(CASE WHEN kind = 'grant' THEN amount ELSE 0 END) AS granted"
     " FROM ledger GROUP BY guild_id, member_id, effective_at / 86400000"
+)
+
+_POOL_TOTALS_FROM_LEDGER = (
+    "SELECT guild_id, pool_id, effective_at / 86400000 AS day,"
+    " SUM(CASE WHEN kind = 'settle' THEN amount ELSE 0 END) AS spent,"
+    " SUM(CASE WHEN kind = 'hold' THEN amount ELSE -released END) AS reserved"
+    " FROM ledger WHERE pool_id IS NOT NULL GROUP BY guild_id, pool_id, effective_at / 86400000"
 )
 
 
@@ -68,12 +77,13 @@ class LedgerQueries:
         overrun: int = 0,
         reason: str | None = None,
         actor_id: int | None = None,
+        pool_id: int | None = None,
     ) -> LedgerEntry:
-        """Append one entry (the trigger adds it to the daily totals) and return it."""
+        """Append one entry (the triggers add it to the daily totals, and its pool's) and return it."""
         effective_ms, created_ms = to_ms(effective_at), to_ms(created_at)
         cursor = self._conn.execute(
             "INSERT INTO ledger (guild_id, member_id, job_id, kind, amount, released, overrun, reason, actor_id,"
-            " effective_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " effective_at, created_at, pool_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 guild_id,
                 member_id,
@@ -86,6 +96,7 @@ class LedgerQueries:
                 actor_id,
                 effective_ms,
                 created_ms,
+                pool_id,
             ),
         )
         entry_id = cursor.lastrowid
@@ -104,6 +115,7 @@ class LedgerQueries:
             actor_id=actor_id,
             effective_at=from_ms(effective_ms),
             created_at=from_ms(created_ms),
+            pool_id=pool_id,
         )
 
     def entries_for_job(self, job_id: str) -> list[LedgerEntry]:
@@ -124,6 +136,15 @@ class LedgerQueries:
             (guild_id, member_id, first_day, end_day),
         ).fetchone()
         return PeriodTotals(Totals(row[0], row[1], row[2]), Totals(row[3], row[4], row[5]))
+
+    def pool_totals(self, guild_id: int, pool_id: int, first_day: int, end_day: int) -> Totals:
+        """Sum a team pool's daily totals (spent, reserved) over days [first_day, end_day)."""
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(reserved), 0) FROM pool_day_totals"
+            " WHERE guild_id = ? AND pool_id = ? AND day >= ? AND day < ?",
+            (guild_id, pool_id, first_day, end_day),
+        ).fetchone()
+        return Totals(row[0], row[1])
 
     def open_holds(self) -> list[OpenHold]:
         """Return every hold not yet settled or released, with its job's state and cost (None: no job row)."""
@@ -158,7 +179,14 @@ class LedgerQueries:
             "  (SELECT * FROM fresh_guild EXCEPT SELECT * FROM guild_t)"
             "  UNION SELECT guild_id, day FROM (SELECT * FROM guild_t EXCEPT SELECT * FROM fresh_guild)))"
         ).fetchone()
-        return int(row[0])
+        pools = self._conn.execute(
+            f"WITH fresh AS ({_POOL_TOTALS_FROM_LEDGER}),"
+            " stored AS (SELECT guild_id, pool_id, day, spent, reserved FROM pool_day_totals)"
+            " SELECT COUNT(*) FROM (SELECT guild_id, pool_id, day FROM"
+            " (SELECT * FROM fresh EXCEPT SELECT * FROM stored)"
+            " UNION SELECT guild_id, pool_id, day FROM (SELECT * FROM stored EXCEPT SELECT * FROM fresh))"
+        ).fetchone()
+        return int(row[0]) + int(pools[0])
 
     def rebuild_totals(self) -> None:
         """Recompute both daily-total tables from the ledger."""
@@ -172,6 +200,11 @@ class LedgerQueries:
             "INSERT INTO guild_day_totals (guild_id, day, spent, reserved, granted)"
             " SELECT guild_id, day, SUM(spent), SUM(reserved), SUM(granted) FROM member_day_totals"
             " GROUP BY guild_id, day"
+        )
+        self._conn.execute("DELETE FROM pool_day_totals")
+        self._conn.execute(
+            "INSERT INTO pool_day_totals (guild_id, pool_id, day, spent, reserved)"
+            f" SELECT guild_id, pool_id, day, spent, reserved FROM ({_POOL_TOTALS_FROM_LEDGER})"
         )
 
 
@@ -192,3 +225,30 @@ class ReportQueries:
             (guild_id, to_ms(start), to_ms(end)),
         ).fetchall()
         return [SpendRow(row[0], row[1], row[2], row[3], row[4], row[5]) for row in rows]
+
+    def charges(self, guild_id: int, start: datetime, end: datetime) -> list[ChargeRow]:
+        """Every charge (settle row) counted in [start, end), oldest first, with its job's channel and options."""
+        rows = self._conn.execute(
+            "SELECT l.job_id, l.member_id, l.amount, l.effective_at, l.pool_id, j.channel_id, j.model, j.size,"
+            " j.quality, COALESCE((SELECT COUNT(*) FROM job_results AS r WHERE r.job_id = l.job_id), 0) AS results,"
+            " j.count FROM ledger AS l LEFT JOIN jobs AS j ON j.id = l.job_id"
+            " WHERE l.guild_id = ? AND l.kind = 'settle' AND l.effective_at >= ? AND l.effective_at < ?"
+            " ORDER BY l.effective_at, l.id",
+            (guild_id, to_ms(start), to_ms(end)),
+        ).fetchall()
+        return [
+            ChargeRow(
+                job_id=row["job_id"],
+                member_id=row["member_id"],
+                amount=row["amount"],
+                effective_at=from_ms(row["effective_at"]),
+                channel_id=row["channel_id"],
+                pool_id=row["pool_id"],
+                model=row["model"],
+                size=row["size"],
+                quality=row["quality"],
+                # The images Runware produced (stored per result); the count asked for if none were stored.
+                images=row["results"] or row["count"],
+            )
+            for row in rows
+        ]

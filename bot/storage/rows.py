@@ -197,6 +197,8 @@ class LedgerEntry:
     actor_id: int | None
     effective_at: datetime
     created_at: datetime
+    pool_id: int | None = None
+    """The team pool (channel or category id) the hold was reserved in; its settle and release carry the same."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +237,33 @@ class SpendRow:
     jobs: int
     spent: int
     overrun: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRow:
+    """One charge (a settle row) with what its job row says (None where the job row is gone)."""
+
+    job_id: str
+    member_id: int
+    amount: int
+    effective_at: datetime
+    channel_id: int | None
+    pool_id: int | None
+    model: str | None
+    size: str | None
+    quality: str | None
+    images: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRow:
+    """A team pool: a channel's or category's budget per period."""
+
+    guild_id: int
+    pool_id: int
+    amount: int
+    updated_at: datetime
+    updated_by: int | None
 
 
 @dataclass(frozen=True, slots=True)

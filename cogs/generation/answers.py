@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import discord
 
+from bot.billing.outcomes import AllowanceWarning
 from bot.clock import utc_now
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.statuses import held_text, queued_text, running_text
@@ -38,6 +39,17 @@ def confirm_text(requester_id: int, admission: Admission) -> str:
         f"💸 <@{requester_id}>, this will cost about **{format_usd(estimate)}**, more than this server's "
         f"confirmation threshold of {format_usd(threshold)}. Nothing is reserved until you confirm "
         f"(this question expires {expires})."
+    )
+
+
+def warning_text(warning: AllowanceWarning) -> str:
+    """Word the once-per-period notice that a member has used most of their allowance."""
+    percent = warning.used * 100 // warning.allowance if warning.allowance else 100
+    resets = discord.utils.format_dt(warning.resets_at, "R")
+    return (
+        f"⚠️ Heads-up: with this request you have used {format_usd(warning.used)} of your "
+        f"{format_usd(warning.allowance)} allowance ({percent}%); it resets {resets}. "
+        "You will not be told again this period."
     )
 
 
@@ -100,7 +112,9 @@ class InteractionAnswer:
         await send_ephemeral(self._interaction, text)
 
     async def started(self, admission: Admission) -> None:
-        """Turn the placeholder into the job's status."""
+        """Turn the placeholder into the job's status; a first pass of 80% of the allowance is told privately."""
         assert admission.job_id is not None
         mark_answered(self._interaction)
         await self._delivery.show_status(admission.job_id, self._target, status_text(admission))
+        if admission.warning is not None:
+            await send_ephemeral(self._interaction, warning_text(admission.warning))

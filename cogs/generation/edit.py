@@ -43,7 +43,7 @@ from bot.jobs.delivery import DeliveryError
 from bot.jobs.requests import DeliveryTarget, ReferenceSource, RequestKind
 from bot.jobs.service import Admission
 from cogs._options import Count, Prompt, generation_options
-from cogs.generation.answers import EXPIRED
+from cogs.generation.answers import EXPIRED, warning_text
 from cogs.generation.flow import RequestFlow
 from cogs.generation.references import message_images
 
@@ -141,6 +141,8 @@ class ReplyAnswer:
                 # The result comes as a reply when it is ready; the reaction says at once that it is on its way.
                 with contextlib.suppress(discord.HTTPException):
                     await message.add_reaction(QUEUED_REACTION)
+        if admission.warning is not None:
+            await answer_message(message, warning_text(admission.warning))
 
 
 class Editing(commands.Cog):

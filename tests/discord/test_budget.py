@@ -143,6 +143,8 @@ async def test_budget_is_hidden_by_default_but_the_bot_checks_permissions_itself
         "cap",
         "grant",
         "show",
+        "channel",
+        "report",
     }
     moderators = atelier.fake.add_role(world.guild_id, name="Moderators", permissions=int(Permission.MANAGE_MESSAGES))
     moderator = atelier.fake.add_member(world.guild_id, name="moderator", roles=[moderators.id])
