@@ -38,6 +38,7 @@ from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Period, 
 from bot.money import usd_to_micros
 
 DEFAULT_RUNWARE_API_URL = "https://api.runware.ai/v1"
+DEFAULT_RUNBASE_API_URL = "https://runbase.net/api/v1"
 DEFAULT_DISCORD_API_BASE = "https://discord.com/api/v10"
 DEFAULT_DATABASE = Path("data/atelier.sqlite3")
 DEFAULT_CONFIG = Path("config/atelier.toml")
@@ -193,6 +194,7 @@ class AppConfig(_Section):
 
 _URL_SCHEMES = {
     "runware_api_url": ("http", "https"),
+    "runbase_api_url": ("http", "https"),
     "discord_api_base": ("http", "https"),
     "discord_gateway_url": ("ws", "wss"),
 }
@@ -214,6 +216,8 @@ class _Environment(BaseSettings):
     discord_token: SecretStr | None = Field(default=None, validation_alias="DISCORD_TOKEN")
     runware_api_key: SecretStr | None = Field(default=None, validation_alias="RUNWARE_API_KEY")
     runware_api_url: str = Field(default=DEFAULT_RUNWARE_API_URL, validation_alias="RUNWARE_API_URL")
+    runbase_api_key: SecretStr | None = Field(default=None, validation_alias="RUNBASE_API_KEY")
+    runbase_api_url: str = Field(default=DEFAULT_RUNBASE_API_URL, validation_alias="RUNBASE_API_URL")
     discord_api_base: str = Field(default=DEFAULT_DISCORD_API_BASE, validation_alias="DISCORD_API_BASE")
     discord_gateway_url: str | None = Field(default=None, validation_alias="DISCORD_GATEWAY_URL")
     database: Path | None = Field(default=None, validation_alias="ATELIER_DATABASE")
@@ -319,6 +323,9 @@ class Settings(BaseModel):
     discord_token: SecretStr | None
     runware_api_key: SecretStr | None
     runware_api_url: str
+    runbase_api_key: SecretStr | None = None
+    """The Runbase key (`RUNBASE_API_KEY`, contract §5.4); None: the Runbase provider is off."""
+    runbase_api_url: str = DEFAULT_RUNBASE_API_URL
     discord_api_base: str
     discord_gateway_url: str | None
     database: Path
@@ -351,6 +358,17 @@ class Settings(BaseModel):
         if self.runware_api_key is None:
             raise SettingsError("RUNWARE_API_KEY", self.missing("RUNWARE_API_KEY"))
         return self.runware_api_key.get_secret_value()
+
+    def require_runbase_key(self) -> str:
+        """Return the Runbase API key, or raise `SettingsError` if it is not set (or set but empty)."""
+        if self.runbase_api_key is None:
+            raise SettingsError("RUNBASE_API_KEY", self.missing("RUNBASE_API_KEY"))
+        return self.runbase_api_key.get_secret_value()
+
+    def secret_values(self) -> list[str]:
+        """Every secret that is set (bot token, Runware and Runbase keys), for the log filter to redact."""
+        secrets = (self.discord_token, self.runware_api_key, self.runbase_api_key)
+        return [secret.get_secret_value() for secret in secrets if secret is not None]
 
     def missing(self, variable: str, purpose: str = "") -> str:
         """Say that a required variable is not set (or set but empty), and where to set it."""

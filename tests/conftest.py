@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from bot.storage.database import Database
 
-pytest_plugins = ["fakes.runware_plugin", "fakes.discord_plugin"]
+pytest_plugins = ["fakes.runware_plugin", "fakes.runbase_plugin", "fakes.discord_plugin"]
 
 
 @pytest_asyncio.fixture

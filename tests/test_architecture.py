@@ -24,6 +24,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "bot.storage": frozenset(),
     "bot.images": frozenset(),
     "bot.runware": frozenset({"bot.settings", "bot.observability"}),
+    "bot.runbase": frozenset({"bot.settings", "bot.observability", "bot.runware"}),
     "bot.billing": frozenset({"bot.settings", "bot.storage", "bot.observability"}),
     "bot.moderation": frozenset({"bot.settings", "bot.storage", "bot.observability"}),
     "bot.jobs": frozenset(

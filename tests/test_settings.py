@@ -139,6 +139,8 @@ DEFAULTS: list[tuple[str, str, object]] = [
     ("DISCORD_TOKEN", "discord_token", None),
     ("RUNWARE_API_KEY", "runware_api_key", None),
     ("RUNWARE_API_URL", "runware_api_url", "https://api.runware.ai/v1"),
+    ("RUNBASE_API_KEY", "runbase_api_key", None),
+    ("RUNBASE_API_URL", "runbase_api_url", "https://runbase.net/api/v1"),
     ("DISCORD_API_BASE", "discord_api_base", "https://discord.com/api/v10"),
     ("DISCORD_GATEWAY_URL", "discord_gateway_url", None),
     ("ATELIER_DATABASE", "database", Path("data/atelier.sqlite3")),

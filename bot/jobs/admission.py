@@ -223,7 +223,7 @@ class Admitter:
                 format_usd(estimate),
                 extra={"job_id": job.id, "guild_id": request.guild_id},
             )
-            return Admission(job.id, estimate, None, held=True)
+            return Admission(job.id, estimate, None, held=True, warning=reservation.warning)
         self._active.track(job)
         position = self._scheduler.submit(job.id, job.member_id)
         metrics.current().job_state(JobState.QUEUED)
