@@ -255,7 +255,6 @@ async def run_bot(settings: Settings) -> int:
 
 def run(settings: Settings) -> int:
     """Set up logging and run the bot in a new event loop; return the exit status."""
-    token = settings.require_discord_token()
-    runware_key = settings.runware_api_key.get_secret_value() if settings.runware_api_key else ""
-    setup_logging(settings.log_level, secrets=[token, runware_key], log_format=settings.log_format)
+    settings.require_discord_token()
+    setup_logging(settings.log_level, secrets=settings.secret_values(), log_format=settings.log_format)
     return asyncio.run(run_bot(settings))

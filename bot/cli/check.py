@@ -71,8 +71,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run every check, print a line each and the verdict; exit 0 when a first start would work, else 1."""
     settings = load_settings()
-    secrets = [secret.get_secret_value() for secret in (settings.discord_token, settings.runware_api_key) if secret]
-    setup_logging("CRITICAL", secrets=secrets)
+    setup_logging("CRITICAL", secrets=settings.secret_values())
     report = _Report()
     where = " (no ATELIER_CONFIG, and no config/atelier.toml in this folder)" if settings.config_path is None else ""
     report.line("config", True, f"{settings.config_source}{where}")

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     api_key = settings.require_runware_key()
     # The terminal shows the result lines; INFO logs (opening and migrating the database) would bury them.
-    setup_logging("WARNING" if settings.log_level == "INFO" else settings.log_level, secrets=[api_key])
+    setup_logging("WARNING" if settings.log_level == "INFO" else settings.log_level, secrets=settings.secret_values())
     out: Path = args.out if args.out is not None else settings.app.paths.output
     try:
         request = _build_request(args, settings, [str(path) for path in args.reference])

@@ -11,9 +11,8 @@ import asyncio
 from bot.billing.pricing import Pricing
 from bot.catalog import ModelName, Quality, Size
 from bot.jobs.approvals import AlreadyDecidedError
-from bot.moderation.errors import PromptBlockedError
 from fakes.discord import FakeChannel, FakeInteraction, FakeMessage
-from tests.discord.conftest import Atelier
+from tests.discord.conftest import Atelier, embed_fields
 from tests.discord.helpers import idle, inference_tasks, result_of, settled_total, status
 
 
@@ -211,25 +210,18 @@ async def test_two_moderators_clicking_at_once_make_one_decision(atelier: Atelie
     assert hold is not None and hold.decision in ("approved", "rejected")
 
 
-async def test_a_blocklist_refusal_is_logged_to_the_mod_log(atelier: Atelier) -> None:
-    """The mod-log entry of a blocklist refusal names who, where, the prompt and the entry (no buttons).
-
-    The blocklist itself is the policy's (it raises `PromptBlockedError` from admission); this drives the logging path
-    the job service runs when it catches one.
-    """
+async def test_settings_show_lists_the_mod_log_moderators_and_moderated_channels(atelier: Atelier) -> None:
+    """`/settings show` has the mod-log, the moderator role and every approval and safety channel on the same page."""
     world = atelier.world
-    modlog = await moderated(atelier, mode="off")
-    error = PromptBlockedError(
-        "forbidden",
-        guild_id=world.guild_id,
-        member_id=world.member_id,
-        channel_id=world.channel_id,
-        prompt="a FORBIDDEN cat",
-    )
-    modlog_port = atelier.bot.services.modlog
-    assert modlog_port is not None
-    await modlog_port.refused(error)
-    (entry,) = [m for m in atelier.fake.channel_messages(modlog.id) if m.embeds]
-    card = str(entry.embeds[0])
-    assert "Refused by the blocklist" in card and "a FORBIDDEN cat" in card and "forbidden" in card
-    assert f"<@{world.member_id}>" in card and f"<#{world.channel_id}>" in card
+    modlog = await moderated(atelier, mode="all")
+    await atelier.answer("settings moderators", user_id=world.admin_id, role=world.artist_role_id)
+    safe = atelier.fake.add_channel(world.guild_id, name="renders")
+    await atelier.fake.announce_guild(world.guild_id)
+    await atelier.answer("settings safety", user_id=world.admin_id, channel=safe.id, mode="on")
+
+    fields = embed_fields(await atelier.answer("settings show", user_id=world.admin_id))
+
+    assert fields["Mod-log"].startswith(f"**<#{modlog.id}>**")
+    assert f"<@&{world.artist_role_id}>" in fields["Mod-log"]
+    assert fields["Approval channels"] == f"<#{world.channel_id}>: all"
+    assert fields["Safety channels"] == f"<#{safe.id}>"

@@ -118,9 +118,13 @@ async def _reply_to(atelier: Atelier, message: FakeMessage) -> FakeMessage:
 async def test_a_blocklisted_prompt_is_refused_on_every_entry_point(atelier: Atelier) -> None:
     """After `forbidden` and `red dragon` are added: /imagine in full width or mixed case, Edit image, a reply to a
     result, and the Reroll and Edit buttons of a result made before the entry existed are all refused, naming the
-    entry, with nothing uploaded, sent or reserved; `test` says the same, and a clean prompt still passes."""
+    entry, with nothing uploaded, sent or reserved; each refusal is logged to the mod-log (who, where, prompt, entry);
+    `test` says the same, and a clean prompt still passes."""
     fake, world = atelier.fake, atelier.world
     member = world.member_id
+    modlog = fake.add_channel(world.guild_id, name="mod-log")
+    await fake.announce_guild(world.guild_id)
+    await atelier.answer("settings modlog", user_id=world.admin_id, channel=modlog.id)
     earlier = await result_of(await atelier.slash("imagine", user_id=member, prompt="a forbidden garden"))
     await idle(atelier)
     source = await fake.user_message(
@@ -161,6 +165,14 @@ async def test_a_blocklisted_prompt_is_refused_on_every_entry_point(atelier: Ate
     assert len(atelier.runware.tasks_submitted("imageUpload")) == uploads
     await _holds_nothing(atelier, member)
     assert (await settled_total(atelier))[0] == 1
+    logged = [
+        str(m.embeds[0])
+        for m in fake.channel_messages(modlog.id)
+        if m.embeds and "Refused by the blocklist" in str(m.embeds[0])
+    ]
+    assert len(logged) == 6
+    assert sum("ＦＯＲＢＩＤＤＥＮ fruit" in card for card in logged) == 1
+    assert all(f"<@{member}>" in card and f"<#{world.channel_id}>" in card for card in logged)
 
     await result_of(await atelier.slash("imagine", user_id=member, prompt="a forbiddance of dragons"))
     await idle(atelier)
