@@ -36,7 +36,7 @@ from bot.storage.rows import Job
 
 log = logging.getLogger(__name__)
 
-NOT_SET = "This channel needs a moderator's approval, but this server has no mod-log channel (`/settings modlog`)."
+NOT_SET = "Requests in this channel go past a moderator, but this server has no mod-log channel (`/settings modlog`)."
 GONE = "The mod-log channel <#{channel_id}> no longer exists or I cannot see it, so no moderator could approve this."
 CANNOT_POST = "I cannot {what} in the mod-log channel <#{channel_id}>, so no moderator could approve this."
 HELD_FOR_REVIEW = (

@@ -183,7 +183,9 @@ class Admitter:
         )
         place = await self._place_rules(request)
         held = place.holds(estimate)
-        if held:
+        if held or place.safety:
+            # A held request, or a flagged result of a safety channel, goes to the mod-log: without one that works it
+            # would be paid for and seen by nobody, so the request is refused before anything is reserved.
             problem = await self._modlog.problem(request.guild_id)
             if problem is not None:
                 raise InvalidRequestError(problem)

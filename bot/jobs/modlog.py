@@ -5,8 +5,9 @@ composition root (as `Delivery` is); the service decides *when* and with which p
 and the buttons (Approve / Reject on a held request or a quarantined result, Delete on a logged generation).
 
 Contract for implementations:
-- `problem` says, without posting, why the server's mod-log cannot take a held request (not set, channel gone, a
-  permission missing), or None when it can; a request in an approval channel is refused with that sentence.
+- `problem` says, without posting, why the server's mod-log cannot take a held request or a flagged result (not
+  set, channel gone, a permission missing), or None when it can; a request in an approval or safety channel is
+  refused with that sentence before anything is reserved.
 - `held` and `quarantined` post the message with its buttons and return (channel id, message id); they raise
   `DeliveryError` when it cannot be posted. `quarantined` posts the images as spoilers and tells the requester that
   the result is held for review.
@@ -21,7 +22,7 @@ from datetime import datetime
 from typing import Protocol
 
 from bot.images import FittedImage
-from bot.jobs.delivery import ResultSummary
+from bot.jobs.delivery import DeliveryError, ResultSummary
 from bot.moderation.errors import PromptBlockedError
 from bot.storage.moderation import HoldRow
 from bot.storage.rows import Job
@@ -58,19 +59,19 @@ class ModLog(Protocol):
 class NoModLog:
     """A mod-log that is never set: holds are refused, log lines go nowhere (the job service's default)."""
 
-    NOT_SET = "This channel needs a moderator's approval, but this server has no mod-log channel to show it in."
+    NOT_SET = "This channel's requests go past a moderator, but this server has no mod-log channel to show them in."
 
     async def problem(self, guild_id: int) -> str | None:
         """Return the sentence that the mod-log is not set."""
         return self.NOT_SET
 
     async def held(self, job: Job, expires_at: datetime) -> tuple[int, int]:
-        """Never called: `problem` refuses first."""
-        raise NotImplementedError
+        """Nowhere to post (admission refuses first, on `problem`): `DeliveryError`, as the contract says."""
+        raise DeliveryError(self.NOT_SET)
 
     async def quarantined(self, job: Job, images: Sequence[FittedImage], summary: ResultSummary) -> tuple[int, int]:
-        """Nowhere to post: the caller keeps the result out of the channel anyway."""
-        raise NotImplementedError
+        """Nowhere to post (admission refuses first, on `problem`): `DeliveryError`, as the contract says."""
+        raise DeliveryError(self.NOT_SET)
 
     async def generated(self, job: Job, summary: ResultSummary, message_id: int | None) -> None:
         """Nothing to log to."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fakes.discord import FakeMessage
 from tests.discord.conftest import Atelier
-from tests.discord.helpers import has_images, idle, settled_total, task_for
+from tests.discord.helpers import has_images, idle, nothing_spent, settled_total, task_for
 
 
 async def _safety_channel(atelier: Atelier) -> int:
@@ -62,3 +62,18 @@ async def test_an_unflagged_result_in_a_safety_channel_is_posted_and_logged(atel
     click = await atelier.fake.click_button(logged[0], delete, user_id=world.admin_id)
     await click.wait_message(lambda m: "Deleted" in m.content)
     assert result.deleted
+
+
+async def test_a_safety_channel_without_a_mod_log_refuses_before_anything_is_spent(atelier: Atelier) -> None:
+    """Safety on but no mod-log: a flagged result would be paid for and seen by nobody, so the request is refused
+    (naming the mod-log) with no task sent and nothing reserved or charged."""
+    world = atelier.world
+    answer = await atelier.answer("settings safety", user_id=world.admin_id, channel=world.channel_id, mode="on")
+    assert "Safety check" in answer.content
+    atelier.runware.flagged_words = {"forbidden fruit"}
+
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="a forbidden fruit")
+    refusal = await interaction.wait_message(lambda m: m.ephemeral)
+
+    assert "mod-log" in refusal.content
+    await nothing_spent(atelier, world.member_id, nothing_sent=True)
