@@ -317,8 +317,7 @@ def record_change(
     at: datetime,
 ) -> None:
     """Record a budget change (a rule, a grant) in the audit log, in the change's transaction; nothing if unchanged."""
-    if before != after:
-        AuditQueries(conn).record(guild, actor, "budget", setting, before, after, at)
+    AuditQueries(conn).record_change(guild, actor, "budget", setting, before, after, at)
 
 
 def _actor(actor_id: int | None) -> int | None:

@@ -28,7 +28,7 @@ from bot.errors import InvalidRequestError
 from bot.images import FittedImage, InvalidImageError, fit_to_limit
 from bot.jobs.delivery import Delivery, DeliveryError, ResultSummary
 from bot.jobs.modlog import ModLog
-from bot.jobs.requests import DeliveryTarget, RequestKind
+from bot.jobs.requests import DeliveryTarget
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs
 from bot.moderation.approvals import ModerationRules
@@ -290,23 +290,5 @@ class Approvals:
 
 def published_summary(job: Job, image_count: int) -> ResultSummary:
     """Return the card of a quarantined result posted after a moderator approved it (already charged)."""
-    kind = job.extras.get("kind", RequestKind.IMAGINE.value)
     cost = job.cost if job.cost is not None else job.estimate
-    return ResultSummary(
-        job_id=job.id,
-        kind=RequestKind(kind) if kind in RequestKind.__members__.values() else RequestKind.IMAGINE,
-        requester_id=job.member_id,
-        prompt=job.prompt,
-        model=job.model,
-        size=job.size,
-        quality=job.quality,
-        count=job.count,
-        image_count=image_count,
-        cost=cost,
-        cost_reported=job.cost is not None,
-        estimate=job.estimate,
-        remaining=None,
-        resets_at=None,
-        parent_job_id=job.parent_job_id,
-        redelivery=False,
-    )
+    return ResultSummary.of_job(job, image_count=image_count, cost=cost, cost_reported=job.cost is not None)

@@ -65,6 +65,39 @@ class ResultSummary:
     redelivery: bool
     """True when the job is being delivered again after a restart (it may already have been posted once)."""
 
+    @classmethod
+    def of_job(
+        cls,
+        job: Job,
+        *,
+        image_count: int,
+        cost: int,
+        cost_reported: bool,
+        remaining: int | None = None,
+        resets_at: datetime | None = None,
+        redelivery: bool = False,
+    ) -> ResultSummary:
+        """Describe a stored job's result: its request from the row, the rest as given."""
+        kind = job.extras.get("kind", RequestKind.IMAGINE.value)
+        return cls(
+            job_id=job.id,
+            kind=RequestKind(kind) if kind in RequestKind.__members__.values() else RequestKind.IMAGINE,
+            requester_id=job.member_id,
+            prompt=job.prompt,
+            model=job.model,
+            size=job.size,
+            quality=job.quality,
+            count=job.count,
+            image_count=image_count,
+            cost=cost,
+            cost_reported=cost_reported,
+            estimate=job.estimate,
+            remaining=remaining,
+            resets_at=resets_at,
+            parent_job_id=job.parent_job_id,
+            redelivery=redelivery,
+        )
+
 
 class Delivery(Protocol):
     """Posts results and progress to members; implemented by the Discord wing."""

@@ -380,8 +380,7 @@ def _audit(
     at: datetime,
 ) -> None:
     """Record a change of the server's generation settings in the change's transaction (nothing if unchanged)."""
-    if before != after:
-        AuditQueries(conn).record(guild, actor, "settings", setting, before, after, at)
+    AuditQueries(conn).record_change(guild, actor, "settings", setting, before, after, at)
 
 
 def _check_count(value: int | None, name: str) -> int | None:

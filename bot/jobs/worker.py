@@ -33,7 +33,7 @@ from bot.jobs.approvals import Approvals
 from bot.jobs.delivery import Delivery, DeliveryError, ResultSummary
 from bot.jobs.errors import JobNotCancellableError
 from bot.jobs.progress import Progress
-from bot.jobs.requests import DeliveryTarget, RequestKind
+from bot.jobs.requests import DeliveryTarget
 from bot.jobs.resume import Restarts, ResumeReport
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs, Phase, Tracked
@@ -302,23 +302,13 @@ class Worker:
                 resets_at = status.resets_at
                 # The hold is still counted as reserved; after settling, the charge replaces it.
                 remaining = None if status.remaining is None else max(0, status.remaining + job.estimate - cost)
-        kind = job.extras.get("kind", RequestKind.IMAGINE.value)
-        return ResultSummary(
-            job_id=job.id,
-            kind=RequestKind(kind) if kind in RequestKind.__members__.values() else RequestKind.IMAGINE,
-            requester_id=job.member_id,
-            prompt=job.prompt,
-            model=job.model,
-            size=job.size,
-            quality=job.quality,
-            count=job.count,
+        return ResultSummary.of_job(
+            job,
             image_count=image_count,
             cost=cost,
             cost_reported=reported,
-            estimate=job.estimate,
             remaining=remaining,
             resets_at=resets_at,
-            parent_job_id=job.parent_job_id,
             redelivery=redelivery,
         )
 

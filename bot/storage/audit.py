@@ -51,6 +51,20 @@ class AuditQueries:
         )
         return int(cursor.lastrowid or 0)
 
+    def record_change(
+        self,
+        guild_id: int,
+        actor_id: int | None,
+        area: str,
+        setting: str,
+        before: str | None,
+        after: str | None,
+        at: datetime,
+    ) -> None:
+        """`record` a change only if it changed something: a repeat of the same value is no change."""
+        if before != after:
+            self.record(guild_id, actor_id, area, setting, before, after, at)
+
     def page(self, guild_id: int, *, offset: int, limit: int) -> list[AuditEntry]:
         """Return up to `limit` of the server's changes, newest first, skipping the `offset` newest."""
         rows = self._conn.execute(
