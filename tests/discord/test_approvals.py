@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.billing.pricing import Pricing
 from bot.catalog import ModelName, Quality, Size
 from bot.jobs.approvals import AlreadyDecidedError
@@ -81,9 +83,14 @@ async def test_held_then_approved_is_delivered_and_charged_once(atelier: Atelier
     assert budget.reserved == 0 and budget.spent > 0
     await atelier.fake.wait_until(lambda: "Approved by" in entry.content, timeout=5.0, what="the decision shown")
     assert entry.button_custom_ids() == []
-    # A second decision (another moderator, late) changes nothing.
     generated = [m for m in atelier.fake.channel_messages(modlog.id) if m.embeds and "Generated" in str(m.embeds[0])]
     assert len(generated) == 1 and job_id in str(generated[0].embeds[0])
+    # A second decision (another moderator, late, from a stale client) changes nothing.
+    with pytest.raises(AlreadyDecidedError):
+        await atelier.bot.services.generation.approvals.reject(job_id, world.owner_id, "too late")
+    await idle(atelier)
+    assert (await settled_total(atelier))[0] == 1
+    assert (await status(atelier, world.member_id)).reserved == 0
 
 
 async def test_held_then_rejected_releases_and_tells_the_requester(atelier: Atelier) -> None:
