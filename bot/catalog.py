@@ -6,6 +6,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
+class ProviderName(StrEnum):
+    """The image providers Atelier speaks to; the values are stored on each job and named in `[providers]`."""
+
+    RUNWARE = "runware"
+    RUNBASE = "runbase"
+
+    @property
+    def label(self) -> str:
+        """The provider's name as shown to people."""
+        return self.value.capitalize()
+
+
 class ModelName(StrEnum):
     """User-facing model names; the values are part of the interface contract."""
 

@@ -25,6 +25,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "bot.images": frozenset(),
     "bot.runware": frozenset({"bot.settings", "bot.observability"}),
     "bot.runbase": frozenset({"bot.settings", "bot.observability", "bot.runware"}),
+    "bot.providers": frozenset({"bot.settings", "bot.storage", "bot.observability", "bot.runware", "bot.runbase"}),
     "bot.billing": frozenset({"bot.settings", "bot.storage", "bot.observability"}),
     "bot.moderation": frozenset({"bot.settings", "bot.storage", "bot.observability"}),
     "bot.jobs": frozenset(
@@ -35,6 +36,7 @@ ALLOWED: dict[str, frozenset[str]] = {
             "bot.moderation",
             "bot.images",
             "bot.runware",
+            "bot.providers",
             "bot.observability",
         }
     ),
@@ -60,13 +62,26 @@ ALLOWED: dict[str, frozenset[str]] = {
             "bot.moderation",
             "bot.images",
             "bot.runware",
+            "bot.runbase",
+            "bot.providers",
             "bot.jobs",
             "bot.discord",
             "bot.observability",
         }
     ),
     "bot.cli": frozenset(
-        {"bot", "bot.settings", "bot.storage", "bot.billing", "bot.images", "bot.runware", "bot.discord", "bot.app"}
+        {
+            "bot",
+            "bot.settings",
+            "bot.storage",
+            "bot.billing",
+            "bot.images",
+            "bot.runware",
+            "bot.runbase",
+            "bot.providers",
+            "bot.discord",
+            "bot.app",
+        }
     ),
     "bot.__main__": frozenset({"bot.cli"}),
 }

@@ -5,7 +5,8 @@
 - `admission`: validation, de-duplication, estimate, confirmation, then reserve + store + queue (`Admission`);
   requests built from a stored job (reroll, edit).
 - `references`: fetch, check, normalise and upload reference images (on the composition root's HTTP session).
-- `worker`: run a job on Runware, post its result through `Delivery`, settle or release; cancel (`CancelResult`).
+- `worker`: run a job on its provider (`bot.providers`), post its result through `Delivery`, settle or release;
+  cancel (`CancelResult`).
 - `resume`: what a start does about unfinished jobs (`ResumeReport`); holds the crash-point table.
 - `progress`: throttled progress edits.
 - `tracking`: in-process bookkeeping of unfinished jobs (phase, times), shared by the modules above.

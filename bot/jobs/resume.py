@@ -22,26 +22,23 @@ The job is then posted again after the restart, flagged `redelivery`; the Discor
 the interaction token is valid by editing the same original response, and only after the token expired (15 minutes)
 does a second message appear. It is still charged once: the charge follows the recorded delivery, and the ledger
 allows one charge per job.
+
+The rows about the task UUID are Runware's; each job continues on the provider stored with it
+(`bot.providers.base.Provider.resume`: `bot.providers.runware` holds the Runware side of this table).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from bot.billing.ledger import Ledger, ReconcileReport
-from bot.runware.client import RunwareClient
-from bot.runware.models import ImageInferenceRequest, ImageResult
-from bot.settings import RunwareConfig
+from bot.providers.base import Providers
+from bot.runware.models import ImageResult
 from bot.storage.jobs import JobRepository
 from bot.storage.rows import Job, JobState
 
 log = logging.getLogger(__name__)
-
-RESUME_MIN_WAIT_SECONDS = 30.0
-"""The least time a resumed task is polled for, even when its task timeout has (nearly) passed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +57,10 @@ class ResumeReport:
 class Restarts:
     """What a start does about the jobs an earlier process left unfinished."""
 
-    def __init__(
-        self,
-        client: RunwareClient,
-        ledger: Ledger,
-        jobs: JobRepository,
-        runware: RunwareConfig,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._client = client
+    def __init__(self, providers: Providers, ledger: Ledger, jobs: JobRepository) -> None:
+        self._providers = providers
         self._ledger = ledger
         self._jobs = jobs
-        self._runware = runware
-        self._clock = clock
 
     async def unfinished(self) -> tuple[ResumeReport, list[Job]]:
         """Reconcile the ledger, then return what was found and the jobs to run, `submitted` ones first.
@@ -92,8 +80,8 @@ class Restarts:
         )
         return report, [*submitted, *queued]
 
-    async def continue_submitted(self, job: Job, request: ImageInferenceRequest) -> tuple[list[ImageResult], bool]:
-        """Get a submitted job's images: from storage if an earlier run stored them, else from Runware by its UUID.
+    async def continue_submitted(self, job: Job) -> tuple[list[ImageResult], bool]:
+        """Get a submitted job's images: from storage if an earlier run stored them, else from the job's provider.
 
         Returns the images and whether they were already stored (an earlier run may have posted them).
         """
@@ -108,46 +96,4 @@ class Restarts:
                 for r in stored
             ]
             return restored, True
-        return await self._poll(job, request), False
-
-    async def _poll(self, job: Job, request: ImageInferenceRequest) -> list[ImageResult]:
-        """Resume a submitted job by its stored task UUID; submit (under that UUID) only if Runware never got it."""
-        task_uuid = job.task_uuid
-        if task_uuid is None:
-            raise RuntimeError(f"job {job.id} is submitted without a task UUID")
-        acked = await self._jobs.acknowledged_at(job.id)
-        early: list[ImageResult] = []
-        if acked is None:
-            # Died between storing the UUID and Runware's answer: a POST may still be registering, so "unknown"
-            # counts only once the client's late-registration window has passed since the *latest* POST (a re-POST in
-            # `submit`, or this method's own submit in an earlier restart). With none recorded (none was sent, as
-            # each is recorded first, or the job predates schema version 5), count from storing the UUID
-            # (`updated_at`, set just before the first POST).
-            sent_at = await self._jobs.last_post_at(job.id) or job.updated_at
-            sent_ago = (self._clock() - sent_at).total_seconds()
-            state = await self._client.find_recent_task(task_uuid, sent_ago)
-            if state is None:
-                log.info("task %s of job %s never reached Runware; submitting it now", task_uuid, job.id)
-                early = await self._client.submit(request, task_uuid, before_post=self.post_recorder(job.id, task_uuid))
-            else:
-                early = list(state.images)
-            await self._jobs.mark_acknowledged(job.id)
-            acked = self._clock()
-        budget = self._runware.task_timeout_seconds
-        left = budget - (self._clock() - acked).total_seconds()
-        timeout = max(left, min(RESUME_MIN_WAIT_SECONDS, budget))
-        log.info("job %s: polling task %s after a restart", job.id, task_uuid)
-        return await self._client.wait(task_uuid, job.count, timeout=timeout, known=early)
-
-    def post_recorder(self, job_id: str, task_uuid: str) -> Callable[[], Awaitable[None]]:
-        """Return `submit`'s `before_post` for a job: it stores the time of each POST of the task before it is sent.
-
-        A crash after a POST then makes the next start wait for the latest one to register before it counts the
-        task as unknown to Runware.
-        """
-
-        async def record() -> None:
-            if not await self._jobs.record_post(job_id, task_uuid):
-                raise RuntimeError(f"job {job_id} no longer has task {task_uuid}; not posting it")
-
-        return record
+        return await self._providers.for_job(job).resume(job), False

@@ -36,6 +36,8 @@ from bot.jobs.worker import CancelResult, Worker
 from bot.moderation.approvals import ModerationRules
 from bot.moderation.errors import PromptBlockedError
 from bot.moderation.policy import Policy
+from bot.providers.base import Providers
+from bot.providers.runware import RunwareProvider
 from bot.runware.client import RunwareClient
 from bot.settings import AppConfig
 from bot.storage.database import Database
@@ -78,6 +80,7 @@ class GenerationService:
         clock: Callable[[], datetime] = utc_now,
         rules: ModerationRules | None = None,
         modlog: ModLog | None = None,
+        providers: Providers | None = None,
     ) -> None:
         self._clock = clock
         self._scheduler = scheduler
@@ -112,15 +115,18 @@ class GenerationService:
             rules=rules,
             modlog=modlog,
         )
+        if providers is None:
+            providers = Providers(RunwareProvider(client, self._jobs, config.runware, clock))
+        self.providers = providers
+        """The configured providers by name; each job runs on the one stored with it."""
         self._worker = Worker(
-            client=client,
+            providers=providers,
             ledger=ledger,
             config=config,
             scheduler=scheduler,
             delivery=delivery,
             jobs=self._jobs,
             active=self._active,
-            clock=clock,
             approvals=self.approvals,
         )
 

@@ -1,14 +1,14 @@
-"""The worker: run each queued job on Runware, post its result through the `Delivery` port, and settle or release.
+"""The worker: run each queued job on its provider, post its result through the `Delivery` port, settle or release.
 
-A run (`Worker.run_job`, started by the scheduler) stores a fresh task UUID and moves the job to `submitted`
-*before* the POST, submits, records Runware's acknowledgement, waits, stores the result images, downloads and fits
-them to the channel's upload limit, and calls `Delivery.deliver`; at most `limits.delivery_concurrency` jobs
-download, fit and post at once (each holds its images in memory meanwhile), while the others keep their scheduler
-slot and wait their turn. Only after a successful delivery does one transaction record `succeeded`, `delivered_at`,
-the message id and the cost; the ledger then settles the hold to that cost. Every failure first moves the job to
-`failed`/`cancelled` and then releases the hold; `Ledger.reconcile()` closes the gap between the two if the process
-dies there. A submitted job found after a restart is continued by `bot.jobs.resume` (which holds the crash-point
-table), never resubmitted blindly.
+A run (`Worker.run_job`, started by the scheduler) has the job's provider (`bot.providers`) move it to `submitted`
+and store what a restart needs *before* the request (Runware: a fresh task UUID), submit and wait; it then stores
+the result images, downloads and fits them to the channel's upload limit, and calls `Delivery.deliver`; at most
+`limits.delivery_concurrency` jobs download, fit and post at once (each holds its images in memory meanwhile), while
+the others keep their scheduler slot and wait their turn. Only after a successful delivery does one transaction
+record `succeeded`, `delivered_at`, the message id and the cost; the ledger then settles the hold to that cost.
+Every failure first moves the job to `failed`/`cancelled` and then releases the hold; `Ledger.reconcile()` closes
+the gap between the two if the process dies there. A submitted job found after a restart is continued by
+`bot.jobs.resume` (which holds the crash-point table), never resubmitted blindly.
 
 Cancelling a running job stops the worker and releases the hold; a submitted Runware task keeps running on Runware
 (client-side cancel does not stop it, and the owner may be billed for it) but is never resubmitted or delivered.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,9 +38,9 @@ from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs, Phase, Tracked
 from bot.log import log_context
 from bot.observability import metrics
-from bot.runware.client import RunwareClient
+from bot.providers.base import Providers
 from bot.runware.errors import RunwareError
-from bot.runware.models import ImageInferenceRequest, ImageResult, total_cost_micros
+from bot.runware.models import ImageResult, total_cost_micros
 from bot.settings import AppConfig
 from bot.storage.jobs import JobRepository
 from bot.storage.rows import ACTIVE_STATES, Job, JobResult, JobState
@@ -85,25 +84,24 @@ class Worker:
     def __init__(
         self,
         *,
-        client: RunwareClient,
+        providers: Providers,
         ledger: Ledger,
         config: AppConfig,
         scheduler: Scheduler,
         delivery: Delivery,
         jobs: JobRepository,
         active: ActiveJobs,
-        clock: Callable[[], datetime],
         approvals: Approvals | None = None,
     ) -> None:
         self._approvals = approvals
-        self._client = client
+        self._providers = providers
         self._ledger = ledger
         self._config = config
         self._scheduler = scheduler
         self._delivery = delivery
         self._jobs = jobs
         self._active = active
-        self._restarts = Restarts(client, ledger, jobs, config.runware, clock)
+        self._restarts = Restarts(providers, ledger, jobs)
         self._progress = Progress(delivery, scheduler, active, config.limits.progress_edit_seconds)
         # A job holds its result images in memory from download to post (up to 4 of ~1.5 MB, and a copy while
         # posting); this bounds how many do so at once, whatever global_concurrency is. The Runware slot stays held.
@@ -193,21 +191,13 @@ class Worker:
         Returns the images and whether they were already stored by an earlier run (which may have posted them), or
         None when the job is no longer queued.
         """
-        request = self._inference_request(job)
         if job.state is JobState.QUEUED:
-            task_uuid = self._client.new_task_uuid()
-            # Stored before the POST: a crash after it makes the next start ask Runware instead of paying twice. So is
-            # the time of every POST of the task (re-POSTs included): the next start waits for the latest to register.
-            if not await self._jobs.begin_submit(job.id, task_uuid):
-                log.info("job %s is no longer queued; not submitting it", job.id)
+            produced = await self._providers.for_job(job).produce(job)
+            if produced is None:
                 return None
-            metrics.current().job_state(JobState.SUBMITTED)
-            recorder = self._restarts.post_recorder(job.id, task_uuid)
-            early = await self._client.submit(request, task_uuid, before_post=recorder)
-            await self._jobs.mark_acknowledged(job.id)
-            images = await self._client.wait(task_uuid, job.count, known=early)
+            images = produced
         else:
-            images, stored = await self._restarts.continue_submitted(job, request)
+            images, stored = await self._restarts.continue_submitted(job)
             if stored:
                 return images, True
         results = [
@@ -222,7 +212,7 @@ class Worker:
         target = DeliveryTarget.from_job(job)
         fitted: list[FittedImage] = []
         for image in images:
-            data = await self._client.download(image)
+            data = await self._providers.for_job(job).download(image)
             try:
                 fitted.append(
                     await asyncio.to_thread(
@@ -273,21 +263,6 @@ class Worker:
         log.info("job %s delivered (%d image(s), message %s), charged %s", job.id, len(fitted), message_id, cost)
         if self._approvals is not None and not quarantined:
             await self._approvals.log_generated(job, summary, message_id)
-
-    def _inference_request(self, job: Job) -> ImageInferenceRequest:
-        quality = job.extras.get("output_quality", self._config.runware.output_quality)
-        return ImageInferenceRequest(
-            model=job.model,
-            prompt=job.prompt,
-            size=job.size,
-            quality=job.quality,
-            background=job.background,
-            count=job.count,
-            format=job.format,
-            reference_images=job.references,
-            output_quality=quality if isinstance(quality, int) else self._config.runware.output_quality,
-            check_content=bool(job.extras.get("safety")),
-        )
 
     async def _summary(self, job: Job, image_count: int, cost: int, reported: bool, redelivery: bool) -> ResultSummary:
         remaining: int | None = None

@@ -52,6 +52,7 @@ def job_from_row(row: sqlite3.Row) -> Job:
         updated_at=from_ms(row["updated_at"]),
         finished_at=optional_from_ms(row["finished_at"]),
         delivered_at=optional_from_ms(row["delivered_at"]),
+        provider=row["provider"],
     )
 
 
@@ -82,7 +83,8 @@ class JobQueries:
         self._conn.execute(
             "INSERT INTO jobs (id, state, guild_id, channel_id, member_id, model, size, quality, background, format,"
             " count, prompt, extras, parent_job_id, estimate, interaction_token, interaction_expires_at,"
-            " created_at, updated_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, updated_at, finished_at, provider)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 job.state.value,
@@ -104,6 +106,7 @@ class JobQueries:
                 at_ms,
                 at_ms,
                 finished,
+                job.provider,
             ),
         )
         created = self.get(job.id)

@@ -67,6 +67,8 @@ class NewJob:
     interaction_token: str | None = field(default=None, repr=False)  # lets anyone edit the response: keep out of logs
     interaction_expires_at: datetime | None = None
     id: str = field(default_factory=new_job_id)
+    provider: str = "runware"
+    """The provider that runs the job (a `bot.catalog.ProviderName` value), chosen by admission from the routes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,8 @@ class Job:
     updated_at: datetime
     finished_at: datetime | None
     delivered_at: datetime | None
+    provider: str = "runware"
+    """The provider the job runs on (a `bot.catalog.ProviderName` value); jobs from before schema 10 ran on Runware."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,7 @@
+"""The image providers behind one interface: the worker runs a job on the provider stored with it.
+
+- `base`: `Provider`, the protocol every provider implements (produce a queued job's images, resume a submitted
+  one without paying twice, download a result), and `Providers`, the configured ones by name.
+- `runware`: `RunwareProvider`: Runware's task UUID chosen and stored before the POST, a probe before any resubmit,
+  the cost reported per image.
+"""

@@ -1,0 +1,63 @@
+"""`Provider`: what the worker needs from an image provider, and `Providers`, the configured ones by name.
+
+A provider turns a stored job into result images and owns its own crash safety: it stores whatever a restart needs
+(Runware's task UUID, Runbase's run ids) before the request that could cost money, and `resume` continues a job an
+earlier process left `submitted` without ever paying for the same work twice. The images are `ImageResult`s (the
+provider-neutral fields: an id, a URL, the cost in micro-dollars when the provider reported it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Protocol
+
+from bot.runware.models import ImageResult
+from bot.storage.rows import Job
+
+
+class Provider(Protocol):
+    """One image provider as the job worker uses it."""
+
+    @property
+    def name(self) -> str:
+        """The provider's `bot.catalog.ProviderName` value, as stored on its jobs."""
+
+    async def produce(self, job: Job) -> list[ImageResult] | None:
+        """Start a `queued` job's work and wait for its images; None when the job was no longer queued.
+
+        Moves the job to `submitted` and stores what a restart needs before any request that may cost money.
+        Raises a `bot.runware.errors.RunwareError` (Runbase's errors are on the same tree) when the work failed.
+        """
+
+    async def resume(self, job: Job) -> list[ImageResult]:
+        """Continue a `submitted` job that has no stored results, never paying for the same work twice."""
+
+    async def download(self, image: ImageResult) -> bytes:
+        """Return the bytes of one result image."""
+
+
+class UnknownProviderError(LookupError):
+    """A job names a provider that is not configured in this process."""
+
+
+class Providers(Mapping[str, Provider]):
+    """The configured providers by name (a read-only mapping)."""
+
+    def __init__(self, *providers: Provider) -> None:
+        self._by_name = {provider.name: provider for provider in providers}
+
+    def __getitem__(self, name: str) -> Provider:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownProviderError(f"provider {name!r} is not configured") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def for_job(self, job: Job) -> Provider:
+        """Return the provider a job runs on."""
+        return self[job.provider]
