@@ -101,9 +101,9 @@ class RunbaseClient:
         payload = request.to_payload()
         attempt = 0
         while True:
-            await self.limiter.acquire(RequestKind.CREATE)
             try:
-                body = await self._transport.send("POST", "/runs", payload)
+                async with self.limiter.request(RequestKind.CREATE):
+                    body = await self._transport.send("POST", "/runs", payload)
             except RunbaseError as exc:
                 if isinstance(exc, RunbaseRateLimitedError):
                     self.limiter.rate_limited()
@@ -146,9 +146,9 @@ class RunbaseClient:
 
     async def get_run(self, run_id: str) -> Run:
         """Ask once (through the limiter) how a run is doing."""
-        await self.limiter.acquire(RequestKind.POLL)
         try:
-            body = await self._transport.send("GET", f"/runs/{run_id}", run_id=run_id)
+            async with self.limiter.request(RequestKind.POLL):
+                body = await self._transport.send("GET", f"/runs/{run_id}", run_id=run_id)
         except RunbaseRateLimitedError:
             self.limiter.rate_limited()
             raise

@@ -1,11 +1,15 @@
-"""One limiter per Runbase key: at most 20 requests start in any 10 s, shared fairly between creates and polls.
+"""One limiter per Runbase key: at most 20 requests reach Runbase in any 10 s, shared fairly between creates and polls.
 
 Runbase allows 20 requests per 10 seconds per key, creates and polls together (reference §5). `SlidingWindow` is the
-rule itself, kept pure so it can be checked on its own: a request may start only when fewer than `limit` started in
-the last `window` seconds (plus a small `margin` for the time a request spends on the way). `RunbaseLimiter` queues
-the requests of one key, grants them in that order as the window allows, and alternates between the two kinds when
-both wait, so polling never starves creating nor the other way round. A 429 pauses every grant for a backoff that
-doubles while 429s repeat. `poll_interval` spreads polls over the budget: 1-2 s for a few runs, slower for many.
+rule itself, kept pure so it can be checked on its own. Runbase counts a request when it arrives, somewhere between
+the moment it was sent and the moment its answer came back, and the time on the way is unknown (a loaded machine can
+hold a request for longer than any fixed margin). So a request counts from when it is sent until `window` seconds
+after its answer: a new one may start only while fewer than `limit` are in flight or answered within the last
+`window` seconds. That holds at Runbase's end whatever the delays. `RunbaseLimiter` queues the requests of one key,
+grants them in that order as the window allows (`async with limiter.request(kind):` around the send), and alternates
+between the two kinds when both wait, so polling never starves creating nor the other way round. A 429 pauses every
+grant for a backoff that doubles while 429s repeat. `poll_interval` spreads polls over the budget: 1-2 s for a few
+runs, slower for many.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from enum import StrEnum
 
 __all__ = ["RequestKind", "RunbaseLimiter", "SlidingWindow"]
@@ -33,7 +38,7 @@ class RequestKind(StrEnum):
 
 
 class SlidingWindow:
-    """The start times of the last `window` seconds, and when the next request may start."""
+    """The requests in flight and those answered in the last `window` seconds, and when the next may start."""
 
     def __init__(self, limit: int = RUNBASE_LIMIT, window: float = RUNBASE_WINDOW_SECONDS, margin: float = 0.0) -> None:
         if limit < 1 or window <= 0 or margin < 0:
@@ -41,20 +46,37 @@ class SlidingWindow:
         self.limit = limit
         self.window = window
         self.margin = margin
-        self._starts: deque[float] = deque()
+        self.in_flight = 0
+        self._answers: deque[float] = deque()
 
-    def next_start(self, now: float) -> float:
-        """Return the earliest moment (not before `now`) at which one more request may start."""
+    def next_start(self, now: float) -> float | None:
+        """Return the earliest moment (not before `now`) at which one more request may start.
+
+        None when that depends on a request still in flight: the next answer frees a place.
+        """
         span = self.window + self.margin
-        while self._starts and self._starts[0] <= now - span:
-            self._starts.popleft()
-        if len(self._starts) < self.limit:
+        while self._answers and self._answers[0] <= now - span:
+            self._answers.popleft()
+        excess = self.in_flight + len(self._answers) - self.limit
+        if excess < 0:
             return now
-        return self._starts[-self.limit] + span
+        if excess >= len(self._answers):
+            return None
+        return self._answers[excess] + span
+
+    def start(self) -> None:
+        """Note that a request was sent."""
+        self.in_flight += 1
+
+    def finish(self, moment: float) -> None:
+        """Note that a request's answer (or failure) came at `moment` (not before the previous answer)."""
+        self.in_flight = max(0, self.in_flight - 1)
+        self._answers.append(moment)
 
     def record(self, moment: float) -> None:
-        """Note that a request started at `moment` (not before the previous one)."""
-        self._starts.append(moment)
+        """Note a request sent and answered at `moment` (no time on the way)."""
+        self.start()
+        self.finish(moment)
 
 
 class RunbaseLimiter:
@@ -91,6 +113,7 @@ class RunbaseLimiter:
         self._paused_until = 0.0
         self._strikes = 0
         self._dispatcher: asyncio.Task[None] | None = None
+        self._answer = asyncio.Event()
         self.active_runs = 0
         """Runs being polled right now (`run_started`/`run_finished`): what `poll_interval` spreads the budget over."""
         self.granted: dict[RequestKind, int] = dict.fromkeys(RequestKind, 0)
@@ -106,13 +129,26 @@ class RunbaseLimiter:
         """The window in seconds."""
         return self._window.window
 
-    async def acquire(self, kind: RequestKind) -> None:
-        """Wait until one request of `kind` may start; the caller sends it right away. Cancelling gives up the turn."""
+    @asynccontextmanager
+    async def request(self, kind: RequestKind) -> AsyncIterator[None]:
+        """Wait until one request of `kind` may start, and hold its place until it is answered (send it inside).
+
+        Cancelling while waiting gives up the turn.
+        """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting[kind].append(future)
+        self._wake()
+        await future
+        try:
+            yield
+        finally:
+            self._window.finish(self._clock())
+            self._answer.set()
+            self._wake()
+
+    def _wake(self) -> None:
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
-        await future
 
     def rate_limited(self) -> None:
         """Runbase answered 429 `RATE_LIMITED`: pause every grant, twice as long as the last time (capped)."""
@@ -148,12 +184,17 @@ class RunbaseLimiter:
             if kind is None:
                 return
             now = self._clock()
-            start = max(self._window.next_start(now), self._paused_until)
+            free = self._window.next_start(now)
+            if free is None:  # wait for an answer: it frees a place (a pause may then still apply)
+                self._answer.clear()
+                await self._answer.wait()
+                continue
+            start = max(free, self._paused_until)
             if start > now:
                 await self._sleep(start - now)
                 continue
             future = self._waiting[kind].popleft()
-            self._window.record(now)
+            self._window.start()
             self.granted[kind] += 1
             self._last = kind
             future.set_result(None)

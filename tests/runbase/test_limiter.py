@@ -47,6 +47,40 @@ def test_the_window_lets_a_full_budget_start_at_once_and_then_waits_a_window() -
     assert rule.next_start(6.0) == 15.0
 
 
+def test_a_request_counts_until_a_window_after_its_answer() -> None:
+    """Runbase may see a request as late as its answer: it keeps its place in flight and for a window afterwards."""
+    rule = SlidingWindow(2, 10.0)
+    rule.start()
+    rule.start()
+    assert rule.next_start(100.0) is None  # both in flight, however long ago they were sent
+    rule.finish(104.0)
+    assert rule.next_start(105.0) == 114.0
+    rule.finish(106.0)
+    assert rule.next_start(114.5) == 114.5
+    rule.start()
+    assert rule.next_start(114.5) == 116.0
+
+
+async def test_a_slow_answer_holds_back_the_next_grant() -> None:
+    limiter = RunbaseLimiter(1, 0.2, margin=0.0)
+    answered = asyncio.Event()
+    granted: list[float] = []
+
+    async def slow() -> None:
+        async with limiter.request(RequestKind.CREATE):
+            await asyncio.sleep(0.3)
+            answered.set()
+
+    async def second() -> None:
+        await asyncio.sleep(0.05)
+        async with limiter.request(RequestKind.POLL):
+            granted.append(time.monotonic())
+
+    started = time.monotonic()
+    await asyncio.gather(slow(), second())
+    assert answered.is_set() and granted[0] - started >= 0.48  # 0.3 s in flight, then the 0.2 s window
+
+
 async def test_creates_and_polls_take_turns_when_both_wait() -> None:
     clock = [0.0]
 
@@ -58,8 +92,8 @@ async def test_creates_and_polls_take_turns_when_both_wait() -> None:
     order: list[RequestKind] = []
 
     async def one(kind: RequestKind) -> None:
-        await limiter.acquire(kind)
-        order.append(kind)
+        async with limiter.request(kind):
+            order.append(kind)
 
     await asyncio.gather(*(one(RequestKind.CREATE) for _ in range(6)), *(one(RequestKind.POLL) for _ in range(6)))
     assert order == [RequestKind.CREATE, RequestKind.POLL] * 6
@@ -84,11 +118,12 @@ async def test_a_429_pauses_every_grant_with_a_growing_backoff() -> None:
     limiter = RunbaseLimiter(20, 10.0, backoff_base=0.2)
     limiter.rate_limited()
     started = time.monotonic()
-    await limiter.acquire(RequestKind.POLL)
-    first = time.monotonic() - started
+    async with limiter.request(RequestKind.POLL):
+        first = time.monotonic() - started
     limiter.rate_limited()
     started = time.monotonic()
-    await limiter.acquire(RequestKind.POLL)
+    async with limiter.request(RequestKind.POLL):
+        pass
     assert first >= 0.18 and time.monotonic() - started >= 0.38
 
 
