@@ -19,7 +19,7 @@ from bot.jobs.delivery import ResultSummary
 from bot.jobs.requests import RequestKind
 from bot.jobs.service import QueueEntry
 from bot.money import format_usd
-from bot.storage.rows import Job
+from bot.storage.rows import Job, JobState
 
 FIELD_LIMIT = 1024
 """Discord's limit on one embed field's value."""
@@ -191,7 +191,9 @@ def report_embed(report: PeriodReport) -> discord.Embed:
 
 def _queue_line(entry: QueueEntry) -> str:
     job = entry.job
-    if entry.position is not None:
+    if job.state is JobState.AWAITING_APPROVAL:
+        where = f"waiting for approval (asked {relative(job.created_at)})"
+    elif entry.position is not None:
         where = f"queued, position {entry.position} (waiting {entry.elapsed_seconds:.0f} s)"
     else:
         where = f"running for {entry.elapsed_seconds:.0f} s"
@@ -200,10 +202,10 @@ def _queue_line(entry: QueueEntry) -> str:
 
 
 def queue_embed(entries: Sequence[QueueEntry]) -> discord.Embed:
-    """List a member's queued and running jobs, oldest first, with position or running time and estimate."""
+    """List a member's held, queued and running jobs, oldest first, with position or running time and estimate."""
     embed = discord.Embed(title="Your queued and running jobs", colour=COLOUR)
     if not entries:
-        embed.description = "Nothing queued or running."
+        embed.description = "Nothing queued, running or waiting for approval."
         return embed
     embed.description = _lines([_queue_line(entry) for entry in entries], "", DESCRIPTION_LIMIT)
     held = sum(entry.job.estimate for entry in entries)

@@ -7,7 +7,8 @@ Entries in the server's mod-log channel (`/settings modlog`):
   the channel) / **Reject** (`atelier:mod:publish|discard:<job id>`);
 - a generation: requester, channel, prompt, model, size, quality, count, cost, job id and a link to the result, with
   **Delete** (`atelier:mod:delete:<job id>`, removes the result message);
-- a blocklist refusal, and every decision (the held message is edited to say who decided what, its buttons removed).
+- a blocklist refusal, and every decision (the held message is edited to say who decided what, or that the
+  requester cancelled it, its buttons removed).
 
 The buttons' clicks are handled by `bot.discord.modlog_views`. Before anything is posted the bot's permissions there
 are checked (`problem`), so a held request is refused with the reason rather than held where nobody can see it.
@@ -32,7 +33,7 @@ from bot.moderation.approvals import ModerationRules
 from bot.moderation.errors import PromptBlockedError
 from bot.money import format_usd
 from bot.storage.moderation import HoldRow
-from bot.storage.rows import Job
+from bot.storage.rows import Job, JobState
 
 log = logging.getLogger(__name__)
 
@@ -170,20 +171,23 @@ class DiscordModLog:
         except DeliveryError as exc:
             log.info("blocklist refusal not logged: %s", exc)
 
+    async def images(self, hold: HoldRow) -> Sequence[bytes]:
+        """Return the image files of a quarantined result's mod-log message (empty if it or its files are gone)."""
+        if hold.channel_id is None or hold.message_id is None:
+            return []
+        channel = self._client.get_partial_messageable(hold.channel_id, guild_id=hold.guild_id)
+        try:
+            message = await channel.fetch_message(hold.message_id)
+            return [await attachment.read() for attachment in message.attachments]
+        except discord.HTTPException as exc:
+            log.info("mod-log images of job %s not readable: %s", hold.job_id, exc)
+            return []
+
     async def decided(self, job: Job, hold: HoldRow) -> None:
-        """Edit the hold's mod-log message: who decided what (or that it expired), without buttons."""
+        """Edit the hold's mod-log message: who decided what (or that it expired or was cancelled), without buttons."""
         if hold.channel_id is None or hold.message_id is None:
             return
-        by = f" by <@{hold.decided_by}>" if hold.decided_by is not None else ""
-        reason = f": {discord.utils.escape_markdown(hold.reason)}" if hold.reason and hold.decision != "expired" else ""
-        words = {
-            ("approval", "approved"): f"✅ Approved{by}; queued.",
-            ("approval", "rejected"): f"✖️ Rejected{by}{reason}; the hold was released.",
-            ("approval", "expired"): "⌛ Expired (no decision in time); the hold was released.",
-            ("safety", "approved"): f"✅ Approved{by}; posted in the channel.",
-            ("safety", "rejected"): f"✖️ Rejected{by}{reason}; not posted.",
-        }
-        text = words.get((hold.kind, hold.decision or ""), f"Decided{by}.")
+        text = decision_text(job, hold)
         message = self._client.get_partial_messageable(hold.channel_id, guild_id=hold.guild_id).get_partial_message(
             hold.message_id
         )
@@ -192,3 +196,24 @@ class DiscordModLog:
             await message.edit(content=text, view=None, allowed_mentions=NONE_MENTIONS, **extra)  # type: ignore[arg-type]
         except discord.HTTPException as exc:
             log.info("decision on job %s not shown in the mod-log: %s", job.id, exc)
+
+
+def decision_text(job: Job, hold: HoldRow) -> str:
+    """Return the line a decided mod-log entry shows: who decided what, or that it expired or was cancelled.
+
+    A held request its requester (or a moderator) cancelled is stored as a rejection by them with the job
+    `cancelled` (`Approvals.withdraw`).
+    """
+    by = f" by <@{hold.decided_by}>" if hold.decided_by is not None else ""
+    if hold.kind == "approval" and hold.decision == "rejected" and job.state is JobState.CANCELLED:
+        who = " (the requester)" if hold.decided_by == job.member_id else ""
+        return f"🚫 Cancelled{by}{who} before a moderator decided; the hold was released."
+    reason = f": {discord.utils.escape_markdown(hold.reason)}" if hold.reason and hold.decision != "expired" else ""
+    words = {
+        ("approval", "approved"): f"✅ Approved{by}; queued.",
+        ("approval", "rejected"): f"✖️ Rejected{by}{reason}; the hold was released.",
+        ("approval", "expired"): "⌛ Expired (no decision in time); the hold was released.",
+        ("safety", "approved"): f"✅ Approved{by}; posted in the channel.",
+        ("safety", "rejected"): f"✖️ Rejected{by}{reason}; not posted.",
+    }
+    return words.get((hold.kind, hold.decision or ""), f"Decided{by}.")

@@ -8,11 +8,17 @@ and the job's state together, only if nobody decided first), so of two moderator
 - **approve**: `awaiting_approval` -> `queued`, then scheduled as any other job (the requester's status moves on);
 - **reject**: -> `rejected`, the hold is released, the requester is told (with the moderator's reason, if any);
 - **expire**: nobody decided within `[moderation] approval_timeout_hours`: -> `cancelled` and released. `sweep` runs
-  at start (so a deadline that passed while the bot was down is honoured) and every `SWEEP_SECONDS`.
+  at start (so a deadline that passed while the bot was down is honoured) and every `SWEEP_SECONDS`;
+- **withdraw**: the requester (or a moderator) cancels it (`Worker.cancel`): -> `cancelled`, the hold is decided in
+  the same step (so a later click is refused) and the mod-log entry says so, without buttons.
+
+At start, `reannounce` posts the held requests whose mod-log message was never posted (the bot stopped in between).
 
 A result that Runware's safety check flagged in a safety channel is not delivered: `quarantine` posts it to the
 mod-log as spoilers, and the job is charged as delivered (it was paid for). **publish** posts it in the channel for
-the requester; **discard** leaves it unposted. Either way the decision is shown on the mod-log message.
+the requester and only then records the approval (a failed post leaves the buttons live) and logs it as a
+generation; **discard** leaves it unposted and tells the requester what it was charged. Either way the decision is
+shown on the mod-log message.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from bot.jobs.requests import DeliveryTarget
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs
 from bot.moderation.approvals import ModerationRules
+from bot.money import format_usd
 from bot.observability import metrics
 from bot.runware.client import RunwareClient
 from bot.runware.models import ImageResult
@@ -48,6 +55,8 @@ APPROVAL = "approval"
 SAFETY = "safety"
 
 ALREADY_DECIDED = "This request was already decided (or cancelled); nothing changed."
+PUBLISH_FAILED = "The result could not be posted in its channel:"
+NOTHING_DECIDED = "Nothing was decided; the buttons stay, so you can try again."
 
 
 class AlreadyDecidedError(InvalidRequestError):
@@ -83,14 +92,44 @@ class Approvals:
         self._clock = clock
         self.sweep_seconds = SWEEP_SECONDS
         self._sweeper: asyncio.Task[None] | None = None
+        self._publishing: set[str] = set()
 
     # ------------------------------------------------------------------------------------------- held requests
 
     async def announce(self, job_id: str) -> None:
         """Post a just-held request to the mod-log; if that fails, cancel it, release its hold and raise why."""
         job = await self._require(job_id)
+        refusal = await self._post_held(job)
+        if refusal is not None:
+            raise InvalidRequestError(refusal)
+
+    async def reannounce(self, job_ids: Sequence[str]) -> list[str]:
+        """At start: post the held requests whose mod-log message was never posted (the bot stopped in between).
+
+        Requests past their deadline are left to `sweep`; one the mod-log cannot take now is cancelled and released,
+        and its requester told why (as `announce` does). Returns the ids posted.
+        """
+        posted: list[str] = []
+        deadline = self._clock() - self.timeout
+        for job_id in job_ids:
+            hold = await self._holds.hold(job_id)
+            if hold is not None and (hold.message_id is not None or hold.decision is not None):
+                continue
+            job = await self._jobs.get(job_id)
+            if job is None or job.state is not JobState.AWAITING_APPROVAL or job.created_at < deadline:
+                continue
+            refusal = await self._post_held(job)
+            if refusal is None:
+                log.info("held job %s announced to the mod-log at start", job.id)
+                posted.append(job.id)
+            else:
+                await self._tell(job, refusal)
+        return posted
+
+    async def _post_held(self, job: Job) -> str | None:
+        """Post a held request with its buttons; on failure cancel and release it, and return the sentence why."""
         if job.guild_id is None:  # pragma: no cover - admission holds only requests made in a server
-            raise InvalidRequestError("Only requests in a server can wait for approval.")
+            return "Only requests in a server can wait for approval."
         await self._holds.add_hold(job.id, job.guild_id, APPROVAL)
         try:
             channel_id, message_id = await self.modlog.held(job, job.created_at + self.timeout)
@@ -101,8 +140,9 @@ class Approvals:
                 job.id, "expired", None, reason, job_state=JobState.CANCELLED, expected=JobState.AWAITING_APPROVAL
             ):
                 await self._release(job.id)
-            raise InvalidRequestError(f"{reason} The request was not held; nothing was charged.") from exc
+            return f"{reason} The request was not held; nothing was charged."
         await self._holds.set_hold_message(job.id, channel_id, message_id)
+        return None
 
     async def approve(self, job_id: str, moderator_id: int) -> Job:
         """Queue a held request (one decision wins); raise `AlreadyDecidedError` if it was decided or cancelled."""
@@ -141,6 +181,34 @@ class Approvals:
         await self._tell(job, f"{error if error.endswith('.') else error + '.'} Nothing was charged.")
         await self._show_decision(job)
         return job
+
+    async def withdraw(self, job: Job, member_id: int, who: str) -> bool:
+        """Cancel a held request for its requester (or a moderator): the hold is decided with the job, in one step.
+
+        Stored as a rejection by `member_id` with the reason `Cancelled by <who>.` and the job `cancelled` (the
+        schema's decisions are approved/rejected/expired); the mod-log entry then says it was cancelled and loses its
+        buttons, so a later click is told it was already decided. The caller releases the hold. False if a moderator
+        (or the expiry) decided first.
+        """
+        job_id = job.id
+        if job.guild_id is not None:
+            await self._holds.add_hold(job_id, job.guild_id, APPROVAL)  # a crash may have come before `announce`
+        error = f"Cancelled by {who}."
+        if not await self._holds.decide(
+            job_id,
+            "rejected",
+            member_id,
+            error,
+            job_state=JobState.CANCELLED,
+            expected=JobState.AWAITING_APPROVAL,
+            error=error,
+        ):
+            return False
+        log.info("held job %s cancelled by %s", job_id, who)
+        current = await self._jobs.get(job_id)
+        if current is not None:
+            await self._show_decision(current)
+        return True
 
     async def sweep(self) -> list[str]:
         """Expire and release every held request past its deadline; return their ids."""
@@ -208,43 +276,56 @@ class Approvals:
         await self._holds.set_hold_message(job.id, channel_id, message_id)
 
     async def publish(self, job_id: str, moderator_id: int) -> int | None:
-        """Post a quarantined result in its channel for the requester; return the message id."""
+        """Post a quarantined result in its channel for the requester, then record the approval; return the message id.
+
+        The decision is recorded only once the result is posted: if posting fails, `DeliveryError` says why and the
+        hold stays undecided (the buttons stay live, so the moderator can try again). A second click meanwhile (or a
+        Reject) is refused while the first is posting. The published result is logged as a generation (with Delete).
+        """
         hold = await self._holds.hold(job_id)
-        if hold is None or hold.kind != SAFETY or not await self._holds.decide(job_id, "approved", moderator_id):
+        if hold is None or hold.kind != SAFETY or hold.decision is not None or job_id in self._publishing:
             raise AlreadyDecidedError(ALREADY_DECIDED)
-        job = await self._require(job_id)
-        results = await self._jobs.results(job_id)
-        target = DeliveryTarget.from_job(job)
-        fitted: list[FittedImage] = []
-        for result in results:
-            data = await self._client.download(
-                ImageResult(task_uuid=job.task_uuid or "", image_uuid=result.image_uuid, url=result.image_url)
-            )
+        self._publishing.add(job_id)
+        try:
+            job = await self._require(job_id)
             try:
-                fitted.append(
-                    await asyncio.to_thread(
-                        fit_to_limit, data, limit=target.attachment_size_limit, preferred_format=job.format
-                    )
-                )
-            except (InvalidImageError, ValueError) as exc:
-                raise DeliveryError("The images could not be prepared for posting.") from exc
-        summary = published_summary(job, len(fitted))
-        message_id = await self._delivery.deliver(job, fitted, summary)
-        await self._holds.set_result_message(job_id, message_id)
+                fitted = await result_images(job, hold, jobs=self._jobs, client=self._client, modlog=self.modlog)
+                summary = published_summary(job, len(fitted))
+                message_id = await self._delivery.deliver(job, fitted, summary)
+            except Exception as exc:
+                log.warning("quarantined result of job %s could not be posted: %s", job_id, exc)
+                why = str(exc) if isinstance(exc, DeliveryError) else "Discord did not take the message."
+                raise DeliveryError(f"{PUBLISH_FAILED} {why} {NOTHING_DECIDED}") from exc
+            if not await self._holds.decide(job_id, "approved", moderator_id):  # pragma: no cover - guarded above
+                log.error("quarantined result of job %s was posted but its hold was decided meanwhile", job_id)
+            await self._holds.set_result_message(job_id, message_id)
+        finally:
+            self._publishing.discard(job_id)
         log.info("quarantined result of job %s approved by %d and posted", job_id, moderator_id)
         await self._show_decision(job)
+        await self.log_generated(job, summary, message_id)
         return message_id
 
     async def discard(self, job_id: str, moderator_id: int, reason: str | None) -> None:
-        """Keep a quarantined result out of the channel for good, and tell the requester."""
+        """Keep a quarantined result out of the channel for good, and tell the requester (who was charged for it)."""
         text = (reason or "").strip()[:500] or None
         hold = await self._holds.hold(job_id)
-        if hold is None or hold.kind != SAFETY or not await self._holds.decide(job_id, "rejected", moderator_id, text):
+        if (
+            hold is None
+            or hold.kind != SAFETY
+            or job_id in self._publishing
+            or not await self._holds.decide(job_id, "rejected", moderator_id, text)
+        ):
             raise AlreadyDecidedError(ALREADY_DECIDED)
         job = await self._require(job_id)
         log.info("quarantined result of job %s rejected by %d", job_id, moderator_id)
         why = f": {text}." if text else "."
-        await self._tell(job, f"A moderator did not approve the result, so it will not be posted{why}")
+        charged = format_usd(job.cost if job.cost is not None else job.estimate)
+        await self._tell(
+            job,
+            f"A moderator did not approve the result, so it will not be posted{why} "
+            f"It was still charged {charged}, as the images were made and paid for.",
+        )
         await self._show_decision(job)
 
     # -------------------------------------------------------------------------------------------------- helpers
@@ -292,3 +373,36 @@ def published_summary(job: Job, image_count: int) -> ResultSummary:
     """Return the card of a quarantined result posted after a moderator approved it (already charged)."""
     cost = job.cost if job.cost is not None else job.estimate
     return ResultSummary.of_job(job, image_count=image_count, cost=cost, cost_reported=job.cost is not None)
+
+
+async def result_images(
+    job: Job, hold: HoldRow, *, jobs: JobRepository, client: RunwareClient, modlog: ModLog
+) -> list[FittedImage]:
+    """Return the result's images fitted for the channel: from Runware, else the mod-log message's files."""
+    target = DeliveryTarget.from_job(job)
+    datas: list[bytes] = []
+    try:
+        for result in await jobs.results(job.id):
+            datas.append(
+                await client.download(
+                    ImageResult(task_uuid=job.task_uuid or "", image_uuid=result.image_uuid, url=result.image_url)
+                )
+            )
+    except Exception as exc:
+        log.info("result of job %s not downloadable (%s); using the mod-log's copy", job.id, exc)
+        datas = []
+    if not datas:
+        datas = list(await modlog.images(hold))
+    if not datas:
+        raise DeliveryError("Its images are no longer available.")
+    fitted: list[FittedImage] = []
+    for data in datas:
+        try:
+            fitted.append(
+                await asyncio.to_thread(
+                    fit_to_limit, data, limit=target.attachment_size_limit, preferred_format=job.format
+                )
+            )
+        except (InvalidImageError, ValueError) as exc:
+            raise DeliveryError("The images could not be prepared for posting.") from exc
+    return fitted

@@ -11,6 +11,8 @@ Contract for implementations:
 - `held` and `quarantined` post the message with its buttons and return (channel id, message id); they raise
   `DeliveryError` when it cannot be posted. `quarantined` posts the images as spoilers and tells the requester that
   the result is held for review.
+- `images` returns the image files of a quarantined result's mod-log message (empty if it is gone), the copy
+  `publish` falls back to when Runware no longer serves them.
 - `generated`, `refused` and `decided` are log lines: they must not raise for ordinary Discord failures, and do
   nothing when the server has no mod-log.
 """
@@ -43,6 +45,10 @@ class ModLog(Protocol):
         """Post a flagged result as spoilers with Approve / Reject and tell the requester it is held for review."""
         ...
 
+    async def images(self, hold: HoldRow) -> Sequence[bytes]:
+        """Return the image files attached to a quarantined result's mod-log message (empty if it is gone)."""
+        ...
+
     async def generated(self, job: Job, summary: ResultSummary, message_id: int | None) -> None:
         """Log a delivered generation (with Delete, which removes the result message)."""
         ...
@@ -52,7 +58,7 @@ class ModLog(Protocol):
         ...
 
     async def decided(self, job: Job, hold: HoldRow) -> None:
-        """Show on the hold's mod-log message how it was decided (approved, rejected, expired), without buttons."""
+        """Show on the hold's mod-log message how it was decided (approved, rejected, expired, cancelled)."""
         ...
 
 
@@ -72,6 +78,10 @@ class NoModLog:
     async def quarantined(self, job: Job, images: Sequence[FittedImage], summary: ResultSummary) -> tuple[int, int]:
         """Nowhere to post (admission refuses first, on `problem`): `DeliveryError`, as the contract says."""
         raise DeliveryError(self.NOT_SET)
+
+    async def images(self, hold: HoldRow) -> Sequence[bytes]:
+        """Nothing was posted: no images."""
+        return []
 
     async def generated(self, job: Job, summary: ResultSummary, message_id: int | None) -> None:
         """Nothing to log to."""

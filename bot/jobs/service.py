@@ -225,7 +225,7 @@ class GenerationService:
         return await self._jobs.get_by_result_message(message_id)
 
     async def queue_for_member(self, guild_id: int, member_id: int) -> list[QueueEntry]:
-        """Return the member's queued and running jobs in this server, oldest first, with position and elapsed."""
+        """Return the member's held, queued and running jobs in this server, oldest first, with position and elapsed."""
         jobs = await self._jobs.list_active_for_member(guild_id, member_id)
         positions = self._scheduler.positions()
         now = asyncio.get_running_loop().time()
@@ -260,6 +260,8 @@ class GenerationService:
         """
         self._admitter.stopping = False
         report = await self._worker.resume()
+        # Held requests whose mod-log message was never posted (the bot stopped in between) are posted now.
+        await self.approvals.reannounce(report.waiting_approval)
         self.approvals.start()  # expires what passed its deadline while the bot was down, then every minute
         return report
 

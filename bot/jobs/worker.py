@@ -324,7 +324,12 @@ class Worker:
             tracked.cancel_requested = True
         self._scheduler.remove(job_id)
         who = "a moderator" if is_moderator and job.member_id != member_id else "the member"
-        changed = await self._jobs.finish(job_id, JobState.CANCELLED, error=f"Cancelled by {who}.", expected=_ACTIVE)
+        if job.state is JobState.AWAITING_APPROVAL and self._approvals is not None:
+            # A held request: its hold is decided with it, so the mod-log's buttons stop working (and say so).
+            changed = await self._approvals.withdraw(job, member_id, who)
+        else:
+            error = f"Cancelled by {who}."
+            changed = await self._jobs.finish(job_id, JobState.CANCELLED, error=error, expected=_ACTIVE)
         if not changed:
             current = await self._jobs.get(job_id)
             state = current.state if current is not None else JobState.CANCELLED

@@ -237,9 +237,9 @@ class JobQueries:
         return cursor.rowcount > 0
 
     def list_active_for_member(self, guild_id: int, member_id: int) -> list[Job]:
-        """Return the member's queued and submitted jobs in the server, oldest first."""
+        """Return the member's unfinished jobs in the server (held for approval, queued, submitted), oldest first."""
         rows = self._conn.execute(
-            "SELECT * FROM jobs WHERE guild_id = ? AND member_id = ? AND state IN ('queued', 'submitted')"
+            f"SELECT * FROM jobs WHERE guild_id = ? AND member_id = ? AND state IN {_UNFINISHED}"
             " ORDER BY created_at, rowid",
             (guild_id, member_id),
         ).fetchall()

@@ -166,7 +166,8 @@ async def test_queue_lists_jobs_and_cancel_releases_the_hold(atelier: Atelier) -
     assert (budget.spent, budget.reserved) == (11_000, 0), "only the finished job is charged"
 
     empty = await atelier.answer("queue", user_id=world.member_id)
-    assert empty.embeds[0]["description"] == "Nothing queued or running." and empty.button_custom_ids() == []
+    assert empty.embeds[0]["description"] == "Nothing queued, running or waiting for approval."
+    assert empty.button_custom_ids() == []
 
 
 async def test_after_a_reload_of_the_generation_extension_a_click_is_handled_once(atelier: Atelier) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from bot.money import format_usd
 from fakes.discord import FakeMessage
 from tests.discord.conftest import Atelier
-from tests.discord.helpers import has_images, idle, nothing_spent, settled_total, task_for
+from tests.discord.helpers import has_images, idle, job_id_of, nothing_spent, settled_total, task_for, text_input_id
 
 
 async def _safety_channel(atelier: Atelier) -> int:
@@ -77,3 +78,92 @@ async def test_a_safety_channel_without_a_mod_log_refuses_before_anything_is_spe
 
     assert "mod-log" in refusal.content
     await nothing_spent(atelier, world.member_id, nothing_sent=True)
+
+
+async def _flagged(atelier: Atelier, prompt: str) -> tuple[int, FakeMessage, FakeMessage]:
+    """A safety channel and one flagged request in it: (mod-log id, the requester's "held" message, the entry)."""
+    modlog_id = await _safety_channel(atelier)
+    interaction = await atelier.slash("imagine", user_id=atelier.world.member_id, prompt=prompt)
+    told = await interaction.wait_message(lambda m: "held for a moderator's review" in m.content)
+    await idle(atelier)
+    (entry,) = _quarantined(atelier, modlog_id)
+    return modlog_id, told, entry
+
+
+def _button(entry: FakeMessage, action: str) -> str:
+    return next(c for c in entry.button_custom_ids() if c.startswith(f"atelier:mod:{action}:"))
+
+
+async def test_a_failed_post_leaves_the_flagged_result_undecided_and_the_moderator_can_retry(atelier: Atelier) -> None:
+    """Approve, but Discord refuses the post: the moderator is told privately, nothing is decided and the buttons
+    stay; the next Approve posts it (once) and records the approval."""
+    world = atelier.world
+    _modlog_id, told, entry = await _flagged(atelier, "forbidden fruit in a bowl")
+    charged = await settled_total(atelier)
+    requester = atelier.fake.interactions[told.interaction_id or 0]
+    atelier.fake.plan_error("PATCH", rf"^/webhooks/\d+/{requester.token}/messages/@original$", 400)
+
+    click = await atelier.fake.click_button(entry, _button(entry, "publish"), user_id=world.admin_id)
+    answer = await click.wait_message()
+
+    assert answer.ephemeral and "could not be posted" in answer.content and "try again" in answer.content
+    hold = await atelier.bot.services.generation.approvals.hold(job_id_of(entry))
+    assert hold is not None and hold.decision is None
+    assert _button(entry, "publish") and not any(has_images(m) for m in atelier.fake.channel_messages(world.channel_id))
+
+    again = await atelier.fake.click_button(entry, _button(entry, "publish"), user_id=world.admin_id)
+    await again.wait_message(lambda m: "Posted" in m.content)
+    posted = [m for m in atelier.fake.channel_messages(world.channel_id) if has_images(m)]
+    assert len(posted) == 1 and (posted[0].id == told.id or f"<@{world.member_id}>" in posted[0].content)
+    await atelier.fake.wait_until(lambda: "Approved by" in entry.content, timeout=5.0, what="the decision shown")
+    assert await settled_total(atelier) == charged
+
+
+async def test_a_published_flagged_result_is_logged_and_delete_removes_it(atelier: Atelier) -> None:
+    """Approving a flagged result posts it and logs it as a generation, whose Delete removes the posted result."""
+    world = atelier.world
+    modlog_id, _told, entry = await _flagged(atelier, "forbidden fruit on a plate")
+    click = await atelier.fake.click_button(entry, _button(entry, "publish"), user_id=world.admin_id)
+    await click.wait_message(lambda m: "Posted" in m.content)
+    (posted,) = [m for m in atelier.fake.channel_messages(world.channel_id) if has_images(m)]
+
+    def logged() -> list[FakeMessage]:
+        entries = atelier.fake.channel_messages(modlog_id)
+        return [m for m in entries if any("delete" in c for c in m.button_custom_ids())]
+
+    await atelier.fake.wait_until(logged, timeout=5.0, what="the Generated entry")
+    (generated,) = logged()
+    assert "Generated" in str(generated.embeds[0]) and job_id_of(entry) in str(generated.embeds[0])
+    delete = await atelier.fake.click_button(generated, _button(generated, "delete"), user_id=world.admin_id)
+    await delete.wait_message(lambda m: "Deleted" in m.content)
+    assert posted.deleted
+
+
+async def test_discarding_a_flagged_result_tells_the_requester_it_was_charged(atelier: Atelier) -> None:
+    """Reject: the result is not posted, and the requester is told so together with what it cost them."""
+    world = atelier.world
+    _modlog_id, told, entry = await _flagged(atelier, "forbidden fruit, sketch")
+    _count, total = await settled_total(atelier)
+    opened = await atelier.fake.click_button(entry, _button(entry, "discard"), user_id=world.admin_id)
+    await opened.wait_response()
+    submitted = await atelier.fake.submit_modal(opened, {text_input_id(opened): "not for this class"})
+    await submitted.wait_message(lambda m: "will not be posted" in m.content)
+
+    await atelier.fake.wait_until(lambda: "will not be posted" in told.content, timeout=5.0, what="the requester told")
+    assert "not for this class" in told.content
+    assert "charged" in told.content and format_usd(total) in told.content
+    assert not any(has_images(m) for m in atelier.fake.channel_messages(world.channel_id))
+    assert (await settled_total(atelier))[1] == total
+
+
+async def test_approving_posts_the_mod_log_copy_when_runware_no_longer_serves_the_images(atelier: Atelier) -> None:
+    """Runware's result URLs are gone by the time a moderator approves: the mod-log message's own files are posted."""
+    world = atelier.world
+    _modlog_id, _told, entry = await _flagged(atelier, "forbidden fruit at noon")
+    atelier.runware._book.images.clear()  # Runware's URLs expire
+
+    click = await atelier.fake.click_button(entry, _button(entry, "publish"), user_id=world.admin_id)
+    await click.wait_message(lambda m: "Posted" in m.content)
+
+    (posted,) = [m for m in atelier.fake.channel_messages(world.channel_id) if has_images(m)]
+    assert len(posted.attachments) == len(entry.attachments)
