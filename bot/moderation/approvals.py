@@ -3,19 +3,22 @@
 A rule is set on a channel or a category (`/settings approval`, `/settings safety`); a request's `places` are its
 channel, then its parents innermost first (a thread's channel, then the category), and the first place that has a
 rule of a kind decides that kind. `ModerationRules` reads and changes them; every change is written with its
-`audit_log` row (area `moderation`) in one transaction.
+`audit_log` row (area `moderation`) in one transaction. A server's place rules are read from SQLite once and kept in
+memory (a `bot.moderation.policy.PolicyCache`, as the channel and role rules are); every change of them made through
+this object drops its server's entry once committed, so admission reads nothing for them.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from bot.clock import utc_now
 from bot.errors import InvalidRequestError
+from bot.moderation.policy import PolicyCache
 from bot.money import format_usd
 from bot.storage.audit import AuditQueries
 from bot.storage.database import Database
@@ -49,7 +52,7 @@ class PlaceRules:
         return self.approval is ApprovalMode.OVER and estimate > self.above
 
 
-def rules_for(places: Sequence[int], stored: dict[int, PlaceRow]) -> PlaceRules:
+def rules_for(places: Sequence[int], stored: Mapping[int, PlaceRow]) -> PlaceRules:
     """Resolve the rules of a request's places (innermost first): the first place with a rule of a kind decides it."""
     approval: PlaceRow | None = next(
         (stored[p] for p in places if p in stored and stored[p].approval_mode is not None), None
@@ -76,6 +79,10 @@ class ModerationRules:
         self._db = db
         self._clock = clock
         self._repository = ModerationRepository(db, clock=clock)
+        self.cache: PolicyCache[Mapping[int, PlaceRow]] = PolicyCache(self._read_places)
+
+    async def _read_places(self, guild_id: int) -> Mapping[int, PlaceRow]:
+        return {place.channel_id: place for place in await self._repository.all_places(guild_id)}
 
     @property
     def repository(self) -> ModerationRepository:
@@ -87,14 +94,14 @@ class ModerationRules:
         return await self._repository.settings(guild_id)
 
     async def rules(self, guild_id: int, places: Sequence[int]) -> PlaceRules:
-        """Return what applies to a request made in `places` (its channel, then its parents)."""
+        """Return what applies to a request made in `places` (its channel, then its parents), from the cache."""
         if not places:
             return PlaceRules()
-        return rules_for(places, await self._repository.places(guild_id, places))
+        return rules_for(places, await self.cache.get(guild_id))
 
     async def places(self, guild_id: int) -> list[PlaceRow]:
-        """Every place of the server with a rule."""
-        return await self._repository.all_places(guild_id)
+        """Every place of the server with a rule, by channel id (from the cache)."""
+        return sorted((await self.cache.get(guild_id)).values(), key=lambda place: place.channel_id)
 
     async def set_modlog(self, guild_id: int, actor_id: int, channel_id: int | None) -> int | None:
         """Set or clear the mod-log channel; return the previous one."""
@@ -140,7 +147,7 @@ class ModerationRules:
             after = approval_words(mode, above)
             AuditQueries(conn).record(guild_id, actor_id, AREA, f"approval <#{channel_id}>", before, after, at)
 
-        await self._db.run(unit)
+        await self.cache.change(guild_id, self._db.run(unit))
 
     async def set_safety(self, guild_id: int, actor_id: int, channel_id: int, on: bool) -> None:
         """Switch a place's safety check on or off."""
@@ -154,7 +161,7 @@ class ModerationRules:
             after = "on" if on else "off"
             AuditQueries(conn).record(guild_id, actor_id, AREA, f"safety <#{channel_id}>", before, after, at)
 
-        await self._db.run(unit)
+        await self.cache.change(guild_id, self._db.run(unit))
 
 
 def _channel(channel_id: int | None) -> str | None:
