@@ -3,9 +3,10 @@
 A rule is set on a channel or a category (`/settings approval`, `/settings safety`); a request's `places` are its
 channel, then its parents innermost first (a thread's channel, then the category), and the first place that has a
 rule of a kind decides that kind. `ModerationRules` reads and changes them; every change is written with its
-`audit_log` row (area `moderation`) in one transaction. A server's place rules are read from SQLite once and kept in
-memory (a `bot.moderation.policy.PolicyCache`, as the channel and role rules are); every change of them made through
-this object drops its server's entry once committed, so admission reads nothing for them.
+`audit_log` row (area `moderation`) in one transaction. A server's place rules, mod-log channel and moderator role are
+read from SQLite once (one unit) and kept in memory (a `bot.moderation.policy.PolicyCache`, as the channel and role
+rules are); every change made through this object drops its server's entry once committed, so admission (and the
+mod-log's own check that it can take a held request) reads nothing for them.
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ class PlaceRules:
         return self.approval is ApprovalMode.OVER and estimate > self.above
 
 
+@dataclass(frozen=True, slots=True)
+class ServerModeration:
+    """One server's moderation settings as cached: the mod-log and moderator role, and every place's rules by id."""
+
+    settings: ModerationRow
+    places: Mapping[int, PlaceRow]
+
+
 def rules_for(places: Sequence[int], stored: Mapping[int, PlaceRow]) -> PlaceRules:
     """Resolve the rules of a request's places (innermost first): the first place with a rule of a kind decides it."""
     approval: PlaceRow | None = next(
@@ -79,10 +88,15 @@ class ModerationRules:
         self._db = db
         self._clock = clock
         self._repository = ModerationRepository(db, clock=clock)
-        self.cache: PolicyCache[Mapping[int, PlaceRow]] = PolicyCache(self._read_places)
+        self.cache: PolicyCache[ServerModeration] = PolicyCache(self._read)
 
-    async def _read_places(self, guild_id: int) -> Mapping[int, PlaceRow]:
-        return {place.channel_id: place for place in await self._repository.all_places(guild_id)}
+    async def _read(self, guild_id: int) -> ServerModeration:
+        def unit(conn: sqlite3.Connection) -> ServerModeration:
+            queries = ModerationQueries(conn)
+            places = {place.channel_id: place for place in queries.all_places(guild_id)}
+            return ServerModeration(queries.settings(guild_id), places)
+
+        return await self._db.run(unit, write=False)
 
     @property
     def repository(self) -> ModerationRepository:
@@ -90,18 +104,18 @@ class ModerationRules:
         return self._repository
 
     async def settings(self, guild_id: int) -> ModerationRow:
-        """Return the server's mod-log channel and moderator role."""
-        return await self._repository.settings(guild_id)
+        """Return the server's mod-log channel and moderator role (from the cache)."""
+        return (await self.cache.get(guild_id)).settings
 
     async def rules(self, guild_id: int, places: Sequence[int]) -> PlaceRules:
         """Return what applies to a request made in `places` (its channel, then its parents), from the cache."""
         if not places:
             return PlaceRules()
-        return rules_for(places, await self.cache.get(guild_id))
+        return rules_for(places, (await self.cache.get(guild_id)).places)
 
     async def places(self, guild_id: int) -> list[PlaceRow]:
         """Every place of the server with a rule, by channel id (from the cache)."""
-        return sorted((await self.cache.get(guild_id)).values(), key=lambda place: place.channel_id)
+        return sorted((await self.cache.get(guild_id)).places.values(), key=lambda place: place.channel_id)
 
     async def set_modlog(self, guild_id: int, actor_id: int, channel_id: int | None) -> int | None:
         """Set or clear the mod-log channel; return the previous one."""
@@ -114,7 +128,7 @@ class ModerationRules:
             AuditQueries(conn).record(guild_id, actor_id, AREA, "modlog", _channel(before), _channel(channel_id), at)
             return before
 
-        return await self._db.run(unit)
+        return await self.cache.change(guild_id, self._db.run(unit))
 
     async def set_moderator_role(self, guild_id: int, actor_id: int, role_id: int | None) -> int | None:
         """Set or clear the moderator role; return the previous one."""
@@ -127,7 +141,7 @@ class ModerationRules:
             AuditQueries(conn).record(guild_id, actor_id, AREA, "moderators", _role(before), _role(role_id), at)
             return before
 
-        return await self._db.run(unit)
+        return await self.cache.change(guild_id, self._db.run(unit))
 
     async def set_approval(
         self, guild_id: int, actor_id: int, channel_id: int, mode: ApprovalMode, above: int | None

@@ -49,6 +49,35 @@ async def test_place_rules_are_read_once_per_server_and_every_change_is_seen(db:
     assert len([statement for statement in reads if "channel_id IN" not in statement]) == 4
 
 
+async def test_the_mod_log_and_moderator_role_are_cached_with_the_rules_and_dropped_on_change(db: Database) -> None:
+    """`settings` (asked by the mod-log for every held or safety-checked request) reads nothing once cached; setting
+    the mod-log or the moderator role is seen at once."""
+    rules = ModerationRules(db)
+    reads = await _reading_settings(db)
+    for _ in range(20):
+        assert (await rules.settings(GUILD)).modlog_channel_id is None
+    assert len(reads) == 1
+    await rules.set_modlog(GUILD, ADMIN, CHANNEL)
+    assert (await rules.settings(GUILD)).modlog_channel_id == CHANNEL
+    await rules.set_moderator_role(GUILD, ADMIN, CATEGORY)
+    assert (await rules.settings(GUILD)).moderator_role_id == CATEGORY
+    await rules.set_modlog(GUILD, ADMIN, None)
+    settings = await rules.settings(GUILD)
+    assert (settings.modlog_channel_id, settings.moderator_role_id) == (None, CATEGORY)
+
+
+async def _reading_settings(db: Database) -> list[str]:
+    """Record every statement that reads `moderation_settings` outside a change, from now on."""
+    seen: list[str] = []
+
+    def trace(statement: str) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM moderation_settings" in statement:
+            seen.append(statement)
+
+    await db.run(lambda conn: conn.set_trace_callback(trace), write=False)
+    return seen
+
+
 async def test_a_change_whose_caller_is_cancelled_still_drops_the_cached_rules(db: Database) -> None:
     """The admin's command is cancelled while its change runs on: once it has committed, the next lookup sees it."""
     rules = ModerationRules(db)
