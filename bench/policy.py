@@ -3,10 +3,15 @@
 Run from the repository root, after `pip install -e '.[test]'` there: `python bench/policy.py` (options: --requests,
 --channels, --roles, --entries, --prompt-chars). One database in a temporary directory, two servers: one with no
 policy, one with `--channels` channel rules (the request's channel allowed through its category, so every place is
-looked up), `--roles` role rules and a blocklist of `--entries` entries. Requests alternate between the two servers
-so both see the same queue and database; each is a full admission (policy, validation, de-duplication, estimate,
-reserve and job row in one transaction, queue) of a distinct prompt that passes. The worker is not started: jobs
-stay queued, nothing reaches Runware. The policy check alone (from its cache) is timed too, on the same prompts.
+looked up), `--roles` role rules, a blocklist of `--entries` entries, and moderation rules: a mod-log, an approval
+rule on the category that holds only requests over $100 (so none is held, but every request looks it up) and a
+safety rule on the channel (so every request also asks the mod-log whether it could take a flagged result). The
+service is built with those `ModerationRules` (`rules=`) and a mod-log that answers as the Discord one does, from the
+server's cached mod-log setting (Discord's permission check, from the gateway's cache, is left out). Requests
+alternate between the two servers so both see the same queue and database; each is a full admission (policy, place
+rules, validation, de-duplication, estimate, reserve and job row in one transaction, queue) of a distinct prompt
+that passes. The worker is not started: jobs stay queued, nothing reaches Runware. The checks alone (the policy and
+the place rules, from their caches) are timed too, on the same prompts.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import string
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -37,10 +43,13 @@ from bot.jobs.options import ServerOptions
 from bot.jobs.requests import DeliveryTarget, GenerationRequest
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
+from bot.moderation.approvals import ApprovalMode, ModerationRules
+from bot.moderation.errors import PromptBlockedError
 from bot.moderation.policy import Policy
 from bot.runware.client import RunwareClient
 from bot.settings import load_app_config
 from bot.storage.database import Database
+from bot.storage.moderation import HoldRow
 from bot.storage.rows import Job, JobState
 
 PLAIN_GUILD = 1_100_000_000_000_000_001
@@ -49,6 +58,9 @@ CATEGORY = 3_300_000_000_000_000_000
 CHANNEL = 3_300_000_000_000_000_001
 ROLE = 2_200_000_000_000_000_001
 ADMIN = 4_400_000_000_000_000_001
+MODLOG = 3_300_000_000_000_000_009
+NEVER_HELD_ABOVE = 100_000_000
+"""$100 in micro-dollars: the approval rule's threshold, above any request here."""
 WORDS = "a painting of the quiet harbour at dusk with small boats and warm lights in the windows".split()  # noqa: SIM905
 
 
@@ -66,6 +78,36 @@ class NoDelivery:
 
     async def fail(self, job: Job, message: str) -> None:
         """Never called."""
+
+
+class BenchModLog:
+    """A mod-log that answers `problem` as `bot.discord.modlog.DiscordModLog` does: from the server's cached setting."""
+
+    def __init__(self, rules: ModerationRules) -> None:
+        self._rules = rules
+
+    async def problem(self, guild_id: int) -> str | None:
+        """None when the server has a mod-log channel (the bench's ruled server has one)."""
+        if (await self._rules.settings(guild_id)).modlog_channel_id is None:
+            return "no mod-log"
+        return None
+
+    async def held(self, job: Job, expires_at: datetime) -> tuple[int, int]:
+        """Never called: no request is held."""
+        raise AssertionError("no request is held in the bench")
+
+    async def quarantined(self, job: Job, images: Sequence[FittedImage], summary: ResultSummary) -> tuple[int, int]:
+        """Never called: the worker does not run."""
+        raise AssertionError("nothing is generated in the bench")
+
+    async def generated(self, job: Job, summary: ResultSummary, message_id: int | None) -> None:
+        """Never called: the worker does not run."""
+
+    async def refused(self, error: PromptBlockedError) -> None:
+        """Never called: every prompt passes."""
+
+    async def decided(self, job: Job, hold: HoldRow) -> None:
+        """Never called: no request is held."""
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -94,6 +136,12 @@ def request(guild: int, member: int, text: str) -> GenerationRequest:
         format=OutputFormat.PNG,
         delivery=DeliveryTarget(channel_id=CHANNEL, channel_parents=(CATEGORY,)),
     )
+
+
+async def make_moderation(rules: ModerationRules) -> None:
+    await rules.set_modlog(RULED_GUILD, ADMIN, MODLOG)
+    await rules.set_approval(RULED_GUILD, ADMIN, CATEGORY, ApprovalMode.OVER, NEVER_HELD_ABOVE)
+    await rules.set_safety(RULED_GUILD, ADMIN, CHANNEL, True)
 
 
 async def make_rules(policy: Policy, channels: int, roles: int, entries: int) -> None:
@@ -125,6 +173,8 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, list[float]]:
             await budgets.set_default(guild, 1_000_000_000, actor_id=ADMIN)
         policy = Policy(db)
         await make_rules(policy, args.channels, args.roles, args.entries)
+        moderation = ModerationRules(db)
+        await make_moderation(moderation)
         service = GenerationService(
             db,
             RunwareClient(session, api_key="bench", api_url="http://127.0.0.1:9/v1", config=config.runware),
@@ -136,6 +186,8 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, list[float]]:
             server_options=ServerOptions(db, config),
             delivery=NoDelivery(),
             policy=policy,
+            rules=moderation,
+            modlog=BenchModLog(moderation),
         )
         samples: dict[str, list[float]] = {"without": [], "with": [], "check": []}
         warm_up = args.requests // 10
@@ -152,6 +204,8 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, list[float]]:
             await policy.check(
                 guild_id=RULED_GUILD, member_id=1, role_ids=(ROLE,), places=(CHANNEL, CATEGORY), prompt=wanted.prompt
             )
+            place = await moderation.rules(RULED_GUILD, (CHANNEL, CATEGORY))
+            assert place.safety and not place.holds(1_000_000)
             if number >= warm_up:
                 samples["check"].append((time.perf_counter() - started) * 1000)
         return samples
@@ -170,6 +224,7 @@ async def main() -> None:
         f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, "
         f"{args.requests} admissions per server after {args.requests // 10} warm-up, "
         f"{args.channels} channel rules, {args.roles} role rules, {args.entries} blocklist entries, "
+        "an approval and a safety rule, "
         f"{args.prompt_chars}-character prompts"
     )
     with tempfile.TemporaryDirectory(prefix="atelier-bench-") as tmp:
@@ -178,7 +233,7 @@ async def main() -> None:
     for name, label in (
         ("without", "admit, no policy"),
         ("with", "admit, with the policy"),
-        ("check", "policy check alone"),
+        ("check", "checks alone"),
     ):
         values = samples[name]
         print(f"{label:<28} {statistics.median(values):>8.3f} {percentile(values, 0.99):>8.3f}")

@@ -211,7 +211,8 @@ class Budget(commands.Cog):
         await send_ephemeral(
             interaction,
             f"Everything generated in the {where} {channel.mention} now shares **{format_usd(micros)}** per period "
-            "(each member's allowance and the server cap still apply).",
+            "(each member's allowance and the server cap still apply). Team budgets nest: a request must fit every "
+            "team budget of where it is made, its channel's and its category's.",
         )
 
     @budget.command(name="report")

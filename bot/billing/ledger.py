@@ -41,7 +41,7 @@ from bot.billing.outcomes import (
     Reservation,
     SettleResult,
 )
-from bot.billing.pools import pool_refusal, pool_status_in
+from bot.billing.pools import pools_refusal, tightest_pool
 from bot.catalog import Period
 from bot.clock import utc_now
 from bot.money import format_usd
@@ -87,11 +87,14 @@ class Ledger:
         job: NewJob | None = None,
         places: Sequence[int] = (),
     ) -> Reservation:
-        """Hold `estimate` for the job if it fits the member's and the server's budgets and the team pool, else raise.
+        """Hold `estimate` for the job if it fits the member's and the server's budgets and the team pools, else raise.
 
-        `places` are where the request was made, innermost first (`GenerationRequest.places`); the pool of the first
-        one that has a pool applies, and the hold counts against it. Raises `BudgetExceededError` (scope `member`,
-        `server`, `pool` or `blocked`, with the numbers for the message) and records nothing when it does not fit.
+        `places` are where the request was made, innermost first (`GenerationRequest.places`); the hold must fit the
+        pool of every one of them that has one (a thread's channel, the channel's category: a category's pool is a
+        ceiling for everything in it, a channel's own pool a tighter one inside it), and counts against all of them
+        (linked in `hold_pools` in the same transaction, so its settle or release counts against the same ones).
+        Raises `BudgetExceededError` (scope `member`, `server`, `pool` or `blocked`, with the numbers for the message;
+        for `pool`, the innermost pool that refuses) and records nothing when it does not fit.
         A hold that takes the member to 80% of their allowance for the first time in the period carries a
         `Reservation.warning` (remembered in the same transaction, so it is given once per period). With `job`, the
         job row is created in the same transaction and returned as `Reservation.job`; it must be the row of this
@@ -111,7 +114,7 @@ class Ledger:
 
         def unit(conn: sqlite3.Connection) -> Reservation:
             ledger = LedgerQueries(conn)
-            refusal, limit, pool = self._refusal_in(conn, guild, member, roles, spots, amount, now)
+            refusal, limit, pools = self._refusal_in(conn, guild, member, roles, spots, amount, now)
             period = limit.period
             if refusal is not None:
                 existing = ledger.entries_for_job(job_id)
@@ -127,7 +130,7 @@ class Ledger:
                     amount=amount,
                     effective_at=now,
                     created_at=now,
-                    pool_id=None if pool is None else pool.pool_id,
+                    pool_id=pools[0].pool_id if pools else None,
                 )
             except sqlite3.IntegrityError:
                 # The (job, kind) key: this job already reserved. Checking here, not first, keeps the common
@@ -136,6 +139,7 @@ class Ledger:
                 if not existing:
                     raise
                 return repeated(conn, existing, period)
+            PoolQueries(conn).link_hold(job_id, [pool.pool_id for pool in pools])
             stored: Job | None = None
             if job is not None:
                 try:
@@ -153,6 +157,7 @@ class Ledger:
                 created=True,
                 job=stored,
                 pool_id=hold.pool_id,
+                pool_ids=tuple(pool.pool_id for pool in pools),
                 warning=allowance_warning(conn, limit, guild, member, start, end, now),
             )
 
@@ -237,7 +242,8 @@ class Ledger:
     ) -> BudgetStatus:
         """Return the member's budget this period (allowance, grants, spend, holds, left), the server's, the pool's.
 
-        The team pool is the one that applies in `places` (a channel, then what encloses it), if any.
+        The team pool shown is the tightest of those that apply in `places` (a channel, then what encloses it): the
+        one with the least left, the innermost on a tie; None if no place has a pool.
         """
         guild, member = check_id(guild_id, "server id"), check_id(member_id, "member id")
         roles = [check_id(role, "role id") for role in role_ids]
@@ -250,7 +256,6 @@ class Ledger:
             first_day, end_day = day_span(start, end)
             totals = LedgerQueries(conn).totals(guild, member, first_day, end_day)
             mine, server = totals.member, totals.server
-            pool = PoolQueries(conn).first_of(guild, spots)
             if limit.blocked:
                 remaining: int | None = 0
             elif limit.allowance is None:
@@ -270,7 +275,7 @@ class Ledger:
                 server_cap=limit.server_cap,
                 server_spent=server.spent,
                 server_reserved=server.reserved,
-                pool=None if pool is None else pool_status_in(conn, pool, start, end),
+                pool=tightest_pool(conn, PoolQueries(conn).of_places(guild, spots), start, end),
             )
 
         return await self._db.run(unit, write=False)
@@ -284,18 +289,18 @@ class Ledger:
         places: Sequence[int],
         amount: int,
         now: datetime,
-    ) -> tuple[BudgetExceededError | None, MemberLimit, PoolRow | None]:
-        """Judge a hold of `amount` in the caller's unit: why it does not fit (None if it does), limit, pool.
+    ) -> tuple[BudgetExceededError | None, MemberLimit, list[PoolRow]]:
+        """Judge a hold of `amount` in the caller's unit: why it does not fit (None if it does), limit, pools.
 
-        Returns the refusal, the member's limit (and so the period), and the team pool that applies.
+        Returns the refusal, the member's limit (and so the period), and the team pools that apply (innermost first).
         """
         limit = self._budgets.member_limit(conn, guild, member, roles)
         start, end = period_bounds(limit.period, now)
-        pool = PoolQueries(conn).first_of(guild, places)
+        pools = PoolQueries(conn).of_places(guild, places)
         why = refusal(LedgerQueries(conn), limit, guild, member, amount, start, end)
-        if why is None and pool is not None:
-            why = pool_refusal(conn, pool, amount, start, end)
-        return why, limit, pool
+        if why is None:
+            why = pools_refusal(conn, pools, amount, start, end)
+        return why, limit, pools
 
     async def reconcile(self, *, orphan_grace: timedelta = timedelta(0)) -> ReconcileReport:
         """Resolve holds left open by a crash; check the daily totals against the ledger and rebuild them if needed.

@@ -41,7 +41,9 @@ class Reservation:
     job: Job | None = None
     """The stored job row when `reserve` was given `job=` (on a repeat, the row as it is now, if there is one)."""
     pool_id: int | None = None
-    """The team pool (channel or category id) the hold counts against; None outside a pool."""
+    """The innermost team pool (channel or category id) the hold counts against; None outside a pool."""
+    pool_ids: tuple[int, ...] = ()
+    """Every team pool the hold counts against (its place's, the parent channel's, the category's), innermost first."""
     warning: AllowanceWarning | None = None
     """Set when this hold took the member past 80% of their allowance for the first time this period."""
 
@@ -78,7 +80,7 @@ class BudgetStatus:
     server_spent: int
     server_reserved: int
     pool: PoolStatus | None = None
-    """The team pool that applies where the status was asked for (`places`); None outside a pool."""
+    """The tightest team pool that applies where the status was asked for (`places`); None outside a pool."""
 
     @property
     def server_remaining(self) -> int | None:

@@ -1,16 +1,17 @@
 """Team pools (`/budget channel`): a budget per period shared by every generation in a channel or a category.
 
 A pool is set on a channel or a category (`pool_id` is its id) and counts over the server's budget period. A request
-is checked against the pool of the first of its places (`GenerationRequest.places`: the channel, then a thread's
-parent channel, then the category) that has one, in the ledger's reservation transaction, together with the member's
-allowance and the server cap (`bot.billing.ledger.Ledger.reserve`); the hold carries the pool's id, and its settle
-or release rows count against the same pool.
+must fit the pool of every one of its places (`GenerationRequest.places`: the channel, then a thread's parent channel,
+then the category) that has one, in the ledger's reservation transaction, together with the member's allowance and
+the server cap (`bot.billing.ledger.Ledger.reserve`): a category's pool is a ceiling for everything in it, and a
+channel's own pool inside it is a tighter one, never a way around it. The hold is linked to every pool it was checked
+against (`hold_pools`), and its settle or release rows count against the same pools.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,7 +26,7 @@ from bot.storage.ledger import LedgerQueries
 from bot.storage.pools import PoolQueries
 from bot.storage.rows import PoolRow
 
-__all__ = ["PoolStatus", "Pools", "pool_refusal", "pool_status_in"]
+__all__ = ["PoolStatus", "Pools", "pool_refusal", "pool_status_in", "pools_refusal", "tightest_pool"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,25 @@ def pool_refusal(
     if amount > left:
         return BudgetExceededError("pool", amount, max(0, left), end, pool_id=pool.pool_id)
     return None
+
+
+def pools_refusal(
+    conn: sqlite3.Connection, pools: Sequence[PoolRow], amount: int, start: datetime, end: datetime
+) -> BudgetExceededError | None:
+    """Return why a hold of `amount` does not fit every one of `pools` (the innermost that refuses), or None."""
+    for pool in pools:
+        why = pool_refusal(conn, pool, amount, start, end)
+        if why is not None:
+            return why
+    return None
+
+
+def tightest_pool(
+    conn: sqlite3.Connection, pools: Sequence[PoolRow], start: datetime, end: datetime
+) -> PoolStatus | None:
+    """Of `pools` (innermost first), the one with the least left this period (the innermost on a tie); None if none."""
+    statuses = [pool_status_in(conn, pool, start, end) for pool in pools]
+    return min(statuses, key=lambda status: status.remaining, default=None)
 
 
 def pool_words(amount: int | None) -> str | None:

@@ -3,19 +3,23 @@
 A rule is set on a channel or a category (`/settings approval`, `/settings safety`); a request's `places` are its
 channel, then its parents innermost first (a thread's channel, then the category), and the first place that has a
 rule of a kind decides that kind. `ModerationRules` reads and changes them; every change is written with its
-`audit_log` row (area `moderation`) in one transaction.
+`audit_log` row (area `moderation`) in one transaction. A server's place rules, mod-log channel and moderator role are
+read from SQLite once (one unit) and kept in memory (a `bot.moderation.policy.PolicyCache`, as the channel and role
+rules are); every change made through this object drops its server's entry once committed, so admission (and the
+mod-log's own check that it can take a held request) reads nothing for them.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from bot.clock import utc_now
 from bot.errors import InvalidRequestError
+from bot.moderation.policy import PolicyCache
 from bot.money import format_usd
 from bot.storage.audit import AuditQueries
 from bot.storage.database import Database
@@ -49,7 +53,15 @@ class PlaceRules:
         return self.approval is ApprovalMode.OVER and estimate > self.above
 
 
-def rules_for(places: Sequence[int], stored: dict[int, PlaceRow]) -> PlaceRules:
+@dataclass(frozen=True, slots=True)
+class ServerModeration:
+    """One server's moderation settings as cached: the mod-log and moderator role, and every place's rules by id."""
+
+    settings: ModerationRow
+    places: Mapping[int, PlaceRow]
+
+
+def rules_for(places: Sequence[int], stored: Mapping[int, PlaceRow]) -> PlaceRules:
     """Resolve the rules of a request's places (innermost first): the first place with a rule of a kind decides it."""
     approval: PlaceRow | None = next(
         (stored[p] for p in places if p in stored and stored[p].approval_mode is not None), None
@@ -76,6 +88,15 @@ class ModerationRules:
         self._db = db
         self._clock = clock
         self._repository = ModerationRepository(db, clock=clock)
+        self.cache: PolicyCache[ServerModeration] = PolicyCache(self._read)
+
+    async def _read(self, guild_id: int) -> ServerModeration:
+        def unit(conn: sqlite3.Connection) -> ServerModeration:
+            queries = ModerationQueries(conn)
+            places = {place.channel_id: place for place in queries.all_places(guild_id)}
+            return ServerModeration(queries.settings(guild_id), places)
+
+        return await self._db.run(unit, write=False)
 
     @property
     def repository(self) -> ModerationRepository:
@@ -83,18 +104,18 @@ class ModerationRules:
         return self._repository
 
     async def settings(self, guild_id: int) -> ModerationRow:
-        """Return the server's mod-log channel and moderator role."""
-        return await self._repository.settings(guild_id)
+        """Return the server's mod-log channel and moderator role (from the cache)."""
+        return (await self.cache.get(guild_id)).settings
 
     async def rules(self, guild_id: int, places: Sequence[int]) -> PlaceRules:
-        """Return what applies to a request made in `places` (its channel, then its parents)."""
+        """Return what applies to a request made in `places` (its channel, then its parents), from the cache."""
         if not places:
             return PlaceRules()
-        return rules_for(places, await self._repository.places(guild_id, places))
+        return rules_for(places, (await self.cache.get(guild_id)).places)
 
     async def places(self, guild_id: int) -> list[PlaceRow]:
-        """Every place of the server with a rule."""
-        return await self._repository.all_places(guild_id)
+        """Every place of the server with a rule, by channel id (from the cache)."""
+        return sorted((await self.cache.get(guild_id)).places.values(), key=lambda place: place.channel_id)
 
     async def set_modlog(self, guild_id: int, actor_id: int, channel_id: int | None) -> int | None:
         """Set or clear the mod-log channel; return the previous one."""
@@ -107,7 +128,7 @@ class ModerationRules:
             AuditQueries(conn).record(guild_id, actor_id, AREA, "modlog", _channel(before), _channel(channel_id), at)
             return before
 
-        return await self._db.run(unit)
+        return await self.cache.change(guild_id, self._db.run(unit))
 
     async def set_moderator_role(self, guild_id: int, actor_id: int, role_id: int | None) -> int | None:
         """Set or clear the moderator role; return the previous one."""
@@ -120,7 +141,7 @@ class ModerationRules:
             AuditQueries(conn).record(guild_id, actor_id, AREA, "moderators", _role(before), _role(role_id), at)
             return before
 
-        return await self._db.run(unit)
+        return await self.cache.change(guild_id, self._db.run(unit))
 
     async def set_approval(
         self, guild_id: int, actor_id: int, channel_id: int, mode: ApprovalMode, above: int | None
@@ -140,7 +161,7 @@ class ModerationRules:
             after = approval_words(mode, above)
             AuditQueries(conn).record(guild_id, actor_id, AREA, f"approval <#{channel_id}>", before, after, at)
 
-        await self._db.run(unit)
+        await self.cache.change(guild_id, self._db.run(unit))
 
     async def set_safety(self, guild_id: int, actor_id: int, channel_id: int, on: bool) -> None:
         """Switch a place's safety check on or off."""
@@ -154,7 +175,7 @@ class ModerationRules:
             after = "on" if on else "off"
             AuditQueries(conn).record(guild_id, actor_id, AREA, f"safety <#{channel_id}>", before, after, at)
 
-        await self._db.run(unit)
+        await self.cache.change(guild_id, self._db.run(unit))
 
 
 def _channel(channel_id: int | None) -> str | None:

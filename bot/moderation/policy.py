@@ -24,7 +24,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from bot.clock import utc_now
 from bot.errors import InvalidRequestError
@@ -37,6 +37,7 @@ from bot.storage.policy import CHANNEL, ROLE, PolicyQueries, PolicyRows
 log = logging.getLogger(__name__)
 
 _R = TypeVar("_R")
+_T = TypeVar("_T")
 
 NOT_IN_THIS_CHANNEL = "Images can't be generated in this channel on this server; ask an admin where they can."
 DENIED_ROLE = "One of your roles may not generate images on this server."
@@ -82,19 +83,19 @@ class GuildPolicy:
         return None
 
 
-class PolicyCache:
-    """Each server's `GuildPolicy`, read once and kept until a change drops it.
+class PolicyCache(Generic[_T]):
+    """Each server's rules (a `GuildPolicy`, or the moderation place rules), read once and kept until a change drops it.
 
-    The one place that knows how long a policy may be trusted: changes in this process call `invalidate`; several
-    processes sharing a database will need their changes announced to each other here.
+    The one place that knows how long rules may be trusted: changes in this process go through `change` (or call
+    `invalidate`); several processes sharing a database will need their changes announced to each other here.
     """
 
-    def __init__(self, load: Callable[[int], Awaitable[GuildPolicy]]) -> None:
+    def __init__(self, load: Callable[[int], Awaitable[_T]]) -> None:
         self._load = load
-        self._policies: dict[int, GuildPolicy] = {}
+        self._policies: dict[int, _T] = {}
         self._changes = 0
 
-    async def get(self, guild_id: int) -> GuildPolicy:
+    async def get(self, guild_id: int) -> _T:
         """Return the server's policy, from memory when it is there."""
         policy = self._policies.get(guild_id)
         if policy is not None:
@@ -110,6 +111,26 @@ class PolicyCache:
         self._changes += 1
         self._policies.pop(guild_id, None)
 
+    async def change(self, guild_id: int, write: Awaitable[_R]) -> _R:
+        """Await a change of the server's rules; whether it commits, fails or its caller is cancelled, the entry goes.
+
+        `write` is the change's unit of work (`Database.run(...)`); if the caller is cancelled while it runs on, the
+        entry is dropped once it has ended, so nothing read before the change stays cached after it.
+        """
+        unit = asyncio.ensure_future(write)
+        try:
+            return await asyncio.shield(unit)
+        finally:
+            if unit.done():
+                self.invalidate(guild_id)
+            else:
+                unit.add_done_callback(lambda ended: self._ended(guild_id, ended))
+
+    def _ended(self, guild_id: int, unit: asyncio.Future[Any]) -> None:
+        if not unit.cancelled():
+            unit.exception()  # retrieved here: its caller is gone (a refused change changed nothing)
+        self.invalidate(guild_id)
+
 
 class Policy:
     """Checks requests against a server's rules, and changes those rules (each change audited in its transaction)."""
@@ -117,7 +138,7 @@ class Policy:
     def __init__(self, db: Database, *, clock: Callable[[], datetime] = utc_now) -> None:
         self._db = db
         self._clock = clock
-        self.cache = PolicyCache(self._read)
+        self.cache: PolicyCache[GuildPolicy] = PolicyCache(self._read)
 
     async def _read(self, guild_id: int) -> GuildPolicy:
         rows = await self._db.run(lambda conn: PolicyQueries(conn).read(guild_id), write=False)
@@ -257,19 +278,7 @@ class Policy:
 
     async def _change(self, guild_id: int, write: Callable[[sqlite3.Connection], _R]) -> _R:
         """Run a change; whether it commits, fails or its caller is cancelled, the server's cached policy goes."""
-        unit = asyncio.ensure_future(self._db.run(write))
-        try:
-            return await asyncio.shield(unit)
-        finally:
-            if unit.done():
-                self.cache.invalidate(guild_id)
-            else:  # the caller was cancelled while the write runs on: drop the cache once it has ended
-                unit.add_done_callback(lambda ended: self._ended(guild_id, ended))
-
-    def _ended(self, guild_id: int, unit: asyncio.Future[Any]) -> None:
-        if not unit.cancelled():
-            unit.exception()  # retrieved here: its caller is gone (a refused change changed nothing)
-        self.cache.invalidate(guild_id)
+        return await self.cache.change(guild_id, self._db.run(write))
 
 
 def _setting(kind: str, target: int) -> str:

@@ -14,8 +14,8 @@
 - `meta`: the `meta` key/value table (`MetaQueries`; `MetaRepository` for the Discord client).
 - `policy`: a server's channel and role rules and its blocklist (`PolicyQueries`, composed with the audit row in
   one transaction by `bot.moderation.policy`).
-- `pools`: team pools per channel or category and the once-per-period allowance warnings (`PoolQueries`, used
-  inside `bot.billing` transactions).
+- `pools`: team pools per channel or category, the pools each hold counts against (`hold_pools`) and the
+  once-per-period allowance warnings (`PoolQueries`, used inside `bot.billing` transactions).
 - `audit`: the append-only `audit_log` of settings and budget changes (`AuditQueries`, written in the change's own
   transaction; `AuditRepository` for `/settings audit`).
 - `moderation`: the mod-log and moderator role, place rules, and held requests with their one decision

@@ -50,11 +50,14 @@ _TOTALS_FROM_LEDGER = (
 )
 
 _POOL_TOTALS_FROM_LEDGER = (
-    "SELECT guild_id, pool_id, effective_at / 86400000 AS day,"
-    " SUM(CASE WHEN kind = 'settle' THEN amount ELSE 0 END) AS spent,"
-    " SUM(CASE WHEN kind = 'hold' THEN amount ELSE -released END) AS reserved"
-    " FROM ledger WHERE pool_id IS NOT NULL GROUP BY guild_id, pool_id, effective_at / 86400000"
+    "SELECT l.guild_id, hp.pool_id, l.effective_at / 86400000 AS day,"
+    " SUM(CASE WHEN l.kind = 'settle' THEN l.amount ELSE 0 END) AS spent,"
+    " SUM(CASE WHEN l.kind = 'hold' THEN l.amount ELSE -l.released END) AS reserved"
+    " FROM ledger AS l JOIN hold_pools AS hp ON hp.job_id = l.job_id"
+    " WHERE l.kind IN ('hold', 'settle', 'release') GROUP BY l.guild_id, hp.pool_id, l.effective_at / 86400000"
 )
+"""Each pool's per-day totals summed afresh: every hold, settle and release row of a job, in each pool it is linked to
+(`hold_pools`)."""
 
 
 class LedgerQueries:

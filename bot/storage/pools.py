@@ -1,8 +1,10 @@
-"""Team pools (`channel_pools`, schema version 9) and the once-per-period allowance warnings (`allowance_warnings`).
+"""Team pools (`channel_pools`), the pools each hold counts against (`hold_pools`), the allowance warnings.
+
+Schema versions 9 and 13; `allowance_warnings` remembers who was warned at 80% of their allowance in which period.
 
 `PoolQueries` runs inside the units of `bot.billing.pools.Pools` and of the ledger's reservation (which reads the
-pool that applies in the same transaction as it checks and holds); the per-day pool totals live with the ledger
-(`bot.storage.ledger.LedgerQueries.pool_totals`).
+pools that apply in the same transaction as it checks and holds, and links the hold to them); the per-day pool totals
+live with the ledger (`bot.storage.ledger.LedgerQueries.pool_totals`), kept by triggers over both tables.
 """
 
 from __future__ import annotations
@@ -38,17 +40,28 @@ class PoolQueries:
         ).fetchone()
         return None if row is None else _pool(row)
 
-    def first_of(self, guild_id: int, places: Sequence[int]) -> PoolRow | None:
-        """Return the pool of the first of `places` (a channel, then what encloses it) that has one, or None."""
+    def of_places(self, guild_id: int, places: Sequence[int]) -> list[PoolRow]:
+        """Return the pools set on any of `places` (a channel, then what encloses it), innermost first."""
         if not places:
-            return None
+            return []
         marks = ", ".join("?" * len(places))
         rows = self._conn.execute(
             f"SELECT * FROM channel_pools WHERE guild_id = ? AND pool_id IN ({marks})",
             (guild_id, *places),
         ).fetchall()
         found = {row["pool_id"]: _pool(row) for row in rows}
-        return next((found[place] for place in places if place in found), None)
+        return [found[place] for place in dict.fromkeys(places) if place in found]
+
+    def link_hold(self, job_id: str, pool_ids: Sequence[int]) -> None:
+        """Record that the job's hold counts against these pools (its settle and release rows then count too)."""
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO hold_pools (job_id, pool_id) VALUES (?, ?)", [(job_id, pool) for pool in pool_ids]
+        )
+
+    def of_hold(self, job_id: str) -> list[int]:
+        """Return the pools the job's hold counts against, by id."""
+        rows = self._conn.execute("SELECT pool_id FROM hold_pools WHERE job_id = ? ORDER BY pool_id", (job_id,))
+        return [row[0] for row in rows.fetchall()]
 
     def all(self, guild_id: int) -> list[PoolRow]:
         """Return every pool of the server, by channel id."""

@@ -202,7 +202,8 @@ class LedgerEntry:
     effective_at: datetime
     created_at: datetime
     pool_id: int | None = None
-    """The team pool (channel or category id) the hold was reserved in; its settle and release carry the same."""
+    """The innermost team pool (channel or category id) the hold was reserved in; its settle and release carry the
+    same. Every pool the job counts against (the category's too) is in `hold_pools`."""
 
 
 @dataclass(frozen=True, slots=True)

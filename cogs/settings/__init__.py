@@ -8,6 +8,7 @@
 `show` collects every part's sections through `SettingsBase.show_fields`, each part adding its own.
 - `moderation`: `modlog`, `moderators`, `approval` and `safety`; `setup()` also binds the mod-log's buttons
   (`bot.discord.modlog_views`) while the extension is loaded.
+- `budgets`: the budget part of `show` (rules and team budgets; budgets are changed with `/budget`).
 
 Every subcommand needs Manage Server. Discord hides the group from others by default, but a server can change that
 default, so the cog checks the member's permissions again on every use (`interaction_check`), as `/budget` does.
@@ -26,12 +27,13 @@ from cogs._checks import require_manage_guild
 from cogs._context import services_of
 from cogs.settings.access import AccessSettings
 from cogs.settings.audit import AuditSettings
+from cogs.settings.budgets import BudgetShow
 from cogs.settings.general import GenerationSettings
 from cogs.settings.group import settings
 from cogs.settings.moderation import ModerationSettings
 
 
-class SettingsCommands(GenerationSettings, AccessSettings, ModerationSettings, AuditSettings):
+class SettingsCommands(GenerationSettings, AccessSettings, ModerationSettings, BudgetShow, AuditSettings):
     """Server settings; changes apply to the next request."""
 
     group = settings

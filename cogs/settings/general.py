@@ -48,7 +48,8 @@ SHOW_TITLE = "Server settings"
 SHOW_DESCRIPTION = (
     "Everything that applies here: `/settings defaults` and `/settings limits` change the first two parts; reply "
     "editing (a reply mentioning me on a message with images) is the bot owner's; `/settings channels`, `roles` and "
-    "`blocklist` change who may generate where, and what not; `/settings audit` lists every change."
+    "`blocklist` change who may generate where, and what not; `/settings modlog`, `moderators`, `approval` and "
+    "`safety` change moderation; `/budget` changes budgets; `/settings audit` lists every change."
 )
 
 
@@ -153,7 +154,7 @@ class GenerationSettings(SettingsBase):
 
     @settings.command(name="show")
     async def show(self, interaction: discord.Interaction[Any]) -> None:
-        """Show this server's whole configuration: defaults, limits, reply editing, channels, roles, blocklist."""
+        """Show this server's whole configuration: generation, access, moderation and budgets."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledge within Discord's 3 s first
         guild_id = require_guild(interaction)
         await send_ephemeral(interaction, embed=show_embed(await self.show_fields(guild_id)))

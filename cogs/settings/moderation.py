@@ -7,7 +7,11 @@
   may. Without a role, only Manage Messages and Manage Server.
 - `approval channel mode [above]`: `off`, `over` (estimate above `above` dollars) or `all` requests in that channel
   or category wait for a moderator.
-- `safety channel mode`: `on` asks Runware to check the output there; a flagged result is held in the mod-log.
+- `safety channel mode`: `on` asks Runware to check the output there; a flagged result is held in the mod-log. Without
+  a working mod-log the admin is warned, as for `approval`: such requests are refused until there is one.
+
+`/settings show` lists every approval and safety rule, those set to `off` too (on a channel, `off` overrides its
+category's rule).
 
 Every change is recorded in the audit log (area `moderation`) in the same transaction.
 """
@@ -31,6 +35,10 @@ log = logging.getLogger(__name__)
 
 Place = discord.TextChannel | discord.CategoryChannel
 MODE_CHOICES = [app_commands.Choice(name=mode.value, value=mode.value) for mode in ApprovalMode]
+SAFETY_WITHOUT_MODLOG = (
+    "Flagged results there would have nowhere to go, so requests there are refused until the mod-log works "
+    "(`/settings modlog`)."
+)
 SAFETY_CHOICES = [app_commands.Choice(name="on", value="on"), app_commands.Choice(name="off", value="off")]
 
 
@@ -51,16 +59,19 @@ class ModerationSettings(SettingsBase):
         moderators = "Manage Messages" + (
             "" if stored.moderator_role_id is None else f", or the role <@&{stored.moderator_role_id}>"
         )
+        # A rule set to `off` is shown too: on a channel it overrides its category's rule, so it matters.
         approvals = [
             f"<#{place.channel_id}>: {approval_words(place.approval_mode, place.approval_above)}"
             for place in places
-            if place.approval_mode not in (None, ApprovalMode.OFF)
+            if place.approval_mode is not None
         ]
-        safety = [f"<#{place.channel_id}>" for place in places if place.safety]
+        safety = [
+            f"<#{place.channel_id}>: {'on' if place.safety else 'off'}" for place in places if place.safety is not None
+        ]
         mine = [
             ShowField("Mod-log", f"**{modlog}** · moderators: {moderators} (and Manage Server)"),
-            ShowField("Approval channels", _listing(approvals, "none: no request waits for a moderator")),
-            ShowField("Safety channels", _listing(safety, "none: results are not checked")),
+            ShowField("Approval channels", listing(approvals, "none: no request waits for a moderator")),
+            ShowField("Safety channels", listing(safety, "none: results are not checked")),
         ]
         return [*mine, *await super().show_fields(guild_id)]
 
@@ -140,10 +151,15 @@ class ModerationSettings(SettingsBase):
         on = mode.value == "on"
         await self._rules().set_safety(guild_id, interaction.user.id, channel.id, on)
         log_admin_change(log, "Moderation", interaction, "safety in %s: %s", channel.id, mode.value)
-        await send_ephemeral(interaction, f"Safety check in {channel.mention}: **{mode.value}**.")
+        text = f"Safety check in {channel.mention}: **{mode.value}**."
+        if on and self._services.modlog is not None:
+            problem = await self._services.modlog.problem(guild_id)
+            if problem is not None:
+                text += f"\n⚠️ {problem} {SAFETY_WITHOUT_MODLOG}"
+        await send_ephemeral(interaction, text)
 
 
-def _listing(lines: list[str], empty: str) -> str:
+def listing(lines: list[str], empty: str) -> str:
     """Join lines for one `/settings show` field, within Discord's 1,024 characters."""
     if not lines:
         return empty

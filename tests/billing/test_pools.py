@@ -1,6 +1,6 @@
-"""Team pools in the ledger: checked in the reservation's transaction with the allowance and the cap, the first
-pooled place wins, settle and release count against the pool the hold was made in, the totals can be rebuilt; and
-the 80% allowance warning, once per period."""
+"""Team pools in the ledger: checked in the reservation's transaction with the allowance and the cap, every pooled
+place of a request applies (nested pools: a category's is a ceiling for its channels' own), settle and release count
+against the pools the hold was made in, the totals can be rebuilt; and the 80% allowance warning, once per period."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bot.billing.errors import BudgetExceededError
 from bot.billing.ledger import Ledger
 from bot.billing.pools import Pools
 from bot.storage.database import Database
+from bot.storage.ledger import LedgerQueries
 from tests.billing.conftest import ADMIN, GUILD, MEMBER, OTHER, Clock
 
 CATEGORY = 700_000_000_000_000_001
@@ -54,11 +55,82 @@ async def test_the_pool_refuses_what_does_not_fit_and_names_itself(ledger: Ledge
     assert status.available == 40_000
 
 
-async def test_the_innermost_pooled_place_wins(ledger: Ledger, pools: Pools) -> None:
-    """A channel's own pool applies to its threads instead of the category's."""
-    await pools.set(GUILD, CATEGORY, 10_000)
+async def test_every_pool_of_the_places_applies_a_category_pool_is_a_ceiling(
+    ledger: Ledger, pools: Pools, db: Database
+) -> None:
+    """A channel's own pool of $5.00 inside a category's of $0.10: $0.30 in a thread of the channel is refused by the
+    category (the channel's pool is no way around it); $0.06 counts against both pools (and is linked to both)."""
+    await pools.set(GUILD, CATEGORY, 100_000)
+    await pools.set(GUILD, CHANNEL, 5_000_000)
+    with pytest.raises(BudgetExceededError) as refused:
+        await ledger.reserve("job-1", GUILD, MEMBER, [], 300_000, places=IN_THREAD)
+    assert (refused.value.scope, refused.value.pool_id, refused.value.remaining) == ("pool", CATEGORY, 100_000)
+    with pytest.raises(BudgetExceededError):
+        await ledger.check(GUILD, MEMBER, [], 300_000, places=IN_THREAD)
+    held = await ledger.reserve("job-2", GUILD, MEMBER, [], 60_000, places=IN_THREAD)
+    assert (held.pool_id, held.pool_ids) == (CHANNEL, (CHANNEL, CATEGORY))
+    statuses = {pool.pool_id: (pool.spent, pool.reserved) for pool in await pools.statuses(GUILD)}
+    assert statuses == {CATEGORY: (0, 60_000), CHANNEL: (0, 60_000)}
+    links = await db.run(lambda conn: conn.execute("SELECT pool_id FROM hold_pools ORDER BY pool_id").fetchall())
+    assert [row[0] for row in links] == sorted((CATEGORY, CHANNEL))
+    # /balance there shows the pool with the least left: the category's.
+    status = await ledger.status(GUILD, MEMBER, [], places=IN_THREAD)
+    assert status.pool is not None and (status.pool.pool_id, status.pool.remaining) == (CATEGORY, 40_000)
+
+
+async def test_nested_pools_settle_and_release_exactly_and_survive_a_rebuild(
+    ledger: Ledger, pools: Pools, db: Database
+) -> None:
+    """Holds in a thread (pools: channel and category) and in a plain channel of the category (pool: category): a
+    settle below the estimate, an overrun and a release end exactly in each pool; removing the channel's pool changes
+    nothing for holds made before; the stored totals equal a fresh sum (reconcile finds nothing to repair)."""
+    other_channel = ELSEWHERE
+    await pools.set(GUILD, CATEGORY, 1_000_000)
     await pools.set(GUILD, CHANNEL, 500_000)
-    assert (await ledger.reserve("job-1", GUILD, MEMBER, [], 300_000, places=IN_THREAD)).pool_id == CHANNEL
+    await ledger.reserve("job-1", GUILD, MEMBER, [], 100_000, places=IN_THREAD)
+    await ledger.reserve("job-2", GUILD, OTHER, [], 200_000, places=(other_channel, CATEGORY))
+    await ledger.reserve("job-3", GUILD, OTHER, [], 50_000, places=(CHANNEL, CATEGORY))
+    await pools.set(GUILD, CHANNEL, None)
+    await ledger.settle("job-1", 90_000)
+    await ledger.settle("job-2", 250_000)  # an overrun: the pool is charged what was spent
+    await ledger.release("job-3")
+    await ledger.release("job-3")  # repeated: nothing more
+    await pools.set(GUILD, CHANNEL, 500_000)
+    statuses = {pool.pool_id: (pool.spent, pool.reserved) for pool in await pools.statuses(GUILD)}
+    assert statuses == {CATEGORY: (340_000, 0), CHANNEL: (90_000, 0)}
+    assert await db.run(lambda conn: LedgerQueries(conn).count_totals_mismatches(), write=False) == 0
+    assert (await ledger.reconcile()).totals_repaired == 0
+
+    await db.run(lambda conn: conn.execute("DELETE FROM pool_day_totals"))
+    assert (await ledger.reconcile()).totals_repaired == 2
+    statuses = {pool.pool_id: (pool.spent, pool.reserved) for pool in await pools.statuses(GUILD)}
+    assert statuses == {CATEGORY: (340_000, 0), CHANNEL: (90_000, 0)}
+
+
+async def test_concurrent_requests_in_two_channels_of_a_category_never_pass_its_pool(
+    ledger: Ledger, pools: Pools
+) -> None:
+    """Two channels of a category, each with a roomy pool of its own, the category's with room for 7 holds of $0.01:
+    20 concurrent requests spread over both channels hold exactly 7, all refused ones by the category's pool."""
+    await pools.set(GUILD, CATEGORY, 70_000)
+    await pools.set(GUILD, CHANNEL, 1_000_000)
+    await pools.set(GUILD, ELSEWHERE, 1_000_000)
+    members = [MEMBER + n for n in range(10)]
+
+    async def one(number: int) -> bool:
+        channel = CHANNEL if number % 2 else ELSEWHERE
+        try:
+            await ledger.reserve(f"job-{number}", GUILD, members[number % 10], [], 10_000, places=(channel, CATEGORY))
+        except BudgetExceededError as exc:
+            assert (exc.scope, exc.pool_id) == ("pool", CATEGORY)
+            return False
+        return True
+
+    held = await asyncio.gather(*(one(number) for number in range(20)))
+    assert sum(held) == 7
+    statuses = {pool.pool_id: pool.reserved for pool in await pools.statuses(GUILD)}
+    assert statuses[CATEGORY] == 70_000
+    assert statuses[CHANNEL] + statuses[ELSEWHERE] == 70_000
 
 
 async def test_settle_and_release_count_against_the_holds_pool_even_after_it_is_removed(

@@ -231,4 +231,4 @@ async def test_settings_show_lists_the_mod_log_moderators_and_moderated_channels
     assert fields["Mod-log"].startswith(f"**<#{modlog.id}>**")
     assert f"<@&{world.artist_role_id}>" in fields["Mod-log"]
     assert fields["Approval channels"] == f"<#{world.channel_id}>: all"
-    assert fields["Safety channels"] == f"<#{safe.id}>"
+    assert fields["Safety channels"] == f"<#{safe.id}>: on"

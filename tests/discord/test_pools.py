@@ -121,6 +121,41 @@ async def test_a_category_pool_covers_its_channels_and_their_threads(atelier: At
     assert (await result_of(elsewhere)).attachments
 
 
+async def test_a_channels_own_pool_inside_a_pooled_category_never_escapes_the_categorys(atelier: Atelier) -> None:
+    """A category with room for 2 requests, one of its channels with a roomy pool of its own, another without: 8
+    concurrent requests from 4 members over both channels give exactly 2 results; every refusal names the category;
+    the channel's pool counts what was made in it; /balance there shows the category's (the one with less left)."""
+    fake, world = atelier.fake, atelier.world
+    category = fake.add_category(world.guild_id, name="studio")
+    own = fake.add_channel(world.guild_id, name="renders", parent_id=category.id)
+    plain = fake.add_channel(world.guild_id, name="sketches", parent_id=category.id)
+    await fake.announce_guild(world.guild_id)
+    members = await _members(atelier, 4)
+    admin = world.admin_id
+    await atelier.answer("budget channel", user_id=admin, channel=category.id, amount="0.022")
+    answer = await atelier.answer("budget channel", user_id=admin, channel=own.id, amount="5")
+    assert "Team budgets nest: a request must fit every team budget of where it is made" in answer.content
+
+    in_own, in_plain = await asyncio.gather(
+        _burst(atelier, members[:2], own.id, 2), _burst(atelier, members[2:], plain.id, 2)
+    )
+
+    outcomes = in_own + in_plain
+    assert sum(1 for message in outcomes if message.attachments) == 2
+    refused = [message for message in outcomes if message.ephemeral]
+    assert len(refused) == 6
+    assert all(f"the team budget of <#{category.id}> has only $0.00 left" in message.content for message in refused)
+    assert await settled_total(atelier) == (2, 2 * PRICE)
+    statuses = {pool.pool_id: pool for pool in await atelier.bot.services.pools.statuses(world.guild_id)}
+    assert (statuses[category.id].spent, statuses[category.id].reserved) == (2 * PRICE, 0)
+    made_in_own = sum(1 for message in in_own if message.attachments)
+    assert (statuses[own.id].spent, statuses[own.id].reserved) == (made_in_own * PRICE, 0)
+
+    balance = await fake.invoke_slash("balance", user_id=members[0], guild_id=world.guild_id, channel_id=own.id)
+    fields = embed_fields(await balance.wait_message())
+    assert fields["Team budget"] == f"<#{category.id}>: $0.00 of $0.022 left ($0.022 spent, $0.00 reserved)"
+
+
 async def test_budget_channel_is_shown_audited_and_removed(atelier: Atelier) -> None:
     """`/budget show` lists the pool with its spend; setting, changing and removing it are audited; after removal the
     channel has no pool (requests are served again)."""
