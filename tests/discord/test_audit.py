@@ -72,3 +72,49 @@ async def test_every_settings_and_budget_change_is_audited_and_survives_a_restar
     assert shown["Roles"] == "Every member."
     assert shown["Blocklist"] == "Empty: every prompt passes."
     assert shown["model"].startswith("**gpt-image-1.5**")
+
+
+async def test_moderation_and_team_budget_changes_are_audited_and_survive_a_restart(atelier: Atelier) -> None:
+    """The mod-log, the moderator role, approval and safety rules and a team budget: each change is one audit row,
+    newest first with before → after, and the rows are still there after a restart."""
+    fake, world = atelier.fake, atelier.world
+    admin = world.admin_id
+    modlog = fake.add_channel(world.guild_id, name="mod-log")
+    role = fake.add_role(world.guild_id, name="moderators")
+    await fake.announce_guild(world.guild_id)
+    commands: list[tuple[str, dict[str, object]]] = [
+        ("settings modlog", {"channel": modlog.id}),
+        ("settings moderators", {"role": role.id}),
+        ("settings approval", {"channel": world.channel_id, "mode": "over", "above": "0.10"}),
+        ("settings safety", {"channel": world.channel_id, "mode": "on"}),
+        ("budget channel", {"channel": world.channel_id, "amount": "20"}),
+        ("settings approval", {"channel": world.channel_id, "mode": "off"}),
+        ("settings modlog", {}),
+    ]
+    for name, options in commands:
+        answer = await atelier.answer(name, user_id=admin, **options)
+        assert not answer.content.startswith("You need"), answer.content
+
+    async def listed() -> list[tuple[str, str]]:
+        page = await atelier.answer("settings audit", user_id=admin)
+        return [(name, value.split("\n")[0]) for name, value in _changes(page)]
+
+    before = await listed()
+    assert len(before) == len(commands)
+    names = [name for name, _ in before]
+    assert names == [
+        "moderation · modlog",
+        f"moderation · approval <#{world.channel_id}>",
+        f"budget · pool <#{world.channel_id}>",
+        f"moderation · safety <#{world.channel_id}>",
+        f"moderation · approval <#{world.channel_id}>",
+        "moderation · moderators",
+        "moderation · modlog",
+    ]
+    values = [value for _, value in before]
+    assert values[0] == f"<#{modlog.id}> → *not set*" and values[-1] == f"*not set* → <#{modlog.id}>"
+    assert values[-2] == f"*not set* → <@&{role.id}>"
+    assert "$20.00" in values[2] and values[2].startswith("*not set* → ")
+    assert values[1].endswith("→ off") and "$0.10" in values[4]
+    await atelier.restart()
+    assert await listed() == before
