@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
-from bot.cli.operator import OperatorAccount, operator_message
+from bot.cli.operator import OperatorAccount, operator_message, refused_for_certain, unknown_outcome_message
 from bot.cli.output import Claim, OutputError, claim_files, save_elsewhere
 from bot.errors import InvalidRequestError
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -21,7 +21,13 @@ from bot.log import setup_logging
 from bot.money import format_usd
 from bot.runware.client import RunwareClient
 from bot.runware.errors import RunwareError
-from bot.runware.models import GenerationResult, ImageInferenceRequest, ImageRequestError, ImageResult
+from bot.runware.models import (
+    GenerationResult,
+    ImageInferenceRequest,
+    ImageRequestError,
+    ImageResult,
+    total_cost_micros,
+)
 from bot.settings import Settings, load_settings
 from bot.storage.database import Database, DatabaseError
 
@@ -69,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
 
     Everything that can be checked locally is checked before anything is sent: the options, the references, and that
     every output file can be written (its name is claimed). Then the estimate is held in the operator's ledger
-    account, the images are generated and downloaded, saved, and the hold is settled to the cost (or released).
+    account, the images are generated and downloaded, saved, and the hold is settled to the cost. A failure releases
+    the hold only when Runware certainly did not run the task (`refused_for_certain`); an unknown outcome is settled
+    at the estimate and said so.
     """
     settings = load_settings()
     api_key = settings.require_runware_key()
@@ -98,7 +106,7 @@ async def _generate_and_save(
     task_uuid: str,
     claim: Claim,
 ) -> int:
-    """Hold, generate, settle (or release), download and save over one session; the exit status."""
+    """Hold, generate, settle (release only a certain refusal), download and save over one session; the exit status."""
     try:
         database = await Database.open(settings.database)
     except DatabaseError as exc:
@@ -109,15 +117,32 @@ async def _generate_and_save(
         account = OperatorAccount(database, settings.app)
         hold = await account.reserve(request, len(references))
         try:
-            result = await _run_task(client, request, references, task_uuid)
-        except RunwareError as exc:
-            await account.release(hold)
-            log.debug("generation failed: %s", exc)
+            request = await _upload_references(client, request, references)
+        except BaseException as exc:
+            await account.release(hold)  # no generation was sent (an upload costs nothing)
+            if not isinstance(exc, RunwareError):
+                raise
+            log.debug("upload failed: %s", exc)
             print(f"atelier: {operator_message(exc)} Nothing was spent (the hold was released).", file=sys.stderr)
             return EXIT_FAILED
-        except BaseException:
-            await account.release(hold)
-            raise
+        accepted = False
+        try:
+            early = await client.submit(request, task_uuid)
+            accepted = True
+            images = await client.wait(task_uuid, request.count, known=early)
+        except BaseException as exc:
+            log.debug("generation failed: %s", exc)
+            if isinstance(exc, RunwareError) and refused_for_certain(exc, accepted=accepted):
+                await account.release(hold)
+                print(f"atelier: {operator_message(exc)} Nothing was spent (the hold was released).", file=sys.stderr)
+                return EXIT_FAILED
+            # The outcome is unknown: Runware may have run the task and charged for it, so the estimate is recorded.
+            unknown = await account.settle_unknown(hold, request, exc)
+            print(f"atelier: {unknown_outcome_message(exc, unknown.actual)}", file=sys.stderr)
+            if not isinstance(exc, RunwareError):
+                raise  # an interruption or a bug: recorded as spend above, then as it is
+            return EXIT_FAILED
+        result = GenerationResult(task_uuid=task_uuid, images=tuple(images), cost_micros=total_cost_micros(images))
         settled = await account.settle(hold, request, result.cost_micros)
         paid = _paid_line(result.cost_micros, settled.actual)
         try:
@@ -217,17 +242,17 @@ def _load_reference(path: Path, settings: Settings) -> NormalisedImage:
         raise _InputError(f"reference {path}: {exc}") from exc
 
 
-async def _run_task(
-    client: RunwareClient, request: ImageInferenceRequest, references: list[NormalisedImage], task_uuid: str
-) -> GenerationResult:
-    """Upload the references, then generate under the task UUID whose name prefix the output files carry."""
-    if references:
-        uploaded = [await client.upload_image(image.data, image.mime) for image in references]
-        # Validated again: only the reference strings change (local paths become Runware image UUIDs).
-        request = ImageInferenceRequest(
-            **{**request.model_dump(), "reference_images": tuple(item.image_uuid for item in uploaded)}
-        )
-    return await client.generate(request, task_uuid=task_uuid)
+async def _upload_references(
+    client: RunwareClient, request: ImageInferenceRequest, references: list[NormalisedImage]
+) -> ImageInferenceRequest:
+    """Upload the references; the request with their Runware image UUIDs in place of the local paths."""
+    if not references:
+        return request
+    uploaded = [await client.upload_image(image.data, image.mime) for image in references]
+    # Validated again: only the reference strings change (local paths become Runware image UUIDs).
+    return ImageInferenceRequest(
+        **{**request.model_dump(), "reference_images": tuple(item.image_uuid for item in uploaded)}
+    )
 
 
 def _extension(data: bytes, image: ImageResult, request: ImageInferenceRequest) -> str:

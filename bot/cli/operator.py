@@ -4,8 +4,13 @@ Terminal spending is recorded like a member's, under the reserved identity `OPER
 (`bot.billing.reports`): no Discord server or user has id 0, so it never touches a member's balance or a server's cap,
 and it shows in the spend report of that id. The operator's rules are set on every use (idempotent): no cap, no
 allowance. The hold is written without a job row (so the bot never tries to resume or deliver it); the job row, in
-state `succeeded` with the reported cost, is written just before the settle, for the report's per-model view. If the
-process dies in between, the bot's next start releases the orphan hold (`Ledger.reconcile`), as for any job.
+state `succeeded` with the reported cost, is written just before the settle, for the report's per-model view.
+
+A generation that fails is released only when Runware certainly did not run it (`refused_for_certain`); when the
+outcome is unknown (a timeout after the task was sent, a connection lost after the request went out, a task that
+failed while running) the hold is settled at the estimate, so the ledger never under-counts what the owner may have
+paid. If the process dies with the hold open, the bot's next start leaves it alone for as long as a `generate` can
+run (`bot.billing.operator.operator_grace_for`), then settles it at the estimate (`Ledger.reconcile`).
 """
 
 from __future__ import annotations
@@ -14,12 +19,23 @@ import re
 import sqlite3
 from dataclasses import dataclass
 
+import aiohttp
+
 from bot.billing.budgets import Budgets, MemberOverride
 from bot.billing.ledger import Ledger, SettleResult
 from bot.billing.pricing import Pricing
 from bot.billing.reports import OPERATOR_GUILD_ID, OPERATOR_MEMBER_ID
 from bot.clock import utc_now
-from bot.runware.errors import RunwareAuthError, RunwareCreditsError, RunwareError
+from bot.money import format_usd
+from bot.runware.errors import (
+    RunwareAuthError,
+    RunwareContentRefusedError,
+    RunwareCreditsError,
+    RunwareDuplicateTaskError,
+    RunwareError,
+    RunwareInvalidRequestError,
+    RunwareRateLimitedError,
+)
 from bot.runware.models import ImageInferenceRequest
 from bot.settings import AppConfig
 from bot.storage.database import Database
@@ -57,6 +73,16 @@ class OperatorAccount:
 
     async def settle(self, hold: Hold, request: ImageInferenceRequest, cost: int | None) -> SettleResult:
         """Record the job (succeeded) and charge its cost; an unreported cost is charged at the estimate."""
+        return await self._record(hold, request, JobState.SUCCEEDED, cost, {"source": "cli"})
+
+    async def settle_unknown(self, hold: Hold, request: ImageInferenceRequest, error: BaseException) -> SettleResult:
+        """Record the job (failed, outcome unknown) and charge the estimate: Runware may have run it and charged."""
+        extras = {"source": "cli", "outcome": "unknown", "error": str(error)[:500] or type(error).__name__}
+        return await self._record(hold, request, JobState.FAILED, None, extras)
+
+    async def _record(
+        self, hold: Hold, request: ImageInferenceRequest, state: JobState, cost: int | None, extras: dict[str, str]
+    ) -> SettleResult:
         job = NewJob(
             member_id=OPERATOR_MEMBER_ID,
             guild_id=OPERATOR_GUILD_ID,
@@ -69,8 +95,8 @@ class OperatorAccount:
             count=request.count,
             prompt=request.prompt,
             estimate=hold.estimate,
-            state=JobState.SUCCEEDED,
-            extras={"source": "cli"},
+            state=state,
+            extras=extras,
             id=hold.job_id,
         )
         now = utc_now()
@@ -84,8 +110,52 @@ class OperatorAccount:
         return await self._ledger.settle(hold.job_id, hold.estimate if cost is None else cost)
 
     async def release(self, hold: Hold) -> None:
-        """End the hold without a charge (the generation failed before anything was paid)."""
+        """End the hold without a charge (Runware certainly refused: `refused_for_certain`, or nothing was sent)."""
         await self._ledger.release(hold.job_id)
+
+
+_REFUSALS = (
+    RunwareAuthError,
+    RunwareCreditsError,
+    RunwareInvalidRequestError,
+    RunwareContentRefusedError,
+    RunwareRateLimitedError,
+)
+"""Answers in which Runware says it did not take the task: a refused key, no credit, an invalid request, the content
+policy, a full queue (429: not accepted)."""
+
+
+_TASK_REFUSALS = (RunwareInvalidRequestError, RunwareContentRefusedError)
+"""A task's own outcome, reported by Runware while polling, that says it was refused rather than run."""
+
+
+def refused_for_certain(error: BaseException, *, accepted: bool) -> bool:
+    """Whether Runware certainly did not run (so did not charge for) the generation that failed with `error`.
+
+    `accepted` says whether Runware had acknowledged the task (the failure came while waiting for it). Before that,
+    True for a refusal Runware answered (`_REFUSALS`; not a duplicate task: that one exists) or a connection that was
+    never opened (nothing was sent). After it, True only for the task's own refusal as Runware reported it (invalid
+    request, content policy): a key or a connection that fails while polling says nothing about the task.
+    Everything else is an unknown outcome: a timeout after the request was sent, a connection lost after it went out,
+    a 5xx, a task that failed or timed out while running, an interruption. The operator's hold is then settled at the
+    estimate, never released: the owner may have paid.
+    """
+    if not isinstance(error, RunwareError) or isinstance(error, RunwareDuplicateTaskError):
+        return False
+    if accepted:
+        return error.from_runware and isinstance(error, _TASK_REFUSALS)
+    if isinstance(error.__cause__, aiohttp.ClientConnectorError):
+        return True  # the connection was refused or never made: the request never left this machine
+    return isinstance(error, _REFUSALS)
+
+
+def unknown_outcome_message(error: BaseException, charged: int) -> str:
+    """Word the terminal line for a generation whose outcome is unknown: what went wrong, what was recorded."""
+    what = operator_message(error) if isinstance(error, RunwareError) else f"interrupted ({type(error).__name__})."
+    return (
+        f"{what} Runware may have charged your account {format_usd(charged)}; recorded as operator spend "
+        "(the estimate: the outcome is unknown)."
+    )
 
 
 _MEMBER_TAIL = re.compile(r"\s*Nothing was charged( to your budget)?\.$")

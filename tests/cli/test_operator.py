@@ -6,6 +6,7 @@ import asyncio
 import http.server
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +21,17 @@ import pytest
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.billing.reports import OPERATOR_GUILD_ID, OPERATOR_MEMBER_ID, Reports
+from bot.cli.operator import refused_for_certain
 from bot.cli.output import OutputError, claim_files
+from bot.runware.errors import (
+    RunwareAuthError,
+    RunwareCreditsError,
+    RunwareDuplicateTaskError,
+    RunwareInvalidRequestError,
+    RunwareServerError,
+    RunwareTimeoutError,
+    error_from_wire,
+)
 from bot.settings import BUILTIN_CONFIG_LABEL, builtin_config_text, load_settings
 from bot.storage.database import Database
 from bot.storage.migrate import latest_version
@@ -123,6 +134,65 @@ def test_a_failed_generation_releases_the_hold_and_leaves_no_folder(
     assert_operator_words(result)
     assert [kind for _, _, kind, _ in ledger_rows(database)] == ["hold", "release"]
     assert not (tmp_path / "new").exists()
+
+
+def test_an_unknown_outcome_is_settled_at_the_estimate_and_said_so(
+    fake_url: str, fast_config: str, tmp_path: Path
+) -> None:
+    """The task times out at the provider after Runware accepted it: the owner may have paid, so it is recorded."""
+    admin(fake_url, "/_fake/fail", {"fault": "task_timeout"})
+    database = tmp_path / "db.sqlite3"
+    result = run_cli(
+        fake_url,
+        "generate",
+        "a fox",
+        "--out",
+        str(tmp_path / "out"),
+        ATELIER_CONFIG=fast_config,
+        ATELIER_DATABASE=str(database),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "Runware may have charged your account $0.011; recorded as operator spend" in line, line
+    assert "Nothing was spent" not in line
+    assert_operator_words(result)
+    assert ledger_rows(database) == [
+        (OPERATOR_GUILD_ID, OPERATOR_MEMBER_ID, "hold", 11_000),
+        (OPERATOR_GUILD_ID, OPERATOR_MEMBER_ID, "settle", 11_000),
+    ]
+    with sqlite3.connect(database) as conn:
+        state, extras = conn.execute("SELECT state, extras FROM jobs").fetchone()
+    assert state == "failed" and json.loads(extras)["outcome"] == "unknown"
+
+
+@pytest.mark.parametrize("refusal", ["unauthorized", "insufficient_credits", "connection_refused"])
+def test_a_certain_refusal_releases_the_hold(fake_url: str, fast_config: str, tmp_path: Path, refusal: str) -> None:
+    """A refused key, an empty account, a connection never opened: Runware ran nothing, so nothing is recorded."""
+    url = fake_url
+    if refusal == "connection_refused":
+        with socket.socket() as probe:  # a port that was just free: nothing listens there
+            probe.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    else:
+        admin(fake_url, "/_fake/fail", {"fault": refusal, "times": 20})
+    database = tmp_path / "db.sqlite3"
+    config = tmp_path / "atelier.toml"
+    config.write_text(
+        Path(fast_config).read_text(encoding="utf-8").replace("max_retries = 4", "max_retries = 0"), encoding="utf-8"
+    )
+    result = run_cli(
+        url,
+        "generate",
+        "a fox",
+        "--out",
+        str(tmp_path / "out"),
+        ATELIER_CONFIG=str(config),
+        ATELIER_DATABASE=str(database),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = result.stderr.strip().splitlines()[-1]  # after the client's warning about retrying, when it retries
+    assert "Nothing was spent (the hold was released)" in line and "may have charged" not in line, line
+    assert [kind for _, _, kind, _ in ledger_rows(database)] == ["hold", "release"]
 
 
 def test_a_reference_before_the_prompt_does_not_swallow_it(fake_url: str, fast_config: str, tmp_path: Path) -> None:
@@ -355,3 +425,17 @@ async def test_the_installed_command_works_from_an_empty_folder_outside_the_chec
     assert Path(saved).parent == Path("out") and (home / saved).is_file() and cost == "cost: $0.011"
     assert (home / "data" / "atelier.sqlite3").is_file()
     assert sorted(path.name for path in home.iterdir()) == [".env", "atelier.toml", "data", "out"]
+
+
+def test_refused_for_certain_believes_only_an_answered_refusal_or_a_connection_never_made() -> None:
+    """The one judgement `generate` releases on: anything that may have run is an unknown outcome, never released."""
+    assert refused_for_certain(RunwareAuthError(status=401), accepted=False)
+    assert refused_for_certain(RunwareCreditsError(status=402), accepted=False)
+    assert refused_for_certain(RunwareInvalidRequestError(status=400), accepted=False)
+    assert not refused_for_certain(RunwareAuthError(status=401), accepted=True)  # the task was accepted before
+    assert not refused_for_certain(RunwareTimeoutError(code="requestTimeout", retryable=True), accepted=False)
+    assert not refused_for_certain(RunwareServerError(status=500), accepted=False)
+    assert not refused_for_certain(RunwareDuplicateTaskError(status=400), accepted=False)
+    assert not refused_for_certain(KeyboardInterrupt(), accepted=False)
+    assert refused_for_certain(error_from_wire({"code": "contentPolicyViolation"}), accepted=True)
+    assert not refused_for_certain(error_from_wire({"code": "timeoutProvider"}), accepted=True)
