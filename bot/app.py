@@ -23,6 +23,7 @@ import aiohttp
 
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
+from bot.billing.operator import operator_grace_for
 from bot.billing.pools import Pools
 from bot.billing.pricing import Pricing
 from bot.billing.reports import Reports
@@ -84,7 +85,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
     moderation = ModerationRules(database)
     modlog = DiscordModLog(bot, moderation, delivery)
     budgets = Budgets(database, config)
-    ledger = Ledger(database, budgets)
+    ledger = Ledger(database, budgets, operator_grace=operator_grace_for(config.runware))
     server_options = ServerOptions(database, config)
     policy = Policy(database)
     scheduler = Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency)

@@ -8,6 +8,7 @@
 - `pools`: team budgets per channel or category (`/budget channel`), checked in the ledger's reservation.
 - `reports`: spend per member, model, channel and day, the CSV of every charge; `chart`: the daily-spend PNG
   (matplotlib, Agg).
+- `operator`: how the start-up reconcile treats a terminal `generate`'s hold (kept while it may run, then settled).
 - `inputs`: checks for amounts and ids an admin gives; `errors`: the billing refusals, carrying data.
 
 Billing depends on `bot.storage` and `bot.settings` only; the job service calls it, never the other way.

@@ -19,7 +19,9 @@ always safe to call afterwards.
 Job rows and holds: a hold carries its job id without a foreign key, because the generation flow reserves before
 it writes the job (contract §2, steps 5 and 6); pass `job=` to `reserve` to create the row in the same transaction
 and close that gap. `reconcile()` treats a hold whose job row does not exist as abandoned (the process died between
-the two steps) and releases it, so run it at start-up, before requests are accepted, or give it a grace period.
+the two steps) and releases it, so run it at start-up, before requests are accepted, or give it a grace period. The
+operator's terminal holds (`bot.billing.operator`) are the exception: another process may still be running them, so
+they are kept for `operator_grace`, then settled at the estimate (the outcome is unknown), never released.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bot.billing.budgets import Budgets, MemberLimit, day_span, period_bounds, r
 from bot.billing.checks import allowance_warning, check_job_row, checked_places, checked_request, refusal
 from bot.billing.errors import BudgetExceededError, BudgetInputError, LedgerError
 from bot.billing.inputs import check_amount, check_id, check_job_id
+from bot.billing.operator import operator_grace_for, operator_hold_action
 from bot.billing.outcomes import (
     AllowanceWarning,
     BudgetStatus,
@@ -46,6 +49,7 @@ from bot.catalog import Period
 from bot.clock import utc_now
 from bot.money import format_usd
 from bot.observability import metrics
+from bot.settings import RunwareConfig
 from bot.storage.database import Database
 from bot.storage.jobs import JobQueries
 from bot.storage.ledger import LedgerQueries
@@ -71,10 +75,23 @@ MAX_REASON_CHARS = 500
 class Ledger:
     """Reservations, settlements, releases and grants against the budgets of `Budgets`."""
 
-    def __init__(self, db: Database, budgets: Budgets, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        db: Database,
+        budgets: Budgets,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        operator_grace: timedelta | None = None,
+    ) -> None:
+        """Serve the ledger on `db` with `budgets`' rules.
+
+        `operator_grace`: how long a terminal `generate` may hold (`operator_grace_for(config.runware)`; by default,
+        that of the default Runware config).
+        """
         self._db = db
         self._budgets = budgets
         self._clock = clock
+        self._operator_grace = operator_grace_for(RunwareConfig()) if operator_grace is None else operator_grace
 
     async def reserve(
         self,
@@ -307,7 +324,9 @@ class Ledger:
 
         A hold whose job succeeded (was delivered) is settled to the job's cost (to its estimate if no cost was
         recorded, the conservative choice); a hold whose job failed, was cancelled or rejected is released; a hold
-        whose job row is gone and is older than `orphan_grace` is released; holds of active jobs are kept.
+        whose job row is gone and is older than `orphan_grace` is released; holds of active jobs are kept. An operator's
+        terminal hold without a job row is kept for `operator_grace` (the `generate` may still be running), then
+        settled at its estimate, as is one whose job the terminal recorded as failed with an unknown outcome.
         """
         now = self._clock()
 
@@ -322,7 +341,13 @@ class Ledger:
                 job_id = entry.job_id
                 if job_id is None:  # pragma: no cover - the schema gives every hold a job id
                     continue
-                if (state is None and now - entry.created_at < orphan_grace) or state in ACTIVE_STATES:
+                operator = operator_hold_action(entry, state, now, self._operator_grace)
+                if operator == "keep" or (state is None and now - entry.created_at < orphan_grace):
+                    kept.append(job_id)
+                elif operator == "settle":  # a dead terminal run, outcome unknown: never under-count
+                    settlements.append(_settle_in(conn, job_id, entry.amount, now))
+                    settled.append(job_id)
+                elif state in ACTIVE_STATES:
                     kept.append(job_id)
                 elif state is JobState.SUCCEEDED:
                     # Only a delivered success is charged; failed, cancelled and rejected jobs never are.
