@@ -1,4 +1,6 @@
-"""`atelier init [DIR]`: write an annotated `atelier.toml` and a `.env` template (names, no values) to start from.
+"""`atelier init [DIR]`: write an annotated `atelier.toml` and a `.env` template (names, no secrets) to start from.
+
+It ends by printing the next steps, with the paths: edit the `.env`, then `atelier check`, then `atelier run`.
 
 Both come from inside the package (the built-in defaults and `bot/defaults/env.template`); an existing file is never
 overwritten: the command refuses before writing anything.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from importlib import resources
 from pathlib import Path
@@ -58,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
             path.unlink(missing_ok=True)
         print(f"atelier: cannot write in {folder}: {exc.strerror or exc}; nothing was written", file=sys.stderr)
         return EXIT_USAGE
-    print(f"wrote {folder / 'atelier.toml'} (every setting, with its default and what it does)")
-    print(f"wrote {folder / '.env'} (fill in DISCORD_TOKEN and RUNWARE_API_KEY; keep it private)")
-    print(f"next: cd {folder} && atelier check")
+    home = folder.resolve()
+    print(f"wrote {home / 'atelier.toml'} (every setting, with its default and what it does)")
+    print(f"wrote {home / '.env'} (every environment variable, with what it does; keep it private)")
+    print("next:")
+    print(f"  1. edit {home / '.env'}: fill in DISCORD_TOKEN and RUNWARE_API_KEY (or RUNBASE_API_KEY)")
+    print(f"  2. cd {shlex.quote(str(home))} && atelier check")
+    print(f"  3. atelier run   (from {home}: it reads .env and atelier.toml there)")
     return EXIT_OK

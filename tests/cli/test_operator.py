@@ -6,6 +6,7 @@ import asyncio
 import http.server
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -32,7 +33,7 @@ from bot.runware.errors import (
     RunwareTimeoutError,
     error_from_wire,
 )
-from bot.settings import BUILTIN_CONFIG_LABEL, builtin_config_text, load_settings
+from bot.settings import BUILTIN_CONFIG_LABEL, ENVIRONMENT_VARIABLES, builtin_config_text, load_settings
 from bot.storage.database import Database
 from bot.storage.migrate import latest_version
 from fakes.discord import FakeDiscord
@@ -283,6 +284,11 @@ def test_init_writes_both_files_and_never_overwrites(fake_url: str, tmp_path: Pa
     assert (folder / "atelier.toml").read_text(encoding="utf-8") == builtin_config_text()
     env = (folder / ".env").read_text(encoding="utf-8")
     assert "DISCORD_TOKEN=\n" in env and "RUNWARE_API_KEY=\n" in env
+    home = folder.resolve()
+    steps = result.stdout[result.stdout.index("next:") :]
+    assert (
+        steps.index(f"edit {home / '.env'}") < steps.index(f"cd {home} && atelier check") < steps.index("atelier run")
+    )
     assert oct((folder / ".env").stat().st_mode & 0o777) == oct(0o600)
     (folder / ".env").write_text("DISCORD_TOKEN=mine\n", encoding="utf-8")
     again = run_cli(fake_url, "init", str(folder))
@@ -290,6 +296,48 @@ def test_init_writes_both_files_and_never_overwrites(fake_url: str, tmp_path: Pa
     [line] = again.stderr.strip().splitlines()
     assert "already exist" in line and "nothing was written" in line
     assert (folder / ".env").read_text(encoding="utf-8") == "DISCORD_TOKEN=mine\n"
+
+
+CONTRACT_VARIABLES = (
+    # contract §5.1
+    "DISCORD_TOKEN",
+    "RUNWARE_API_KEY",
+    "RUNWARE_API_URL",
+    "DISCORD_API_BASE",
+    "DISCORD_GATEWAY_URL",
+    "ATELIER_DATABASE",
+    "ATELIER_CONFIG",
+    "ATELIER_DEV_GUILD",
+    "LOG_LEVEL",
+    # contract §5.4
+    "RUNBASE_API_KEY",
+    "RUNBASE_API_URL",
+    "ATELIER_SHARDS",
+    "ATELIER_METRICS_PORT",
+)
+SECRETS = ("DISCORD_TOKEN", "RUNWARE_API_KEY", "RUNBASE_API_KEY")
+
+
+def test_the_env_template_lists_every_variable_with_a_comment_and_no_secret(tmp_path: Path) -> None:
+    """Every variable of the contract and every one the settings read: once, after a comment; secrets empty."""
+    lines = (REPO_ROOT / "bot" / "defaults" / "env.template").read_text(encoding="utf-8").splitlines()
+    assignments = {
+        line.removeprefix("# ").split("=", 1)[0]: (index, line)
+        for index, line in enumerate(lines)
+        if re.fullmatch(r"(# )?[A-Z_]+=.*", line)
+    }
+    assert set(CONTRACT_VARIABLES) | set(ENVIRONMENT_VARIABLES) <= set(assignments), assignments.keys()
+    for name, (index, line) in assignments.items():
+        above = lines[index - 1]
+        assert above.startswith("# ") and "=" not in above.split()[1], f"{name} has no comment above it"
+        if name in SECRETS:
+            assert line == f"{name}=", line
+    # As written, it loads (the uncommented values are valid) with every default in place.
+    (tmp_path / "atelier.toml").write_text(builtin_config_text(), encoding="utf-8")
+    env = tmp_path / ".env"
+    env.write_text("\n".join(lines), encoding="utf-8")
+    settings = load_settings({"ATELIER_CONFIG": str(tmp_path / "atelier.toml")}, env_file=env)
+    assert settings.runware_api_key is None and settings.metrics_port is None
 
 
 def test_the_packaged_defaults_are_the_checkouts_config() -> None:
