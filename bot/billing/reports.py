@@ -28,6 +28,7 @@ from bot.storage.rows import ChargeRow, SpendRow
 
 __all__ = [
     "OPERATOR_GUILD_ID",
+    "OPERATOR_LABEL",
     "OPERATOR_MEMBER_ID",
     "DaySpend",
     "MemberSpend",
@@ -54,6 +55,8 @@ No Discord server has id 0, so this spending never counts in a real server's cap
 reported like a server's: `Reports.spend(OPERATOR_GUILD_ID, ...)`, and `Ledger.status` shows its period totals."""
 OPERATOR_MEMBER_ID = 0
 """The member id of the operator's own spending, under `OPERATOR_GUILD_ID` (no Discord user has id 0)."""
+OPERATOR_LABEL = "operator (terminal)"
+"""How a report names the operator's spending (`OPERATOR_MEMBER_ID` under `OPERATOR_GUILD_ID`) instead of an id."""
 
 _EPOCH_DAY = date(1970, 1, 1)
 
@@ -209,21 +212,32 @@ def _shares(charges: tuple[ChargeRow, ...], key: Callable[[ChargeRow], int | str
 
 
 def chart_title(report: PeriodReport) -> str:
-    """Title the chart of a period's daily spend."""
-    return f"Daily spend (UTC), {report.which} {report.period.value} from {report.start:%Y-%m-%d}"
+    """Title the chart of a period's daily spend (the operator's terminal spending says so)."""
+    whose = f"{OPERATOR_LABEL}, " if report.guild_id == OPERATOR_GUILD_ID else ""
+    return f"Daily spend (UTC), {whose}{report.which} {report.period.value} from {report.start:%Y-%m-%d}"
+
+
+def _label(report: PeriodReport, title: str, key: int | str | None) -> str:
+    """Name a share's key on the terminal: the operator's spending is no member and has no channel."""
+    if report.guild_id == OPERATOR_GUILD_ID and title in ("member", "channel"):
+        if title == "member" and key == OPERATOR_MEMBER_ID:
+            return OPERATOR_LABEL
+        if title == "channel" and key is None:
+            return "terminal (no channel)"
+    return UNKNOWN if key is None else str(key)
 
 
 def summary_lines(report: PeriodReport) -> list[str]:
     """Describe the report as plain lines (for a terminal): the period, the total, then every member, model, channel."""
     last = report.end - timedelta(days=1)
+    whose = OPERATOR_LABEL if report.guild_id == OPERATOR_GUILD_ID else f"server {report.guild_id}"
     lines = [
-        f"server {report.guild_id}, {report.which} {report.period.value}: {report.start:%Y-%m-%d} to {last:%Y-%m-%d}"
-        " (UTC)",
+        f"{whose}, {report.which} {report.period.value}: {report.start:%Y-%m-%d} to {last:%Y-%m-%d} (UTC)",
         f"total: {_usd(report.total)} USD in {len(report.charges)} charge(s)",
     ]
     for title, shares in (("member", report.by_member), ("model", report.by_model), ("channel", report.by_channel)):
         lines.append(f"by {title}:")
-        lines.extend(f"  {UNKNOWN if s.key is None else s.key}: {_usd(s.spent)} USD ({s.jobs} job(s))" for s in shares)
+        lines.extend(f"  {_label(report, title, s.key)}: {_usd(s.spent)} USD ({s.jobs} job(s))" for s in shares)
     return lines
 
 

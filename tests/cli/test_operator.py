@@ -118,6 +118,16 @@ def test_generate_records_its_spending_as_the_operators_and_no_members(fake_url:
     with sqlite3.connect(database) as conn:
         assert conn.execute("SELECT DISTINCT guild_id FROM guild_day_totals").fetchall() == [(OPERATOR_GUILD_ID,)]
 
+    # `atelier report --guild 0` names the operator's spending as such, never as a member id.
+    out = tmp_path / "report"
+    report = run_cli(fake_url, "report", "--guild", "0", "--out", str(out), ATELIER_DATABASE=str(database))
+    assert report.returncode == 0, report.stderr
+    lines = report.stdout.splitlines()
+    assert lines[0].startswith("operator (terminal), current ")
+    by_member = lines[lines.index("by member:") + 1 : lines.index("by model:")]
+    assert by_member == ["  operator (terminal): 0.011000 USD (1 job(s))"]
+    assert "  terminal (no channel): 0.011000 USD (1 job(s))" in lines
+
 
 def test_a_failed_generation_releases_the_hold_and_leaves_no_folder(
     fake_url: str, fast_config: str, tmp_path: Path

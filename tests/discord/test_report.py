@@ -22,12 +22,14 @@ from PIL import Image
 from bot.billing.chart import BACKGROUND
 from bot.billing.reports import PeriodReport, charges_csv
 from bot.catalog import Period
+from bot.cli.operator import OperatorAccount
 from bot.money import format_usd
+from bot.runware.models import ImageInferenceRequest
 from bot.storage.rows import ChargeRow
 from cogs.budget import _report_files
 from fakes.discord import FakeMessage
 from tests.discord.conftest import Atelier
-from tests.discord.helpers import idle, settled_total
+from tests.discord.helpers import idle, result_of, settled_total
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = 12
@@ -145,6 +147,33 @@ async def test_the_previous_period_is_empty_and_bad_cli_input_is_one_line(atelie
     assert result.stderr.count("\n") == 1 and "server id" in result.stderr
     refused = await atelier.answer("budget report", user_id=world.member_id)
     assert refused.content == "You need the Manage Server permission to do this."
+
+
+async def test_the_operators_terminal_spending_never_shows_in_a_real_servers_report(atelier: Atelier) -> None:
+    """Spending of `atelier generate` (server id 0) in the same database: /budget report shows only the server's."""
+    world = atelier.world
+    account = OperatorAccount(atelier.bot.services.database, atelier.settings().app)
+    request = ImageInferenceRequest(
+        model="gpt-image-1", prompt="the operator's fox", size="1024x1024", quality="high", background="auto",
+        count=1, format="png",
+    )  # fmt: skip
+    hold = await account.reserve(request, 0)
+    await account.settle(hold, request, 167_000)
+    imagine = await atelier.slash("imagine", user_id=world.member_id, prompt="a member's fox")
+    await result_of(imagine)
+    await idle(atelier)
+    (charges, ledger_total) = await settled_total(atelier)
+    assert charges == 2
+
+    interaction = await atelier.slash("budget report", user_id=world.admin_id)
+    message = await interaction.wait_message(lambda m: bool(m.attachments), timeout=20.0)
+    files = _files(message)
+    (csv_name,) = [name for name in files if name.endswith(".csv")]
+    rows, total = _csv_total(files[csv_name])
+    assert [int(row["member_id"]) for row in rows] == [world.member_id]
+    assert total == ledger_total - 167_000
+    assert hold.job_id not in files[csv_name].decode()
+    assert "in 1 charge(s)" in message.embeds[0]["description"]
 
 
 def _run_report(atelier: Atelier, *args: str) -> subprocess.CompletedProcess[str]:
