@@ -12,7 +12,8 @@ and the job's state together, only if nobody decided first), so of two moderator
 - **withdraw**: the requester (or a moderator) cancels it (`Worker.cancel`): -> `cancelled`, the hold is decided in
   the same step (so a later click is refused) and the mod-log entry says so, without buttons.
 
-At start, `reannounce` posts the held requests whose mod-log message was never posted (the bot stopped in between).
+At start, `reannounce` posts what never reached the mod-log: held requests whose message was never posted (the bot
+stopped in between), and quarantined results whose post failed (the mod-log was unreachable, or the bot stopped).
 
 A result that Runware's safety check flagged in a safety channel is not delivered: `quarantine` posts it to the
 mod-log as spoilers, and the job is charged as delivered (it was paid for). **publish** posts it in the channel for
@@ -43,7 +44,7 @@ from bot.observability import metrics
 from bot.runware.client import RunwareClient
 from bot.runware.models import ImageResult
 from bot.storage.jobs import JobRepository
-from bot.storage.moderation import HoldRow
+from bot.storage.moderation import HoldRow, ModerationRepository
 from bot.storage.rows import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,12 @@ class Approvals:
             raise InvalidRequestError(refusal)
 
     async def reannounce(self, job_ids: Sequence[str]) -> list[str]:
-        """At start: post the held requests whose mod-log message was never posted (the bot stopped in between).
+        """At start: post the held requests `job_ids` and the quarantined results that never reached the mod-log.
 
         Requests past their deadline are left to `sweep`; one the mod-log cannot take now is cancelled and released,
-        and its requester told why (as `announce` does). Returns the ids posted.
+        and its requester told why (as `announce` does). A quarantined result (paid for, never in the channel) is
+        posted again with its buttons (`repost_quarantined`); if the mod-log still cannot take it, it stays held for
+        the next start. Returns the ids posted.
         """
         posted: list[str] = []
         deadline = self._clock() - self.timeout
@@ -124,6 +127,7 @@ class Approvals:
                 posted.append(job.id)
             else:
                 await self._tell(job, refusal)
+        posted.extend(await repost_quarantined(self._holds, self._jobs, self._client, self.modlog))
         return posted
 
     async def _post_held(self, job: Job) -> str | None:
@@ -367,6 +371,31 @@ class Approvals:
         if job is None:
             raise AlreadyDecidedError("That request no longer exists.")
         return job
+
+
+async def repost_quarantined(
+    holds: ModerationRepository, jobs: JobRepository, client: RunwareClient, modlog: ModLog
+) -> list[str]:
+    """Post again the quarantined results whose mod-log post failed; return the ids posted.
+
+    Their images come from Runware (the mod-log has no copy yet). One that cannot be posted now (images gone, the
+    mod-log still unreachable) stays held, undecided and out of the channel, for the next start.
+    """
+    posted: list[str] = []
+    for job in await holds.unposted_quarantines():
+        hold = await holds.hold(job.id)
+        if hold is None:  # pragma: no cover - the query joined it
+            continue
+        try:
+            fitted = await result_images(job, hold, jobs=jobs, client=client, modlog=modlog)
+            channel_id, message_id = await modlog.quarantined(job, fitted, published_summary(job, len(fitted)))
+        except Exception as exc:
+            log.warning("flagged result of job %s still cannot be posted to the mod-log: %s", job.id, exc)
+            continue
+        await holds.set_hold_message(job.id, channel_id, message_id)
+        log.info("flagged result of job %s posted to the mod-log at start", job.id)
+        posted.append(job.id)
+    return posted
 
 
 def published_summary(job: Job, image_count: int) -> ResultSummary:

@@ -212,6 +212,15 @@ class ModerationQueries:
         """Record where a quarantined job's result was posted once a moderator approved it."""
         self._conn.execute("UPDATE jobs SET result_message_id = ? WHERE id = ?", (message_id, job_id))
 
+    def unposted_quarantines(self) -> list[Job]:
+        """Return the jobs whose flagged result is quarantined, undecided, with no mod-log message, oldest first."""
+        rows = self._conn.execute(
+            "SELECT j.* FROM moderation_holds AS h JOIN jobs AS j ON j.id = h.job_id"
+            " WHERE h.kind = 'safety' AND h.decision IS NULL AND h.message_id IS NULL AND j.state = 'succeeded'"
+            " ORDER BY h.created_at, h.job_id"
+        ).fetchall()
+        return [job_from_row(row) for row in rows]
+
 
 class _NotInStateError(Exception):
     """The job left the expected state before the decision: the whole unit is rolled back."""
@@ -285,3 +294,7 @@ class ModerationRepository(Repository[ModerationQueries]):
     async def set_result_message(self, job_id: str, message_id: int | None) -> None:
         """`ModerationQueries.set_result_message`."""
         await self._write(lambda q: q.set_result_message(job_id, message_id))
+
+    async def unposted_quarantines(self) -> list[Job]:
+        """`ModerationQueries.unposted_quarantines`."""
+        return await self._read(lambda q: q.unposted_quarantines())

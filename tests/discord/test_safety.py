@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.money import format_usd
 from fakes.discord import FakeMessage
 from tests.discord.conftest import Atelier
@@ -167,3 +169,40 @@ async def test_approving_posts_the_mod_log_copy_when_runware_no_longer_serves_th
 
     (posted,) = [m for m in atelier.fake.channel_messages(world.channel_id) if has_images(m)]
     assert len(posted.attachments) == len(entry.attachments)
+
+
+async def test_a_flagged_result_whose_mod_log_post_failed_is_posted_there_after_a_restart(atelier: Atelier) -> None:
+    """The mod-log is unreachable when the result is flagged: the requester is told it is held, nothing reaches the
+    channel; after a restart the result is posted to the mod-log with its buttons (charged once), and Approve works."""
+    world = atelier.world
+    modlog_id = await _safety_channel(atelier)
+    atelier.fake.plan_error("POST", rf"^/channels/{modlog_id}/messages$", 503)
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="forbidden fruit, lost post")
+    await interaction.wait_message(lambda m: "held for a moderator's review" in m.content)
+    await idle(atelier)
+    assert _quarantined(atelier, modlog_id) == []
+    assert not any(has_images(m) for m in atelier.fake.channel_messages(world.channel_id))
+    charged = await settled_total(atelier)
+    assert charged[0] == 1
+
+    await atelier.restart()
+    await atelier.fake.wait_until(lambda: _quarantined(atelier, modlog_id), timeout=10.0, what="the re-posted entry")
+    (entry,) = _quarantined(atelier, modlog_id)
+    assert entry.attachments and all(a.filename.startswith("SPOILER_") for a in entry.attachments)
+    approvals = atelier.bot.services.generation.approvals
+    for _ in range(200):  # the message id is recorded just after the post
+        hold = await approvals.hold(job_id_of(entry))
+        if hold is not None and hold.message_id is not None:
+            break
+        await asyncio.sleep(0.025)
+    assert hold is not None and hold.message_id == entry.id and hold.decision is None
+    assert not any(has_images(m) for m in atelier.fake.channel_messages(world.channel_id))
+
+    click = await atelier.fake.click_button(entry, _button(entry, "publish"), user_id=world.admin_id)
+    await click.wait_message(lambda m: "Posted" in m.content)
+    assert len([m for m in atelier.fake.channel_messages(world.channel_id) if has_images(m)]) == 1
+    await atelier.restart()  # posted once: a second start finds nothing left to post
+    await idle(atelier)
+    flagged_posts = [m for m in atelier.fake.channel_messages(modlog_id) if m.attachments]
+    assert [m.id for m in flagged_posts] == [entry.id]
+    assert await settled_total(atelier) == charged
