@@ -12,6 +12,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.billing.budgets import MemberOverride
+from fakes.runware import Fault
 from tests.discord.conftest import Atelier
 from tests.discord.helpers import result_of
 
@@ -99,3 +100,56 @@ async def test_metrics_count_interactions_jobs_and_the_spend_the_ledger_settled(
         (settled,) = conn.execute("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE kind = 'settle'").fetchone()
     assert settled > 0
     assert samples[("atelier_spend_microdollars_total", ())] == settled
+
+
+async def test_metrics_count_429s_failures_and_the_queue_as_they_happen(atelier: Atelier) -> None:
+    """Runware answers 429 twice and Discord once; three requests from one member (one slot) queue; one job fails:
+    `/metrics` says exactly that: the 429s by service, the queue while it waits, jobs by state, acknowledgements."""
+    port = _free_port()
+    await atelier.stop()
+    atelier.configure(limits__per_member_concurrency="1")
+    await atelier.start(ATELIER_METRICS_PORT=str(port))
+    world, fake, runware = atelier.world, atelier.fake, atelier.runware
+    await atelier.bot.services.budgets.set_member(world.guild_id, world.member_id, MemberOverride.unlimited())
+
+    runware.fail_next(Fault.RATE_LIMITED, times=2, task_type="imageInference", retry_after=0.05)
+    fake.plan_429("POST", r"/interactions/\d+/[^/]+/callback$", times=1, retry_after=0.05)
+    runware.latency = 1.5  # the first task runs long enough for the other two to wait behind it
+    interactions = [
+        await atelier.slash("imagine", user_id=world.member_id, prompt=f"queued {index}: a kite") for index in range(3)
+    ]
+    queued: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while asyncio.get_running_loop().time() < deadline:
+        queued = _samples((await _get(port, "/metrics"))[1])
+        if queued[("atelier_queue_length", ())] == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert (queued[("atelier_queue_length", ())], queued[("atelier_running_jobs", ())]) == (2, 1)
+    runware.latency = 0.0
+    for interaction in interactions:
+        await result_of(interaction, timeout=20.0)
+
+    runware.fail_next(Fault.CONTENT_POLICY)
+    refused = await atelier.slash("imagine", user_id=world.member_id, prompt="a kite that fails")
+    await refused.wait_message(lambda m: "content policy" in m.content, timeout=10.0)
+    await atelier.bot.services.generation.wait_idle()
+
+    samples = _samples((await _get(port, "/metrics"))[1])
+    assert samples[("atelier_interactions_total", (("type", "application_command"),))] == 4
+    assert samples[("atelier_interaction_ack_seconds_count", ())] == 4
+    expected = {"queued": 4, "submitted": 4, "succeeded": 3, "failed": 1}
+    for state, count in expected.items():
+        assert samples[("atelier_job_transitions_total", (("state", state),))] == count, state
+    assert samples[("atelier_rate_limited_total", (("service", "runware"),))] == 2
+    assert samples[("atelier_rate_limited_total", (("service", "discord"),))] == 1
+    key = (
+        "atelier_provider_request_seconds_count",
+        (("outcome", "RunwareRateLimitedError"), ("task_type", "imageInference")),
+    )
+    assert samples[key] == 2
+    assert (samples[("atelier_queue_length", ())], samples[("atelier_running_jobs", ())]) == (0, 0)
+    with sqlite3.connect(atelier.database) as conn:
+        (settled,) = conn.execute("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE kind = 'settle'").fetchone()
+        (charges,) = conn.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'settle'").fetchone()
+    assert charges == 3 and samples[("atelier_spend_microdollars_total", ())] == settled
