@@ -4,8 +4,9 @@ Checks, in order: the config file (which one, or the built-in defaults); the Dis
 the bot; `GET /applications/@me` gives the application id and the flags that say which privileged intents the
 portal allows, hence reply editing); the database (opens, integrity, schema version: a database behind the code is
 reported as needing a migration and is NOT migrated, one that does not exist yet is not created); the Runware key,
-verified without spending. A request that fails in a way worth repeating (a 5xx, a 429, a connection error) is
-retried up to `ATTEMPTS` times, with a progress line before each wait. Nothing is spent and nothing is written.
+verified without spending; the Runbase key when `RUNBASE_API_KEY` is set, verified the same way. A request that
+fails in a way worth repeating (a 5xx, a 429, a connection error) is retried up to `ATTEMPTS` times, with a progress
+line before each wait. Nothing is spent and nothing is written.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ from bot.cli.operator import operator_message
 from bot.discord.intents import PORTAL_SWITCH, PrivilegedIntentError, decide
 from bot.exit_codes import EXIT_FAILED, EXIT_OK
 from bot.log import setup_logging
+from bot.runbase.client import RunbaseClient, RunbaseOptions
+from bot.runbase.errors import RunbaseAuthError, RunbaseError
 from bot.runware.client import RunwareClient
 from bot.runware.errors import RunwareError
 from bot.settings import Settings, load_settings
 from bot.storage.migrate import latest_version, user_version
 
 NAME = "check"
-HELP = "check what a first start needs (config, Discord token and intents, database, Runware key); spends nothing"
+HELP = "check what a first start needs (config, Discord token and intents, database, provider keys); spends nothing"
 
 ATTEMPTS = 4
 """Tries per service for a failure worth repeating (5xx, 429, no connection)."""
@@ -84,12 +87,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _check_services(settings: Settings, report: _Report) -> None:
-    """Run the Discord, database and Runware checks over one HTTP session."""
+    """Run the Discord, database and provider checks (Runbase only when its key is set) over one HTTP session."""
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await _check_discord(settings, session, report)
         _check_database(settings.database, report)
         await _check_runware(settings, session, report)
+        if settings.runbase_api_key is not None:
+            await _check_runbase(settings, session, report)
 
 
 async def _retrying(name: str, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -233,6 +238,34 @@ async def _check_runware(settings: Settings, session: aiohttp.ClientSession, rep
         report.line("runware", False, str(exc))
     else:
         report.line("runware", True, f"key accepted, nothing spent ({settings.runware_api_url})")
+
+
+async def _check_runbase(settings: Settings, session: aiohttp.ClientSession, report: _Report) -> None:
+    """Ask Runbase whether RUNBASE_API_KEY is valid, without spending (a run that cannot exist); retried here."""
+    key = settings.runbase_api_key
+    if key is None:  # pragma: no cover - only called with a key
+        return
+    client = RunbaseClient(
+        session, api_key=key.get_secret_value(), api_url=settings.runbase_api_url, options=RunbaseOptions(max_retries=0)
+    )
+
+    async def attempt() -> None:
+        try:
+            await client.verify_key()
+        except RunbaseAuthError as exc:
+            raise _CheckFailedError(f"Runbase rejected the key: check RUNBASE_API_KEY (HTTP {exc.status})") from exc
+        except RunbaseError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, RunbaseError) and cause.retryable:
+                raise _RetryableError(_runware_reason(cause).replace("Runware", "Runbase"), cause.retry_after) from exc
+            raise _CheckFailedError(exc.message) from exc
+
+    try:
+        await _retrying("runbase", attempt)
+    except _CheckFailedError as exc:
+        report.line("runbase", False, str(exc))
+    else:
+        report.line("runbase", True, f"key accepted, nothing spent ({settings.runbase_api_url})")
 
 
 def _runware_reason(exc: RunwareError) -> str:

@@ -37,6 +37,7 @@ from bot.settings import BUILTIN_CONFIG_LABEL, ENVIRONMENT_VARIABLES, builtin_co
 from bot.storage.database import Database
 from bot.storage.migrate import latest_version
 from fakes.discord import FakeDiscord
+from fakes.runbase import FakeRunbase
 from fakes.runware import DEFAULT_API_KEY
 from tests.test_cli import REPO_ROOT, admin, run_cli, write_png
 
@@ -497,3 +498,26 @@ def test_refused_for_certain_believes_only_an_answered_refusal_or_a_connection_n
     assert not refused_for_certain(KeyboardInterrupt(), accepted=False)
     assert refused_for_certain(error_from_wire({"code": "contentPolicyViolation"}), accepted=True)
     assert not refused_for_certain(error_from_wire({"code": "timeoutProvider"}), accepted=True)
+
+
+async def test_check_verifies_the_runbase_key_when_it_is_set(
+    fake_url: str, tmp_path: Path, flaky_discord: tuple[str, list[str]], fake_runbase: FakeRunbase
+) -> None:
+    """RUNBASE_API_KEY set: a `runbase` line, ok for the key the fake accepts, FAILED naming the variable for another;
+    nothing spent either way (the fake made no run)."""
+    api_base, _seen = flaky_discord
+    common = {
+        "DISCORD_API_BASE": api_base,
+        "DISCORD_TOKEN": "NDI0Mg.abc.def",
+        "ATELIER_DATABASE": str(tmp_path / "db.sqlite3"),
+        "RUNBASE_API_URL": fake_runbase.url,
+    }
+    good = await asyncio.to_thread(run_cli, fake_url, "check", RUNBASE_API_KEY=fake_runbase.api_key, **common)
+    assert f"runbase: ok: key accepted, nothing spent ({fake_runbase.url})" in good.stdout.splitlines(), good.stdout
+    assert good.returncode == 0, good.stdout
+    bad = await asyncio.to_thread(run_cli, fake_url, "check", RUNBASE_API_KEY="sk-not-the-right-key-at-all", **common)
+    lines = bad.stdout.splitlines()
+    assert any(line.startswith("runbase: FAILED: Runbase rejected the key: check RUNBASE_API_KEY") for line in lines)
+    assert bad.returncode == 1 and "(runbase)" in lines[-1], bad.stdout
+    assert "sk-not-the-right-key-at-all" not in bad.stdout + bad.stderr
+    assert fake_runbase.runs == {}
