@@ -404,10 +404,16 @@ async def test_json_logs_are_one_object_per_line_and_never_show_a_secret(
     fake_discord: FakeDiscord, fake_runware: FakeRunware, launch: Launch
 ) -> None:
     """`LOG_FORMAT=json` at DEBUG: a run that uses the token, the Runware key and interaction tokens (an /imagine
-    delivered through its interaction) writes only JSON lines, none holding any of the three; job lines carry ids."""
+    delivered through its interaction), with the Runbase key set too, writes only JSON lines, none holding any of
+    them; job lines carry ids."""
     world = invited_world(fake_discord)
+    runbase_key = "sk-runbase-secret-for-the-log-test"  # set too: every secret the settings know
     bot = await launch(
-        LOG_FORMAT="json", LOG_LEVEL="DEBUG", RUNWARE_API_URL=fake_runware.url, RUNWARE_API_KEY=fake_runware.api_key
+        LOG_FORMAT="json",
+        LOG_LEVEL="DEBUG",
+        RUNWARE_API_URL=fake_runware.url,
+        RUNWARE_API_KEY=fake_runware.api_key,
+        RUNBASE_API_KEY=runbase_key,
     )
     await bot.wait_line("Job service started")
     interaction = await fake_discord.invoke_slash(
@@ -425,7 +431,12 @@ async def test_json_logs_are_one_object_per_line_and_never_show_a_secret(
     assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
     delivered = next(record for record in records if "delivered" in record["message"])
     assert delivered["job_id"] in delivered["message"] and delivered["guild_id"] == world.guild_id
-    secrets = [fake_discord.token, fake_runware.api_key, *(i.token for i in fake_discord.interactions.values())]
+    secrets = [
+        fake_discord.token,
+        fake_runware.api_key,
+        runbase_key,
+        *(i.token for i in fake_discord.interactions.values()),
+    ]
     assert all(len(secret) >= 8 for secret in secrets)
     for secret in secrets:
         assert not [line for line in bot.lines if secret in line], f"a secret reached the log: {secret[:4]}…"
