@@ -148,23 +148,28 @@ def test_a_failed_generation_releases_the_hold_and_leaves_no_folder(
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.parametrize("fault", ["task_timeout", "hang"])
 def test_an_unknown_outcome_is_settled_at_the_estimate_and_said_so(
-    fake_url: str, fast_config: str, tmp_path: Path
+    fake_url: str, fast_config: str, tmp_path: Path, fault: str
 ) -> None:
-    """The task times out at the provider after Runware accepted it: the owner may have paid, so it is recorded."""
-    admin(fake_url, "/_fake/fail", {"fault": "task_timeout"})
+    """The task times out at the provider after Runware accepted it, or the submission gets no answer at all (sent,
+    outcome unknown): the owner may have paid, so the estimate is recorded as the operator's spend, and said so."""
+    admin(fake_url, "/_fake/fail", {"fault": fault, "task_type": "imageInference"})
     database = tmp_path / "db.sqlite3"
+    config = tmp_path / "atelier.toml"
+    text = Path(fast_config).read_text(encoding="utf-8").replace("max_retries = 4", "max_retries = 0")
+    config.write_text(text.replace("request_timeout_seconds = 60", "request_timeout_seconds = 0.4"), encoding="utf-8")
     result = run_cli(
         fake_url,
         "generate",
         "a fox",
         "--out",
         str(tmp_path / "out"),
-        ATELIER_CONFIG=fast_config,
+        ATELIER_CONFIG=str(config),
         ATELIER_DATABASE=str(database),
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    [line] = result.stderr.strip().splitlines()
+    line = result.stderr.strip().splitlines()[-1]  # after the client's warnings, when it asked about the task
     assert "Runware may have charged your account $0.011; recorded as operator spend" in line, line
     assert "Nothing was spent" not in line
     assert_operator_words(result)
