@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
+from bot.catalog import Background, ModelName, OutputFormat, Quality, Resolution, Size
 from bot.errors import InvalidRequestError
 from bot.storage.rows import Job
 
@@ -154,6 +154,8 @@ class GenerationRequest:
     kind: RequestKind = RequestKind.IMAGINE
     parent_job_id: str | None = None
     confirmed: bool = False
+    resolution: Resolution | None = None
+    """The resolution the member chose (GPT Image 2); None: the default applies where the model offers a choice."""
 
     @property
     def places(self) -> tuple[int, ...]:
@@ -182,6 +184,8 @@ class GenerationRequest:
             "kind": self.kind.value,
             "parent": self.parent_job_id,
         }
+        if self.resolution is not None:  # only then, so the fingerprints of requests without one stay as they were
+            material["resolution"] = self.resolution.value
         encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(encoded).hexdigest()[:32]
 
@@ -227,4 +231,5 @@ def request_from_job(
         kind=kind,
         parent_job_id=job.id,
         confirmed=confirmed,
+        resolution=job.resolution,
     )
