@@ -42,7 +42,7 @@ from typing import Any
 from bot.billing.errors import LedgerError
 from bot.billing.ledger import AllowanceWarning, Ledger
 from bot.billing.pricing import Pricing
-from bot.catalog import NoRouteError, ProviderName, Resolution, Route, RouteRequest, Routing
+from bot.catalog import NoRouteError, ProviderName, Resolution, Route, Routing
 from bot.errors import InvalidRequestError
 from bot.images import ReferenceTooLargeError
 from bot.jobs.errors import RESTARTING, ServiceNotReadyError
@@ -266,20 +266,8 @@ class Admitter:
 
     def _route(self, request: GenerationRequest) -> Route:
         """Pick the route of `request`, or raise `InvalidRequestError` naming what is possible instead."""
-        sizes = [reference.size or 0 for reference in request.references]
-        wanted = RouteRequest(
-            size=request.size,
-            quality=request.quality,
-            background=request.background,
-            format=request.format,
-            resolution=request.resolution,
-            references=len(request.references),
-            # A reference given by image UUID (a reroll, an edit of a result) has no size until it is fetched.
-            largest_reference_bytes=max(sizes, default=0),
-            prompt_chars=len(request.prompt),
-        )
         try:
-            return self.routing.choose(request.model, wanted)
+            return self.routing.choose(request.model, request.route_request())
         except NoRouteError as exc:
             if self.routing.route(request.model, ProviderName.RUNWARE) is not None:
                 # Runware's own check first: its refusals read exactly as they did before routes existed.

@@ -13,7 +13,7 @@ import pytest
 from bot.storage.rows import JobState
 from fakes.discord import FakeDiscordUsageError
 from tests.discord.conftest import Atelier, embed_fields
-from tests.discord.helpers import idle, inference_tasks, job_id_of, nothing_spent, refused, result_of
+from tests.discord.helpers import idle, inference_tasks, job_id_of, nothing_spent, png, refused, result_of
 
 RUNWARE_MODELS = ["gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"]
 RUNBASE_ENV = {"RUNBASE_API_KEY": "sk-test-routes", "RUNBASE_API_URL": "http://127.0.0.1:9"}
@@ -104,6 +104,14 @@ async def test_resolution_2k_on_gpt_image_1_is_refused_and_1k_is_fine(atelier: A
     message = await refused(atelier, "imagine", user_id=member, prompt="a fox", model="gpt-image-1", resolution="2K")
     assert message.content == "2K resolution is not available for GPT Image 1; choose 1K."
     await nothing_spent(atelier, member, nothing_sent=True)
+    image = atelier.fake.store_blob(png(), "fox.png")
+    message = await refused(
+        atelier, "edit", user_id=member, image=image, prompt="make it night", model="gpt-image-1.5", resolution="4K"
+    )
+    assert message.content == "4K resolution is not available for GPT Image 1.5; choose 1K."
+    assert not any(path.endswith("/fox.png") for path in atelier.fake.cdn_hits), "refused before any download"
+    await nothing_spent(atelier, member, nothing_sent=True)
+    assert atelier.runware.tasks_submitted("imageUpload") == []
 
     # 1K is every model's resolution: GPT Image 1 runs on its first route, Runware, exactly as before
     interaction = await atelier.slash("imagine", user_id=member, prompt="a fox", model="gpt-image-1", resolution="1K")

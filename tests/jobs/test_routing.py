@@ -10,7 +10,7 @@ import pytest
 
 from bot.catalog import Background, ModelName, ProviderName, Quality, Resolution, Routing
 from bot.errors import InvalidRequestError
-from bot.jobs.requests import RequestKind, request_from_job
+from bot.jobs.requests import RequestKind, job_route_request, request_from_job
 from tests.jobs.conftest import ALICE, GUILD, Harness, HarnessFactory, assert_nothing_happened, make_request
 
 BOTH = Routing.build([ProviderName.RUNWARE, ProviderName.RUNBASE])
@@ -47,6 +47,10 @@ async def test_without_a_chosen_resolution_the_configs_default_applies_to_gpt_im
     assert admission.job_id is not None
     job = await harness.service.get_job(admission.job_id)
     assert job is not None and (job.provider, job.resolution) == ("runware", None)
+    # the route a stored job would move to when its provider certainly did not take it (failover)
+    takeover = BOTH.after(job.model, job.provider, job_route_request(job))
+    assert takeover is not None and takeover.provider is ProviderName.RUNBASE
+    assert [route.provider.value for route in harness.service.routing.routes(job.model)] == ["runware", "runbase"]
 
 
 async def test_runbase_first_reroutes_what_runbase_cannot_honour_to_runware(harnesses: HarnessFactory) -> None:
