@@ -107,6 +107,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         allowed_hosts=reference_hosts(settings),
         rules=moderation,
         modlog=modlog,
+        routing=settings.routing(),
     )
     return Services(
         database=database,

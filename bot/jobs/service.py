@@ -20,6 +20,7 @@ import aiohttp
 
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
+from bot.catalog import Routing
 from bot.clock import utc_now
 from bot.jobs.admission import Admission, Admitter
 from bot.jobs.approvals import Approvals
@@ -81,6 +82,7 @@ class GenerationService:
         rules: ModerationRules | None = None,
         modlog: ModLog | None = None,
         providers: Providers | None = None,
+        routing: Routing | None = None,
     ) -> None:
         self._clock = clock
         self._scheduler = scheduler
@@ -114,7 +116,10 @@ class GenerationService:
             clock=clock,
             rules=rules,
             modlog=modlog,
+            routing=routing,
         )
+        self.routing = self._admitter.routing
+        """Per model, the configured routes in order (`Settings.routing()`): what the commands offer and admit."""
         if providers is None:
             providers = Providers(RunwareProvider(client, self._jobs, config.runware, clock))
         self.providers = providers
