@@ -4,7 +4,8 @@ A run (`Worker.run_job`, started by the scheduler) has the job's provider (`bot.
 and store what a restart needs *before* the request (Runware: a fresh task UUID), submit and wait; it then stores
 the result images, downloads and fits them to the channel's upload limit, and calls `Delivery.deliver`; at most
 `limits.delivery_concurrency` jobs download, fit and post at once (each holds its images in memory meanwhile), while
-the others keep their scheduler slot and wait their turn. Only after a successful delivery does one transaction
+the others wait their turn; a job hands its scheduler (provider) slot to the next job as soon as its images exist.
+Only after a successful delivery does one transaction
 record `succeeded`, `delivered_at`, the message id and the cost; the ledger then settles the hold to that cost.
 Every failure first moves the job to `failed`/`cancelled` and then releases the hold; `Ledger.reconcile()` closes
 the gap between the two if the process dies there. A submitted job found after a restart is continued by
@@ -104,7 +105,8 @@ class Worker:
         self._restarts = Restarts(providers, ledger, jobs)
         self._progress = Progress(delivery, scheduler, active, config.limits.progress_edit_seconds)
         # A job holds its result images in memory from download to post (up to 4 of ~1.5 MB, and a copy while
-        # posting); this bounds how many do so at once, whatever global_concurrency is. The Runware slot stays held.
+        # posting); this bounds how many do so at once, whatever global_concurrency is. The provider slot is
+        # already given back (`Scheduler.release_slot`).
         self._delivering = asyncio.Semaphore(config.limits.delivery_concurrency)
 
     # --------------------------------------------------------------------------------------- start, resume, stop
@@ -182,6 +184,8 @@ class Worker:
         # would leave the owner paying Runware for nothing). No await between the check above and this: see cancel().
         tracked.phase = Phase.PRODUCED
         images, redelivery = produced
+        # The provider's work is done: its slot goes to the next job now, not after the download and the post.
+        self._scheduler.release_slot(job.id)
         async with self._delivering:
             await self._post_results(job, tracked, images, redelivery)
 
