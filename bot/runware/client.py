@@ -47,6 +47,7 @@ from bot.runware.models import (
     image_results,
     total_cost_micros,
 )
+from bot.runware.polling import FinishEstimate, PollBatcher
 from bot.runware.transport import RunwareTransport, Sleep
 from bot.settings import RunwareConfig
 
@@ -102,6 +103,10 @@ class RunwareClient:
             retry_base_delay=retry_base_delay,
             retry_max_delay=retry_max_delay,
             rng=rng,
+        )
+        self._batcher = PollBatcher(self._transport.post)
+        self._finish = FinishEstimate(
+            initial_delay=config.poll_initial_delay_seconds, max_interval=config.poll_max_interval_seconds
         )
 
     def __repr__(self) -> str:
@@ -227,7 +232,7 @@ class RunwareClient:
         Runware reported items and none is still running. `error` is the first failure Runware reported for the
         task, if any. A task Runware does not know raises `RunwareTaskNotFoundError`.
         """
-        response = await self._transport.post([{"taskType": "getResponse", "taskUUID": task_uuid}])
+        response = await self._batcher.get_response(task_uuid)
         items = [item for item in response.items if item.task_uuid in (None, task_uuid)]
         images = image_results(items, task_uuid=task_uuid)
         failed = [item for item in items if item.failed]
@@ -273,7 +278,9 @@ class RunwareClient:
     ) -> list[ImageResult]:
         """Poll a submitted task until `expected_count` images are in, it fails, or `timeout` seconds pass.
 
-        Polls start after `poll_initial_delay_seconds` and back off to `poll_max_interval_seconds`. Images are
+        The first poll goes out at the expected finish time (`bot.runware.polling.FinishEstimate`; at first
+        `poll_initial_delay_seconds`), then polls come close together around that time and back off to
+        `poll_max_interval_seconds` beyond it; polls of many tasks at once share one request (`PollBatcher`). Images are
         accumulated across polls and de-duplicated by image UUID. Transient poll failures are retried up to
         `max_retries` times in a row. A task that finishes with some images and some failures returns the images it
         has; one that produced nothing raises its error. Past the timeout, `RunwareTimeoutError` is raised.
@@ -285,8 +292,9 @@ class RunwareClient:
         images: dict[str, ImageResult] = {}
         for image in known:
             images.setdefault(image.image_uuid, image)
-        delay = self._config.poll_initial_delay_seconds
+        delay = self._finish.first_delay()
         failures = 0
+        missed_at: float | None = None
         while len(images) < expected_count:
             # Injected sleeps may not pass real time, so count both the clock and the time asked to sleep.
             remaining = limit - max(loop.time() - started, slept)
@@ -300,14 +308,14 @@ class RunwareClient:
             pause = min(delay, remaining)
             await self._sleep(pause)
             slept += pause
-            delay = self._next_poll_delay(delay)
+            backoff = self._next_poll_delay(delay)
             try:
                 state = await self.poll(task_uuid, expected_count)
             except RunwareError as exc:
                 if not exc.retryable or failures >= self._config.max_retries:
                     raise
                 failures += 1
-                delay = max(delay, self._transport.backoff(failures - 1, exc))
+                delay = max(backoff, self._transport.backoff(failures - 1, exc))
                 log.warning(
                     "poll of task %s failed (%s); retry %d of %d", task_uuid, exc, failures, self._config.max_retries
                 )
@@ -315,6 +323,13 @@ class RunwareClient:
             failures = 0
             for image in state.images:
                 images.setdefault(image.image_uuid, image)
+            elapsed = max(loop.time() - started, slept)
+            if len(images) >= expected_count:
+                if timeout is None:  # waited from the acknowledgement on (a resumed wait starts later: not a sample)
+                    self._finish.observe(missed_at=missed_at, seen_at=elapsed)
+                break
+            missed_at = elapsed
+            delay = self._finish.next_delay(backoff, elapsed)
             if state.done and len(images) < expected_count:
                 if not images:
                     raise state.error or RunwareServerError(
