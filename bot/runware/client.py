@@ -18,10 +18,11 @@ import asyncio
 import base64
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -48,7 +49,7 @@ from bot.runware.models import (
     total_cost_micros,
 )
 from bot.runware.polling import FinishEstimate, PollBatcher
-from bot.runware.transport import RunwareTransport, Sleep
+from bot.runware.transport import Response, RunwareTransport, Sleep
 from bot.settings import RunwareConfig
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,20 @@ log = logging.getLogger(__name__)
 _POLL_GROWTH = 1.5
 _LATE_PROBES = 4
 """Extra `getResponse` probes, spread over the request timeout, before resubmitting a task that may be in flight."""
+
+
+class LoadSignals(Protocol):
+    """Where the client reports how Runware copes with the load (`bot.jobs.concurrency.AdaptiveLimit`)."""
+
+    def on_answer(self, latency: float) -> None:
+        """Runware accepted a task after `latency` seconds."""
+
+    def on_overload(self, status: int | None = None) -> None:
+        """Runware refused a task because it is overloaded (429, 503)."""
+
+
+OVERLOAD_STATUSES = frozenset({429, 503})
+"""HTTP statuses that mean "too much at once": the adaptive concurrency falls on them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +99,7 @@ class RunwareClient:
         retry_max_delay: float = 30.0,
         rng: random.Random | None = None,
         late_probes: int = _LATE_PROBES,
+        load: LoadSignals | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -94,6 +110,7 @@ class RunwareClient:
         self._config = config
         self._sleep = sleep
         self._late_probes = late_probes
+        self._load = load
         self._transport = RunwareTransport(
             session,
             api_key=api_key,
@@ -157,7 +174,7 @@ class RunwareClient:
             if before_post is not None:
                 await before_post()
             try:
-                response = await self._transport.post([payload])
+                response = await self._post_task(payload)
             except RunwareDuplicateTaskError:
                 log.info("Runware already has task %s; polling it instead of resubmitting", task_uuid)
                 return []
@@ -188,6 +205,19 @@ class RunwareClient:
                 log.info("Runware does not know task %s; resubmitting it under the same UUID", task_uuid)
                 continue
             return image_results(response.items, task_uuid=task_uuid)
+
+    async def _post_task(self, payload: dict[str, Any]) -> Response:
+        """POST one imageInference task, telling `load` how long Runware took or that it was overloaded."""
+        started = time.monotonic()
+        try:
+            response = await self._transport.post([payload])
+        except RunwareError as exc:
+            if self._load is not None and exc.status in OVERLOAD_STATUSES:
+                self._load.on_overload(exc.status)
+            raise
+        if self._load is not None:
+            self._load.on_answer(time.monotonic() - started)
+        return response
 
     async def find_recent_task(self, task_uuid: str, sent_seconds_ago: float) -> PollState | None:
         """Ask about a task whose latest submission was sent `sent_seconds_ago` seconds ago and may not have registered.
