@@ -7,8 +7,8 @@ fast as the provider takes it, and moves within `[limits] min_concurrency` .. th
   or when its latency rises (the smoothed latency of its answers exceeds `latency_tolerance` times the steady
   latency, and by at least `latency_margin` seconds); at most once per `cooldown` seconds, since one overload
   usually hits many requests at once;
-- it grows while the latency holds steady: by one for every `current` answers (the classic additive increase, one
-  step per round of the whole window), back up to the ceiling.
+- it grows while the latency holds steady: by one for every `current // 4` answers (an additive increase of four
+  steps per round of the window), back up to the ceiling.
 
 Runware's guidance is to watch latency rather than wait for refusals; Runbase refuses past its rate limit. The
 steady latency is the lowest smoothed latency seen, which drifts slowly up when the provider stays slower for good
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 _SMOOTHING = 0.3
 _BASELINE_DRIFT = 0.02
+_GROWTH_DIVISOR = 4
+"""The limit grows by one per `current // 4` steady answers: a quarter window, so it climbs back from a cut within a
+few rounds rather than one step per round (classic AIMD), which would take thousands of answers from 16 to 64."""
 _WARMUP = 3
 """Answers seen before a latency rise can count (the first few set the steady latency)."""
 
@@ -109,7 +112,7 @@ class AdaptiveLimit:
         if self._limit >= self.maximum:
             return
         self._credit += 1
-        if self._credit < self._limit:
+        if self._credit < max(1, self._limit // _GROWTH_DIVISOR):
             return
         self._credit = 0
         self._limit += 1

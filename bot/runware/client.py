@@ -170,6 +170,7 @@ class RunwareClient:
         """
         payload = request.to_payload(task_uuid)
         attempt = 0
+        started = time.monotonic()
         while True:
             if before_post is not None:
                 await before_post()
@@ -179,7 +180,7 @@ class RunwareClient:
                 log.info("Runware already has task %s; polling it instead of resubmitting", task_uuid)
                 return []
             except RunwareRateLimitedError as exc:
-                if attempt >= self._config.max_retries:
+                if self._out_of_retries(attempt, exc, started):
                     raise
                 delay = self._transport.backoff(attempt, exc)
                 log.warning("task %s not accepted (%s); resubmitting in %.2fs", task_uuid, exc.code or "429", delay)
@@ -199,12 +200,24 @@ class RunwareClient:
                 if state is not None:
                     log.info("task %s did reach Runware; continuing with it", task_uuid)
                     return list(state.images)
-                if attempt >= self._config.max_retries:
+                if self._out_of_retries(attempt, exc, started):
                     raise
                 attempt += 1
                 log.info("Runware does not know task %s; resubmitting it under the same UUID", task_uuid)
                 continue
             return image_results(response.items, task_uuid=task_uuid)
+
+    def _out_of_retries(self, attempt: int, exc: RunwareError, started: float) -> bool:
+        """Whether `submit` gives up after `attempt` retries of a task refused with `exc`.
+
+        With adaptive concurrency (`load`), a refusal for overload (429, 503) is Runware saying "not now": the bot
+        sends less at once and the task tries again, with backoff, for as long as a task may take
+        (`task_timeout_seconds` since the first POST), rather than failing after `max_retries`; nothing was accepted,
+        so nothing can be paid twice. Other failures, and every failure without `load`, count against `max_retries`.
+        """
+        if self._load is not None and exc.status in OVERLOAD_STATUSES:
+            return time.monotonic() - started >= self._config.task_timeout_seconds
+        return attempt >= self._config.max_retries
 
     async def _post_task(self, payload: dict[str, Any]) -> Response:
         """POST one imageInference task, telling `load` how long Runware took or that it was overloaded."""
