@@ -145,7 +145,6 @@ async def test_runware_refusing_work_past_its_capacity_lowers_the_bots_concurren
     assert limit.decreases >= 1
     lowest = min(seen)
     assert lowest <= 4, "the bot sent less at once than it was allowed to"
-    assert harness.fake.peak_running <= 3
     delivered = sorted(delivered.job.id for delivered in harness.delivery.delivered)
     assert delivered == sorted(job_ids), "every job delivered, once"
     paid = harness.fake.paid_tasks
