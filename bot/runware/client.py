@@ -322,7 +322,8 @@ class RunwareClient:
         """Poll a submitted task until `expected_count` images are in, it fails, or `timeout` seconds pass.
 
         The first poll goes out at the expected finish time (`bot.runware.polling.FinishEstimate`; at first
-        `poll_initial_delay_seconds`), then polls come close together around that time and back off to
+        `poll_initial_delay_seconds`; never later than `poll_max_interval_seconds`), then polls come close together
+        around that time and back off to
         `poll_max_interval_seconds` beyond it; polls of many tasks at once share one request (`PollBatcher`). Images are
         accumulated across polls and de-duplicated by image UUID. Transient poll failures are retried up to
         `max_retries` times in a row. A task that finishes with some images and some failures returns the images it

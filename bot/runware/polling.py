@@ -7,7 +7,8 @@ the whole request failing) is asked again on its own, so the caller sees exactly
 batching changes how many requests are sent, never what a poll means. A lone poll is sent as it always was.
 
 `FinishEstimate`: how long tasks take from acknowledgement to their last image, learnt from the tasks this client
-waited for. The first poll goes out at that time (the configured initial delay until a task has been seen through);
+waited for. The first poll goes out at that time, but never later than the configured `poll_max_interval_seconds`
+(the configured initial delay until a task has been seen through);
 once a task is past it the polls come close together (a tenth of the elapsed time, at least `MIN_STEP`), so a
 finished task waits little for the poll that sees it; a task running much longer than expected is polled with the
 configured backoff again. The estimate is nudged down when the first poll already finds a task finished, so it follows
