@@ -42,6 +42,7 @@ from bot.discord.intents import PrivilegedIntentError
 from bot.discord.modlog import DiscordModLog
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import DISCORD_IMAGE_HOSTS
+from bot.jobs.concurrency import AdaptiveLimit
 from bot.jobs.options import ServerOptions
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
@@ -88,10 +89,23 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
     ledger = Ledger(database, budgets, operator_grace=operator_grace_for(config.runware))
     server_options = ServerOptions(database, config)
     policy = Policy(database)
-    scheduler = Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency)
+    limits = config.limits
+    runware_limit = AdaptiveLimit(
+        minimum=min(limits.min_concurrency, limits.global_concurrency),
+        maximum=limits.global_concurrency,
+        name="Runware",
+    )
+    scheduler = Scheduler(
+        limits.global_concurrency, limits.per_member_concurrency, capacity=lambda: runware_limit.current
+    )
+    runware_limit.subscribe(scheduler.wake)
     metrics.current().watch_queue(lambda: scheduler.waiting_count, lambda: scheduler.running_count)
     runware = RunwareClient(
-        session, api_key=settings.require_runware_key(), api_url=settings.runware_api_url, config=config.runware
+        session,
+        api_key=settings.require_runware_key(),
+        api_url=settings.runware_api_url,
+        config=config.runware,
+        load=runware_limit,
     )
     generation = GenerationService(
         database,

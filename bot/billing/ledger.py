@@ -212,6 +212,27 @@ class Ledger:
         _report_settlement(result, amount)
         return result
 
+    async def settle_delivered(self, job_id: str, actual: int, message_id: int | None) -> SettleResult | None:
+        """Record the job delivered (`succeeded`, its cost and message) and charge it, in one unit of work.
+
+        The two writes always go together, so they share one trip to the database and cannot be split by a crash.
+        Returns None, and charges nothing, when the job is no longer a submitted, undelivered job (it was cancelled
+        or finished meanwhile). Raises `LedgerError` (and writes nothing) if the job has no reservation.
+        """
+        job_id = check_job_id(job_id)
+        amount = check_amount(actual, "actual cost")
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection) -> SettleResult | None:
+            if not JobQueries(conn).finish_delivered(job_id, message_id, amount, now):
+                return None
+            return _settle_in(conn, job_id, amount, now)
+
+        result = await self._db.run(unit)
+        if result is not None:
+            _report_settlement(result, amount)
+        return result
+
     async def release(self, job_id: str) -> bool:
         """End the job's hold without charging; True if a hold was released, False if it had already ended.
 

@@ -10,6 +10,11 @@ The scheduler holds no durable state: the job rows are the truth (state `queued`
 re-adds them on start-up. `stop()` stops starting jobs, gives running ones a grace period, then cancels the rest:
 a cancelled run leaves its job in `queued` or `submitted`, to be resumed by the next process, so a SIGTERM never
 loses work.
+
+A slot is a provider slot: once a job's provider work is done (its images exist), the worker hands the slot back with
+`release_slot` and the next job starts at once, while the first one downloads and posts its images (bounded by the
+worker's own delivery limit). The global limit is the smaller of `global_limit` and `capacity()` (the provider's
+current adaptive limit, `bot.jobs.concurrency`), asked at every start; `wake()` starts jobs after that limit rose.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ RunJob = Callable[[str], Awaitable[None]]
 class Scheduler:
     """Runs jobs fairly: never more than `global_limit` at once, nor more than `per_member_limit` for one member."""
 
-    def __init__(self, global_limit: int, per_member_limit: int) -> None:
+    def __init__(self, global_limit: int, per_member_limit: int, capacity: Callable[[], int] | None = None) -> None:
         if global_limit < 1 or per_member_limit < 1:
             raise ValueError("concurrency limits must be at least 1")
         self._global_limit = global_limit
+        self._capacity = capacity
+        self._released: set[str] = set()
         self._per_member_limit = per_member_limit
         self._waiting: dict[int, deque[str]] = {}
         self._order: deque[int] = deque()
@@ -75,7 +82,9 @@ class Scheduler:
         queue.remove(job_id)
         del self._member_of[job_id]
         if not queue:
-            self._drop_member(member)
+            self._waiting.pop(member, None)
+            with contextlib.suppress(ValueError):
+                self._order.remove(member)
         self._check_idle()
         return True
 
@@ -86,6 +95,29 @@ class Scheduler:
             return False
         task.cancel()
         return True
+
+    def release_slot(self, job_id: str) -> bool:
+        """Give a running job's slot to the next job (its provider work is done); True if it held one.
+
+        The job keeps running (it is still cancelled by `stop` and counted by `wait_idle`), but it no longer counts
+        against the global or the per-member limit.
+        """
+        if job_id not in self._running or job_id in self._released:
+            return False
+        self._released.add(job_id)
+        member = self._member_of.get(job_id)
+        if member is not None:
+            left = self._running_per_member.get(member, 1) - 1
+            if left > 0:
+                self._running_per_member[member] = left
+            else:
+                self._running_per_member.pop(member, None)
+        self._pump()
+        return True
+
+    def wake(self) -> None:
+        """Start waiting jobs if slots opened (called when the adaptive limit rose)."""
+        self._pump()
 
     def is_waiting(self, job_id: str) -> bool:
         """Return True for a job in the queue that has not started."""
@@ -116,8 +148,8 @@ class Scheduler:
 
     @property
     def running_count(self) -> int:
-        """How many jobs run now."""
-        return len(self._running)
+        """How many jobs hold a provider slot now (jobs only posting their images are not counted)."""
+        return len(self._running) - len(self._released)
 
     def positions(self) -> dict[str, int]:
         """Return every waiting job's 1-based place in start order (one pass, for callers that need many)."""
@@ -148,7 +180,8 @@ class Scheduler:
     def _pump(self) -> None:
         if self._run_job is None or self._stopping:
             return
-        while len(self._running) < self._global_limit and self._order:
+        limit = self._global_limit if self._capacity is None else max(1, min(self._global_limit, self._capacity()))
+        while len(self._running) - len(self._released) < limit and self._order:
             member = self._next_member()
             if member is None:
                 return
@@ -183,21 +216,12 @@ class Scheduler:
             self._finish(job_id)
 
     def _finish(self, job_id: str) -> None:
+        self.release_slot(job_id)
         self._running.pop(job_id, None)
-        member = self._member_of.pop(job_id, None)
-        if member is not None:
-            left = self._running_per_member.get(member, 1) - 1
-            if left > 0:
-                self._running_per_member[member] = left
-            else:
-                self._running_per_member.pop(member, None)
+        self._released.discard(job_id)
+        self._member_of.pop(job_id, None)
         self._pump()
         self._check_idle()
-
-    def _drop_member(self, member: int) -> None:
-        self._waiting.pop(member, None)
-        with contextlib.suppress(ValueError):
-            self._order.remove(member)
 
     def _check_idle(self) -> None:
         if not self._member_of:

@@ -4,8 +4,10 @@ A run (`Worker.run_job`, started by the scheduler) has the job's provider (`bot.
 and store what a restart needs *before* the request (Runware: a fresh task UUID), submit and wait; it then stores
 the result images, downloads and fits them to the channel's upload limit, and calls `Delivery.deliver`; at most
 `limits.delivery_concurrency` jobs download, fit and post at once (each holds its images in memory meanwhile), while
-the others keep their scheduler slot and wait their turn. Only after a successful delivery does one transaction
-record `succeeded`, `delivered_at`, the message id and the cost; the ledger then settles the hold to that cost.
+the others wait their turn; a job hands its scheduler (provider) slot to the next job as soon as its images exist.
+Only after a successful delivery does one transaction
+record `succeeded`, `delivered_at`, the message id and the cost, and settle the hold to that cost
+(`Ledger.settle_delivered`: one unit of work).
 Every failure first moves the job to `failed`/`cancelled` and then releases the hold; `Ledger.reconcile()` closes
 the gap between the two if the process dies there. A submitted job found after a restart is continued by
 `bot.jobs.resume` (which holds the crash-point table), never resubmitted blindly.
@@ -104,7 +106,8 @@ class Worker:
         self._restarts = Restarts(providers, ledger, jobs)
         self._progress = Progress(delivery, scheduler, active, config.limits.progress_edit_seconds)
         # A job holds its result images in memory from download to post (up to 4 of ~1.5 MB, and a copy while
-        # posting); this bounds how many do so at once, whatever global_concurrency is. The Runware slot stays held.
+        # posting); this bounds how many do so at once, whatever global_concurrency is. The provider slot is
+        # already given back (`Scheduler.release_slot`).
         self._delivering = asyncio.Semaphore(config.limits.delivery_concurrency)
 
     # --------------------------------------------------------------------------------------- start, resume, stop
@@ -182,6 +185,8 @@ class Worker:
         # would leave the owner paying Runware for nothing). No await between the check above and this: see cancel().
         tracked.phase = Phase.PRODUCED
         images, redelivery = produced
+        # The provider's work is done: its slot goes to the next job now, not after the download and the post.
+        self._scheduler.release_slot(job.id)
         async with self._delivering:
             await self._post_results(job, tracked, images, redelivery)
 
@@ -249,20 +254,33 @@ class Worker:
         except Exception as exc:
             log.exception("delivery of job %s failed", job.id)
             raise DeliveryError(DELIVERY_FAILURE) from exc
-        if not await self._jobs.finish_delivered(job.id, message_id, cost):
+        if not await self._record_delivered(job, message_id, cost):
+            return
+        log.info("job %s delivered (%d image(s), message %s), charged %s", job.id, len(fitted), message_id, cost)
+        if self._approvals is not None and not quarantined:
+            await self._approvals.log_generated(job, summary, message_id)
+
+    async def _record_delivered(self, job: Job, message_id: int | None, cost: int) -> bool:
+        """Mark the job delivered and settle its hold, in one unit of work; False if it was no longer deliverable.
+
+        If the ledger refuses the settlement (no reservation), the job is still recorded as delivered, and the
+        failure logged, as when the two were separate writes: the member got the images.
+        """
+        try:
+            settled = await self._ledger.settle_delivered(job.id, cost, message_id)
+        except LedgerError:
+            log.exception("job %s was delivered but could not be settled", job.id)
+            delivered = await self._jobs.finish_delivered(job.id, message_id, cost)
+        else:
+            delivered = settled is not None
+        if not delivered:
             current = await self._jobs.get(job.id)
             log.error(
                 "job %s was delivered but is now %s; not charging it", job.id, current.state if current else "gone"
             )
-            return
+            return False
         metrics.current().job_state(JobState.SUCCEEDED)
-        try:
-            await self._ledger.settle(job.id, cost)
-        except LedgerError:
-            log.exception("job %s was delivered but could not be settled", job.id)
-        log.info("job %s delivered (%d image(s), message %s), charged %s", job.id, len(fitted), message_id, cost)
-        if self._approvals is not None and not quarantined:
-            await self._approvals.log_generated(job, summary, message_id)
+        return True
 
     async def _summary(self, job: Job, image_count: int, cost: int, reported: bool, redelivery: bool) -> ResultSummary:
         remaining: int | None = None

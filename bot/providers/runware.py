@@ -62,7 +62,9 @@ class RunwareProvider:
             log.info("job %s is no longer queued; not submitting it", job.id)
             return None
         metrics.current().job_state(JobState.SUBMITTED)
-        recorder = self.post_recorder(job.id, task_uuid)
+        # One write fewer per job: the first POST follows at once, and storing the UUID set `updated_at`, which a
+        # restart counts from when no POST time is recorded; only re-POSTs record their time.
+        recorder = self.post_recorder(job.id, task_uuid, first_recorded=True)
         early = await self._client.submit(request, task_uuid, before_post=recorder)
         await self._jobs.mark_acknowledged(job.id)
         return await self._client.wait(task_uuid, job.count, known=early)
@@ -118,14 +120,21 @@ class RunwareProvider:
             check_content=bool(job.extras.get("safety")),
         )
 
-    def post_recorder(self, job_id: str, task_uuid: str) -> Callable[[], Awaitable[None]]:
+    def post_recorder(
+        self, job_id: str, task_uuid: str, *, first_recorded: bool = False
+    ) -> Callable[[], Awaitable[None]]:
         """Return `submit`'s `before_post` for a job: it stores the time of each POST of the task before it is sent.
 
         A crash after a POST then makes the next start wait for the latest one to register before it counts the
-        task as unknown to Runware.
+        task as unknown to Runware. With `first_recorded`, the first call writes nothing: the caller has just stored
+        a time the restart counts from (`begin_submit`'s `updated_at`), in the same write that stored the UUID.
         """
+        skip = [first_recorded]
 
         async def record() -> None:
+            if skip[0]:
+                skip[0] = False
+                return
             if not await self._jobs.record_post(job_id, task_uuid):
                 raise RuntimeError(f"job {job_id} no longer has task {task_uuid}; not posting it")
 

@@ -18,10 +18,11 @@ import asyncio
 import base64
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -47,7 +48,8 @@ from bot.runware.models import (
     image_results,
     total_cost_micros,
 )
-from bot.runware.transport import RunwareTransport, Sleep
+from bot.runware.polling import FinishEstimate, PollBatcher
+from bot.runware.transport import Response, RunwareTransport, Sleep
 from bot.settings import RunwareConfig
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,20 @@ log = logging.getLogger(__name__)
 _POLL_GROWTH = 1.5
 _LATE_PROBES = 4
 """Extra `getResponse` probes, spread over the request timeout, before resubmitting a task that may be in flight."""
+
+
+class LoadSignals(Protocol):
+    """Where the client reports how Runware copes with the load (`bot.jobs.concurrency.AdaptiveLimit`)."""
+
+    def on_answer(self, latency: float) -> None:
+        """Runware accepted a task after `latency` seconds."""
+
+    def on_overload(self, status: int | None = None) -> None:
+        """Runware refused a task because it is overloaded (429, 503)."""
+
+
+OVERLOAD_STATUSES = frozenset({429, 503})
+"""HTTP statuses that mean "too much at once": the adaptive concurrency falls on them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +99,7 @@ class RunwareClient:
         retry_max_delay: float = 30.0,
         rng: random.Random | None = None,
         late_probes: int = _LATE_PROBES,
+        load: LoadSignals | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -93,6 +110,7 @@ class RunwareClient:
         self._config = config
         self._sleep = sleep
         self._late_probes = late_probes
+        self._load = load
         self._transport = RunwareTransport(
             session,
             api_key=api_key,
@@ -102,6 +120,10 @@ class RunwareClient:
             retry_base_delay=retry_base_delay,
             retry_max_delay=retry_max_delay,
             rng=rng,
+        )
+        self._batcher = PollBatcher(self._transport.post)
+        self._finish = FinishEstimate(
+            initial_delay=config.poll_initial_delay_seconds, max_interval=config.poll_max_interval_seconds
         )
 
     def __repr__(self) -> str:
@@ -148,16 +170,17 @@ class RunwareClient:
         """
         payload = request.to_payload(task_uuid)
         attempt = 0
+        started = time.monotonic()
         while True:
             if before_post is not None:
                 await before_post()
             try:
-                response = await self._transport.post([payload])
+                response = await self._post_task(payload)
             except RunwareDuplicateTaskError:
                 log.info("Runware already has task %s; polling it instead of resubmitting", task_uuid)
                 return []
             except RunwareRateLimitedError as exc:
-                if attempt >= self._config.max_retries:
+                if self._out_of_retries(attempt, exc, started):
                     raise
                 delay = self._transport.backoff(attempt, exc)
                 log.warning("task %s not accepted (%s); resubmitting in %.2fs", task_uuid, exc.code or "429", delay)
@@ -177,12 +200,37 @@ class RunwareClient:
                 if state is not None:
                     log.info("task %s did reach Runware; continuing with it", task_uuid)
                     return list(state.images)
-                if attempt >= self._config.max_retries:
+                if self._out_of_retries(attempt, exc, started):
                     raise
                 attempt += 1
                 log.info("Runware does not know task %s; resubmitting it under the same UUID", task_uuid)
                 continue
             return image_results(response.items, task_uuid=task_uuid)
+
+    def _out_of_retries(self, attempt: int, exc: RunwareError, started: float) -> bool:
+        """Whether `submit` gives up after `attempt` retries of a task refused with `exc`.
+
+        With adaptive concurrency (`load`), a refusal for overload (429, 503) is Runware saying "not now": the bot
+        sends less at once and the task tries again, with backoff, for as long as a task may take
+        (`task_timeout_seconds` since the first POST), rather than failing after `max_retries`; nothing was accepted,
+        so nothing can be paid twice. Other failures, and every failure without `load`, count against `max_retries`.
+        """
+        if self._load is not None and exc.status in OVERLOAD_STATUSES:
+            return time.monotonic() - started >= self._config.task_timeout_seconds
+        return attempt >= self._config.max_retries
+
+    async def _post_task(self, payload: dict[str, Any]) -> Response:
+        """POST one imageInference task, telling `load` how long Runware took or that it was overloaded."""
+        started = time.monotonic()
+        try:
+            response = await self._transport.post([payload])
+        except RunwareError as exc:
+            if self._load is not None and exc.status in OVERLOAD_STATUSES:
+                self._load.on_overload(exc.status)
+            raise
+        if self._load is not None:
+            self._load.on_answer(time.monotonic() - started)
+        return response
 
     async def find_recent_task(self, task_uuid: str, sent_seconds_ago: float) -> PollState | None:
         """Ask about a task whose latest submission was sent `sent_seconds_ago` seconds ago and may not have registered.
@@ -227,7 +275,7 @@ class RunwareClient:
         Runware reported items and none is still running. `error` is the first failure Runware reported for the
         task, if any. A task Runware does not know raises `RunwareTaskNotFoundError`.
         """
-        response = await self._transport.post([{"taskType": "getResponse", "taskUUID": task_uuid}])
+        response = await self._batcher.get_response(task_uuid)
         items = [item for item in response.items if item.task_uuid in (None, task_uuid)]
         images = image_results(items, task_uuid=task_uuid)
         failed = [item for item in items if item.failed]
@@ -273,7 +321,10 @@ class RunwareClient:
     ) -> list[ImageResult]:
         """Poll a submitted task until `expected_count` images are in, it fails, or `timeout` seconds pass.
 
-        Polls start after `poll_initial_delay_seconds` and back off to `poll_max_interval_seconds`. Images are
+        The first poll goes out at the expected finish time (`bot.runware.polling.FinishEstimate`; at first
+        `poll_initial_delay_seconds`; never later than `poll_max_interval_seconds`), then polls come close together
+        around that time and back off to
+        `poll_max_interval_seconds` beyond it; polls of many tasks at once share one request (`PollBatcher`). Images are
         accumulated across polls and de-duplicated by image UUID. Transient poll failures are retried up to
         `max_retries` times in a row. A task that finishes with some images and some failures returns the images it
         has; one that produced nothing raises its error. Past the timeout, `RunwareTimeoutError` is raised.
@@ -285,8 +336,9 @@ class RunwareClient:
         images: dict[str, ImageResult] = {}
         for image in known:
             images.setdefault(image.image_uuid, image)
-        delay = self._config.poll_initial_delay_seconds
+        delay = self._finish.first_delay()
         failures = 0
+        missed_at: float | None = None
         while len(images) < expected_count:
             # Injected sleeps may not pass real time, so count both the clock and the time asked to sleep.
             remaining = limit - max(loop.time() - started, slept)
@@ -300,14 +352,14 @@ class RunwareClient:
             pause = min(delay, remaining)
             await self._sleep(pause)
             slept += pause
-            delay = self._next_poll_delay(delay)
+            backoff = self._next_poll_delay(delay)
             try:
                 state = await self.poll(task_uuid, expected_count)
             except RunwareError as exc:
                 if not exc.retryable or failures >= self._config.max_retries:
                     raise
                 failures += 1
-                delay = max(delay, self._transport.backoff(failures - 1, exc))
+                delay = max(backoff, self._transport.backoff(failures - 1, exc))
                 log.warning(
                     "poll of task %s failed (%s); retry %d of %d", task_uuid, exc, failures, self._config.max_retries
                 )
@@ -315,6 +367,13 @@ class RunwareClient:
             failures = 0
             for image in state.images:
                 images.setdefault(image.image_uuid, image)
+            elapsed = max(loop.time() - started, slept)
+            if len(images) >= expected_count:
+                if timeout is None:  # waited from the acknowledgement on (a resumed wait starts later: not a sample)
+                    self._finish.observe(missed_at=missed_at, seen_at=elapsed)
+                break
+            missed_at = elapsed
+            delay = self._finish.next_delay(backoff, elapsed)
             if state.done and len(images) < expected_count:
                 if not images:
                     raise state.error or RunwareServerError(

@@ -117,6 +117,9 @@ class LimitsConfig(_Section):
 
     max_count: int = Field(default=MAX_COUNT, ge=1, le=MAX_COUNT)
     global_concurrency: int = Field(default=4, ge=1, le=64)
+    """The most provider tasks at once: the ceiling of the adaptive limit (`bot.jobs.concurrency`), and its start."""
+    min_concurrency: int = Field(default=1, ge=1, le=64)
+    """The floor of the adaptive limit; above `global_concurrency` it is taken as `global_concurrency`."""
     per_member_concurrency: int = Field(default=2, ge=1, le=16)
     delivery_concurrency: int = Field(default=4, ge=1, le=64)
     """Jobs downloading, fitting and posting their results at once (each holds its images in memory meanwhile)."""

@@ -27,6 +27,7 @@ from fakes.runware.faults import (
     STATUS_FAULTS,
     Fault,
     FaultQueue,
+    PendingFault,
     TaskError,
     error_object,
     fault_response,
@@ -101,6 +102,14 @@ class FakeRunware:
         self.task_errors_as_envelope = False
         self.reject_duplicate_uuids = True
         self.photo_like = False
+        self.capacity: int | None = None
+        """At most this many imageInference tasks running at once (None: no limit); a submission past it is refused
+        with `capacity_status` (429 `rateLimitExceeded`, "Queue capacity exceeded", or 503) and nothing is accepted."""
+        self.capacity_status = 429
+        self.capacity_refusals = 0
+        """Submissions refused because `capacity` was reached."""
+        self.peak_running = 0
+        """The most imageInference tasks that ran at once (counted when a task is accepted)."""
         self.flagged_words: set[str] = set()
         """Words that make the safety check flag a result (`NSFWContent: true`) when a task asks for the check."""
         self.prices: PriceTable = prices if prices is not None else default_prices()
@@ -210,6 +219,8 @@ class FakeRunware:
         """Forget all requests, tasks, images, faults and billing; keep the key, latency and prices."""
         self.requests.clear()
         self.downloads.clear()
+        self.capacity_refusals = 0
+        self.peak_running = 0
         self._book.reset()
         self._faults.clear()
 
@@ -347,6 +358,10 @@ class FakeRunware:
         if pending is not None and fault in STATUS_FAULTS:
             return fault_response(pending, tasks)
 
+        refusal = self._over_capacity(tasks)
+        if refusal is not None:
+            return refusal
+
         if pending is not None and fault == Fault.REGISTER_LATE:
             # Registered in a task of its own: the handler is cancelled when the client hangs up, the work is not.
             late = asyncio.ensure_future(self._process_later(tasks, 1.0 if pending.delay is None else pending.delay))
@@ -391,6 +406,24 @@ class FakeRunware:
         if errors:
             envelope["errors"] = errors
         return web.json_response(envelope, status=200 if data else 400)
+
+    def running_count(self) -> int:
+        """How many accepted imageInference tasks are still running now (not failed, before their deadline)."""
+        now = time.monotonic()
+        return sum(1 for state in self._book.tasks.values() if state.error is None and state.deadline > now)
+
+    def _over_capacity(self, tasks: list[Any]) -> web.Response | None:
+        """The refusal of a request whose imageInference tasks would take Runware past `capacity`, if it would."""
+        inference = sum(1 for task in tasks if isinstance(task, dict) and task.get("taskType") == "imageInference")
+        if not inference:
+            return None
+        running = self.running_count()
+        if self.capacity is not None and running + inference > self.capacity:
+            self.capacity_refusals += 1
+            fault = Fault.RATE_LIMITED if self.capacity_status == 429 else Fault.UNAVAILABLE
+            return fault_response(PendingFault(fault, 1, None, self.capacity_status, None), tasks)
+        self.peak_running = max(self.peak_running, running + inference)
+        return None
 
     async def _process_later(
         self, tasks: list[Any], delay: float

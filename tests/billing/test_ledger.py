@@ -552,3 +552,35 @@ async def test_reconcile_rebuilds_daily_totals_that_disagree_with_the_ledger(led
     assert report.totals_repaired == 2
     assert await db.run(lambda conn: LedgerQueries(conn).count_totals_mismatches()) == 0
     assert (await ledger.status(GUILD, MEMBER, [])).spent == 80_000
+
+
+async def test_settle_delivered_marks_the_job_and_charges_it_in_one_unit(ledger: Ledger, db: Database) -> None:
+    """A submitted job: succeeded with its cost and message, and settled; a job no longer submitted: nothing."""
+    await ledger.reserve("sent", GUILD, MEMBER, [], 11_000, job=new_job("sent"))
+    await db.run(lambda conn: JobQueries(conn).begin_submit("sent", "3b241101-e2bb-4255-8caf-4136c566a962", utc_now()))
+    result = await ledger.settle_delivered("sent", 10_000, 42)
+    assert result is not None and (result.actual, result.repeated) == (10_000, False)
+    job = await JobRepository(db).get("sent")
+    assert job is not None and job.state is JobState.SUCCEEDED
+    assert (job.cost, job.result_message_id) == (10_000, 42)
+    assert await ledger.settle_delivered("sent", 10_000, 42) is None, "delivered once, charged once"
+
+    await ledger.reserve("gone", GUILD, MEMBER, [], 11_000, job=new_job("gone"))
+    await db.run(lambda conn: JobQueries(conn).update_state("gone", JobState.CANCELLED, utc_now()))
+    before = await ledger_rows(db)
+    assert await ledger.settle_delivered("gone", 10_000, 43) is None
+    assert await ledger_rows(db) == before, "a cancelled job is not charged"
+    status = await ledger.status(GUILD, MEMBER, [])
+    assert status.spent == 10_000
+
+
+async def test_settle_delivered_without_a_reservation_writes_nothing(ledger: Ledger, db: Database) -> None:
+    """No hold: `LedgerError`, and the job is not marked delivered either (the unit is rolled back whole)."""
+    await db.run(lambda conn: JobQueries(conn).insert(new_job("orphan"), utc_now()))
+    await db.run(
+        lambda conn: JobQueries(conn).begin_submit("orphan", "0c9d5f1e-7b5a-4a8e-9e38-2f1d1a6b9c3d", utc_now())
+    )
+    with pytest.raises(LedgerError):
+        await ledger.settle_delivered("orphan", 10_000, 44)
+    job = await JobRepository(db).get("orphan")
+    assert job is not None and job.state is JobState.SUBMITTED and job.delivered_at is None

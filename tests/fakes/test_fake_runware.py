@@ -619,6 +619,43 @@ async def test_status_faults_refuse_once(
     assert fake_runware.paid_tasks == [task["taskUUID"]]
 
 
+@pytest.mark.parametrize(("status", "code"), [(429, "rateLimitExceeded"), (503, "serviceUnavailable")])
+async def test_capacity_refuses_tasks_past_it_until_one_finishes(
+    fake_runware: FakeRunware, session: aiohttp.ClientSession, status: int, code: str
+) -> None:
+    """capacity 2: a third task while two run is refused (nothing accepted); once they finish it is accepted."""
+    fake_runware.latency = 0.2
+    fake_runware.capacity = 2
+    fake_runware.capacity_status = status
+    first, second, third = (inference(deliveryMethod="async") for _ in range(3))
+    assert (await call(session, fake_runware, [first]))[0] == 200
+    assert (await call(session, fake_runware, [second]))[0] == 200
+    assert fake_runware.running_count() == 2
+    got_status, body = await call(session, fake_runware, [third])
+    assert (got_status, body["errors"][0]["code"]) == (status, code)
+    assert fake_runware.task(third["taskUUID"]) is None
+    assert fake_runware.capacity_refusals == 1
+    polls = [poll(task["taskUUID"]) for task in (first, second)]
+    assert (await call(session, fake_runware, polls))[0] == 200, "polls are not limited"
+    await asyncio.sleep(0.25)
+    assert fake_runware.running_count() == 0
+    assert (await call(session, fake_runware, [third]))[0] == 200
+    assert fake_runware.peak_running == 2
+
+
+async def test_polls_of_several_tasks_in_one_request_are_answered_task_by_task(
+    fake_runware: FakeRunware, session: aiohttp.ClientSession
+) -> None:
+    """A batched getResponse: each task's items carry its taskUUID; an unknown one is an error naming it."""
+    known = inference(deliveryMethod="async")
+    assert (await call(session, fake_runware, [known]))[0] == 200
+    unknown = new_uuid()
+    got_status, body = await call(session, fake_runware, [poll(known["taskUUID"]), poll(unknown)])
+    assert got_status == 200
+    assert {item["taskUUID"] for item in body["data"]} == {known["taskUUID"]}
+    assert [(error["code"], error["taskUUID"]) for error in body["errors"]] == [("taskFailedOrNotFound", unknown)]
+
+
 async def test_fault_task_type_filter_and_times(fake_runware: FakeRunware, session: aiohttp.ClientSession) -> None:
     """A fault filtered to getResponse skips the submission and hits the next two polls only."""
     fake_runware.fail_next(Fault.RATE_LIMITED, times=2, task_type="getResponse")

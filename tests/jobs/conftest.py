@@ -19,6 +19,7 @@ from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Routing, Size
 from bot.images import FittedImage
+from bot.jobs.concurrency import AdaptiveLimit
 from bot.jobs.delivery import ResultSummary
 from bot.jobs.options import ServerOptions
 from bot.jobs.requests import DeliveryTarget, GenerationRequest
@@ -133,6 +134,8 @@ class Harness:
     delivery: RecordingDelivery
     fake: FakeRunware
     settings: ServerOptions
+    limit: AdaptiveLimit
+    """The adaptive Runware concurrency, wired as `bot.app` wires it (the scheduler asks it, the client feeds it)."""
 
     async def entries(self, job_id: str) -> dict[EntryKind, LedgerEntry]:
         """The job's ledger entries by kind."""
@@ -183,20 +186,28 @@ class HarnessFactory:
         start: bool = True,
         allowed_hosts: frozenset[str] = frozenset(),
         routing: Routing | None = None,
+        retry_base_delay: float = 0.005,
+        retry_max_delay: float = 0.02,
     ) -> Harness:
         config = config or make_config()
         db = await Database.open(self.path)
         budgets = Budgets(db, config)
         ledger = Ledger(db, budgets)
+        limits = config.limits
+        limit = AdaptiveLimit(
+            minimum=min(limits.min_concurrency, limits.global_concurrency), maximum=limits.global_concurrency
+        )
         client = RunwareClient(
             self.session,
             api_key=self.key,
             api_url=self.fake.url,
             config=config.runware,
-            retry_base_delay=0.005,
-            retry_max_delay=0.02,
+            retry_base_delay=retry_base_delay,
+            retry_max_delay=retry_max_delay,
+            load=limit,
         )
-        scheduler = Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency)
+        scheduler = Scheduler(limits.global_concurrency, limits.per_member_concurrency, capacity=lambda: limit.current)
+        limit.subscribe(scheduler.wake)
         delivery = RecordingDelivery()
         settings = ServerOptions(db, config)
         service = GenerationService(
@@ -212,7 +223,7 @@ class HarnessFactory:
             allowed_hosts=allowed_hosts,
             routing=routing,
         )
-        harness = Harness(db, budgets, ledger, client, scheduler, service, delivery, self.fake, settings)
+        harness = Harness(db, budgets, ledger, client, scheduler, service, delivery, self.fake, settings, limit)
         self.opened.append(harness)
         if start:
             await service.resume()

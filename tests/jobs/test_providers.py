@@ -11,6 +11,7 @@ from bot.jobs.worker import GENERIC_FAILURE
 from bot.storage import migrate
 from bot.storage.jobs import JobRepository
 from bot.storage.rows import EntryKind, JobState
+from fakes.runware import Fault
 from tests.jobs.conftest import Harness, HarnessFactory, make_request
 
 
@@ -62,3 +63,23 @@ def test_jobs_stored_before_schema_10_ran_on_runware(tmp_path: Path) -> None:
         assert conn.execute("SELECT provider FROM jobs WHERE id = 'old'").fetchone() == ("runware",)
     finally:
         conn.close()
+
+
+async def test_the_first_post_of_a_task_costs_no_write_of_its_own(harnesses: HarnessFactory) -> None:
+    """Storing the task UUID is the write before the first POST (a restart counts from its `updated_at`); a re-POST
+    after a 429 records its own time before it is sent."""
+    harness = await harnesses.open()
+    first = await harness.service.admit(make_request("a quiet fox"))
+    assert first.job_id is not None
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert await JobRepository(harness.db).last_post_at(first.job_id) is None
+
+    harness.fake.fail_next(Fault.RATE_LIMITED, task_type="imageInference")
+    second = await harness.service.admit(make_request("a fox refused once"))
+    assert second.job_id is not None
+    await asyncio.wait_for(harness.service.wait_idle(), 20)
+    job = await harness.job(second.job_id)
+    assert job.state is JobState.SUCCEEDED
+    resent = await JobRepository(harness.db).last_post_at(second.job_id)
+    assert resent is not None and resent >= job.created_at
+    assert harness.fake.submissions_of(job.task_uuid or "") == 2

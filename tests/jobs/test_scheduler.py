@@ -139,3 +139,54 @@ def test_limits_must_be_positive() -> None:
     """A zero limit is a configuration mistake."""
     with pytest.raises(ValueError):
         Scheduler(global_limit=0, per_member_limit=1)
+
+
+async def test_a_released_slot_starts_the_next_job_while_the_first_still_runs() -> None:
+    """release_slot: the next job starts at once; the released one still counts for wait_idle and finishes."""
+    scheduler = Scheduler(global_limit=1, per_member_limit=1)
+    first_may_finish = asyncio.Event()
+    started: list[str] = []
+
+    async def run(job_id: str) -> None:
+        started.append(job_id)
+        if job_id == "a":
+            scheduler.release_slot("a")
+            await first_may_finish.wait()
+
+    scheduler.start(run)
+    scheduler.submit("a", 1)
+    scheduler.submit("b", 1)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert started == ["a", "b"]
+    assert scheduler.running_count == 0
+    assert not scheduler.release_slot("b")  # finished: nothing to release
+    idle = asyncio.ensure_future(scheduler.wait_idle())
+    await asyncio.sleep(0)
+    assert not idle.done()  # "a" still runs
+    first_may_finish.set()
+    await asyncio.wait_for(idle, 5)
+
+
+async def test_the_capacity_callable_lowers_the_global_limit_and_wake_raises_it_again() -> None:
+    """With capacity() = 1 one job runs at a time; raising it and calling wake() starts more, up to global_limit."""
+    capacity = [1]
+    scheduler = Scheduler(global_limit=3, per_member_limit=4, capacity=lambda: capacity[0])
+    gate = asyncio.Event()
+    started: list[str] = []
+
+    async def run(job_id: str) -> None:
+        started.append(job_id)
+        await gate.wait()
+
+    scheduler.start(run)
+    for n in range(5):
+        scheduler.submit(f"j{n}", 1)
+    await asyncio.sleep(0)
+    assert len(started) == 1 and scheduler.running_count == 1
+    capacity[0] = 10  # above global_limit: the configured limit still caps it
+    scheduler.wake()
+    await asyncio.sleep(0)
+    assert len(started) == 3 and scheduler.running_count == 3
+    gate.set()
+    await asyncio.wait_for(scheduler.wait_idle(), 5)

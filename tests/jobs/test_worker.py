@@ -244,8 +244,8 @@ async def test_results_are_fitted_to_the_channels_upload_limit(harness: Harness)
 
 async def test_only_delivery_concurrency_jobs_hold_their_images_at_once(harnesses: HarnessFactory) -> None:
     """With 6 jobs finished on Runware and their posts held up, only `delivery_concurrency` (2) of them have
-    downloaded their images; the others wait before downloading, still holding their Runware slot, and all are
-    delivered once the posts go through."""
+    downloaded their images; the others wait before downloading, having given their Runware slot back (a seventh
+    job starts at once), and all are delivered once the posts go through."""
     harness = await harnesses.open(make_config(global_concurrency=6, per_member_concurrency=6, delivery_concurrency=2))
     harness.delivery.gate = asyncio.Event()
     admissions = [await harness.service.admit(make_request(f"fox number {n}", count=2)) for n in range(6)]
@@ -261,7 +261,9 @@ async def test_only_delivery_concurrency_jobs_hold_their_images_at_once(harnesse
     assert len(harness.fake.downloads) == 4, "two jobs of two images each"
     assert harness.delivery.delivered == []
     seventh = await harness.service.admit(make_request("a seventh fox"))
-    assert seventh.position == 1, "the six waiting jobs still hold every Runware slot"
+    assert seventh.position is None, "the six jobs waiting to post hold no Runware slot"
+    assert seventh.job_id is not None
+    await eventually(lambda: len(harness.fake.tasks_submitted()) == 7)  # its task went to Runware meanwhile
 
     harness.delivery.gate.set()
     await asyncio.wait_for(harness.service.wait_idle(), 10)
