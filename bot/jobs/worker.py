@@ -31,14 +31,16 @@ from bot.images import FittedImage, InvalidImageError, fit_to_limit
 from bot.jobs.approvals import Approvals
 from bot.jobs.delivery import Delivery, DeliveryError, ResultSummary
 from bot.jobs.errors import JobNotCancellableError
+from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.progress import Progress
 from bot.jobs.requests import DeliveryTarget
 from bot.jobs.resume import Restarts, ResumeReport
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs, Phase, Tracked
+from bot.jobs.unsure import fail_charged
 from bot.log import log_context
 from bot.observability import metrics
-from bot.providers.base import Providers
+from bot.providers.base import PaidFailureError, Providers
 from bot.runware.errors import RunwareError
 from bot.runware.models import ImageResult, total_cost_micros
 from bot.settings import AppConfig
@@ -92,8 +94,10 @@ class Worker:
         jobs: JobRepository,
         active: ActiveJobs,
         approvals: Approvals | None = None,
+        modlog: ModLog | None = None,
     ) -> None:
         self._approvals = approvals
+        self._modlog = modlog or (approvals.modlog if approvals is not None else NoModLog())
         self._providers = providers
         self._ledger = ledger
         self._config = config
@@ -162,8 +166,13 @@ class Worker:
             else:
                 log.info("run of job %s interrupted; the next start resumes it", job_id)
             raise
+        except PaidFailureError as exc:
+            log.warning("job %s made no image but may have been paid: %s", job_id, exc)
+            await fail_charged(
+                job, exc, ledger=self._ledger, jobs=self._jobs, delivery=self._delivery, modlog=self._modlog
+            )
         except RunwareError as exc:
-            log.warning("job %s failed on Runware: %s", job_id, exc)
+            log.warning("job %s failed on %s: %s", job_id, job.provider, exc)
             await self._fail(job, exc.user_message)
         except DeliveryError as exc:
             log.warning("job %s could not be delivered: %s", job_id, exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
+from bot.errors import AtelierError
 from bot.runware.models import ImageResult
 from bot.storage.rows import Job
 
@@ -34,6 +35,20 @@ class Provider(Protocol):
 
     async def download(self, image: ImageResult) -> bytes:
         """Return the bytes of one result image."""
+
+
+class PaidFailureError(AtelierError):
+    """No image was made, but the owner may have paid the provider for the work (a lost create, an abandoned run).
+
+    The worker ends the job `failed` and *charges* `charge` micro-dollars instead of releasing the hold (the ledger
+    never counts less than the owner may have paid), tells the member `user_message`, and logs it for moderators
+    and the operator.
+    """
+
+    def __init__(self, message: str, *, charge: int, lost_runs: int = 0) -> None:
+        super().__init__(message)
+        self.charge = charge
+        self.lost_runs = lost_runs
 
 
 class UnknownProviderError(LookupError):
