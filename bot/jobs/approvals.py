@@ -40,7 +40,7 @@ from bot.jobs.tracking import ActiveJobs
 from bot.moderation.approvals import ModerationRules
 from bot.money import format_usd
 from bot.observability import metrics
-from bot.runware.client import RunwareClient
+from bot.providers.base import Providers
 from bot.runware.models import ImageResult
 from bot.storage.jobs import JobRepository
 from bot.storage.moderation import HoldRow
@@ -76,7 +76,7 @@ class Approvals:
         active: ActiveJobs,
         delivery: Delivery,
         modlog: ModLog,
-        client: RunwareClient,
+        providers: Providers,
         timeout_hours: float,
         clock: Callable[[], datetime],
     ) -> None:
@@ -87,7 +87,7 @@ class Approvals:
         self._active = active
         self._delivery = delivery
         self.modlog = modlog
-        self._client = client
+        self._providers = providers
         self.timeout = timedelta(hours=timeout_hours)
         self._clock = clock
         self.sweep_seconds = SWEEP_SECONDS
@@ -289,7 +289,7 @@ class Approvals:
         try:
             job = await self._require(job_id)
             try:
-                fitted = await result_images(job, hold, jobs=self._jobs, client=self._client, modlog=self.modlog)
+                fitted = await result_images(job, hold, jobs=self._jobs, providers=self._providers, modlog=self.modlog)
                 summary = published_summary(job, len(fitted))
                 message_id = await self._delivery.deliver(job, fitted, summary)
             except Exception as exc:
@@ -376,15 +376,15 @@ def published_summary(job: Job, image_count: int) -> ResultSummary:
 
 
 async def result_images(
-    job: Job, hold: HoldRow, *, jobs: JobRepository, client: RunwareClient, modlog: ModLog
+    job: Job, hold: HoldRow, *, jobs: JobRepository, providers: Providers, modlog: ModLog
 ) -> list[FittedImage]:
-    """Return the result's images fitted for the channel: from Runware, else the mod-log message's files."""
+    """Return the result's images fitted for the channel: from its provider, else the mod-log message's files."""
     target = DeliveryTarget.from_job(job)
     datas: list[bytes] = []
     try:
         for result in await jobs.results(job.id):
             datas.append(
-                await client.download(
+                await providers.for_job(job).download(
                     ImageResult(task_uuid=job.task_uuid or "", image_uuid=result.image_uuid, url=result.image_url)
                 )
             )

@@ -66,7 +66,7 @@ class GenerationService:
     def __init__(
         self,
         db: Database,
-        client: RunwareClient,
+        client: RunwareClient | None,
         session: aiohttp.ClientSession,
         ledger: Ledger,
         pricing: Pricing,
@@ -88,6 +88,12 @@ class GenerationService:
         self._active = ActiveJobs()
         rules = rules or ModerationRules(db, clock=clock)
         modlog = modlog or NoModLog()
+        if providers is None:
+            if client is None:
+                raise ValueError("a job service needs a Runware client or its providers")
+            providers = Providers(RunwareProvider(client, self._jobs, config.runware, clock))
+        self.providers = providers
+        """The configured providers by name; each job runs on the one stored with it."""
         self.approvals = Approvals(
             rules=rules,
             ledger=ledger,
@@ -96,7 +102,7 @@ class GenerationService:
             active=self._active,
             delivery=delivery,
             modlog=modlog,
-            client=client,
+            providers=providers,
             timeout_hours=config.moderation.approval_timeout_hours,
             clock=clock,
         )
@@ -115,10 +121,6 @@ class GenerationService:
             rules=rules,
             modlog=modlog,
         )
-        if providers is None:
-            providers = Providers(RunwareProvider(client, self._jobs, config.runware, clock))
-        self.providers = providers
-        """The configured providers by name; each job runs on the one stored with it."""
         self._worker = Worker(
             providers=providers,
             ledger=ledger,
