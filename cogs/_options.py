@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from discord import app_commands
 
-from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
+from bot.catalog import MAX_COUNT, MODEL_SPECS, Background, OutputFormat, Quality, Size
 from bot.errors import InvalidRequestError
 from bot.money import MAX_AMOUNT_MICROS, NOT_AN_AMOUNT, MoneyError, format_usd, parse_usd
 
@@ -15,7 +15,8 @@ Count = app_commands.Range[int, 1, MAX_COUNT]
 Amount = app_commands.Range[str, 1, 24]
 """A dollar amount as typed (`2.50`, `$0.75`), parsed with `parse_amount`."""
 
-MODEL_CHOICES = [app_commands.Choice(name=model.value, value=model.value) for model in ModelName]
+MODEL_CHOICES = [app_commands.Choice(name=model.value, value=model.value) for model in MODEL_SPECS]
+"""Runware's models; the extensions narrow or widen this to the models a configured provider serves."""
 SIZE_CHOICES = [
     app_commands.Choice(name="1024x1024 (square)", value=Size.SQUARE.value),
     app_commands.Choice(name="1536x1024 (landscape)", value=Size.LANDSCAPE.value),

@@ -14,7 +14,7 @@ from bot.billing.budgets import BudgetRules, MemberOverride, OverrideKind
 from bot.billing.ledger import BudgetStatus
 from bot.billing.pools import PoolStatus
 from bot.billing.reports import UNKNOWN, PeriodReport, Share
-from bot.catalog import MODEL_SPECS, Size
+from bot.catalog import Size
 from bot.jobs.delivery import ResultSummary
 from bot.jobs.requests import RequestKind
 from bot.jobs.service import QueueEntry
@@ -219,7 +219,7 @@ def result_embed(summary: ResultSummary, *, parent_url: str | None) -> discord.E
         description=discord.utils.escape_markdown(one_line(summary.prompt, PROMPT_EMBED_CHARS)),
         colour=COLOUR,
     )
-    embed.add_field(name="Model", value=MODEL_SPECS[summary.model].label)
+    embed.add_field(name="Model", value=summary.model.label)
     embed.add_field(name="Size", value=f"{summary.size.value} ({_SIZE_NAMES[summary.size]})")
     embed.add_field(name="Quality", value=summary.quality.value)
     cost = format_usd(summary.cost)

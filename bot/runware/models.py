@@ -113,8 +113,8 @@ class ImageInferenceRequest(BaseModel):
             text = value.strip()
             if text in AIR_TO_MODEL:
                 return AIR_TO_MODEL[text]
-            if text.lower() not in {name.value for name in ModelName}:
-                raise ImageRequestError("model", f"unknown model {value!r}; choose {_choices(ModelName)}")
+            if text.lower() not in {name.value for name in MODEL_SPECS}:
+                raise ImageRequestError("model", f"unknown model {value!r}; choose {_choices(MODEL_SPECS)}")
             return ModelName(text.lower())
         return value
 
@@ -179,6 +179,10 @@ class ImageInferenceRequest(BaseModel):
 
     @model_validator(mode="after")
     def _model_rules(self) -> ImageInferenceRequest:
+        if self.model not in MODEL_SPECS:
+            raise ImageRequestError(
+                "model", f"{self.model.label} is not served by Runware; choose {_choices(MODEL_SPECS)}"
+            )
         spec = MODEL_SPECS[self.model]
         if not self.prompt.strip():
             raise ImageRequestError("prompt", "the prompt is empty; describe the image you want")

@@ -1,4 +1,7 @@
-"""The fixed vocabulary of the product: models, sizes, qualities, backgrounds and formats (contract §5.3)."""
+"""The fixed vocabulary of the product: models, sizes, resolutions, qualities, backgrounds and formats (contract §5.3).
+
+Which provider serves which model with which options is `bot.catalog.routes`; this module only names things.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +27,20 @@ class ModelName(StrEnum):
     GPT_IMAGE_1 = "gpt-image-1"
     GPT_IMAGE_1_MINI = "gpt-image-1-mini"
     GPT_IMAGE_1_5 = "gpt-image-1.5"
+    GPT_IMAGE_2 = "gpt-image-2"
+
+    @property
+    def label(self) -> str:
+        """The model's name as shown to people (`GPT Image 1 Mini`)."""
+        return _MODEL_LABELS[self]
+
+
+_MODEL_LABELS = {
+    ModelName.GPT_IMAGE_1: "GPT Image 1",
+    ModelName.GPT_IMAGE_1_MINI: "GPT Image 1 Mini",
+    ModelName.GPT_IMAGE_1_5: "GPT Image 1.5",
+    ModelName.GPT_IMAGE_2: "GPT Image 2",
+}
 
 
 class Size(StrEnum):
@@ -43,10 +60,26 @@ class Size(StrEnum):
         """Height in pixels."""
         return int(self.value.split("x")[1])
 
+    @property
+    def aspect_ratio(self) -> str:
+        """The size as an aspect ratio (`1:1`, `3:2`, `2:3`), as providers that take ratios name it."""
+        return _ASPECT_RATIOS[self]
+
     @classmethod
     def from_dimensions(cls, width: int, height: int) -> Size:
         """Return the size for a width and height, or raise ValueError."""
         return cls(f"{width}x{height}")
+
+
+_ASPECT_RATIOS = {Size.SQUARE: "1:1", Size.LANDSCAPE: "3:2", Size.PORTRAIT: "2:3"}
+
+
+class Resolution(StrEnum):
+    """Output resolution of models that offer one (GPT Image 2): the long side about 1K, 2K or 4K pixels."""
+
+    ONE_K = "1K"
+    TWO_K = "2K"
+    FOUR_K = "4K"
 
 
 class Quality(StrEnum):
@@ -86,7 +119,7 @@ class OutputFormat(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """What differs between the models: the Runware AIR id and the prompt-length rule."""
+    """A model as Runware serves it: the AIR id and the prompt-length rule (`bot.catalog.routes` builds on these)."""
 
     name: ModelName
     air: str
@@ -101,6 +134,7 @@ MODEL_SPECS: dict[ModelName, ModelSpec] = {
     ModelName.GPT_IMAGE_1_MINI: ModelSpec(ModelName.GPT_IMAGE_1_MINI, "openai:1@2", "GPT Image 1 Mini", 1),
     ModelName.GPT_IMAGE_1_5: ModelSpec(ModelName.GPT_IMAGE_1_5, "openai:4@1", "GPT Image 1.5", 2),
 }
+"""The models Runware serves, by name (GPT Image 2 is not among them: only Runbase has it)."""
 
 AIR_TO_MODEL: dict[str, ModelName] = {spec.air: name for name, spec in MODEL_SPECS.items()}
 

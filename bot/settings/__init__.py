@@ -34,8 +34,21 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Period, Quality, Size
+from bot.catalog import (
+    MAX_COUNT,
+    MODEL_SPECS,
+    Background,
+    ModelName,
+    OutputFormat,
+    Period,
+    ProviderName,
+    Quality,
+    Resolution,
+    Routing,
+    Size,
+)
 from bot.money import usd_to_micros
+from bot.settings.providers import ProvidersConfig, RunPricesConfig, build_routing, check_provider_orders
 
 DEFAULT_RUNWARE_API_URL = "https://api.runware.ai/v1"
 DEFAULT_RUNBASE_API_URL = "https://runbase.net/api/v1"
@@ -87,6 +100,8 @@ class DefaultsConfig(_Section):
     background: Background = Background.AUTO
     format: OutputFormat = OutputFormat.PNG
     count: int = Field(default=1, ge=1, le=MAX_COUNT)
+    resolution: Resolution = Resolution.ONE_K
+    """Used by models that offer a resolution (GPT Image 2); the others ignore it."""
 
 
 class BudgetConfig(_Section):
@@ -173,12 +188,22 @@ class AppConfig(_Section):
     paths: PathsConfig = PathsConfig()
     moderation: ModerationConfig = ModerationConfig()
     prices: PriceTable
+    """Runware's price table (Runware reports the cost of each image; these are the estimates)."""
     input_prices: dict[ModelName, InputPrice] = {}
+    providers: ProvidersConfig = {}
+    """`[providers]`: each model's route order; a model left out gets the default of contract §5.4."""
+    run_prices: RunPricesConfig = RunPricesConfig()
+    """`[run_prices]`: fixed prices per run of providers that have them (Runbase)."""
+
+    @field_validator("providers")
+    @classmethod
+    def _served_orders(cls, providers: ProvidersConfig) -> ProvidersConfig:
+        return check_provider_orders(providers)
 
     @field_validator("prices")
     @classmethod
     def _complete_price_table(cls, prices: PriceTable) -> PriceTable:
-        for model in ModelName:
+        for model in MODEL_SPECS:  # the models Runware serves
             for quality in (Quality.LOW, Quality.MEDIUM, Quality.HIGH):
                 for size in Size:
                     if size not in prices.get(model, {}).get(quality, {}):
@@ -346,6 +371,16 @@ class Settings(BaseModel):
     def config_source(self) -> str:
         """The config file read, or `built-in defaults`, as `check` and error lines name it."""
         return BUILTIN_CONFIG_LABEL if self.config_path is None else str(self.config_path)
+
+    @property
+    def configured_providers(self) -> tuple[ProviderName, ...]:
+        """The providers whose API key is set, in the catalog's order."""
+        keys = {ProviderName.RUNWARE: self.runware_api_key, ProviderName.RUNBASE: self.runbase_api_key}
+        return tuple(provider for provider, key in keys.items() if key is not None)
+
+    def routing(self) -> Routing:
+        """Per model, the routes of the configured providers in `[providers]` order (contract §5.4 by default)."""
+        return build_routing(self.configured_providers, self.app.providers)
 
     def require_discord_token(self) -> str:
         """Return the bot token, or raise `SettingsError` if it is not set (or set but empty)."""
