@@ -26,7 +26,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from bot.catalog import ModelName, Quality, Size
+from bot.catalog import ROUTES, ModelName, ProviderName, Quality, Resolution, Route
 from bot.observability import metrics
 from bot.providers.base import PaidFailureError
 from bot.runbase.client import RunbaseClient
@@ -48,16 +48,10 @@ log = logging.getLogger(__name__)
 TASK_PREFIX = "runbase-"
 """A Runbase job's `task_uuid` is this and its job id (the column is unique; Runbase has no task of its own)."""
 
-RUNBASE_MODELS: dict[ModelName, str] = {
-    ModelName.GPT_IMAGE_1: "openai/gpt-image-1",
-    ModelName.GPT_IMAGE_1_5: "openai/gpt-image-1.5",
-}
-"""The Runbase model id of each model Runbase serves (reference §3)."""
 
-ASPECT_RATIOS: dict[Size, str] = {Size.SQUARE: "1:1", Size.LANDSCAPE: "3:2", Size.PORTRAIT: "2:3"}
-
-RUNBASE_QUALITIES = {Quality.MEDIUM: "medium", Quality.HIGH: "high", Quality.AUTO: "high"}
-"""GPT Image 1.5's `quality` on Runbase (`auto` is priced as high everywhere, so it is sent as high)."""
+def runbase_route(model: ModelName) -> Route | None:
+    """Return the catalog's Runbase route of a model, or None when Runbase does not serve it."""
+    return next((r for r in ROUTES if r.model is model and r.provider is ProviderName.RUNBASE), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +77,7 @@ class RunbaseProvider:
     @property
     def name(self) -> str:
         """`runbase`."""
-        return "runbase"
+        return ProviderName.RUNBASE.value
 
     @property
     def client(self) -> RunbaseClient:
@@ -121,18 +115,28 @@ class RunbaseProvider:
 
     def request_for(self, job: Job) -> CreateRun:
         """Build the create body of one run of a job; `RunbaseInvalidRequestError` if Runbase cannot serve it."""
-        model_id = RUNBASE_MODELS.get(job.model)
-        if model_id is None:
-            raise RunbaseInvalidRequestError(f"{job.model.value} is not served by Runbase")
-        quality = RUNBASE_QUALITIES.get(job.quality) if job.model is ModelName.GPT_IMAGE_1_5 else None
-        if job.model is ModelName.GPT_IMAGE_1_5 and quality is None:
-            raise RunbaseInvalidRequestError(
-                f"Runbase offers GPT Image 1.5 at medium or high quality, not {job.quality.value}"
-            )
+        route = runbase_route(job.model)
+        if route is None:
+            raise RunbaseInvalidRequestError(f"{job.model.label} is not served by Runbase")
+        quality: str | None = None
+        if route.sends_quality:
+            # `auto` is priced as high everywhere, so it is sent as high.
+            asked = Quality.HIGH if job.quality is Quality.AUTO else job.quality
+            if asked not in route.qualities:
+                offered = " or ".join(q.value for q in route.qualities)
+                raise RunbaseInvalidRequestError(f"Runbase offers {route.label} at {offered} quality, not {asked}")
+            quality = asked.value
+        resolution = _resolution(job, route)
         urls = tuple(job.references) or None
         return CreateRun(
-            model=model_id,
-            input=RunInput(prompt=job.prompt, aspect_ratio=ASPECT_RATIOS[job.size], quality=quality, image_urls=urls),
+            model=route.provider_model,
+            input=RunInput(
+                prompt=job.prompt,
+                aspect_ratio=job.size.aspect_ratio,
+                quality=quality,
+                resolution=resolution,
+                image_urls=urls,
+            ),
         )
 
     # ------------------------------------------------------------------------------------------------ one run
@@ -221,6 +225,14 @@ class RunbaseProvider:
         if made:
             raise made[0]
         raise errors[0]
+
+
+def _resolution(job: Job, route: Route) -> str | None:
+    """Return the `resolution` input for a route that has one (the job's, else the default); else None."""
+    if not route.resolutions:
+        return None
+    chosen = getattr(job, "resolution", None) or route.default_resolution
+    return None if chosen is None else Resolution(chosen).value
 
 
 def _paid_message(lost: int, count: int) -> str:
