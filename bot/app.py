@@ -142,6 +142,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         rules=moderation,
         modlog=modlog,
         providers=providers,
+        routing=settings.routing(),
     )
     return Services(
         database=database,

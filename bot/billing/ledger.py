@@ -302,6 +302,37 @@ class Ledger:
             why = pools_refusal(conn, pools, amount, start, end)
         return why, limit, pools
 
+    async def refit(
+        self, job_id: str, role_ids: Sequence[int], places: Sequence[int], estimate: int, provider: str
+    ) -> int:
+        """Move a running job to another provider at a new estimate, in one transaction (failover).
+
+        The job's hold stays as it was (the ledger is append-only: one hold per job). When the new estimate is
+        larger, the difference must fit the member's and the server's budgets and the team pools *now*, with the
+        hold already counted, or `BudgetExceededError` is raised and nothing changes; the settle later charges the
+        real cost (beyond the hold it is recorded as an overrun). Returns the difference (0: the hold covers it).
+        Raises `LedgerError` when the job has no open hold or is no longer queued or submitted.
+        """
+        job_id = check_job_id(job_id)
+        amount = check_amount(estimate, "estimate")
+        spots = checked_places(places)
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection) -> int:
+            hold, kinds = _held(LedgerQueries(conn), job_id, "move")
+            if EntryKind.SETTLE in kinds or EntryKind.RELEASE in kinds:
+                raise LedgerError(f"Job {job_id}'s hold has ended; it cannot move to another provider.")
+            extra = max(0, amount - hold.amount)
+            if extra:
+                why, _, _ = self._refusal_in(conn, hold.guild_id, hold.member_id, role_ids, spots, extra, now)
+                if why is not None:
+                    raise why
+            if not JobQueries(conn).move_to_provider(job_id, provider, amount, now):
+                raise LedgerError(f"Job {job_id} is no longer running; it cannot move to another provider.")
+            return extra
+
+        return await self._db.run(unit)
+
     async def reconcile(self, *, orphan_grace: timedelta = timedelta(0)) -> ReconcileReport:
         """Resolve holds left open by a crash; check the daily totals against the ledger and rebuild them if needed.
 

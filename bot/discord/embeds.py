@@ -222,6 +222,7 @@ def result_embed(summary: ResultSummary, *, parent_url: str | None) -> discord.E
     embed.add_field(name="Model", value=summary.model.label)
     embed.add_field(name="Size", value=f"{summary.size.value} ({_SIZE_NAMES[summary.size]})")
     embed.add_field(name="Quality", value=summary.quality.value)
+    embed.add_field(name="Provider", value=summary.provider.capitalize())
     cost = format_usd(summary.cost)
     embed.add_field(name="Cost", value=cost if summary.cost_reported else f"{cost} (estimated)")
     if summary.remaining is None:

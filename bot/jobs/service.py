@@ -20,11 +20,13 @@ import aiohttp
 
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
+from bot.catalog import Routing
 from bot.clock import utc_now
 from bot.jobs.admission import Admission, Admitter
 from bot.jobs.approvals import Approvals
 from bot.jobs.delivery import Delivery
 from bot.jobs.errors import JobNotFoundError
+from bot.jobs.failover import Failover
 from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.options import ServerOptions
 from bot.jobs.references import References
@@ -81,6 +83,7 @@ class GenerationService:
         rules: ModerationRules | None = None,
         modlog: ModLog | None = None,
         providers: Providers | None = None,
+        routing: Routing | None = None,
     ) -> None:
         self._clock = clock
         self._scheduler = scheduler
@@ -130,6 +133,9 @@ class GenerationService:
             jobs=self._jobs,
             active=self._active,
             approvals=self.approvals,
+            failover=None
+            if routing is None
+            else Failover(providers=providers, routing=routing, pricing=pricing, ledger=ledger, jobs=self._jobs),
         )
 
     # ------------------------------------------------------------------------------------------------ admission

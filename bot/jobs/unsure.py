@@ -31,6 +31,7 @@ async def fail_charged(
     job: Job, failure: PaidFailureError, *, ledger: Ledger, jobs: JobRepository, delivery: Delivery, modlog: ModLog
 ) -> None:
     """Charge `failure.charge`, mark the job failed, tell the member, and log it for moderators and the operator."""
+    job = await jobs.get(job.id) or job  # its estimate and provider as it ran (it may have moved, failover)
     charge = min(failure.charge, job.estimate) if failure.lost_runs else failure.charge
     try:
         await ledger.settle(job.id, charge)

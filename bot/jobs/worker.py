@@ -31,6 +31,7 @@ from bot.images import FittedImage, InvalidImageError, fit_to_limit
 from bot.jobs.approvals import Approvals
 from bot.jobs.delivery import Delivery, DeliveryError, ResultSummary
 from bot.jobs.errors import JobNotCancellableError
+from bot.jobs.failover import Failover
 from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.progress import Progress
 from bot.jobs.requests import DeliveryTarget
@@ -95,8 +96,10 @@ class Worker:
         active: ActiveJobs,
         approvals: Approvals | None = None,
         modlog: ModLog | None = None,
+        failover: Failover | None = None,
     ) -> None:
         self._approvals = approvals
+        self._failover = failover
         self._modlog = modlog or (approvals.modlog if approvals is not None else NoModLog())
         self._providers = providers
         self._ledger = ledger
@@ -190,31 +193,35 @@ class Worker:
         # The images exist and are stored: from here the job is posted and charged, never cancelled (a cancel now
         # would leave the owner paying Runware for nothing). No await between the check above and this: see cancel().
         tracked.phase = Phase.PRODUCED
-        images, redelivery = produced
+        images, redelivery, job = produced
         async with self._delivering:
             await self._post_results(job, tracked, images, redelivery)
 
-    async def _produce(self, job: Job) -> tuple[list[ImageResult], bool] | None:
+    async def _produce(self, job: Job) -> tuple[list[ImageResult], bool, Job] | None:
         """Get the job's images: submit a queued job, or continue a submitted one without resubmitting.
 
-        Returns the images and whether they were already stored by an earlier run (which may have posted them), or
-        None when the job is no longer queued.
+        Returns the images, whether they were already stored by an earlier run (which may have posted them), and the
+        job as it ran (a queued job may have moved to another provider, `bot.jobs.failover`); None when the job is
+        no longer queued.
         """
         if job.state is JobState.QUEUED:
-            produced = await self._providers.for_job(job).produce(job)
+            if self._failover is not None:
+                produced, job = await self._failover.produce(job)
+            else:
+                produced = await self._providers.for_job(job).produce(job)
             if produced is None:
                 return None
             images = produced
         else:
             images, stored = await self._restarts.continue_submitted(job)
             if stored:
-                return images, True
+                return images, True, job
         results = [
             JobResult(index, image.image_uuid, image.url, image.cost_micros, image.seed, image.nsfw)
             for index, image in enumerate(images)
         ]
         await self._jobs.save_results(job.id, results, total_cost_micros(images))
-        return images, False
+        return images, False, job
 
     async def _post_results(self, job: Job, tracked: Tracked, images: list[ImageResult], redelivery: bool) -> None:
         """Download the images, fit them to the upload limit, post them, and charge the job."""

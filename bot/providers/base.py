@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
+import aiohttp
+
 from bot.errors import AtelierError
+from bot.runbase.errors import RunbaseError
+from bot.runware.errors import RunwareAuthError, RunwareCreditsError, RunwareError, RunwareTransientError
 from bot.runware.models import ImageResult
 from bot.storage.rows import Job
 
@@ -49,6 +53,19 @@ class PaidFailureError(AtelierError):
         super().__init__(message)
         self.charge = charge
         self.lost_runs = lost_runs
+
+
+def certainly_not_accepted(error: RunwareError) -> bool:
+    """Whether the provider certainly did not take the work (and took no money) when it raised `error`.
+
+    Runbase: `not_created` (a refusal it answered, or a connection never opened). Runware: a refused key, an empty
+    balance (402), or a connection that was never opened (nothing was sent). Never a timeout or a lost answer.
+    """
+    if isinstance(error, RunbaseError):
+        return error.not_created
+    if isinstance(error, RunwareAuthError | RunwareCreditsError):
+        return True
+    return isinstance(error, RunwareTransientError) and isinstance(error.__cause__, aiohttp.ClientConnectorError)
 
 
 class UnknownProviderError(LookupError):

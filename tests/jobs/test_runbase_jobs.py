@@ -17,7 +17,7 @@ import pytest_asyncio
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
-from bot.catalog import ModelName, Quality
+from bot.catalog import ModelName, ProviderName, Quality, Routing
 from bot.clock import utc_now
 from bot.jobs.options import ServerOptions
 from bot.jobs.scheduler import Scheduler
@@ -33,6 +33,7 @@ from bot.storage.rows import EntryKind, JobState
 from bot.storage.runs import RunRepository, RunState
 from fakes.runbase import FakeRunbase, Fault
 from fakes.runware import FakeRunware
+from fakes.runware import Fault as RunwareFault
 from tests.jobs.conftest import Harness, RecordingDelivery, eventually, make_config, make_request
 from tests.runbase.conftest import make_client
 
@@ -74,6 +75,7 @@ class RunbaseHarnesses:
             delivery=delivery,
             server_options=settings,
             providers=providers,
+            routing=Routing.build((ProviderName.RUNWARE, ProviderName.RUNBASE)),
         )
         harness = Harness(db, budgets, ledger, client, scheduler, service, delivery, self.runware, settings)
         self.opened.append(harness)
@@ -229,3 +231,59 @@ async def test_an_empty_runbase_balance_charges_nothing(runbase_harnesses: Runba
     assert job.state is JobState.FAILED and "balance is too low" in (job.error or "")
     assert fake.total_charged_micros == 0
     assert set(await harness.entries(job_id)) == {EntryKind.HOLD, EntryKind.RELEASE}
+
+
+async def test_runware_402_moves_the_job_to_runbase_charged_runbase_cost_once(
+    runbase_harnesses: RunbaseHarnesses,
+) -> None:
+    """Runware's empty balance certainly took nothing: Runbase serves the job, and only Runbase's cost is charged."""
+    harness = await runbase_harnesses.open()
+    harness.fake.fail_next(RunwareFault.INSUFFICIENT_CREDITS)
+    admission = await harness.service.admit(make_request(model=ModelName.GPT_IMAGE_1, count=2))
+    assert admission.job_id is not None
+    await asyncio.wait_for(harness.service.wait_idle(), 20)
+
+    fake = runbase_harnesses.runbase
+    job = await harness.job(admission.job_id)
+    assert job.state is JobState.SUCCEEDED and job.provider == "runbase"
+    assert len(fake.creates) == 2 and fake.total_charged_micros == 100_000
+    assert job.cost == 100_000 == await settled(harness, job.id)
+    assert job.estimate == 100_000  # recomputed on Runbase's route
+    [delivered] = harness.delivery.delivered
+    assert delivered.summary.provider == "runbase" and delivered.summary.cost == 100_000
+
+
+async def test_runware_answer_lost_after_sending_never_fails_over(runbase_harnesses: RunbaseHarnesses) -> None:
+    """Runware got the task but its answer came too late: the task is found on Runware, Runbase is never asked."""
+    harness = await runbase_harnesses.open()
+    harness.fake.fail_next(RunwareFault.ACCEPT_THEN_DROP)
+    admission = await harness.service.admit(make_request(model=ModelName.GPT_IMAGE_1))
+    assert admission.job_id is not None
+    await asyncio.wait_for(harness.service.wait_idle(), 30)
+
+    job = await harness.job(admission.job_id)
+    assert job.state is JobState.SUCCEEDED and job.provider == "runware"
+    assert runbase_harnesses.runbase.requests == []
+    assert len(harness.fake.tasks_submitted()) == 1
+    assert await harness.charged() == job.cost
+
+
+async def test_a_failover_that_no_longer_fits_the_budget_is_refused_and_nothing_charged(
+    runbase_harnesses: RunbaseHarnesses,
+) -> None:
+    """Runbase's GPT Image 1 costs more than Runware's here; with the allowance just above Runware's estimate the
+    move does not fit: the job ends, nothing is charged, the member is told why."""
+    config = make_config()
+    config = config.model_copy(update={"budget": config.budget.model_copy(update={"default_allowance": 45_000})})
+    harness = await runbase_harnesses.open(config)
+    harness.fake.fail_next(RunwareFault.INSUFFICIENT_CREDITS)
+    admission = await harness.service.admit(make_request(model=ModelName.GPT_IMAGE_1))
+    assert admission.job_id is not None
+    await asyncio.wait_for(harness.service.wait_idle(), 20)
+
+    job = await harness.job(admission.job_id)
+    assert job.state is JobState.FAILED and job.provider == "runware"
+    assert runbase_harnesses.runbase.creates == []
+    assert set(await harness.entries(job.id)) == {EntryKind.HOLD, EntryKind.RELEASE}
+    [(_, message)] = harness.delivery.failures
+    assert "Runbase could take over" in message and "no longer fits your budget" in message
