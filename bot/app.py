@@ -56,7 +56,7 @@ from bot.providers.runbase import RunbaseProvider
 from bot.providers.runware import RunwareProvider
 from bot.runbase.client import RunbaseClient, RunbaseOptions
 from bot.runware.client import RunwareClient
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from bot.storage.audit import AuditRepository
 from bot.storage.database import Database, DatabaseError
 from bot.storage.jobs import JobRepository
@@ -79,6 +79,13 @@ def reference_hosts(settings: Settings) -> frozenset[str]:
     return DISCORD_IMAGE_HOSTS | ({api_host} if api_host else set())
 
 
+def require_provider_key(settings: Settings) -> None:
+    """Raise `SettingsError` unless RUNWARE_API_KEY or RUNBASE_API_KEY is set (contract §5.1, §5.4)."""
+    if settings.runware_api_key is None and settings.runbase_api_key is None:
+        purpose = " (or RUNBASE_API_KEY: one provider key is needed)"
+        raise SettingsError("RUNWARE_API_KEY", settings.missing("RUNWARE_API_KEY", purpose))
+
+
 def build_providers(
     database: Database, settings: Settings, session: aiohttp.ClientSession
 ) -> tuple[Providers, RunwareClient | None]:
@@ -87,7 +94,7 @@ def build_providers(
     Runbase alone needs no Runware key: its references go as Discord URLs, its results are downloaded from Runbase.
     One `RunbaseClient` per key, so its limiter sees every request of that key. Raises `SettingsError` with no key.
     """
-    settings.require_provider_key()
+    require_provider_key(settings)
     config = settings.app
     jobs = JobRepository(database)
     built: list[Provider] = []
@@ -241,7 +248,7 @@ async def run_bot(settings: Settings) -> int:
     is unavailable.
     """
     token = settings.require_discord_token()
-    settings.require_provider_key()
+    require_provider_key(settings)
     stop = asyncio.Event()
     installed = _install_signal_handlers(stop)
     try:

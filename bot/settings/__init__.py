@@ -394,13 +394,6 @@ class Settings(BaseModel):
             raise SettingsError("RUNWARE_API_KEY", self.missing("RUNWARE_API_KEY"))
         return self.runware_api_key.get_secret_value()
 
-    def require_provider_key(self) -> None:
-        """Raise `SettingsError` unless RUNWARE_API_KEY or RUNBASE_API_KEY is set (contract §5.1, §5.4)."""
-        if self.runware_api_key is None and self.runbase_api_key is None:
-            raise SettingsError(
-                "RUNWARE_API_KEY", self.missing("RUNWARE_API_KEY", " (or RUNBASE_API_KEY: one provider key is needed)")
-            )
-
     def require_runbase_key(self) -> str:
         """Return the Runbase API key, or raise `SettingsError` if it is not set (or set but empty)."""
         if self.runbase_api_key is None:
