@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from discord import app_commands
 
-from bot.catalog import MAX_COUNT, MODEL_SPECS, Background, OutputFormat, Quality, Size
+from bot.catalog import MAX_COUNT, MODEL_SPECS, Background, ModelName, OutputFormat, Quality, Resolution, Routing, Size
 from bot.errors import InvalidRequestError
 from bot.money import MAX_AMOUNT_MICROS, NOT_AN_AMOUNT, MoneyError, format_usd, parse_usd
 
@@ -25,6 +25,7 @@ SIZE_CHOICES = [
 QUALITY_CHOICES = [app_commands.Choice(name=quality.value, value=quality.value) for quality in Quality]
 BACKGROUND_CHOICES = [app_commands.Choice(name=background.value, value=background.value) for background in Background]
 FORMAT_CHOICES = [app_commands.Choice(name=fmt.value, value=fmt.value) for fmt in OutputFormat]
+RESOLUTION_CHOICES = [app_commands.Choice(name=resolution.value, value=resolution.value) for resolution in Resolution]
 
 MAX_OPTION_CHARS = 6000
 """Discord's limit on a slash command's string option; longer prompts cannot be typed into a command at all."""
@@ -38,6 +39,7 @@ OPTION_DESCRIPTIONS = {
     "background": "Background; transparent needs png or webp",
     "count": "How many images (1-4; this server may allow fewer)",
     "output_format": "File format of the images",
+    "resolution": "Resolution (GPT Image 2 only; 1K by default, 2K and 4K cost more)",
 }
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -55,7 +57,32 @@ def generation_options(func: _F) -> _F:
         quality=QUALITY_CHOICES,
         background=BACKGROUND_CHOICES,
         output_format=FORMAT_CHOICES,
+        resolution=RESOLUTION_CHOICES,
     )(func)
+
+
+def model_choices(models: Sequence[ModelName]) -> list[app_commands.Choice[str | int | float]]:
+    """Return the `model` choices for these models, in their order."""
+    return [app_commands.Choice(name=model.value, value=model.value) for model in models]
+
+
+def offer_served_options(command: object, routing: Routing) -> None:
+    """Fit a command's options to the configured providers, before the commands are synced.
+
+    The `model` choices become the models a configured provider serves (Runware alone: its three models, as before;
+    with Runbase: GPT Image 2 too); the `resolution` option is offered only when a served model has a resolution
+    choice (so with Runware alone the commands are exactly what they were).
+    """
+    if not isinstance(command, app_commands.Command):
+        return
+    # discord.py keeps a command's options in `_params` (name -> CommandParameter); the payload it syncs, and how it
+    # reads an invocation's options, both come from there.
+    params = command._params
+    if "model" in params:
+        params["model"].choices = model_choices(routing.models)
+    has_resolutions = any(route.resolutions for model in routing.models for route in routing.routes(model))
+    if "resolution" in params and not has_resolutions:
+        del params["resolution"]
 
 
 def shown(text: str) -> str:

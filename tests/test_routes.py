@@ -158,8 +158,12 @@ def test_runbase_qualities_references_and_prompt_limits() -> None:
     assert ONLY_RUNBASE.choose(ModelName.GPT_IMAGE_1, RouteRequest(quality=Quality.LOW, references=5))
     with pytest.raises(NoRouteError, match=r"references \(5\): GPT Image 2 takes at most 4"):
         ONLY_RUNBASE.choose(ModelName.GPT_IMAGE_2, RouteRequest(references=5))
-    with pytest.raises(NoRouteError, match="reference size"):
+    with pytest.raises(NoRouteError) as caught:
         ONLY_RUNBASE.choose(ModelName.GPT_IMAGE_2, RouteRequest(references=1, largest_reference_bytes=5 << 20))
+    assert str(caught.value) == "reference size (5 MB): GPT Image 2 takes images of at most 4 MB."
+    # Runware takes large references (the bot fits them itself): with both keys, GPT Image 1.5 goes there
+    big = RouteRequest(references=1, largest_reference_bytes=5 << 20)
+    assert BOTH.choose(ModelName.GPT_IMAGE_1_5, big).provider is RUNWARE
     with pytest.raises(NoRouteError, match="prompt"):
         ONLY_RUNBASE.choose(ModelName.GPT_IMAGE_2, RouteRequest(prompt_chars=4001))
     # a prompt too long for Runbase goes to Runware where Runware serves the model

@@ -132,8 +132,8 @@ class Route:
         if self.max_reference_bytes is not None:
             check(
                 "reference size",
-                f"{request.largest_reference_bytes} bytes",
-                [f"at most {self.max_reference_bytes} bytes"],
+                _megabytes(request.largest_reference_bytes),
+                [f"images of at most {_megabytes(self.max_reference_bytes)}"],
                 request.largest_reference_bytes <= self.max_reference_bytes,
             )
         if request.prompt_chars is not None:
@@ -148,6 +148,11 @@ class Route:
     def can_honour(self, request: RouteRequest) -> bool:
         """Whether this route can run `request` as asked."""
         return not self.refusals(request)
+
+
+def _megabytes(size: int) -> str:
+    """Write a size as `4 MB` or `5.2 MB` (MiB, as the providers' limits are read)."""
+    return f"{size / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
 
 
 _ALL_SIZES = tuple(Size)

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, ProviderName, Quality, Size
+from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, ProviderName, Quality, Resolution, Size
 from bot.cli import generate_runbase
 from bot.cli.operator import OperatorAccount, operator_message
 from bot.cli.output import Claim, OutputError, claim_files, save_elsewhere
@@ -63,6 +63,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "b.png (up to 16)",
     )
     parser.add_argument(
+        "--resolution",
+        choices=[resolution.value for resolution in Resolution],
+        help="GPT Image 2 on Runbase only (default: 1K)",
+    )
+    parser.add_argument(
         "--provider",
         choices=[provider.value for provider in ProviderName],
         help="the provider to generate on (default: the model's first configured route: Runware when its key is set)",
@@ -83,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out if args.out is not None else settings.app.paths.output
     if _provider(args, settings) is ProviderName.RUNBASE:
         return generate_runbase.run(args, settings, out)
+    if args.resolution is not None:
+        print(
+            "atelier: --resolution is for GPT Image 2, which only Runbase serves: add --provider runbase",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     api_key = settings.require_runware_key()
     try:
         request = _build_request(args, settings, [str(path) for path in args.reference])

@@ -90,7 +90,7 @@ def build_request(args: argparse.Namespace, settings: Settings) -> RunbaseReques
         quality = Quality(args.quality or defaults.quality)
         background = Background(args.background or defaults.background)
         fmt = OutputFormat(args.format or OutputFormat.PNG)
-        resolution = Resolution(args.resolution) if getattr(args, "resolution", None) else None
+        resolution = Resolution(args.resolution) if args.resolution else None
     except ValueError as exc:
         raise RequestRefusedError(str(exc)) from exc
     route = runbase_route(model)

@@ -5,15 +5,18 @@ One request goes through `Admitter.admit` in this order, so every refusal happen
 0. the server's policy (`bot.moderation.policy`): its channel and role rules, then its blocklist on the prompt,
    from memory; every entry point (slash, context menu, reply, Reroll, Edit, a confirmation) comes through here;
 1. validate: count against the server's `max_count` (`bot.jobs.options`: its own, else the config's
-   `limits.max_count`), prompt length, declared attachment sizes, and the model's own rules
-   (an `ImageInferenceRequest` is built, so a bad option is refused with the field named);
+   `limits.max_count`), prompt length, declared attachment sizes; then pick the route (`bot.catalog.Routing.choose`:
+   the first configured provider of the model that can honour every option, or a refusal naming what is possible)
+   and check the model's own rules on it (on Runware an `ImageInferenceRequest` is built, so a bad option is refused
+   with the field named, exactly as before routes existed). The job stores the route's provider and resolution;
 2. collapse duplicates: the same member asking for the same thing (same `GenerationRequest.fingerprint()`) within
    `duplicate_window_seconds` gets the first job back (`Admission.duplicate`). Truly concurrent identical requests
    wait on the first one's in-process future, so they can never create two jobs; later ones find its row;
-3. estimate, and ask for confirmation (`Admission.needs_confirmation`, nothing reserved, nothing fetched) when the
-   estimate is above the server's `confirm_above` (its own, else the config's) and the request is not yet
-   `confirmed`. Before that question, and before any reference is downloaded or uploaded, `Ledger.check` refuses
-   what the budget cannot hold anyway (it writes nothing; the reservation in step 5 still decides);
+3. estimate on the chosen route (`Pricing`: Runware's table, or Runbase's fixed price per run), and ask for
+   confirmation (`Admission.needs_confirmation`, nothing reserved, nothing fetched) when the estimate is above the
+   server's `confirm_above` (its own, else the config's) and the request is not yet `confirmed`. Before that
+   question, and before any reference is downloaded or uploaded, `Ledger.check` refuses what the budget cannot hold
+   anyway (it writes nothing; the reservation in step 5 still decides);
 4. fetch, check and upload the references (`bot.jobs.references`), so the job row holds only reference UUIDs and can
    be re-run after a restart;
 5. reserve the estimate *and* insert the job row (state `queued`) in one ledger transaction, then queue it. In an
@@ -39,6 +42,7 @@ from typing import Any
 from bot.billing.errors import LedgerError
 from bot.billing.ledger import AllowanceWarning, Ledger
 from bot.billing.pricing import Pricing
+from bot.catalog import NoRouteError, ProviderName, Resolution, Route, Routing
 from bot.errors import InvalidRequestError
 from bot.images import ReferenceTooLargeError
 from bot.jobs.errors import RESTARTING, ServiceNotReadyError
@@ -103,8 +107,11 @@ class Admitter:
         clock: Callable[[], datetime],
         rules: ModerationRules | None = None,
         modlog: ModLog | None = None,
+        routing: Routing | None = None,
     ) -> None:
         self._config = config
+        self.routing = routing or Routing.build([ProviderName.RUNWARE])
+        """The configured routes per model (`Settings.routing()`); Runware alone when none are given."""
         self._rules = rules
         self._modlog: ModLog = modlog or NoModLog()
         self._limits = config.limits
@@ -141,7 +148,7 @@ class Admitter:
             prompt=request.prompt,
         )
         limits = await self._server_options.limits(request.guild_id)
-        self._validate(request, limits)
+        route = self._validate(request, limits)
         fingerprint = request.fingerprint()
         while True:
             pending = self._inflight.get(fingerprint)
@@ -156,7 +163,7 @@ class Admitter:
         future: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
         self._inflight[fingerprint] = future
         try:
-            admission = await self._admit(request, fingerprint, limits)
+            admission = await self._admit(request, fingerprint, limits, route)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 future.cancel()
@@ -170,7 +177,9 @@ class Admitter:
         finally:
             del self._inflight[fingerprint]
 
-    async def _admit(self, request: GenerationRequest, fingerprint: str, limits: ServerLimits) -> Admission:
+    async def _admit(
+        self, request: GenerationRequest, fingerprint: str, limits: ServerLimits, route: Route
+    ) -> Admission:
         window = self._limits.duplicate_window_seconds
         if window > 0:
             since = self._clock() - timedelta(seconds=window)
@@ -178,9 +187,8 @@ class Admitter:
             if earlier is not None:
                 log.info("request of member %d collapsed into job %s", request.member_id, earlier.id)
                 return Admission(earlier.id, earlier.estimate, self._scheduler.position(earlier.id), duplicate=True)
-        estimate = self._pricing.estimate(
-            request.model, request.quality, request.size, request.count, len(request.prompt), len(request.references)
-        )
+        resolution = self._resolution(request, route)
+        estimate = self._pricing.estimate_request(request, provider=route.provider, resolution=resolution)
         place = await self._place_rules(request)
         held = place.holds(estimate)
         if held or place.safety:
@@ -198,10 +206,15 @@ class Admitter:
             )
         if ask_first:
             return Admission(None, estimate, needs_confirmation=True, threshold=limits.confirm_above)
-        references = await self._references.prepare(request)
+        if route.provider is ProviderName.RUNBASE:
+            # Runbase fetches `image_urls` itself: the Discord URLs as they are, checked against its limits.
+            references = await self._references.urls_for_runbase(request, route.max_references)
+        else:
+            references = await self._references.prepare(request)
         if self.stopping:
             raise ServiceNotReadyError(RESTARTING)
         new_job = self._new_job(request, estimate, references, fingerprint, place, held=held)
+        new_job = replace(new_job, provider=route.provider.value, resolution=resolution)
         # One transaction: the hold and the job row exist together or not at all.
         reservation = await self._ledger.reserve(
             new_job.id,
@@ -230,11 +243,12 @@ class Admitter:
         position = self._scheduler.submit(job.id, job.member_id)
         metrics.current().job_state(JobState.QUEUED)
         log.info(
-            "job %s admitted for member %d in guild %d: %s x%d, estimate %s, position %s",
+            "job %s admitted for member %d in guild %d: %s on %s x%d, estimate %s, position %s",
             job.id,
             job.member_id,
             request.guild_id,
             job.model.value,
+            job.provider,
             job.count,
             format_usd(estimate),
             position,
@@ -248,7 +262,37 @@ class Admitter:
             return PlaceRules()
         return await self._rules.rules(request.guild_id, request.places)
 
-    def _validate(self, request: GenerationRequest, server: ServerLimits) -> None:
+    def _resolution(self, request: GenerationRequest, route: Route) -> Resolution | None:
+        """Return the job's resolution: the member's, else the config's default, on a model that offers one."""
+        if not route.resolutions:
+            return None
+        return request.resolution or self._config.defaults.resolution
+
+    def _route(self, request: GenerationRequest) -> Route:
+        """Pick the route of `request`, or raise `InvalidRequestError` naming what is possible instead."""
+        try:
+            return self.routing.choose(request.model, request.route_request())
+        except NoRouteError as exc:
+            if self.routing.route(request.model, ProviderName.RUNWARE) is not None:
+                # Runware's own check first: its refusals read exactly as they did before routes existed.
+                self._check_runware(request)
+            raise InvalidRequestError(exc.sentence()) from None
+
+    def _check_runware(self, request: GenerationRequest) -> None:
+        # Builds (and so checks) the Runware request; the reference strings are replaced by UUIDs later.
+        ImageInferenceRequest(
+            model=request.model,
+            prompt=request.prompt,
+            size=request.size,
+            quality=request.quality,
+            background=request.background,
+            count=request.count,
+            format=request.format,
+            reference_images=tuple(reference.identity for reference in request.references),
+            output_quality=self._config.runware.output_quality,
+        )
+
+    def _validate(self, request: GenerationRequest, server: ServerLimits) -> Route:
         limits = self._limits
         if not 1 <= request.count <= server.max_count:
             raise InvalidRequestError(
@@ -262,18 +306,12 @@ class Admitter:
             if reference.size is not None and reference.size > limits.max_reference_bytes:
                 error = ReferenceTooLargeError(reference.size, limits.max_reference_bytes)
                 raise about_reference(error, request, number, reference) from None
-        # Builds (and so checks) the Runware request; the reference strings are replaced by UUIDs later.
-        ImageInferenceRequest(
-            model=request.model,
-            prompt=request.prompt,
-            size=request.size,
-            quality=request.quality,
-            background=request.background,
-            count=request.count,
-            format=request.format,
-            reference_images=tuple(reference.identity for reference in request.references),
-            output_quality=self._config.runware.output_quality,
-        )
+        route = self._route(request)
+        if route.provider is ProviderName.RUNWARE:
+            self._check_runware(request)
+        elif not request.prompt.strip():
+            raise InvalidRequestError("the prompt is empty; describe the image you want")
+        return route
 
     def _new_job(
         self,

@@ -22,8 +22,8 @@ import logging
 from bot.billing.errors import BudgetExceededError, LedgerError, PricingError
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
-from bot.catalog import Resolution, Route, RouteRequest, Routing
-from bot.jobs.requests import DeliveryTarget
+from bot.catalog import Route, Routing
+from bot.jobs.requests import DeliveryTarget, job_route_request
 from bot.money import format_usd
 from bot.providers.base import Providers, certainly_not_accepted
 from bot.runware.errors import RunwareError
@@ -78,15 +78,7 @@ class Failover:
 
     async def _move(self, job: Job, error: RunwareError) -> Job | None:
         """Move the job to its model's next route; None when there is none (the error then stands)."""
-        request = RouteRequest(
-            size=job.size,
-            quality=job.quality,
-            background=job.background,
-            format=job.format,
-            resolution=_resolution(job),
-            references=len(job.references),
-            prompt_chars=len(job.prompt),
-        )
+        request = job_route_request(job)
         route = self._routing.after(job.model, job.provider, request)
         if route is None or route.provider.value not in self._providers:
             return None
@@ -102,7 +94,7 @@ class Failover:
                 len(job.prompt),
                 len(job.references),
                 provider=route.provider,
-                resolution=_resolution(job),
+                resolution=job.resolution,
             )
         except PricingError:
             log.warning("job %s: no price on %s; not moving it", job.id, route.label, exc_info=True)
@@ -129,8 +121,3 @@ class Failover:
             extra,
         )
         return await self._jobs.get(job.id)
-
-
-def _resolution(job: Job) -> Resolution | None:
-    value = getattr(job, "resolution", None)
-    return None if value is None else Resolution(value)

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
+from bot.catalog import Background, ModelName, OutputFormat, Quality, Resolution, RouteRequest, Size
 from bot.errors import InvalidRequestError
 from bot.storage.rows import Job
 
@@ -154,6 +154,8 @@ class GenerationRequest:
     kind: RequestKind = RequestKind.IMAGINE
     parent_job_id: str | None = None
     confirmed: bool = False
+    resolution: Resolution | None = None
+    """The resolution the member chose (GPT Image 2); None: the default applies where the model offers a choice."""
 
     @property
     def places(self) -> tuple[int, ...]:
@@ -161,6 +163,22 @@ class GenerationRequest:
         if self.channel_id is None:
             return ()
         return (self.channel_id, *(parent for parent in self.delivery.channel_parents if parent != self.channel_id))
+
+    def route_request(self) -> RouteRequest:
+        """Return the options a route must honour (`bot.catalog.Routing.choose`).
+
+        A reference given by image UUID (a reroll, an edit of a result) has no size until it is fetched: it counts 0.
+        """
+        return RouteRequest(
+            size=self.size,
+            quality=self.quality,
+            background=self.background,
+            format=self.format,
+            resolution=self.resolution,
+            references=len(self.references),
+            largest_reference_bytes=max((reference.size or 0 for reference in self.references), default=0),
+            prompt_chars=len(self.prompt),
+        )
 
     def fingerprint(self) -> str:
         """Hash who asks for what (member, server, every option, the reference sources), not how to deliver it.
@@ -182,8 +200,23 @@ class GenerationRequest:
             "kind": self.kind.value,
             "parent": self.parent_job_id,
         }
+        if self.resolution is not None:  # only then, so the fingerprints of requests without one stay as they were
+            material["resolution"] = self.resolution.value
         encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(encoded).hexdigest()[:32]
+
+
+def job_route_request(job: Job) -> RouteRequest:
+    """Return the options a stored job asks a route to honour (to move it to another route: `Routing.after`)."""
+    return RouteRequest(
+        size=job.size,
+        quality=job.quality,
+        background=job.background,
+        format=job.format,
+        resolution=job.resolution,
+        references=len(job.references),
+        prompt_chars=len(job.prompt),
+    )
 
 
 def request_from_job(
@@ -227,4 +260,5 @@ def request_from_job(
         kind=kind,
         parent_job_id=job.id,
         confirmed=confirmed,
+        resolution=job.resolution,
     )

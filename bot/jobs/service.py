@@ -123,7 +123,10 @@ class GenerationService:
             clock=clock,
             rules=rules,
             modlog=modlog,
+            routing=routing,
         )
+        self.routing = self._admitter.routing
+        """Per model, the configured routes in order (`Settings.routing()`): what the commands offer and admit."""
         self._worker = Worker(
             providers=providers,
             ledger=ledger,
@@ -133,9 +136,9 @@ class GenerationService:
             jobs=self._jobs,
             active=self._active,
             approvals=self.approvals,
-            failover=None
-            if routing is None
-            else Failover(providers=providers, routing=routing, pricing=pricing, ledger=ledger, jobs=self._jobs),
+            failover=Failover(
+                providers=providers, routing=self.routing, pricing=pricing, ledger=ledger, jobs=self._jobs
+            ),
         )
 
     # ------------------------------------------------------------------------------------------------ admission

@@ -231,7 +231,7 @@ def _resolution(job: Job, route: Route) -> str | None:
     """Return the `resolution` input for a route that has one (the job's, else the default); else None."""
     if not route.resolutions:
         return None
-    chosen = getattr(job, "resolution", None) or route.default_resolution
+    chosen = job.resolution or route.default_resolution
     return None if chosen is None else Resolution(chosen).value
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
+from bot.catalog import Background, ModelName, OutputFormat, Quality, Resolution, Size
 from bot.clock import from_ms, optional_from_ms, to_ms, utc_now
 from bot.storage.database import Database, Repository
 from bot.storage.rows import Job, JobResult, JobState, NewJob
@@ -53,6 +53,7 @@ def job_from_row(row: sqlite3.Row) -> Job:
         finished_at=optional_from_ms(row["finished_at"]),
         delivered_at=optional_from_ms(row["delivered_at"]),
         provider=row["provider"],
+        resolution=None if row["resolution"] is None else Resolution(row["resolution"]),
     )
 
 
@@ -83,8 +84,8 @@ class JobQueries:
         self._conn.execute(
             "INSERT INTO jobs (id, state, guild_id, channel_id, member_id, model, size, quality, background, format,"
             " count, prompt, extras, parent_job_id, estimate, interaction_token, interaction_expires_at,"
-            " created_at, updated_at, finished_at, provider)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, updated_at, finished_at, provider, resolution)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 job.state.value,
@@ -107,6 +108,7 @@ class JobQueries:
                 at_ms,
                 finished,
                 job.provider,
+                None if job.resolution is None else job.resolution.value,
             ),
         )
         created = self.get(job.id)

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
+from bot.catalog import Background, ModelName, OutputFormat, Quality, Resolution, Size
 
 
 class JobState(StrEnum):
@@ -69,6 +69,8 @@ class NewJob:
     id: str = field(default_factory=new_job_id)
     provider: str = "runware"
     """The provider that runs the job (a `bot.catalog.ProviderName` value), chosen by admission from the routes."""
+    resolution: Resolution | None = None
+    """The resolution asked for on a model that offers one (GPT Image 2); None for the others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,8 @@ class Job:
     delivered_at: datetime | None
     provider: str = "runware"
     """The provider the job runs on (a `bot.catalog.ProviderName` value); jobs from before schema 10 ran on Runware."""
+    resolution: Resolution | None = None
+    """The resolution of a job on a model that offers one (GPT Image 2); None for the others (and before schema 14)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from discord.ext import commands
 
 from bot.discord.client import AtelierBot
 from cogs._context import services_of
+from cogs._options import offer_served_options
 from cogs.generation.edit import Editing
 from cogs.generation.flow import RequestFlow
 from cogs.generation.imagine import Imagine
@@ -30,3 +31,5 @@ async def setup(bot: commands.Bot) -> None:
     await bot.add_cog(flow)
     await bot.add_cog(Imagine(flow))
     await bot.add_cog(Editing(bot, flow))
+    for name in ("imagine", "edit"):  # only the models (and the resolution) the configured providers serve
+        offer_served_options(bot.tree.get_command(name), services.generation.routing)

@@ -186,6 +186,7 @@ class Editing(commands.Cog):
         background: str | None = None,
         count: Count | None = None,
         output_format: str | None = None,
+        resolution: str | None = None,
     ) -> None:
         """Edit uploaded images: describe the change, and the images are the starting point."""
         await self.flow.command(
@@ -199,6 +200,7 @@ class Editing(commands.Cog):
             background=background,
             output_format=output_format,
             count=count,
+            resolution=resolution,
         )
 
     # ----------------------------------------------------------------------------------------------- Edit image

@@ -31,6 +31,7 @@ from typing import Any
 import discord
 from discord.ext import commands
 
+from bot.catalog import Resolution
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.embeds import queue_embed
 from bot.discord.posting import permission_problem
@@ -78,6 +79,7 @@ def new_request(
     references: Sequence[ReferenceSource],
     kind: RequestKind,
     target: DeliveryTarget,
+    resolution: Resolution | None = None,
 ) -> GenerationRequest:
     """Build the plain-value request from what Discord told us (the domain never sees a discord object)."""
     text = prompt.strip()
@@ -98,7 +100,19 @@ def new_request(
         delivery=target,
         references=tuple(references),
         kind=kind,
+        resolution=resolution,
     )
+
+
+def parse_resolution(value: str | None) -> Resolution | None:
+    """Read the `resolution` option (`1K`, `2k`, ...); None when the member left it out."""
+    if value is None:
+        return None
+    try:
+        return Resolution(value.strip().upper())
+    except ValueError:
+        offered = ", ".join(resolution.value for resolution in Resolution)
+        raise InvalidRequestError(f"resolution {value!r} is not offered; choose one of {offered}.") from None
 
 
 def check_channel(interaction: discord.Interaction[Any]) -> None:
@@ -156,8 +170,12 @@ class RequestFlow(commands.Cog):
         output_format: str | None = None,
         count: int | None = None,
     ) -> ResolvedOptions:
-        """Fill in the options a member left out: the server's defaults, else the config file's `[defaults]`."""
-        return await self._server_options.resolve(
+        """Fill in the options a member left out: the server's defaults, else the config file's `[defaults]`.
+
+        A default model that no configured provider serves (GPT Image 1 Mini with only a Runbase key) gives way to
+        the first model that is served; a model the member chose is kept, so admission names what is possible.
+        """
+        resolved = await self._server_options.resolve(
             guild_id,
             model=model,
             size=size,
@@ -166,6 +184,10 @@ class RequestFlow(commands.Cog):
             format=output_format,
             count=count,
         )
+        routing = self.service.routing
+        if model is None and not routing.serves(resolved.model):
+            resolved = replace(resolved, model=routing.default_model(resolved.model))
+        return resolved
 
     async def begin(
         self, interaction: discord.Interaction[Any], *, source_message_id: int | None = None
@@ -213,6 +235,7 @@ class RequestFlow(commands.Cog):
         background: str | None,
         output_format: str | None,
         count: int | None,
+        resolution: str | None = None,
     ) -> None:
         """Start a slash command's request (`/imagine`, `/edit`) from acknowledging it to submitting it.
 
@@ -239,6 +262,7 @@ class RequestFlow(commands.Cog):
             references=references,
             kind=kind,
             target=target,
+            resolution=parse_resolution(resolution),
         )
         await self.submit(self.answer_in(interaction, target), self.admit_new(request), target)
 

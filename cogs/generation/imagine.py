@@ -38,6 +38,7 @@ class Imagine(commands.Cog):
         background: str | None = None,
         count: Count | None = None,
         output_format: str | None = None,
+        resolution: str | None = None,
         reference: discord.Attachment | None = None,
         reference2: discord.Attachment | None = None,
         reference3: discord.Attachment | None = None,
@@ -55,4 +56,5 @@ class Imagine(commands.Cog):
             background=background,
             output_format=output_format,
             count=count,
+            resolution=resolution,
         )

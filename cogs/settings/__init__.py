@@ -19,12 +19,14 @@ from __future__ import annotations
 from typing import Any
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.client import AtelierBot
 from bot.discord.modlog_views import ModLogClicks, bind_modlog_buttons
 from cogs._checks import require_manage_guild
 from cogs._context import services_of
+from cogs._options import offer_served_options
 from cogs.settings.access import AccessSettings
 from cogs.settings.audit import AuditSettings
 from cogs.settings.budgets import BudgetShow
@@ -61,3 +63,6 @@ async def setup(bot: commands.Bot) -> None:
     services = services_of(bot)
     assert isinstance(bot, AtelierBot)  # services_of() checked it
     await bot.add_cog(SettingsCommands(services, bot))
+    group = bot.tree.get_command("settings")
+    if isinstance(group, app_commands.Group):  # the default model: only models a configured provider serves
+        offer_served_options(group.get_command("defaults"), services.generation.routing)

@@ -15,6 +15,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.catalog import Routing
 from bot.discord.embeds import COLOUR, relative
 from bot.discord.intents import ReplyEditingState
 from bot.discord.tree import send_ephemeral
@@ -44,6 +45,8 @@ DEFAULTS_DESCRIPTION = "What `/imagine` and `/edit` use for an option a member l
 LIMITS_TITLE = "Generation limits"
 LIMITS_DESCRIPTION = "What every request on this server is held to."
 REPLY_EDITING_TITLE = "Reply editing"
+PROVIDERS_TITLE = "Providers"
+"""The `/settings show` section naming each model's routes in order (primary first, then those that may take over)."""
 SHOW_TITLE = "Server settings"
 SHOW_DESCRIPTION = (
     "Everything that applies here: `/settings defaults` and `/settings limits` change the first two parts; reply "
@@ -131,6 +134,12 @@ def generation_fields(settings: EffectiveOptions, ceiling: int, reply_editing: R
     return [*fields, ShowField(REPLY_EDITING_TITLE, reply_editing_line(reply_editing))]
 
 
+def providers_field(routing: Routing) -> ShowField:
+    """Return the Providers section: per model its routes in order (`GPT Image 1: Runware -> Runbase`)."""
+    lines = [routing.describe(model) for model in routing.models] or ["No provider is configured."]
+    return ShowField(PROVIDERS_TITLE, "\n".join(lines))
+
+
 def show_embed(fields: list[ShowField]) -> discord.Embed:
     """Show the whole configuration on one page: every part's sections, in order."""
     embed = discord.Embed(title=SHOW_TITLE, description=SHOW_DESCRIPTION, colour=COLOUR)
@@ -150,7 +159,7 @@ class GenerationSettings(SettingsBase):
         """Put the defaults, the limits and reply editing first on `/settings show`."""
         effective = await self._services.server_options.effective(guild_id)
         mine = generation_fields(effective, self._services.server_options.ceiling, self._bot.reply_editing)
-        return [*mine, *await super().show_fields(guild_id)]
+        return [*mine, providers_field(self._services.generation.routing), *await super().show_fields(guild_id)]
 
     @settings.command(name="show")
     async def show(self, interaction: discord.Interaction[Any]) -> None:

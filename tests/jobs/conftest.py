@@ -17,7 +17,7 @@ import pytest_asyncio
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
-from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
+from bot.catalog import Background, ModelName, OutputFormat, Quality, Routing, Size
 from bot.images import FittedImage
 from bot.jobs.delivery import ResultSummary
 from bot.jobs.options import ServerOptions
@@ -177,7 +177,12 @@ class HarnessFactory:
         self.opened: list[Harness] = []
 
     async def open(
-        self, config: AppConfig | None = None, *, start: bool = True, allowed_hosts: frozenset[str] = frozenset()
+        self,
+        config: AppConfig | None = None,
+        *,
+        start: bool = True,
+        allowed_hosts: frozenset[str] = frozenset(),
+        routing: Routing | None = None,
     ) -> Harness:
         config = config or make_config()
         db = await Database.open(self.path)
@@ -205,6 +210,7 @@ class HarnessFactory:
             delivery=delivery,
             server_options=settings,
             allowed_hosts=allowed_hosts,
+            routing=routing,
         )
         harness = Harness(db, budgets, ledger, client, scheduler, service, delivery, self.fake, settings)
         self.opened.append(harness)

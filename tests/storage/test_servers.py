@@ -85,11 +85,6 @@ async def test_clearing_limits_keeps_the_row_and_records_who_cleared_them(db: Da
 @pytest.mark.parametrize(
     ("columns", "values"),
     [
-        ("model", "'dall-e-3'"),
-        ("size", "'512x512'"),
-        ("quality", "'ultra'"),
-        ("background", "'green'"),
-        ("format", "'gif'"),
         ("count", "0"),
         ("count", "5"),
         ("max_count", "5"),
@@ -100,11 +95,23 @@ async def test_clearing_limits_keeps_the_row_and_records_who_cleared_them(db: Da
     ],
 )
 async def test_the_schema_refuses_values_nothing_may_store(db: Database, columns: str, values: str) -> None:
-    """Unknown choices, counts outside 1-4, negative or absurd thresholds, transparent jpg, a default count above
-    the server's own limit: the CHECK constraints refuse them, and nothing is stored."""
+    """Counts outside 1-4, negative or absurd thresholds, transparent jpg, a default count above the server's own
+    limit: the CHECK constraints refuse them, and nothing is stored. (The catalog's value lists are not in the schema
+    since version 14: `ServerOptions` stores only catalog values, see the next test.)"""
     sql = f"INSERT INTO generation_settings (guild_id, {columns}) VALUES ({GUILD}, {values})"
 
     with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
         await db.run(lambda conn: conn.execute(sql))
 
     assert await ServerOptionsRepository(db).get(GUILD) is None
+
+
+async def test_a_model_the_catalog_adds_is_stored_without_a_migration(db: Database) -> None:
+    """GPT Image 2 (added to the catalog with schema 14) round-trips as a server default."""
+    defaults = OptionDefaults(model=ModelName.GPT_IMAGE_2, size=Size.PORTRAIT)
+    await db.run(lambda conn: ServerOptionsQueries(conn).save_defaults(GUILD, defaults, AT, ADMIN))
+
+    stored = await ServerOptionsRepository(db).get(GUILD)
+
+    assert stored is not None and stored.defaults.model is ModelName.GPT_IMAGE_2
+    assert stored.defaults.size is Size.PORTRAIT
