@@ -37,6 +37,9 @@ from fakes.runware import Fault as RunwareFault
 from tests.jobs.conftest import Harness, RecordingDelivery, eventually, make_config, make_request
 from tests.runbase.conftest import make_client
 
+BOTH = (ProviderName.RUNWARE, ProviderName.RUNBASE)
+"""Both keys: Runware first, Runbase taking over (contract §5.4)."""
+
 
 class RunbaseHarnesses:
     """Harnesses whose service has Runware and Runbase; `admit_on_runbase` stores a job on Runbase and runs it."""
@@ -48,7 +51,14 @@ class RunbaseHarnesses:
         self.runbase = runbase
         self.opened: list[Harness] = []
 
-    async def open(self, config: AppConfig | None = None, *, start: bool = True) -> Harness:
+    async def open(
+        self,
+        config: AppConfig | None = None,
+        *,
+        start: bool = True,
+        keys: tuple[ProviderName, ...] = (ProviderName.RUNBASE,),
+    ) -> Harness:
+        """A harness whose routing has the providers of `keys` (Runbase alone unless told), both providers built."""
         config = config or make_config()
         db = await Database.open(self.path)
         budgets = Budgets(db, config)
@@ -75,7 +85,7 @@ class RunbaseHarnesses:
             delivery=delivery,
             server_options=settings,
             providers=providers,
-            routing=Routing.build((ProviderName.RUNWARE, ProviderName.RUNBASE)),
+            routing=Routing.build(keys),
         )
         harness = Harness(db, budgets, ledger, client, scheduler, service, delivery, self.runware, settings)
         self.opened.append(harness)
@@ -105,13 +115,13 @@ async def runbase_harnesses(
 
 
 async def admit_on_runbase(harness: Harness, **changes: object) -> str:
-    """Admit a request (not yet running), store it on Runbase, and start the worker; return the job id."""
+    """Admit a request (GPT Image 1 unless told) on a Runbase-only harness; return the job id."""
     changes.setdefault("model", ModelName.GPT_IMAGE_1)
-    changes.setdefault("quality", Quality.HIGH)
     admission = await harness.service.admit(make_request(**changes))  # type: ignore[arg-type]
     job_id = admission.job_id
     assert job_id is not None
-    await harness.db.run(lambda conn: conn.execute("UPDATE jobs SET provider = 'runbase' WHERE id = ?", (job_id,)))
+    job = await harness.job(job_id)
+    assert job.provider == "runbase"
     return job_id
 
 
@@ -237,7 +247,7 @@ async def test_runware_402_moves_the_job_to_runbase_charged_runbase_cost_once(
     runbase_harnesses: RunbaseHarnesses,
 ) -> None:
     """Runware's empty balance certainly took nothing: Runbase serves the job, and only Runbase's cost is charged."""
-    harness = await runbase_harnesses.open()
+    harness = await runbase_harnesses.open(keys=BOTH)
     harness.fake.fail_next(RunwareFault.INSUFFICIENT_CREDITS)
     admission = await harness.service.admit(make_request(model=ModelName.GPT_IMAGE_1, count=2))
     assert admission.job_id is not None
@@ -255,7 +265,7 @@ async def test_runware_402_moves_the_job_to_runbase_charged_runbase_cost_once(
 
 async def test_runware_answer_lost_after_sending_never_fails_over(runbase_harnesses: RunbaseHarnesses) -> None:
     """Runware got the task but its answer came too late: the task is found on Runware, Runbase is never asked."""
-    harness = await runbase_harnesses.open()
+    harness = await runbase_harnesses.open(keys=BOTH)
     harness.fake.fail_next(RunwareFault.ACCEPT_THEN_DROP)
     admission = await harness.service.admit(make_request(model=ModelName.GPT_IMAGE_1))
     assert admission.job_id is not None
@@ -275,7 +285,7 @@ async def test_a_failover_that_no_longer_fits_the_budget_is_refused_and_nothing_
     move does not fit: the job ends, nothing is charged, the member is told why."""
     config = make_config()
     config = config.model_copy(update={"budget": config.budget.model_copy(update={"default_allowance": 45_000})})
-    harness = await runbase_harnesses.open(config)
+    harness = await runbase_harnesses.open(config, keys=BOTH)
     harness.fake.fail_next(RunwareFault.INSUFFICIENT_CREDITS)
     admission = await harness.service.admit(make_request(model=ModelName.GPT_IMAGE_1))
     assert admission.job_id is not None
