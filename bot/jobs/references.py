@@ -104,6 +104,13 @@ class References:
 
     async def _runbase_url(self, reference: ReferenceSource) -> str:
         """Check one reference for Runbase and return its URL."""
+        if reference.image_uuid is not None and reference.image_uuid.startswith(("https://", "http://")):
+            # Already sent to Runbase once (a reroll of a Runbase job) or one of its results: passed on as it is.
+            return reference.image_uuid
+        if reference.image_uuid is not None:
+            raise InvalidRequestError(
+                "That image is stored on Runware, which Runbase cannot read; choose a model Runware serves to edit it."
+            )
         if reference.url is None:
             raise InvalidRequestError(
                 "Runbase fetches reference images by their Discord link, so only attached images can be used here."

@@ -19,7 +19,17 @@ from fakes.discord import FakeMessage
 from fakes.runbase import FakeRunbase, Fault, pixel_size
 from fakes.runware import Fault as RunwareFault
 from tests.discord.conftest import Atelier, embed_fields
-from tests.discord.helpers import failure_of, idle, image_size, inference_tasks, job_id_of, result_of, settled_total
+from tests.discord.helpers import (
+    failure_of,
+    idle,
+    image_size,
+    inference_tasks,
+    job_id_of,
+    png,
+    result_of,
+    settled_total,
+    text_input_id,
+)
 
 RUNBASE_ONLY = {"RUNWARE_API_KEY": ""}
 """Start without a Runware key (an empty variable counts as unset): Runbase serves every model it has."""
@@ -180,3 +190,43 @@ async def test_a_burst_of_fifty_jobs_on_one_key_stays_within_the_rate_limit(
     assert count == 50 and total == fake_runbase.total_charged_micros == 50 * 50_000
     jobs = [await on_runbase.bot.services.generation.get_job(job_id_of(result)) for result in results]
     assert all(job is not None and job.state is JobState.SUCCEEDED for job in jobs)
+
+
+async def test_references_go_to_runbase_as_their_discord_links(on_runbase: Atelier, fake_runbase: FakeRunbase) -> None:
+    """On Runbase the attachments are not uploaded anywhere: their Discord URLs go as `image_urls`, as they are (each
+    checked first), and Runbase fetches them itself."""
+    fake = on_runbase.fake
+    first = fake.store_blob(png(60, 40, (255, 0, 0)), "first.png")
+    second = fake.store_blob(png(30, 50, (0, 0, 255)), "second.png")
+    await imagine(on_runbase, prompt="combine these", model="gpt-image-1", reference=first, reference2=second)
+    [create] = fake_runbase.creates
+    urls = create.json["input"]["image_urls"]
+    assert len(urls) == 2
+    assert "first.png" in urls[0] and "second.png" in urls[1]
+    assert fake_runbase.reference_fetches == urls
+    assert on_runbase.runware.tasks_submitted("imageUpload") == []
+
+
+async def test_a_runbase_result_can_be_edited_and_rerolled_on_runbase(
+    on_runbase: Atelier, fake_runbase: FakeRunbase
+) -> None:
+    """Edit sends the result's own Runbase link as the reference; Reroll sends the parent's references again."""
+    fake, member = on_runbase.fake, on_runbase.world.member_id
+    first = fake.store_blob(png(60, 40), "first.png")
+    result = await imagine(on_runbase, prompt="a fox", model="gpt-image-1", reference=first)
+    [made] = fake_runbase.runs.values()
+
+    click = await fake.click_button(result, f"atelier:edit:{job_id_of(result)}", user_id=member)
+    await click.wait_response()
+    submitted = await fake.submit_modal(click, {text_input_id(click): "make it blue"})
+    edited = await result_of(submitted, timeout=30.0)
+    assert embed_fields(edited)["Provider"] == "Runbase"
+    edit_urls = fake_runbase.creates[1].json["input"]["image_urls"]
+    assert edit_urls == made.output_urls
+
+    reroll = await fake.click_button(result, f"atelier:reroll:{job_id_of(result)}", user_id=member)
+    await result_of(reroll, timeout=30.0)
+    assert fake_runbase.creates[2].json["input"]["image_urls"] == fake_runbase.creates[0].json["input"]["image_urls"]
+    await idle(on_runbase)
+    _, total = await settled_total(on_runbase)
+    assert total == fake_runbase.total_charged_micros == 3 * 50_000
