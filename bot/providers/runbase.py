@@ -1,8 +1,8 @@
 """`RunbaseProvider`: a job on Runbase, one run per image, never paying for the same image twice.
 
 Runbase has no idempotency key and no way to list runs (reference §6), and a run's id is known only from the create's
-answer. So each run gets a `job_runs` row in state `creating` *before* its create is sent, and the run id once Runbase
-answered. Then:
+answer. So each run gets a `job_runs` row in state `creating` just before its create is sent (once the key's limiter
+gave it its turn: a create still waiting there was never sent), and the run id once Runbase answered. Then:
 
 | found (after a restart, or by the create itself)  | what happens                                            |
 |---------------------------------------------------|---------------------------------------------------------|
@@ -142,16 +142,23 @@ class RunbaseProvider:
     # ------------------------------------------------------------------------------------------------ one run
 
     async def _create(self, job: Job, index: int, request: CreateRun) -> _Outcome:
-        """Store the run as `creating`, create it (never sent twice), store its id, and poll it."""
-        await self._runs.begin(job.id, index)
+        """Create a run (stored `creating` just before it is sent, never sent twice), store its id, and poll it."""
+        sent = False
+
+        async def store_before_sending() -> None:
+            nonlocal sent
+            await self._runs.begin(job.id, index)
+            sent = True
+
         try:
-            run = await self._client.create(request)
+            run = await self._client.create(request, before_send=store_before_sending)
         except RunbaseOutcomeUnknownError as exc:
             return await self._lose(job, index, str(exc))
         except RunbaseError as exc:
             if not exc.not_created:
                 return await self._lose(job, index, str(exc))
-            await self._runs.end(job.id, index, RunState.FAILED, cost=0, error=str(exc))
+            if sent:
+                await self._runs.end(job.id, index, RunState.FAILED, cost=0, error=str(exc))
             return _Outcome(index, error=exc)
         await self._runs.created(job.id, index, run.id, run.cost_micros)
         return await self._poll(job, index, run.id, run.cost_micros)

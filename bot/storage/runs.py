@@ -17,6 +17,10 @@ from bot.clock import to_ms, utc_now
 from bot.storage.database import Database, Repository
 
 
+class RunRowError(RuntimeError):
+    """A run was about to be created whose row says it already was (or ended): it is not sent."""
+
+
 class RunState(StrEnum):
     """Where one Runbase run of a job stands."""
 
@@ -70,11 +74,19 @@ class RunQueries:
         self._conn = conn
 
     def begin(self, job_id: str, index: int, at: datetime) -> None:
-        """Store run `index` of a job as `creating` (before its create is sent); an existing row is an error."""
+        """Store run `index` of a job as `creating`, just before its create is sent.
+
+        Again before a resend after a 429 it changes nothing; `RunRowError` when the run has another state (it was
+        created or has ended: it is never sent twice).
+        """
         self._conn.execute(
-            "INSERT INTO job_runs (job_id, idx, state, created_at, updated_at) VALUES (?, ?, 'creating', ?, ?)",
+            "INSERT INTO job_runs (job_id, idx, state, created_at, updated_at) VALUES (?, ?, 'creating', ?, ?)"
+            " ON CONFLICT (job_id, idx) DO NOTHING",
             (job_id, index, to_ms(at), to_ms(at)),
         )
+        row = self._conn.execute("SELECT state FROM job_runs WHERE job_id = ? AND idx = ?", (job_id, index)).fetchone()
+        if row is None or row[0] != RunState.CREATING.value:
+            raise RunRowError(f"run {index} of job {job_id} is {row[0] if row else 'gone'}; it is not created again")
 
     def created(self, job_id: str, index: int, run_id: str, cost: int, at: datetime) -> bool:
         """Store the run id and `costUsd` Runbase answered; False unless the row was `creating`."""

@@ -25,6 +25,7 @@ from bot.jobs.service import GenerationService
 from bot.providers.base import Providers
 from bot.providers.runbase import RunbaseProvider
 from bot.providers.runware import RunwareProvider
+from bot.runbase.limiter import RunbaseLimiter
 from bot.runware.client import RunwareClient
 from bot.settings import AppConfig
 from bot.storage.database import Database
@@ -35,7 +36,7 @@ from fakes.runbase import FakeRunbase, Fault
 from fakes.runware import FakeRunware
 from fakes.runware import Fault as RunwareFault
 from tests.jobs.conftest import Harness, RecordingDelivery, eventually, make_config, make_request
-from tests.runbase.conftest import make_client
+from tests.runbase.conftest import fast_limiter, make_client
 
 BOTH = (ProviderName.RUNWARE, ProviderName.RUNBASE)
 """Both keys: Runware first, Runbase taking over (contract §5.4)."""
@@ -57,6 +58,7 @@ class RunbaseHarnesses:
         *,
         start: bool = True,
         keys: tuple[ProviderName, ...] = (ProviderName.RUNBASE,),
+        limiter: RunbaseLimiter | None = None,
     ) -> Harness:
         """A harness whose routing has the providers of `keys` (Runbase alone unless told), both providers built."""
         config = config or make_config()
@@ -69,7 +71,7 @@ class RunbaseHarnesses:
         jobs = JobRepository(db)
         providers = Providers(
             RunwareProvider(client, jobs, config.runware, utc_now),
-            RunbaseProvider(make_client(self.session, self.runbase), jobs, RunRepository(db)),
+            RunbaseProvider(make_client(self.session, self.runbase, limiter=limiter), jobs, RunRepository(db)),
         )
         scheduler = Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency)
         delivery = RecordingDelivery()
@@ -223,6 +225,31 @@ async def test_a_run_with_a_stored_id_is_polled_after_a_restart(runbase_harnesse
     job = await second.job(job_id)
     assert job.state is JobState.SUCCEEDED
     assert len(fake.creates) == 1 and job.cost == 50_000 == await settled(second, job_id)
+
+
+async def test_a_create_still_waiting_for_its_turn_when_the_bot_stops_is_made_after_the_restart(
+    runbase_harnesses: RunbaseHarnesses,
+) -> None:
+    """Only one request per minute on this key: the second run's create waits in the limiter, unsent and unstored.
+    After a stop there, the next start creates it (it was never sent), and polls the first by its id: two images,
+    two creates, charged exactly their cost."""
+    fake = runbase_harnesses.runbase
+    first = await runbase_harnesses.open(start=False, limiter=fast_limiter(limit=1, window=60.0))
+    job_id = await admit_on_runbase(first, count=2)
+    await first.service.resume()
+    runs = RunRepository(first.db)
+    await eventually(lambda: _created(runs, job_id))
+    await asyncio.sleep(0.2)
+    assert len(fake.creates) == 1 and len(await runs.for_job(job_id)) == 1
+    await runbase_harnesses.crash(first)
+
+    second = await runbase_harnesses.open()
+    await asyncio.wait_for(second.service.wait_idle(), 20)
+    job = await second.job(job_id)
+    assert job.state is JobState.SUCCEEDED
+    assert len(fake.creates) == 2 and job.cost == 100_000 == fake.total_charged_micros == await settled(second, job_id)
+    [delivered] = second.delivery.delivered
+    assert len(delivered.images) == 2
 
 
 async def _created(runs: RunRepository, job_id: str) -> bool:
