@@ -66,6 +66,8 @@ class ResultSummary:
     """True when the job is being delivered again after a restart (it may already have been posted once)."""
     provider: str = "runware"
     """The provider that made the images (a `bot.catalog.ProviderName` value)."""
+    unsure_images: int = 0
+    """Images not delivered but charged, as the provider may have made and billed them (a lost Runbase create)."""
 
     @classmethod
     def of_job(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bot.billing.errors import LedgerError
@@ -249,6 +249,9 @@ class Worker:
         else:
             cost = reported
         summary = await self._summary(job, len(fitted), cost, reported is not None, redelivery)
+        unsure = await self._providers.for_job(job).unsure_images(job)
+        if unsure:  # charged as the provider may have made (and billed) them: the card says so
+            summary = replace(summary, unsure_images=unsure)
         tracked.phase = Phase.DELIVERING  # no more progress edits; cancel() has refused since PRODUCED
         quarantined = bool(job.extras.get("safety")) and any(image.nsfw for image in images)
         try:

@@ -40,6 +40,9 @@ class Provider(Protocol):
     async def download(self, image: ImageResult) -> bytes:
         """Return the bytes of one result image."""
 
+    async def unsure_images(self, job: Job) -> int:
+        """Count the job's images not delivered but in its charge (the provider may have billed them)."""
+
 
 class PaidFailureError(AtelierError):
     """No image was made, but the owner may have paid the provider for the work (a lost create, an abandoned run).

@@ -113,6 +113,11 @@ class RunbaseProvider:
         """Download one result image from Runbase's CDN (no key sent)."""
         return await self._client.download(image.url or "", run_id=image.image_uuid)
 
+    async def unsure_images(self, job: Job) -> int:
+        """Count the job's lost or abandoned runs: no image, but charged (the owner may have paid for them)."""
+        runs = await self._runs.for_job(job.id)
+        return sum(1 for run in runs if run.state in (RunState.LOST, RunState.ABANDONED))
+
     def request_for(self, job: Job) -> CreateRun:
         """Build the create body of one run of a job; `RunbaseInvalidRequestError` if Runbase cannot serve it."""
         route = runbase_route(job.model)

@@ -230,3 +230,21 @@ async def test_a_runbase_result_can_be_edited_and_rerolled_on_runbase(
     await idle(on_runbase)
     _, total = await settled_total(on_runbase)
     assert total == fake_runbase.total_charged_micros == 3 * 50_000
+
+
+async def test_one_of_two_creates_lost_posts_one_image_and_says_why_two_are_charged(
+    on_runbase: Atelier, fake_runbase: FakeRunbase
+) -> None:
+    """count 2, the first create's answer dropped: one image is posted, both runs are charged (Runbase made and billed
+    the lost one too), and the card says so instead of "you pay only for those"."""
+    fake_runbase.fail_next(Fault.DROP_AFTER_CREATE, endpoint="create")
+    result = await imagine(on_runbase, prompt="two foxes, one lost", model="gpt-image-1", count=2)
+    assert len(result.attachments) == 1
+    assert embed_fields(result)["Cost"] == format_usd(100_000)
+    footer = result.embeds[0]["footer"]["text"]
+    assert "1 of 2 images were posted; 1 more may have been made on Runbase" in footer
+    assert "you pay only for those" not in footer
+    await idle(on_runbase)
+    assert len(fake_runbase.creates) == 2
+    _, total = await settled_total(on_runbase)
+    assert total >= fake_runbase.total_charged_micros == 100_000
