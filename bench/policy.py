@@ -109,6 +109,9 @@ class BenchModLog:
     async def decided(self, job: Job, hold: HoldRow) -> None:
         """Never called: no request is held."""
 
+    async def unsure(self, job: Job, charge: int, reason: str) -> None:
+        """Never called: the worker does not run."""
+
 
 def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)

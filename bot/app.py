@@ -27,6 +27,7 @@ from bot.billing.operator import operator_grace_for
 from bot.billing.pools import Pools
 from bot.billing.pricing import Pricing
 from bot.billing.reports import Reports
+from bot.clock import utc_now
 from bot.discord.client import (
     DEFAULT_GUILD_READY_TIMEOUT,
     EXTENSIONS,
@@ -52,12 +53,17 @@ from bot.moderation.policy import Policy
 from bot.observability import metrics
 from bot.observability.metrics import Metrics
 from bot.observability.server import MetricsServerError, ObservabilityServer
-from bot.runware.client import RunwareClient
-from bot.settings import Settings
+from bot.providers.base import Provider, Providers
+from bot.providers.runbase import RunbaseProvider
+from bot.providers.runware import RunwareProvider
+from bot.runbase.client import RunbaseClient, RunbaseOptions
+from bot.runware.client import LoadSignals, RunwareClient
+from bot.settings import Settings, SettingsError
 from bot.storage.audit import AuditRepository
 from bot.storage.database import Database, DatabaseError
 from bot.storage.jobs import JobRepository
 from bot.storage.meta import MetaRepository
+from bot.storage.runs import RunRepository
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +81,57 @@ def reference_hosts(settings: Settings) -> frozenset[str]:
     return DISCORD_IMAGE_HOSTS | ({api_host} if api_host else set())
 
 
+def require_provider_key(settings: Settings) -> None:
+    """Raise `SettingsError` unless RUNWARE_API_KEY or RUNBASE_API_KEY is set (contract §5.1, §5.4)."""
+    if settings.runware_api_key is None and settings.runbase_api_key is None:
+        purpose = " (or RUNBASE_API_KEY: one provider key is needed)"
+        raise SettingsError("RUNWARE_API_KEY", settings.missing("RUNWARE_API_KEY", purpose))
+
+
+def build_providers(
+    database: Database,
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    *,
+    runware_load: LoadSignals | None = None,
+) -> tuple[Providers, RunwareClient | None]:
+    """Build a provider for each configured key (Runware, Runbase, or both) and return them with the Runware client.
+
+    Runbase alone needs no Runware key: its references go as Discord URLs, its results are downloaded from Runbase.
+    One `RunbaseClient` per key, so its limiter sees every request of that key; `runware_load` hears how Runware copes
+    with the load (the adaptive concurrency limit). Raises `SettingsError` with no key.
+    """
+    require_provider_key(settings)
+    config = settings.app
+    jobs = JobRepository(database)
+    built: list[Provider] = []
+    runware: RunwareClient | None = None
+    if settings.runware_api_key is not None:
+        runware = RunwareClient(
+            session,
+            api_key=settings.require_runware_key(),
+            api_url=settings.runware_api_url,
+            config=config.runware,
+            load=runware_load,
+        )
+        built.append(RunwareProvider(runware, jobs, config.runware, utc_now))
+    if settings.runbase_api_key is not None:
+        options = RunbaseOptions(
+            request_timeout_seconds=config.runware.request_timeout_seconds,
+            task_timeout_seconds=config.runware.task_timeout_seconds,
+            max_retries=config.runware.max_retries,
+        )
+        runbase = RunbaseClient(
+            session, api_key=settings.require_runbase_key(), api_url=settings.runbase_api_url, options=options
+        )
+        built.append(RunbaseProvider(runbase, jobs, RunRepository(database)))
+    return Providers(*built), runware
+
+
 def build_services(database: Database, settings: Settings, session: aiohttp.ClientSession, bot: AtelierBot) -> Services:
     """Build the services on an open database, the one HTTP session and the bot (the client the delivery posts with).
 
-    Raises if RUNWARE_API_KEY is unset.
+    Raises `SettingsError` if neither RUNWARE_API_KEY nor RUNBASE_API_KEY is set.
     """
     config = settings.app
     jobs = JobRepository(database)
@@ -100,13 +153,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
     )
     runware_limit.subscribe(scheduler.wake)
     metrics.current().watch_queue(lambda: scheduler.waiting_count, lambda: scheduler.running_count)
-    runware = RunwareClient(
-        session,
-        api_key=settings.require_runware_key(),
-        api_url=settings.runware_api_url,
-        config=config.runware,
-        load=runware_limit,
-    )
+    providers, runware = build_providers(database, settings, session, runware_load=runware_limit)
     generation = GenerationService(
         database,
         runware,
@@ -121,6 +168,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         allowed_hosts=reference_hosts(settings),
         rules=moderation,
         modlog=modlog,
+        providers=providers,
         routing=settings.routing(),
     )
     return Services(
@@ -220,7 +268,7 @@ async def run_bot(settings: Settings) -> int:
     is unavailable.
     """
     token = settings.require_discord_token()
-    settings.require_runware_key()
+    require_provider_key(settings)
     stop = asyncio.Event()
     installed = _install_signal_handlers(stop)
     try:

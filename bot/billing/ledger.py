@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 
 from bot.billing.budgets import Budgets, MemberLimit, day_span, period_bounds, record_change
 from bot.billing.checks import allowance_warning, check_job_row, checked_places, checked_request, refusal
+from bot.billing.entries import held, release_in, report_settlement, settle_in
 from bot.billing.errors import BudgetExceededError, BudgetInputError, LedgerError
 from bot.billing.inputs import check_amount, check_id, check_job_id
 from bot.billing.operator import operator_grace_for, operator_hold_action
@@ -48,7 +49,6 @@ from bot.billing.pools import pools_refusal, tightest_pool
 from bot.catalog import Period
 from bot.clock import utc_now
 from bot.money import format_usd
-from bot.observability import metrics
 from bot.settings import RunwareConfig
 from bot.storage.database import Database
 from bot.storage.jobs import JobQueries
@@ -208,8 +208,8 @@ class Ledger:
         job_id = check_job_id(job_id)
         amount = check_amount(actual, "actual cost")
         now = self._clock()
-        result = await self._db.run(lambda conn: _settle_in(conn, job_id, amount, now))
-        _report_settlement(result, amount)
+        result = await self._db.run(lambda conn: settle_in(conn, job_id, amount, now))
+        report_settlement(result, amount)
         return result
 
     async def settle_delivered(self, job_id: str, actual: int, message_id: int | None) -> SettleResult | None:
@@ -226,11 +226,11 @@ class Ledger:
         def unit(conn: sqlite3.Connection) -> SettleResult | None:
             if not JobQueries(conn).finish_delivered(job_id, message_id, amount, now):
                 return None
-            return _settle_in(conn, job_id, amount, now)
+            return settle_in(conn, job_id, amount, now)
 
         result = await self._db.run(unit)
         if result is not None:
-            _report_settlement(result, amount)
+            report_settlement(result, amount)
         return result
 
     async def release(self, job_id: str) -> bool:
@@ -240,7 +240,7 @@ class Ledger:
         """
         job_id = check_job_id(job_id)
         now = self._clock()
-        return await self._db.run(lambda conn: _release_in(conn, job_id, now))
+        return await self._db.run(lambda conn: release_in(conn, job_id, now))
 
     async def grant(
         self, guild_id: int, member_id: int, amount: int, reason: str, actor_id: int | None = None
@@ -340,6 +340,37 @@ class Ledger:
             why = pools_refusal(conn, pools, amount, start, end)
         return why, limit, pools
 
+    async def refit(
+        self, job_id: str, role_ids: Sequence[int], places: Sequence[int], estimate: int, provider: str
+    ) -> int:
+        """Move a running job to another provider at a new estimate, in one transaction (failover).
+
+        The job's hold stays as it was (the ledger is append-only: one hold per job). When the new estimate is
+        larger, the difference must fit the member's and the server's budgets and the team pools *now*, with the
+        hold already counted, or `BudgetExceededError` is raised and nothing changes; the settle later charges the
+        real cost (beyond the hold it is recorded as an overrun). Returns the difference (0: the hold covers it).
+        Raises `LedgerError` when the job has no open hold or is no longer queued or submitted.
+        """
+        job_id = check_job_id(job_id)
+        amount = check_amount(estimate, "estimate")
+        spots = checked_places(places)
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection) -> int:
+            hold, kinds = held(LedgerQueries(conn), job_id, "move")
+            if EntryKind.SETTLE in kinds or EntryKind.RELEASE in kinds:
+                raise LedgerError(f"Job {job_id}'s hold has ended; it cannot move to another provider.")
+            extra = max(0, amount - hold.amount)
+            if extra:
+                why, _, _ = self._refusal_in(conn, hold.guild_id, hold.member_id, role_ids, spots, extra, now)
+                if why is not None:
+                    raise why
+            if not JobQueries(conn).move_to_provider(job_id, provider, amount, now):
+                raise LedgerError(f"Job {job_id} is no longer running; it cannot move to another provider.")
+            return extra
+
+        return await self._db.run(unit)
+
     async def reconcile(self, *, orphan_grace: timedelta = timedelta(0)) -> ReconcileReport:
         """Resolve holds left open by a crash; check the daily totals against the ledger and rebuild them if needed.
 
@@ -366,17 +397,17 @@ class Ledger:
                 if operator == "keep" or (state is None and now - entry.created_at < orphan_grace):
                     kept.append(job_id)
                 elif operator == "settle":  # a dead terminal run, outcome unknown: never under-count
-                    settlements.append(_settle_in(conn, job_id, entry.amount, now))
+                    settlements.append(settle_in(conn, job_id, entry.amount, now))
                     settled.append(job_id)
                 elif state in ACTIVE_STATES:
                     kept.append(job_id)
                 elif state is JobState.SUCCEEDED:
                     # Only a delivered success is charged; failed, cancelled and rejected jobs never are.
                     cost = entry.amount if hold.job_cost is None else hold.job_cost
-                    settlements.append(_settle_in(conn, job_id, cost, now))
+                    settlements.append(settle_in(conn, job_id, cost, now))
                     settled.append(job_id)
                 else:
-                    _release_in(conn, job_id, now)
+                    release_in(conn, job_id, now)
                     released.append(job_id)
             mismatches = ledger.count_totals_mismatches()
             if mismatches:
@@ -385,7 +416,7 @@ class Ledger:
 
         report, settlements = await self._db.run(unit)
         for result in settlements:
-            _report_settlement(result, result.actual)
+            report_settlement(result, result.actual)
         if report.totals_repaired:
             log.error("rebuilt the daily totals from the ledger: %d rows disagreed", report.totals_repaired)
         if report.settled or report.released:
@@ -410,77 +441,3 @@ def _repeated_reservation(
     # The hold belongs to the period it was made in, which may have ended since: its reset is that period's end.
     resets_at = period_bounds(period, hold.effective_at)[1]
     return Reservation(job_id, guild_id, member_id, estimate, hold.effective_at, resets_at, created=False)
-
-
-def _held(ledger: LedgerQueries, job_id: str, action: str) -> tuple[LedgerEntry, dict[EntryKind, LedgerEntry]]:
-    """Return the job's hold and its entries by kind, or raise `LedgerError` if the job has no reservation."""
-    kinds = {entry.kind: entry for entry in ledger.entries_for_job(job_id)}
-    hold = kinds.get(EntryKind.HOLD)
-    if hold is None:
-        raise LedgerError(f"No reservation was found for job {job_id}, so there is nothing to {action}.")
-    return hold, kinds
-
-
-def _settle_in(conn: sqlite3.Connection, job_id: str, actual: int, now: datetime) -> SettleResult:
-    ledger = LedgerQueries(conn)
-    hold, kinds = _held(ledger, job_id, "settle")
-    settled = kinds.get(EntryKind.SETTLE)
-    if settled is not None:
-        return SettleResult(job_id, hold.amount, settled.amount, settled.overrun, repeated=True)
-    # After a release the hold no longer covers anything: the whole cost is then an overrun.
-    released = 0 if EntryKind.RELEASE in kinds else hold.amount
-    overrun = max(0, actual - released)
-    ledger.insert(
-        guild_id=hold.guild_id,
-        member_id=hold.member_id,
-        job_id=job_id,
-        kind=EntryKind.SETTLE,
-        amount=actual,
-        released=released,
-        overrun=overrun,
-        effective_at=hold.effective_at,
-        created_at=now,
-        pool_id=hold.pool_id,
-    )
-    return SettleResult(job_id, hold.amount, actual, overrun, repeated=False)
-
-
-def _release_in(conn: sqlite3.Connection, job_id: str, now: datetime) -> bool:
-    ledger = LedgerQueries(conn)
-    hold, kinds = _held(ledger, job_id, "release")
-    if EntryKind.SETTLE in kinds or EntryKind.RELEASE in kinds:
-        return False
-    ledger.insert(
-        guild_id=hold.guild_id,
-        member_id=hold.member_id,
-        job_id=job_id,
-        kind=EntryKind.RELEASE,
-        amount=hold.amount,
-        released=hold.amount,
-        effective_at=hold.effective_at,
-        created_at=now,
-        pool_id=hold.pool_id,
-    )
-    return True
-
-
-def _report_settlement(result: SettleResult, requested: int) -> None:
-    """Log a settlement's surprises (a repeat, an overrun) and add a new one's charge to the spend metric."""
-    if result.repeated:
-        if requested != result.actual:
-            log.warning(
-                "job %s was already settled at %s; ignoring a second settlement of %s",
-                result.job_id,
-                format_usd(result.actual),
-                format_usd(requested),
-            )
-        return
-    metrics.current().settled(result.actual)
-    if result.overrun:
-        log.warning(
-            "overrun on job %s: charged %s against a reservation of %s (%s not covered)",
-            result.job_id,
-            format_usd(result.actual),
-            format_usd(result.estimate),
-            format_usd(result.overrun),
-        )

@@ -3,10 +3,11 @@
 Checks, in order: the config file (which one, or the built-in defaults); the Discord token (`GET /users/@me` names
 the bot; `GET /applications/@me` gives the application id and the flags that say which privileged intents the
 portal allows, hence reply editing); the database (opens, integrity, schema version: a database behind the code is
-reported as needing a migration and is NOT migrated, one that does not exist yet is not created); the Runware key,
-verified without spending; the Runbase key when `RUNBASE_API_KEY` is set, verified the same way. A request that
-fails in a way worth repeating (a 5xx, a 429, a connection error) is retried up to `ATTEMPTS` times, with a progress
-line before each wait. Nothing is spent and nothing is written.
+reported as needing a migration and is NOT migrated, one that does not exist yet is not created); each configured
+provider key, verified without spending (Runware: its key check; Runbase: a GET of a run id that cannot exist, where
+`run_not_found` means the key works). One of RUNWARE_API_KEY and RUNBASE_API_KEY is needed. A request that fails
+in a way worth repeating (a 5xx, a 429, a connection error) is retried up to `ATTEMPTS` times, with a progress line
+before each wait. Nothing is spent and nothing is written.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from bot.discord.intents import PORTAL_SWITCH, PrivilegedIntentError, decide
 from bot.exit_codes import EXIT_FAILED, EXIT_OK
 from bot.log import setup_logging
 from bot.runbase.client import RunbaseClient, RunbaseOptions
-from bot.runbase.errors import RunbaseAuthError, RunbaseError
+from bot.runbase.errors import RunbaseKeyCheckError
 from bot.runware.client import RunwareClient
 from bot.runware.errors import RunwareError
 from bot.settings import Settings, load_settings
@@ -93,8 +94,7 @@ async def _check_services(settings: Settings, report: _Report) -> None:
         await _check_discord(settings, session, report)
         _check_database(settings.database, report)
         await _check_runware(settings, session, report)
-        if settings.runbase_api_key is not None:
-            await _check_runbase(settings, session, report)
+        await _check_runbase(settings, session, report)
 
 
 async def _retrying(name: str, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -215,7 +215,10 @@ async def _check_runware(settings: Settings, session: aiohttp.ClientSession, rep
     """Ask Runware whether the key is valid, without spending; retried here so the progress shows."""
     if settings.runware_api_key is None:
         state = "is empty" if "RUNWARE_API_KEY" in settings.empty_variables else "is not set"
-        report.line("runware", False, f"RUNWARE_API_KEY {state}")
+        if settings.runbase_api_key is not None:
+            report.line("runware", True, f"RUNWARE_API_KEY {state}: Runbase serves every model it has")
+        else:
+            report.line("runware", False, f"RUNWARE_API_KEY {state} (and so is RUNBASE_API_KEY: one key is needed)")
         return
     client = RunwareClient(
         session,
@@ -241,31 +244,39 @@ async def _check_runware(settings: Settings, session: aiohttp.ClientSession, rep
 
 
 async def _check_runbase(settings: Settings, session: aiohttp.ClientSession, report: _Report) -> None:
-    """Ask Runbase whether RUNBASE_API_KEY is valid, without spending (a run that cannot exist); retried here."""
-    key = settings.runbase_api_key
-    if key is None:  # pragma: no cover - only called with a key
+    """Ask Runbase for a run that cannot exist: `run_not_found` means the key works; nothing is spent."""
+    if settings.runbase_api_key is None:
+        if "RUNBASE_API_KEY" in settings.empty_variables:
+            report.line("runbase", True, "RUNBASE_API_KEY is empty: the Runbase provider is off")
         return
     client = RunbaseClient(
-        session, api_key=key.get_secret_value(), api_url=settings.runbase_api_url, options=RunbaseOptions(max_retries=0)
+        session,
+        api_key=settings.runbase_api_key.get_secret_value(),
+        api_url=settings.runbase_api_url,
+        options=RunbaseOptions(request_timeout_seconds=REQUEST_TIMEOUT_SECONDS, max_retries=0),
     )
 
     async def attempt() -> None:
         try:
             await client.verify_key()
-        except RunbaseAuthError as exc:
-            raise _CheckFailedError(f"Runbase rejected the key: check RUNBASE_API_KEY (HTTP {exc.status})") from exc
-        except RunbaseError as exc:
+        except RunbaseKeyCheckError as exc:
             cause = exc.__cause__
-            if isinstance(cause, RunbaseError) and cause.retryable:
-                raise _RetryableError(_runware_reason(cause).replace("Runware", "Runbase"), cause.retry_after) from exc
-            raise _CheckFailedError(exc.message) from exc
+            if isinstance(cause, RunwareError) and cause.retryable:
+                raise _RetryableError(exc.message) from exc
+            raise _CheckFailedError(operator_message(exc)) from exc
+        except RunwareError as exc:
+            raise _CheckFailedError(operator_message(exc)) from exc
 
     try:
         await _retrying("runbase", attempt)
     except _CheckFailedError as exc:
         report.line("runbase", False, str(exc))
     else:
-        report.line("runbase", True, f"key accepted, nothing spent ({settings.runbase_api_url})")
+        report.line(
+            "runbase",
+            True,
+            f"key accepted (run_not_found for a run that cannot exist), nothing spent ({settings.runbase_api_url})",
+        )
 
 
 def _runware_reason(exc: RunwareError) -> str:

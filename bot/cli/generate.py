@@ -11,7 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
+from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, ProviderName, Quality, Resolution, Size
+from bot.cli import generate_runbase
 from bot.cli.operator import OperatorAccount, operator_message, refused_for_certain, unknown_outcome_message
 from bot.cli.output import Claim, OutputError, claim_files, save_elsewhere
 from bot.errors import InvalidRequestError
@@ -67,6 +68,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a reference image (PNG, JPEG, WEBP or GIF); repeat the option for more: --reference a.png --reference "
         "b.png (up to 16)",
     )
+    parser.add_argument(
+        "--resolution",
+        choices=[resolution.value for resolution in Resolution],
+        help="GPT Image 2 on Runbase only (default: 1K)",
+    )
+    parser.add_argument(
+        "--provider",
+        choices=[provider.value for provider in ProviderName],
+        help="the provider to generate on (default: the model's first configured route: Runware when its key is set)",
+    )
     parser.add_argument("--out", type=Path, help="folder for the images (default: [paths] output in the config, `out`)")
 
 
@@ -80,10 +91,18 @@ def run(args: argparse.Namespace) -> int:
     at the estimate and said so.
     """
     settings = load_settings()
-    api_key = settings.require_runware_key()
     # The terminal shows the result lines; INFO logs (opening and migrating the database) would bury them.
     setup_logging("WARNING" if settings.log_level == "INFO" else settings.log_level, secrets=settings.secret_values())
     out: Path = args.out if args.out is not None else settings.app.paths.output
+    if _provider(args, settings) is ProviderName.RUNBASE:
+        return generate_runbase.run(args, settings, out)
+    if args.resolution is not None:
+        print(
+            "atelier: --resolution is for GPT Image 2, which only Runbase serves: add --provider runbase",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    api_key = settings.require_runware_key()
     try:
         request = _build_request(args, settings, [str(path) for path in args.reference])
         references = [_load_reference(path, settings) for path in args.reference]
@@ -96,6 +115,15 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_generate_and_save(request, references, settings, api_key, task_uuid, claim))
     finally:
         claim.discard()
+
+
+def _provider(args: argparse.Namespace, settings: Settings) -> ProviderName:
+    """Return the provider asked for, else the model's first configured route (Runware when only its key is set)."""
+    if args.provider is not None:
+        return ProviderName(args.provider)
+    if settings.runware_api_key is not None or settings.runbase_api_key is None:
+        return ProviderName.RUNWARE
+    return ProviderName.RUNBASE
 
 
 async def _generate_and_save(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
@@ -25,8 +26,16 @@ from bot.billing.budgets import Budgets, MemberOverride
 from bot.billing.ledger import Ledger, SettleResult
 from bot.billing.pricing import Pricing
 from bot.billing.reports import OPERATOR_GUILD_ID, OPERATOR_MEMBER_ID
+from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.clock import utc_now
 from bot.money import format_usd
+from bot.runbase.errors import (
+    RunbaseAuthError,
+    RunbaseBalanceError,
+    RunbaseError,
+    RunbaseKeyCheckError,
+    RunbaseKeyLimitError,
+)
 from bot.runware.errors import (
     RunwareAuthError,
     RunwareContentRefusedError,
@@ -41,6 +50,38 @@ from bot.settings import AppConfig
 from bot.storage.database import Database
 from bot.storage.jobs import JobQueries
 from bot.storage.rows import JobState, NewJob, new_job_id
+
+
+class GeneratedRequest(Protocol):
+    """The options of a terminal generation, as its job row records them."""
+
+    @property
+    def model(self) -> ModelName:
+        """The model."""
+
+    @property
+    def size(self) -> Size:
+        """The size."""
+
+    @property
+    def quality(self) -> Quality:
+        """The quality."""
+
+    @property
+    def background(self) -> Background:
+        """The background."""
+
+    @property
+    def format(self) -> OutputFormat:
+        """The format."""
+
+    @property
+    def count(self) -> int:
+        """The count."""
+
+    @property
+    def prompt(self) -> str:
+        """The prompt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,26 +103,44 @@ class OperatorAccount:
 
     async def reserve(self, request: ImageInferenceRequest, reference_count: int) -> Hold:
         """Hold the request's estimate; the operator's account has no allowance and no cap, so it always fits."""
-        await self._budgets.set_cap(OPERATOR_GUILD_ID, None)
-        await self._budgets.set_member(OPERATOR_GUILD_ID, OPERATOR_MEMBER_ID, MemberOverride.unlimited())
         estimate = self._pricing.estimate(
             request.model, request.quality, request.size, request.count, len(request.prompt), reference_count
         )
+        return await self.reserve_estimate(estimate)
+
+    async def reserve_estimate(self, estimate: int) -> Hold:
+        """Hold `estimate` micro-dollars in the operator's account (no allowance, no cap: it always fits)."""
+        await self._budgets.set_cap(OPERATOR_GUILD_ID, None)
+        await self._budgets.set_member(OPERATOR_GUILD_ID, OPERATOR_MEMBER_ID, MemberOverride.unlimited())
         job_id = new_job_id()
         await self._ledger.reserve(job_id, OPERATOR_GUILD_ID, OPERATOR_MEMBER_ID, [], estimate)
         return Hold(job_id, estimate)
 
     async def settle(self, hold: Hold, request: ImageInferenceRequest, cost: int | None) -> SettleResult:
         """Record the job (succeeded) and charge its cost; an unreported cost is charged at the estimate."""
-        return await self._record(hold, request, JobState.SUCCEEDED, cost, {"source": "cli"})
+        return await self.settle_job(hold, request, cost)
 
-    async def settle_unknown(self, hold: Hold, request: ImageInferenceRequest, error: BaseException) -> SettleResult:
-        """Record the job (failed, outcome unknown) and charge the estimate: Runware may have run it and charged."""
+    async def settle_job(
+        self, hold: Hold, request: GeneratedRequest, cost: int | None, *, provider: str = "runware"
+    ) -> SettleResult:
+        """Record the job (succeeded, on `provider`) and charge its cost; an unreported cost is charged the estimate."""
+        return await self._record(hold, request, JobState.SUCCEEDED, cost, {"source": "cli"}, provider)
+
+    async def settle_unknown(
+        self, hold: Hold, request: GeneratedRequest, error: BaseException, *, provider: str = "runware"
+    ) -> SettleResult:
+        """Record the job (failed, outcome unknown) and charge the estimate: the provider may have charged."""
         extras = {"source": "cli", "outcome": "unknown", "error": str(error)[:500] or type(error).__name__}
-        return await self._record(hold, request, JobState.FAILED, None, extras)
+        return await self._record(hold, request, JobState.FAILED, None, extras, provider)
 
     async def _record(
-        self, hold: Hold, request: ImageInferenceRequest, state: JobState, cost: int | None, extras: dict[str, str]
+        self,
+        hold: Hold,
+        request: GeneratedRequest,
+        state: JobState,
+        cost: int | None,
+        extras: dict[str, str],
+        provider: str,
     ) -> SettleResult:
         job = NewJob(
             member_id=OPERATOR_MEMBER_ID,
@@ -98,6 +157,7 @@ class OperatorAccount:
             state=state,
             extras=extras,
             id=hold.job_id,
+            provider=provider,
         )
         now = utc_now()
 
@@ -149,11 +209,11 @@ def refused_for_certain(error: BaseException, *, accepted: bool) -> bool:
     return isinstance(error, _REFUSALS)
 
 
-def unknown_outcome_message(error: BaseException, charged: int) -> str:
+def unknown_outcome_message(error: BaseException, charged: int, provider: str = "Runware") -> str:
     """Word the terminal line for a generation whose outcome is unknown: what went wrong, what was recorded."""
     what = operator_message(error) if isinstance(error, RunwareError) else f"interrupted ({type(error).__name__})."
     return (
-        f"{what} Runware may have charged your account {format_usd(charged)}; recorded as operator spend "
+        f"{what} {provider} may have charged your account {format_usd(charged)}; recorded as operator spend "
         "(the estimate: the outcome is unknown)."
     )
 
@@ -162,9 +222,29 @@ _MEMBER_TAIL = re.compile(r"\s*Nothing was charged( to your budget)?\.$")
 
 
 def operator_message(exc: RunwareError) -> str:
-    """Word a Runware failure for the operator at the terminal (`user_message` is written for a Discord member)."""
+    """Word a Runware or Runbase failure for the operator at the terminal (`user_message` is for a Discord member)."""
+    if isinstance(exc, RunbaseError):
+        return _runbase_message(exc)
     if isinstance(exc, RunwareAuthError):
         return "Runware rejected the API key: check RUNWARE_API_KEY."
     if isinstance(exc, RunwareCreditsError):
         return "Your Runware account is out of credits: top it up, then try again."
+    return _MEMBER_TAIL.sub("", exc.user_message)
+
+
+def _runbase_message(exc: RunbaseError) -> str:
+    """Word a Runbase failure for the operator: which setting or which limit on Runbase to look at."""
+    if isinstance(exc, RunbaseAuthError):
+        return f"Runbase rejected the API key ({exc.code or f'HTTP {exc.status}'}): check RUNBASE_API_KEY."
+    if isinstance(exc, RunbaseBalanceError):
+        return "Your Runbase balance is too low (insufficient_balance): top it up on Runbase, then try again."
+    if isinstance(exc, RunbaseKeyLimitError):
+        what = {
+            "api_key_spend_limit_exceeded": "has reached its spend limit: raise it on Runbase",
+            "ip_not_allowed": "does not allow this machine's IP address: add it to the key's allow-list on Runbase",
+            "USAGE_EXCEEDED": "has used up its usage quota: raise it on Runbase",
+        }.get(exc.code, f"is refused by a limit set on it ({exc.code}): lift it on Runbase")
+        return f"The Runbase key {what}."
+    if isinstance(exc, RunbaseKeyCheckError):
+        return exc.message
     return _MEMBER_TAIL.sub("", exc.user_message)

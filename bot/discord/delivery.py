@@ -126,7 +126,7 @@ class DiscordDelivery:
         if not self._responses.usable(target):
             return
         if posting:
-            await self.show_status(job.id, target, posting_text(job.id), cancellable=False)
+            await self.show_status(job.id, target, posting_text(job.id, job.provider), cancellable=False)
             return
         if position is not None:
             text = queued_text(job.id, job.estimate, position)

@@ -222,6 +222,7 @@ def result_embed(summary: ResultSummary, *, parent_url: str | None) -> discord.E
     embed.add_field(name="Model", value=summary.model.label)
     embed.add_field(name="Size", value=f"{summary.size.value} ({_SIZE_NAMES[summary.size]})")
     embed.add_field(name="Quality", value=summary.quality.value)
+    embed.add_field(name="Provider", value=summary.provider.capitalize())
     cost = format_usd(summary.cost)
     embed.add_field(name="Cost", value=cost if summary.cost_reported else f"{cost} (estimated)")
     if summary.remaining is None:
@@ -236,7 +237,13 @@ def result_embed(summary: ResultSummary, *, parent_url: str | None) -> discord.E
         label = _PARENT_LABELS.get(summary.kind, "From")
         embed.add_field(name=label, value=f"[this image]({parent_url})", inline=False)
     footer = f"Job {summary.job_id}"
-    if summary.image_count < summary.count:
+    if summary.unsure_images:
+        footer += (
+            f" · {summary.image_count} of {summary.count} images were posted; {summary.unsure_images} more may have "
+            f"been made on {summary.provider.capitalize()} (its answer was lost) and are charged as the owner may "
+            "have paid for them"
+        )
+    elif summary.image_count < summary.count:
         footer += f" · {summary.image_count} of {summary.count} images were made; you pay only for those"
     embed.set_footer(text=footer)
     return embed

@@ -7,7 +7,8 @@ Entries in the server's mod-log channel (`/settings modlog`):
   the channel) / **Reject** (`atelier:mod:publish|discard:<job id>`);
 - a generation: requester, channel, prompt, model, size, quality, count, cost, job id and a link to the result, with
   **Delete** (`atelier:mod:delete:<job id>`, removes the result message);
-- a blocklist refusal, and every decision (the held message is edited to say who decided what, or that the
+- a blocklist refusal, a job charged without an image because the provider may have been paid (a Runbase create
+  whose answer was lost), and every decision (the held message is edited to say who decided what, or that the
   requester cancelled it, its buttons removed).
 
 The buttons' clicks are handled by `bot.discord.modlog_views`. Before anything is posted the bot's permissions there
@@ -170,6 +171,25 @@ class DiscordModLog:
             await self._send(error.guild_id, embed=embed)
         except DeliveryError as exc:
             log.info("blocklist refusal not logged: %s", exc)
+
+    async def unsure(self, job: Job, charge: int, reason: str) -> None:
+        """Log a job charged without an image (nothing when the server has no mod-log)."""
+        if job.guild_id is None or await self._channel(job.guild_id) is None:
+            return
+        embed = discord.Embed(
+            title="⚠️ Charged without an image",
+            description=discord.utils.escape_markdown(reason)[:PROMPT_CHARS],
+            colour=MODLOG_COLOUR,
+        )
+        embed.add_field(name="Requested by", value=f"<@{job.member_id}>")
+        embed.add_field(name="Channel", value=f"<#{job.channel_id}>" if job.channel_id else "unknown")
+        embed.add_field(name="Provider", value=job.provider.capitalize())
+        embed.add_field(name="Charged", value=format_usd(charge))
+        embed.set_footer(text=f"job {job.id}")
+        try:
+            await self._send(job.guild_id, embed=embed)
+        except DeliveryError as exc:
+            log.info("charge without an image not logged: %s", exc)
 
     async def images(self, hold: HoldRow) -> Sequence[bytes]:
         """Return the image files of a quarantined result's mod-log message (empty if it or its files are gone)."""

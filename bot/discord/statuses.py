@@ -31,9 +31,9 @@ def held_text(job_id: str, estimate: int) -> str:
     )
 
 
-def posting_text(job_id: str) -> str:
+def posting_text(job_id: str, provider: str = "runware") -> str:
     """Status of a job whose images are made and are being posted (it can no longer be cancelled)."""
-    return f"📤 Done on Runware; posting the images… · job `{job_id}`"
+    return f"📤 Done on {provider.capitalize()}; posting the images… · job `{job_id}`"
 
 
 def running_text(job_id: str, estimate: int, elapsed_seconds: float | None = None) -> str:

@@ -4,9 +4,13 @@
   cancel, resume, stop); it delegates to the modules below.
 - `admission`: validation, de-duplication, estimate, confirmation, then reserve + store + queue (`Admission`);
   requests built from a stored job (reroll, edit).
-- `references`: fetch, check, normalise and upload reference images (on the composition root's HTTP session).
+- `references`: fetch, check, normalise and upload reference images (on the composition root's HTTP session); for
+  Runbase, the Discord URLs checked against its limits.
 - `worker`: run a job on its provider (`bot.providers`), post its result through `Delivery`, settle or release;
   cancel (`CancelResult`).
+- `failover`: a queued job whose provider certainly did not take its work moves to its model's next route, within
+  the budget (`Ledger.refit`); never after an unknown outcome.
+- `unsure`: a job that made no image but may have cost the owner money: charged, failed, everyone told.
 - `resume`: what a start does about unfinished jobs (`ResumeReport`); holds the crash-point table.
 - `progress`: throttled progress edits.
 - `tracking`: in-process bookkeeping of unfinished jobs (phase, times), shared by the modules above.

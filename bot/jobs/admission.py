@@ -206,7 +206,11 @@ class Admitter:
             )
         if ask_first:
             return Admission(None, estimate, needs_confirmation=True, threshold=limits.confirm_above)
-        references = await self._references.prepare(request)
+        if route.provider is ProviderName.RUNBASE:
+            # Runbase fetches `image_urls` itself: the Discord URLs as they are, checked against its limits.
+            references = await self._references.urls_for_runbase(request, route.max_references)
+        else:
+            references = await self._references.prepare(request)
         if self.stopping:
             raise ServiceNotReadyError(RESTARTING)
         new_job = self._new_job(request, estimate, references, fingerprint, place, held=held)
@@ -390,8 +394,13 @@ class Admitter:
         results = await self._jobs.results(parent.id)
         if not results:
             raise InvalidRequestError("That job has no images to edit; it did not finish.")
+        # A Runbase result is known to no one by an id: its link (on Runbase's CDN) stands for it, either way.
+        on_runbase = parent.provider == ProviderName.RUNBASE.value
         references = tuple(
-            ReferenceSource.from_image_uuid(result.image_uuid, filename=f"image {result.index + 1}")
+            ReferenceSource.from_image_uuid(
+                (result.image_url or result.image_uuid) if on_runbase else result.image_uuid,
+                filename=f"image {result.index + 1}",
+            )
             for result in results
         )
         request = request_from_job(

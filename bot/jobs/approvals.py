@@ -41,7 +41,7 @@ from bot.jobs.tracking import ActiveJobs
 from bot.moderation.approvals import ModerationRules
 from bot.money import format_usd
 from bot.observability import metrics
-from bot.runware.client import RunwareClient
+from bot.providers.base import Providers
 from bot.runware.models import ImageResult
 from bot.storage.jobs import JobRepository
 from bot.storage.moderation import HoldRow, ModerationRepository
@@ -77,7 +77,7 @@ class Approvals:
         active: ActiveJobs,
         delivery: Delivery,
         modlog: ModLog,
-        client: RunwareClient,
+        providers: Providers,
         timeout_hours: float,
         clock: Callable[[], datetime],
     ) -> None:
@@ -88,7 +88,7 @@ class Approvals:
         self._active = active
         self._delivery = delivery
         self.modlog = modlog
-        self._client = client
+        self._providers = providers
         self.timeout = timedelta(hours=timeout_hours)
         self._clock = clock
         self.sweep_seconds = SWEEP_SECONDS
@@ -127,7 +127,7 @@ class Approvals:
                 posted.append(job.id)
             else:
                 await self._tell(job, refusal)
-        posted.extend(await repost_quarantined(self._holds, self._jobs, self._client, self.modlog))
+        posted.extend(await repost_quarantined(self._holds, self._jobs, self._providers, self.modlog))
         return posted
 
     async def _post_held(self, job: Job) -> str | None:
@@ -293,7 +293,7 @@ class Approvals:
         try:
             job = await self._require(job_id)
             try:
-                fitted = await result_images(job, hold, jobs=self._jobs, client=self._client, modlog=self.modlog)
+                fitted = await result_images(job, hold, jobs=self._jobs, providers=self._providers, modlog=self.modlog)
                 summary = published_summary(job, len(fitted))
                 message_id = await self._delivery.deliver(job, fitted, summary)
             except Exception as exc:
@@ -374,12 +374,12 @@ class Approvals:
 
 
 async def repost_quarantined(
-    holds: ModerationRepository, jobs: JobRepository, client: RunwareClient, modlog: ModLog
+    holds: ModerationRepository, jobs: JobRepository, providers: Providers, modlog: ModLog
 ) -> list[str]:
     """Post again the quarantined results whose mod-log post failed; return the ids posted.
 
-    Their images come from Runware (the mod-log has no copy yet). One that cannot be posted now (images gone, the
-    mod-log still unreachable) stays held, undecided and out of the channel, for the next start.
+    Their images come from the job's provider (the mod-log has no copy yet). One that cannot be posted now (images
+    gone, the mod-log still unreachable) stays held, undecided and out of the channel, for the next start.
     """
     posted: list[str] = []
     for job in await holds.unposted_quarantines():
@@ -387,7 +387,7 @@ async def repost_quarantined(
         if hold is None:  # pragma: no cover - the query joined it
             continue
         try:
-            fitted = await result_images(job, hold, jobs=jobs, client=client, modlog=modlog)
+            fitted = await result_images(job, hold, jobs=jobs, providers=providers, modlog=modlog)
             channel_id, message_id = await modlog.quarantined(job, fitted, published_summary(job, len(fitted)))
         except Exception as exc:
             log.warning("flagged result of job %s still cannot be posted to the mod-log: %s", job.id, exc)
@@ -405,15 +405,15 @@ def published_summary(job: Job, image_count: int) -> ResultSummary:
 
 
 async def result_images(
-    job: Job, hold: HoldRow, *, jobs: JobRepository, client: RunwareClient, modlog: ModLog
+    job: Job, hold: HoldRow, *, jobs: JobRepository, providers: Providers, modlog: ModLog
 ) -> list[FittedImage]:
-    """Return the result's images fitted for the channel: from Runware, else the mod-log message's files."""
+    """Return the result's images fitted for the channel: from its provider, else the mod-log message's files."""
     target = DeliveryTarget.from_job(job)
     datas: list[bytes] = []
     try:
         for result in await jobs.results(job.id):
             datas.append(
-                await client.download(
+                await providers.for_job(job).download(
                     ImageResult(task_uuid=job.task_uuid or "", image_uuid=result.image_uuid, url=result.image_url)
                 )
             )

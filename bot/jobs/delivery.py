@@ -64,6 +64,10 @@ class ResultSummary:
     parent_job_id: str | None
     redelivery: bool
     """True when the job is being delivered again after a restart (it may already have been posted once)."""
+    provider: str = "runware"
+    """The provider that made the images (a `bot.catalog.ProviderName` value)."""
+    unsure_images: int = 0
+    """Images not delivered but charged, as the provider may have made and billed them (a lost Runbase create)."""
 
     @classmethod
     def of_job(
@@ -96,6 +100,7 @@ class ResultSummary:
             resets_at=resets_at,
             parent_job_id=job.parent_job_id,
             redelivery=redelivery,
+            provider=job.provider,
         )
 
 

@@ -13,8 +13,8 @@ Contract for implementations:
   the result is held for review.
 - `images` returns the image files of a quarantined result's mod-log message (empty if it is gone), the copy
   `publish` falls back to when Runware no longer serves them.
-- `generated`, `refused` and `decided` are log lines: they must not raise for ordinary Discord failures, and do
-  nothing when the server has no mod-log.
+- `generated`, `refused`, `unsure` and `decided` are log lines: they must not raise for ordinary Discord failures,
+  and do nothing when the server has no mod-log.
 """
 
 from __future__ import annotations
@@ -61,6 +61,10 @@ class ModLog(Protocol):
         """Show on the hold's mod-log message how it was decided (approved, rejected, expired, cancelled)."""
         ...
 
+    async def unsure(self, job: Job, charge: int, reason: str) -> None:
+        """Log a job that made no image but was charged `charge`, as the provider may have been paid (`reason`)."""
+        ...
+
 
 class NoModLog:
     """A mod-log that is never set: holds are refused, log lines go nowhere (the job service's default)."""
@@ -90,4 +94,7 @@ class NoModLog:
         """Nothing to log to."""
 
     async def decided(self, job: Job, hold: HoldRow) -> None:
+        """Nothing to log to."""
+
+    async def unsure(self, job: Job, charge: int, reason: str) -> None:
         """Nothing to log to."""

@@ -1,5 +1,9 @@
 """Reference images of a request: fetch, check, normalise and upload them, so a job holds only Runware image UUIDs.
 
+A job on Runbase holds the Discord attachment URLs themselves (Runbase fetches `image_urls` on its own), as they are,
+when they fit Runbase's limits: each fetched here once to check it decodes and is at most `RUNBASE_REFERENCE_BYTES`,
+and no more than the model takes; anything else is refused before money moves (`urls_for_runbase`).
+
 A URL is fetched from Discord's CDN and media proxy only (`allowed_hosts`), with a byte cap while streaming;
 bytes in hand are held to the same cap; both are decoded and normalised (`bot.images.normalise`) before the upload
 (`imageUpload` is free). A reference already on Runware (an earlier result) is used by its UUID, with nothing
@@ -13,11 +17,14 @@ from collections.abc import Collection
 
 import aiohttp
 
-from bot.errors import AtelierError
-from bot.images import ReferenceTooLargeError, fetch_reference, normalise
+from bot.errors import AtelierError, InvalidRequestError
+from bot.images import ReferenceTooLargeError, decode_image, fetch_reference, normalise
 from bot.jobs.requests import GenerationRequest, ReferenceSource
 from bot.runware.client import RunwareClient
 from bot.settings import LimitsConfig
+
+RUNBASE_REFERENCE_BYTES = 4 * 1024 * 1024
+"""Runbase's limit on one `image_urls` reference (4 MB, reference §3)."""
 
 
 def about_reference(
@@ -37,7 +44,7 @@ class References:
 
     def __init__(
         self,
-        client: RunwareClient,
+        client: RunwareClient | None,
         session: aiohttp.ClientSession,
         limits: LimitsConfig,
         *,
@@ -71,9 +78,49 @@ class References:
             if isinstance(item, str):
                 uuids.append(item)
             else:
+                if self._client is None:
+                    raise InvalidRequestError("Reference images need Runware, which this bot is not set up with.")
                 uploaded = await self._client.upload_image(item[0], item[1])
                 uuids.append(uploaded.image_uuid)
         return tuple(uuids)
+
+    async def urls_for_runbase(self, request: GenerationRequest, max_count: int) -> tuple[str, ...]:
+        """Return the references' Discord URLs for Runbase, each checked to decode and fit 4 MB; else refuse.
+
+        Raises `InvalidRequestError` (too many, not an attachment, too large, not an image), nothing reserved yet.
+        """
+        if len(request.references) > max_count:
+            raise InvalidRequestError(
+                f"Runbase takes at most {max_count} reference image(s) for {request.model.value}; "
+                f"you gave {len(request.references)}."
+            )
+        urls: list[str] = []
+        for number, reference in enumerate(request.references, start=1):
+            try:
+                urls.append(await self._runbase_url(reference))
+            except AtelierError as exc:
+                raise about_reference(exc, request, number, reference) from None
+        return tuple(urls)
+
+    async def _runbase_url(self, reference: ReferenceSource) -> str:
+        """Check one reference for Runbase and return its URL."""
+        if reference.image_uuid is not None and reference.image_uuid.startswith(("https://", "http://")):
+            # Already sent to Runbase once (a reroll of a Runbase job) or one of its results: passed on as it is.
+            return reference.image_uuid
+        if reference.image_uuid is not None:
+            raise InvalidRequestError(
+                "That image is stored on Runware, which Runbase cannot read; choose a model Runware serves to edit it."
+            )
+        if reference.url is None:
+            raise InvalidRequestError(
+                "Runbase fetches reference images by their Discord link, so only attached images can be used here."
+            )
+        limit = min(RUNBASE_REFERENCE_BYTES, self._limits.max_reference_bytes)
+        if reference.size is not None and reference.size > limit:
+            raise ReferenceTooLargeError(reference.size, limit)
+        data = await fetch_reference(self._session, reference.url, max_bytes=limit, allowed_hosts=self._allowed_hosts)
+        await asyncio.to_thread(decode_image, data)
+        return reference.url
 
     async def _load(self, reference: ReferenceSource) -> str | tuple[bytes, str]:
         """Return the reference's Runware UUID, or its normalised bytes and MIME type to upload."""

@@ -24,7 +24,8 @@ does a second message appear. It is still charged once: the charge follows the r
 allows one charge per job.
 
 The rows about the task UUID are Runware's; each job continues on the provider stored with it
-(`bot.providers.base.Provider.resume`: `bot.providers.runware` holds the Runware side of this table).
+(`bot.providers.base.Provider.resume`: `bot.providers.runware` holds the Runware side of this table,
+`bot.providers.runbase` Runbase's: a run stored `creating` without a run id is lost, never created again).
 """
 
 from __future__ import annotations

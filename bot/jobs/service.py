@@ -26,6 +26,7 @@ from bot.jobs.admission import Admission, Admitter
 from bot.jobs.approvals import Approvals
 from bot.jobs.delivery import Delivery
 from bot.jobs.errors import JobNotFoundError
+from bot.jobs.failover import Failover
 from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.options import ServerOptions
 from bot.jobs.references import References
@@ -67,7 +68,7 @@ class GenerationService:
     def __init__(
         self,
         db: Database,
-        client: RunwareClient,
+        client: RunwareClient | None,
         session: aiohttp.ClientSession,
         ledger: Ledger,
         pricing: Pricing,
@@ -90,6 +91,12 @@ class GenerationService:
         self._active = ActiveJobs()
         rules = rules or ModerationRules(db, clock=clock)
         modlog = modlog or NoModLog()
+        if providers is None:
+            if client is None:
+                raise ValueError("a job service needs a Runware client or its providers")
+            providers = Providers(RunwareProvider(client, self._jobs, config.runware, clock))
+        self.providers = providers
+        """The configured providers by name; each job runs on the one stored with it."""
         self.approvals = Approvals(
             rules=rules,
             ledger=ledger,
@@ -98,7 +105,7 @@ class GenerationService:
             active=self._active,
             delivery=delivery,
             modlog=modlog,
-            client=client,
+            providers=providers,
             timeout_hours=config.moderation.approval_timeout_hours,
             clock=clock,
         )
@@ -120,10 +127,6 @@ class GenerationService:
         )
         self.routing = self._admitter.routing
         """Per model, the configured routes in order (`Settings.routing()`): what the commands offer and admit."""
-        if providers is None:
-            providers = Providers(RunwareProvider(client, self._jobs, config.runware, clock))
-        self.providers = providers
-        """The configured providers by name; each job runs on the one stored with it."""
         self._worker = Worker(
             providers=providers,
             ledger=ledger,
@@ -133,6 +136,9 @@ class GenerationService:
             jobs=self._jobs,
             active=self._active,
             approvals=self.approvals,
+            failover=Failover(
+                providers=providers, routing=self.routing, pricing=pricing, ledger=ledger, jobs=self._jobs
+            ),
         )
 
     # ------------------------------------------------------------------------------------------------ admission

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bot.billing.errors import LedgerError
@@ -33,14 +33,17 @@ from bot.images import FittedImage, InvalidImageError, fit_to_limit
 from bot.jobs.approvals import Approvals
 from bot.jobs.delivery import Delivery, DeliveryError, ResultSummary
 from bot.jobs.errors import JobNotCancellableError
+from bot.jobs.failover import Failover
+from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.progress import Progress
 from bot.jobs.requests import DeliveryTarget
 from bot.jobs.resume import Restarts, ResumeReport
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs, Phase, Tracked
+from bot.jobs.unsure import fail_charged
 from bot.log import log_context
 from bot.observability import metrics
-from bot.providers.base import Providers
+from bot.providers.base import PaidFailureError, Providers
 from bot.runware.errors import RunwareError
 from bot.runware.models import ImageResult, total_cost_micros
 from bot.settings import AppConfig
@@ -94,8 +97,12 @@ class Worker:
         jobs: JobRepository,
         active: ActiveJobs,
         approvals: Approvals | None = None,
+        modlog: ModLog | None = None,
+        failover: Failover | None = None,
     ) -> None:
         self._approvals = approvals
+        self._failover = failover
+        self._modlog = modlog or (approvals.modlog if approvals is not None else NoModLog())
         self._providers = providers
         self._ledger = ledger
         self._config = config
@@ -165,8 +172,13 @@ class Worker:
             else:
                 log.info("run of job %s interrupted; the next start resumes it", job_id)
             raise
+        except PaidFailureError as exc:
+            log.warning("job %s made no image but may have been paid: %s", job_id, exc)
+            await fail_charged(
+                job, exc, ledger=self._ledger, jobs=self._jobs, delivery=self._delivery, modlog=self._modlog
+            )
         except RunwareError as exc:
-            log.warning("job %s failed on Runware: %s", job_id, exc)
+            log.warning("job %s failed on %s: %s", job_id, job.provider, exc)
             await self._fail(job, exc.user_message)
         except DeliveryError as exc:
             log.warning("job %s could not be delivered: %s", job_id, exc)
@@ -184,33 +196,37 @@ class Worker:
         # The images exist and are stored: from here the job is posted and charged, never cancelled (a cancel now
         # would leave the owner paying Runware for nothing). No await between the check above and this: see cancel().
         tracked.phase = Phase.PRODUCED
-        images, redelivery = produced
+        images, redelivery, job = produced
         # The provider's work is done: its slot goes to the next job now, not after the download and the post.
         self._scheduler.release_slot(job.id)
         async with self._delivering:
             await self._post_results(job, tracked, images, redelivery)
 
-    async def _produce(self, job: Job) -> tuple[list[ImageResult], bool] | None:
+    async def _produce(self, job: Job) -> tuple[list[ImageResult], bool, Job] | None:
         """Get the job's images: submit a queued job, or continue a submitted one without resubmitting.
 
-        Returns the images and whether they were already stored by an earlier run (which may have posted them), or
-        None when the job is no longer queued.
+        Returns the images, whether they were already stored by an earlier run (which may have posted them), and the
+        job as it ran (a queued job may have moved to another provider, `bot.jobs.failover`); None when the job is
+        no longer queued.
         """
         if job.state is JobState.QUEUED:
-            produced = await self._providers.for_job(job).produce(job)
+            if self._failover is not None:
+                produced, job = await self._failover.produce(job)
+            else:
+                produced = await self._providers.for_job(job).produce(job)
             if produced is None:
                 return None
             images = produced
         else:
             images, stored = await self._restarts.continue_submitted(job)
             if stored:
-                return images, True
+                return images, True, job
         results = [
             JobResult(index, image.image_uuid, image.url, image.cost_micros, image.seed, image.nsfw)
             for index, image in enumerate(images)
         ]
         await self._jobs.save_results(job.id, results, total_cost_micros(images))
-        return images, False
+        return images, False, job
 
     async def _post_results(self, job: Job, tracked: Tracked, images: list[ImageResult], redelivery: bool) -> None:
         """Download the images, fit them to the upload limit, post them, and charge the job."""
@@ -238,6 +254,9 @@ class Worker:
         else:
             cost = reported
         summary = await self._summary(job, len(fitted), cost, reported is not None, redelivery)
+        unsure = await self._providers.for_job(job).unsure_images(job)
+        if unsure:  # charged as the provider may have made (and billed) them: the card says so
+            summary = replace(summary, unsure_images=unsure)
         tracked.phase = Phase.DELIVERING  # no more progress edits; cancel() has refused since PRODUCED
         quarantined = bool(job.extras.get("safety")) and any(image.nsfw for image in images)
         try:

@@ -11,6 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
+import aiohttp
+
+from bot.errors import AtelierError
+from bot.runbase.errors import RunbaseError
+from bot.runware.errors import RunwareAuthError, RunwareCreditsError, RunwareError, RunwareTransientError
 from bot.runware.models import ImageResult
 from bot.storage.rows import Job
 
@@ -34,6 +39,36 @@ class Provider(Protocol):
 
     async def download(self, image: ImageResult) -> bytes:
         """Return the bytes of one result image."""
+
+    async def unsure_images(self, job: Job) -> int:
+        """Count the job's images not delivered but in its charge (the provider may have billed them)."""
+
+
+class PaidFailureError(AtelierError):
+    """No image was made, but the owner may have paid the provider for the work (a lost create, an abandoned run).
+
+    The worker ends the job `failed` and *charges* `charge` micro-dollars instead of releasing the hold (the ledger
+    never counts less than the owner may have paid), tells the member `user_message`, and logs it for moderators
+    and the operator.
+    """
+
+    def __init__(self, message: str, *, charge: int, lost_runs: int = 0) -> None:
+        super().__init__(message)
+        self.charge = charge
+        self.lost_runs = lost_runs
+
+
+def certainly_not_accepted(error: RunwareError) -> bool:
+    """Whether the provider certainly did not take the work (and took no money) when it raised `error`.
+
+    Runbase: `not_created` (a refusal it answered, or a connection never opened). Runware: a refused key, an empty
+    balance (402), or a connection that was never opened (nothing was sent). Never a timeout or a lost answer.
+    """
+    if isinstance(error, RunbaseError):
+        return error.not_created
+    if isinstance(error, RunwareAuthError | RunwareCreditsError):
+        return True
+    return isinstance(error, RunwareTransientError) and isinstance(error.__cause__, aiohttp.ClientConnectorError)
 
 
 class UnknownProviderError(LookupError):

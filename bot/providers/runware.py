@@ -104,6 +104,10 @@ class RunwareProvider:
         """Download one result image from Runware's CDN."""
         return await self._client.download(image)
 
+    async def unsure_images(self, job: Job) -> int:
+        """Return 0: Runware reports the cost of each image it made, and only those are charged."""
+        return 0
+
     def request_for(self, job: Job) -> ImageInferenceRequest:
         """Build the `imageInference` task of a job."""
         quality = job.extras.get("output_quality", self._runware.output_quality)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -36,6 +37,9 @@ from bot.runbase.models import CreateRun, Run
 from bot.runbase.transport import RunbaseTransport
 
 log = logging.getLogger(__name__)
+
+BeforeSend = Callable[[], Awaitable[None]]
+"""What `create` awaits just before sending (see there)."""
 
 KEY_CHECK_RUN_PREFIX = "run_atelier_key_check_"
 """The key check asks for a run id that cannot exist: this prefix and random hex."""
@@ -90,8 +94,12 @@ class RunbaseClient:
         run = await self.create(request)
         return await self.wait(run.id)
 
-    async def create(self, request: CreateRun) -> Run:
+    async def create(self, request: CreateRun, *, before_send: BeforeSend | None = None) -> Run:
         """Create one run (one image) and return Runbase's answer: its id, status and `costUsd`.
+
+        `before_send` is awaited once the limiter gave the create its turn, just before each sending (a retry after a
+        429 included); if it raises, nothing is sent. A caller that must survive a crash stores the run there, so a
+        create that waited in the limiter and was never sent is not mistaken for one whose answer was lost.
 
         Sent again, after a backoff, only when Runbase certainly made no run (429 `RATE_LIMITED`, a connection never
         opened), up to `max_retries` times. Any other refusal (400, 401, 402, 403, 429 `USAGE_EXCEEDED`) is raised
@@ -103,6 +111,8 @@ class RunbaseClient:
         while True:
             try:
                 async with self.limiter.request(RequestKind.CREATE):
+                    if before_send is not None:
+                        await before_send()
                     body = await self._transport.send("POST", "/runs", payload)
             except RunbaseError as exc:
                 if isinstance(exc, RunbaseRateLimitedError):

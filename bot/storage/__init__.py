@@ -7,6 +7,8 @@
   file taken before a migration).
 - `rows`: the row types and job states (a leaf: every package may import it without importing the queries).
 - `jobs`: `jobs` and `job_results` (`JobQueries`; `JobRepository` for the job service and the cogs).
+- `runs`: `job_runs`, a Runbase job's runs, stored before each create (`RunQueries`; `RunRepository` for the
+  Runbase provider).
 - `ledger`: the append-only `ledger`, its daily totals (member, server, pool), and the spend report's queries
   (`LedgerQueries`, `ReportQueries`; used inside `bot.billing` transactions only).
 - `servers`: a server's budget settings, role and member rules, and generation options (`GuildSettingsQueries`,

@@ -169,6 +169,19 @@ class JobQueries:
         )
         return cursor.rowcount > 0
 
+    def move_to_provider(self, job_id: str, provider: str, estimate: int, at: datetime) -> bool:
+        """Queue a job again on another provider at a new estimate, its old task forgotten (failover).
+
+        Only for a job whose provider certainly did not take its work; False unless it is queued or submitted on
+        another provider.
+        """
+        cursor = self._conn.execute(
+            "UPDATE jobs SET provider = ?, estimate = ?, state = 'queued', task_uuid = NULL, task_sent_at = NULL,"
+            " task_acked_at = NULL, updated_at = ? WHERE id = ? AND state IN ('queued', 'submitted') AND provider <> ?",
+            (provider, estimate, to_ms(at), job_id, provider),
+        )
+        return cursor.rowcount > 0
+
     def record_post(self, job_id: str, task_uuid: str, at: datetime) -> bool:
         """Record that the job's task is about to be POSTed (again) at `at`; False if the job has another task UUID."""
         cursor = self._conn.execute(

@@ -1,0 +1,123 @@
+"""Failover: a job whose provider certainly did not take its work moves to the next route for its model.
+
+"Certainly did not take it" (`bot.providers.base.certainly_not_accepted`) is decided on the error categories
+(`bot.runware.errors`, `bot.runbase.errors`):
+- Runbase: `not_created` (a refusal it answered: 400, 401, 402 `insufficient_balance`, 403 key limits, 429
+  `USAGE_EXCEEDED`, or a connection never opened) on every run of the job: no run was made, nothing was paid.
+- Runware: a refused key (`RunwareAuthError`), an empty balance (`RunwareCreditsError`, 402), or a connection that
+  was never opened (nothing was sent).
+Never after an unknown outcome: a timeout after sending, a dropped connection, a 5xx, a lost create answer. Those
+end the job as they always did (and a lost Runbase create is charged, `bot.jobs.unsure`).
+
+Moving is one ledger transaction (`Ledger.refit`): the estimate is recomputed for the next route and must still fit
+the budgets with the job's hold counted (a request that no longer fits ends, nothing charged, the member told why),
+and the job gets the new provider, estimate and state `queued`. Only a job not yet begun elsewhere moves: one with
+references stays (Runware holds them as uploaded image UUIDs, Runbase wants the Discord URLs).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bot.billing.errors import BudgetExceededError, LedgerError, PricingError
+from bot.billing.ledger import Ledger
+from bot.billing.pricing import Pricing
+from bot.catalog import Route, Routing
+from bot.jobs.requests import DeliveryTarget, job_route_request
+from bot.money import format_usd
+from bot.providers.base import Providers, certainly_not_accepted
+from bot.runware.errors import RunwareError
+from bot.runware.models import ImageResult
+from bot.storage.jobs import JobRepository
+from bot.storage.rows import Job
+
+log = logging.getLogger(__name__)
+
+
+class FailoverRefusedError(RunwareError):
+    """The next route would cost more than the member's budget still allows: the job ends, nothing charged."""
+
+    def __init__(self, first: RunwareError, route: Route, estimate: int, refusal: BudgetExceededError) -> None:
+        super().__init__(str(refusal), code="failoverRefused")
+        self.first = first
+        self.route = route
+        self.estimate = estimate
+
+    @property
+    def user_message(self) -> str:
+        """Say why the first provider failed and why the next one was not used."""
+        return (
+            f"{self.first.user_message.removesuffix(' Nothing was charged.').rstrip()} "
+            f"{self.route.provider.label} could take over, but there this request costs about "
+            f"{format_usd(self.estimate)}, which no longer fits your budget. Nothing was charged."
+        )
+
+
+class Failover:
+    """Produces a queued job's images on its provider, moving it along its model's routes while they refuse."""
+
+    def __init__(
+        self, *, providers: Providers, routing: Routing, pricing: Pricing, ledger: Ledger, jobs: JobRepository
+    ) -> None:
+        self._providers = providers
+        self._routing = routing
+        self._pricing = pricing
+        self._ledger = ledger
+        self._jobs = jobs
+
+    async def produce(self, job: Job) -> tuple[list[ImageResult] | None, Job]:
+        """Return the job's images (None: no longer queued) and the job as it ran (its provider may have changed)."""
+        while True:
+            try:
+                return await self._providers.for_job(job).produce(job), job
+            except RunwareError as exc:
+                moved = await self._move(job, exc) if certainly_not_accepted(exc) else None
+                if moved is None:
+                    raise
+                job = moved
+
+    async def _move(self, job: Job, error: RunwareError) -> Job | None:
+        """Move the job to its model's next route; None when there is none (the error then stands)."""
+        request = job_route_request(job)
+        route = self._routing.after(job.model, job.provider, request)
+        if route is None or route.provider.value not in self._providers:
+            return None
+        if job.references:
+            log.info("job %s has references stored for %s; not moving it to %s", job.id, job.provider, route.label)
+            return None
+        try:
+            estimate = self._pricing.estimate(
+                job.model,
+                job.quality,
+                job.size,
+                job.count,
+                len(job.prompt),
+                len(job.references),
+                provider=route.provider,
+                resolution=job.resolution,
+            )
+        except PricingError:
+            log.warning("job %s: no price on %s; not moving it", job.id, route.label, exc_info=True)
+            return None
+        roles = [int(role) for role in job.extras.get("role_ids", []) if isinstance(role, int)]
+        target = DeliveryTarget.from_job(job)
+        places = () if job.channel_id is None else (job.channel_id, *target.channel_parents)
+        places = tuple(dict.fromkeys(places))
+        try:
+            extra = await self._ledger.refit(job.id, roles, places, estimate, route.provider.value)
+        except BudgetExceededError as refusal:
+            log.info("job %s: %s refused it and %s does not fit the budget (%s)", job.id, job.provider, route, refusal)
+            raise FailoverRefusedError(error, route, estimate, refusal) from error
+        except LedgerError:
+            log.warning("job %s could not move to %s", job.id, route.label, exc_info=True)
+            return None
+        log.warning(
+            "job %s: %s certainly did not take it (%s); moved to %s at an estimate of %d (%d beyond its hold)",
+            job.id,
+            job.provider,
+            error,
+            route.label,
+            estimate,
+            extra,
+        )
+        return await self._jobs.get(job.id)
