@@ -518,11 +518,15 @@ async def test_check_verifies_the_runbase_key_when_it_is_set(
         "RUNBASE_API_URL": fake_runbase.url,
     }
     good = await asyncio.to_thread(run_cli, fake_url, "check", RUNBASE_API_KEY=fake_runbase.api_key, **common)
-    assert f"runbase: ok: key accepted, nothing spent ({fake_runbase.url})" in good.stdout.splitlines(), good.stdout
+    expected = (
+        f"runbase: ok: key accepted (run_not_found for a run that cannot exist), nothing spent ({fake_runbase.url})"
+    )
+    assert expected in good.stdout.splitlines(), good.stdout
     assert good.returncode == 0, good.stdout
     bad = await asyncio.to_thread(run_cli, fake_url, "check", RUNBASE_API_KEY="sk-not-the-right-key-at-all", **common)
     lines = bad.stdout.splitlines()
-    assert any(line.startswith("runbase: FAILED: Runbase rejected the key: check RUNBASE_API_KEY") for line in lines)
+    refused = "runbase: FAILED: Runbase rejected the API key"
+    assert any(line.startswith(refused) and "RUNBASE_API_KEY" in line for line in lines), bad.stdout
     assert bad.returncode == 1 and "(runbase)" in lines[-1], bad.stdout
     assert "sk-not-the-right-key-at-all" not in bad.stdout + bad.stderr
     assert fake_runbase.runs == {}
