@@ -48,6 +48,7 @@ from bot.catalog import (
     Size,
 )
 from bot.money import usd_to_micros
+from bot.settings.database import DatabaseSetting, database_values
 from bot.settings.providers import ProvidersConfig, RunPricesConfig, build_routing, check_provider_orders
 
 DEFAULT_RUNWARE_API_URL = "https://api.runware.ai/v1"
@@ -245,7 +246,7 @@ class _Environment(BaseSettings):
     runbase_api_url: str = Field(default=DEFAULT_RUNBASE_API_URL, validation_alias="RUNBASE_API_URL")
     discord_api_base: str = Field(default=DEFAULT_DISCORD_API_BASE, validation_alias="DISCORD_API_BASE")
     discord_gateway_url: str | None = Field(default=None, validation_alias="DISCORD_GATEWAY_URL")
-    database: Path | None = Field(default=None, validation_alias="ATELIER_DATABASE")
+    database: DatabaseSetting = Field(default=None, validation_alias="ATELIER_DATABASE")
     config_path: Path | None = Field(default=None, validation_alias="ATELIER_CONFIG")
     dev_guild: int | None = Field(default=None, validation_alias="ATELIER_DEV_GUILD")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
@@ -354,7 +355,9 @@ class Settings(BaseModel):
     discord_api_base: str
     discord_gateway_url: str | None
     database: Path
-    """`ATELIER_DATABASE`, else `[paths] database` (default `data/atelier.sqlite3`)."""
+    """`ATELIER_DATABASE` (a path), else `[paths] database` (default `data/atelier.sqlite3`)."""
+    database_url: str | None = None
+    """`ATELIER_DATABASE` when it is a `postgresql://` URL: PostgreSQL instead of the SQLite file."""
     config_path: Path | None
     """The TOML file read; None when no file exists and the built-in defaults apply."""
     dev_guild: int | None
@@ -477,7 +480,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, env_file: Path | 
         raise SettingsError(str(env_file), f"cannot be read: {exc}") from exc
     path = config_file(env.config_path)
     app = load_app_config(path)
-    values = env.model_dump() | {"config_path": path, "database": env.database or app.paths.database}
+    values = env.model_dump() | {"config_path": path, **database_values(env.database, app.paths.database)}
     return Settings(**values, app=app, empty_variables=env._empty)
 
 

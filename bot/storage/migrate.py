@@ -171,3 +171,12 @@ def apply_pg_migrations(conn: PgConnection, target: int | None = None) -> int:
             conn.execute("ROLLBACK")
         raise
     return goal
+
+
+def pg_schema_version(conn: PgConnection) -> int:
+    """Return a PostgreSQL database's schema version without changing anything (0: never migrated)."""
+    exists = conn.execute("SELECT to_regclass(?) IS NOT NULL", (PG_VERSION_TABLE,)).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute(f"SELECT version FROM {PG_VERSION_TABLE}").fetchone()
+    return 0 if row is None else int(row[0])
