@@ -75,8 +75,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _run(command: list[str], as_user: list[str]) -> None:
-    result = subprocess.run([*as_user, *command], capture_output=True, text=True, timeout=120, check=False)
+def _run(command: list[str], as_user: list[str], cwd: Path) -> None:
+    # From the server's own folder: the test's working folder may be closed to `nobody` (CI's is 0700, root's).
+    result = subprocess.run([*as_user, *command], capture_output=True, text=True, timeout=120, check=False, cwd=cwd)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:2])} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
 
@@ -99,13 +100,21 @@ def _start(folder: Path) -> tuple[PostgresServer, list[str], list[str]]:
     folder.chmod(0o755)
     data = folder / "data"
     port = _free_port()
-    _run([initdb, "-D", str(data), "-A", "trust", "-U", "atelier", "-E", "UTF8", "--locale=C", "--no-sync"], as_user)
+    _run(
+        [initdb, "-D", str(data), "-A", "trust", "-U", "atelier", "-E", "UTF8", "--locale=C", "--no-sync"],
+        as_user,
+        folder,
+    )
     options = (
         f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
         " -c full_page_writes=off -c max_connections=200"
     )
     stop = [pg_ctl, "-D", str(data), "-m", "immediate", "stop"]
-    _run([pg_ctl, "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "60", "-o", options, "start"], as_user)
+    _run(
+        [pg_ctl, "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "60", "-o", options, "start"],
+        as_user,
+        folder,
+    )
     return PostgresServer(port=port, user="atelier"), stop, as_user
 
 
@@ -133,7 +142,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         if stop:
-            subprocess.run([*as_user, *stop], capture_output=True, timeout=60, check=False)
+            subprocess.run([*as_user, *stop], capture_output=True, timeout=60, check=False, cwd=folder)
         shutil.rmtree(folder, ignore_errors=True)
 
 
