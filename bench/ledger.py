@@ -132,7 +132,8 @@ async def main() -> None:
     engine = f"SQLite {sqlite3.sqlite_version}, one file per level in a temp dir"
     if args.postgres:
         with psycopg.connect(args.postgres) as conn:
-            engine = f"PostgreSQL {conn.info.server_version / 10000:g}, one database per level"
+            version = conn.info.server_version
+            engine = f"PostgreSQL {version // 10000}.{version % 10000}, one database per level"
     print(
         f"python {platform.python_version()}, {engine}, {os.cpu_count()} CPUs, {args.seconds:g} s per level, "
         f"group commit {'off' if args.no_group_commit else 'on'}"
