@@ -60,7 +60,7 @@ from bot.runbase.client import RunbaseClient, RunbaseOptions
 from bot.runware.client import LoadSignals, RunwareClient
 from bot.settings import Settings, SettingsError
 from bot.storage.audit import AuditRepository
-from bot.storage.database import Database, DatabaseError
+from bot.storage.database import Database, DatabaseError, DatabaseUnreachableError
 from bot.storage.jobs import JobRepository
 from bot.storage.meta import MetaRepository
 from bot.storage.runs import RunRepository
@@ -215,7 +215,7 @@ async def open_bot(
         timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            await Database.open(settings.database) as database,
+            await Database.open(settings.database_url or settings.database) as database,
         ):
             if server is not None:
                 server.ping = partial(database.run, _ping, write=False)
@@ -290,6 +290,9 @@ async def run_bot(settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    except DatabaseUnreachableError as exc:
+        print(f"atelier: ATELIER_DATABASE: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except DatabaseError as exc:
         print(f"atelier: ATELIER_DATABASE: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,4 +1,5 @@
-"""Shared fixtures: the fake Runware and fake Discord servers are plugins so every test directory can use them, and
+"""Shared fixtures: the fake Runware and fake Discord servers are plugins so every test directory can use them (and
+the throwaway PostgreSQL server, `tests.postgres_server`), and
 `db` is a migrated SQLite file for the tests of what sits on the database."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pytest_asyncio
 
 from bot.storage.database import Database
 
-pytest_plugins = ["fakes.runware_plugin", "fakes.runbase_plugin", "fakes.discord_plugin"]
+pytest_plugins = ["fakes.runware_plugin", "fakes.runbase_plugin", "fakes.discord_plugin", "tests.postgres_server"]
 
 
 @pytest_asyncio.fixture

@@ -68,6 +68,7 @@ def test_a_bad_config_value_names_the_file_and_the_key(tmp_path: Path, old: str,
 HTTP_URL = "must be a URL starting with http:// or https:// and naming a host"
 WS_URL = "must be a URL starting with ws:// or wss:// and naming a host"
 GUILD_ID = "must be a Discord server id (a positive whole number)"
+PG_URL = "postgresql://bot:pw@db.example:5432/atelier"
 
 
 @pytest.mark.parametrize(
@@ -100,6 +101,11 @@ GUILD_ID = "must be a Discord server id (a positive whole number)"
         ("ATELIER_METRICS_PORT", "-1", "must be a port number from 1 to 65535"),
         ("RUNWARE_API_KEY", "key-\udcff", "is not valid UTF-8"),
         ("ATELIER_DATABASE", "data/\udcff.sqlite3", "is not valid UTF-8"),
+        ("ATELIER_DATABASE", "postgresql://db.example:0/atelier", "port 0"),
+        ("ATELIER_DATABASE", "postgresql://bot@db.example:5432/", "without a database name"),
+        ("ATELIER_DATABASE", "postgresql:///atelier", "without a host"),
+        ("ATELIER_DATABASE", "postgresql://db.example:99999/atelier", "not a valid PostgreSQL URL"),
+        ("ATELIER_DATABASE", "mysql://db.example/atelier", "not a mysql:// URL"),
     ],
 )
 def test_a_bad_environment_value_names_its_variable(variable: str, value: str, message: str) -> None:
@@ -121,6 +127,9 @@ def test_a_bad_environment_value_names_its_variable(variable: str, value: str, m
         ("ATELIER_DEV_GUILD", " 123456789012345678 ", "dev_guild", 123456789012345678),
         ("ATELIER_DEV_GUILD", str(2**63 - 1), "dev_guild", 2**63 - 1),
         ("ATELIER_DATABASE", "db/x.sqlite3", "database", Path("db/x.sqlite3")),
+        ("ATELIER_DATABASE", " postgresql://bot:pw@db.example:5432/atelier ", "database_url", PG_URL),
+        ("ATELIER_DATABASE", "postgres://db.example/atelier", "database_url", "postgres://db.example/atelier"),
+        ("ATELIER_DATABASE", "db/x.sqlite3", "database_url", None),
         ("LOG_LEVEL", " warning ", "log_level", "WARNING"),
         ("LOG_FORMAT", " JSON ", "log_format", "json"),
         ("ATELIER_METRICS_PORT", " 9464 ", "metrics_port", 9464),
@@ -258,6 +267,17 @@ def test_environment_values_are_tidied_and_secrets_stay_hidden() -> None:
     assert settings.discord_gateway_url is None and settings.log_level == "DEBUG"
     assert settings.require_discord_token() == "token-value-123"
     assert "token-value-123" not in repr(settings) and "key-value-456" not in repr(settings)
+
+
+def test_the_postgresql_password_is_a_secret_the_log_filter_redacts() -> None:
+    """A `postgresql://` URL's password joins the secrets every log line is scrubbed of; a URL without one adds none."""
+    url = "postgresql://atelier:pg-secret-789@127.0.0.1:5432/atelier"
+    environ = {"ATELIER_DATABASE": url, "DISCORD_TOKEN": "token-value-123", "ATELIER_CONFIG": str(CONFIG)}
+    settings = load_settings(environ)
+    assert settings.database_url == url
+    assert sorted(settings.secret_values()) == ["pg-secret-789", "token-value-123"]
+    bare = load_settings({"ATELIER_DATABASE": "postgresql://127.0.0.1/atelier", "ATELIER_CONFIG": str(CONFIG)})
+    assert bare.secret_values() == []
 
 
 def test_missing_secrets_are_reported_when_needed() -> None:

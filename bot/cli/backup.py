@@ -22,6 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Copy the live database (ATELIER_DATABASE) to PATH with SQLite's online backup; one line either way."""
     settings = load_settings()
+    if settings.database_url is not None:
+        print("atelier: backup copies an SQLite file; ATELIER_DATABASE is PostgreSQL: use pg_dump", file=sys.stderr)
+        return EXIT_USAGE
     try:
         info = backup_database(settings.database, args.path)
     except BackupRefusedError as exc:

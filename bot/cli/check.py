@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import psycopg
 
 from bot.cli.operator import operator_message
 from bot.discord.intents import PORTAL_SWITCH, PrivilegedIntentError, decide
@@ -32,7 +33,8 @@ from bot.runbase.errors import RunbaseKeyCheckError
 from bot.runware.client import RunwareClient
 from bot.runware.errors import RunwareError
 from bot.settings import Settings, load_settings
-from bot.storage.migrate import latest_version, user_version
+from bot.storage.migrate import latest_version, pg_schema_version, user_version
+from bot.storage.postgres import PgConnection, redact
 
 NAME = "check"
 HELP = "check what a first start needs (config, Discord token and intents, database, provider keys); spends nothing"
@@ -92,7 +94,10 @@ async def _check_services(settings: Settings, report: _Report) -> None:
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await _check_discord(settings, session, report)
-        _check_database(settings.database, report)
+        if settings.database_url is not None:
+            _check_postgres(settings.database_url, report)
+        else:
+            _check_database(settings.database, report)
         await _check_runware(settings, session, report)
         await _check_runbase(settings, session, report)
 
@@ -209,6 +214,29 @@ def _check_database(path: Path, report: _Report) -> None:
         )
     else:
         report.line("database", True, f"{path} (schema v{version}, current)")
+
+
+def _check_postgres(url: str, report: _Report) -> None:
+    """Connect to the PostgreSQL database and read its schema version; never create or migrate anything."""
+    shown, latest = redact(url), latest_version()
+    try:
+        conn = PgConnection.connect(url)
+    except psycopg.Error as exc:
+        report.line("database", False, f"cannot connect to {shown}: {str(exc).strip().splitlines()[0]}")
+        return
+    try:
+        version = pg_schema_version(conn)
+    except sqlite3.Error as exc:
+        report.line("database", False, f"cannot read {shown}: {exc}")
+        return
+    finally:
+        conn.close()
+    if version > latest:
+        report.line("database", False, f"{shown} is at schema v{version}, newer than this Atelier (v{latest}): upgrade")
+    elif version < latest:
+        report.line("database", True, f"{shown} needs migration from v{version} to v{latest}; the next start does it")
+    else:
+        report.line("database", True, f"{shown} (PostgreSQL, schema v{version}, current)")
 
 
 async def _check_runware(settings: Settings, session: aiohttp.ClientSession, report: _Report) -> None:

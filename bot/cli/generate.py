@@ -136,7 +136,7 @@ async def _generate_and_save(
 ) -> int:
     """Hold, generate, settle (release only a certain refusal), download and save over one session; the exit status."""
     try:
-        database = await Database.open(settings.database)
+        database = await Database.open(settings.database_url or settings.database)
     except DatabaseError as exc:
         print(f"atelier: {exc}; nothing was sent", file=sys.stderr)
         return EXIT_FAILED

@@ -33,7 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write a server's spend report and print its totals; one line and a non-zero status on failure."""
     settings = load_settings()
-    if not settings.database.is_file():
+    if settings.database_url is None and not settings.database.is_file():
         print(
             f"atelier: there is no database at {settings.database} (ATELIER_DATABASE); nothing to report",
             file=sys.stderr,
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     async def read() -> PeriodReport:
-        async with await Database.open(settings.database) as database:
+        async with await Database.open(settings.database_url or settings.database) as database:
             return await Reports(database, Budgets(database, settings.app)).period_report(args.guild, args.period)
 
     try:

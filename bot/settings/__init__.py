@@ -48,6 +48,8 @@ from bot.catalog import (
     Size,
 )
 from bot.money import usd_to_micros
+from bot.settings.database import DatabaseSetting, database_values, url_password
+from bot.settings.dotenv import env_file_problem
 from bot.settings.providers import ProvidersConfig, RunPricesConfig, build_routing, check_provider_orders
 
 DEFAULT_RUNWARE_API_URL = "https://api.runware.ai/v1"
@@ -248,7 +250,7 @@ class _Environment(BaseSettings):
     runbase_api_url: str = Field(default=DEFAULT_RUNBASE_API_URL, validation_alias="RUNBASE_API_URL")
     discord_api_base: str = Field(default=DEFAULT_DISCORD_API_BASE, validation_alias="DISCORD_API_BASE")
     discord_gateway_url: str | None = Field(default=None, validation_alias="DISCORD_GATEWAY_URL")
-    database: Path | None = Field(default=None, validation_alias="ATELIER_DATABASE")
+    database: DatabaseSetting = Field(default=None, validation_alias="ATELIER_DATABASE")
     config_path: Path | None = Field(default=None, validation_alias="ATELIER_CONFIG")
     dev_guild: int | None = Field(default=None, validation_alias="ATELIER_DEV_GUILD")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
@@ -357,7 +359,9 @@ class Settings(BaseModel):
     discord_api_base: str
     discord_gateway_url: str | None
     database: Path
-    """`ATELIER_DATABASE`, else `[paths] database` (default `data/atelier.sqlite3`)."""
+    """`ATELIER_DATABASE` (a path), else `[paths] database` (default `data/atelier.sqlite3`)."""
+    database_url: str | None = None
+    """`ATELIER_DATABASE` when it is a `postgresql://` URL: PostgreSQL instead of the SQLite file."""
     config_path: Path | None
     """The TOML file read; None when no file exists and the built-in defaults apply."""
     dev_guild: int | None
@@ -404,9 +408,12 @@ class Settings(BaseModel):
         return self.runbase_api_key.get_secret_value()
 
     def secret_values(self) -> list[str]:
-        """Every secret that is set (bot token, Runware and Runbase keys), for the log filter to redact."""
+        """Every secret that is set (bot token, provider keys, PostgreSQL password), for the log filter to redact."""
         secrets = (self.discord_token, self.runware_api_key, self.runbase_api_key)
-        return [secret.get_secret_value() for secret in secrets if secret is not None]
+        password = url_password(self.database_url)
+        return [secret.get_secret_value() for secret in secrets if secret is not None] + (
+            [password] if password else []
+        )
 
     def missing(self, variable: str, purpose: str = "") -> str:
         """Say that a required variable is not set (or set but empty), and where to set it."""
@@ -466,8 +473,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, env_file: Path | 
     """
     try:
         if environ is None:
-            if env_file is not None:
-                _check_env_file(env_file)
+            if env_file is not None and (problem := env_file_problem(env_file)) is not None:
+                raise SettingsError(str(env_file), problem)
             env = _Environment(_env_file=env_file)
         else:
             env = _Environment.model_validate({name: environ[name] for name in _ENV_NAMES.values() if name in environ})
@@ -480,20 +487,5 @@ def load_settings(environ: Mapping[str, str] | None = None, *, env_file: Path | 
         raise SettingsError(str(env_file), f"cannot be read: {exc}") from exc
     path = config_file(env.config_path)
     app = load_app_config(path)
-    values = env.model_dump() | {"config_path": path, "database": env.database or app.paths.database}
+    values = env.model_dump() | {"config_path": path, **database_values(env.database, app.paths.database)}
     return Settings(**values, app=app, empty_variables=env._empty)
-
-
-def _check_env_file(path: Path) -> None:
-    """Raise `SettingsError` naming the file if a `.env` exists but cannot be read as UTF-8 text."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise SettingsError(str(path), f"cannot be read: {exc.strerror or exc}") from exc
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise SettingsError(str(path), f"is not valid UTF-8 (line {line}); save it as UTF-8 text") from exc

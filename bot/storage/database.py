@@ -18,6 +18,10 @@ while the batch shares one commit and one thread round trip. With a single calle
 `synchronous = NORMAL` in WAL mode: a commit is in the WAL (the OS page cache) before `COMMIT` returns, so it
 survives the process being killed; only a power cut or kernel crash can lose the last commits, and never corrupts
 the file.
+
+PostgreSQL (`Database.open("postgresql://...")`): the same design on a psycopg 3 connection in autocommit mode, run
+on a worker thread of its own (`_PgWorker`); the units, their savepoints and the group commit are the same code, and
+`bot.storage.postgres.PgConnection` translates SQLite's dialect in one place. One process per database for now.
 """
 
 from __future__ import annotations
@@ -27,16 +31,19 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import aiosqlite
+import psycopg
 
 from bot.storage.backup import BackupError, backup_before_migration, is_fresh
-from bot.storage.migrate import MigrationError, apply_migrations
+from bot.storage.migrate import MigrationError, apply_migrations, apply_pg_migrations
+from bot.storage.postgres import PgConnection, PostgresUrlError, check_url, is_postgres_url, redact
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,25 @@ BUSY_TIMEOUT_MS = 5_000
 
 class DatabaseError(Exception):
     """The database file cannot be opened or used (not an SQLite file, not writable, WAL unavailable, closed)."""
+
+
+class DatabaseUnreachableError(DatabaseError):
+    """The PostgreSQL server cannot be reached or refuses the connection (exit 1, like a network failure)."""
+
+
+class _PgWorker:
+    """One PostgreSQL connection and the one thread its statements run on."""
+
+    def __init__(self, conn: PgConnection) -> None:
+        self.conn = conn
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atelier-postgres")
+
+    def submit(self, fn: Callable[[], Any]) -> Awaitable[Any]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def close(self) -> None:
+        await self.submit(self.conn.close)
+        self._executor.shutdown(wait=False)
 
 
 @dataclass(slots=True)
@@ -65,8 +91,17 @@ _Outcome = tuple[bool, Any]
 class Database:
     """One SQLite file, opened, configured and migrated; the only way code reaches SQL."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path, version: int, *, group_commit: bool = True) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection | None,
+        path: Path,
+        version: int,
+        *,
+        group_commit: bool = True,
+        postgres: _PgWorker | None = None,
+    ) -> None:
         self._conn = conn
+        self._postgres = postgres
         self._path = path
         self._version = version
         self._group_commit = group_commit
@@ -79,7 +114,12 @@ class Database:
         self._batches: set[asyncio.Task[None]] = set()
         # aiosqlite offers no public "run this function on the connection's thread"; `_execute` is that primitive
         # (stable since 0.17; the dependency is pinned below 0.23 in pyproject.toml).
-        self._submit: Callable[[Callable[[], Any]], Awaitable[Any]] = conn._execute
+        self._submit: Callable[[Callable[[], Any]], Awaitable[Any]]
+        if postgres is not None:
+            self._submit = postgres.submit
+        else:
+            assert conn is not None
+            self._submit = conn._execute
 
     @classmethod
     async def open(cls, path: Path | str, *, migrate_to: int | None = None, group_commit: bool = True) -> Database:
@@ -91,6 +131,8 @@ class Database:
         `migrate_to` stops at an earlier schema version (for tests); `group_commit=False` gives every unit its own
         transaction (for comparison in the benchmark).
         """
+        if is_postgres_url(path):
+            return await cls._open_postgres(str(path), migrate_to=migrate_to, group_commit=group_commit)
         target = Path(path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -112,9 +154,41 @@ class Database:
         log.info("database %s open at schema version %d", target, version)
         return cls(conn, target, version, group_commit=group_commit)
 
+    @classmethod
+    async def _open_postgres(cls, url: str, *, migrate_to: int | None, group_commit: bool) -> Database:
+        shown = redact(url)
+        try:
+            check_url(url)
+        except PostgresUrlError as exc:
+            raise DatabaseError(f"ATELIER_DATABASE {exc}") from exc
+        executor = ThreadPoolExecutor(max_workers=1)
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(executor, PgConnection.connect, url)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnreachableError(f"cannot connect to the PostgreSQL database {shown}: {reason}") from exc
+        finally:
+            executor.shutdown(wait=False)
+        worker = _PgWorker(conn)
+        try:
+            version: int = await worker.submit(lambda: apply_pg_migrations(conn, migrate_to))
+        except BaseException as exc:
+            await worker.close()
+            if isinstance(exc, sqlite3.Error | MigrationError):
+                raise DatabaseError(f"cannot use the database {shown}: {exc}") from exc
+            raise
+        log.info("database %s open at schema version %d", shown, version)
+        return cls(None, Path(shown), version, group_commit=group_commit, postgres=worker)
+
+    @property
+    def engine(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return "sqlite" if self._postgres is None else "postgresql"
+
     @property
     def path(self) -> Path:
-        """The database file."""
+        """The database file (PostgreSQL: its URL without the password)."""
         return self._path
 
     @property
@@ -134,7 +208,11 @@ class Database:
                 break
             self._dispatch()
             await self._idle.wait()
-        await self._conn.close()
+        if self._postgres is not None:
+            await self._postgres.close()
+        else:
+            assert self._conn is not None
+            await self._conn.close()
 
     async def __aenter__(self) -> Database:
         return self
@@ -160,6 +238,9 @@ class Database:
 
     async def integrity_problems(self) -> list[str]:
         """Run SQLite's `PRAGMA integrity_check`; return what it found wrong (empty for a sound file)."""
+        if self._postgres is not None:  # PostgreSQL checks its own pages; a round trip proves the server answers
+            await self.run(lambda conn: conn.execute("SELECT 1").fetchone(), write=False)
+            return []
 
         def check(conn: sqlite3.Connection) -> list[str]:
             messages = [str(row[0]) for row in conn.execute("PRAGMA integrity_check").fetchall()]
@@ -172,18 +253,22 @@ class Database:
         """Hold the connection for a transaction of several awaited statements; commit on exit, roll back on error.
 
         Prefer `run()`: every `await conn.execute(...)` here is a thread round trip while all other work waits.
+        SQLite only: on PostgreSQL every unit goes through `run()`.
         """
+        conn = self._conn
+        if conn is None:
+            raise DatabaseError("transaction() is SQLite's; on PostgreSQL run the unit of work with run()")
         await self._lock.acquire()
         try:
             while self._busy:
                 await self._idle.wait()
-            await self._conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            await conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
             try:
-                yield self._conn
+                yield conn
             except BaseException:
-                await self._conn.rollback()
+                await conn.rollback()
                 raise
-            await self._conn.commit()
+            await conn.commit()
         finally:
             self._lock.release()
             self._dispatch()
@@ -220,7 +305,12 @@ class Database:
 
     def _run_batch(self, batch: list[_Unit]) -> list[_Outcome]:
         """Run on the worker thread: the batch's units, each atomic, committed together (or each alone)."""
-        conn = self._conn._conn
+        conn: sqlite3.Connection
+        if self._postgres is not None:
+            conn = cast(sqlite3.Connection, self._postgres.conn)
+        else:
+            assert self._conn is not None
+            conn = self._conn._conn
         if not self._group_commit:
             return [_run_alone(conn, unit) for unit in batch]
         try:

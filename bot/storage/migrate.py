@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
+from bot.storage.postgres import FUNCTIONS, PgConnection
+
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -121,3 +123,60 @@ def apply_migrations(
             conn.execute("ROLLBACK")
         raise
     return goal
+
+
+PG_VERSION_TABLE = "atelier_schema_version"
+"""PostgreSQL has no `PRAGMA user_version`: the schema version is the one row of this table."""
+
+_PG_MIGRATION_LOCK = 0x61746C72
+"""The advisory lock key two processes that open the same database at once migrate under, one after the other."""
+
+
+def apply_pg_migrations(conn: PgConnection, target: int | None = None) -> int:
+    """Bring a PostgreSQL database to `target` (default: the latest) in one transaction; return the version.
+
+    The same numbered scripts as SQLite's, translated statement by statement (`bot.storage.postgres.translate_ddl`);
+    the SQLite functions the schema uses are created first. All or nothing, as on SQLite.
+    """
+    migrations = load_migrations()
+    latest = len(migrations)
+    goal = latest if target is None else target
+    if not 0 <= goal <= latest:
+        raise MigrationError(f"unknown schema version {goal}; this code knows versions 0 to {latest}")
+    conn.execute("BEGIN")
+    try:
+        conn.execute(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {PG_VERSION_TABLE} (version BIGINT NOT NULL)")
+        row = conn.execute(f"SELECT version FROM {PG_VERSION_TABLE}").fetchone()
+        current = 0 if row is None else int(row[0])
+        if current > latest:
+            raise MigrationError(
+                f"the database is at schema version {current}, newer than this code's {latest}; upgrade Atelier"
+            )
+        if current > goal:
+            raise MigrationError(f"the database is at schema version {current}; migrations cannot go back to {goal}")
+        if goal > current:
+            for function in FUNCTIONS:
+                conn.execute_ddl(function)
+        for migration in migrations[current:goal]:
+            for statement in split_statements(migration.sql):
+                conn.execute_ddl(statement)
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+        if goal != current:
+            conn.execute(f"DELETE FROM {PG_VERSION_TABLE}")
+            conn.execute(f"INSERT INTO {PG_VERSION_TABLE} (version) VALUES (?)", (goal,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return goal
+
+
+def pg_schema_version(conn: PgConnection) -> int:
+    """Return a PostgreSQL database's schema version without changing anything (0: never migrated)."""
+    exists = conn.execute("SELECT to_regclass(?) IS NOT NULL", (PG_VERSION_TABLE,)).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute(f"SELECT version FROM {PG_VERSION_TABLE}").fetchone()
+    return 0 if row is None else int(row[0])

@@ -11,6 +11,9 @@ from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.settings import AppConfig, load_app_config
 from bot.storage.database import Database
+from tests.postgres_server import db  # every billing test that takes `db` runs on SQLite and on PostgreSQL
+
+__all__ = ["db"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_PATH = ROOT / "config" / "atelier.toml"

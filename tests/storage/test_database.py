@@ -24,7 +24,7 @@ class Boom(Exception):
     pass
 
 
-async def test_open_sets_wal_foreign_keys_and_busy_timeout(db: Database) -> None:
+async def test_open_sets_wal_foreign_keys_and_busy_timeout(sqlite_db: Database) -> None:
     """The connection runs in WAL mode with foreign keys enforced and a busy timeout."""
 
     def pragmas(conn: sqlite3.Connection) -> tuple[str, int, int, int]:
@@ -35,7 +35,7 @@ async def test_open_sets_wal_foreign_keys_and_busy_timeout(db: Database) -> None
             conn.execute("PRAGMA synchronous").fetchone()[0],
         )
 
-    mode, foreign_keys, busy, synchronous = await db.run(pragmas, write=False)
+    mode, foreign_keys, busy, synchronous = await sqlite_db.run(pragmas, write=False)
     assert (mode, foreign_keys, synchronous, busy) == ("wal", 1, 1, BUSY_TIMEOUT_MS)
 
 
@@ -84,20 +84,20 @@ async def test_unit_result_is_returned_to_the_caller(db: Database) -> None:
     assert await db.run(lambda conn: conn.execute("SELECT 6 * 7").fetchone()[0], write=False) == 42
 
 
-async def test_transaction_commits_on_exit_and_rolls_back_on_error(db: Database) -> None:
+async def test_transaction_commits_on_exit_and_rolls_back_on_error(sqlite_db: Database) -> None:
     """The multi-statement transaction keeps its writes on success and drops them on an exception."""
-    async with db.transaction() as conn:
+    async with sqlite_db.transaction() as conn:
         await conn.execute("INSERT INTO meta (key, value) VALUES ('kept', '1')")
     with pytest.raises(Boom):
-        async with db.transaction() as conn:
+        async with sqlite_db.transaction() as conn:
             await conn.execute("INSERT INTO meta (key, value) VALUES ('dropped', '1')")
             raise Boom
-    meta = MetaRepository(db)
+    meta = MetaRepository(sqlite_db)
     assert await meta.get("kept") == "1"
     assert await meta.get("dropped") is None
 
 
-async def test_units_never_run_inside_a_multi_statement_transaction(db: Database) -> None:
+async def test_units_never_run_inside_a_multi_statement_transaction(sqlite_db: Database) -> None:
     """Units queued while a transaction is open wait for it, so they see both of its writes or neither."""
 
     def read_pair(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
@@ -107,7 +107,7 @@ async def test_units_never_run_inside_a_multi_statement_transaction(db: Database
     seen: list[tuple[str | None, str | None]] = []
 
     async def writer() -> None:
-        async with db.transaction() as conn:
+        async with sqlite_db.transaction() as conn:
             await conn.execute("INSERT INTO meta (key, value) VALUES ('a', '1')")
             for _ in range(5):
                 await asyncio.sleep(0)
@@ -115,7 +115,7 @@ async def test_units_never_run_inside_a_multi_statement_transaction(db: Database
 
     async def reader() -> None:
         for _ in range(20):
-            seen.append(await db.run(read_pair, write=False))
+            seen.append(await sqlite_db.run(read_pair, write=False))
             await asyncio.sleep(0)
 
     await asyncio.gather(reader(), writer(), reader())
@@ -123,15 +123,15 @@ async def test_units_never_run_inside_a_multi_statement_transaction(db: Database
     assert ("1", "1") in seen
 
 
-async def test_a_unit_cancelled_before_it_starts_never_runs(db: Database) -> None:
+async def test_a_unit_cancelled_before_it_starts_never_runs(sqlite_db: Database) -> None:
     """Cancelling the caller while its unit is still queued means the unit is skipped."""
-    async with db.transaction():
-        task = asyncio.create_task(db.run(put("late", "1")))
+    async with sqlite_db.transaction():
+        task = asyncio.create_task(sqlite_db.run(put("late", "1")))
         await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert await MetaRepository(db).get("late") is None
+    assert await MetaRepository(sqlite_db).get("late") is None
 
 
 async def test_close_finishes_queued_work_and_then_refuses_more(tmp_path: Path) -> None:
