@@ -95,19 +95,11 @@ def apply_migrations(
     between it and the migrations; if it raises, the transaction is rolled back and the error propagates.
     """
     migrations = load_migrations()
-    latest = len(migrations)
-    goal = latest if target is None else target
-    if not 0 <= goal <= latest:
-        raise MigrationError(f"unknown schema version {goal}; this code knows versions 0 to {latest}")
+    goal = _goal(target, len(migrations))
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = user_version(conn)
-        if current > latest:
-            raise MigrationError(
-                f"the database is at schema version {current}, newer than this code's {latest}; upgrade Atelier"
-            )
-        if current > goal:
-            raise MigrationError(f"the database is at schema version {current}; migrations cannot go back to {goal}")
+        _check_current(current, goal, len(migrations))
         if goal > current and before is not None:
             before(current, goal)
         for migration in migrations[current:goal]:
@@ -125,6 +117,24 @@ def apply_migrations(
     return goal
 
 
+def _goal(target: int | None, latest: int) -> int:
+    """Return the version to migrate to (default: the latest), or raise `MigrationError` for an unknown one."""
+    goal = latest if target is None else target
+    if not 0 <= goal <= latest:
+        raise MigrationError(f"unknown schema version {goal}; this code knows versions 0 to {latest}")
+    return goal
+
+
+def _check_current(current: int, goal: int, latest: int) -> None:
+    """Raise `MigrationError` when the database is newer than this code, or past the goal (no going back)."""
+    if current > latest:
+        raise MigrationError(
+            f"the database is at schema version {current}, newer than this code's {latest}; upgrade Atelier"
+        )
+    if current > goal:
+        raise MigrationError(f"the database is at schema version {current}; migrations cannot go back to {goal}")
+
+
 PG_VERSION_TABLE = "atelier_schema_version"
 """PostgreSQL has no `PRAGMA user_version`: the schema version is the one row of this table."""
 
@@ -139,22 +149,14 @@ def apply_pg_migrations(conn: PgConnection, target: int | None = None) -> int:
     the SQLite functions the schema uses are created first. All or nothing, as on SQLite.
     """
     migrations = load_migrations()
-    latest = len(migrations)
-    goal = latest if target is None else target
-    if not 0 <= goal <= latest:
-        raise MigrationError(f"unknown schema version {goal}; this code knows versions 0 to {latest}")
+    goal = _goal(target, len(migrations))
     conn.execute("BEGIN")
     try:
         conn.execute(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {PG_VERSION_TABLE} (version BIGINT NOT NULL)")
         row = conn.execute(f"SELECT version FROM {PG_VERSION_TABLE}").fetchone()
         current = 0 if row is None else int(row[0])
-        if current > latest:
-            raise MigrationError(
-                f"the database is at schema version {current}, newer than this code's {latest}; upgrade Atelier"
-            )
-        if current > goal:
-            raise MigrationError(f"the database is at schema version {current}; migrations cannot go back to {goal}")
+        _check_current(current, goal, len(migrations))
         if goal > current:
             for function in FUNCTIONS:
                 conn.execute_ddl(function)
