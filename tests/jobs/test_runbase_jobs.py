@@ -19,6 +19,7 @@ from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
 from bot.catalog import ModelName, ProviderName, Quality, Routing
 from bot.clock import utc_now
+from bot.jobs.concurrency import AdaptiveLimit
 from bot.jobs.options import ServerOptions
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
@@ -65,15 +66,33 @@ class RunbaseHarnesses:
         db = await Database.open(self.path)
         budgets = Budgets(db, config)
         ledger = Ledger(db, budgets)
-        client = RunwareClient(
-            self.session, api_key=self.runware.api_key, api_url=self.runware.url, config=config.runware
-        )
         jobs = JobRepository(db)
+        limits = config.limits
+        lanes = {
+            provider.value: AdaptiveLimit(
+                minimum=min(limits.min_concurrency, limits.global_concurrency), maximum=limits.global_concurrency
+            )
+            for provider in BOTH
+        }
+        client = RunwareClient(
+            self.session,
+            api_key=self.runware.api_key,
+            api_url=self.runware.url,
+            config=config.runware,
+            load=lanes[ProviderName.RUNWARE.value],
+        )
+        runbase = make_client(self.session, self.runbase, limiter=limiter, load=lanes[ProviderName.RUNBASE.value])
         providers = Providers(
             RunwareProvider(client, jobs, config.runware, utc_now),
-            RunbaseProvider(make_client(self.session, self.runbase, limiter=limiter), jobs, RunRepository(db)),
+            RunbaseProvider(runbase, jobs, RunRepository(db)),
         )
-        scheduler = Scheduler(config.limits.global_concurrency, config.limits.per_member_concurrency)
+        scheduler = Scheduler(
+            limits.global_concurrency,
+            limits.per_member_concurrency,
+            lanes={name: (lambda limit=limit: limit.current) for name, limit in lanes.items()},
+        )
+        for limit in lanes.values():
+            limit.subscribe(scheduler.wake)
         delivery = RecordingDelivery()
         settings = ServerOptions(db, config)
         service = GenerationService(
@@ -89,7 +108,9 @@ class RunbaseHarnesses:
             providers=providers,
             routing=Routing.build(keys),
         )
-        harness = Harness(db, budgets, ledger, client, scheduler, service, delivery, self.runware, settings)
+        harness = Harness(
+            db, budgets, ledger, client, scheduler, service, delivery, self.runware, settings, lanes["runware"]
+        )
         self.opened.append(harness)
         if start:
             await service.resume()
