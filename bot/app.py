@@ -209,6 +209,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         modlog=modlog,
         pools=Pools(database, budgets),
         reports=Reports(database, budgets),
+        lanes=lanes,
     )
 
 
