@@ -14,7 +14,7 @@ import logging
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ from bot.billing.operator import operator_grace_for
 from bot.billing.pools import Pools
 from bot.billing.pricing import Pricing
 from bot.billing.reports import Reports
+from bot.catalog.vocabulary import ProviderName
 from bot.clock import utc_now
 from bot.discord.client import (
     DEFAULT_GUILD_READY_TIMEOUT,
@@ -94,12 +95,13 @@ def build_providers(
     session: aiohttp.ClientSession,
     *,
     runware_load: LoadSignals | None = None,
+    runbase_load: LoadSignals | None = None,
 ) -> tuple[Providers, RunwareClient | None]:
     """Build a provider for each configured key (Runware, Runbase, or both) and return them with the Runware client.
 
     Runbase alone needs no Runware key: its references go as Discord URLs, its results are downloaded from Runbase.
-    One `RunbaseClient` per key, so its limiter sees every request of that key; `runware_load` hears how Runware copes
-    with the load (the adaptive concurrency limit). Raises `SettingsError` with no key.
+    One `RunbaseClient` per key, so its limiter sees every request of that key; `runware_load` and `runbase_load` hear
+    how each provider copes with the load (its lane's adaptive concurrency limit). Raises `SettingsError` with no key.
     """
     require_provider_key(settings)
     config = settings.app
@@ -122,10 +124,19 @@ def build_providers(
             max_retries=config.runware.max_retries,
         )
         runbase = RunbaseClient(
-            session, api_key=settings.require_runbase_key(), api_url=settings.runbase_api_url, options=options
+            session,
+            api_key=settings.require_runbase_key(),
+            api_url=settings.runbase_api_url,
+            options=options,
+            load=runbase_load,
         )
         built.append(RunbaseProvider(runbase, jobs, RunRepository(database)))
     return Providers(*built), runware
+
+
+def _current_of(limit: AdaptiveLimit) -> Callable[[], int]:
+    """Return a lane's capacity for the scheduler: the adaptive limit's current value, asked at every start."""
+    return lambda: limit.current
 
 
 def build_services(database: Database, settings: Settings, session: aiohttp.ClientSession, bot: AtelierBot) -> Services:
@@ -143,17 +154,29 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
     server_options = ServerOptions(database, config)
     policy = Policy(database)
     limits = config.limits
-    runware_limit = AdaptiveLimit(
-        minimum=min(limits.min_concurrency, limits.global_concurrency),
-        maximum=limits.global_concurrency,
-        name="Runware",
-    )
+    lanes = {
+        provider: AdaptiveLimit(
+            minimum=min(limits.min_concurrency, limits.global_concurrency),
+            maximum=limits.global_concurrency,
+            name=name,
+        )
+        for provider, name in ((ProviderName.RUNWARE.value, "Runware"), (ProviderName.RUNBASE.value, "Runbase"))
+    }
     scheduler = Scheduler(
-        limits.global_concurrency, limits.per_member_concurrency, capacity=lambda: runware_limit.current
+        limits.global_concurrency,
+        limits.per_member_concurrency,
+        lanes={provider: _current_of(limit) for provider, limit in lanes.items()},
     )
-    runware_limit.subscribe(scheduler.wake)
+    for limit in lanes.values():
+        limit.subscribe(scheduler.wake)
     metrics.current().watch_queue(lambda: scheduler.waiting_count, lambda: scheduler.running_count)
-    providers, runware = build_providers(database, settings, session, runware_load=runware_limit)
+    providers, runware = build_providers(
+        database,
+        settings,
+        session,
+        runware_load=lanes[ProviderName.RUNWARE.value],
+        runbase_load=lanes[ProviderName.RUNBASE.value],
+    )
     generation = GenerationService(
         database,
         runware,
@@ -186,6 +209,7 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
         modlog=modlog,
         pools=Pools(database, budgets),
         reports=Reports(database, budgets),
+        lanes=lanes,
     )
 
 

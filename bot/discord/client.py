@@ -13,9 +13,9 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -31,6 +31,7 @@ from bot.discord.delivery import DiscordDelivery
 from bot.discord.intents import PrivilegedIntentError, ReplyEditingState, decide
 from bot.discord.modlog import DiscordModLog
 from bot.discord.tree import AtelierTree
+from bot.jobs.concurrency import AdaptiveLimit
 from bot.jobs.options import ServerOptions
 from bot.jobs.service import GenerationService
 from bot.moderation.approvals import ModerationRules
@@ -126,6 +127,8 @@ class Services:
     """The mod-log, moderators, approval and safety rules (`/settings modlog|moderators|approval|safety`)."""
     modlog: DiscordModLog | None = None
     """Posts to the mod-log; the job service was built with it."""
+    lanes: Mapping[str, AdaptiveLimit] = field(default_factory=dict)
+    """Each provider's adaptive concurrency limit (its scheduler lane), by provider name."""
 
 
 ServicesFactory = Callable[["AtelierBot"], Services]

@@ -240,7 +240,7 @@ class Admitter:
             )
             return Admission(job.id, estimate, None, held=True, warning=reservation.warning)
         self._active.track(job)
-        position = self._scheduler.submit(job.id, job.member_id)
+        position = self._scheduler.submit(job.id, job.member_id, job.provider)
         metrics.current().job_state(JobState.QUEUED)
         log.info(
             "job %s admitted for member %d in guild %d: %s on %s x%d, estimate %s, position %s",

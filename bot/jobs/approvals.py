@@ -157,7 +157,7 @@ class Approvals:
         job = await self._require(job_id)
         metrics.current().job_state(JobState.QUEUED)
         self._active.track(job)
-        position = self._scheduler.submit(job.id, job.member_id)
+        position = self._scheduler.submit(job.id, job.member_id, job.provider)
         log.info("held job %s approved by %d", job_id, moderator_id)
         with contextlib.suppress(Exception):
             await self._delivery.progress(job, position, 0.0, JobState.QUEUED)

@@ -14,9 +14,10 @@ Runware's guidance is to watch latency rather than wait for refusals; Runbase re
 steady latency is the lowest smoothed latency seen, which drifts slowly up when the provider stays slower for good
 (so a provider that got slower for everyone does not push the limit down forever).
 
-The scheduler asks `current` before every start (`bot.jobs.scheduler.Scheduler` `capacity`); `subscribe` tells it
-when the limit rose so waiting jobs start at once. The provider client reports through `on_answer` / `on_overload`
-(the `bot.runware.client.LoadSignals` protocol). The clock is injected, so the behaviour is deterministic in tests.
+There is one per provider (a lane): the scheduler asks the job's lane's `current` before every start
+(`bot.jobs.scheduler.Scheduler` `lanes`); `subscribe` tells it when the limit rose so waiting jobs start at once. The
+provider client reports through `on_answer` / `on_overload` (the `bot.runware.client.LoadSignals` protocol, which
+`RunwareClient` and `RunbaseClient` both feed). The clock is injected, so the behaviour is deterministic in tests.
 """
 
 from __future__ import annotations

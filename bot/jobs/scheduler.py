@@ -13,8 +13,14 @@ loses work.
 
 A slot is a provider slot: once a job's provider work is done (its images exist), the worker hands the slot back with
 `release_slot` and the next job starts at once, while the first one downloads and posts its images (bounded by the
-worker's own delivery limit). The global limit is the smaller of `global_limit` and `capacity()` (the provider's
-current adaptive limit, `bot.jobs.concurrency`), asked at every start; `wake()` starts jobs after that limit rose.
+worker's own delivery limit). The global limit is the smaller of `global_limit` and `capacity()` (when given), asked
+at every start; `wake()` starts jobs after a limit rose.
+
+Lanes: each job has a provider (`submit(..., provider=)`), and `lanes` maps a provider to its current adaptive limit
+(`bot.jobs.concurrency.AdaptiveLimit.current`). A job starts only when its provider's lane has room, as well as the
+global and per-member limits; a member whose next job's lane is full is passed over for that turn (keeping its place
+in the rotation), so it never blocks other members' jobs on another lane. A provider without a lane is limited only
+by the global and per-member limits.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +40,21 @@ RunJob = Callable[[str], Awaitable[None]]
 class Scheduler:
     """Runs jobs fairly: never more than `global_limit` at once, nor more than `per_member_limit` for one member."""
 
-    def __init__(self, global_limit: int, per_member_limit: int, capacity: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        global_limit: int,
+        per_member_limit: int,
+        capacity: Callable[[], int] | None = None,
+        *,
+        lanes: Mapping[str, Callable[[], int]] | None = None,
+    ) -> None:
         if global_limit < 1 or per_member_limit < 1:
             raise ValueError("concurrency limits must be at least 1")
         self._global_limit = global_limit
         self._capacity = capacity
+        self._lanes = dict(lanes or {})
+        self._provider_of: dict[str, str] = {}
+        self._running_per_lane: dict[str, int] = {}
         self._released: set[str] = set()
         self._per_member_limit = per_member_limit
         self._waiting: dict[int, deque[str]] = {}
@@ -57,10 +73,11 @@ class Scheduler:
         self._stopping = False
         self._pump()
 
-    def submit(self, job_id: str, member_id: int) -> int | None:
-        """Queue a job for a member; return its position (1-based), or None if it started at once or is running."""
+    def submit(self, job_id: str, member_id: int, provider: str = "") -> int | None:
+        """Queue a member's job on `provider`'s lane; return its position (1-based), or None if it started or runs."""
         if job_id in self._member_of:
             return self.position(job_id)
+        self._provider_of[job_id] = provider
         queue = self._waiting.get(member_id)
         if queue is None:
             queue = self._waiting[member_id] = deque()
@@ -81,6 +98,7 @@ class Scheduler:
             return False
         queue.remove(job_id)
         del self._member_of[job_id]
+        self._provider_of.pop(job_id, None)
         if not queue:
             self._waiting.pop(member, None)
             with contextlib.suppress(ValueError):
@@ -112,6 +130,12 @@ class Scheduler:
                 self._running_per_member[member] = left
             else:
                 self._running_per_member.pop(member, None)
+        lane = self._provider_of.get(job_id, "")
+        left = self._running_per_lane.get(lane, 1) - 1
+        if left > 0:
+            self._running_per_lane[lane] = left
+        else:
+            self._running_per_lane.pop(lane, None)
         self._pump()
         return True
 
@@ -187,6 +211,8 @@ class Scheduler:
                 return
             queue = self._waiting[member]
             job_id = queue.popleft()
+            lane = self._provider_of.get(job_id, "")
+            self._running_per_lane[lane] = self._running_per_lane.get(lane, 0) + 1
             self._order.remove(member)
             if queue:
                 self._order.append(member)
@@ -197,8 +223,13 @@ class Scheduler:
             self._running[job_id] = task
 
     def _next_member(self) -> int | None:
+        """Return the first member in the rotation under the per-member limit whose next job's lane has room."""
         for member in self._order:
-            if self._running_per_member.get(member, 0) < self._per_member_limit:
+            if self._running_per_member.get(member, 0) >= self._per_member_limit:
+                continue
+            lane = self._provider_of.get(self._waiting[member][0], "")
+            capacity = self._lanes.get(lane)
+            if capacity is None or self._running_per_lane.get(lane, 0) < max(1, capacity()):
                 return member
         return None
 
@@ -220,6 +251,7 @@ class Scheduler:
         self._running.pop(job_id, None)
         self._released.discard(job_id)
         self._member_of.pop(job_id, None)
+        self._provider_of.pop(job_id, None)
         self._pump()
         self._check_idle()
 

@@ -129,7 +129,7 @@ class Worker:
         for job in runnable:
             if job.id not in self._active:
                 self._active.track(job)
-            self._scheduler.submit(job.id, job.member_id)
+            self._scheduler.submit(job.id, job.member_id, job.provider)
         self._scheduler.start(self.run_job)
         self._progress.start()
         if report.resumed or report.requeued:

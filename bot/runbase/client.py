@@ -5,6 +5,10 @@ certainly made no run: a 429 `RATE_LIMITED`, or a connection that was never open
 (a timeout after sending, a dropped connection, a 5xx, an unreadable answer) raises `RunbaseOutcomeUnknownError` and
 is never repeated: the run may exist and be paid for, and nothing can find it. Polls are free and are retried.
 Every request, create or poll, first takes its turn from the key's `RunbaseLimiter`.
+
+With `load` (the Runbase lane's `bot.jobs.concurrency.AdaptiveLimit`), every create reports how Runbase coped: the
+time its answer took (the limiter's wait not included) on success, an overload on a 429 `RATE_LIMITED` or a 503.
+A 429 `USAGE_EXCEEDED` is the key's quota, not load, and is not reported.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import logging
 import random
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -35,6 +40,7 @@ from bot.runbase.errors import (
 from bot.runbase.limiter import RequestKind, RunbaseLimiter, Sleep
 from bot.runbase.models import CreateRun, Run
 from bot.runbase.transport import RunbaseTransport
+from bot.runware.client import OVERLOAD_STATUSES, LoadSignals
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,7 @@ class RunbaseClient:
         limiter: RunbaseLimiter | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        load: LoadSignals | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -85,6 +92,7 @@ class RunbaseClient:
         self.limiter = limiter or RunbaseLimiter(sleep=sleep)
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._load = load
 
     def __repr__(self) -> str:
         return f"RunbaseClient(api_url={self._api_url!r})"
@@ -113,8 +121,10 @@ class RunbaseClient:
                 async with self.limiter.request(RequestKind.CREATE):
                     if before_send is not None:
                         await before_send()
+                    sent = time.monotonic()
                     body = await self._transport.send("POST", "/runs", payload)
             except RunbaseError as exc:
+                self._report_overload(exc)
                 if isinstance(exc, RunbaseRateLimitedError):
                     self.limiter.rate_limited()
                 else:
@@ -127,6 +137,8 @@ class RunbaseClient:
                 attempt += 1
                 continue
             self.limiter.answered()
+            if self._load is not None:
+                self._load.on_answer(time.monotonic() - sent)
             try:
                 run = Run.model_validate(body)
             except ValidationError as exc:
@@ -138,6 +150,12 @@ class RunbaseClient:
                 ) from exc
             log.info("Runbase run %s created (%s, %d micro-dollars)", run.id, request.model, run.cost_micros)
             return run
+
+    def _report_overload(self, exc: RunbaseError) -> None:
+        """Tell `load` that a create met an overload: a 429 `RATE_LIMITED` or a 503 (not a 429 `USAGE_EXCEEDED`)."""
+        if self._load is None or exc.status not in OVERLOAD_STATUSES or isinstance(exc, RunbaseKeyLimitError):
+            return
+        self._load.on_overload(exc.status)
 
     def _raise_create_failure(self, exc: RunbaseError, request: CreateRun) -> None:
         """Raise what a failed create means, unless it may be sent again (a connection never opened: return)."""

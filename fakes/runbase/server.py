@@ -98,6 +98,12 @@ class FakeRunbase:
         self.reference_fetches: list[str] = []
         """Every `image_urls` entry the fake fetched, in order."""
         self.files: dict[str, tuple[bytes, str]] = {}
+        self.capacity: int | None = None
+        """A test knob beyond the reference (like the fake Runware's): with it set, a create while this many of the
+        key's runs are pending or processing is refused with 429 `RATE_LIMITED` and nothing is made, as an overloaded
+        Runbase would ("Too many requests. Slow down."). None (the default): no such limit."""
+        self.capacity_refusals = 0
+        """Creates refused because `capacity` was reached (not counted in `rate_limited`)."""
         self._port = port
         self._faults = FaultQueue()
         self._background: set[asyncio.Task[Any]] = set()
@@ -282,6 +288,8 @@ class FakeRunbase:
             self._check_money(account, price)
         except RefusalError as failure:
             return self._answer(recorded, error_response(failure.code, failure.message), failure.code)
+        if self._over_capacity(account):
+            return self._answer(recorded, error_response("RATE_LIMITED"), "RATE_LIMITED")
         run = self._make_run(account, spec.model_id, inputs, price)
         answer = run.answer(created=True)
         if pending is not None and pending.fault == Fault.DROP_AFTER_CREATE:
@@ -340,6 +348,18 @@ class FakeRunbase:
         if not account.rate.admit(recorded.time):
             return None, self._answer(recorded, error_response("RATE_LIMITED"), "RATE_LIMITED")
         return account, None
+
+    def _over_capacity(self, account: KeyAccount) -> bool:
+        """Whether `capacity` refuses a create of `account` now (counted in `capacity_refusals`)."""
+        if self.capacity is None:
+            return False
+        active = sum(
+            1 for run in self.runs.values() if run.key == account.key and run.status in ("pending", "processing")
+        )
+        if active < self.capacity:
+            return False
+        self.capacity_refusals += 1
+        return True
 
     def _check_money(self, account: KeyAccount, price: int) -> None:
         if account.usage_limit is not None and account.runs_created >= account.usage_limit:

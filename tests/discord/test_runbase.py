@@ -248,3 +248,46 @@ async def test_one_of_two_creates_lost_posts_one_image_and_says_why_two_are_char
     assert len(fake_runbase.creates) == 2
     _, total = await settled_total(on_runbase)
     assert total >= fake_runbase.total_charged_micros == 100_000
+
+
+async def test_an_overloaded_runbase_lowers_only_its_own_lane_while_runware_jobs_keep_flowing(
+    both: Atelier, fake_runbase: FakeRunbase
+) -> None:
+    """Both keys; the fake Runbase refuses creates past 2 runs at once (429 RATE_LIMITED). 8 Runbase jobs and 6
+    Runware jobs from two members: the Runbase lane's limit falls, Runware's never does; every job is delivered once
+    and charged once (the ledger = what each fake charged)."""
+    await both.stop()
+    both.configure(limits__global_concurrency="6", limits__per_member_concurrency="6")
+    await both.start(RUNBASE_API_KEY=fake_runbase.api_key, RUNBASE_API_URL=fake_runbase.url)
+    fake_runbase.capacity = 2
+    world = both.world
+    members = list(world.member_ids)
+    await both.answer("budget default", user_id=world.admin_id, amount="10")
+    interactions = []
+    for number in range(14):
+        model = "gpt-image-2" if number % 7 < 4 else "gpt-image-1"  # 8 on Runbase, 6 on Runware, interleaved
+        interactions.append(
+            await both.fake.invoke_slash(
+                "imagine",
+                user_id=members[number % len(members)],
+                guild_id=world.guild_id,
+                channel_id=world.channel_id,
+                options={"prompt": f"lanes {number}", "model": model},
+            )
+        )
+    results = await asyncio.gather(*(result_of(i, timeout=240.0) for i in interactions))
+    await idle(both)
+    assert len({job_id_of(result) for result in results}) == 14
+    providers = [embed_fields(result)["Provider"] for result in results]
+    assert providers.count("Runbase") == 8 and providers.count("Runware") == 6
+    lanes = both.bot.services.lanes
+    assert fake_runbase.capacity_refusals > 0
+    assert lanes["runbase"].decreases >= 1  # the Runbase lane fell on the 429s
+    assert lanes["runware"].decreases == 0 and lanes["runware"].current == 6  # Runware's lane never did
+    assert len(fake_runbase.runs) == 8 and fake_runbase.total_charged_micros == 8 * 50_000
+    assert len(inference_tasks(both)) == 6
+    count, total = await settled_total(both)
+    assert count == 14 and total == fake_runbase.total_charged_micros + both.runware.total_cost_micros
+    assert fake_runbase.max_in_any_window() <= 20
+    jobs = [await both.bot.services.generation.get_job(job_id_of(result)) for result in results]
+    assert all(job is not None and job.state is JobState.SUCCEEDED for job in jobs)

@@ -135,7 +135,8 @@ class Harness:
     fake: FakeRunware
     settings: ServerOptions
     limit: AdaptiveLimit
-    """The adaptive Runware concurrency, wired as `bot.app` wires it (the scheduler asks it, the client feeds it)."""
+    """The adaptive Runware concurrency, wired as `bot.app` wires it (the scheduler's Runware lane asks it, the client
+    feeds it)."""
 
     async def entries(self, job_id: str) -> dict[EntryKind, LedgerEntry]:
         """The job's ledger entries by kind."""
@@ -206,7 +207,9 @@ class HarnessFactory:
             retry_max_delay=retry_max_delay,
             load=limit,
         )
-        scheduler = Scheduler(limits.global_concurrency, limits.per_member_concurrency, capacity=lambda: limit.current)
+        scheduler = Scheduler(
+            limits.global_concurrency, limits.per_member_concurrency, lanes={"runware": lambda: limit.current}
+        )
         limit.subscribe(scheduler.wake)
         delivery = RecordingDelivery()
         settings = ServerOptions(db, config)

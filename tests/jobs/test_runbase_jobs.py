@@ -66,20 +66,33 @@ class RunbaseHarnesses:
         db = await Database.open(self.path)
         budgets = Budgets(db, config)
         ledger = Ledger(db, budgets)
-        limits = config.limits
-        limit = AdaptiveLimit(
-            minimum=min(limits.min_concurrency, limits.global_concurrency), maximum=limits.global_concurrency
-        )
-        client = RunwareClient(
-            self.session, api_key=self.runware.api_key, api_url=self.runware.url, config=config.runware, load=limit
-        )
         jobs = JobRepository(db)
+        limits = config.limits
+        lanes = {
+            provider.value: AdaptiveLimit(
+                minimum=min(limits.min_concurrency, limits.global_concurrency), maximum=limits.global_concurrency
+            )
+            for provider in BOTH
+        }
+        client = RunwareClient(
+            self.session,
+            api_key=self.runware.api_key,
+            api_url=self.runware.url,
+            config=config.runware,
+            load=lanes[ProviderName.RUNWARE.value],
+        )
+        runbase = make_client(self.session, self.runbase, limiter=limiter, load=lanes[ProviderName.RUNBASE.value])
         providers = Providers(
             RunwareProvider(client, jobs, config.runware, utc_now),
-            RunbaseProvider(make_client(self.session, self.runbase, limiter=limiter), jobs, RunRepository(db)),
+            RunbaseProvider(runbase, jobs, RunRepository(db)),
         )
-        scheduler = Scheduler(limits.global_concurrency, limits.per_member_concurrency, capacity=lambda: limit.current)
-        limit.subscribe(scheduler.wake)
+        scheduler = Scheduler(
+            limits.global_concurrency,
+            limits.per_member_concurrency,
+            lanes={name: (lambda limit=limit: limit.current) for name, limit in lanes.items()},
+        )
+        for limit in lanes.values():
+            limit.subscribe(scheduler.wake)
         delivery = RecordingDelivery()
         settings = ServerOptions(db, config)
         service = GenerationService(
@@ -95,7 +108,9 @@ class RunbaseHarnesses:
             providers=providers,
             routing=Routing.build(keys),
         )
-        harness = Harness(db, budgets, ledger, client, scheduler, service, delivery, self.runware, settings, limit)
+        harness = Harness(
+            db, budgets, ledger, client, scheduler, service, delivery, self.runware, settings, lanes["runware"]
+        )
         self.opened.append(harness)
         if start:
             await service.resume()

@@ -190,3 +190,83 @@ async def test_the_capacity_callable_lowers_the_global_limit_and_wake_raises_it_
     assert len(started) == 3 and scheduler.running_count == 3
     gate.set()
     await asyncio.wait_for(scheduler.wait_idle(), 5)
+
+
+async def test_each_lane_runs_at_most_its_providers_limit_and_a_full_lane_blocks_no_other_member() -> None:
+    """Runbase's lane at 1, Runware's at 3: member 1 (Runbase only) waits on its lane while member 2's Runware
+    jobs start past it, even though member 1 is first in the rotation; the global limit caps the sum."""
+    lanes = {"runware": [3], "runbase": [1]}
+    scheduler = Scheduler(
+        global_limit=4, per_member_limit=4, lanes={name: (lambda box=box: box[0]) for name, box in lanes.items()}
+    )
+    gates = {name: asyncio.Event() for name in ("runware", "runbase")}
+    provider = {f"rb{n}": "runbase" for n in range(4)} | {f"rw{n}": "runware" for n in range(6)}
+    started: list[str] = []
+    running: Counter[str] = Counter()
+    peak: Counter[str] = Counter()
+
+    async def run(job_id: str) -> None:
+        lane = provider[job_id]
+        started.append(job_id)
+        running[lane] += 1
+        peak[lane] = max(peak[lane], running[lane])
+        try:
+            await gates[lane].wait()
+        finally:
+            running[lane] -= 1
+
+    scheduler.start(run)
+    for n in range(4):
+        scheduler.submit(f"rb{n}", 1, "runbase")
+    for n in range(6):
+        scheduler.submit(f"rw{n}", 2, "runware")
+    await asyncio.sleep(0)
+    assert started == ["rb0", "rw0", "rw1", "rw2"]
+    assert scheduler.running_count == 4
+    assert scheduler.position("rb1") is not None  # still waiting on its lane
+    lanes["runware"][0] = 10  # above the global limit: 4 in all still
+    scheduler.wake()
+    await asyncio.sleep(0)
+    assert len(started) == 4
+    gates["runware"].set()  # Runware's jobs end; Runbase's lane is still full, so only Runware's start
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert [job for job in started if job.startswith("rb")] == ["rb0"]
+    assert sorted(job for job in started if job.startswith("rw")) == [f"rw{n}" for n in range(6)]
+    lanes["runbase"][0] = 2
+    scheduler.wake()
+    await asyncio.sleep(0)
+    assert [job for job in started if job.startswith("rb")] == ["rb0", "rb1"]
+    gates["runbase"].set()
+    await asyncio.wait_for(scheduler.wait_idle(), 5)
+    assert peak == Counter({"runware": 3, "runbase": 2})  # Runware's 3 = the global 4 less Runbase's running one
+    assert sorted(started) == sorted(provider)
+
+
+async def test_a_lane_cut_holds_back_only_its_own_jobs_and_released_slots_free_the_lane() -> None:
+    """Round-robin still alternates members; a job that released its slot no longer counts on its lane."""
+    capacity = {"runbase": [2]}
+    scheduler = Scheduler(global_limit=8, per_member_limit=8, lanes={"runbase": lambda: capacity["runbase"][0]})
+    gate = asyncio.Event()
+    started: list[str] = []
+
+    async def run(job_id: str) -> None:
+        started.append(job_id)
+        if job_id == "a0":
+            scheduler.release_slot("a0")  # its images exist: the lane slot goes to the next job
+        await gate.wait()
+
+    scheduler.start(run)
+    for n in range(3):
+        scheduler.submit(f"a{n}", 1, "runbase")
+        scheduler.submit(f"b{n}", 2, "runbase")
+    scheduler.submit("c0", 3, "runware")  # a provider without a lane: only the global limits apply
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # a0 and b0 fill the lane's 2 slots (a1 waits), c0 runs beside them; a0 releases its slot and a1 takes it.
+    assert started == ["a0", "b0", "c0", "a1"]
+    assert scheduler.is_waiting("b1") and scheduler.is_waiting("a2") and scheduler.is_waiting("b2")
+    capacity["runbase"][0] = 1  # a cut: nothing more starts until the lane drains below 1
+    gate.set()
+    await asyncio.wait_for(scheduler.wait_idle(), 5)
+    assert sorted(started) == sorted(["a0", "a1", "a2", "b0", "b1", "b2", "c0"])

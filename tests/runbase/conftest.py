@@ -9,6 +9,7 @@ import pytest_asyncio
 
 from bot.runbase.client import RunbaseClient, RunbaseOptions
 from bot.runbase.limiter import RunbaseLimiter
+from bot.runware.client import LoadSignals
 from fakes.runbase import FakeRunbase
 
 
@@ -22,7 +23,12 @@ def fast_limiter(limit: int = 20, window: float = 10.0) -> RunbaseLimiter:
 
 
 def make_client(
-    session: aiohttp.ClientSession, fake: FakeRunbase, *, key: str | None = None, limiter: RunbaseLimiter | None = None
+    session: aiohttp.ClientSession,
+    fake: FakeRunbase,
+    *,
+    key: str | None = None,
+    limiter: RunbaseLimiter | None = None,
+    load: LoadSignals | None = None,
 ) -> RunbaseClient:
     """A client of `fake` with short retry delays."""
     return RunbaseClient(
@@ -31,6 +37,7 @@ def make_client(
         api_url=fake.url,
         options=RunbaseOptions(request_timeout_seconds=2.0, task_timeout_seconds=20.0, retry_base_delay=0.02),
         limiter=limiter or fast_limiter(),
+        load=load,
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+from bot.jobs.concurrency import AdaptiveLimit
 from bot.runbase.client import RunbaseClient
 from bot.runbase.errors import (
     RunbaseAuthError,
@@ -306,3 +307,35 @@ async def test_the_key_never_reaches_a_log_or_an_error(
         await make_client(session, fake_runbase).create(GPT1)
     assert fake_runbase.api_key not in str(caught.value) and fake_runbase.api_key not in caught.value.user_message
     assert fake_runbase.api_key not in caplog.text
+
+
+async def test_creates_tell_the_adaptive_limit_how_runbase_copes(
+    fake_runbase: FakeRunbase, session: aiohttp.ClientSession
+) -> None:
+    """A 429 RATE_LIMITED halves the Runbase lane's limit; a 429 USAGE_EXCEEDED (a key quota) does not."""
+    now = [0.0]
+    limit = AdaptiveLimit(minimum=1, maximum=8, name="Runbase", clock=lambda: now[0])
+    client = make_client(session, fake_runbase, load=limit)
+    fake_runbase.fail_next(Fault.ERROR, code="RATE_LIMITED", endpoint="create", times=1)
+    await client.create(GPT1)
+    assert limit.decreases == 1 and limit.current == 5  # 8 -> 4 on the 429, then + 1 for the steady answer
+    assert limit.steady_latency is not None and 0 <= limit.steady_latency < 2.0  # the successful retry's latency
+    now[0] += 10.0  # past the cooldown
+    fake_runbase.fail_next(Fault.ERROR, code="USAGE_EXCEEDED", endpoint="create")
+    with pytest.raises(RunbaseKeyLimitError):
+        await client.create(GPT1)
+    assert limit.current == 5 and limit.decreases == 1
+
+
+async def test_a_503_on_create_lowers_the_limit_and_is_outcome_unknown(session: aiohttp.ClientSession) -> None:
+    async def unavailable(_: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "Service unavailable."}}, status=503)
+
+    app = web.Application()
+    app.router.add_post("/api/v1/runs", unavailable)
+    limit = AdaptiveLimit(minimum=2, maximum=6, name="Runbase")
+    async with serve(app) as base:
+        client = RunbaseClient(session, api_key="sk-x", api_url=f"{base}/api/v1", load=limit)
+        with pytest.raises(RunbaseOutcomeUnknownError):
+            await client.create(GPT1)
+    assert limit.current == 3 and limit.decreases == 1
