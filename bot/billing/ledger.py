@@ -12,7 +12,10 @@ deducted, at every moment spend + holds <= allowance + grants + recorded overrun
 <= cap + recorded overruns for the server (tests/billing/test_ledger_properties.py checks both).
 
 Idempotency: the ledger allows one hold, one settle and one release row per job (a unique index), so repeating
-`settle` or `release` changes nothing, and a repeated `reserve` with the same figures returns the existing hold. A
+`settle` or `release` changes nothing, and a repeated `reserve` with the same figures returns the existing hold.
+A failover's `refit` re-reserves the job at its new estimate with an `adjust` row (numbered per job by another unique
+index); what a job holds is its hold plus its adjusts, and its settle or release ends exactly that. A repeated refit
+with the same figures changes nothing. A
 caller cancelled while its `reserve` is running may not know whether the hold was written; `release(job_id)` is
 always safe to call afterwards.
 
