@@ -12,7 +12,10 @@ deducted, at every moment spend + holds <= allowance + grants + recorded overrun
 <= cap + recorded overruns for the server (tests/billing/test_ledger_properties.py checks both).
 
 Idempotency: the ledger allows one hold, one settle and one release row per job (a unique index), so repeating
-`settle` or `release` changes nothing, and a repeated `reserve` with the same figures returns the existing hold. A
+`settle` or `release` changes nothing, and a repeated `reserve` with the same figures returns the existing hold.
+A failover's `refit` re-reserves the job at its new estimate with an `adjust` row (numbered per job by another unique
+index); what a job holds is its hold plus its adjusts, and its settle or release ends exactly that. A repeated refit
+with the same figures changes nothing. A
 caller cancelled while its `reserve` is running may not know whether the hold was written; `release(job_id)` is
 always safe to call afterwards.
 
@@ -34,7 +37,7 @@ from datetime import datetime, timedelta
 
 from bot.billing.budgets import Budgets, MemberLimit, day_span, period_bounds, record_change
 from bot.billing.checks import allowance_warning, check_job_row, checked_places, checked_request, refusal
-from bot.billing.entries import held, release_in, report_settlement, settle_in
+from bot.billing.entries import adjust_in, held, release_in, report_settlement, settle_in
 from bot.billing.errors import BudgetExceededError, BudgetInputError, LedgerError
 from bot.billing.inputs import check_amount, check_id, check_job_id
 from bot.billing.operator import operator_grace_for, operator_hold_action
@@ -343,13 +346,16 @@ class Ledger:
     async def refit(
         self, job_id: str, role_ids: Sequence[int], places: Sequence[int], estimate: int, provider: str
     ) -> int:
-        """Move a running job to another provider at a new estimate, in one transaction (failover).
+        """Move a running job to another provider and re-reserve it at the new estimate, in one transaction (failover).
 
-        The job's hold stays as it was (the ledger is append-only: one hold per job). When the new estimate is
-        larger, the difference must fit the member's and the server's budgets and the team pools *now*, with the
-        hold already counted, or `BudgetExceededError` is raised and nothing changes; the settle later charges the
-        real cost (beyond the hold it is recorded as an overrun). Returns the difference (0: the hold covers it).
-        Raises `LedgerError` when the job has no open hold or is no longer queued or submitted.
+        The job's held amount becomes `estimate`: an `adjust` row of the difference (the ledger stays append-only),
+        counted in the member's, the server's and every linked pool's totals like the hold, in the hold's period.
+        A larger estimate's difference must fit the member's and the server's budgets and the team pools of `places`
+        *now* (in the hold's period, the hold already counted), or `BudgetExceededError` is raised and nothing
+        changes; a smaller one frees the surplus. The settle or release later ends exactly what is held. Returns the
+        difference (positive: held beyond the old hold; negative: freed). Repeating a refit that was done (the job is
+        on `provider` at `estimate` and holds it) changes nothing and returns 0. Raises `LedgerError` when the job has
+        no open hold or is no longer queued or submitted.
         """
         job_id = check_job_id(job_id)
         amount = check_amount(estimate, "estimate")
@@ -357,17 +363,28 @@ class Ledger:
         now = self._clock()
 
         def unit(conn: sqlite3.Connection) -> int:
-            hold, kinds = held(LedgerQueries(conn), job_id, "move")
-            if EntryKind.SETTLE in kinds or EntryKind.RELEASE in kinds:
+            reservation = held(LedgerQueries(conn), job_id, "move")
+            if reservation.ended:
                 raise LedgerError(f"Job {job_id}'s hold has ended; it cannot move to another provider.")
-            extra = max(0, amount - hold.amount)
-            if extra:
-                why, _, _ = self._refusal_in(conn, hold.guild_id, hold.member_id, role_ids, spots, extra, now)
+            jobs = JobQueries(conn)
+            job = jobs.get(job_id)
+            if (
+                job is not None
+                and job.state in (JobState.QUEUED, JobState.SUBMITTED)
+                and (job.provider, job.estimate, reservation.amount) == (provider, amount, amount)
+            ):
+                return 0  # this refit was done already
+            extra = amount - reservation.amount
+            if extra > 0:
+                hold = reservation.hold
+                why, _, _ = self._refusal_in(
+                    conn, hold.guild_id, hold.member_id, role_ids, spots, extra, hold.effective_at
+                )
                 if why is not None:
                     raise why
-            if not JobQueries(conn).move_to_provider(job_id, provider, amount, now):
+            if not jobs.move_to_provider(job_id, provider, amount, now):
                 raise LedgerError(f"Job {job_id} is no longer running; it cannot move to another provider.")
-            return extra
+            return adjust_in(conn, reservation, amount, now)
 
         return await self._db.run(unit)
 
@@ -397,13 +414,13 @@ class Ledger:
                 if operator == "keep" or (state is None and now - entry.created_at < orphan_grace):
                     kept.append(job_id)
                 elif operator == "settle":  # a dead terminal run, outcome unknown: never under-count
-                    settlements.append(settle_in(conn, job_id, entry.amount, now))
+                    settlements.append(settle_in(conn, job_id, hold.held, now))
                     settled.append(job_id)
                 elif state in ACTIVE_STATES:
                     kept.append(job_id)
                 elif state is JobState.SUCCEEDED:
                     # Only a delivered success is charged; failed, cancelled and rejected jobs never are.
-                    cost = entry.amount if hold.job_cost is None else hold.job_cost
+                    cost = hold.held if hold.job_cost is None else hold.job_cost
                     settlements.append(settle_in(conn, job_id, cost, now))
                     settled.append(job_id)
                 else:

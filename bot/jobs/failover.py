@@ -9,9 +9,10 @@
 Never after an unknown outcome: a timeout after sending, a dropped connection, a 5xx, a lost create answer. Those
 end the job as they always did (and a lost Runbase create is charged, `bot.jobs.unsure`).
 
-Moving is one ledger transaction (`Ledger.refit`): the estimate is recomputed for the next route and must still fit
-the budgets with the job's hold counted (a request that no longer fits ends, nothing charged, the member told why),
-and the job gets the new provider, estimate and state `queued`. Only a job not yet begun elsewhere moves: one with
+Moving is one ledger transaction (`Ledger.refit`): the estimate is recomputed for the next route and re-reserved (a
+larger one's difference must fit the budgets with the job's hold counted, and is then held; a smaller one's surplus
+is freed; a request that no longer fits ends, nothing charged, the member told why), and the job gets the new
+provider, estimate and state `queued`. Only a job not yet begun elsewhere moves: one with
 references stays (Runware holds them as uploaded image UUIDs, Runbase wants the Discord URLs).
 """
 
@@ -112,7 +113,7 @@ class Failover:
             log.warning("job %s could not move to %s", job.id, route.label, exc_info=True)
             return None
         log.warning(
-            "job %s: %s certainly did not take it (%s); moved to %s at an estimate of %d (%d beyond its hold)",
+            "job %s: %s certainly did not take it (%s); moved to %s, re-reserved at an estimate of %d (%+d)",
             job.id,
             job.provider,
             error,

@@ -38,13 +38,14 @@ def _entry(row: sqlite3.Row) -> LedgerEntry:
         effective_at=from_ms(row["effective_at"]),
         created_at=from_ms(row["created_at"]),
         pool_id=row["pool_id"],
+        adjust_seq=row["adjust_seq"],
     )
 
 
 _TOTALS_FROM_LEDGER = (
     "SELECT guild_id, member_id, effective_at / 86400000 AS day,"
     " SUM(CASE WHEN kind = 'settle' THEN amount ELSE 0 END) AS spent,"
-    " SUM(CASE WHEN kind = 'hold' THEN amount ELSE -released END) AS reserved,"
+    " SUM(CASE WHEN kind IN ('hold', 'adjust') THEN amount ELSE -released END) AS reserved,"
     " SUM(CASE WHEN kind = 'grant' THEN amount ELSE 0 END) AS granted"
     " FROM ledger GROUP BY guild_id, member_id, effective_at / 86400000"
 )
@@ -52,12 +53,13 @@ _TOTALS_FROM_LEDGER = (
 _POOL_TOTALS_FROM_LEDGER = (
     "SELECT l.guild_id, hp.pool_id, l.effective_at / 86400000 AS day,"
     " SUM(CASE WHEN l.kind = 'settle' THEN l.amount ELSE 0 END) AS spent,"
-    " SUM(CASE WHEN l.kind = 'hold' THEN l.amount ELSE -l.released END) AS reserved"
+    " SUM(CASE WHEN l.kind IN ('hold', 'adjust') THEN l.amount ELSE -l.released END) AS reserved"
     " FROM ledger AS l JOIN hold_pools AS hp ON hp.job_id = l.job_id"
-    " WHERE l.kind IN ('hold', 'settle', 'release') GROUP BY l.guild_id, hp.pool_id, l.effective_at / 86400000"
+    " WHERE l.kind IN ('hold', 'adjust', 'settle', 'release')"
+    " GROUP BY l.guild_id, hp.pool_id, l.effective_at / 86400000"
 )
-"""Each pool's per-day totals summed afresh: every hold, settle and release row of a job, in each pool it is linked to
-(`hold_pools`)."""
+"""Each pool's per-day totals summed afresh: every hold, adjust, settle and release row of a job, in each pool it is
+linked to (`hold_pools`)."""
 
 
 class LedgerQueries:
@@ -81,12 +83,13 @@ class LedgerQueries:
         reason: str | None = None,
         actor_id: int | None = None,
         pool_id: int | None = None,
+        adjust_seq: int | None = None,
     ) -> LedgerEntry:
         """Append one entry (the triggers add it to the daily totals, and its pool's) and return it."""
         effective_ms, created_ms = to_ms(effective_at), to_ms(created_at)
         cursor = self._conn.execute(
             "INSERT INTO ledger (guild_id, member_id, job_id, kind, amount, released, overrun, reason, actor_id,"
-            " effective_at, created_at, pool_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " effective_at, created_at, pool_id, adjust_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 guild_id,
                 member_id,
@@ -100,6 +103,7 @@ class LedgerQueries:
                 effective_ms,
                 created_ms,
                 pool_id,
+                adjust_seq,
             ),
         )
         entry_id = cursor.lastrowid
@@ -119,10 +123,11 @@ class LedgerQueries:
             effective_at=from_ms(effective_ms),
             created_at=from_ms(created_ms),
             pool_id=pool_id,
+            adjust_seq=adjust_seq,
         )
 
     def entries_for_job(self, job_id: str) -> list[LedgerEntry]:
-        """Return the job's entries (at most one of each kind), oldest first."""
+        """Return the job's entries (at most one of each kind but `adjust`), oldest first."""
         rows = self._conn.execute("SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
         return [_entry(row) for row in rows]
 
@@ -152,7 +157,8 @@ class LedgerQueries:
     def open_holds(self) -> list[OpenHold]:
         """Return every hold not yet settled or released, with its job's state and cost (None: no job row)."""
         rows = self._conn.execute(
-            "SELECT h.*, j.state AS job_state, j.cost AS job_cost FROM ledger AS h"
+            "SELECT h.*, j.state AS job_state, j.cost AS job_cost, h.amount + COALESCE((SELECT SUM(a.amount)"
+            " FROM ledger AS a WHERE a.job_id = h.job_id AND a.kind = 'adjust'), 0) AS held FROM ledger AS h"
             " LEFT JOIN jobs AS j ON j.id = h.job_id"
             " WHERE h.kind = 'hold' AND NOT EXISTS"
             " (SELECT 1 FROM ledger AS c WHERE c.job_id = h.job_id AND c.kind IN ('settle', 'release'))"
@@ -163,6 +169,7 @@ class LedgerQueries:
                 entry=_entry(row),
                 job_state=None if row["job_state"] is None else JobState(row["job_state"]),
                 job_cost=row["job_cost"],
+                held=row["held"],
             )
             for row in rows
         ]

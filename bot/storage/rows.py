@@ -181,12 +181,16 @@ class StoredOptions:
 
 
 class EntryKind(StrEnum):
-    """Kinds of ledger rows: a hold reserves, a settle spends and ends the hold, a release ends it, a grant adds."""
+    """Kinds of ledger rows: a hold reserves, a settle spends and ends the hold, a release ends it, a grant adds.
+
+    An adjust changes what a job holds by its (signed) amount: a failover re-reserved it at a new estimate.
+    """
 
     HOLD = "hold"
     SETTLE = "settle"
     RELEASE = "release"
     GRANT = "grant"
+    ADJUST = "adjust"
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +212,8 @@ class LedgerEntry:
     pool_id: int | None = None
     """The innermost team pool (channel or category id) the hold was reserved in; its settle and release carry the
     same. Every pool the job counts against (the category's too) is in `hold_pools`."""
+    adjust_seq: int | None = None
+    """An adjust row's number among its job's adjusts (1, 2, ...: its idempotency key); None for other kinds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +240,8 @@ class OpenHold:
     entry: LedgerEntry
     job_state: JobState | None
     job_cost: int | None
+    held: int
+    """What the job holds now: its hold plus its adjusts (a failover re-reserved it at a new estimate)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ def sums_by_member(conn: sqlite3.Connection) -> dict[tuple[int, int], Sums]:
     sums: dict[tuple[int, int], Sums] = defaultdict(Sums)
     for row in ledger_rows(conn):
         entry = sums[(row["guild_id"], row["member_id"])]
-        if row["kind"] == "hold":
+        if row["kind"] in ("hold", "adjust"):
             entry.reserved += row["amount"]
         elif row["kind"] == "grant":
             entry.granted += row["amount"]
@@ -49,8 +49,14 @@ def sums_by_member(conn: sqlite3.Connection) -> dict[tuple[int, int], Sums]:
 
 
 def check_ledger_consistent(conn: sqlite3.Connection) -> None:
-    """Assert what must hold of any ledger, whatever happened: rows agree with their holds, totals with the rows."""
+    """Assert what must hold of any ledger, whatever happened: rows agree with their holds, totals with the rows.
+
+    A job holds its hold plus its adjusts (numbered 1, 2, ... and made while the hold was open); its release, or its
+    settle's `released`, is exactly that.
+    """
     holds: dict[str, sqlite3.Row] = {}
+    held: dict[str, int] = {}
+    adjusts: dict[str, int] = defaultdict(int)
     released: set[str] = set()
     settled: set[str] = set()
     for row in ledger_rows(conn):
@@ -61,6 +67,7 @@ def check_ledger_consistent(conn: sqlite3.Connection) -> None:
         if row["kind"] == "hold":
             assert job not in holds, f"second hold for {job}"
             holds[job] = row
+            held[job] = row["amount"]
             continue
         hold = holds.get(job)
         assert hold is not None, f"{row['kind']} of {job} without an earlier hold"
@@ -69,13 +76,20 @@ def check_ledger_consistent(conn: sqlite3.Connection) -> None:
             hold["member_id"],
             hold["effective_at"],
         )
-        if row["kind"] == "release":
+        assert row["pool_id"] == hold["pool_id"]
+        if row["kind"] == "adjust":
+            assert job not in released and job not in settled, f"adjust of {job} after it ended"
+            adjusts[job] += 1
+            assert row["adjust_seq"] == adjusts[job] and row["amount"] != 0
+            held[job] += row["amount"]
+            assert held[job] >= 0, f"{job} holds {held[job]}"
+        elif row["kind"] == "release":
             assert job not in released and job not in settled, f"release of {job} after it ended"
-            assert row["amount"] == row["released"] == hold["amount"]
+            assert row["amount"] == row["released"] == held[job]
             released.add(job)
         else:
             assert job not in settled, f"second settle of {job}"
-            expected_release = 0 if job in released else hold["amount"]
+            expected_release = 0 if job in released else held[job]
             assert row["released"] == expected_release
             assert row["overrun"] == max(0, row["amount"] - expected_release)
             settled.add(job)
@@ -93,7 +107,8 @@ def check_every_hold_fit(
     rule_states: Sequence[BudgetRules],
     roles_of: Mapping[int, Sequence[int]],
 ) -> None:
-    """Replay the ledger in commit order and assert each hold fitted the rules in force when it was written.
+    """Replay the ledger in commit order and assert each hold (and each adjust's increase) fitted the rules in force
+    when it was written.
 
     Rule changes are known only as an ordered list, not by their position among the ledger rows; since a hold's
     fit depends only on the rows before it, the earliest rule state (at or after the previous hold's) that the
@@ -106,9 +121,11 @@ def check_every_hold_fit(
     for row in ledger_rows(conn):
         member = row["member_id"]
         mine = member_sums[member]
-        if row["kind"] == "hold":
+        if row["kind"] in ("hold", "adjust"):
             amount = row["amount"]
-            while not _fits(rule_states[state], member, roles_of.get(member, ()), amount, mine, server):
+            # A positive adjust (a failover to a larger estimate) is checked like a hold of the difference.
+            checked = row["kind"] == "hold" or amount > 0
+            while checked and not _fits(rule_states[state], member, roles_of.get(member, ()), amount, mine, server):
                 state += 1
                 assert state < len(rule_states), (
                     f"hold {row['job_id']} of {amount} for member {member} fitted no rules in force: "

@@ -1,5 +1,6 @@
-"""Property tests: random interleavings of reserve, settle, release, grant and rule changes, sequential and
-concurrent on one database file, never overspend a budget and always add up.
+"""Property tests: random interleavings of reserve, refit (a failover's re-reservation at a new estimate), settle,
+release, grant and rule changes, sequential and concurrent on one database file, never overspend a budget and always
+add up.
 
 Limits are judged at reservation time (see tests/billing/invariants.py): every run checks that each hold fitted the
 rules in force when it was made, and runs without rule changes or deductions also check the totals at the end.
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -24,9 +26,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from bot.billing.budgets import BudgetRules, Budgets, MemberOverride, period_bounds
 from bot.billing.errors import BudgetExceededError, LedgerError
 from bot.billing.ledger import Ledger
-from bot.catalog import Period
+from bot.catalog import Background, ModelName, OutputFormat, Period, Quality, Size
 from bot.settings import load_app_config
 from bot.storage.database import Database
+from bot.storage.rows import NewJob
 from tests.billing.conftest import CONFIG_PATH, Clock
 from tests.billing.invariants import (
     check_end_within_limits,
@@ -58,6 +61,28 @@ overrides = st.one_of(
 )
 
 
+def job_row(job_id: str, member: int, estimate: int) -> NewJob:
+    """The job row a refittable reservation creates (`refit` moves a stored, queued job)."""
+    return NewJob(
+        member_id=member,
+        guild_id=GUILD,
+        channel_id=None,
+        model=ModelName.GPT_IMAGE_1_MINI,
+        size=Size.SQUARE,
+        quality=Quality.MEDIUM,
+        background=Background.AUTO,
+        format=OutputFormat.PNG,
+        count=1,
+        prompt="property test",
+        estimate=estimate,
+        id=job_id,
+    )
+
+
+def other_provider(provider: str) -> str:
+    return "runbase" if provider == "runware" else "runware"
+
+
 # --- a model of the budget rules and the ledger, for the sequential machine --------------------------------------
 
 
@@ -69,6 +94,8 @@ class ModelJob:
     held: bool = True
     released: bool = False
     charged: int | None = None
+    provider: str | None = None
+    """The provider of the job's row (None: reserved without a row, so it cannot move)."""
 
 
 @dataclass
@@ -153,7 +180,7 @@ class LedgerStateMachine(RuleBasedStateMachine):
             self.loop.close()
             self.folder.cleanup()
 
-    def expect_reserve(self, job_id: str, member: int, roles: list[int], estimate: int) -> bool:
+    def expect_reserve(self, job_id: str, member: int, roles: list[int], estimate: int, *, row: bool = False) -> bool:
         expected = self.model.refusal(member, roles, estimate, self.clock.now)
         checked: BudgetExceededError | None = None
         try:
@@ -161,7 +188,8 @@ class LedgerStateMachine(RuleBasedStateMachine):
         except BudgetExceededError as error:
             checked = error
         try:
-            self.run(self.ledger.reserve(job_id, GUILD, member, roles, estimate))
+            job = job_row(job_id, member, estimate) if row else None
+            self.run(self.ledger.reserve(job_id, GUILD, member, roles, estimate, job=job))
         except BudgetExceededError as error:
             assert expected == (error.scope, error.remaining), (expected, error)
             assert error.resets_at == period_bounds(self.model.rules.period, self.clock.now)[1]
@@ -175,12 +203,37 @@ class LedgerStateMachine(RuleBasedStateMachine):
             return False
         assert expected is None, f"reserved {estimate} although the model refuses it: {expected}"
         assert checked is None, f"check refused {estimate}, which reserve holds: {checked}"
-        self.model.jobs[job_id] = ModelJob(member, estimate, self.clock.now)
+        self.model.jobs[job_id] = ModelJob(member, estimate, self.clock.now, provider="runware" if row else None)
         return True
 
-    @rule(member=members, roles=role_sets, estimate=estimates)
-    def reserve(self, member: int, roles: list[int], estimate: int) -> None:
-        self.expect_reserve(self.next_job(), member, roles, estimate)
+    @rule(member=members, roles=role_sets, estimate=estimates, row=st.booleans())
+    def reserve(self, member: int, roles: list[int], estimate: int, row: bool) -> None:
+        self.expect_reserve(self.next_job(), member, roles, estimate, row=row)
+
+    @rule(index=st.integers(0, 10**6), roles=role_sets, estimate=estimates)
+    def refit(self, index: int, roles: list[int], estimate: int) -> None:
+        """Move a job to the other provider at a new estimate: the difference is held (if it fits, in the hold's
+        period) or freed; a repeat changes nothing; an ended hold or an unknown job cannot move."""
+        job_id = self.pick(index)
+        job = self.model.jobs.get(job_id)
+        if job is not None and job.provider is None:
+            return  # reserved without a job row: nothing to move
+        provider = "runbase" if job is None or job.provider is None else other_provider(job.provider)
+        if job is None or not job.held:
+            with pytest.raises(LedgerError):
+                self.run(self.ledger.refit(job_id, roles, (), estimate, provider))
+            return
+        extra = estimate - job.estimate
+        expected = self.model.refusal(job.member, roles, extra, job.at) if extra > 0 else None
+        try:
+            moved = self.run(self.ledger.refit(job_id, roles, (), estimate, provider))
+        except BudgetExceededError as error:
+            assert expected == (error.scope, error.remaining), (expected, error)
+            return
+        assert expected is None, f"moved {job_id} at {estimate} although the model refuses {extra}: {expected}"
+        assert moved == extra
+        job.estimate, job.provider = estimate, provider
+        assert self.run(self.ledger.refit(job_id, roles, (), estimate, provider)) == 0
 
     @rule(member=members, roles=role_sets, delta=st.sampled_from([-10_000, -1, 0, 1, 10_000]))
     def reserve_at_the_limit(self, member: int, roles: list[int], delta: int) -> None:
@@ -375,6 +428,8 @@ class JobOp:
     finish: Literal["settle", "release", "open"]
     actual: int
     pauses: int
+    refit: int | None = None
+    """A failover's new estimate, tried after the pauses (None: the job stays where it is)."""
 
 
 @dataclass(frozen=True)
@@ -400,7 +455,9 @@ class Scenario:
     """The default allowance to start from (None: the config's $1.00)."""
 
 
-job_ops = st.builds(JobOp, estimates, st.sampled_from(["settle", "release", "open"]), actuals, st.integers(0, 3))
+job_ops = st.builds(
+    JobOp, estimates, st.sampled_from(["settle", "release", "open"]), actuals, st.integers(0, 3), st.none() | estimates
+)
 grant_ops = st.builds(GrantOp, st.integers(-30, 50).filter(bool).map(lambda cents: cents * 10_000))
 rule_ops = st.one_of(
     st.builds(RuleOp, st.just("default"), st.just(0), amounts),
@@ -437,14 +494,24 @@ async def play(scenario: Scenario, folder: Path) -> None:
                     await ledger.grant(GUILD, member, op.amount, "concurrent test")
                     continue
                 job_id = f"w{member}-{next(counter)}"
+                row = None if op.refit is None else job_row(job_id, member, op.estimate)
                 try:
-                    await ledger.reserve(job_id, GUILD, member, roles, op.estimate)
+                    await ledger.reserve(job_id, GUILD, member, roles, op.estimate, job=row)
                 except BudgetExceededError:
                     continue
                 for _ in range(op.pauses):
                     await asyncio.sleep(0)
+                held = op.estimate
+                if op.refit is not None:
+                    try:
+                        assert await ledger.refit(job_id, roles, (), op.refit, "runbase") == op.refit - op.estimate
+                        held = op.refit
+                    except BudgetExceededError:
+                        pass
+                    await asyncio.sleep(0)
                 if op.finish == "settle":
-                    await ledger.settle(job_id, op.actual)
+                    # The settle ends exactly what is held: an overrun only beyond it.
+                    assert (await ledger.settle(job_id, op.actual)).overrun == max(0, op.actual - held)
                 elif op.finish == "release":
                     assert await ledger.release(job_id)
                 else:
@@ -499,11 +566,14 @@ def test_concurrent_tasks_never_overspend_and_always_add_up(scenario: Scenario) 
 # Settled mostly at or under the estimate (an over-run now and then): over-runs loosen the end-of-run bound, so
 # they are kept rare here to keep the bound tight.
 steady_job_ops = st.builds(
-    lambda estimate, finish, percent, pauses: JobOp(estimate, finish, estimate * percent // 100, pauses),
+    lambda estimate, finish, percent, pauses, refit: JobOp(
+        estimate, finish, (refit or estimate) * percent // 100, pauses, refit
+    ),
     st.integers(1, 40).map(lambda cents: cents * 10_000),
     st.sampled_from(["settle", "release", "open", "open"]),
     st.integers(50, 110),
     st.integers(0, 3),
+    st.none() | st.integers(1, 60).map(lambda cents: cents * 10_000),
 )
 steady_scenarios = st.builds(
     Scenario,
@@ -536,7 +606,8 @@ def test_concurrent_tasks_under_steady_rules_end_within_every_limit(scenario: Sc
 def random_scenario(rng: random.Random, workers: int, ops: int) -> Scenario:
     def job() -> JobOp:
         finish: Literal["settle", "release", "open"] = rng.choice(["settle", "settle", "release", "open"])
-        return JobOp(rng.randint(0, 120_000), finish, rng.randint(0, 160_000), rng.randint(0, 3))
+        refit = rng.randint(0, 160_000) if rng.random() < 0.25 else None
+        return JobOp(rng.randint(0, 120_000), finish, rng.randint(0, 160_000), rng.randint(0, 3), refit)
 
     def op() -> JobOp | GrantOp:
         return GrantOp(rng.choice([-50_000, 100_000, 250_000])) if rng.random() < 0.1 else job()

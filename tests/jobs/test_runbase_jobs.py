@@ -15,6 +15,7 @@ import aiohttp
 import pytest_asyncio
 
 from bot.billing.budgets import Budgets
+from bot.billing.errors import BudgetExceededError
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
 from bot.catalog import ModelName, ProviderName, Quality, Routing
@@ -36,7 +37,7 @@ from bot.storage.runs import RunRepository, RunState
 from fakes.runbase import FakeRunbase, Fault
 from fakes.runware import FakeRunware
 from fakes.runware import Fault as RunwareFault
-from tests.jobs.conftest import Harness, RecordingDelivery, eventually, make_config, make_request
+from tests.jobs.conftest import ALICE, GUILD, Harness, RecordingDelivery, eventually, make_config, make_request
 from tests.runbase.conftest import fast_limiter, make_client
 
 BOTH = (ProviderName.RUNWARE, ProviderName.RUNBASE)
@@ -345,3 +346,59 @@ async def test_a_failover_that_no_longer_fits_the_budget_is_refused_and_nothing_
     assert set(await harness.entries(job.id)) == {EntryKind.HOLD, EntryKind.RELEASE}
     [(_, message)] = harness.delivery.failures
     assert "Runbase could take over" in message and "no longer fits your budget" in message
+
+
+async def test_a_failover_to_a_dearer_route_holds_its_estimate_so_concurrent_requests_cannot_overspend(
+    runbase_harnesses: RunbaseHarnesses,
+) -> None:
+    """Runbase's GPT Image 1 costs more than Runware's estimate. Runware refuses the job (402), it moves to Runbase
+    and the difference is held at once; then concurrent requests fill the rest of the allowance: they get only what
+    is left beside the new estimate, nothing is ever spent beyond the allowance, and the job's settle records no
+    overrun (it ends exactly the re-reserved estimate)."""
+    allowance = 168_000  # 4 x Runware's $0.042: a hold left at it would let a third request in
+    config = make_config()
+    config = config.model_copy(update={"budget": config.budget.model_copy(update={"default_allowance": allowance})})
+    harness = await runbase_harnesses.open(config, keys=BOTH)
+    runbase = runbase_harnesses.runbase
+    harness.fake.fail_next(RunwareFault.INSUFFICIENT_CREDITS)
+    admission = await harness.service.admit(make_request("the moved one", model=ModelName.GPT_IMAGE_1))
+    assert admission.job_id is not None
+    first_estimate = admission.estimate
+    job_id = admission.job_id
+
+    async def moved() -> bool:
+        return (await harness.job(job_id)).provider == "runbase"
+
+    await eventually(moved, within=20)
+    moved_estimate = (await harness.job(job_id)).estimate
+    assert moved_estimate > first_estimate  # the dearer route: the case a hold left at the old estimate got wrong
+
+    async def request(number: int) -> str | None:
+        try:
+            other = await harness.service.admit(make_request(f"a fox number {number}", model=ModelName.GPT_IMAGE_1))
+        except BudgetExceededError:
+            return None
+        return other.job_id
+
+    others = await asyncio.gather(*(request(number) for number in range(8)))
+    accepted = [other for other in others if other is not None]
+    # Holds of the others beside the moved job's re-reserved estimate fit the allowance; a hold left at the first
+    # estimate would have let one more in.
+    assert len(accepted) == (allowance - moved_estimate) // first_estimate
+    assert (allowance - first_estimate) // first_estimate > len(accepted)
+    await asyncio.wait_for(harness.service.wait_idle(), 30)
+
+    job = await harness.job(job_id)
+    assert job.state is JobState.SUCCEEDED and job.provider == "runbase"
+    entries = await harness.entries(job_id)
+    assert entries[EntryKind.ADJUST].amount == moved_estimate - first_estimate
+    settle = entries[EntryKind.SETTLE]
+    assert (settle.amount, settle.released, settle.overrun) == (job.cost, moved_estimate, 0)
+    assert runbase.total_charged_micros == job.cost
+    overruns = await harness.db.run(
+        lambda conn: conn.execute("SELECT COALESCE(SUM(overrun), 0) FROM ledger").fetchone()[0], write=False
+    )
+    assert overruns == 0
+    assert await harness.charged() <= allowance
+    status = await harness.ledger.status(GUILD, ALICE, [])
+    assert status.reserved == 0 and status.spent == await harness.charged() <= allowance
