@@ -344,7 +344,14 @@ class Ledger:
         return why, limit, pools
 
     async def refit(
-        self, job_id: str, role_ids: Sequence[int], places: Sequence[int], estimate: int, provider: str
+        self,
+        job_id: str,
+        role_ids: Sequence[int],
+        places: Sequence[int],
+        estimate: int,
+        provider: str,
+        *,
+        references: Sequence[str] | None = None,
     ) -> int:
         """Move a running job to another provider and re-reserve it at the new estimate, in one transaction (failover).
 
@@ -355,7 +362,8 @@ class Ledger:
         changes; a smaller one frees the surplus. The settle or release later ends exactly what is held. Returns the
         difference (positive: held beyond the old hold; negative: freed). Repeating a refit that was done (the job is
         on `provider` at `estimate` and holds it) changes nothing and returns 0. Raises `LedgerError` when the job has
-        no open hold or is no longer queued or submitted.
+        no open hold or is no longer queued or submitted. `references`, when given, replace the job's stored
+        references in the same transaction (the new provider's form of them).
         """
         job_id = check_job_id(job_id)
         amount = check_amount(estimate, "estimate")
@@ -382,7 +390,7 @@ class Ledger:
                 )
                 if why is not None:
                     raise why
-            if not jobs.move_to_provider(job_id, provider, amount, now):
+            if not jobs.move_to_provider(job_id, provider, amount, now, references):
                 raise LedgerError(f"Job {job_id} is no longer running; it cannot move to another provider.")
             return adjust_in(conn, reservation, amount, now)
 

@@ -48,7 +48,7 @@ from bot.images import ReferenceTooLargeError
 from bot.jobs.errors import RESTARTING, ServiceNotReadyError
 from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.options import ServerLimits, ServerOptions
-from bot.jobs.references import References, about_reference
+from bot.jobs.references import References, about_reference, runbase_source
 from bot.jobs.requests import DeliveryTarget, GenerationRequest, ReferenceSource, RequestKind, request_from_job
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs
@@ -333,6 +333,9 @@ class Admitter:
         }
         if place.safety:
             extras["safety"] = True
+        if request.references:
+            # Kept so failover can send the references to Runbase by URL when Runware refuses the job.
+            extras["reference_sources"] = [runbase_source(reference) for reference in request.references]
         return NewJob(
             id=new_job_id(),
             member_id=request.member_id,

@@ -12,8 +12,14 @@ end the job as they always did (and a lost Runbase create is charged, `bot.jobs.
 Moving is one ledger transaction (`Ledger.refit`): the estimate is recomputed for the next route and re-reserved (a
 larger one's difference must fit the budgets with the job's hold counted, and is then held; a smaller one's surplus
 is freed; a request that no longer fits ends, nothing charged, the member told why), and the job gets the new
-provider, estimate and state `queued`. Only a job not yet begun elsewhere moves: one with
-references stays (Runware holds them as uploaded image UUIDs, Runbase wants the Discord URLs).
+provider, estimate and state `queued`.
+
+A job with references keeps each one's source (`reference_sources` in its extras: the Discord URL, declared size,
+name). Moving Runware -> Runbase sends those URLs as `image_urls`, checked here against Runbase's limits for the
+model as admission checks them (how many, each an image of at most 4 MB); when they cannot go (too many, too large,
+bytes in hand or an earlier Runware result with no URL, or a job stored before sources were kept) the job stays and
+the first error stands, the reason logged. A job with references on Runbase does not move to Runware (its
+references would have to be fetched and uploaded to Runware by the worker; not done).
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ import logging
 from bot.billing.errors import BudgetExceededError, LedgerError, PricingError
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
-from bot.catalog import Route, Routing
-from bot.jobs.requests import DeliveryTarget, job_route_request
+from bot.catalog import ProviderName, Route, Routing
+from bot.errors import AtelierError
+from bot.jobs.references import References
+from bot.jobs.requests import DeliveryTarget, ReferenceSource, job_route_request
 from bot.money import format_usd
 from bot.providers.base import Providers, certainly_not_accepted
 from bot.runware.errors import RunwareError
@@ -58,13 +66,21 @@ class Failover:
     """Produces a queued job's images on its provider, moving it along its model's routes while they refuse."""
 
     def __init__(
-        self, *, providers: Providers, routing: Routing, pricing: Pricing, ledger: Ledger, jobs: JobRepository
+        self,
+        *,
+        providers: Providers,
+        routing: Routing,
+        pricing: Pricing,
+        ledger: Ledger,
+        jobs: JobRepository,
+        references: References | None = None,
     ) -> None:
         self._providers = providers
         self._routing = routing
         self._pricing = pricing
         self._ledger = ledger
         self._jobs = jobs
+        self._references = references
 
     async def produce(self, job: Job) -> tuple[list[ImageResult] | None, Job]:
         """Return the job's images (None: no longer queued) and the job as it ran (its provider may have changed)."""
@@ -83,9 +99,11 @@ class Failover:
         route = self._routing.after(job.model, job.provider, request)
         if route is None or route.provider.value not in self._providers:
             return None
+        urls: tuple[str, ...] | None = None
         if job.references:
-            log.info("job %s has references stored for %s; not moving it to %s", job.id, job.provider, route.label)
-            return None
+            urls = await self._urls_for(job, route)
+            if urls is None:
+                return None
         try:
             estimate = self._pricing.estimate(
                 job.model,
@@ -105,7 +123,7 @@ class Failover:
         places = () if job.channel_id is None else (job.channel_id, *target.channel_parents)
         places = tuple(dict.fromkeys(places))
         try:
-            extra = await self._ledger.refit(job.id, roles, places, estimate, route.provider.value)
+            extra = await self._ledger.refit(job.id, roles, places, estimate, route.provider.value, references=urls)
         except BudgetExceededError as refusal:
             log.info("job %s: %s refused it and %s does not fit the budget (%s)", job.id, job.provider, route, refusal)
             raise FailoverRefusedError(error, route, estimate, refusal) from error
@@ -122,3 +140,33 @@ class Failover:
             extra,
         )
         return await self._jobs.get(job.id)
+
+    async def _urls_for(self, job: Job, route: Route) -> tuple[str, ...] | None:
+        """Return the job's references as Runbase `image_urls` for `route`; None (logged why) when they cannot go."""
+        if job.provider != ProviderName.RUNWARE.value or route.provider is not ProviderName.RUNBASE:
+            log.info("job %s has references on %s; not moving it to %s", job.id, job.provider, route.label)
+            return None
+        kept = job.extras.get("reference_sources")
+        if self._references is None or not isinstance(kept, list) or len(kept) != len(job.references):
+            log.info("job %s kept no reference URLs; not moving it to %s", job.id, route.label)
+            return None
+        sources: list[ReferenceSource] = []
+        for number, item in enumerate(kept, start=1):
+            url = item.get("url") if isinstance(item, dict) else None
+            if not isinstance(url, str):
+                log.info("job %s: reference %d has no URL Runbase could fetch; not moving it", job.id, number)
+                return None
+            size = item.get("size")
+            name = item.get("name")
+            sources.append(
+                ReferenceSource.from_url(
+                    url,
+                    filename=name if isinstance(name, str) else "reference",
+                    size=size if isinstance(size, int) else None,
+                )
+            )
+        try:
+            return await self._references.urls_for_move(sources, route.max_references)
+        except AtelierError as exc:
+            log.info("job %s: its references cannot go to %s (%s); not moving it", job.id, route.label, exc)
+            return None

@@ -13,7 +13,8 @@ fetched. The HTTP session is the composition root's one session, handed in; this
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from typing import Any
 
 import aiohttp
 
@@ -37,6 +38,17 @@ def about_reference(
     if len(request.references) > 1:
         error.args = (f"Reference {number} ({reference.filename}): {error}",)
     return error
+
+
+def runbase_source(reference: ReferenceSource) -> dict[str, Any]:
+    """Return what a job keeps of one reference so failover can send it to Runbase later.
+
+    Its URL (None: bytes in hand or a Runware-only image, which Runbase cannot fetch), declared size and file name.
+    """
+    url = reference.url
+    if reference.image_uuid is not None and reference.image_uuid.startswith(("https://", "http://")):
+        url = reference.image_uuid
+    return {"url": url, "size": reference.size, "name": reference.filename}
 
 
 class References:
@@ -101,6 +113,17 @@ class References:
             except AtelierError as exc:
                 raise about_reference(exc, request, number, reference) from None
         return tuple(urls)
+
+    async def urls_for_move(self, sources: Sequence[ReferenceSource], max_count: int) -> tuple[str, ...]:
+        """Check a job's kept references for Runbase when failover moves it there (the same checks as admission).
+
+        Raises `AtelierError` saying why they cannot go (too many for the model, too large, not an image, no URL).
+        """
+        if len(sources) > max_count:
+            raise InvalidRequestError(
+                f"Runbase takes at most {max_count} reference image(s); the job has {len(sources)}."
+            )
+        return tuple([await self._runbase_url(source) for source in sources])
 
     async def _runbase_url(self, reference: ReferenceSource) -> str:
         """Check one reference for Runbase and return its URL."""

@@ -110,6 +110,7 @@ class GenerationService:
             clock=clock,
         )
         """Held requests and quarantined results: a moderator's decisions, the expiry sweep."""
+        references = References(client, session, config.limits, allowed_hosts=allowed_hosts)
         self._admitter = Admitter(
             config=config,
             server_options=server_options,
@@ -118,7 +119,7 @@ class GenerationService:
             ledger=ledger,
             scheduler=scheduler,
             jobs=self._jobs,
-            references=References(client, session, config.limits, allowed_hosts=allowed_hosts),
+            references=references,
             active=self._active,
             clock=clock,
             rules=rules,
@@ -137,7 +138,12 @@ class GenerationService:
             active=self._active,
             approvals=self.approvals,
             failover=Failover(
-                providers=providers, routing=self.routing, pricing=pricing, ledger=ledger, jobs=self._jobs
+                providers=providers,
+                routing=self.routing,
+                pricing=pricing,
+                ledger=ledger,
+                jobs=self._jobs,
+                references=references,
             ),
         )
 

@@ -169,16 +169,22 @@ class JobQueries:
         )
         return cursor.rowcount > 0
 
-    def move_to_provider(self, job_id: str, provider: str, estimate: int, at: datetime) -> bool:
+    def move_to_provider(
+        self, job_id: str, provider: str, estimate: int, at: datetime, references: Sequence[str] | None = None
+    ) -> bool:
         """Queue a job again on another provider at a new estimate, its old task forgotten (failover).
 
-        Only for a job whose provider certainly did not take its work; False unless it is queued or submitted on
-        another provider.
+        `references`, when given, replace the job's stored references (the new provider's form of them: Runbase's
+        URLs for Runware's UUIDs). Only for a job whose provider certainly did not take its work; False unless it is
+        queued or submitted on another provider.
         """
+        refs = None if references is None else json.dumps(list(references))
         cursor = self._conn.execute(
             "UPDATE jobs SET provider = ?, estimate = ?, state = 'queued', task_uuid = NULL, task_sent_at = NULL,"
-            " task_acked_at = NULL, updated_at = ? WHERE id = ? AND state IN ('queued', 'submitted') AND provider <> ?",
-            (provider, estimate, to_ms(at), job_id, provider),
+            " task_acked_at = NULL, updated_at = ?,"
+            " extras = CASE WHEN ? IS NULL THEN extras ELSE json_set(extras, '$.references', json(?)) END"
+            " WHERE id = ? AND state IN ('queued', 'submitted') AND provider <> ?",
+            (provider, estimate, to_ms(at), refs, refs, job_id, provider),
         )
         return cursor.rowcount > 0
 

@@ -8,10 +8,13 @@ certainly took nothing), a burst on one key within Runbase's rate limit, and a c
 from __future__ import annotations
 
 import asyncio
+import io
+import random
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from PIL import Image
 
 from bot.money import format_usd
 from bot.storage.rows import JobState
@@ -129,6 +132,68 @@ async def test_runware_402_is_served_by_runbase_and_charged_runbase_cost_once(
     assert both.runware.tasks_submitted() != [] and both.runware.total_cost_micros == 0
     await idle(both)
     await assert_books_agree(both, fake_runbase, 50_000)
+
+
+async def test_a_reference_job_refused_by_runware_402_is_served_by_runbase_with_its_discord_link(
+    both: Atelier, fake_runbase: FakeRunbase
+) -> None:
+    """/imagine with a reference on Runware, whose balance is empty (402 on the inference): the job moves to Runbase,
+    which gets the attachment's Discord URL as `image_urls` and fetches it itself; Runbase's cost is charged once."""
+    attachment = both.fake.store_blob(png(60, 40, (0, 200, 0)), "green.png")
+    both.runware.fail_next(RunwareFault.INSUFFICIENT_CREDITS, task_type="imageInference")
+    result = await imagine(both, prompt="make it a fox", model="gpt-image-1", reference=attachment)
+    fields = embed_fields(result)
+    assert fields["Provider"] == "Runbase" and fields["Cost"] == format_usd(50_000)
+    [create] = fake_runbase.creates
+    [url] = create.json["input"]["image_urls"]
+    assert "green.png" in url and fake_runbase.reference_fetches == [url]
+    assert len(both.runware.tasks_submitted("imageUpload")) == 1 and both.runware.total_cost_micros == 0
+    job = await both.bot.services.generation.get_job(job_id_of(result))
+    assert job is not None and job.provider == "runbase" and job.references == (url,)
+    await idle(both)
+    await assert_books_agree(both, fake_runbase, 50_000)
+
+
+async def test_a_reference_too_large_for_runbase_stays_on_runware_and_the_402_stands(
+    both: Atelier, fake_runbase: FakeRunbase
+) -> None:
+    """A 4+ MB attachment fits Runware (it is normalised and uploaded) but not Runbase's 4 MB `image_urls` limit: when
+    Runware answers 402 the job does not move, the member sees Runware's error, nothing is charged."""
+    noise = Image.frombytes("RGB", (1300, 1300), random.Random(11).randbytes(1300 * 1300 * 3))
+    buffer = io.BytesIO()
+    noise.save(buffer, "PNG")
+    assert len(buffer.getvalue()) > 4 * 1024 * 1024
+    attachment = both.fake.store_blob(buffer.getvalue(), "noise.png")
+    both.runware.fail_next(RunwareFault.INSUFFICIENT_CREDITS, task_type="imageInference")
+    interaction = await both.slash(
+        "imagine", user_id=both.world.member_id, prompt="a noisy fox", model="gpt-image-1", reference=attachment
+    )
+    failure = await failure_of(interaction, timeout=30.0)
+    assert "Nothing was charged" in failure.content
+    assert fake_runbase.creates == [] and fake_runbase.reference_fetches == []
+    await idle(both)
+    count, total = await settled_total(both)
+    assert (count, total) == (0, 0)
+
+
+async def test_an_edit_of_a_runware_result_refused_by_runware_402_does_not_move_to_runbase(
+    both: Atelier, fake_runbase: FakeRunbase
+) -> None:
+    """An edit's reference is the Runware result's image UUID, which Runbase cannot fetch: on 402 the job stays on
+    Runware and fails there, nothing charged for it, Runbase never asked."""
+    member = both.world.member_id
+    result = await imagine(both, prompt="a fox", model="gpt-image-1")
+    assert embed_fields(result)["Provider"] == "Runware"
+    both.runware.fail_next(RunwareFault.INSUFFICIENT_CREDITS, task_type="imageInference")
+    click = await both.fake.click_button(result, f"atelier:edit:{job_id_of(result)}", user_id=member)
+    await click.wait_response()
+    submitted = await both.fake.submit_modal(click, {text_input_id(click): "make it blue"})
+    failure = await failure_of(submitted, timeout=30.0)
+    assert "Nothing was charged" in failure.content
+    assert fake_runbase.requests == []
+    await idle(both)
+    count, total = await settled_total(both)
+    assert count == 1 and total == both.runware.total_cost_micros
 
 
 async def test_runware_answer_lost_after_sending_is_not_failed_over_nor_charged_twice(
