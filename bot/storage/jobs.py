@@ -178,15 +178,21 @@ class JobQueries:
         URLs for Runware's UUIDs). Only for a job whose provider certainly did not take its work; False unless it is
         queued or submitted on another provider.
         """
-        refs = None if references is None else json.dumps(list(references))
         cursor = self._conn.execute(
             "UPDATE jobs SET provider = ?, estimate = ?, state = 'queued', task_uuid = NULL, task_sent_at = NULL,"
-            " task_acked_at = NULL, updated_at = ?,"
-            " extras = CASE WHEN ? IS NULL THEN extras ELSE json_set(extras, '$.references', json(?)) END"
-            " WHERE id = ? AND state IN ('queued', 'submitted') AND provider <> ?",
-            (provider, estimate, to_ms(at), refs, refs, job_id, provider),
+            " task_acked_at = NULL, updated_at = ? WHERE id = ? AND state IN ('queued', 'submitted') AND provider <> ?",
+            (provider, estimate, to_ms(at), job_id, provider),
         )
-        return cursor.rowcount > 0
+        if cursor.rowcount == 0:
+            return False
+        if references is not None:
+            # In the caller's transaction, so the references change with the provider or not at all.
+            row = self._conn.execute("SELECT extras FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            extras = {**json.loads(row["extras"]), "references": list(references)}
+            self._conn.execute(
+                "UPDATE jobs SET extras = ? WHERE id = ?", (json.dumps(extras, separators=(",", ":")), job_id)
+            )
+        return True
 
     def record_post(self, job_id: str, task_uuid: str, at: datetime) -> bool:
         """Record that the job's task is about to be POSTed (again) at `at`; False if the job has another task UUID."""

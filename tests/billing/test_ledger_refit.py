@@ -8,6 +8,7 @@ a settle at the new estimate records no overrun; concurrent requests never pass 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -237,3 +238,21 @@ async def test_reconcile_settles_a_moved_delivered_job_without_cost_at_its_held_
     assert report.settled == ["job"]
     status = await ledger.status(GUILD, MEMBER, [])
     assert (status.spent, status.reserved) == (600_000, 0)
+
+
+async def test_a_refit_with_references_stores_them_with_the_move_and_a_refused_one_keeps_the_old(
+    ledger: Ledger, db: Database
+) -> None:
+    """The new provider's references (Runbase URLs for Runware UUIDs) are written in the move's transaction, the
+    other extras kept; a refit the budget refuses changes neither the provider nor the references."""
+    job = replace(new_job("job", 400_000), references=("uuid-1",), extras={"kind": "imagine"})
+    await ledger.reserve("job", GUILD, MEMBER, [], 400_000, job=job)
+    with pytest.raises(BudgetExceededError):
+        await ledger.refit("job", [], (), 1_100_000, "runbase", references=("https://cdn.example/a.png",))
+    stored = await db.run(lambda conn: JobQueries(conn).get("job"), write=False)
+    assert stored is not None and (stored.provider, stored.references) == ("runware", ("uuid-1",))
+    await ledger.refit("job", [], (), 500_000, "runbase", references=("https://cdn.example/a.png",))
+    stored = await db.run(lambda conn: JobQueries(conn).get("job"), write=False)
+    assert stored is not None
+    assert (stored.provider, stored.estimate, stored.references) == ("runbase", 500_000, ("https://cdn.example/a.png",))
+    assert stored.extras.get("kind") == "imagine"
