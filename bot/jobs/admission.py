@@ -17,8 +17,9 @@ One request goes through `Admitter.admit` in this order, so every refusal happen
    server's `confirm_above` (its own, else the config's) and the request is not yet `confirmed`. Before that
    question, and before any reference is downloaded or uploaded, `Ledger.check` refuses what the budget cannot hold
    anyway (it writes nothing; the reservation in step 5 still decides);
-4. fetch, check and upload the references (`bot.jobs.references`), so the job row holds only reference UUIDs and can
-   be re-run after a restart;
+4. fetch, check and upload the references (`bot.jobs.references`), so the job row holds only reference UUIDs (on
+   Runbase: the checked Discord URLs) and can be re-run after a restart; each reference's source URL is kept too
+   (`reference_sources`), for failover to Runbase;
 5. reserve the estimate *and* insert the job row (state `queued`) in one ledger transaction, then queue it. In an
    approval channel (`bot.moderation.approvals`: mode `all`, or `over` with the estimate above the amount) the row is
    inserted as `awaiting_approval` instead, in the same transaction as its hold, and not queued
