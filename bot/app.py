@@ -14,7 +14,7 @@ import logging
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from urllib.parse import urlsplit
@@ -44,9 +44,8 @@ from bot.discord.intents import PrivilegedIntentError
 from bot.discord.modlog import DiscordModLog
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import DISCORD_IMAGE_HOSTS
-from bot.jobs.concurrency import AdaptiveLimit
+from bot.jobs.concurrency import lane_scheduler, provider_lanes
 from bot.jobs.options import ServerOptions
-from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
 from bot.log import setup_logging
 from bot.moderation.approvals import ModerationRules
@@ -134,11 +133,6 @@ def build_providers(
     return Providers(*built), runware
 
 
-def _current_of(limit: AdaptiveLimit) -> Callable[[], int]:
-    """Return a lane's capacity for the scheduler: the adaptive limit's current value, asked at every start."""
-    return lambda: limit.current
-
-
 def build_services(database: Database, settings: Settings, session: aiohttp.ClientSession, bot: AtelierBot) -> Services:
     """Build the services on an open database, the one HTTP session and the bot (the client the delivery posts with).
 
@@ -153,22 +147,8 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
     ledger = Ledger(database, budgets, operator_grace=operator_grace_for(config.runware))
     server_options = ServerOptions(database, config)
     policy = Policy(database)
-    limits = config.limits
-    lanes = {
-        provider: AdaptiveLimit(
-            minimum=min(limits.min_concurrency, limits.global_concurrency),
-            maximum=limits.global_concurrency,
-            name=name,
-        )
-        for provider, name in ((ProviderName.RUNWARE.value, "Runware"), (ProviderName.RUNBASE.value, "Runbase"))
-    }
-    scheduler = Scheduler(
-        limits.global_concurrency,
-        limits.per_member_concurrency,
-        lanes={provider: _current_of(limit) for provider, limit in lanes.items()},
-    )
-    for limit in lanes.values():
-        limit.subscribe(scheduler.wake)
+    lanes = provider_lanes(config.limits)
+    scheduler = lane_scheduler(config.limits, lanes)
     metrics.current().watch_queue(lambda: scheduler.waiting_count, lambda: scheduler.running_count)
     providers, runware = build_providers(
         database,

@@ -24,7 +24,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+
+from bot.catalog import ProviderName
+from bot.jobs.scheduler import Scheduler
+from bot.settings import LimitsConfig
 
 log = logging.getLogger(__name__)
 
@@ -131,3 +135,32 @@ class AdaptiveLimit:
         if self._limit < before:
             self.decreases += 1
             log.warning("%s concurrency %d -> %d: %s", self.name, before, self.current, why)
+
+
+def provider_lanes(limits: LimitsConfig) -> dict[str, AdaptiveLimit]:
+    """One adaptive limit per provider (by its stored name), within `[limits]` min_concurrency..global_concurrency."""
+    return {
+        provider.value: AdaptiveLimit(
+            minimum=min(limits.min_concurrency, limits.global_concurrency),
+            maximum=limits.global_concurrency,
+            name=provider.label,
+        )
+        for provider in ProviderName
+    }
+
+
+def lane_scheduler(limits: LimitsConfig, lanes: Mapping[str, AdaptiveLimit]) -> Scheduler:
+    """Return the fair scheduler with a lane per adaptive limit, woken whenever a limit rises."""
+    scheduler = Scheduler(
+        limits.global_concurrency,
+        limits.per_member_concurrency,
+        lanes={provider: _current_of(limit) for provider, limit in lanes.items()},
+    )
+    for limit in lanes.values():
+        limit.subscribe(scheduler.wake)
+    return scheduler
+
+
+def _current_of(limit: AdaptiveLimit) -> Callable[[], int]:
+    """Return a lane's capacity for the scheduler: the adaptive limit's current value, asked at every start."""
+    return lambda: limit.current

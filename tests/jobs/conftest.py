@@ -17,9 +17,9 @@ import pytest_asyncio
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
-from bot.catalog import Background, ModelName, OutputFormat, Quality, Routing, Size
+from bot.catalog import Background, ModelName, OutputFormat, ProviderName, Quality, Routing, Size
 from bot.images import FittedImage
-from bot.jobs.concurrency import AdaptiveLimit
+from bot.jobs.concurrency import AdaptiveLimit, lane_scheduler, provider_lanes
 from bot.jobs.delivery import ResultSummary
 from bot.jobs.options import ServerOptions
 from bot.jobs.requests import DeliveryTarget, GenerationRequest
@@ -194,10 +194,8 @@ class HarnessFactory:
         db = await Database.open(self.path)
         budgets = Budgets(db, config)
         ledger = Ledger(db, budgets)
-        limits = config.limits
-        limit = AdaptiveLimit(
-            minimum=min(limits.min_concurrency, limits.global_concurrency), maximum=limits.global_concurrency
-        )
+        lanes = provider_lanes(config.limits)
+        limit = lanes[ProviderName.RUNWARE.value]
         client = RunwareClient(
             self.session,
             api_key=self.key,
@@ -207,10 +205,7 @@ class HarnessFactory:
             retry_max_delay=retry_max_delay,
             load=limit,
         )
-        scheduler = Scheduler(
-            limits.global_concurrency, limits.per_member_concurrency, lanes={"runware": lambda: limit.current}
-        )
-        limit.subscribe(scheduler.wake)
+        scheduler = lane_scheduler(config.limits, lanes)
         delivery = RecordingDelivery()
         settings = ServerOptions(db, config)
         service = GenerationService(

@@ -20,9 +20,8 @@ from bot.billing.ledger import Ledger
 from bot.billing.pricing import Pricing
 from bot.catalog import ModelName, ProviderName, Quality, Routing
 from bot.clock import utc_now
-from bot.jobs.concurrency import AdaptiveLimit
+from bot.jobs.concurrency import lane_scheduler, provider_lanes
 from bot.jobs.options import ServerOptions
-from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import GenerationService
 from bot.providers.base import Providers
 from bot.providers.runbase import RunbaseProvider
@@ -68,13 +67,7 @@ class RunbaseHarnesses:
         budgets = Budgets(db, config)
         ledger = Ledger(db, budgets)
         jobs = JobRepository(db)
-        limits = config.limits
-        lanes = {
-            provider.value: AdaptiveLimit(
-                minimum=min(limits.min_concurrency, limits.global_concurrency), maximum=limits.global_concurrency
-            )
-            for provider in BOTH
-        }
+        lanes = provider_lanes(config.limits)
         client = RunwareClient(
             self.session,
             api_key=self.runware.api_key,
@@ -87,13 +80,7 @@ class RunbaseHarnesses:
             RunwareProvider(client, jobs, config.runware, utc_now),
             RunbaseProvider(runbase, jobs, RunRepository(db)),
         )
-        scheduler = Scheduler(
-            limits.global_concurrency,
-            limits.per_member_concurrency,
-            lanes={name: (lambda limit=limit: limit.current) for name, limit in lanes.items()},
-        )
-        for limit in lanes.values():
-            limit.subscribe(scheduler.wake)
+        scheduler = lane_scheduler(config.limits, lanes)
         delivery = RecordingDelivery()
         settings = ServerOptions(db, config)
         service = GenerationService(
