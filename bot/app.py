@@ -117,11 +117,7 @@ def build_providers(
         )
         built.append(RunwareProvider(runware, jobs, config.runware, utc_now))
     if settings.runbase_api_key is not None:
-        options = RunbaseOptions(
-            request_timeout_seconds=config.runware.request_timeout_seconds,
-            task_timeout_seconds=config.runware.task_timeout_seconds,
-            max_retries=config.runware.max_retries,
-        )
+        options = RunbaseOptions.from_config(config.runware)
         runbase = RunbaseClient(
             session,
             api_key=settings.require_runbase_key(),
@@ -219,7 +215,7 @@ async def open_bot(
         timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            await Database.open(settings.database_url or settings.database) as database,
+            await Database.open(settings.database_target) as database,
         ):
             if server is not None:
                 server.ping = partial(database.run, _ping, write=False)

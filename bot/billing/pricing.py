@@ -11,7 +11,7 @@ from collections.abc import Sized
 from typing import Protocol
 
 from bot.billing.errors import PricingError
-from bot.catalog import MAX_COUNT, ROUTES, ModelName, ProviderName, Quality, Resolution, Route, Size
+from bot.catalog import MAX_COUNT, ModelName, ProviderName, Quality, Resolution, Route, Size, find_route
 from bot.settings import AppConfig
 
 _MICROS = 1_000_000
@@ -178,7 +178,7 @@ def _route(model: ModelName, provider: ProviderName | str) -> Route:
         name = ProviderName(provider)
     except ValueError:
         raise PricingError(f"Unknown provider {provider!r}.") from None
-    route = next((r for r in ROUTES if r.model is model and r.provider is name), None)
+    route = find_route(model, name)
     if route is None:
         raise PricingError(f"{model.label} is not served by {name.label}.")
     return route

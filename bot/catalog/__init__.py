@@ -10,7 +10,16 @@ A leaf of the house: it imports nothing else of the project. Every name is re-ex
 `from bot.catalog import ModelName` works as it always has.
 """
 
-from bot.catalog.routes import ROUTES, NoRouteError, Refusal, Route, RouteRequest, Routing, default_order
+from bot.catalog.routes import (
+    ROUTES,
+    NoRouteError,
+    Refusal,
+    Route,
+    RouteRequest,
+    Routing,
+    default_order,
+    find_route,
+)
 from bot.catalog.vocabulary import (
     AIR_TO_MODEL,
     MAX_COUNT,
@@ -46,4 +55,5 @@ __all__ = [
     "Routing",
     "Size",
     "default_order",
+    "find_route",
 ]

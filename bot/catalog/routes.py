@@ -230,11 +230,13 @@ ROUTES: tuple[Route, ...] = (
 
 def default_order(model: ModelName) -> tuple[ProviderName, ...]:
     """Return the providers that serve `model`, Runware first (contract §5.4: Runware is each model's first route)."""
-    return tuple(provider for provider in ProviderName if _find(ROUTES, model, provider) is not None)
+    return tuple(provider for provider in ProviderName if find_route(model, provider) is not None)
 
 
-def _find(routes: Iterable[Route], model: ModelName, provider: ProviderName) -> Route | None:
-    return next((route for route in routes if route.model is model and route.provider is provider), None)
+def find_route(model: ModelName, provider: ProviderName, routes: Iterable[Route] | None = None) -> Route | None:
+    """Return the route of `model` on `provider` in `routes` (default: the whole catalog), or None if it has none."""
+    candidates = ROUTES if routes is None else routes
+    return next((route for route in candidates if route.model is model and route.provider is provider), None)
 
 
 class NoRouteError(LookupError):
@@ -322,7 +324,7 @@ class Routing:
             order = (orders or {}).get(model, default_order(model))
             routes = []
             for provider in order:
-                route = _find(table, model, provider)
+                route = find_route(model, provider, table)
                 if provider in keys and route is not None and route not in routes:
                     routes.append(route)
             if routes:
@@ -349,7 +351,7 @@ class Routing:
 
     def route(self, model: ModelName, provider: ProviderName | str) -> Route | None:
         """Return the configured route of `model` on `provider`, or None."""
-        return _find(self.routes(model), model, ProviderName(provider))
+        return find_route(model, ProviderName(provider), self.routes(model))
 
     def choose(self, model: ModelName, request: RouteRequest) -> Route:
         """Return the first route of `model` that can honour `request`; raise `NoRouteError` naming what is possible."""

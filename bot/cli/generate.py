@@ -118,12 +118,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _provider(args: argparse.Namespace, settings: Settings) -> ProviderName:
-    """Return the provider asked for, else the model's first configured route (Runware when only its key is set)."""
+    """Return the provider asked for, else the model's first configured route (`[providers]` order).
+
+    Runware when no configured provider serves the model (or it is not a model): its checks then say what is wrong.
+    """
     if args.provider is not None:
         return ProviderName(args.provider)
-    if settings.runware_api_key is not None or settings.runbase_api_key is None:
+    try:
+        model = ModelName(args.model or settings.app.defaults.model)
+    except ValueError:
         return ProviderName.RUNWARE
-    return ProviderName.RUNBASE
+    routes = settings.routing().routes(model)
+    return routes[0].provider if routes else ProviderName.RUNWARE
 
 
 async def _generate_and_save(
@@ -136,7 +142,7 @@ async def _generate_and_save(
 ) -> int:
     """Hold, generate, settle (release only a certain refusal), download and save over one session; the exit status."""
     try:
-        database = await Database.open(settings.database_url or settings.database)
+        database = await Database.open(settings.database_target)
     except DatabaseError as exc:
         print(f"atelier: {exc}; nothing was sent", file=sys.stderr)
         return EXIT_FAILED

@@ -126,15 +126,12 @@ def run(args: argparse.Namespace, settings: Settings, out: Path) -> int:
 
 async def _generate(request: RunbaseRequest, settings: Settings, api_key: str, claim: Claim) -> int:
     try:
-        database = await Database.open(settings.database)
+        database = await Database.open(settings.database_target)
     except DatabaseError as exc:
         print(f"atelier: {exc}; nothing was sent", file=sys.stderr)
         return EXIT_FAILED
     async with database, aiohttp.ClientSession() as session:
-        options = RunbaseOptions(
-            request_timeout_seconds=settings.app.runware.request_timeout_seconds,
-            task_timeout_seconds=settings.app.runware.task_timeout_seconds,
-        )
+        options = RunbaseOptions.from_config(settings.app.runware)
         client = RunbaseClient(session, api_key=api_key, api_url=settings.runbase_api_url, options=options)
         account = OperatorAccount(database, settings.app)
         price = Pricing(settings.app).estimate(

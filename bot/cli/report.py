@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     async def read() -> PeriodReport:
-        async with await Database.open(settings.database_url or settings.database) as database:
+        async with await Database.open(settings.database_target) as database:
             return await Reports(database, Budgets(database, settings.app)).period_report(args.guild, args.period)
 
     try:

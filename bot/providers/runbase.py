@@ -26,7 +26,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from bot.catalog import ROUTES, ModelName, ProviderName, Quality, Resolution, Route
+from bot.catalog import ModelName, ProviderName, Quality, Resolution, Route, find_route
 from bot.observability import metrics
 from bot.providers.base import PaidFailureError
 from bot.runbase.client import RunbaseClient
@@ -51,7 +51,7 @@ TASK_PREFIX = "runbase-"
 
 def runbase_route(model: ModelName) -> Route | None:
     """Return the catalog's Runbase route of a model, or None when Runbase does not serve it."""
-    return next((r for r in ROUTES if r.model is model and r.provider is ProviderName.RUNBASE), None)
+    return find_route(model, ProviderName.RUNBASE)
 
 
 @dataclass(frozen=True, slots=True)

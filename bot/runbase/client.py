@@ -41,6 +41,7 @@ from bot.runbase.limiter import RequestKind, RunbaseLimiter, Sleep
 from bot.runbase.models import CreateRun, Run
 from bot.runbase.transport import RunbaseTransport
 from bot.runware.client import OVERLOAD_STATUSES, LoadSignals
+from bot.settings import RunwareConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,15 @@ class RunbaseOptions:
     max_retries: int = 4
     retry_base_delay: float = 1.0
     retry_max_delay: float = 30.0
+
+    @classmethod
+    def from_config(cls, config: RunwareConfig) -> RunbaseOptions:
+        """Return the `[runware]` timeouts and retries, which Atelier applies to every provider."""
+        return cls(
+            request_timeout_seconds=config.request_timeout_seconds,
+            task_timeout_seconds=config.task_timeout_seconds,
+            max_retries=config.max_retries,
+        )
 
 
 class RunbaseClient:

@@ -385,6 +385,11 @@ class Settings(BaseModel):
         keys = {ProviderName.RUNWARE: self.runware_api_key, ProviderName.RUNBASE: self.runbase_api_key}
         return tuple(provider for provider, key in keys.items() if key is not None)
 
+    @property
+    def database_target(self) -> Path | str:
+        """What `Database.open` takes: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.database_url or self.database
+
     def routing(self) -> Routing:
         """Per model, the routes of the configured providers in `[providers]` order (contract §5.4 by default)."""
         return build_routing(self.configured_providers, self.app.providers)

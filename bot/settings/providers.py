@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from bot.catalog import ROUTES, ModelName, ProviderName, Quality, Resolution, Route, Routing
+from bot.catalog import ROUTES, ModelName, ProviderName, Quality, Resolution, Route, Routing, find_route
 from bot.money import usd_to_micros
 
 
@@ -54,7 +54,7 @@ def check_provider_orders(orders: ProvidersConfig) -> ProvidersConfig:
     """Raise ValueError when a `[providers]` entry names a provider that does not serve that model."""
     for model, order in orders.items():
         for provider in order.order:
-            if not any(route.model is model and route.provider is provider for route in ROUTES):
+            if find_route(model, provider) is None:
                 raise ValueError(f'providers."{model}": {provider} does not serve {model}')
     return orders
 
