@@ -13,8 +13,7 @@ loses work.
 
 A slot is a provider slot: once a job's provider work is done (its images exist), the worker hands the slot back with
 `release_slot` and the next job starts at once, while the first one downloads and posts its images (bounded by the
-worker's own delivery limit). The global limit is the smaller of `global_limit` and `capacity()` (when given), asked
-at every start; `wake()` starts jobs after a limit rose.
+worker's own delivery limit). `wake()` starts jobs after a limit rose.
 
 Lanes: each job has a provider (`submit(..., provider=)`), and `lanes` maps a provider to its current adaptive limit
 (`bot.jobs.concurrency.AdaptiveLimit.current`). A job starts only when its provider's lane has room, as well as the
@@ -30,8 +29,11 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K", int, str)
 
 RunJob = Callable[[str], Awaitable[None]]
 """Runs one job to its end, given its id; the scheduler logs (and otherwise ignores) whatever it raises."""
@@ -44,14 +46,12 @@ class Scheduler:
         self,
         global_limit: int,
         per_member_limit: int,
-        capacity: Callable[[], int] | None = None,
         *,
         lanes: Mapping[str, Callable[[], int]] | None = None,
     ) -> None:
         if global_limit < 1 or per_member_limit < 1:
             raise ValueError("concurrency limits must be at least 1")
         self._global_limit = global_limit
-        self._capacity = capacity
         self._lanes = dict(lanes or {})
         self._provider_of: dict[str, str] = {}
         self._running_per_lane: dict[str, int] = {}
@@ -125,17 +125,8 @@ class Scheduler:
         self._released.add(job_id)
         member = self._member_of.get(job_id)
         if member is not None:
-            left = self._running_per_member.get(member, 1) - 1
-            if left > 0:
-                self._running_per_member[member] = left
-            else:
-                self._running_per_member.pop(member, None)
-        lane = self._provider_of.get(job_id, "")
-        left = self._running_per_lane.get(lane, 1) - 1
-        if left > 0:
-            self._running_per_lane[lane] = left
-        else:
-            self._running_per_lane.pop(lane, None)
+            _decrement(self._running_per_member, member)
+        _decrement(self._running_per_lane, self._provider_of.get(job_id, ""))
         self._pump()
         return True
 
@@ -204,8 +195,7 @@ class Scheduler:
     def _pump(self) -> None:
         if self._run_job is None or self._stopping:
             return
-        limit = self._global_limit if self._capacity is None else max(1, min(self._global_limit, self._capacity()))
-        while len(self._running) - len(self._released) < limit and self._order:
+        while len(self._running) - len(self._released) < self._global_limit and self._order:
             member = self._next_member()
             if member is None:
                 return
@@ -258,3 +248,12 @@ class Scheduler:
     def _check_idle(self) -> None:
         if not self._member_of:
             self._idle.set()
+
+
+def _decrement(counts: dict[K, int], key: K) -> None:
+    """Count one running job fewer under `key`, dropping the key at zero."""
+    left = counts.get(key, 1) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)

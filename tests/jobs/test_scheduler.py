@@ -168,10 +168,10 @@ async def test_a_released_slot_starts_the_next_job_while_the_first_still_runs() 
     await asyncio.wait_for(idle, 5)
 
 
-async def test_the_capacity_callable_lowers_the_global_limit_and_wake_raises_it_again() -> None:
-    """With capacity() = 1 one job runs at a time; raising it and calling wake() starts more, up to global_limit."""
+async def test_a_lanes_limit_lowers_what_runs_and_wake_raises_it_again_up_to_the_global_limit() -> None:
+    """With the lane at 1 one job runs at a time; raising it and calling wake() starts more, up to global_limit."""
     capacity = [1]
-    scheduler = Scheduler(global_limit=3, per_member_limit=4, capacity=lambda: capacity[0])
+    scheduler = Scheduler(global_limit=3, per_member_limit=4, lanes={"runware": lambda: capacity[0]})
     gate = asyncio.Event()
     started: list[str] = []
 
@@ -181,7 +181,7 @@ async def test_the_capacity_callable_lowers_the_global_limit_and_wake_raises_it_
 
     scheduler.start(run)
     for n in range(5):
-        scheduler.submit(f"j{n}", 1)
+        scheduler.submit(f"j{n}", 1, "runware")
     await asyncio.sleep(0)
     assert len(started) == 1 and scheduler.running_count == 1
     capacity[0] = 10  # above global_limit: the configured limit still caps it
