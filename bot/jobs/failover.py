@@ -32,7 +32,7 @@ from bot.billing.pricing import Pricing
 from bot.catalog import ProviderName, Route, Routing
 from bot.errors import AtelierError
 from bot.jobs.references import References
-from bot.jobs.requests import DeliveryTarget, ReferenceSource, job_route_request
+from bot.jobs.requests import ReferenceSource, job_places, job_role_ids, job_route_request
 from bot.money import format_usd
 from bot.providers.base import Providers, certainly_not_accepted
 from bot.runware.errors import RunwareError
@@ -105,25 +105,14 @@ class Failover:
             if urls is None:
                 return None
         try:
-            estimate = self._pricing.estimate(
-                job.model,
-                job.quality,
-                job.size,
-                job.count,
-                len(job.prompt),
-                len(job.references),
-                provider=route.provider,
-                resolution=job.resolution,
-            )
+            estimate = self._pricing.estimate_route(route, job, job.resolution)
         except PricingError:
             log.warning("job %s: no price on %s; not moving it", job.id, route.label, exc_info=True)
             return None
-        roles = [int(role) for role in job.extras.get("role_ids", []) if isinstance(role, int)]
-        target = DeliveryTarget.from_job(job)
-        places = () if job.channel_id is None else (job.channel_id, *target.channel_parents)
-        places = tuple(dict.fromkeys(places))
         try:
-            extra = await self._ledger.refit(job.id, roles, places, estimate, route.provider.value, references=urls)
+            extra = await self._ledger.refit(
+                job.id, job_role_ids(job), job_places(job), estimate, route.provider.value, references=urls
+            )
         except BudgetExceededError as refusal:
             log.info("job %s: %s refused it and %s does not fit the budget (%s)", job.id, job.provider, route, refusal)
             raise FailoverRefusedError(error, route, estimate, refusal) from error

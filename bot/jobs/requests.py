@@ -206,6 +206,19 @@ class GenerationRequest:
         return hashlib.sha256(encoded).hexdigest()[:32]
 
 
+def job_role_ids(job: Job) -> list[int]:
+    """Return the member's role ids as admission stored them with the job (for their allowance)."""
+    return [int(role) for role in job.extras.get("role_ids", []) if isinstance(role, int)]
+
+
+def job_places(job: Job) -> tuple[int, ...]:
+    """Return a stored job's channel and what encloses it, innermost first, as `GenerationRequest.places` does."""
+    if job.channel_id is None:
+        return ()
+    parents = DeliveryTarget.from_job(job).channel_parents
+    return (job.channel_id, *(parent for parent in parents if parent != job.channel_id))
+
+
 def job_route_request(job: Job) -> RouteRequest:
     """Return the options a stored job asks a route to honour (to move it to another route: `Routing.after`)."""
     return RouteRequest(

@@ -36,7 +36,7 @@ from bot.jobs.errors import JobNotCancellableError
 from bot.jobs.failover import Failover
 from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.progress import Progress
-from bot.jobs.requests import DeliveryTarget
+from bot.jobs.requests import DeliveryTarget, job_role_ids
 from bot.jobs.resume import Restarts, ResumeReport
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tracking import ActiveJobs, Phase, Tracked
@@ -305,9 +305,8 @@ class Worker:
         remaining: int | None = None
         resets_at: datetime | None = None
         if job.guild_id is not None:
-            roles = [int(role) for role in job.extras.get("role_ids", []) if isinstance(role, int)]
             try:
-                status = await self._ledger.status(job.guild_id, job.member_id, roles)
+                status = await self._ledger.status(job.guild_id, job.member_id, job_role_ids(job))
             except AtelierError:
                 log.warning("no budget status for job %s", job.id, exc_info=True)
             else:
