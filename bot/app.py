@@ -44,7 +44,7 @@ from bot.discord.intents import PrivilegedIntentError
 from bot.discord.modlog import DiscordModLog
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import DISCORD_IMAGE_HOSTS
-from bot.jobs.concurrency import lane_scheduler, provider_lanes
+from bot.jobs.concurrency import current_of, lane_scheduler, provider_lanes
 from bot.jobs.options import ServerOptions
 from bot.jobs.service import GenerationService
 from bot.log import setup_logging
@@ -146,6 +146,8 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
     lanes = provider_lanes(config.limits)
     scheduler = lane_scheduler(config.limits, lanes)
     metrics.current().watch_queue(lambda: scheduler.waiting_count, lambda: scheduler.running_count)
+    for provider, lane in lanes.items():
+        metrics.current().watch_limit(provider, current_of(lane))
     providers, runware = build_providers(
         database,
         settings,

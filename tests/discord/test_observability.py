@@ -95,6 +95,9 @@ async def test_metrics_count_interactions_jobs_and_the_spend_the_ledger_settled(
     assert ("atelier_job_transitions_total", (("state", "failed"),)) not in samples
     assert samples[("atelier_queue_length", ())] == 0
     assert samples[("atelier_gateway_connected", ())] == 1
+    ceiling = atelier.settings().app.limits.global_concurrency
+    for provider in ("runware", "runbase"):
+        assert samples[("atelier_provider_concurrency_limit", (("provider", provider),))] == ceiling
     assert samples[("atelier_provider_request_seconds_count", (("outcome", "ok"), ("task_type", "imageInference")))]
     with sqlite3.connect(atelier.database) as conn:
         (settled,) = conn.execute("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE kind = 'settle'").fetchone()
