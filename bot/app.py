@@ -42,6 +42,7 @@ from bot.discord.client import (
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.intents import PrivilegedIntentError
 from bot.discord.modlog import DiscordModLog
+from bot.discord.sharding import bot_class
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import DISCORD_IMAGE_HOSTS
 from bot.jobs.concurrency import lane_scheduler, provider_lanes
@@ -219,7 +220,7 @@ async def open_bot(
         ):
             if server is not None:
                 server.ping = partial(database.run, _ping, write=False)
-            bot = AtelierBot(
+            bot = bot_class(settings)(
                 settings=settings,
                 session=session,
                 services=partial(build_services, database, settings, session),
