@@ -157,6 +157,14 @@ class DiscordUnavailableError(Exception):
     """Discord could not be used: a server error on login, or the gateway closed for good; `str()` says which."""
 
 
+class ShardingRefusedError(Exception):
+    """The gateway refused the shard (4010 Invalid shard, 4011 Sharding required): `ATELIER_SHARDS` must change."""
+
+    def __init__(self, reason: str, code: int) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
 class DiscordRefusedError(Exception):
     """Discord (or what answers at `DISCORD_API_BASE`) refused a request at start-up with a 4xx other than 401/429."""
 
@@ -171,6 +179,8 @@ def connection_failure(exc: BaseException) -> Exception | None:
         reason = f"the gateway closed the connection with {exc.code} {GATEWAY_CLOSE_REASONS.get(exc.code, '')}".rstrip()
         if exc.code == GATEWAY_AUTHENTICATION_FAILED:
             return InvalidTokenError(reason)
+        if exc.code in (4010, 4011):
+            return ShardingRefusedError(reason, exc.code)
         return DiscordUnavailableError(reason)
     if isinstance(exc, discord.HTTPException):
         status = f"HTTP {exc.status} {exc.response.reason or ''}".rstrip()
@@ -408,7 +418,8 @@ class AtelierBot(commands.Bot):
         """Log once the gateway session is ready; the first time, start the job service (it can deliver now)."""
         self._gateway_state(None, up=True)
         user = self.user
-        log.info("Ready as %s (id %s) in %d guild(s)", user, user.id if user else "?", len(self.guilds))
+        shards = f" on shards {self.settings.shards}" if self.settings.shards is not None else ""
+        log.info("Ready as %s (id %s) in %d guild(s)%s", user, user.id if user else "?", len(self.guilds), shards)
         if self._jobs_started is None and not self.atelier_tree.closing:
             self._jobs_started = asyncio.create_task(self._start_jobs(), name="atelier-start-jobs")
 

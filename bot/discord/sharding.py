@@ -12,10 +12,11 @@ from typing import Any
 
 from discord.ext import commands
 
-from bot.discord.client import AtelierBot
+from bot.discord.client import AtelierBot, ShardingRefusedError
 from bot.settings import Settings
+from bot.settings.shards import ShardRange
 
-__all__ = ["ShardedAtelierBot", "bot_class"]
+__all__ = ["ShardedAtelierBot", "bot_class", "refusal_advice"]
 
 
 class ShardedAtelierBot(AtelierBot, commands.AutoShardedBot):
@@ -48,3 +49,12 @@ class ShardedAtelierBot(AtelierBot, commands.AutoShardedBot):
 def bot_class(settings: Settings) -> type[AtelierBot]:
     """Return the client class: `ShardedAtelierBot` when `ATELIER_SHARDS` is set, else `AtelierBot`."""
     return AtelierBot if settings.shards is None else ShardedAtelierBot
+
+
+def refusal_advice(error: ShardingRefusedError, shards: ShardRange | None) -> str:
+    """Return the one line an operator reads when the gateway refused the shard: what Discord said, what to change."""
+    if error.code == 4011:
+        change = "a larger COUNT in ATELIER_SHARDS" if shards is not None else "ATELIER_SHARDS (for example 0-1/2)"
+        return f"{error}: the bot is in too many servers for {shards or 'one connection'}; set {change}"
+    running = f"shards {shards}" if shards is not None else "the unsharded connection"
+    return f"{error} for {running}: every process needs the COUNT Discord expects, and FIRST-LAST within it"

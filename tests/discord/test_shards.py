@@ -13,8 +13,9 @@ from bot.discord.client import required_permissions
 from fakes.discord import FakeDiscord, FakeInteraction, World
 from tests.discord.conftest import assert_discord_rules_kept
 from tests.discord.processes import Fleet, fleet
+from tests.discord.test_process import Launch, launch
 
-__all__ = ["fleet"]
+__all__ = ["fleet", "launch"]
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,8 @@ async def test_three_processes_on_three_shards_answer_and_deliver_imagine_from_e
     """Shards 0-0/3, 1-1/3 and 2-2/3 in three processes: each IDENTIFYs as its shard and gets only its guild; the
     commands are synced once (by the process on shard 0); /imagine from a guild on every shard is acknowledged in
     time and delivered by the process of that shard; a fourth process asking for shard 0 of 2 is refused with 4010
-    and stops with one line (exit 1); after a SIGKILL of shard 2's process, a replacement on shard 2 answers again."""
+    and stops with one line naming ATELIER_SHARDS (exit 2); after a SIGKILL of shard 2's process, a replacement on
+    shard 2 answers again."""
     fake = fake_discord
     worlds = sharded_worlds(fake, 3)
     bots = [await fleet.start(f"{shard}-{shard}/3") for shard in range(3)]
@@ -75,10 +77,11 @@ async def test_three_processes_on_three_shards_answer_and_deliver_imagine_from_e
     assert all(interaction.acknowledged for interaction in interactions)
 
     refused = await fleet.start("0-0/2")
-    assert await refused.finish(timeout=60.0) == 1
+    assert await refused.finish(timeout=60.0) == 2
     failures = [line for line in refused.lines if line.startswith("atelier:")]
     assert failures == [
-        "atelier: Discord is unavailable (the gateway closed the connection with 4010 Invalid shard); try again later"
+        "atelier: ATELIER_SHARDS: the gateway closed the connection with 4010 Invalid shard for shards 0-0/2: every "
+        "process needs the COUNT Discord expects, and FIRST-LAST within it"
     ], refused.log
     assert "Traceback" not in refused.log
     assert (4010, "Invalid shard.") in fake.gateway_closes
@@ -91,3 +94,21 @@ async def test_three_processes_on_three_shards_answer_and_deliver_imagine_from_e
     await replacement.wait_line(" delivered ", timeout=30.0)
     assert [bot.count(" delivered ") for bot in bots[:2]] == [1, 1]
     assert_discord_rules_kept(fake)
+
+
+async def test_an_unsharded_bot_that_discord_requires_to_shard_stops_with_one_line_naming_atelier_shards(
+    fake_discord: FakeDiscord, launch: Launch
+) -> None:
+    """Past Discord's limit for one connection (the fake requires shards), an unsharded bot's IDENTIFY is closed with
+    4011: one line that says to set ATELIER_SHARDS, no traceback, exit 2."""
+    sharded_worlds(fake_discord, 2)
+    bot = await launch()
+
+    assert await bot.finish(timeout=60.0) == 2
+    failures = [line for line in bot.lines if line.startswith("atelier:")]
+    assert failures == [
+        "atelier: ATELIER_SHARDS: the gateway closed the connection with 4011 Sharding required: the bot is in too "
+        "many servers for one connection; set ATELIER_SHARDS (for example 0-1/2)"
+    ], bot.log
+    assert "Traceback" not in bot.log
+    assert fake_discord.gateway_closes == [(4011, "Sharding required.")]
