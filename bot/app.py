@@ -37,11 +37,13 @@ from bot.discord.client import (
     DiscordUnavailableError,
     InvalidTokenError,
     Services,
+    ShardingRefusedError,
     discord_endpoints,
 )
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.intents import PrivilegedIntentError
 from bot.discord.modlog import DiscordModLog
+from bot.discord.sharding import bot_class, refusal_advice
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import DISCORD_IMAGE_HOSTS
 from bot.jobs.concurrency import current_of, lane_scheduler, provider_lanes
@@ -221,7 +223,7 @@ async def open_bot(
         ):
             if server is not None:
                 server.ping = partial(database.run, _ping, write=False)
-            bot = AtelierBot(
+            bot = bot_class(settings)(
                 settings=settings,
                 session=session,
                 services=partial(build_services, database, settings, session),
@@ -304,6 +306,9 @@ async def run_bot(settings: Settings) -> int:
     except (aiohttp.ClientConnectionError, OSError) as exc:
         print(f"atelier: cannot reach Discord at {settings.discord_api_base}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except ShardingRefusedError as exc:
+        print(f"atelier: ATELIER_SHARDS: {refusal_advice(exc, settings.shards)}", file=sys.stderr)
+        return EXIT_USAGE
     except DiscordUnavailableError as exc:
         print(f"atelier: Discord is unavailable ({exc}); try again later", file=sys.stderr)
         return EXIT_FAILED

@@ -51,6 +51,7 @@ from bot.money import usd_to_micros
 from bot.settings.database import DatabaseSetting, database_values, url_password
 from bot.settings.dotenv import env_file_problem
 from bot.settings.providers import ProvidersConfig, RunPricesConfig, build_routing, check_provider_orders
+from bot.settings.shards import ShardRange, ShardsSetting
 
 DEFAULT_RUNWARE_API_URL = "https://api.runware.ai/v1"
 DEFAULT_RUNBASE_API_URL = "https://runbase.net/api/v1"
@@ -256,6 +257,7 @@ class _Environment(BaseSettings):
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_format: str = Field(default="text", validation_alias="LOG_FORMAT")
     metrics_port: int | None = Field(default=None, validation_alias="ATELIER_METRICS_PORT")
+    shards: ShardsSetting = Field(default=None, validation_alias="ATELIER_SHARDS")
 
     _empty: frozenset[str] = PrivateAttr(default=frozenset())
     """Variables that were set to an empty (or blank) value, and so count as unset."""
@@ -370,6 +372,8 @@ class Settings(BaseModel):
     """`text` (readable lines) or `json` (one JSON object per line), from `LOG_FORMAT`."""
     metrics_port: int | None = None
     """Where `/healthz` and `/metrics` are served on 127.0.0.1 (`ATELIER_METRICS_PORT`); None: not served."""
+    shards: ShardRange | None = None
+    """The gateway shards this process runs (`ATELIER_SHARDS`); None: one unsharded connection for every server."""
     app: AppConfig
     empty_variables: frozenset[str] = frozenset()
     """Variables set to an empty value, which count as unset (so their default applies)."""
