@@ -21,7 +21,16 @@ the file.
 
 PostgreSQL (`Database.open("postgresql://...")`): the same design on a psycopg 3 connection in autocommit mode, run
 on a worker thread of its own (`_PgWorker`); the units, their savepoints and the group commit are the same code, and
-`bot.storage.postgres.PgConnection` translates SQLite's dialect in one place. One process per database for now.
+`bot.storage.postgres.PgConnection` translates SQLite's dialect in one place.
+
+Several processes on one PostgreSQL database: a unit names the budget locks it needs (`run(fn, locks=[guild_id])`,
+the ledger's reservations, settlements, releases, refits and grants). On PostgreSQL the batch takes them as advisory
+transaction locks (`pg_advisory_xact_lock`), all of the batch's at once, in ascending order, right after `BEGIN` and
+before any unit runs: a unit's reads then see every change committed under the same lock, and two processes' batches
+take their locks in one global order, so they can wait for each other but never deadlock on them. The locks end with
+the batch's transaction. A unit that still meets a deadlock or a serialization failure (say on rows some other unit
+locked) is rolled back to its savepoint and run again, up to `RETRIES` times. On SQLite `locks` is ignored:
+`BEGIN IMMEDIATE` already takes the file's one write lock, across processes too.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -49,6 +58,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Q = TypeVar("Q")
+
+RETRIES = 3
+"""How often a PostgreSQL unit that met a deadlock or a serialization failure runs again before its error is raised."""
+
+_RETRY_STATES = frozenset({"40P01", "40001"})
+"""PostgreSQL's deadlock_detected and serialization_failure: the unit lost a race and can simply run again."""
 
 BUSY_TIMEOUT_MS = 5_000
 """How long a write waits for another process (say `atelier check`) to finish its own before failing."""
@@ -82,6 +97,7 @@ class _Unit:
     fn: Callable[[sqlite3.Connection], Any]
     write: bool
     future: asyncio.Future[Any]
+    locks: tuple[int, ...] = ()
 
 
 _Outcome = tuple[bool, Any]
@@ -222,17 +238,25 @@ class Database:
     ) -> None:
         await self.close()
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may use this database at the same time (PostgreSQL), so `locks` matter."""
+        return self._postgres is not None
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True, locks: Sequence[int] = ()) -> T:
         """Run `fn(conn)` on the connection's thread as one atomic unit; its changes are committed if it returns.
 
         If `fn` raises, everything it changed is rolled back and the exception re-raised here. `fn` must be quick,
         must not await, and must not issue BEGIN, COMMIT or ROLLBACK itself. `write=False` marks a read-only unit.
         A unit whose caller is cancelled before it starts is skipped; once started it completes regardless.
+        `locks`: the advisory locks (64-bit keys; a server's budget is its guild id) held across processes from before
+        `fn` starts until its transaction ends (PostgreSQL; see the module's notes). On PostgreSQL `fn` may run
+        again after a deadlock, so it must not change anything but the database before it returns.
         """
         if self._closed:
             raise DatabaseError(f"the database {self._path} is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Unit(fn, write, future))
+        self._pending.append(_Unit(fn, write, future, tuple(locks)))
         self._dispatch()
         return await future
 
@@ -311,10 +335,11 @@ class Database:
         else:
             assert self._conn is not None
             conn = self._conn._conn
+        shared = self._postgres is not None
         if not self._group_commit:
-            return [_run_alone(conn, unit) for unit in batch]
+            return [_run_alone(conn, unit, shared) for unit in batch]
         try:
-            return _run_group(conn, batch)
+            return _run_group(conn, batch, shared)
         except BaseException as exc:
             # The connection itself failed mid-batch (say ROLLBACK TO hit an I/O error): keep none of the batch.
             _rollback_quietly(conn)
@@ -341,11 +366,43 @@ class Repository(Generic[Q]):
         return await self._db.run(lambda conn: query(queries(conn)))
 
 
-def _run_group(conn: sqlite3.Connection, batch: list[_Unit]) -> list[_Outcome]:
+def _take_locks(conn: sqlite3.Connection, units: list[_Unit]) -> None:
+    """Take the units' advisory locks in ascending order (one global order: no deadlock between two batches)."""
+    for key in sorted({key for unit in units for key in unit.locks}):
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (key,)).fetchone()
+
+
+def _lost_race(exc: BaseException) -> bool:
+    return getattr(exc, "sqlstate", None) in _RETRY_STATES
+
+
+def _run_unit(conn: sqlite3.Connection, unit: _Unit, shared: bool) -> _Outcome:
+    """Run one unit inside its savepoint; on PostgreSQL run it again if it lost a race (deadlock, serialization)."""
+    for attempt in range(RETRIES + 1):
+        conn.execute("SAVEPOINT unit")
+        try:
+            value = unit.fn(conn)
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+                if shared and attempt < RETRIES and _lost_race(exc):
+                    log.warning("a unit of work met %s; running it again", getattr(exc, "sqlstate", "?"))
+                    continue
+            return (False, exc)
+        conn.execute("RELEASE unit")
+        return (True, value)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
+
+
+def _run_group(conn: sqlite3.Connection, batch: list[_Unit], shared: bool = False) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
     try:
         conn.execute("BEGIN IMMEDIATE")
+        if shared:
+            _take_locks(conn, batch)
     except sqlite3.Error as exc:
+        _rollback_quietly(conn)
         return [(False, exc)] * len(batch)
     for unit in batch:
         if not conn.in_transaction:
@@ -357,17 +414,7 @@ def _run_group(conn: sqlite3.Connection, batch: list[_Unit]) -> list[_Outcome]:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 return outcomes + [(False, exc)] * (len(batch) - len(outcomes))
-        conn.execute("SAVEPOINT unit")
-        try:
-            value = unit.fn(conn)
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK TO unit")
-                conn.execute("RELEASE unit")
-            outcomes.append((False, exc))
-        else:
-            conn.execute("RELEASE unit")
-            outcomes.append((True, value))
+        outcomes.append(_run_unit(conn, unit, shared))
     if not conn.in_transaction:
         lost = outcomes[-1][1]
         return [(False, lost) if ok else (ok, value) for ok, value in outcomes]
@@ -379,9 +426,11 @@ def _run_group(conn: sqlite3.Connection, batch: list[_Unit]) -> list[_Outcome]:
     return outcomes
 
 
-def _run_alone(conn: sqlite3.Connection, unit: _Unit) -> _Outcome:
+def _run_alone(conn: sqlite3.Connection, unit: _Unit, shared: bool = False) -> _Outcome:
     try:
         conn.execute("BEGIN IMMEDIATE" if unit.write else "BEGIN")
+        if shared:
+            _take_locks(conn, [unit])
         value = unit.fn(conn)
         conn.execute("COMMIT")
     except BaseException as exc:
