@@ -26,11 +26,9 @@ the two steps) and releases it, so run it at start-up, before requests are accep
 operator's terminal holds (`bot.billing.operator`) are the exception: another process may still be running them, so
 they are kept for `operator_grace`, then settled at the estimate (the outcome is unknown), never released.
 
-Several processes (PostgreSQL): every unit that moves a server's money (reserve, refit, settle, release, grant,
-reconcile) holds that server's budget lock (`Database.run(..., locks=[guild_id])`, an advisory transaction lock taken
-before the unit reads anything), so the checks and the hold of one reservation are atomic against every process, not
-only against the units of this one. Settle, release and refit know only the job: on PostgreSQL its server is read
-first (it never changes), then the unit runs under its lock. Why a lock per server: docs/architecture.md.
+Several processes (PostgreSQL): every unit that moves a server's money holds that server's budget lock
+(`Database.run(..., locks=[guild_id])`), so a reservation's checks and hold are atomic against every process. Settle,
+release and refit know the job: its server is remembered from the reserve, or read first. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -109,6 +107,7 @@ class Ledger:
         self._budgets = budgets
         self._clock = clock
         self._operator_grace = operator_grace_for(RunwareConfig()) if operator_grace is None else operator_grace
+        self._guilds: dict[str, int] = {}  # job id -> server, of the jobs reserved here (shared database only)
 
     async def reserve(
         self,
@@ -206,7 +205,11 @@ class Ledger:
                 warning=allowance_warning(conn, limit, guild, member, start, end, now),
             )
 
-        return await self._db.run(unit, locks=[guild])
+        reservation = await self._db.run(unit, locks=[guild])
+        if self._db.shared and not reservation.duplicate:  # a shortcut only: a job missing here is read instead
+            self._guilds = {} if len(self._guilds) > 100_000 else self._guilds
+            self._guilds[job_id] = guild
+        return reservation
 
     async def check(
         self, guild_id: int, member_id: int, role_ids: Sequence[int], amount: int, *, places: Sequence[int] = ()
@@ -236,7 +239,7 @@ class Ledger:
         job_id = check_job_id(job_id)
         amount = check_amount(actual, "actual cost")
         now = self._clock()
-        locks = await self._job_locks(job_id)
+        locks = await self._job_locks(job_id, ending=True)
         result = await self._db.run(lambda conn: settle_in(conn, job_id, amount, now), locks=locks)
         report_settlement(result, amount)
         return result
@@ -257,7 +260,7 @@ class Ledger:
                 return None
             return settle_in(conn, job_id, amount, now)
 
-        result = await self._db.run(unit, locks=await self._job_locks(job_id))
+        result = await self._db.run(unit, locks=await self._job_locks(job_id, ending=True))
         if result is not None:
             report_settlement(result, amount)
         return result
@@ -269,7 +272,7 @@ class Ledger:
         """
         job_id = check_job_id(job_id)
         now = self._clock()
-        locks = await self._job_locks(job_id)
+        locks = await self._job_locks(job_id, ending=True)
         return await self._db.run(lambda conn: release_in(conn, job_id, now), locks=locks)
 
     async def grant(
@@ -348,10 +351,16 @@ class Ledger:
 
         return await self._db.run(unit, write=False)
 
-    async def _job_locks(self, job_id: str) -> list[int]:
-        """Return the budget lock of the job's server, read first on a shared database (none needed on SQLite)."""
+    async def _job_locks(self, job_id: str, *, ending: bool = False) -> list[int]:
+        """Return the budget lock of the job's server on a shared database (none needed on SQLite).
+
+        A job reserved by this process is known; another's (taken over after a restart) is read first.
+        """
         if not self._db.shared:
             return []
+        known = self._guilds.pop(job_id, None) if ending else self._guilds.get(job_id)
+        if known is not None:
+            return [known]
         guild = await self._db.run(lambda conn: LedgerQueries(conn).guild_of_job(job_id), write=False)
         return [] if guild is None else [guild]
 
