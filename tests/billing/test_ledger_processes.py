@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.billing.budgets import Budgets
+from bot.billing.errors import BudgetExceededError
 from bot.billing.ledger import Ledger
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.settings import AppConfig, load_app_config
@@ -161,6 +162,46 @@ async def test_the_same_request_at_two_processes_collapses_into_one_job(pg_url: 
             later.id, GUILD, MEMBER, [], later.estimate, job=later, duplicate_since=now + timedelta(seconds=1)
         )
         assert fresh.created and not fresh.duplicate
+    finally:
+        for db in handles:
+            await db.close()
+
+
+async def fits(call: Awaitable[object]) -> bool:
+    """Whether the reservation (or refit) was held rather than refused for the budget."""
+    try:
+        await call
+    except BudgetExceededError:
+        return False
+    return True
+
+
+async def test_a_refit_and_new_reservations_at_other_handles_never_pass_an_allowance(
+    pg_url: str, config: AppConfig
+) -> None:
+    """A failover's larger re-reservation at one handle races new requests at another: together they fit.
+
+    The member holds 3 of 4 slots; handle B moves a job to a dearer provider (one more slot) while handle C asks for
+    five new slots: exactly one of them gets the last slot, in every round.
+    """
+    handles = await open_handles(pg_url, 3)
+    now = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
+    try:
+        first, second, third = (Ledger(db, Budgets(db, config, clock=lambda: now), clock=lambda: now) for db in handles)
+        await Budgets(handles[0], config).set_default(GUILD, ROOM * ESTIMATE)
+        for round_ in range(8):
+            member = MEMBER + 100 + round_
+            for slot in range(ROOM - 1):
+                job = replace(repeated_request(f"r{round_}-{slot}"), member_id=member, estimate=ESTIMATE, extras={})
+                await first.reserve(job.id, GUILD, member, [], ESTIMATE, job=job)
+
+            won = await asyncio.gather(
+                fits(second.refit(f"r{round_}-0", [], [], 2 * ESTIMATE, "runbase")),
+                *(fits(third.reserve(f"r{round_}-new{n}", GUILD, member, [], ESTIMATE)) for n in range(5)),
+            )
+            assert sum(won) == 1, (round_, won)
+            status = await first.status(GUILD, member, [])
+            assert status.reserved == ROOM * ESTIMATE
     finally:
         for db in handles:
             await db.close()
