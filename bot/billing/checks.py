@@ -43,7 +43,8 @@ def earlier_duplicate(conn: sqlite3.Connection, job: NewJob | None, since: datet
     fingerprint = None if job is None else job.extras.get("fingerprint")
     if job is None or job.guild_id is None or since is None or not isinstance(fingerprint, str):
         return None
-    return JobQueries(conn).find_recent_duplicate(job.guild_id, job.member_id, fingerprint, since)
+    earlier = JobQueries(conn).find_recent_duplicate(job.guild_id, job.member_id, fingerprint, since)
+    return None if earlier is None or earlier.id == job.id else earlier  # the same job again: a repeated reserve
 
 
 def checked_request(

@@ -156,6 +156,12 @@ async def test_the_same_request_at_two_processes_collapses_into_one_job(pg_url: 
         assert await held_in_ledger(handles[0]) == (1, 11_000)
         jobs = await handles[1].run(lambda conn: conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
         assert jobs == 1
+        # Reserving the stored job again is a repeat of its reservation, not a duplicate of itself.
+        stored = repeated_request(winners.pop())
+        again = await ledgers[1].reserve(
+            stored.id, GUILD, MEMBER, [], stored.estimate, job=stored, duplicate_since=now - timedelta(seconds=60)
+        )
+        assert not again.created and not again.duplicate and again.job_id == stored.id
         # Outside the window the same request is a new job.
         later = replace(repeated_request("dup-later"))
         fresh = await ledgers[0].reserve(
