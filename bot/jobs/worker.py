@@ -38,7 +38,7 @@ from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.progress import Progress
 from bot.jobs.requests import DeliveryTarget, job_role_ids
 from bot.jobs.resume import Restarts, ResumeReport
-from bot.jobs.scheduler import Scheduler
+from bot.jobs.scheduler import JobScheduler
 from bot.jobs.tracking import ActiveJobs, Phase, Tracked
 from bot.jobs.unsure import fail_charged
 from bot.log import log_context
@@ -92,7 +92,7 @@ class Worker:
         providers: Providers,
         ledger: Ledger,
         config: AppConfig,
-        scheduler: Scheduler,
+        scheduler: JobScheduler,
         delivery: Delivery,
         jobs: JobRepository,
         active: ActiveJobs,
@@ -358,6 +358,10 @@ class Worker:
             if tracked.phase in (Phase.PRODUCED, Phase.DELIVERING):
                 raise JobNotCancellableError(_TOO_LATE)
             tracked.cancel_requested = True
+        elif job.state is JobState.SUBMITTED and await self._jobs.results(job_id):
+            # Not running here (another process runs it, or it waits to be resumed) and its images are already made
+            # and stored: they are posted and charged, as when the run is here.
+            raise JobNotCancellableError(_TOO_LATE)
         self._scheduler.remove(job_id)
         who = "a moderator" if is_moderator and job.member_id != member_id else "the member"
         if job.state is JobState.AWAITING_APPROVAL and self._approvals is not None:
