@@ -101,7 +101,10 @@ class SharedScheduler:
         self._pumping: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[object]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
-        self._unsubscribe: list[Callable[[], None]] = []
+        if bus is not None:  # subscribed before the bus starts, so its first LISTEN covers both channels; a stopped
+            # scheduler ignores what it hears (`wake` claims nothing, no run to cancel)
+            bus.subscribe(QUEUE_CHANNEL, lambda _payload: self.wake())
+            bus.subscribe(CANCEL_CHANNEL, self._on_cancel)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -109,11 +112,6 @@ class SharedScheduler:
         """Start claiming and running jobs with `run_job`, the heartbeat, and listening for the queue's NOTIFYs."""
         self._run_job = run_job
         self._stopping = False
-        if self._bus is not None and not self._unsubscribe:
-            self._unsubscribe = [
-                self._bus.subscribe(QUEUE_CHANNEL, lambda _payload: self.wake()),
-                self._bus.subscribe(CANCEL_CHANNEL, self._on_cancel),
-            ]
         if self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever(), name="atelier-heartbeat")
         self.wake()
@@ -186,9 +184,6 @@ class SharedScheduler:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; give running jobs `grace` seconds, cancel the rest, and give every lease back at once."""
         self._stopping = True
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._unsubscribe = []
         for task in (self._heartbeat, self._pumping):
             if task is not None:
                 task.cancel()
