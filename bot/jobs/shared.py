@@ -223,8 +223,8 @@ class SharedScheduler:
                 log.exception("claiming jobs from the shared queue failed; the heartbeat tries again")
                 return
             self._view = view
-            self._submitted = [job for job in self._submitted if job not in view.waiting and job not in claimed]
-            self._submitted = [job for job in self._submitted if job not in self._running]
+            known = {*view.waiting, *claimed, *self._running}
+            self._submitted = [job for job in self._submitted if job not in known]
             loop = asyncio.get_running_loop()
             for job_id in claimed:
                 self._running[job_id] = loop.create_task(self._run(job_id), name=f"job-{job_id}")
@@ -252,12 +252,16 @@ class SharedScheduler:
         while not self._stopping:
             await asyncio.sleep(self._beat)
             owner, lease_ms, now = self.owner, self._lease_ms, int(self._clock() * 1000)
+            # Only runs claimed before the renewal are judged by it: a claim committed after it is not in `held`.
+            before = dict(self._running)
             try:
                 held = await self._db.run(partial(_renew, owner=owner, now=now, lease_ms=lease_ms))
             except Exception:
                 log.warning("renewing the job leases failed; trying again", exc_info=True)
                 continue
-            for job_id, task in list(self._running.items()):
+            for job_id, task in before.items():
+                if task.done():
+                    continue
                 state = held.get(job_id)
                 if state is None or state in _STOPPED_STATES:
                     why = "its lease was taken by another process" if state is None else f"it was {state}"
