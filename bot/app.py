@@ -247,7 +247,10 @@ async def open_bot(
             )
             try:
                 if bus is not None:  # listening before any job is queued or any setting read
-                    await bus.start()
+                    try:
+                        await bus.start()
+                    except ConnectionError as exc:
+                        raise DatabaseUnreachableError(str(exc)) from exc
                 # Holds left open by a crash are settled or released before any new request can reserve (the bot is
                 # not connected yet).
                 await bot.services.ledger.reconcile()

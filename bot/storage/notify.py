@@ -71,6 +71,7 @@ class NotifyBus:
         done, _ = await asyncio.wait({waiter, self._task}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
             waiter.cancel()
+            await self.stop()
             raise ConnectionError(f"the NOTIFY listener could not connect to {redact(self._url)} in {within:g}s")
 
     async def wait_listening(self) -> None:
