@@ -189,3 +189,51 @@ async def _refused(process: Process) -> bool:
     except NotAllowedHereError:
         return True
     return False
+
+
+async def test_one_members_batch_in_one_process_does_not_hold_back_anothers_single_request_in_another(
+    pg_url: str, session: aiohttp.ClientSession, fake_runware: FakeRunware, runware_key: str, processes: list[Process]
+) -> None:
+    """Fairness over processes: with one slot in all, a request admitted while a batch of 20 runs starts next."""
+    config = make_config(global_concurrency=1, per_member_concurrency=1)
+    first = await open_process(pg_url, session, fake_runware.url, runware_key, config)
+    second = await open_process(pg_url, session, fake_runware.url, runware_key, config)
+    processes.extend([first, second])
+    fake_runware.latency = 0.15
+    for n in range(20):
+        await first.service.admit(make_request(member_id=1, prompt=f"batch {n}"))
+    await eventually(lambda: len(fake_runware.tasks_submitted()) >= 3, within=10)
+    started_before = len(fake_runware.tasks_submitted())
+    await second.service.admit(make_request(member_id=2, prompt="single"))
+    await eventually(lambda: any(t["positivePrompt"] == "single" for t in fake_runware.tasks_submitted()), within=10)
+    prompts = [t["positivePrompt"] for t in fake_runware.tasks_submitted()]
+    # The batch's job that held the slot finishes first (one slot's wait); a claim already under way may start one
+    # more batch job, never several.
+    assert prompts.index("single") <= started_before + 1, prompts
+    assert fake_runware.peak_running <= 1
+
+
+async def test_a_graceful_stop_gives_its_leases_back_at_once(
+    pg_url: str, session: aiohttp.ClientSession, fake_runware: FakeRunware, runware_key: str, processes: list[Process]
+) -> None:
+    """A process stopped normally hands its running job over at once (not after its 30 s lease), and the other
+    process continues it by its stored task UUID: one submission, one delivery, one charge."""
+    fake_runware.latency = 1.5
+    leaving = await open_process(pg_url, session, fake_runware.url, runware_key, lease_seconds=30)
+    staying = await open_process(pg_url, session, fake_runware.url, runware_key, lease_seconds=30, start=False)
+    processes.append(staying)
+    admission = await leaving.service.admit(make_request())
+    job_id = admission.job_id
+    assert job_id is not None
+    await eventually(lambda: len(fake_runware.tasks_submitted()) == 1)
+    await staying.service.resume()  # starts claiming: the job is leased to `leaving`, so not taken
+    await asyncio.sleep(0.3)
+    owner, _, _ = await staying.db.run(lambda conn: QueueQueries(conn).lease_of(job_id), write=False)
+    assert owner == leaving.scheduler.owner
+    await leaving.close()
+    await eventually(lambda: len(staying.delivery.delivered) == 1, within=5)  # far less than the lease
+    assert leaving.delivery.delivered == []
+    job = await staying.service.get_job(job_id)
+    assert job is not None and job.state is JobState.SUCCEEDED and job.task_uuid is not None
+    assert fake_runware.submissions_of(job.task_uuid) == 1
+    assert await charges(staying, job_id) == [MINI_MEDIUM_SQUARE]
