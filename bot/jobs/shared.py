@@ -214,7 +214,7 @@ class SharedScheduler:
                 self._global_limit, self._per_member_limit, {lane: cap() for lane, cap in self._lanes.items()}
             )
             owner, lease_ms, now = self.owner, self._lease_ms, int(self._clock() * 1000)
-
+            seen = set(self._submitted)  # the view read below shows these as they are (waiting, or not)
             try:
                 claimed, view = await self._db.run(
                     partial(_claim, owner=owner, now=now, lease_ms=lease_ms, limits=limits)
@@ -223,8 +223,7 @@ class SharedScheduler:
                 log.exception("claiming jobs from the shared queue failed; the heartbeat tries again")
                 return
             self._view = view
-            known = {*view.waiting, *claimed, *self._running}
-            self._submitted = [job for job in self._submitted if job not in known]
+            self._submitted = [job for job in self._submitted if job not in seen and job not in claimed]
             loop = asyncio.get_running_loop()
             for job_id in claimed:
                 self._running[job_id] = loop.create_task(self._run(job_id), name=f"job-{job_id}")

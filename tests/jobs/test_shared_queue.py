@@ -227,7 +227,9 @@ async def test_a_graceful_stop_gives_its_leases_back_at_once(
     assert job_id is not None
     await eventually(lambda: len(fake_runware.tasks_submitted()) == 1)
     await staying.service.resume()  # starts claiming: the job is leased to `leaving`, so not taken
-    await asyncio.sleep(0.3)
+    # Nothing waits and nothing runs here: the job it found unfinished runs elsewhere (not shown as waiting).
+    await asyncio.wait_for(staying.service.wait_idle(), 2)
+    assert staying.scheduler.positions() == {}
     owner, _, _ = await staying.db.run(lambda conn: QueueQueries(conn).lease_of(job_id), write=False)
     assert owner == leaving.scheduler.owner
     await leaving.close()
