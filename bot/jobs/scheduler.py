@@ -46,7 +46,7 @@ class JobScheduler(Protocol):
     database.
     """
 
-    def start(self, run_job: RunJob) -> None: ...  # noqa: D102 - as on Scheduler
+    def start(self, run_job: RunJob, *, elsewhere: Callable[[str], None] | None = None) -> None: ...  # noqa: D102
     def submit(self, job_id: str, member_id: int, provider: str = "") -> int | None: ...  # noqa: D102
     def remove(self, job_id: str) -> bool: ...  # noqa: D102
     def cancel_running(self, job_id: str) -> bool: ...  # noqa: D102
@@ -90,8 +90,12 @@ class Scheduler:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def start(self, run_job: RunJob) -> None:
-        """Start running queued jobs with `run_job`; jobs added before this wait until now."""
+    def start(self, run_job: RunJob, *, elsewhere: Callable[[str], None] | None = None) -> None:
+        """Start running queued jobs with `run_job`; jobs added before this wait until now.
+
+        `elsewhere` is for a shared queue (`bot.jobs.shared`: called with a job submitted here that another process
+        took); in one process every job runs here, so it is never called.
+        """
         self._run_job = run_job
         self._stopping = False
         self._pump()

@@ -91,6 +91,7 @@ class SharedScheduler:
         self._beat = lease_seconds / 3
         self._clock = clock
         self._run_job: RunJob | None = None
+        self._elsewhere: Callable[[str], None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
         self._released: set[str] = set()
         self._view = QueueView()
@@ -108,9 +109,14 @@ class SharedScheduler:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def start(self, run_job: RunJob) -> None:
-        """Start claiming and running jobs with `run_job`, the heartbeat, and listening for the queue's NOTIFYs."""
+    def start(self, run_job: RunJob, *, elsewhere: Callable[[str], None] | None = None) -> None:
+        """Start claiming and running jobs with `run_job`, and the heartbeat.
+
+        `elsewhere` is called with each job submitted here that another process took (or that finished meanwhile),
+        so the caller can forget what it keeps about it (the worker's in-process tracking).
+        """
         self._run_job = run_job
+        self._elsewhere = elsewhere
         self._stopping = False
         if self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever(), name="atelier-heartbeat")
@@ -224,6 +230,10 @@ class SharedScheduler:
                 return
             self._view = view
             self._submitted = [job for job in self._submitted if job not in seen and job not in claimed]
+            gone = seen.difference(view.waiting, claimed, self._running)
+            if gone and self._elsewhere is not None:
+                for job_id in gone:
+                    self._elsewhere(job_id)
             loop = asyncio.get_running_loop()
             for job_id in claimed:
                 self._running[job_id] = loop.create_task(self._run(job_id), name=f"job-{job_id}")

@@ -130,7 +130,7 @@ class Worker:
             if job.id not in self._active:
                 self._active.track(job)
             self._scheduler.submit(job.id, job.member_id, job.provider)
-        self._scheduler.start(self.run_job)
+        self._scheduler.start(self.run_job, elsewhere=self._active.untrack)
         self._progress.start()
         if report.resumed or report.requeued:
             log.info("resumed %d submitted and re-queued %d queued job(s)", len(report.resumed), len(report.requeued))
@@ -352,16 +352,18 @@ class Worker:
         if job.state.is_finished:
             raise JobNotCancellableError(_finished_sentence(job.state))
         tracked = self._active.get(job_id)
+        if tracked is None or tracked.phase is Phase.WAITING:
+            # Not running here (another process may run it, or it waits to be resumed): if its images are already
+            # made and stored, they are posted and charged, as when the run is here.
+            if await self._jobs.results(job_id):
+                raise JobNotCancellableError(_TOO_LATE)
+            tracked = self._active.get(job_id)
         # From here to `cancel_requested` there is no await, so the worker cannot get its images unnoticed: it checks
         # `cancel_requested` and leaves RUNNING in one synchronous step as soon as they are stored (see `_run`).
         if tracked is not None:
             if tracked.phase in (Phase.PRODUCED, Phase.DELIVERING):
                 raise JobNotCancellableError(_TOO_LATE)
             tracked.cancel_requested = True
-        elif job.state is JobState.SUBMITTED and await self._jobs.results(job_id):
-            # Not running here (another process runs it, or it waits to be resumed) and its images are already made
-            # and stored: they are posted and charged, as when the run is here.
-            raise JobNotCancellableError(_TOO_LATE)
         self._scheduler.remove(job_id)
         who = "a moderator" if is_moderator and job.member_id != member_id else "the member"
         if job.state is JobState.AWAITING_APPROVAL and self._approvals is not None:

@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 
 from bot.catalog import OutputFormat
+from bot.jobs.errors import JobNotCancellableError
 from bot.moderation.errors import NotAllowedHereError
 from bot.storage.ledger import LedgerQueries
 from bot.storage.queue import QueueQueries
@@ -239,3 +240,24 @@ async def test_a_graceful_stop_gives_its_leases_back_at_once(
     assert job is not None and job.state is JobState.SUCCEEDED and job.task_uuid is not None
     assert fake_runware.submissions_of(job.task_uuid) == 1
     assert await charges(staying, job_id) == [MINI_MEDIUM_SQUARE]
+
+
+async def test_a_job_whose_images_are_made_in_another_process_can_no_longer_be_cancelled(
+    pg_url: str, session: aiohttp.ClientSession, fake_runware: FakeRunware, runware_key: str, processes: list[Process]
+) -> None:
+    """Its images are stored and being posted by the process running it: a Cancel handled elsewhere is refused, and
+    the job is posted and charged as usual."""
+    runner = await open_process(pg_url, session, fake_runware.url, runware_key)
+    button = await open_process(pg_url, session, fake_runware.url, runware_key, start=False)
+    processes.extend([runner, button])
+    runner.delivery.gate = asyncio.Event()  # the post waits: images made and stored, not posted yet
+    admission = await runner.service.admit(make_request())
+    job_id = admission.job_id
+    assert job_id is not None
+    await asyncio.wait_for(runner.delivery.entered.wait(), 10)
+    with pytest.raises(JobNotCancellableError):
+        await button.service.cancel(job_id, make_request().member_id)
+    runner.delivery.gate.set()
+    await eventually(lambda: len(runner.delivery.delivered) == 1)
+    await eventually(lambda: charges(runner, job_id))
+    assert await charges(runner, job_id) == [MINI_MEDIUM_SQUARE]
