@@ -21,7 +21,8 @@ the file.
 
 PostgreSQL (`Database.open("postgresql://...")`): the same design on a psycopg 3 connection in autocommit mode, run
 on a worker thread of its own (`_PgWorker`); the units, their savepoints and the group commit are the same code, and
-`bot.storage.postgres.PgConnection` translates SQLite's dialect in one place. One process per database for now.
+`bot.storage.postgres.PgConnection` translates SQLite's dialect in one place. Several processes may share a
+PostgreSQL database (`bot.storage.queue`, `bot.storage.notify`).
 """
 
 from __future__ import annotations
