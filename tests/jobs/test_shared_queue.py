@@ -66,8 +66,9 @@ async def test_two_processes_share_one_queue_and_its_global_limit(
     global limit run at once over all of them; each job is delivered once and charged once."""
     config = make_config(global_concurrency=2, per_member_concurrency=1)
     admitter = await open_process(pg_url, session, fake_runware.url, runware_key, config, start=False)
-    first = await open_process(pg_url, session, fake_runware.url, runware_key, config)
-    second = await open_process(pg_url, session, fake_runware.url, runware_key, config)
+    # Long leases: the heartbeat's fallback claim comes every 10 s, so only the NOTIFYs can start these jobs in time.
+    first = await open_process(pg_url, session, fake_runware.url, runware_key, config, lease_seconds=30)
+    second = await open_process(pg_url, session, fake_runware.url, runware_key, config, lease_seconds=30)
     processes.extend([admitter, first, second])
     fake_runware.latency = 0.3
     job_ids = []
@@ -75,7 +76,7 @@ async def test_two_processes_share_one_queue_and_its_global_limit(
         admission = await admitter.service.admit(make_request(member_id=member, prompt=f"fox {member}"))
         assert admission.job_id is not None
         job_ids.append(admission.job_id)
-    await eventually(lambda: len(first.delivery.delivered) + len(second.delivery.delivered) == 6, within=15)
+    await eventually(lambda: len(first.delivery.delivered) + len(second.delivery.delivered) == 6, within=8)
     delivered = [d.job.id for d in first.delivery.delivered + second.delivery.delivered]
     assert sorted(delivered) == sorted(job_ids), "each job delivered once"
     assert admitter.delivery.delivered == []
