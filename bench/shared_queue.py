@@ -69,6 +69,9 @@ async def worker(db: Database, owner: str, claim_ms: list[float]) -> int:
         started = time.perf_counter()
         claimed = await db.run(lambda conn, now=now: QueueQueries(conn).claim(owner, now, LEASE_MS, LIMITS))
         claim_ms.append((time.perf_counter() - started) * 1000)
+        if claimed is None:  # another process is claiming
+            await asyncio.sleep(0.001)
+            continue
         if not claimed:
             left = await db.run(
                 lambda conn: conn.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()[0],

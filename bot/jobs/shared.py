@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE_SECONDS = 30.0
 """How long a claim holds without a heartbeat: a process killed mid-job has its jobs taken over this long after."""
 
+_BUSY_RETRY = 0.02
+"""Seconds before claiming again when another process held the claim lock."""
+
 _STOPPED_STATES = frozenset({"cancelled", "rejected"})
 
 
@@ -228,6 +231,9 @@ class SharedScheduler:
             except Exception:
                 log.exception("claiming jobs from the shared queue failed; the heartbeat tries again")
                 return
+            if claimed is None:  # another process is claiming right now: look again in a moment
+                asyncio.get_running_loop().call_later(_BUSY_RETRY, self.wake)
+                claimed = []
             self._view = view
             self._submitted = [job for job in self._submitted if job not in seen and job not in claimed]
             gone = seen.difference(view.waiting, claimed, self._running)
@@ -312,10 +318,10 @@ def _waiting(view: QueueView, submitted: list[str]) -> list[str]:
 
 def _claim(
     conn: sqlite3.Connection, *, owner: str, now: int, lease_ms: int, limits: QueueLimits
-) -> tuple[list[str], QueueView]:
+) -> tuple[list[str] | None, QueueView]:
     queries = QueueQueries(conn)
     claimed = queries.claim(owner, now, lease_ms, limits)
-    return [c.job_id for c in claimed], queries.view(now)
+    return None if claimed is None else [c.job_id for c in claimed], queries.view(now)
 
 
 def _renew(conn: sqlite3.Connection, *, owner: str, now: int, lease_ms: int) -> dict[str, str]:

@@ -4,8 +4,11 @@ Every process on one database runs jobs from the same queue, the `jobs` rows the
 job whose lease is free (never taken, given back, or expired) may be claimed. A claim (`QueueQueries.claim`) is one
 unit of work that
 
-1. serialises itself against every other claim (`pg_advisory_xact_lock` on PostgreSQL, held to the commit; SQLite's
-   write lock already serialises writers), so the counts it reads stay exact until it commits;
+1. serialises itself against every other claim (`pg_try_advisory_xact_lock` on PostgreSQL, held to the commit;
+   SQLite's write lock already serialises writers), so the counts it reads stay exact until it commits. It never
+   waits for the lock: a unit that waited would hold up the rest of its group-committed batch, whose row locks
+   another process's batch (holding the claim lock) might be waiting for, a deadlock. When another process is
+   claiming, `claim` returns None and the caller tries again a moment later;
 2. counts the slots in use: rows with `holds_slot = 1` and a live lease, per member and per provider (a lane), and in
    all (the global limit), across processes;
 3. picks the next job, one at a time, by fairness: the member whose last start (`queue_turns.turn`) is oldest goes
@@ -38,7 +41,7 @@ SETTINGS_CHANNEL = "atelier_settings"
 """NOTIFY channel: a server's settings or policies changed (payload: the guild id)."""
 
 CLAIM_LOCK = 0x4174_656C_6965_7201
-"""The advisory lock every claim takes (PostgreSQL), so slot counts and claims are serialised across processes."""
+"""The advisory lock every claim holds (PostgreSQL), so slot counts and claims are serialised across processes."""
 
 _RUNNABLE = "('queued', 'submitted')"
 
@@ -87,11 +90,14 @@ class QueueQueries:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def claim(self, owner: str, now_ms: int, lease_ms: int, limits: QueueLimits) -> list[Claimed]:
-        """Claim as many free jobs as the limits allow, fairest first; each gets `owner`'s lease and a slot."""
+    def claim(self, owner: str, now_ms: int, lease_ms: int, limits: QueueLimits) -> list[Claimed] | None:
+        """Claim as many free jobs as the limits allow, fairest first; each gets `owner`'s lease and a slot.
+
+        None when another process is claiming at this moment (PostgreSQL): try again shortly.
+        """
         conn = self._conn
-        if is_postgres(conn):
-            conn.execute("SELECT pg_advisory_xact_lock(?)", (CLAIM_LOCK,)).fetchone()
+        if is_postgres(conn) and not conn.execute("SELECT pg_try_advisory_xact_lock(?)", (CLAIM_LOCK,)).fetchone()[0]:
+            return None
         per_member: dict[int, int] = {}
         per_lane: dict[str, int] = {}
         total = 0

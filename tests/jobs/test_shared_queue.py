@@ -82,7 +82,8 @@ async def test_two_processes_share_one_queue_and_its_global_limit(
     assert admitter.delivery.delivered == []
     assert fake_runware.peak_running <= 2, "the global limit holds across the processes"
     assert len(fake_runware.tasks_submitted()) == 6
-    for job_id in job_ids:
+    for job_id in job_ids:  # the charge is recorded just after the post
+        await eventually(lambda job_id=job_id: charges(first, job_id))
         assert await charges(first, job_id) == [MINI_MEDIUM_SQUARE]
 
 
@@ -124,6 +125,7 @@ async def test_a_killed_process_jobs_are_taken_over_once_its_leases_expire_and_d
     assert sorted(d.job.id for d in survivor.delivery.delivered) == sorted(job_ids)
     assert len(fake_runware.tasks_submitted()) == 2, "no task submitted twice"
     for job_id in job_ids:
+        await eventually(lambda job_id=job_id: charges(survivor, job_id))  # recorded just after the post
         job = await survivor.service.get_job(job_id)
         assert job is not None and job.state is JobState.SUCCEEDED
         assert job.task_uuid is not None and fake_runware.submissions_of(job.task_uuid) == 1
@@ -237,6 +239,7 @@ async def test_a_graceful_stop_gives_its_leases_back_at_once(
     await leaving.close()
     await eventually(lambda: len(staying.delivery.delivered) == 1, within=5)  # far less than the lease
     assert leaving.delivery.delivered == []
+    await eventually(lambda: charges(staying, job_id))  # recorded just after the post
     job = await staying.service.get_job(job_id)
     assert job is not None and job.state is JobState.SUCCEEDED and job.task_uuid is not None
     assert fake_runware.submissions_of(job.task_uuid) == 1

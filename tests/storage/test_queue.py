@@ -3,14 +3,19 @@ in the database over every owner, and fairness by the member's last start."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import psycopg
+import pytest
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.storage.database import Database
 from bot.storage.jobs import JobQueries
-from bot.storage.queue import Claimed, QueueLimits, QueueQueries, QueueView
+from bot.storage.queue import CLAIM_LOCK, Claimed, QueueLimits, QueueQueries, QueueView
 from bot.storage.rows import JobState, NewJob
+from tests.postgres_server import PostgresServer
 
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 T0 = 1_000_000_000_000
@@ -41,7 +46,9 @@ async def queue(db: Database, member: int, *, provider: str = "runware", offset:
 
 
 async def claim(db: Database, owner: str, now: int, limits: QueueLimits = ROOMY) -> list[Claimed]:
-    return await db.run(lambda conn: QueueQueries(conn).claim(owner, now, LEASE, limits))
+    claimed = await db.run(lambda conn: QueueQueries(conn).claim(owner, now, LEASE, limits))
+    assert claimed is not None, "nobody else is claiming"
+    return claimed
 
 
 async def ids(db: Database, owner: str, now: int, limits: QueueLimits = ROOMY) -> list[str]:
@@ -136,3 +143,22 @@ async def test_the_view_orders_waiting_jobs_one_per_member_per_round_and_resumed
     b1 = await queue(db, 2, offset=2)
     resumed = await queue(db, 2, offset=3, state=JobState.SUBMITTED)
     assert (await view(db, T0)).waiting == [resumed, a1, b1, a2]
+
+
+async def test_a_claim_never_waits_for_another_process_claiming_on_postgres(postgres_server: PostgresServer) -> None:
+    """While another connection holds the claim lock, a claim returns None at once (it must not wait inside its batch:
+    that could deadlock with the other batch's row locks); once the lock is free it claims."""
+    if postgres_server.problem is not None:
+        pytest.fail(f"PostgreSQL could not be started for the tests: {postgres_server.problem}", pytrace=False)
+    name = postgres_server.create_database()
+    try:
+        async with await Database.open(postgres_server.url(name)) as db:
+            job = await queue(db, 1)
+            with psycopg.connect(postgres_server.url(name)) as other:
+                other.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))  # held until this transaction ends
+                busy = await asyncio.wait_for(db.run(lambda conn: QueueQueries(conn).claim("a", T0, LEASE, ROOMY)), 2)
+                assert busy is None
+                other.rollback()
+            assert await ids(db, "a", T0) == [job]
+    finally:
+        postgres_server.drop_database(name)
