@@ -53,7 +53,7 @@ from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.options import ServerLimits, ServerOptions
 from bot.jobs.references import References, about_reference, runbase_source
 from bot.jobs.requests import DeliveryTarget, GenerationRequest, ReferenceSource, RequestKind, request_from_job
-from bot.jobs.scheduler import Scheduler
+from bot.jobs.scheduler import JobScheduler
 from bot.jobs.tracking import ActiveJobs
 from bot.moderation.approvals import ModerationRules, PlaceRules
 from bot.moderation.policy import Policy
@@ -103,7 +103,7 @@ class Admitter:
         policy: Policy,
         pricing: Pricing,
         ledger: Ledger,
-        scheduler: Scheduler,
+        scheduler: JobScheduler,
         jobs: JobRepository,
         references: References,
         active: ActiveJobs,

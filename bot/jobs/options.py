@@ -10,7 +10,8 @@ row once its transaction has committed, so admission does not pay a database tri
 never changes. A change whose caller is cancelled while it is being written may still commit (a unit of work that
 has started always completes): the cached row is then dropped once the write has ended, so the next read asks the
 database rather than serving the old row until a restart. Every change is recorded in `audit_log` in its own
-transaction.
+transaction; on PostgreSQL that transaction also NOTIFYs the other processes, which drop their cached row
+(`invalidate`, wired by `bot.jobs.shared.share_caches`).
 """
 
 from __future__ import annotations
@@ -341,6 +342,14 @@ class ServerOptions:
         self._changes += 1  # reads begun before the change drop what they read
         self._cache[guild_id] = row
         return self._effective(guild_id, row)
+
+    def invalidate(self, guild_id: int | None) -> None:
+        """Forget the server's cached row (None: every server's), say after another process changed it."""
+        self._changes += 1
+        if guild_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(guild_id, None)
 
     def _write_ended(self, guild_id: int, unit: asyncio.Future[StoredOptions | None]) -> None:
         """After a cancelled caller's write: whatever it did, the next read of the server goes to the database."""

@@ -32,6 +32,7 @@ the batch's transaction. A unit that still meets a deadlock or a serialization f
 locked) is rolled back to its savepoint; the units before it are committed and it runs again in a new transaction,
 up to `bot.storage.batches.RETRIES` times (the batch itself runs in `bot.storage.batches`). On SQLite `locks` is
 ignored: `BEGIN IMMEDIATE` already takes the file's one write lock, across processes too.
+The shared job queue and its wake-ups are `bot.storage.queue` and `bot.storage.notify`.
 """
 
 from __future__ import annotations
