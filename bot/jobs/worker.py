@@ -111,7 +111,10 @@ class Worker:
         self._jobs = jobs
         self._active = active
         self._restarts = Restarts(providers, ledger, jobs)
-        self._progress = Progress(delivery, scheduler, active, config.limits.progress_edit_seconds)
+        limits = config.limits
+        self._progress = Progress(
+            delivery, scheduler, active, limits.progress_edit_seconds, first_after=limits.status_after_seconds
+        )
         # A job holds its result images in memory from download to post (up to 4 of ~1.5 MB, and a copy while
         # posting); this bounds how many do so at once, whatever global_concurrency is. The provider slot is
         # already given back (`Scheduler.release_slot`).

@@ -131,6 +131,9 @@ class LimitsConfig(_Section):
     max_reference_side: int = Field(default=2048, ge=256, le=4096)
     duplicate_window_seconds: float = Field(default=5.0, ge=0)
     progress_edit_seconds: float = Field(default=3.0, ge=1.0)
+    status_after_seconds: float = Field(default=2.0, ge=0)
+    """How long a job shows Discord's "thinking…" placeholder before its status (queue position or elapsed time,
+    Cancel button) replaces it: a job done sooner shows only its result, one edit instead of two."""
 
 
 class RunwareConfig(_Section):
