@@ -25,6 +25,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 
 from bot.billing.errors import LedgerError
 from bot.billing.ledger import Ledger
@@ -237,12 +238,11 @@ class Worker:
         fitted: list[FittedImage] = []
         for image in images:
             data = await self._providers.for_job(job).download(image)
+            fit = partial(fit_to_limit, data, limit=target.attachment_size_limit, preferred_format=job.format)
             try:
-                fitted.append(
-                    await asyncio.to_thread(
-                        fit_to_limit, data, limit=target.attachment_size_limit, preferred_format=job.format
-                    )
-                )
+                # An image that fits is only checked (at most ~0.5 ms for a 1.6 MB PNG), cheaper here than the
+                # hand-over to a thread and back; one that must be re-encoded (tens of ms) goes to a thread.
+                fitted.append(fit() if len(data) <= target.attachment_size_limit else await asyncio.to_thread(fit))
             except (InvalidImageError, ValueError) as exc:
                 log.error("image %s of job %s cannot be fitted: %s", image.image_uuid, job.id, exc)
                 raise DeliveryError(DELIVERY_FAILURE) from exc
