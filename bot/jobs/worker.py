@@ -201,8 +201,6 @@ class Worker:
         # would leave the owner paying Runware for nothing). No await between the check above and this: see cancel().
         tracked.phase = Phase.PRODUCED
         images, redelivery, job = produced
-        # The provider's work is done: its slot goes to the next job now, not after the download and the post.
-        self._scheduler.release_slot(job.id)
         async with self._delivering:
             await self._post_results(job, tracked, images, redelivery)
 
@@ -224,7 +222,11 @@ class Worker:
         else:
             images, stored = await self._restarts.continue_submitted(job)
             if stored:
+                self._scheduler.release_slot(job.id)
                 return images, True, job
+        # The provider's work is done: its slot goes to the next job now, not after storing, downloading and posting
+        # the images (the slot bounds the provider's tasks, nothing of ours).
+        self._scheduler.release_slot(job.id)
         results = [
             JobResult(index, image.image_uuid, image.url, image.cost_micros, image.seed, image.nsfw)
             for index, image in enumerate(images)
