@@ -38,16 +38,20 @@ from bot.discord.client import (
     DiscordUnavailableError,
     InvalidTokenError,
     Services,
+    ShardingRefusedError,
     discord_endpoints,
 )
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.intents import PrivilegedIntentError
 from bot.discord.modlog import DiscordModLog
+from bot.discord.sharding import bot_class, refusal_advice
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import DISCORD_IMAGE_HOSTS
-from bot.jobs.concurrency import lane_scheduler, provider_lanes
+from bot.jobs.concurrency import current_of, lane_scheduler, provider_lanes
 from bot.jobs.options import ServerOptions
+from bot.jobs.scheduler import JobScheduler
 from bot.jobs.service import GenerationService
+from bot.jobs.shared import cache_drops, share_caches, shared_scheduler
 from bot.log import setup_logging
 from bot.moderation.approvals import ModerationRules
 from bot.moderation.policy import Policy
@@ -64,6 +68,7 @@ from bot.storage.audit import AuditRepository
 from bot.storage.database import Database, DatabaseError, DatabaseUnreachableError
 from bot.storage.jobs import JobRepository
 from bot.storage.meta import MetaRepository
+from bot.storage.notify import NotifyBus
 from bot.storage.runs import RunRepository
 
 log = logging.getLogger(__name__)
@@ -130,9 +135,19 @@ def build_providers(
     return Providers(*built), runware
 
 
-def build_services(database: Database, settings: Settings, session: aiohttp.ClientSession, bot: AtelierBot) -> Services:
+def build_services(
+    database: Database,
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    bot: AtelierBot,
+    *,
+    bus: NotifyBus | None = None,
+) -> Services:
     """Build the services on an open database, the one HTTP session and the bot (the client the delivery posts with).
 
+    With a `bus` (PostgreSQL: several processes may share the database) jobs run from the database's one queue
+    (`bot.jobs.shared.SharedScheduler`) and a change of a server's settings made by another process drops this
+    process's cached copy; without one, the in-process fair scheduler runs them (SQLite: one process).
     Raises `SettingsError` if neither RUNWARE_API_KEY nor RUNBASE_API_KEY is set.
     """
     config = settings.app
@@ -145,8 +160,15 @@ def build_services(database: Database, settings: Settings, session: aiohttp.Clie
     server_options = ServerOptions(database, config)
     policy = Policy(database)
     lanes = provider_lanes(config.limits)
-    scheduler = lane_scheduler(config.limits, lanes)
+    scheduler: JobScheduler
+    if bus is None:
+        scheduler = lane_scheduler(config.limits, lanes)
+    else:
+        scheduler = shared_scheduler(database, config.limits, lanes, bus)
+        share_caches(bus, drops=cache_drops(server_options, policy, moderation))
     metrics.current().watch_queue(lambda: scheduler.waiting_count, lambda: scheduler.running_count)
+    for provider, lane in lanes.items():
+        metrics.current().watch_limit(provider, current_of(lane))
     providers, runware = build_providers(
         database,
         settings,
@@ -220,20 +242,28 @@ async def open_bot(
         ):
             if server is not None:
                 server.ping = partial(database.run, _ping, write=False)
-            bot = AtelierBot(
+            bus = NotifyBus(str(settings.database_target)) if database.engine == "postgresql" else None
+            bot = bot_class(settings)(
                 settings=settings,
                 session=session,
-                services=partial(build_services, database, settings, session),
+                services=partial(build_services, database, settings, session, bus=bus),
                 extensions=extensions,
                 guild_ready_timeout=guild_ready_timeout,
             )
-            # Holds left open by a crash are settled or released before any new request can reserve (the bot is not
-            # connected yet).
-            await bot.services.ledger.reconcile()
             try:
+                if bus is not None:  # listening before any job is queued or any setting read
+                    try:
+                        await bus.start()
+                    except ConnectionError as exc:
+                        raise DatabaseUnreachableError(str(exc)) from exc
+                # Holds left open by a crash are settled or released before any new request can reserve (the bot is
+                # not connected yet).
+                await bot.services.ledger.reconcile()
                 yield bot
             finally:
                 await bot.shutdown()
+                if bus is not None:
+                    await bus.stop()
                 if server is not None:
                     server.ping = None
         log.info("Closed the HTTP session and the database")
@@ -303,6 +333,9 @@ async def run_bot(settings: Settings) -> int:
     except (aiohttp.ClientConnectionError, OSError) as exc:
         print(f"atelier: cannot reach Discord at {settings.discord_api_base}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except ShardingRefusedError as exc:
+        print(f"atelier: ATELIER_SHARDS: {refusal_advice(exc, settings.shards)}", file=sys.stderr)
+        return EXIT_USAGE
     except DiscordUnavailableError as exc:
         print(f"atelier: Discord is unavailable ({exc}); try again later", file=sys.stderr)
         return EXIT_FAILED

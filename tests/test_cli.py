@@ -290,8 +290,9 @@ def test_bare_command_runs_the_bot_and_needs_a_token(fake_url: str) -> None:
 
 
 def test_every_contract_subcommand_is_registered() -> None:
-    """The contract's `run`, `generate`, `check`, `invite` (§5.2), plus `backup`, `init`, `report`; `run` is default."""
-    assert set(SUBCOMMANDS) == {"run", "generate", "check", "invite", "backup", "init", "report"}
+    """The contract's `run`, `generate`, `check`, `invite` (§5.2), plus `backup`, `init`, `report` and issue 12's
+    `migrate-to-postgres`; `run` is the default."""
+    assert set(SUBCOMMANDS) == {"run", "generate", "check", "invite", "backup", "init", "report", "migrate-to-postgres"}
     assert DEFAULT_SUBCOMMAND == "run"
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from bot.catalog import ModelName, Quality, Size
 from bot.settings import DEFAULT_DATABASE, ENVIRONMENT_VARIABLES, SettingsError, load_app_config, load_settings
+from bot.settings.shards import ShardRange, shard_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG = REPO_ROOT / "config" / "atelier.toml"
@@ -99,6 +100,13 @@ PG_URL = "postgresql://bot:pw@db.example:5432/atelier"
         ("ATELIER_METRICS_PORT", "65536", "must be a port number from 1 to 65535"),
         ("ATELIER_METRICS_PORT", "http", "must be a port number from 1 to 65535"),
         ("ATELIER_METRICS_PORT", "-1", "must be a port number from 1 to 65535"),
+        ("ATELIER_SHARDS", "2/4", "must be FIRST-LAST/COUNT; for shard 2 alone write 2-2/4"),
+        ("ATELIER_SHARDS", "0-1", "must be FIRST-LAST/COUNT, the shards this process runs out of COUNT"),
+        ("ATELIER_SHARDS", "0..1/4", "not '0..1/4'"),
+        ("ATELIER_SHARDS", "-1-0/4", "must be FIRST-LAST/COUNT"),
+        ("ATELIER_SHARDS", "2-1/4", "FIRST (2) must not be greater than LAST (1)"),
+        ("ATELIER_SHARDS", "0-4/4", "LAST (4) must be less than COUNT (4): shards are numbered 0 to 3"),
+        ("ATELIER_SHARDS", "0-0/0", "COUNT must be at least 1"),
         ("RUNWARE_API_KEY", "key-\udcff", "is not valid UTF-8"),
         ("ATELIER_DATABASE", "data/\udcff.sqlite3", "is not valid UTF-8"),
         ("ATELIER_DATABASE", "postgresql://db.example:0/atelier", "port 0"),
@@ -134,6 +142,9 @@ def test_a_bad_environment_value_names_its_variable(variable: str, value: str, m
         ("LOG_FORMAT", " JSON ", "log_format", "json"),
         ("ATELIER_METRICS_PORT", " 9464 ", "metrics_port", 9464),
         ("ATELIER_METRICS_PORT", "65535", "metrics_port", 65535),
+        ("ATELIER_SHARDS", " 0-1/4 ", "shards", ShardRange(0, 1, 4)),
+        ("ATELIER_SHARDS", "2-2/3", "shards", ShardRange(2, 2, 3)),
+        ("ATELIER_SHARDS", "0-0/1", "shards", ShardRange(0, 0, 1)),
     ],
 )
 def test_a_good_environment_value_is_accepted_and_tidied(
@@ -142,6 +153,16 @@ def test_a_good_environment_value_is_accepted_and_tidied(
     """URLs with a host (and a valid port) pass and lose a trailing slash; ids and levels are trimmed."""
     settings = load_settings({variable: value, "ATELIER_CONFIG": str(CONFIG)})
     assert getattr(settings, attribute) == expected
+
+
+def test_a_shard_range_lists_its_shards_and_only_the_one_with_shard_0_syncs_the_commands() -> None:
+    """`1-3/4` runs shards 1, 2 and 3 and does not sync; `0-0/3` runs shard 0 and syncs; a guild's shard is
+    Discord's `(guild_id >> 22) % count`."""
+    later = load_settings({"ATELIER_SHARDS": "1-3/4", "ATELIER_CONFIG": str(CONFIG)}).shards
+    first = load_settings({"ATELIER_SHARDS": "0-0/3", "ATELIER_CONFIG": str(CONFIG)}).shards
+    assert later is not None and (later.ids, later.syncs_commands, str(later)) == ([1, 2, 3], False, "1-3/4")
+    assert first is not None and (first.ids, first.syncs_commands, str(first)) == ([0], True, "0-0/3")
+    assert [shard_of(guild_id, 3) for guild_id in (0, 1 << 22, 2 << 22, 3 << 22 | 12345)] == [0, 1, 2, 0]
 
 
 DEFAULTS: list[tuple[str, str, object]] = [
@@ -158,6 +179,7 @@ DEFAULTS: list[tuple[str, str, object]] = [
     ("LOG_LEVEL", "log_level", "INFO"),
     ("LOG_FORMAT", "log_format", "text"),
     ("ATELIER_METRICS_PORT", "metrics_port", None),
+    ("ATELIER_SHARDS", "shards", None),
 ]
 
 

@@ -12,15 +12,39 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.billing.budgets import MemberLimit, day_span
-from bot.billing.errors import BudgetExceededError, BudgetInputError
+from bot.billing.budgets import MemberLimit, day_span, period_bounds
+from bot.billing.errors import BudgetExceededError, BudgetInputError, LedgerError
 from bot.billing.inputs import check_amount, check_id
-from bot.billing.outcomes import WARN_AT_PERCENT, AllowanceWarning
+from bot.billing.outcomes import WARN_AT_PERCENT, AllowanceWarning, Reservation
+from bot.catalog import Period
+from bot.money import format_usd
+from bot.storage.jobs import JobQueries
 from bot.storage.ledger import LedgerQueries
 from bot.storage.pools import PoolQueries
-from bot.storage.rows import NewJob
+from bot.storage.rows import EntryKind, Job, LedgerEntry, NewJob
 
-__all__ = ["allowance_warning", "check_job_row", "checked_places", "checked_request", "refusal"]
+__all__ = [
+    "allowance_warning",
+    "check_job_row",
+    "checked_places",
+    "checked_request",
+    "earlier_duplicate",
+    "refusal",
+    "repeated_reservation",
+]
+
+
+def earlier_duplicate(conn: sqlite3.Connection, job: NewJob | None, since: datetime | None) -> Job | None:
+    """Return the member's job made since `since` that `job` repeats (the same fingerprint in `extras`), or None.
+
+    Read inside the reservation's unit, under the server's budget lock: two processes given the same request at once
+    find each other's job here, so it is stored and reserved once.
+    """
+    fingerprint = None if job is None else job.extras.get("fingerprint")
+    if job is None or job.guild_id is None or since is None or not isinstance(fingerprint, str):
+        return None
+    earlier = JobQueries(conn).find_recent_duplicate(job.guild_id, job.member_id, fingerprint, since)
+    return None if earlier is None or earlier.id == job.id else earlier  # the same job again: a repeated reserve
 
 
 def checked_request(
@@ -88,3 +112,18 @@ def check_job_row(job: NewJob, job_id: str, guild: int, member: int, estimate: i
     ]
     if wrong:
         raise BudgetInputError(f"The job row does not match the reservation: its {'; its '.join(wrong)}.")
+
+
+def repeated_reservation(
+    entries: list[LedgerEntry], job_id: str, guild_id: int, member_id: int, estimate: int, period: Period
+) -> Reservation:
+    """Return a repeated reserve's hold as a `Reservation`; raise `LedgerError` if it differs or has ended."""
+    kinds = {entry.kind: entry for entry in entries}
+    hold = kinds.get(EntryKind.HOLD)
+    if hold is None or EntryKind.SETTLE in kinds or EntryKind.RELEASE in kinds:
+        raise LedgerError(f"Job {job_id} was already settled or released; a job is reserved only once.")
+    if (hold.guild_id, hold.member_id, hold.amount) != (guild_id, member_id, estimate):
+        raise LedgerError(f"Job {job_id} already holds a different reservation ({format_usd(hold.amount)}).")
+    # The hold belongs to the period it was made in, which may have ended since: its reset is that period's end.
+    resets_at = period_bounds(period, hold.effective_at)[1]
+    return Reservation(job_id, guild_id, member_id, estimate, hold.effective_at, resets_at, created=False)

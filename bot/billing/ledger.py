@@ -25,6 +25,10 @@ and close that gap. `reconcile()` treats a hold whose job row does not exist as 
 the two steps) and releases it, so run it at start-up, before requests are accepted, or give it a grace period. The
 operator's terminal holds (`bot.billing.operator`) are the exception: another process may still be running them, so
 they are kept for `operator_grace`, then settled at the estimate (the outcome is unknown), never released.
+
+Several processes (PostgreSQL): every unit that moves a server's money holds that server's budget lock
+(`Database.run(..., locks=[guild_id])`), so a reservation's checks and hold are atomic against every process. Settle,
+release and refit know the job: its server is remembered from the reserve, or read first. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -36,7 +40,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot.billing.budgets import Budgets, MemberLimit, day_span, period_bounds, record_change
-from bot.billing.checks import allowance_warning, check_job_row, checked_places, checked_request, refusal
+from bot.billing.checks import (
+    allowance_warning,
+    check_job_row,
+    checked_places,
+    checked_request,
+    earlier_duplicate,
+    refusal,
+    repeated_reservation,
+)
 from bot.billing.entries import adjust_in, held, release_in, report_settlement, settle_in
 from bot.billing.errors import BudgetExceededError, BudgetInputError, LedgerError
 from bot.billing.inputs import check_amount, check_id, check_job_id
@@ -95,6 +107,7 @@ class Ledger:
         self._budgets = budgets
         self._clock = clock
         self._operator_grace = operator_grace_for(RunwareConfig()) if operator_grace is None else operator_grace
+        self._guilds: dict[str, int] = {}  # job id -> server, of the jobs reserved here (shared database only)
 
     async def reserve(
         self,
@@ -106,6 +119,7 @@ class Ledger:
         *,
         job: NewJob | None = None,
         places: Sequence[int] = (),
+        duplicate_since: datetime | None = None,
     ) -> Reservation:
         """Hold `estimate` for the job if it fits the member's and the server's budgets and the team pools, else raise.
 
@@ -120,6 +134,9 @@ class Ledger:
         job row is created in the same transaction and returned as `Reservation.job`; it must be the row of this
         reservation (same id, server, member and estimate), or `BudgetInputError` is raised and nothing is written.
         A repeated reserve of a job returns its hold, with the reset instant of the period the hold was made in.
+        With `duplicate_since`, a job of the member with `job`'s fingerprint made since then is returned instead
+        (`Reservation.duplicate`, its estimate and creation time), and nothing is written: duplicates collapse here,
+        under the server's lock, across processes.
         """
         job_id = check_job_id(job_id)
         guild, member, roles, amount = checked_request(guild_id, member_id, role_ids, estimate)
@@ -129,10 +146,17 @@ class Ledger:
         now = self._clock()
 
         def repeated(conn: sqlite3.Connection, existing: list[LedgerEntry], period: Period) -> Reservation:
-            reservation = _repeated_reservation(existing, job_id, guild, member, amount, period)
+            reservation = repeated_reservation(existing, job_id, guild, member, amount, period)
             return reservation if job is None else replace(reservation, job=JobQueries(conn).get(job_id))
 
         def unit(conn: sqlite3.Connection) -> Reservation:
+            earlier = earlier_duplicate(conn, job, duplicate_since)
+            if earlier is not None:
+                resets = period_bounds(self._budgets.member_limit(conn, guild, member, roles).period, now)[1]
+                created = earlier.created_at
+                return Reservation(
+                    earlier.id, guild, member, earlier.estimate, created, resets, False, earlier, duplicate=True
+                )
             ledger = LedgerQueries(conn)
             refusal, limit, pools = self._refusal_in(conn, guild, member, roles, spots, amount, now)
             period = limit.period
@@ -181,7 +205,11 @@ class Ledger:
                 warning=allowance_warning(conn, limit, guild, member, start, end, now),
             )
 
-        return await self._db.run(unit)
+        reservation = await self._db.run(unit, locks=[guild])
+        if self._db.shared and not reservation.duplicate:  # a shortcut only: a job missing here is read instead
+            self._guilds = {} if len(self._guilds) > 100_000 else self._guilds
+            self._guilds[job_id] = guild
+        return reservation
 
     async def check(
         self, guild_id: int, member_id: int, role_ids: Sequence[int], amount: int, *, places: Sequence[int] = ()
@@ -211,7 +239,8 @@ class Ledger:
         job_id = check_job_id(job_id)
         amount = check_amount(actual, "actual cost")
         now = self._clock()
-        result = await self._db.run(lambda conn: settle_in(conn, job_id, amount, now))
+        locks = await self._job_locks(job_id, ending=True)
+        result = await self._db.run(lambda conn: settle_in(conn, job_id, amount, now), locks=locks)
         report_settlement(result, amount)
         return result
 
@@ -231,7 +260,7 @@ class Ledger:
                 return None
             return settle_in(conn, job_id, amount, now)
 
-        result = await self._db.run(unit)
+        result = await self._db.run(unit, locks=await self._job_locks(job_id, ending=True))
         if result is not None:
             report_settlement(result, amount)
         return result
@@ -243,7 +272,8 @@ class Ledger:
         """
         job_id = check_job_id(job_id)
         now = self._clock()
-        return await self._db.run(lambda conn: release_in(conn, job_id, now))
+        locks = await self._job_locks(job_id, ending=True)
+        return await self._db.run(lambda conn: release_in(conn, job_id, now), locks=locks)
 
     async def grant(
         self, guild_id: int, member_id: int, amount: int, reason: str, actor_id: int | None = None
@@ -274,7 +304,7 @@ class Ledger:
             record_change(conn, guild, actor, f"grant <@{member}>", None, f"{format_usd(value)}: {text}", now)
             return entry
 
-        entry = await self._db.run(unit)
+        entry = await self._db.run(unit, locks=[guild])
         log.info("grant of %s to member %d in guild %d by %s: %s", format_usd(value), member, guild, actor, text)
         return entry
 
@@ -320,6 +350,19 @@ class Ledger:
             )
 
         return await self._db.run(unit, write=False)
+
+    async def _job_locks(self, job_id: str, *, ending: bool = False) -> list[int]:
+        """Return the budget lock of the job's server on a shared database (none needed on SQLite).
+
+        A job reserved by this process is known; another's (taken over after a restart) is read first.
+        """
+        if not self._db.shared:
+            return []
+        known = self._guilds.pop(job_id, None) if ending else self._guilds.get(job_id)
+        if known is not None:
+            return [known]
+        guild = await self._db.run(lambda conn: LedgerQueries(conn).guild_of_job(job_id), write=False)
+        return [] if guild is None else [guild]
 
     def _refusal_in(
         self,
@@ -394,7 +437,7 @@ class Ledger:
                 raise LedgerError(f"Job {job_id} is no longer running; it cannot move to another provider.")
             return adjust_in(conn, reservation, amount, now)
 
-        return await self._db.run(unit)
+        return await self._db.run(unit, locks=await self._job_locks(job_id))
 
     async def reconcile(self, *, orphan_grace: timedelta = timedelta(0)) -> ReconcileReport:
         """Resolve holds left open by a crash; check the daily totals against the ledger and rebuild them if needed.
@@ -439,7 +482,10 @@ class Ledger:
                 ledger.rebuild_totals()
             return ReconcileReport(settled, released, kept, totals_repaired=mismatches), settlements
 
-        report, settlements = await self._db.run(unit)
+        locks: list[int] = []
+        if self._db.shared:  # every server with an open hold: another process may be reserving there
+            locks = await self._db.run(lambda conn: LedgerQueries(conn).guilds_with_open_holds(), write=False)
+        report, settlements = await self._db.run(unit, locks=locks)
         for result in settlements:
             report_settlement(result, result.actual)
         if report.totals_repaired:
@@ -452,17 +498,3 @@ class Ledger:
                 len(report.kept),
             )
         return report
-
-
-def _repeated_reservation(
-    entries: list[LedgerEntry], job_id: str, guild_id: int, member_id: int, estimate: int, period: Period
-) -> Reservation:
-    kinds = {entry.kind: entry for entry in entries}
-    hold = kinds.get(EntryKind.HOLD)
-    if hold is None or EntryKind.SETTLE in kinds or EntryKind.RELEASE in kinds:
-        raise LedgerError(f"Job {job_id} was already settled or released; a job is reserved only once.")
-    if (hold.guild_id, hold.member_id, hold.amount) != (guild_id, member_id, estimate):
-        raise LedgerError(f"Job {job_id} already holds a different reservation ({format_usd(hold.amount)}).")
-    # The hold belongs to the period it was made in, which may have ended since: its reset is that period's end.
-    resets_at = period_bounds(period, hold.effective_at)[1]
-    return Reservation(job_id, guild_id, member_id, estimate, hold.effective_at, resets_at, created=False)

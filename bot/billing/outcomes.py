@@ -46,6 +46,9 @@ class Reservation:
     """Every team pool the hold counts against (its place's, the parent channel's, the category's), innermost first."""
     warning: AllowanceWarning | None = None
     """Set when this hold took the member past 80% of their allowance for the first time this period."""
+    duplicate: bool = False
+    """True when `reserve(duplicate_since=...)` found the member's same request already stored: `job` is that one,
+    nothing was reserved or stored now."""
 
 
 @dataclass(frozen=True, slots=True)

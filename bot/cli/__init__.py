@@ -4,7 +4,8 @@ One module per subcommand, each registered once in `COMMANDS`:
 - `run`: run the Discord bot (the default); `generate`: one generation from the terminal, no Discord;
 - `check`: everything a first start needs, a line each; `invite`: the OAuth2 invite URL;
 - `backup`: a consistent copy of the live database; `init`: an annotated `atelier.toml` and a `.env` template;
-- `report`: a server's spend report (CSV of every charge, PNG chart) and its totals.
+- `report`: a server's spend report (CSV of every charge, PNG chart) and its totals;
+- `migrate-to-postgres`: copy an SQLite database into an empty PostgreSQL one, verified.
 
 Helpers: `operator` (the operator's own ledger account, for `generate`), `output` (claiming `generate`'s output files
 before anything is sent).
@@ -22,7 +23,7 @@ import sys
 from typing import NoReturn, Protocol
 
 from bot import __version__
-from bot.cli import backup, check, generate, init, invite, report, run
+from bot.cli import backup, check, generate, init, invite, migrate_to_postgres, report, run
 from bot.exit_codes import EXIT_USAGE
 from bot.settings import SettingsError
 
@@ -40,7 +41,7 @@ class Subcommand(Protocol):
         """Run the subcommand and return the process exit status."""
 
 
-COMMANDS: tuple[Subcommand, ...] = (run, generate, check, invite, backup, init, report)
+COMMANDS: tuple[Subcommand, ...] = (run, generate, check, invite, backup, init, report, migrate_to_postgres)
 """Every subcommand, in the order `--help` lists them."""
 
 SUBCOMMANDS: dict[str, Subcommand] = {command.NAME: command for command in COMMANDS}

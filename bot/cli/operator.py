@@ -20,8 +20,6 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiohttp
-
 from bot.billing.budgets import Budgets, MemberOverride
 from bot.billing.ledger import Ledger, SettleResult
 from bot.billing.pricing import Pricing
@@ -204,7 +202,7 @@ def refused_for_certain(error: BaseException, *, accepted: bool) -> bool:
         return False
     if accepted:
         return error.from_runware and isinstance(error, _TASK_REFUSALS)
-    if isinstance(error.__cause__, aiohttp.ClientConnectorError):
+    if error.never_sent:
         return True  # the connection was refused or never made: the request never left this machine
     return isinstance(error, _REFUSALS)
 

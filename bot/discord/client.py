@@ -157,6 +157,14 @@ class DiscordUnavailableError(Exception):
     """Discord could not be used: a server error on login, or the gateway closed for good; `str()` says which."""
 
 
+class ShardingRefusedError(Exception):
+    """The gateway refused the shard (4010 Invalid shard, 4011 Sharding required): `ATELIER_SHARDS` must change."""
+
+    def __init__(self, reason: str, code: int) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
 class DiscordRefusedError(Exception):
     """Discord (or what answers at `DISCORD_API_BASE`) refused a request at start-up with a 4xx other than 401/429."""
 
@@ -171,6 +179,8 @@ def connection_failure(exc: BaseException) -> Exception | None:
         reason = f"the gateway closed the connection with {exc.code} {GATEWAY_CLOSE_REASONS.get(exc.code, '')}".rstrip()
         if exc.code == GATEWAY_AUTHENTICATION_FAILED:
             return InvalidTokenError(reason)
+        if exc.code in (4010, 4011):
+            return ShardingRefusedError(reason, exc.code)
         return DiscordUnavailableError(reason)
     if isinstance(exc, discord.HTTPException):
         status = f"HTTP {exc.status} {exc.response.reason or ''}".rstrip()
@@ -239,6 +249,7 @@ class AtelierBot(commands.Bot):
             max_messages=None,
             guild_ready_timeout=guild_ready_timeout,
             http_trace=observe_discord_http(),
+            **self._sharding(settings),
         )
         self.settings = settings
         self.session = session
@@ -249,6 +260,14 @@ class AtelierBot(commands.Bot):
         self._jobs_started: asyncio.Task[None] | None = None
         self.reply_editing = ReplyEditingState(mode=settings.app.discord.reply_editing, allowed=None)
         """Whether reply editing is on (the Message Content intent), decided at login from the portal's flags."""
+        shards = settings.shards
+        self._own_shards: frozenset[int | None] = frozenset([None] if shards is None else shards.ids)
+        self._shards_up: set[int | None] = set()
+
+    @staticmethod
+    def _sharding(settings: Settings) -> dict[str, Any]:
+        """discord.py's shard options for this client: none (one unsharded connection); see `ShardedAtelierBot`."""
+        return {}
 
     @property
     def atelier_tree(self) -> AtelierTree:
@@ -267,6 +286,10 @@ class AtelierBot(commands.Bot):
         for extension in self._extensions:
             await self.load_extension(extension)
         log.info("Loaded %d extension(s): %s", len(self._extensions), ", ".join(self._extensions))
+        shards = self.settings.shards
+        if shards is not None and not shards.syncs_commands:
+            log.info("Running shards %s; the process running shard 0 syncs the commands", shards)
+            return
         try:
             await self.sync_commands()
         except discord.HTTPException:
@@ -396,9 +419,10 @@ class AtelierBot(commands.Bot):
 
     async def on_ready(self) -> None:
         """Log once the gateway session is ready; the first time, start the job service (it can deliver now)."""
-        metrics.current().health.gateway_up()
+        self._gateway_state(None, up=True)
         user = self.user
-        log.info("Ready as %s (id %s) in %d guild(s)", user, user.id if user else "?", len(self.guilds))
+        shards = f" on shards {self.settings.shards}" if self.settings.shards is not None else ""
+        log.info("Ready as %s (id %s) in %d guild(s)%s", user, user.id if user else "?", len(self.guilds), shards)
         if self._jobs_started is None and not self.atelier_tree.closing:
             self._jobs_started = asyncio.create_task(self._start_jobs(), name="atelier-start-jobs")
 
@@ -418,12 +442,26 @@ class AtelierBot(commands.Bot):
 
     async def on_resumed(self) -> None:
         """Log a resumed gateway session (after a dropped connection)."""
-        metrics.current().health.gateway_up()
+        self._gateway_state(None, up=True)
         log.info("Gateway session resumed")
 
     async def on_disconnect(self) -> None:
         """Mark the gateway down for `/healthz` until the session is ready or resumed again."""
-        metrics.current().health.gateway_down()
+        self._gateway_state(None, up=False)
+
+    def _gateway_state(self, shard_id: int | None, *, up: bool) -> None:
+        """Record one connection (`None`: the unsharded one) as up or down; `/healthz` is up when all of ours are."""
+        if shard_id not in self._own_shards:
+            return
+        if up:
+            self._shards_up.add(shard_id)
+        else:
+            self._shards_up.discard(shard_id)
+        health = metrics.current().health
+        if self._shards_up >= self._own_shards:
+            health.gateway_up()
+        else:
+            health.gateway_down()
 
     async def on_interaction(self, interaction: discord.Interaction[Any], /) -> None:
         """Count the interaction for the metrics (the tree and the views handle it)."""

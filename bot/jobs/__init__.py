@@ -19,6 +19,9 @@
 - `delivery`: the `Delivery` port the Discord wing implements, `ResultSummary`, `DeliveryError`.
 - `modlog`: the `ModLog` port the Discord wing implements (held requests, quarantined results, log lines).
 - `approvals`: held requests and quarantined results: post, approve / reject / expire atomically, publish, discard.
-- `scheduler`: round-robin across members under a global and a per-member concurrency limit.
+- `scheduler`: round-robin across members under a global and a per-member concurrency limit (`Scheduler`, one
+  process), and `JobScheduler`, the face every scheduler offers.
+- `shared`: `SharedScheduler`, the one queue of every process on a PostgreSQL database (claims, leases, NOTIFY
+  wake-ups, cross-process cancel), and `share_caches`, the settings NOTIFY that drops cached server rows.
 - `errors`: the service's refusals (`JobNotFoundError`, `JobNotCancellableError`, `ServiceNotReadyError`).
 """

@@ -11,7 +11,9 @@ One request goes through `Admitter.admit` in this order, so every refusal happen
    with the field named, exactly as before routes existed). The job stores the route's provider and resolution;
 2. collapse duplicates: the same member asking for the same thing (same `GenerationRequest.fingerprint()`) within
    `duplicate_window_seconds` gets the first job back (`Admission.duplicate`). Truly concurrent identical requests
-   wait on the first one's in-process future, so they can never create two jobs; later ones find its row;
+   wait on the first one's in-process future, so they can never create two jobs; later ones find its row. Across
+   processes (PostgreSQL) the reservation in step 5 looks again, in its transaction and under the server's budget
+   lock (`Ledger.reserve(duplicate_since=...)`), so two processes given the same request store one job;
 3. estimate on the chosen route (`Pricing`: Runware's table, or Runbase's fixed price per run), and ask for
    confirmation (`Admission.needs_confirmation`, nothing reserved, nothing fetched) when the estimate is above the
    server's `confirm_above` (its own, else the config's) and the request is not yet `confirmed`. Before that
@@ -51,7 +53,7 @@ from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.options import ServerLimits, ServerOptions
 from bot.jobs.references import References, about_reference, runbase_source
 from bot.jobs.requests import DeliveryTarget, GenerationRequest, ReferenceSource, RequestKind, request_from_job
-from bot.jobs.scheduler import Scheduler
+from bot.jobs.scheduler import JobScheduler
 from bot.jobs.tracking import ActiveJobs
 from bot.moderation.approvals import ModerationRules, PlaceRules
 from bot.moderation.policy import Policy
@@ -104,7 +106,7 @@ class Admitter:
         policy: Policy,
         pricing: Pricing,
         ledger: Ledger,
-        scheduler: Scheduler,
+        scheduler: JobScheduler,
         jobs: JobRepository,
         references: References,
         active: ActiveJobs,
@@ -185,8 +187,8 @@ class Admitter:
         self, request: GenerationRequest, fingerprint: str, limits: ServerLimits, route: Route
     ) -> Admission:
         window = self._limits.duplicate_window_seconds
-        if window > 0:
-            since = self._clock() - timedelta(seconds=window)
+        since = self._clock() - timedelta(seconds=window) if window > 0 else None
+        if since is not None:
             earlier = await self._jobs.find_recent_duplicate(request.guild_id, request.member_id, fingerprint, since)
             if earlier is not None:
                 log.info("request of member %d collapsed into job %s", request.member_id, earlier.id)
@@ -228,8 +230,12 @@ class Admitter:
             estimate,
             job=new_job,
             places=request.places,
+            duplicate_since=since,  # asked again under the server's lock: another process may have just stored it
         )
         job = reservation.job
+        if reservation.duplicate and job is not None:
+            log.info("request of member %d collapsed into job %s", request.member_id, job.id)
+            return Admission(job.id, job.estimate, self._scheduler.position(job.id), duplicate=True)
         if job is None:  # pragma: no cover - a fresh job id: the reservation just stored the row
             raise LedgerError(f"Job {new_job.id} was not stored with its reservation.")
         if held:

@@ -36,7 +36,7 @@ from bot.images import FittedImage, InvalidImageError, fit_to_limit
 from bot.jobs.delivery import Delivery, DeliveryError, ResultSummary
 from bot.jobs.modlog import ModLog
 from bot.jobs.requests import DeliveryTarget
-from bot.jobs.scheduler import Scheduler
+from bot.jobs.scheduler import JobScheduler
 from bot.jobs.tracking import ActiveJobs
 from bot.moderation.approvals import ModerationRules
 from bot.money import format_usd
@@ -73,7 +73,7 @@ class Approvals:
         rules: ModerationRules,
         ledger: Ledger,
         jobs: JobRepository,
-        scheduler: Scheduler,
+        scheduler: JobScheduler,
         active: ActiveJobs,
         delivery: Delivery,
         modlog: ModLog,

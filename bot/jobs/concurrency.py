@@ -154,13 +154,13 @@ def lane_scheduler(limits: LimitsConfig, lanes: Mapping[str, AdaptiveLimit]) -> 
     scheduler = Scheduler(
         limits.global_concurrency,
         limits.per_member_concurrency,
-        lanes={provider: _current_of(limit) for provider, limit in lanes.items()},
+        lanes={provider: current_of(limit) for provider, limit in lanes.items()},
     )
     for limit in lanes.values():
         limit.subscribe(scheduler.wake)
     return scheduler
 
 
-def _current_of(limit: AdaptiveLimit) -> Callable[[], int]:
-    """Return a lane's capacity for the scheduler: the adaptive limit's current value, asked at every start."""
+def current_of(limit: AdaptiveLimit) -> Callable[[], int]:
+    """Return a reader of the limit's current value: a lane's capacity for the scheduler, a gauge for the metrics."""
     return lambda: limit.current

@@ -11,7 +11,8 @@ not pay a database trip per request for a row that almost never changes, and req
 one read. A change whose caller is cancelled while it is being written may still commit (a unit of work that has
 started always completes): the row is dropped once the write has ended all the same, so the next read asks the
 database rather than serving the old row until a restart. Every change is recorded in `audit_log` in its own
-transaction.
+transaction; on PostgreSQL that transaction also NOTIFYs the other processes, which drop their cached row
+(`invalidate`, wired by `bot.jobs.shared.share_caches`).
 """
 
 from __future__ import annotations
@@ -330,6 +331,10 @@ class ServerOptions:
         """
         row = await self._cache.change(guild_id, self._db.run(write))
         return self._effective(guild_id, row)
+
+    def invalidate(self, guild_id: int | None) -> None:
+        """Forget the server's cached row (None: every server's), say after another process changed it."""
+        self._cache.invalidate(guild_id)
 
 
 _DEFAULT_NAMES = ("model", "size", "quality", "background", "format", "count")

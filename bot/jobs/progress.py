@@ -13,7 +13,7 @@ import contextlib
 import logging
 
 from bot.jobs.delivery import Delivery
-from bot.jobs.scheduler import Scheduler
+from bot.jobs.scheduler import JobScheduler
 from bot.jobs.tracking import ActiveJobs, Phase
 from bot.storage.rows import Job, JobState
 
@@ -24,7 +24,7 @@ class Progress:
     """Sends the tracked jobs' progress through the `Delivery` port, throttled per job."""
 
     def __init__(
-        self, delivery: Delivery, scheduler: Scheduler, active: ActiveJobs, interval: float, first_after: float = 0.0
+        self, delivery: Delivery, scheduler: JobScheduler, active: ActiveJobs, interval: float, first_after: float = 0.0
     ) -> None:
         self._delivery = delivery
         self._scheduler = scheduler

@@ -29,7 +29,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,29 @@ K = TypeVar("K", int, str)
 
 RunJob = Callable[[str], Awaitable[None]]
 """Runs one job to its end, given its id; the scheduler logs (and otherwise ignores) whatever it raises."""
+
+
+class JobScheduler(Protocol):
+    """What the service, the worker, admission and approvals ask of a scheduler.
+
+    This in-process `Scheduler`, or `bot.jobs.shared.SharedScheduler`, the one queue of every process on a PostgreSQL
+    database.
+    """
+
+    def start(self, run_job: RunJob, *, elsewhere: Callable[[str], None] | None = None) -> None: ...  # noqa: D102
+    def submit(self, job_id: str, member_id: int, provider: str = "") -> int | None: ...  # noqa: D102
+    def remove(self, job_id: str) -> bool: ...  # noqa: D102
+    def cancel_running(self, job_id: str) -> bool: ...  # noqa: D102
+    def release_slot(self, job_id: str) -> bool: ...  # noqa: D102
+    def wake(self) -> None: ...  # noqa: D102
+    def position(self, job_id: str) -> int | None: ...  # noqa: D102
+    def positions(self) -> dict[str, int]: ...  # noqa: D102
+    @property
+    def waiting_count(self) -> int: ...  # noqa: D102
+    @property
+    def running_count(self) -> int: ...  # noqa: D102
+    async def wait_idle(self) -> None: ...  # noqa: D102
+    async def stop(self, grace: float = 10.0) -> None: ...  # noqa: D102
 
 
 class Scheduler:
@@ -67,8 +90,12 @@ class Scheduler:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def start(self, run_job: RunJob) -> None:
-        """Start running queued jobs with `run_job`; jobs added before this wait until now."""
+    def start(self, run_job: RunJob, *, elsewhere: Callable[[str], None] | None = None) -> None:
+        """Start running queued jobs with `run_job`; jobs added before this wait until now.
+
+        `elsewhere` is for a shared queue (`bot.jobs.shared`: called with a job submitted here that another process
+        took); in one process every job runs here, so it is never called.
+        """
         self._run_job = run_job
         self._stopping = False
         self._pump()

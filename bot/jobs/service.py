@@ -32,7 +32,7 @@ from bot.jobs.options import ServerOptions
 from bot.jobs.references import References
 from bot.jobs.requests import DeliveryTarget, GenerationRequest
 from bot.jobs.resume import ResumeReport
-from bot.jobs.scheduler import Scheduler
+from bot.jobs.scheduler import JobScheduler
 from bot.jobs.tracking import ActiveJobs
 from bot.jobs.worker import CancelResult, Worker
 from bot.moderation.approvals import ModerationRules
@@ -73,7 +73,7 @@ class GenerationService:
         ledger: Ledger,
         pricing: Pricing,
         config: AppConfig,
-        scheduler: Scheduler,
+        scheduler: JobScheduler,
         *,
         server_options: ServerOptions,
         delivery: Delivery,

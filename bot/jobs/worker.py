@@ -39,7 +39,7 @@ from bot.jobs.modlog import ModLog, NoModLog
 from bot.jobs.progress import Progress
 from bot.jobs.requests import DeliveryTarget, job_role_ids
 from bot.jobs.resume import Restarts, ResumeReport
-from bot.jobs.scheduler import Scheduler
+from bot.jobs.scheduler import JobScheduler
 from bot.jobs.tracking import ActiveJobs, Phase, Tracked
 from bot.jobs.unsure import fail_charged
 from bot.log import log_context
@@ -93,7 +93,7 @@ class Worker:
         providers: Providers,
         ledger: Ledger,
         config: AppConfig,
-        scheduler: Scheduler,
+        scheduler: JobScheduler,
         delivery: Delivery,
         jobs: JobRepository,
         active: ActiveJobs,
@@ -134,7 +134,7 @@ class Worker:
             if job.id not in self._active:
                 self._active.track(job)
             self._scheduler.submit(job.id, job.member_id, job.provider)
-        self._scheduler.start(self.run_job)
+        self._scheduler.start(self.run_job, elsewhere=self._active.untrack)
         self._progress.start()
         if report.resumed or report.requeued:
             log.info("resumed %d submitted and re-queued %d queued job(s)", len(report.resumed), len(report.requeued))
@@ -357,6 +357,12 @@ class Worker:
         if job.state.is_finished:
             raise JobNotCancellableError(_finished_sentence(job.state))
         tracked = self._active.get(job_id)
+        if tracked is None or tracked.phase is Phase.WAITING:
+            # Not running here (another process may run it, or it waits to be resumed): if its images are already
+            # made and stored, they are posted and charged, as when the run is here.
+            if await self._jobs.results(job_id):
+                raise JobNotCancellableError(_TOO_LATE)
+            tracked = self._active.get(job_id)
         # From here to `cancel_requested` there is no await, so the worker cannot get its images unnoticed: it checks
         # `cancel_requested` and leaves RUNNING in one synchronous step as soon as they are stored (see `_run`).
         if tracked is not None:

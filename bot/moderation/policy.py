@@ -87,7 +87,8 @@ class PolicyCache(Generic[_T]):
     """Each server's rules (a `GuildPolicy`, or the moderation place rules), read once and kept until a change drops it.
 
     The one place that knows how long rules may be trusted: changes in this process go through `change` (or call
-    `invalidate`); several processes sharing a database will need their changes announced to each other here.
+    `invalidate`); a change made by another process sharing the database is announced by a NOTIFY that calls
+    `invalidate` (`bot.jobs.shared.share_caches`).
     """
 
     def __init__(self, load: Callable[[int], Awaitable[_T]]) -> None:
@@ -124,10 +125,13 @@ class PolicyCache(Generic[_T]):
             self._policies[guild_id] = policy
         return policy
 
-    def invalidate(self, guild_id: int) -> None:
-        """Forget the server's policy; the next `get` reads it again."""
+    def invalidate(self, guild_id: int | None) -> None:
+        """Forget the server's policy (None: every server's); the next `get` reads it again."""
         self._changes += 1
-        self._policies.pop(guild_id, None)
+        if guild_id is None:
+            self._policies.clear()
+        else:
+            self._policies.pop(guild_id, None)
 
     async def change(self, guild_id: int, write: Awaitable[_R]) -> _R:
         """Await a change of the server's rules; whether it commits, fails or its caller is cancelled, the entry goes.

@@ -47,6 +47,12 @@ class Metrics:
         )
         self.queue_length = Gauge("atelier_queue_length", "Jobs waiting for a slot in this process.", registry=registry)
         self.running_jobs = Gauge("atelier_running_jobs", "Jobs running in this process.", registry=registry)
+        self.concurrency_limit = Gauge(
+            "atelier_provider_concurrency_limit",
+            "Tasks a provider may have at once now (the adaptive limit), by provider.",
+            ["provider"],
+            registry=registry,
+        )
         self.provider_seconds = Histogram(
             "atelier_provider_request_seconds",
             "Duration of one request to the image provider, by task type and outcome.",
@@ -95,6 +101,10 @@ class Metrics:
         """Read the queue length and the running jobs from these callables at every scrape."""
         self.queue_length.set_function(lambda: float(waiting()))
         self.running_jobs.set_function(lambda: float(running()))
+
+    def watch_limit(self, provider: str, current: Callable[[], int]) -> None:
+        """Read `provider`'s adaptive concurrency limit from `current` at every scrape."""
+        self.concurrency_limit.labels(provider=provider).set_function(lambda: float(current()))
 
     def exposition(self) -> bytes:
         """Render the registry in Prometheus' text format."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-import aiohttp
-
 from bot.errors import AtelierError
 from bot.runbase.errors import RunbaseError
 from bot.runware.errors import RunwareAuthError, RunwareCreditsError, RunwareError, RunwareTransientError
@@ -68,7 +66,7 @@ def certainly_not_accepted(error: RunwareError) -> bool:
         return error.not_created
     if isinstance(error, RunwareAuthError | RunwareCreditsError):
         return True
-    return isinstance(error, RunwareTransientError) and isinstance(error.__cause__, aiohttp.ClientConnectorError)
+    return isinstance(error, RunwareTransientError) and error.never_sent
 
 
 class UnknownProviderError(LookupError):

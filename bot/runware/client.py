@@ -474,7 +474,7 @@ class RunwareClient:
 
 def _may_be_in_flight(error: RunwareError) -> bool:
     """Whether a failed submission may still reach Runware later (so "unknown task" is not yet final)."""
-    if isinstance(error.__cause__, aiohttp.ClientConnectorError):
+    if error.never_sent:
         return False  # the connection was never opened, so nothing was sent
     return error.code in ("requestTimeout", "connectionError") or error.status in (502, 504)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+import aiohttp
+
 from bot.errors import AtelierError
 
 Parameter = str | list[str] | None
@@ -55,6 +57,15 @@ class RunwareError(AtelierError):
         if self.task_uuid:
             parts.append(f"task {self.task_uuid}")
         return " | ".join(parts)
+
+    @property
+    def never_sent(self) -> bool:
+        """Whether the request never left this machine: the connection was refused or never opened.
+
+        Nothing was sent, so the provider certainly took no work and no money; every "did the provider take it?" rule
+        starts here.
+        """
+        return isinstance(self.__cause__, aiohttp.ClientConnectorError)
 
     @property
     def user_message(self) -> str:

@@ -1,12 +1,11 @@
 """Typed settings: environment (and `.env`) for secrets and endpoints, a TOML file for everything else.
 
 Loaded once at start-up by the composition root; a missing or malformed value raises `SettingsError` with one line
-that names the variable, which the CLI prints before exiting with status 2.
+naming the variable, which the CLI prints before exiting with status 2.
 
 The TOML file is `ATELIER_CONFIG` if set, else `config/atelier.toml` in the working folder if it exists, else the
-built-in defaults that ship inside the package (`bot/defaults/atelier.toml`, the same file as the checkout's
-`config/atelier.toml`), so the installed `atelier` command works from any folder. Relative paths (`ATELIER_DATABASE`,
-`[paths]`) are relative to the working folder.
+built-in defaults in the package (`bot/defaults/atelier.toml`, a copy of `config/atelier.toml`), so the installed
+`atelier` command works from any folder. Relative paths (`ATELIER_DATABASE`, `[paths]`) are from the working folder.
 """
 
 from __future__ import annotations
@@ -51,6 +50,7 @@ from bot.money import usd_to_micros
 from bot.settings.database import DatabaseSetting, database_values, url_password
 from bot.settings.dotenv import env_file_problem
 from bot.settings.providers import ProvidersConfig, RunPricesConfig, build_routing, check_provider_orders
+from bot.settings.shards import ShardRange, ShardsSetting
 
 DEFAULT_RUNWARE_API_URL = "https://api.runware.ai/v1"
 DEFAULT_RUNBASE_API_URL = "https://runbase.net/api/v1"
@@ -131,9 +131,7 @@ class LimitsConfig(_Section):
     max_reference_side: int = Field(default=2048, ge=256, le=4096)
     duplicate_window_seconds: float = Field(default=5.0, ge=0)
     progress_edit_seconds: float = Field(default=3.0, ge=1.0)
-    status_after_seconds: float = Field(default=2.0, ge=0)
-    """How long a job shows Discord's "thinking…" placeholder before its status (queue position or elapsed time,
-    Cancel button) replaces it: a job done sooner shows only its result, one edit instead of two."""
+    status_after_seconds: float = Field(default=2.0, ge=0)  # "thinking…" until then (`bot.jobs.progress`)
 
 
 class RunwareConfig(_Section):
@@ -259,6 +257,7 @@ class _Environment(BaseSettings):
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_format: str = Field(default="text", validation_alias="LOG_FORMAT")
     metrics_port: int | None = Field(default=None, validation_alias="ATELIER_METRICS_PORT")
+    shards: ShardsSetting = Field(default=None, validation_alias="ATELIER_SHARDS")
 
     _empty: frozenset[str] = PrivateAttr(default=frozenset())
     """Variables that were set to an empty (or blank) value, and so count as unset."""
@@ -373,6 +372,8 @@ class Settings(BaseModel):
     """`text` (readable lines) or `json` (one JSON object per line), from `LOG_FORMAT`."""
     metrics_port: int | None = None
     """Where `/healthz` and `/metrics` are served on 127.0.0.1 (`ATELIER_METRICS_PORT`); None: not served."""
+    shards: ShardRange | None = None
+    """The gateway shards this process runs (`ATELIER_SHARDS`); None: one unsharded connection for every server."""
     app: AppConfig
     empty_variables: frozenset[str] = frozenset()
     """Variables set to an empty value, which count as unset (so their default applies)."""

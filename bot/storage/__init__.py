@@ -22,6 +22,9 @@
   transaction; `AuditRepository` for `/settings audit`).
 - `moderation`: the mod-log and moderator role, place rules, and held requests with their one decision
   (`ModerationQueries`, `ModerationRepository`).
+- `queue`: the job queue every process on the database shares (`QueueQueries`: claims under a lease, heartbeats,
+  slots counted in the database, fairness) and `notify`, a NOTIFY sent in a unit's transaction.
+- `notify`: `NotifyBus`, the one LISTEN connection per process that hands each NOTIFY to its subscribers.
 
 Each query is written once, as a method of a `*Queries` class working on a connection inside `Database.run()`, so
 that a service can compose several in one transaction (the ledger checks a budget, writes a hold and creates the job

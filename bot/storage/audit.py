@@ -11,6 +11,7 @@ from datetime import datetime
 
 from bot.clock import from_ms, to_ms
 from bot.storage.database import Database, Repository
+from bot.storage.queue import SETTINGS_CHANNEL, notify
 from bot.storage.rows import AuditEntry
 
 
@@ -49,6 +50,9 @@ class AuditQueries:
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (guild_id, actor_id, area, setting, before, after, to_ms(at)),
         )
+        # Every change to a server's settings is audited in its own transaction: the other processes sharing the
+        # database drop their cached copy of the server when it commits (`bot.jobs.shared.share_caches`).
+        notify(self._conn, SETTINGS_CHANNEL, str(guild_id))
         return int(cursor.lastrowid or 0)
 
     def record_change(

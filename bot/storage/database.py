@@ -21,19 +21,28 @@ the file.
 
 PostgreSQL (`Database.open("postgresql://...")`): the same design on a psycopg 3 connection in autocommit mode, run
 on a worker thread of its own (`_PgWorker`); the units, their savepoints and the group commit are the same code, and
-`bot.storage.postgres.PgConnection` translates SQLite's dialect in one place. One process per database for now.
+`bot.storage.postgres.PgConnection` translates SQLite's dialect in one place.
+
+Several processes on one PostgreSQL database: a unit names the budget locks it needs (`run(fn, locks=[guild_id])`,
+the ledger's reservations, settlements, releases, refits and grants). On PostgreSQL the batch takes them as advisory
+transaction locks (`pg_advisory_xact_lock`), all of the batch's at once, in ascending order, right after `BEGIN` and
+before any unit runs: a unit's reads then see every change committed under the same lock, and two processes' batches
+take their locks in one global order, so they can wait for each other but never deadlock on them. The locks end with
+the batch's transaction. A unit that still meets a deadlock or a serialization failure (say on rows some other unit
+locked) is rolled back to its savepoint; the units before it are committed and it runs again in a new transaction,
+up to `bot.storage.batches.RETRIES` times (the batch itself runs in `bot.storage.batches`). On SQLite `locks` is
+ignored: `BEGIN IMMEDIATE` already takes the file's one write lock, across processes too.
+The shared job queue and its wake-ups are `bot.storage.queue` and `bot.storage.notify`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
@@ -42,6 +51,7 @@ import aiosqlite
 import psycopg
 
 from bot.storage.backup import BackupError, backup_before_migration, is_fresh
+from bot.storage.batches import Outcome, Unit, rollback_quietly, run_alone, run_group
 from bot.storage.migrate import MigrationError, apply_migrations, apply_pg_migrations
 from bot.storage.postgres import PgConnection, PostgresUrlError, check_url, is_postgres_url, redact
 
@@ -77,17 +87,6 @@ class _PgWorker:
         self._executor.shutdown(wait=False)
 
 
-@dataclass(slots=True)
-class _Unit:
-    fn: Callable[[sqlite3.Connection], Any]
-    write: bool
-    future: asyncio.Future[Any]
-
-
-_Outcome = tuple[bool, Any]
-"""(True, result) or (False, exception) for one unit."""
-
-
 class Database:
     """One SQLite file, opened, configured and migrated; the only way code reaches SQL."""
 
@@ -106,7 +105,7 @@ class Database:
         self._version = version
         self._group_commit = group_commit
         self._lock = asyncio.Lock()
-        self._pending: list[_Unit] = []
+        self._pending: list[Unit] = []
         self._busy = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -222,17 +221,25 @@ class Database:
     ) -> None:
         await self.close()
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may use this database at the same time (PostgreSQL), so `locks` matter."""
+        return self._postgres is not None
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True, locks: Sequence[int] = ()) -> T:
         """Run `fn(conn)` on the connection's thread as one atomic unit; its changes are committed if it returns.
 
         If `fn` raises, everything it changed is rolled back and the exception re-raised here. `fn` must be quick,
         must not await, and must not issue BEGIN, COMMIT or ROLLBACK itself. `write=False` marks a read-only unit.
         A unit whose caller is cancelled before it starts is skipped; once started it completes regardless.
+        `locks`: the advisory locks (64-bit keys; a server's budget is its guild id) held across processes from before
+        `fn` starts until its transaction ends (PostgreSQL; see the module's notes). On PostgreSQL `fn` may run
+        again after a deadlock, so it must not change anything but the database before it returns.
         """
         if self._closed:
             raise DatabaseError(f"the database {self._path} is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Unit(fn, write, future))
+        self._pending.append(Unit(fn, write, future, tuple(locks)))
         self._dispatch()
         return await future
 
@@ -286,9 +293,9 @@ class Database:
         self._batches.add(task)
         task.add_done_callback(self._batches.discard)
 
-    async def _execute(self, batch: list[_Unit]) -> None:
+    async def _execute(self, batch: list[Unit]) -> None:
         try:
-            outcomes: list[_Outcome] = await self._submit(lambda: self._run_batch(batch))
+            outcomes: list[Outcome] = await self._submit(lambda: self._run_batch(batch))
         except BaseException as exc:
             outcomes = [(False, exc)] * len(batch)
         finally:
@@ -303,7 +310,7 @@ class Database:
                 unit.future.set_exception(value)
         self._dispatch()
 
-    def _run_batch(self, batch: list[_Unit]) -> list[_Outcome]:
+    def _run_batch(self, batch: list[Unit]) -> list[Outcome]:
         """Run on the worker thread: the batch's units, each atomic, committed together (or each alone)."""
         conn: sqlite3.Connection
         if self._postgres is not None:
@@ -311,13 +318,14 @@ class Database:
         else:
             assert self._conn is not None
             conn = self._conn._conn
+        shared = self._postgres is not None
         if not self._group_commit:
-            return [_run_alone(conn, unit) for unit in batch]
+            return [run_alone(conn, unit, shared) for unit in batch]
         try:
-            return _run_group(conn, batch)
+            return run_group(conn, batch, shared)
         except BaseException as exc:
             # The connection itself failed mid-batch (say ROLLBACK TO hit an I/O error): keep none of the batch.
-            _rollback_quietly(conn)
+            rollback_quietly(conn)
             return [(False, exc)] * len(batch)
 
 
@@ -339,61 +347,6 @@ class Repository(Generic[Q]):
     async def _write(self, query: Callable[[Q], T]) -> T:
         queries = self._queries
         return await self._db.run(lambda conn: query(queries(conn)))
-
-
-def _run_group(conn: sqlite3.Connection, batch: list[_Unit]) -> list[_Outcome]:
-    outcomes: list[_Outcome] = []
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as exc:
-        return [(False, exc)] * len(batch)
-    for unit in batch:
-        if not conn.in_transaction:
-            # SQLite dropped the whole transaction after an I/O error or a full disk: the units before this one
-            # are lost with it, so they fail too, and the rest start a fresh transaction.
-            lost = outcomes[-1][1]
-            outcomes = [(False, lost) if ok else (ok, value) for ok, value in outcomes]
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                return outcomes + [(False, exc)] * (len(batch) - len(outcomes))
-        conn.execute("SAVEPOINT unit")
-        try:
-            value = unit.fn(conn)
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK TO unit")
-                conn.execute("RELEASE unit")
-            outcomes.append((False, exc))
-        else:
-            conn.execute("RELEASE unit")
-            outcomes.append((True, value))
-    if not conn.in_transaction:
-        lost = outcomes[-1][1]
-        return [(False, lost) if ok else (ok, value) for ok, value in outcomes]
-    try:
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        _rollback_quietly(conn)
-        return [(False, exc) if ok else (ok, value) for ok, value in outcomes]
-    return outcomes
-
-
-def _run_alone(conn: sqlite3.Connection, unit: _Unit) -> _Outcome:
-    try:
-        conn.execute("BEGIN IMMEDIATE" if unit.write else "BEGIN")
-        value = unit.fn(conn)
-        conn.execute("COMMIT")
-    except BaseException as exc:
-        _rollback_quietly(conn)
-        return (False, exc)
-    return (True, value)
-
-
-def _rollback_quietly(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
 
 
 def _configure_and_migrate(conn: sqlite3.Connection, path: Path, migrate_to: int | None) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Resolution, Size
 from bot.clock import from_ms, optional_from_ms, to_ms, utc_now
 from bot.storage.database import Database, Repository
+from bot.storage.queue import QUEUE_CHANNEL, notify
 from bot.storage.rows import Job, JobResult, JobState, NewJob
 
 
@@ -114,6 +115,8 @@ class JobQueries:
         created = self.get(job.id)
         if created is None:  # pragma: no cover - the row was inserted by the statement above
             raise sqlite3.IntegrityError(f"job {job.id} vanished after insert")
+        if created.state is JobState.QUEUED:  # every process's queue hears of it when this transaction commits
+            notify(self._conn, QUEUE_CHANNEL, job.id)
         return created
 
     def get(self, job_id: str) -> Job | None:
@@ -144,7 +147,10 @@ class JobQueries:
                 return False
             sql += f" AND state IN ({', '.join('?' * len(allowed))})"
             params.extend(allowed)
-        return self._conn.execute(sql, params).rowcount > 0
+        changed = self._conn.execute(sql, params).rowcount > 0
+        if changed and state is JobState.QUEUED:  # approved: every process's queue hears of it on commit
+            notify(self._conn, QUEUE_CHANNEL, job_id)
+        return changed
 
     def list_unfinished(self) -> list[Job]:
         """Return the jobs a restart must resume (awaiting approval, queued or submitted), oldest first."""

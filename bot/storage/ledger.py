@@ -131,6 +131,20 @@ class LedgerQueries:
         rows = self._conn.execute("SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
         return [_entry(row) for row in rows]
 
+    def guild_of_job(self, job_id: str) -> int | None:
+        """Return the server whose budget the job's hold is in (None: the job holds nothing)."""
+        row = self._conn.execute("SELECT guild_id FROM ledger WHERE job_id = ? AND kind = 'hold'", (job_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def guilds_with_open_holds(self) -> list[int]:
+        """Return the servers that have a hold not yet settled or released, in ascending order."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT h.guild_id FROM ledger AS h WHERE h.kind = 'hold' AND NOT EXISTS"
+            " (SELECT 1 FROM ledger AS c WHERE c.job_id = h.job_id AND c.kind IN ('settle', 'release'))"
+            " ORDER BY h.guild_id"
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
     def totals(self, guild_id: int, member_id: int, first_day: int, end_day: int) -> PeriodTotals:
         """Sum the member's and the whole server's daily totals over days [first_day, end_day) (since 1970-01-01)."""
         row = self._conn.execute(

@@ -360,8 +360,11 @@ def _sqlite_error(exc: psycopg.Error) -> sqlite3.Error:
     state = exc.sqlstate or ""
     if state.startswith("23"):
         words = _SQLITE_WORDS.get(state)
-        return sqlite3.IntegrityError(f"{words}: {message}" if words else message)
-    return sqlite3.OperationalError(message)
+        error: sqlite3.Error = sqlite3.IntegrityError(f"{words}: {message}" if words else message)
+    else:
+        error = sqlite3.OperationalError(message)
+    error.sqlstate = state  # type: ignore[attr-defined]  # read by the unit's retry (deadlock, serialization)
+    return error
 
 
 _WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)

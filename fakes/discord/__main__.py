@@ -24,6 +24,8 @@ async def _serve(args: argparse.Namespace) -> None:
         ack_deadline=args.ack_deadline,
         validate_openapi=not args.no_openapi,
         control_api=True,
+        shard_count=args.shards,
+        require_shards=args.require_shards,
     )
     async with fake:
         lines = [
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heartbeat-ms", type=int, default=45000)
     parser.add_argument("--ack-deadline", type=float, default=3.0)
     parser.add_argument("--no-openapi", action="store_true", help="skip OpenAPI request validation")
+    parser.add_argument("--shards", type=int, default=1, help="the shard count GET /gateway/bot recommends")
+    parser.add_argument("--require-shards", action="store_true", help="close an IDENTIFY without a shard (4011)")
     parser.add_argument("--default-world", action="store_true", help="create the default guild before serving")
     asyncio.run(_serve(parser.parse_args(argv)))
 

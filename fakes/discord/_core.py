@@ -75,6 +75,8 @@ class FakeDiscordCore:
         bot_permissions: int = int(DEFAULT_BOT_PERMISSIONS),
         replay_buffer: int = 10_000,
         privileged_intents: int = int(PRIVILEGED_INTENTS),
+        shard_count: int = 1,
+        require_shards: bool = False,
     ) -> None:
         """Configure the fake; every rule knob is also a plain attribute a test may change while it runs."""
         self.application_id = application_id
@@ -92,6 +94,11 @@ class FakeDiscordCore:
         self.requested_port = port
         self.replay_buffer = replay_buffer
         self.privileged_intents = privileged_intents
+        self.shard_count = shard_count
+        """The shard count `GET /gateway/bot` recommends, and the only count an IDENTIFY's `shard` may name (else
+        4010). Each server's events go to the session of shard `(guild_id >> 22) % shard_count`, DMs to shard 0."""
+        self.require_shards = require_shards
+        """True: an IDENTIFY without `shard` is closed with 4011 (Sharding required), as past 2,500 servers."""
         self.application_flags: int | None = None
         """The flags ``GET /applications/@me`` serves, and then also what the gateway allows (for instance
         ``1 << 18``, a verified application granted Message Content); None: the ``_LIMITED`` flags of
@@ -325,13 +332,13 @@ class FakeDiscordCore:
         channel = self.channel(channel_id)
         return self.add_channel(channel.guild_id, name=name, parent_id=channel_id, type=11, owner_id=owner_id)
 
-    def default_world(self) -> World:
+    def default_world(self, *, shard: int = 0) -> World:
         """A guild with ``@everyone``, an Admin role (Manage Server), an Artists role and a text channel.
 
         Members: the guild owner, an admin (Manage Server through the Admin role, not owner), an artist and a
-        plain member. The bot is a member with its managed role.
+        plain member. The bot is a member with its managed role. The guild's events go to shard ``shard``.
         """
-        guild = self.add_guild(name="Atelier Test Guild")
+        guild = self.add_guild(self.new_guild_id(shard), name="Atelier Test Guild")
         channel = self.add_channel(guild.id, name="general")
         artists = self.add_role(guild.id, name="Artists")
         admin = self.add_member(guild.id, name="admin", admin=True)
@@ -613,6 +620,27 @@ class FakeDiscordCore:
     def _live_sessions(self) -> list[GatewaySession]:
         return [s for s in self.sessions if s.ready and not s.invalid]
 
+    def shard_of(self, guild_id: int | None) -> int:
+        """The shard that receives events of ``guild_id`` (``None``: a DM, shard 0): ``(guild_id >> 22) % count``."""
+        return 0 if guild_id is None else (guild_id >> 22) % self.shard_count
+
+    def _receives(self, session: GatewaySession, guild_id: int | None) -> bool:
+        """Whether ``session`` gets the events of ``guild_id``: an unsharded session gets every server's."""
+        if session.shard is None:
+            return True
+        shard_id, count = session.shard
+        return shard_id == (0 if guild_id is None else (guild_id >> 22) % count)
+
+    def new_guild_id(self, shard: int = 0) -> int:
+        """A fresh snowflake for a guild whose events go to shard ``shard`` of :attr:`shard_count`."""
+        if not 0 <= shard < self.shard_count:
+            raise ValueError(f"shard {shard} is not one of the fake's {self.shard_count} shard(s)")
+        guild_id = self.new_id()
+        # Moving the timestamp part forward by a few milliseconds picks the shard; the factory continues after it.
+        guild_id += ((shard - self.shard_of(guild_id)) % self.shard_count) << 22
+        self._snowflake.skip_to(guild_id)
+        return guild_id
+
     def _app_intents(self) -> int:
         """Intents of the latest IDENTIFY (what the fake treats as the app's enabled intents for REST reads)."""
         return self.sessions[-1].intents if self.sessions else int(Intent.MESSAGE_CONTENT)
@@ -656,19 +684,24 @@ class FakeDiscordCore:
                         mention["member"] = mentioned.payload(with_user=False)
         return data
 
-    async def _broadcast(self, event: str, build: Callable[[GatewaySession], dict[str, Any] | None]) -> None:
-        """Send one event to every identified session (buffered for disconnected ones, for RESUME)."""
+    async def _broadcast(
+        self, event: str, build: Callable[[GatewaySession], dict[str, Any] | None], *, guild_id: int | None
+    ) -> None:
+        """Send one event of ``guild_id`` (``None``: a DM) to every identified session of its shard (buffered for
+        disconnected ones, for RESUME)."""
         for session in self._live_sessions():
+            if not self._receives(session, guild_id):
+                continue
             data = build(session)
             if data is not None:
                 await session.dispatch(event, data)
         self._notify()
 
     async def _announce_create(self, message: FakeMessage) -> None:
-        await self._broadcast("MESSAGE_CREATE", lambda s: self._message_event(message, s))
+        await self._broadcast("MESSAGE_CREATE", lambda s: self._message_event(message, s), guild_id=message.guild_id)
 
     async def _announce_update(self, message: FakeMessage) -> None:
-        await self._broadcast("MESSAGE_UPDATE", lambda s: self._message_event(message, s))
+        await self._broadcast("MESSAGE_UPDATE", lambda s: self._message_event(message, s), guild_id=message.guild_id)
 
     async def _announce_delete(self, message: FakeMessage) -> None:
         if message.ephemeral:
@@ -679,6 +712,7 @@ class FakeDiscordCore:
         await self._broadcast(
             "MESSAGE_DELETE",
             lambda s: data if not self.strict_intents or s.intents & Intent.GUILD_MESSAGES else None,
+            guild_id=message.guild_id,
         )
 
     # ------------------------------------------------------------------ bookkeeping

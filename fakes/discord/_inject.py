@@ -142,7 +142,7 @@ class InjectMixin(FakeDiscordCore):
     async def _dispatch_interaction(self, interaction: FakeInteraction) -> FakeInteraction:
         # The clock starts before the frame leaves: an in-process bot can answer before the send returns.
         interaction.dispatched_at = self.clock.monotonic()
-        await self._broadcast("INTERACTION_CREATE", lambda _session: interaction.payload)
+        await self._broadcast("INTERACTION_CREATE", lambda _session: interaction.payload, guild_id=interaction.guild_id)
         return interaction
 
     def _find_command(self, name: str, kind: int, guild_id: int) -> dict[str, Any]:

@@ -79,6 +79,10 @@ class SnowflakeFactory:
         self._last = candidate
         return candidate
 
+    def skip_to(self, snowflake: int) -> None:
+        """Continue after ``snowflake`` (one made from a later timestamp), so no later snowflake repeats it."""
+        self._last = max(self._last, snowflake)
+
 
 def sniff_content_type(data: bytes, filename: str) -> str | None:
     """The MIME type Discord would report: magic bytes for images, else the file extension."""

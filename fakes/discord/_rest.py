@@ -359,7 +359,7 @@ class RestMixin(FakeDiscordCore):
         self._require_auth(ctx)
         return 200, {
             "url": self.gateway_url.rstrip("/"),
-            "shards": 1,
+            "shards": self.shard_count,
             "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1},
         }
 

@@ -88,6 +88,8 @@ class FakeDiscord(RestMixin, InjectMixin):
         bot_permissions: int = int(DEFAULT_BOT_PERMISSIONS),
         replay_buffer: int = 10_000,
         privileged_intents: int = int(PRIVILEGED_INTENTS),
+        shard_count: int = 1,
+        require_shards: bool = False,
     ) -> None:
         """Configure the fake; nothing listens until :meth:`start`.
 
@@ -98,7 +100,9 @@ class FakeDiscord(RestMixin, InjectMixin):
         ``replay_buffer`` is how many events a session keeps for RESUME. ``privileged_intents`` are the privileged
         intents switched on in the developer portal (default: all three; ``GET /applications/@me`` serves their
         ``_LIMITED`` flags, or the attribute ``application_flags`` when a test sets it, which then rules the gateway
-        too); an IDENTIFY asking for another one is closed with 4014, as Discord does.
+        too); an IDENTIFY asking for another one is closed with 4014, as Discord does. ``shard_count`` is what
+        ``GET /gateway/bot`` recommends and the only count an IDENTIFY's ``shard`` may name (else 4010); each server's
+        events go to the session of its shard; ``require_shards`` closes an IDENTIFY without ``shard`` with 4011.
         """
         super().__init__(
             application_id=application_id,
@@ -117,6 +121,8 @@ class FakeDiscord(RestMixin, InjectMixin):
             bot_permissions=bot_permissions,
             replay_buffer=replay_buffer,
             privileged_intents=privileged_intents,
+            shard_count=shard_count,
+            require_shards=require_shards,
         )
         self.spec_path = spec_path
         self.control_api = control_api
@@ -265,12 +271,13 @@ class FakeDiscord(RestMixin, InjectMixin):
             media["content_type"] = blob.content_type
         return media
 
-    async def kill_gateway(self, code: int = 4000, *, resumable: bool = True) -> None:
-        """Close every connected gateway socket with ``code``; the client reconnects and RESUMEs.
+    async def kill_gateway(self, code: int = 4000, *, resumable: bool = True, shard: int | None = None) -> None:
+        """Close every connected gateway socket (only shard ``shard``'s, if given) with ``code``; the client
+        reconnects and RESUMEs.
 
         With ``resumable=False`` the sessions are invalidated: RESUME gets INVALID_SESSION and the client IDENTIFYs.
         """
-        sessions = [s for s in self.sessions if s.connected]
+        sessions = [s for s in self.sessions if s.connected and (shard is None or (s.shard or [0])[0] == shard)]
         if not sessions:
             raise RuntimeError("no connected gateway session to kill")
         for session in sessions:
@@ -294,14 +301,23 @@ class FakeDiscord(RestMixin, InjectMixin):
             lambda s: (
                 self._guild_create(guild, s.intents) if not self.strict_intents or s.intents & Intent.GUILDS else None
             ),
+            guild_id=guild_id,
         )
 
-    async def wait_ready(self, timeout: float = 10.0) -> GatewaySession:  # noqa: ASYNC109
-        """Wait until a client IDENTIFYed, got READY and GUILD_CREATE, and is connected; returns its session."""
+    async def wait_ready(self, timeout: float = 10.0, *, shard: int | None = None) -> GatewaySession:  # noqa: ASYNC109
+        """Wait until a client IDENTIFYed (as shard ``shard``, if given), got READY and GUILD_CREATE, and is
+        connected; returns its session."""
         return await self.wait_until(
-            lambda: next((s for s in self._live_sessions() if s.connected), None),
+            lambda: next(
+                (
+                    s
+                    for s in self._live_sessions()
+                    if s.connected and (shard is None or (s.shard is not None and s.shard[0] == shard))
+                ),
+                None,
+            ),
             timeout=timeout,
-            what="a bot to IDENTIFY and receive READY + GUILD_CREATE",
+            what="a bot to IDENTIFY and receive READY + GUILD_CREATE" + ("" if shard is None else f" as shard {shard}"),
         )
 
     async def wait_disconnected(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
@@ -550,16 +566,17 @@ class FakeDiscord(RestMixin, InjectMixin):
     async def _identify(self, ws: web.WebSocketResponse, identify: dict[str, Any]) -> GatewaySession:
         # A fresh IDENTIFY means a client without a socket is gone (a restarted bot process). Discord would keep its
         # session resumable for a while; the fake drops it so injected events go to the new client, not a buffer.
-        for stale in self.sessions:
-            if not stale.connected:
-                stale.invalid = True
+        # Only the same shard's: another shard's session may be between a dropped socket and its RESUME.
         session = GatewaySession(identify, buffer_size=self.replay_buffer)
+        for stale in self.sessions:
+            if not stale.connected and stale.shard == session.shard:
+                stale.invalid = True
         session.ws = ws
         self.sessions.append(session)
         self.identifies.append(identify)
         user = self.bot_user.payload()
         user.update(verified=True, mfa_enabled=False, email=None)
-        guilds = [g for g in self.guilds.values() if self.bot_user.id in g.members]
+        guilds = [g for g in self.guilds.values() if self.bot_user.id in g.members and self._receives(session, g.id)]
         ready: dict[str, Any] = {
             "v": 10,
             "user": user,
@@ -600,7 +617,20 @@ class FakeDiscord(RestMixin, InjectMixin):
             return 4013, "Invalid intent(s)."
         if intents & PRIVILEGED_INTENTS & ~self.allowed_privileged_intents():
             return 4014, "Disallowed intent(s)."
-        return None
+        return self._shard_refusal(data.get("shard"))
+
+    def _shard_refusal(self, shard: Any) -> tuple[int, str] | None:
+        """4010 for a ``shard`` that is not ``[id, count]`` with ``id < count == shard_count``; 4011 for none when
+        sharding is required."""
+        if shard is None:
+            return (4011, "Sharding required.") if self.require_shards else None
+        valid = (
+            isinstance(shard, list)
+            and len(shard) == 2
+            and all(isinstance(part, int) and not isinstance(part, bool) for part in shard)
+            and 0 <= shard[0] < shard[1] == self.shard_count
+        )
+        return None if valid else (4010, "Invalid shard.")
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> GatewaySession | None:
         session = next((s for s in self.sessions if s.session_id == data.get("session_id")), None)
@@ -717,7 +747,13 @@ class FakeDiscord(RestMixin, InjectMixin):
             "api_base": self.api_base,
             "gateway_url": self.gateway_url,
             "sessions": [
-                {"session_id": s.session_id, "connected": s.connected, "intents": s.intents, "seq": s.seq}
+                {
+                    "session_id": s.session_id,
+                    "connected": s.connected,
+                    "intents": s.intents,
+                    "seq": s.seq,
+                    "shard": s.shard,
+                }
                 for s in self.sessions
             ],
             "sync_count": self.sync_count,

@@ -62,6 +62,31 @@ async def test_healthz_is_503_while_the_gateway_is_down_and_200_after_resume(ate
     assert len(fake.identifies) == identified and len(fake.resumes) == 1
 
 
+async def test_healthz_with_two_shards_is_503_while_either_shard_is_down(atelier: Atelier) -> None:
+    """`ATELIER_SHARDS=0-1/2` in one process: 200 with both shards connected; shard 1 drops and stays out: 503
+    naming the gateway although shard 0 is still connected; shard 1 RESUMEs: 200 again."""
+    port = _free_port()
+    await atelier.stop()
+    fake = atelier.fake
+    fake.shard_count = 2
+    await atelier.start(ATELIER_METRICS_PORT=str(port), ATELIER_SHARDS="0-1/2")
+    await fake.wait_ready(shard=0)
+    await fake.wait_ready(shard=1)
+    assert [identify.get("shard") for identify in fake.identifies[-2:]] == [[0, 2], [1, 2]]
+    await _wait_status(port, 200)
+
+    fake.gateway_open.clear()
+    await fake.kill_gateway(4000, shard=1)
+    _, body = await _wait_status(port, 503)
+    assert body["failed"] == ["gateway"] and body["checks"]["gateway"] == "disconnected"
+    assert [s.shard for s in fake.sessions if s.connected] == [[0, 2]]
+
+    fake.gateway_open.set()
+    await fake.wait_until(lambda: fake.resumes, timeout=10.0, what="shard 1 to RESUME")
+    _, body = await _wait_status(port, 200)
+    assert body["status"] == "ok"
+
+
 async def _wait_status(port: int, expected: int, timeout: float = 10.0) -> tuple[int, Any]:  # noqa: ASYNC109
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -95,6 +120,9 @@ async def test_metrics_count_interactions_jobs_and_the_spend_the_ledger_settled(
     assert ("atelier_job_transitions_total", (("state", "failed"),)) not in samples
     assert samples[("atelier_queue_length", ())] == 0
     assert samples[("atelier_gateway_connected", ())] == 1
+    ceiling = atelier.settings().app.limits.global_concurrency
+    for provider in ("runware", "runbase"):
+        assert samples[("atelier_provider_concurrency_limit", (("provider", provider),))] == ceiling
     assert samples[("atelier_provider_request_seconds_count", (("outcome", "ok"), ("task_type", "imageInference")))]
     with sqlite3.connect(atelier.database) as conn:
         (settled,) = conn.execute("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE kind = 'settle'").fetchone()

@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import signal
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -33,11 +31,9 @@ from tests.discord.conftest import (
     invited_world,
     write_config,
 )
+from tests.discord.processes import BOT_COMMAND, BotProcess, clean_environment, start_bot
 
 pytestmark = pytest.mark.slow
-
-BOT_COMMAND = [sys.executable, "-m", "bot"]
-"""How the tests start the bot: the CLI with no subcommand runs it."""
 
 COMMANDS = {"balance", "budget", "settings", "queue", "imagine", "edit", "Edit image"}
 REFUSED = "You need the Manage Server permission to do this."
@@ -47,62 +43,6 @@ INTENT_REFUSED = (
     '"Message Content Intent" in the developer portal (Bot tab, Privileged Gateway Intents), '
     'or set reply_editing = "auto" (reply editing then follows that switch)'
 )
-
-_OURS = ("DISCORD_", "ATELIER_", "RUNWARE_", "LOG_LEVEL")
-
-
-class BotProcess:
-    """One `python -m bot` process; its stderr (the log, and any one-line failure) is collected as it comes."""
-
-    def __init__(self, process: asyncio.subprocess.Process, fake: FakeDiscord) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._fake = fake
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            self.lines.append(raw.decode().rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        """Everything the process wrote to stderr so far."""
-        return "\n".join(self.lines)
-
-    async def wait_line(self, needle: str, *, after: int = 0, timeout: float = 10.0) -> int:  # noqa: ASYNC109
-        """Wait until a line from index `after` on contains `needle`; return its index."""
-        return (
-            await self._fake.wait_until(
-                lambda: next((i + 1 for i, line in enumerate(self.lines[after:], after) if needle in line), None),
-                timeout=timeout,
-                what=lambda: f"{needle!r} in the bot's log:\n{self.log}",
-            )
-            - 1
-        )
-
-    async def finish(self, timeout: float = 30.0) -> int:  # noqa: ASYNC109
-        """Wait for the process to exit on its own (killed after `timeout`); return its exit status."""
-        try:
-            await asyncio.wait_for(self.process.wait(), timeout)
-        except TimeoutError:
-            self.kill()
-            await self.process.wait()
-            raise
-        await self._reader
-        assert self.process.returncode is not None
-        return self.process.returncode
-
-    async def stop(self, sig: signal.Signals) -> int:
-        """Send `sig` and return the exit status."""
-        self.process.send_signal(sig)
-        return await self.finish()
-
-    def kill(self) -> None:
-        """SIGKILL the process if it still runs."""
-        if self.process.returncode is None:
-            self.process.kill()
-
 
 Launch = Callable[..., Awaitable[BotProcess]]
 
@@ -115,15 +55,7 @@ async def launch(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[Lau
 
     async def start(*, config: Path = default_config, **extra: str) -> BotProcess:
         env = bot_environment(fake_discord, tmp_path / "atelier.sqlite3", config=config, **extra)
-        clean = {key: value for key, value in os.environ.items() if not key.startswith(_OURS)}
-        process = await asyncio.create_subprocess_exec(
-            *BOT_COMMAND,
-            cwd=tmp_path,
-            env={**clean, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **env},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        started.append(BotProcess(process, fake_discord))
+        started.append(await start_bot(fake_discord, env, cwd=tmp_path))
         return started[-1]
 
     try:
@@ -346,12 +278,11 @@ async def test_empty_token_is_one_line_and_exit_status_2(launch: Launch) -> None
 async def _check(fake: FakeDiscord, runware_url: str, tmp_path: Path, config: Path) -> tuple[int, list[str]]:
     """Run `python -m bot check` against the fakes; return its exit status and its `intents:` lines."""
     env = bot_environment(fake, tmp_path / "check.sqlite3", runware_url=runware_url, config=config)
-    clean = {key: value for key, value in os.environ.items() if not key.startswith(_OURS)}
     process = await asyncio.create_subprocess_exec(
         *BOT_COMMAND,
         "check",
         cwd=tmp_path,
-        env={**clean, "PYTHONPATH": str(REPO), **env},
+        env={**clean_environment(), "PYTHONPATH": str(REPO), **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

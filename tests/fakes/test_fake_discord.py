@@ -1175,3 +1175,141 @@ async def test_json_replies_use_the_exact_content_type():
         async with http.get(f"{fake.api_base}/users/@me") as response:
             assert response.status == 401 and response.headers["Content-Type"] == "application/json"
         assert [(e.status, e.code) for e in fake.errors] == [(401, 0)]
+
+
+# ------------------------------------------------------------------ shards
+
+
+async def _identify(ws: aiohttp.ClientWebSocketResponse, fake: FakeDiscord, shard: Any) -> aiohttp.WSMessage:
+    """Read HELLO, IDENTIFY (with `shard` unless None) for guilds and guild messages; return the next frame."""
+    assert (await ws.receive_json())["op"] == 10
+    data: dict[str, Any] = {"token": fake.token, "intents": int(Intent.GUILDS | Intent.GUILD_MESSAGES)}
+    if shard is not None:
+        data["shard"] = shard
+    await ws.send_json({"op": 2, "d": {**data, "properties": {}}})
+    return await ws.receive()
+
+
+@pytest.mark.parametrize(
+    ("shard", "required", "close"),
+    [
+        ([1, 3], False, None),
+        ([2, 3], True, None),
+        (None, False, None),
+        ([3, 3], False, (4010, "Invalid shard.")),
+        ([0, 2], False, (4010, "Invalid shard.")),
+        ([-1, 3], False, (4010, "Invalid shard.")),
+        ([0, 3, 1], False, (4010, "Invalid shard.")),
+        ("0/3", False, (4010, "Invalid shard.")),
+        (None, True, (4011, "Sharding required.")),
+    ],
+)
+async def test_identify_with_a_wrong_shard_is_closed_with_4010_and_without_one_when_required_with_4011(
+    shard: Any, required: bool, close: tuple[int, str] | None
+) -> None:
+    """A fake of 3 shards accepts `[id, 3]` with id < 3 (READY says which shard); another count, an id out of range
+    or a malformed shard is closed with 4010; no shard is accepted unless sharding is required (then 4011)."""
+    async with (
+        FakeDiscord(validate_openapi=False, shard_count=3, require_shards=required) as fake,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(fake.gateway_url) as ws,
+    ):
+        reply = await _identify(ws, fake, shard)
+
+    if close is None:
+        ready = json.loads(reply.data)
+        assert ready["t"] == "READY" and ready["d"].get("shard") == shard
+        assert fake.gateway_closes == [] and len(fake.identifies) == 1
+    else:
+        assert reply.type is aiohttp.WSMsgType.CLOSE and (reply.data, reply.extra) == close
+        assert fake.gateway_closes == [close] and fake.identifies == []
+
+
+async def test_each_guilds_events_go_to_the_session_of_its_shard() -> None:
+    """Three sessions (shards 0, 1, 2 of 3) and a guild on each shard: READY lists, GUILD_CREATE sends and
+    MESSAGE_CREATE reaches only the session of shard `(guild_id >> 22) % 3`; an unsharded session gets them all;
+    `GET /gateway/bot` recommends the 3 shards."""
+    async with FakeDiscord(validate_openapi=False, shard_count=3) as fake, aiohttp.ClientSession() as http:
+        worlds = [fake.default_world(shard=shard) for shard in range(3)]
+        assert [(world.guild_id >> 22) % 3 for world in worlds] == [0, 1, 2]
+        async with http.get(f"{fake.api_base}/gateway/bot", headers=_auth(fake)) as response:
+            assert (await response.json())["shards"] == 3
+        sockets = [await http.ws_connect(fake.gateway_url) for _ in range(4)]
+        try:
+            for shard, ws in enumerate(sockets):
+                ready = json.loads((await _identify(ws, fake, [shard, 3] if shard < 3 else None)).data)
+                guilds = [int(guild["id"]) for guild in ready["d"]["guilds"]]
+                created = [json.loads((await ws.receive()).data) for _ in guilds]
+                expected = [worlds[shard].guild_id] if shard < 3 else [world.guild_id for world in worlds]
+                assert guilds == expected
+                assert [(event["t"], int(event["d"]["id"])) for event in created] == [
+                    ("GUILD_CREATE", guild_id) for guild_id in expected
+                ]
+            for world in reversed(worlds):
+                await fake.user_message(world.channel_id, user_id=world.member_id, content="hello")
+            for shard, ws in enumerate(sockets):
+                events = [json.loads((await ws.receive()).data) for _ in range(1 if shard < 3 else 3)]
+                guilds = [int(event["d"]["guild_id"]) for event in events if event["t"] == "MESSAGE_CREATE"]
+                assert guilds == ([worlds[shard].guild_id] if shard < 3 else [w.guild_id for w in reversed(worlds)])
+            # Nothing else was sent: each shard's session saw READY, one GUILD_CREATE and one MESSAGE_CREATE.
+            assert [session.seq for session in fake.sessions] == [3, 3, 3, 7]
+        finally:
+            for ws in sockets:
+                await ws.close()
+
+
+async def test_an_identify_on_one_shard_leaves_another_shards_dropped_session_resumable() -> None:
+    """A new IDENTIFY drops only the disconnected sessions of its own shard: shard 1, between a dropped socket and
+    its RESUME, gets the events it missed replayed while shard 0 identified again meanwhile."""
+    async with FakeDiscord(validate_openapi=False, shard_count=2) as fake, aiohttp.ClientSession() as http:
+        world = fake.default_world(shard=1)
+        async with http.ws_connect(fake.gateway_url) as ws:
+            ready = json.loads((await _identify(ws, fake, [1, 2])).data)
+            await ws.receive()  # GUILD_CREATE
+        await fake.wait_until(lambda: not fake.sessions[0].connected, timeout=5.0, what="the socket to close")
+        await fake.user_message(world.channel_id, user_id=world.member_id, content="while away")
+        async with http.ws_connect(fake.gateway_url) as ws:
+            assert json.loads((await _identify(ws, fake, [0, 2])).data)["t"] == "READY"
+        async with http.ws_connect(fake.gateway_url) as ws:
+            assert (await ws.receive_json())["op"] == 10
+            resume = {"token": fake.token, "session_id": ready["d"]["session_id"], "seq": 2}
+            await ws.send_json({"op": 6, "d": resume})
+            replayed = [json.loads((await ws.receive()).data)["t"] for _ in range(2)]
+        assert replayed == ["MESSAGE_CREATE", "RESUMED"]
+
+
+class ShardedThrowawayBot(discord.AutoShardedClient):
+    """discord.py's sharded client as it comes, asking `GET /gateway/bot` how many shards to run."""
+
+    def __init__(self) -> None:
+        super().__init__(intents=discord.Intents(guilds=True, guild_messages=True))
+        self.seen: list[tuple[int, int | None]] = []
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """No 5 s pause between the shards' IDENTIFYs (discord.py's default, pointless against the fake)."""
+
+    async def on_message(self, message: discord.Message) -> None:
+        assert message.guild is not None
+        self.seen.append((message.guild.id, message.guild.shard_id))
+
+
+async def test_an_unmodified_auto_sharded_client_runs_the_recommended_shards(discord_seam: FakeDiscord) -> None:
+    """`GET /gateway/bot` recommends 2 shards: discord.py's AutoShardedClient IDENTIFYs as [0, 2] and [1, 2], sees
+    each guild on its shard, and gets each guild's messages once, on that shard's connection."""
+    fake = discord_seam
+    fake.shard_count = 2
+    worlds = [fake.default_world(shard=shard) for shard in (0, 1)]
+    client = ShardedThrowawayBot()
+    runner = asyncio.create_task(client.start(fake.token))
+    try:
+        await asyncio.wait_for(client.wait_until_ready(), 15)
+        assert sorted(identify["shard"] for identify in fake.identifies) == [[0, 2], [1, 2]]
+        assert [client.get_guild(world.guild_id).shard_id for world in worlds] == [0, 1]  # type: ignore[union-attr]
+        for world in worlds:
+            await fake.user_message(world.channel_id, user_id=world.member_id, content="hi")
+        await fake.wait_until(lambda: len(client.seen) == 2, timeout=5.0, what="both messages")
+        assert sorted(client.seen) == sorted([(worlds[0].guild_id, 0), (worlds[1].guild_id, 1)])
+        assert_spec_clean(fake)
+    finally:
+        await client.close()
+        await asyncio.wait_for(runner, 10)

@@ -173,7 +173,7 @@ class Harness:
 class HarnessFactory:
     """Builds harnesses on one database file; `open()` again after a hard stop to simulate a restart."""
 
-    def __init__(self, path: Path, session: aiohttp.ClientSession, fake: FakeRunware, key: str) -> None:
+    def __init__(self, path: Path | str, session: aiohttp.ClientSession, fake: FakeRunware, key: str) -> None:
         self.path = path
         self.session = session
         self.fake = fake

@@ -1,0 +1,123 @@
+"""Gateway shards across processes (`ATELIER_SHARDS`): three `python -m bot` processes on shards 0/3, 1/3 and 2/3
+share one PostgreSQL database; the fake Discord routes each guild's events to the connection of its shard and
+refuses an IDENTIFY with a wrong shard."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from bot.discord.client import required_permissions
+from fakes.discord import FakeDiscord, FakeInteraction, World
+from tests.discord.conftest import assert_discord_rules_kept
+from tests.discord.processes import Fleet, fleet
+from tests.discord.test_process import Launch, launch
+
+__all__ = ["fleet", "launch"]
+
+pytestmark = pytest.mark.slow
+
+SKIPS_SYNC = "the process running shard 0 syncs the commands"
+
+
+def sharded_worlds(fake: FakeDiscord, count: int) -> list[World]:
+    """One default world (guild, channel, members) per shard of `count`, the bot invited with its permissions."""
+    fake.shard_count = count
+    fake.require_shards = True
+    fake.bot_permissions = required_permissions().value
+    return [fake.default_world(shard=shard) for shard in range(count)]
+
+
+async def imagine(fake: FakeDiscord, world: World, prompt: str) -> FakeInteraction:
+    """Run /imagine as the world's member in its channel; return the interaction once its result is posted."""
+    interaction = await fake.invoke_slash(
+        "imagine",
+        user_id=world.member_id,
+        guild_id=world.guild_id,
+        channel_id=world.channel_id,
+        options={"prompt": prompt},
+    )
+    await interaction.wait_message(lambda message: bool(message.attachments), timeout=30.0)
+    return interaction
+
+
+async def test_three_processes_on_three_shards_answer_and_deliver_imagine_from_every_shard(
+    fleet: Fleet, fake_discord: FakeDiscord
+) -> None:
+    """Shards 0-0/3, 1-1/3 and 2-2/3 in three processes: each IDENTIFYs as its shard and gets only its guild; the
+    commands are synced once (by the process on shard 0); /imagine from a guild on every shard is acknowledged in
+    time by the process of that shard, and delivered once (by whichever process claimed the job from the shared
+    queue); a fourth process asking for shard 0 of 2 is refused with 4010
+    and stops with one line naming ATELIER_SHARDS (exit 2); after a SIGKILL of shard 2's process, a replacement on
+    shard 2 answers again."""
+    fake = fake_discord
+    worlds = sharded_worlds(fake, 3)
+    bots = [await fleet.start(f"{shard}-{shard}/3") for shard in range(3)]
+    for shard, bot in enumerate(bots):
+        await fake.wait_ready(timeout=60.0, shard=shard)
+        await bot.wait_line("Job service started", timeout=60.0)
+
+    assert sorted(identify["shard"] for identify in fake.identifies) == [[0, 3], [1, 3], [2, 3]]
+    for session in fake.sessions:
+        ready = json.loads(session.buffer[0][1])
+        assert session.shard is not None and ready["t"] == "READY"
+        assert [int(guild["id"]) for guild in ready["d"]["guilds"]] == [worlds[session.shard[0]].guild_id]
+    assert fake.sync_count == 1, fake.summary()
+    assert [bot.count(SKIPS_SYNC) for bot in bots] == [0, 1, 1]
+    assert bots[0].count("Synced ") == 1
+
+    interactions = await asyncio.gather(
+        *(imagine(fake, world, f"a lantern on shard {shard}") for shard, world in enumerate(worlds))
+    )
+    # Each process admitted exactly the request of its own shard's guild; the shared queue lets any process run and
+    # deliver it, and each job is delivered once.
+    assert [bot.count(" admitted for member ") for bot in bots] == [1, 1, 1]
+    await fake.wait_until(
+        lambda: sum(bot.count(" delivered ") for bot in bots) == 3, timeout=30.0, what="three deliveries"
+    )
+    assert all(interaction.acknowledged for interaction in interactions)
+    assert [len([m for m in i.messages() if m.attachments]) for i in interactions] == [1, 1, 1]
+
+    refused = await fleet.start("0-0/2")
+    assert await refused.finish(timeout=60.0) == 2
+    failures = [line for line in refused.lines if line.startswith("atelier:")]
+    assert failures == [
+        "atelier: ATELIER_SHARDS: the gateway closed the connection with 4010 Invalid shard for shards 0-0/2: every "
+        "process needs the COUNT Discord expects, and FIRST-LAST within it"
+    ], refused.log
+    assert "Traceback" not in refused.log
+    assert (4010, "Invalid shard.") in fake.gateway_closes
+    assert fake.sync_count == 1, "a restart of a process on shard 0 syncs only when the commands changed"
+
+    assert await fleet.kill(bots[2]) == -9
+    replacement = await fleet.start("2-2/3")
+    await replacement.wait_line("Job service started", timeout=60.0)
+    await imagine(fake, worlds[2], "a lantern after the restart")
+    assert replacement.count(" admitted for member ") == 1
+    live = [bots[0], bots[1], replacement]
+    await fake.wait_until(
+        lambda: sum(bot.count(" delivered ") for bot in live) == 3 + 1 - bots[2].count(" delivered "),
+        timeout=30.0,
+        what="the request after the restart delivered once",
+    )
+    assert_discord_rules_kept(fake)
+
+
+async def test_an_unsharded_bot_that_discord_requires_to_shard_stops_with_one_line_naming_atelier_shards(
+    fake_discord: FakeDiscord, launch: Launch
+) -> None:
+    """Past Discord's limit for one connection (the fake requires shards), an unsharded bot's IDENTIFY is closed with
+    4011: one line that says to set ATELIER_SHARDS, no traceback, exit 2."""
+    sharded_worlds(fake_discord, 2)
+    bot = await launch()
+
+    assert await bot.finish(timeout=60.0) == 2
+    failures = [line for line in bot.lines if line.startswith("atelier:")]
+    assert failures == [
+        "atelier: ATELIER_SHARDS: the gateway closed the connection with 4011 Sharding required: the bot is in too "
+        "many servers for one connection; set ATELIER_SHARDS (for example 0-1/2)"
+    ], bot.log
+    assert "Traceback" not in bot.log
+    assert fake_discord.gateway_closes == [(4011, "Sharding required.")]

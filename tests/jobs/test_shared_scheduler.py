@@ -1,0 +1,141 @@
+"""`SharedScheduler` on both engines, two `Database` handles on one database standing for two processes: the heartbeat
+keeps a lease, stops a run whose lease another process took, and claims what a dead owner left (the fallback when no
+NOTIFY comes); positions and limits come from the database."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
+from bot.jobs.shared import SharedScheduler
+from bot.storage.database import Database
+from bot.storage.jobs import JobQueries
+from bot.storage.queue import QueueQueries
+from bot.storage.rows import NewJob
+from tests.postgres_server import ENGINES, PostgresServer
+
+LEASE = 0.6
+
+
+@pytest_asyncio.fixture(params=ENGINES)
+async def two(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Database, Database]]:
+    """Two handles on one freshly migrated database (an SQLite file, or a PostgreSQL database)."""
+    if request.param == "sqlite":
+        target = str(tmp_path / "atelier.sqlite3")
+        async with await Database.open(target) as first, await Database.open(target) as second:
+            yield first, second
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    if server.problem is not None:
+        pytest.fail(f"PostgreSQL could not be started for the tests: {server.problem}", pytrace=False)
+    name = server.create_database()
+    try:
+        async with await Database.open(server.url(name)) as first, await Database.open(server.url(name)) as second:
+            yield first, second
+    finally:
+        server.drop_database(name)
+
+
+async def queue_job(db: Database, member: int) -> str:
+    job = NewJob(
+        member_id=member,
+        guild_id=1,
+        channel_id=2,
+        model=ModelName.GPT_IMAGE_1_MINI,
+        size=Size.SQUARE,
+        quality=Quality.MEDIUM,
+        background=Background.AUTO,
+        format=OutputFormat.PNG,
+        count=1,
+        prompt="a fox",
+        estimate=11_000,
+    )
+    await db.run(lambda conn: JobQueries(conn).insert(job, datetime.now(UTC)))
+    return job.id
+
+
+async def test_a_run_whose_lease_another_process_took_is_stopped_here_and_runs_there(
+    two: tuple[Database, Database],
+) -> None:
+    """An owner that fell behind (its leases ran out) loses the job to another process; its heartbeat stops its run."""
+    db_a, db_b = two
+    job_id = await queue_job(db_a, 1)
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def run_here(job: str) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    # A's clock is two minutes behind: every lease it writes has already run out for everyone else.
+    behind = SharedScheduler(db_a, 4, 4, lease_seconds=LEASE, clock=lambda: time.time() - 120)
+    behind.start(run_here)
+    await asyncio.wait_for(started.wait(), 5)
+    taken: list[str] = []
+
+    async def run_there(job: str) -> None:
+        taken.append(job)
+        await asyncio.Event().wait()
+
+    other = SharedScheduler(db_b, 4, 4, lease_seconds=LEASE)
+    try:
+        other.start(run_there)
+        await asyncio.wait_for(stopped.wait(), 5)
+        assert taken == [job_id]
+        owner, _, _ = await db_b.run(lambda conn: QueueQueries(conn).lease_of(job_id), write=False)
+        assert owner == other.owner
+    finally:
+        await behind.stop(grace=0)
+        await other.stop(grace=0)
+
+
+async def test_the_heartbeat_keeps_a_live_lease_and_claims_what_a_dead_owner_left(
+    two: tuple[Database, Database],
+) -> None:
+    """While its owner beats, a job stays its; once the owner is gone (no beat, no give-back) the other process's
+    heartbeat claims it without any NOTIFY, after the lease has run out."""
+    db_a, db_b = two
+    job_id = await queue_job(db_a, 1)
+    runs: dict[str, list[str]] = {"a": [], "b": []}
+
+    def runner(name: str):  # type: ignore[no-untyped-def]
+        async def run(job: str) -> None:
+            runs[name].append(job)
+            await asyncio.Event().wait()
+
+        return run
+
+    first = SharedScheduler(db_a, 4, 4, lease_seconds=LEASE)
+    first.start(runner("a"))
+    await asyncio.sleep(0.1)
+    assert runs["a"] == [job_id]
+    second = SharedScheduler(db_b, 4, 4, lease_seconds=LEASE)
+    second.start(runner("b"))
+    try:
+        await asyncio.sleep(3 * LEASE)  # several beats: the live lease holds
+        assert runs["b"] == []
+        assert second.running_count == 1 and second.positions() == {}
+        # The first process dies (its heartbeat stops, nothing is given back): as a SIGKILL leaves it, in-process.
+        assert first._heartbeat is not None
+        first._heartbeat.cancel()
+        died_at = time.monotonic()
+        async with asyncio.timeout(5):
+            while not runs["b"]:  # noqa: ASYNC110 - the run list is filled by the scheduler
+                await asyncio.sleep(0.02)
+        assert runs["b"] == [job_id]
+        # The last beat was at most a third of a lease before the death: the lease held at least two thirds after it.
+        assert time.monotonic() - died_at >= LEASE * 2 / 3 - 0.05, "not before the lease had run out"
+    finally:
+        for task in list(first._running.values()):
+            task.cancel()
+        await second.stop(grace=0)
