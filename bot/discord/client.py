@@ -244,6 +244,9 @@ class AtelierBot(commands.Bot):
             tree_cls=AtelierTree,
             allowed_mentions=discord.AllowedMentions.none(),
             chunk_guilds_at_startup=False,
+            # No message cache: nothing reads it (a reply's target comes in its event, or is fetched), and keeping
+            # one made every MESSAGE_UPDATE (each edit of a status or result) search 1,000 messages and copy one.
+            max_messages=None,
             guild_ready_timeout=guild_ready_timeout,
             http_trace=observe_discord_http(),
             **self._sharding(settings),

@@ -90,6 +90,9 @@ class Admission:
     """The job waits for a moderator's approval (`awaiting_approval`, its estimate reserved)."""
     warning: AllowanceWarning | None = None
     """Set when this job took the member past 80% of their allowance for the first time this period."""
+    status_now: bool = True
+    """The answer to the request shows the job's status now (held, or `limits.status_after_seconds` is 0). Else
+    it keeps Discord's "thinking…" and the progress loop shows the status once the job has waited that long."""
 
 
 class Admitter:
@@ -246,7 +249,8 @@ class Admitter:
                 extra={"job_id": job.id, "guild_id": request.guild_id},
             )
             return Admission(job.id, estimate, None, held=True, warning=reservation.warning)
-        self._active.track(job)
+        status_now = self._limits.status_after_seconds == 0
+        self._active.track(job, shown=status_now)
         position = self._scheduler.submit(job.id, job.member_id, job.provider)
         metrics.current().job_state(JobState.QUEUED)
         log.info(
@@ -261,7 +265,7 @@ class Admitter:
             position,
             extra={"job_id": job.id, "guild_id": request.guild_id},
         )
-        return Admission(job.id, estimate, position, warning=reservation.warning)
+        return Admission(job.id, estimate, position, warning=reservation.warning, status_now=status_now)
 
     async def _place_rules(self, request: GenerationRequest) -> PlaceRules:
         """Return the approval and safety rules of the request's channel (or its parents); none without moderation."""

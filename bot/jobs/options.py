@@ -5,10 +5,11 @@ Each value is the server's if its admins set one (`/settings defaults`, `/settin
 request, never more, and a stored limit above a later-lowered config value gives way to it. What an option resolves
 to for a member is `bot.jobs.requests.resolve_defaults` (member, then server, then config), fed from here.
 
-Rows are read through a small in-process cache: every change goes through this object, which replaces the cached
-row once its transaction has committed, so admission does not pay a database trip per request for a row that almost
-never changes. A change whose caller is cancelled while it is being written may still commit (a unit of work that
-has started always completes): the cached row is then dropped once the write has ended, so the next read asks the
+Rows are read through a small in-process cache (`bot.moderation.policy.PolicyCache`, as the servers' rules are):
+every change goes through this object, which drops the cached row once its transaction has ended, so admission does
+not pay a database trip per request for a row that almost never changes, and requests that miss it at once share
+one read. A change whose caller is cancelled while it is being written may still commit (a unit of work that has
+started always completes): the row is dropped once the write has ended all the same, so the next read asks the
 database rather than serving the old row until a restart. Every change is recorded in `audit_log` in its own
 transaction; on PostgreSQL that transaction also NOTIFYs the other processes, which drop their cached row
 (`invalidate`, wired by `bot.jobs.shared.share_caches`).
@@ -16,19 +17,18 @@ transaction; on PostgreSQL that transaction also NOTIFYs the other processes, wh
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from functools import partial
 from typing import Generic, TypeVar
 
 from bot.billing.inputs import check_amount, check_id
 from bot.catalog import MAX_COUNT, Background, ModelName, OutputFormat, Quality, Size
 from bot.clock import utc_now
 from bot.errors import InvalidRequestError
+from bot.moderation.policy import PolicyCache
 from bot.money import format_usd
 from bot.settings import AppConfig, DefaultsConfig
 from bot.storage.audit import AuditQueries
@@ -127,8 +127,8 @@ class ServerOptions:
         self._config = config
         self._clock = clock
         self._rows = ServerOptionsRepository(db)
-        self._cache: dict[int, StoredOptions | None] = {}
-        self._changes = 0
+        # A tuple, so that "no row" (None) is a value the cache keeps.
+        self._cache: PolicyCache[tuple[StoredOptions | None]] = PolicyCache(self._read)
 
     @property
     def ceiling(self) -> int:
@@ -139,13 +139,10 @@ class ServerOptions:
 
     async def stored(self, guild_id: int) -> StoredOptions | None:
         """Return the server's own row (None: it never changed a default or a limit)."""
-        if guild_id in self._cache:
-            return self._cache[guild_id]
-        changes = self._changes
-        row = await self._rows.get(guild_id)
-        if changes == self._changes:  # a change committed meanwhile has cached its own (newer) row; keep that
-            self._cache[guild_id] = row
-        return row
+        return (await self._cache.get(guild_id))[0]
+
+    async def _read(self, guild_id: int) -> tuple[StoredOptions | None]:
+        return (await self._rows.get(guild_id),)
 
     async def effective(self, guild_id: int) -> EffectiveOptions:
         """Return every setting of the server as it applies now, each with its source."""
@@ -328,35 +325,16 @@ class ServerOptions:
     async def _write(
         self, guild_id: int, write: Callable[[sqlite3.Connection], StoredOptions | None]
     ) -> EffectiveOptions:
-        """Run a change and cache the row it wrote.
+        """Run a change; the cached row is dropped once the write has ended, so the next read asks the database.
 
-        If the caller is cancelled meanwhile, the cached row is dropped instead once the write has ended (it may
-        still commit).
+        That holds also when the caller is cancelled meanwhile (the write may still commit).
         """
-        unit = asyncio.ensure_future(self._db.run(write))
-        try:
-            row = await asyncio.shield(unit)  # the write is watched to its end even when this caller is cancelled
-        except asyncio.CancelledError:
-            unit.add_done_callback(partial(self._write_ended, guild_id))
-            raise
-        self._changes += 1  # reads begun before the change drop what they read
-        self._cache[guild_id] = row
+        row = await self._cache.change(guild_id, self._db.run(write))
         return self._effective(guild_id, row)
 
     def invalidate(self, guild_id: int | None) -> None:
         """Forget the server's cached row (None: every server's), say after another process changed it."""
-        self._changes += 1
-        if guild_id is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(guild_id, None)
-
-    def _write_ended(self, guild_id: int, unit: asyncio.Future[StoredOptions | None]) -> None:
-        """After a cancelled caller's write: whatever it did, the next read of the server goes to the database."""
-        if not unit.cancelled():
-            unit.exception()  # retrieved here: its caller is gone (a refused change changed nothing)
-        self._changes += 1
-        self._cache.pop(guild_id, None)
+        self._cache.invalidate(guild_id)
 
 
 _DEFAULT_NAMES = ("model", "size", "quality", "background", "format", "count")

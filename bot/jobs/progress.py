@@ -1,7 +1,9 @@
 """Throttled progress edits: a waiting job's position when it changes, a running job's elapsed time.
 
 `Delivery.progress` is sent from one loop, at most once per `limits.progress_edit_seconds` per job (the one place
-that throttles). An edit still on its way is never piled on; a job being delivered or cancelled gets none.
+that throttles). An edit still on its way is never piled on; a job being delivered or cancelled gets none. A job
+whose admission did not show its status gets its first one once it has waited `limits.status_after_seconds`: one
+done sooner is never shown in progress, its result is the only edit (Discord's "thinking…" shows meanwhile).
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ log = logging.getLogger(__name__)
 class Progress:
     """Sends the tracked jobs' progress through the `Delivery` port, throttled per job."""
 
-    def __init__(self, delivery: Delivery, scheduler: JobScheduler, active: ActiveJobs, interval: float) -> None:
+    def __init__(
+        self, delivery: Delivery, scheduler: JobScheduler, active: ActiveJobs, interval: float, first_after: float = 0.0
+    ) -> None:
         self._delivery = delivery
         self._scheduler = scheduler
         self._active = active
         self._interval = interval
+        self._first_after = first_after
         self._loop: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -46,9 +51,11 @@ class Progress:
                     await task
 
     async def _report(self) -> None:
-        interval = self._interval
+        period = self._interval / 3
+        if self._first_after > 0:  # first statuses come at most a quarter of their delay late
+            period = min(period, max(self._first_after / 4, 0.1))
         while True:
-            await asyncio.sleep(interval / 3)
+            await asyncio.sleep(period)
             self.tick()
 
     def tick(self) -> None:
@@ -60,6 +67,8 @@ class Progress:
         for tracked in self._active:
             if tracked.cancel_requested or tracked.phase is Phase.DELIVERING:
                 continue
+            if not tracked.shown and now - tracked.admitted_at < self._first_after:
+                continue  # "thinking…" is on show; a job done within the delay gets no progress edit at all
             if now - tracked.last_sent < interval:
                 continue
             if tracked.progress_call is not None and not tracked.progress_call.done():

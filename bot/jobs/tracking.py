@@ -40,6 +40,11 @@ class Tracked:
     last_key: tuple[str, int | None] | None = None
     progress_call: asyncio.Task[None] | None = None
 
+    @property
+    def shown(self) -> bool:
+        """Whether a status of the job was shown (its first one is due `status_after_seconds` after admission)."""
+        return self.last_sent != float("-inf")
+
 
 class ActiveJobs:
     """The unfinished jobs of this process by id (loop time throughout)."""
@@ -47,10 +52,16 @@ class ActiveJobs:
     def __init__(self) -> None:
         self._tracked: dict[str, Tracked] = {}
 
-    def track(self, job: Job) -> Tracked:
-        """Start tracking a job that was just queued (or found unfinished on start-up)."""
+    def track(self, job: Job, *, shown: bool = True) -> Tracked:
+        """Start tracking a job that was just queued (or found unfinished on start-up).
+
+        `shown`: its status is on show already (the admission reply or an approval showed it, or a run before a
+        restart did), so the next progress edit is due one interval later; else the first is due once the job has
+        waited `limits.status_after_seconds`.
+        """
         tracked = Tracked(job=job, admitted_at=asyncio.get_running_loop().time())
-        tracked.last_sent = tracked.admitted_at  # the admission reply already showed the first position
+        if shown:
+            tracked.last_sent = tracked.admitted_at
         self._tracked[job.id] = tracked
         return tracked
 

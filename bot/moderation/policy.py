@@ -95,14 +95,32 @@ class PolicyCache(Generic[_T]):
         self._load = load
         self._policies: dict[int, _T] = {}
         self._changes = 0
+        self._reading: dict[int, tuple[int, asyncio.Future[_T]]] = {}
+        """The read of a server's policy under way, with the count of changes when it began."""
 
     async def get(self, guild_id: int) -> _T:
-        """Return the server's policy, from memory when it is there."""
+        """Return the server's policy, from memory when it is there.
+
+        Callers that miss it at once share one read (a burst of requests right after a start would each read it),
+        unless a change came after that read began: they then start a new one.
+        """
         policy = self._policies.get(guild_id)
         if policy is not None:
             return policy
-        changes = self._changes
-        policy = await self._load(guild_id)
+        reading = self._reading.get(guild_id)
+        if reading is None or reading[0] != self._changes:
+            read = asyncio.ensure_future(self._read(guild_id, self._changes))
+            read.add_done_callback(_retrieved)
+            reading = self._reading[guild_id] = (self._changes, read)
+        return await asyncio.shield(reading[1])  # one caller's cancellation leaves the read to the others
+
+    async def _read(self, guild_id: int, changes: int) -> _T:
+        try:
+            policy = await self._load(guild_id)
+        finally:
+            reading = self._reading.get(guild_id)
+            if reading is not None and reading[1] is asyncio.current_task():
+                del self._reading[guild_id]
         if changes == self._changes:  # a change committed meanwhile: what was read may be older than it
             self._policies[guild_id] = policy
         return policy
@@ -134,6 +152,12 @@ class PolicyCache(Generic[_T]):
         if not unit.cancelled():
             unit.exception()  # retrieved here: its caller is gone (a refused change changed nothing)
         self.invalidate(guild_id)
+
+
+def _retrieved(read: asyncio.Future[Any]) -> None:
+    """Mark a shared read's failure as seen: every caller that waited for it got it, and none may be left."""
+    if not read.cancelled():
+        read.exception()
 
 
 class Policy:

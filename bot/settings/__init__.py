@@ -1,12 +1,11 @@
 """Typed settings: environment (and `.env`) for secrets and endpoints, a TOML file for everything else.
 
 Loaded once at start-up by the composition root; a missing or malformed value raises `SettingsError` with one line
-that names the variable, which the CLI prints before exiting with status 2.
+naming the variable, which the CLI prints before exiting with status 2.
 
 The TOML file is `ATELIER_CONFIG` if set, else `config/atelier.toml` in the working folder if it exists, else the
-built-in defaults that ship inside the package (`bot/defaults/atelier.toml`, the same file as the checkout's
-`config/atelier.toml`), so the installed `atelier` command works from any folder. Relative paths (`ATELIER_DATABASE`,
-`[paths]`) are relative to the working folder.
+built-in defaults in the package (`bot/defaults/atelier.toml`, a copy of `config/atelier.toml`), so the installed
+`atelier` command works from any folder. Relative paths (`ATELIER_DATABASE`, `[paths]`) are from the working folder.
 """
 
 from __future__ import annotations
@@ -132,6 +131,7 @@ class LimitsConfig(_Section):
     max_reference_side: int = Field(default=2048, ge=256, le=4096)
     duplicate_window_seconds: float = Field(default=5.0, ge=0)
     progress_edit_seconds: float = Field(default=3.0, ge=1.0)
+    status_after_seconds: float = Field(default=2.0, ge=0)  # "thinking…" until then (`bot.jobs.progress`)
 
 
 class RunwareConfig(_Section):

@@ -112,9 +112,13 @@ class InteractionAnswer:
         await send_ephemeral(self._interaction, text)
 
     async def started(self, admission: Admission) -> None:
-        """Turn the placeholder into the job's status; a first pass of 80% of the allowance is told privately."""
+        """Turn the placeholder into the job's status if it is due now; a first pass of 80% is told privately.
+
+        Otherwise "thinking…" stays and the progress loop shows the status after `limits.status_after_seconds`.
+        """
         assert admission.job_id is not None
         mark_answered(self._interaction)
-        await self._delivery.show_status(admission.job_id, self._target, status_text(admission))
+        if admission.held or admission.status_now:
+            await self._delivery.show_status(admission.job_id, self._target, status_text(admission))
         if admission.warning is not None:
             await send_ephemeral(self._interaction, warning_text(admission.warning))

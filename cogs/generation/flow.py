@@ -418,7 +418,8 @@ class RequestFlow(commands.Cog):
         except Exception:
             await self.delivery.delete_original(target)
             raise
-        await self.delivery.show_status(admission.job_id, target, status_text(admission))
+        if admission.held or admission.status_now:
+            await self.delivery.show_status(admission.job_id, target, status_text(admission))
 
     async def abort(self, interaction: discord.Interaction[Any], nonce: str) -> None:
         """Cancel a waiting request: nothing was reserved, so nothing is released."""

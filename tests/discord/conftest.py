@@ -26,8 +26,13 @@ from fakes.runware import DEFAULT_API_KEY, FakeRunware
 
 REPO = Path(__file__).resolve().parents[2]
 
-FAST_POLLING = {"runware.poll_initial_delay_seconds": "0.05", "runware.poll_max_interval_seconds": "0.2"}
-"""Config changes that keep end-to-end tests fast: Runware is polled every 50-200 ms instead of every 2-5 s."""
+FAST_POLLING = {
+    "runware.poll_initial_delay_seconds": "0.05",
+    "runware.poll_max_interval_seconds": "0.2",
+    "limits.status_after_seconds": "0",
+}
+"""Config changes that keep end-to-end tests fast: Runware is polled every 50-200 ms instead of every 2-5 s, and a
+job's status is shown at admission (the tests that need it set `status_after_seconds` back to a delay)."""
 
 
 def write_config(path: Path, changes: dict[str, str] | None = None) -> Path:

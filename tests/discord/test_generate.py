@@ -441,6 +441,33 @@ async def test_progress_shows_the_queue_position_then_the_elapsed_time(atelier: 
         assert len(results_posted) == 1 and results_posted[0].at > statuses[-1].at
 
 
+async def test_thinking_stays_until_status_after_seconds_so_a_quick_job_gets_one_edit(atelier: Atelier) -> None:
+    """With `status_after_seconds` (2 s by default) "thinking…" stays that long: a job done sooner gets a single edit,
+    its result; a job still running then gets its status with the Cancel button, then the result in place."""
+    await atelier.restart(limits__status_after_seconds="1.5", limits__progress_edit_seconds="10")
+    fake, world = atelier.fake, atelier.world
+    atelier.runware.latency = 0.1
+    quick = await atelier.slash("imagine", user_id=world.member_id, prompt="a quick fox")
+    await result_of(quick)
+    edits = [r for r in quick.responses if r.kind == "edit"]
+    assert len(edits) == 1 and edits[0].files, f"the result is the only edit of a quick job: {edits}"
+
+    atelier.runware.latency = 3.0
+    slow = await atelier.slash("imagine", user_id=world.member_id, prompt="a slow fox")
+    placeholder = slow.original_message()
+    assert placeholder is not None
+    await fake.wait_until(lambda: placeholder.button_custom_ids() != [], what="the slow job's Cancel button")
+    statuses = [r for r in slow.responses if r.kind == "edit" and r.ok and not r.files]
+    assert slow.dispatched_at is not None and len(statuses) == 1
+    assert statuses[0].at - slow.dispatched_at >= 1.4, "the status waits for status_after_seconds"
+    assert placeholder.content.startswith("🎨 Generating… (")
+    message = await result_of(slow)
+    await idle(atelier)
+    assert message is placeholder and message.attachments and message.components
+    assert [r for r in slow.responses if r.kind == "edit" and not r.files] == statuses, "no status after it"
+    assert await settled_total(atelier) == (2, 2 * 11_000)
+
+
 async def test_permission_lost_before_delivery_fails_the_job_without_charge(atelier: Atelier) -> None:
     """If the bot loses Attach Files while the job runs, the job fails with that reason and nothing is charged."""
     fake, world = atelier.fake, atelier.world

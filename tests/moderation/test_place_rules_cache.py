@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.moderation.approvals import ApprovalMode, ModerationRules, PlaceRules
+from bot.moderation.policy import PolicyCache
 from bot.storage.database import Database
 
 GUILD = 111_111_111_111_111_111
@@ -91,3 +92,40 @@ async def test_a_change_whose_caller_is_cancelled_still_drops_the_cached_rules(d
         await asyncio.sleep(0.01)
     assert (await rules.rules(GUILD, (CHANNEL,))).approval is ApprovalMode.ALL
     assert change.cancelled()
+
+
+async def test_lookups_that_miss_at_once_share_one_read(db: Database) -> None:
+    """A burst of requests right after a start misses the cache together: 50 concurrent lookups read the table once."""
+    rules = ModerationRules(db)
+    reads = await _reading_places(db)
+    results = await asyncio.gather(*(rules.rules(GUILD, (CHANNEL,)) for _ in range(50)))
+    assert results == [PlaceRules()] * 50 and len(reads) == 1
+
+
+async def test_a_lookup_after_a_change_does_not_join_a_read_begun_before_it() -> None:
+    """Misses share the read under way, unless a change was made after it began: then a new read starts, and only
+    its result is kept. A cancelled lookup leaves the shared read to the others."""
+    gates: list[asyncio.Event] = []
+
+    async def load(guild_id: int) -> int:
+        gates.append(asyncio.Event())
+        number = len(gates)
+        await gates[-1].wait()
+        return number
+
+    cache: PolicyCache[int] = PolicyCache(load)
+    first = [asyncio.ensure_future(cache.get(GUILD)) for _ in range(10)]
+    cancelled = asyncio.ensure_future(cache.get(GUILD))
+    await asyncio.sleep(0.01)
+    assert len(gates) == 1, "one read for all of them"
+    cancelled.cancel()
+    cache.invalidate(GUILD)  # a change committed while that read was under way
+    late = asyncio.ensure_future(cache.get(GUILD))
+    await asyncio.sleep(0.01)
+    assert len(gates) == 2, "the lookup after the change reads again"
+    for gate in gates:
+        gate.set()
+    assert await asyncio.gather(*first) == [1] * 10
+    assert await late == 2
+    assert await cache.get(GUILD) == 2 and len(gates) == 2, "the newer read is the one kept"
+    assert cancelled.cancelled()
