@@ -4,9 +4,8 @@ Loaded once at start-up by the composition root; a missing or malformed value ra
 that names the variable, which the CLI prints before exiting with status 2.
 
 The TOML file is `ATELIER_CONFIG` if set, else `config/atelier.toml` in the working folder if it exists, else the
-built-in defaults that ship inside the package (`bot/defaults/atelier.toml`, the same file as the checkout's
-`config/atelier.toml`), so the installed `atelier` command works from any folder. Relative paths (`ATELIER_DATABASE`,
-`[paths]`) are relative to the working folder.
+defaults shipped in the package (`bot/defaults/atelier.toml`, a copy of `config/atelier.toml`), so `atelier` works
+from any folder. Relative paths (`ATELIER_DATABASE`, `[paths]`) are relative to the working folder.
 """
 
 from __future__ import annotations
@@ -132,6 +131,7 @@ class LimitsConfig(_Section):
     max_reference_side: int = Field(default=2048, ge=256, le=4096)
     duplicate_window_seconds: float = Field(default=5.0, ge=0)
     progress_edit_seconds: float = Field(default=3.0, ge=1.0)
+    job_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)  # the shared queue's lease (PostgreSQL)
 
 
 class RunwareConfig(_Section):
