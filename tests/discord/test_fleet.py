@@ -13,7 +13,10 @@ from collections import Counter
 import psycopg
 import pytest
 
-from fakes.discord import FakeDiscord, FakeInteraction
+from bot.billing.pricing import Pricing
+from bot.money import format_usd
+from bot.settings import load_app_config
+from fakes.discord import FakeDiscord, FakeInteraction, FakeMessage, World
 from fakes.runware import FakeRunware
 from tests.discord.conftest import assert_discord_rules_kept
 from tests.discord.processes import BotProcess, Fleet, fleet
@@ -25,6 +28,9 @@ pytestmark = pytest.mark.slow
 
 SHORT_LEASE = {"limits.job_lease_seconds": "2"}
 """A killed process's jobs are claimed by another within about two seconds (renewed every 0.67 s while it lives)."""
+
+REFUSAL = "This needs about "
+"""How a budget refusal starts (`bot.discord.tree.budget_refusal`)."""
 
 
 async def start_three(fleet: Fleet, fake: FakeDiscord) -> list[BotProcess]:
@@ -118,4 +124,83 @@ async def test_a_process_killed_while_its_jobs_run_has_them_finished_by_another_
             break
         await asyncio.sleep(0.05)
     assert_ledger_balanced(fleet, runware, jobs=4)
+    assert_discord_rules_kept(fake)
+
+
+async def burst(fake: FakeDiscord, world: World, members: list[int], count: int, tag: str) -> list[FakeMessage]:
+    """`count` /imagine at once in the world's channel, from `members` in turn, dealt to shards 0, 1, 2 in turn (the
+    fake's `via_shard` override); return each request's outcome: its result, or its refusal (the 80% heads-up an
+    admitted request may get first is neither)."""
+    interactions: list[FakeInteraction] = await asyncio.gather(
+        *(
+            fake.invoke_slash(
+                "imagine",
+                user_id=members[n % len(members)],
+                guild_id=world.guild_id,
+                channel_id=world.channel_id,
+                options={"prompt": f"a paper boat, {tag} {n}"},
+                via_shard=n % 3,
+            )
+            for n in range(count)
+        )
+    )
+    return list(
+        await asyncio.gather(
+            *(
+                interaction.wait_message(lambda m: bool(m.attachments) or m.content.startswith(REFUSAL), timeout=30.0)
+                for interaction in interactions
+            )
+        )
+    )
+
+
+async def test_thirty_requests_spread_over_three_processes_never_pass_an_allowance_a_team_budget_or_a_cap(
+    fleet: Fleet, fake_discord: FakeDiscord, fake_runware: FakeRunware
+) -> None:
+    """Room for exactly 4 requests, 30 at once dealt over the three processes: exactly 4 are paid and posted, 26
+    refused with an ephemeral sentence naming the budget that is full -- for a member's allowance, for a team budget
+    (three members in its channel) and for a server cap (three members), each in its own server.
+
+    Strict sharding gives each guild's interactions to one process, which would make this a one-process race. So the
+    requests go through the fake's `via_shard` override, one in three to each process, as during a reshard or a
+    rolling restart when a guild's interactions reach processes that do not hold its shard; the reservation is the
+    only thing that keeps them apart (one budget lock per server in PostgreSQL). No member budget spans servers, so
+    no other way spreads one member's requests over the processes."""
+    fake, runware = fake_discord, fake_runware
+    worlds = sharded_worlds(fake, 3)
+    price = Pricing(load_app_config(fleet.config)).estimate("gpt-image-1-mini", "medium", "1024x1024", 1, 20, 0)
+    room = format_usd(4 * price).removeprefix("$")
+    bots = await start_three(fleet, fake)
+
+    member_world, pool_world, cap_world = worlds
+    setups = [
+        ("budget member", member_world, {"member": member_world.member_ids[0], "value": room}),
+        ("budget channel", pool_world, {"channel": pool_world.channel_id, "amount": room}),
+        ("budget cap", cap_world, {"amount": room}),
+    ]
+    for command, world, options in setups:
+        answer = await fake.invoke_slash(
+            command, user_id=world.admin_id, guild_id=world.guild_id, channel_id=world.channel_id, options=options
+        )
+        await answer.wait_message(lambda m: "now" in m.content, timeout=20.0)
+
+    cases = [
+        (member_world, [member_world.member_ids[0]], "you have"),
+        (pool_world, [*pool_world.member_ids, pool_world.admin_id], "the team budget of"),
+        (cap_world, [*cap_world.member_ids, cap_world.admin_id], "the server has only"),
+    ]
+    for world, members, sentence in cases:
+        outcomes = await burst(fake, world, members, 30, sentence)
+        posted = [m for m in outcomes if m.attachments]
+        refusals = [m for m in outcomes if not m.attachments]
+        assert len(posted) == 4, sorted({(m.ephemeral, m.content[:80]) for m in outcomes})
+        assert len(refusals) == 26 and all(m.ephemeral and sentence in m.content for m in refusals), refusals[0]
+    # Each process decided a third of every burst (admitted or refused it itself).
+    assert [bot.count(" admitted for member ") + bot.count("imagine refused (") for bot in bots] == [30, 30, 30]
+    await fake.wait_until(lambda: len(runware.paid_tasks) == 12, timeout=20.0, what="12 paid tasks")
+    for _ in range(100):  # the settle is written just after the post
+        if len([row for row in ledger_rows(fleet) if row[1] == "settle"]) == 12:
+            break
+        await asyncio.sleep(0.05)
+    assert_ledger_balanced(fleet, runware, jobs=12)
     assert_discord_rules_kept(fake)
