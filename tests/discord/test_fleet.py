@@ -204,3 +204,51 @@ async def test_thirty_requests_spread_over_three_processes_never_pass_an_allowan
         await asyncio.sleep(0.05)
     assert_ledger_balanced(fleet, runware, jobs=12)
     assert_discord_rules_kept(fake)
+
+
+async def test_one_members_batch_of_twenty_does_not_hold_back_another_members_request_through_another_process(
+    fleet: Fleet, fake_discord: FakeDiscord, fake_runware: FakeRunware
+) -> None:
+    """With a global limit of 2 (each task 1.5 s on Runware), a member sends 20 requests through shard 0's process;
+    while the first two run, another member's single request arrives through shard 1's process. It starts on Runware
+    as soon as the first slot frees (third of all tasks, less than one more slot's wait after the first task's end),
+    not after the batch: the turns are kept in the database, across processes."""
+    fake, runware = fake_discord, fake_runware
+    worlds = sharded_worlds(fake, 3)
+    fleet.configure({"limits.global_concurrency": "2", "limits.per_member_concurrency": "2"})
+    bots = await start_three(fleet, fake)
+    runware.latency = 1.5
+
+    batch_world, single_world = worlds[0], worlds[1]
+    await asyncio.gather(
+        *(
+            fake.invoke_slash(
+                "imagine",
+                user_id=batch_world.member_id,
+                guild_id=batch_world.guild_id,
+                channel_id=batch_world.channel_id,
+                options={"prompt": f"a row of lanterns, number {n}"},
+            )
+            for n in range(20)
+        )
+    )
+    await fake.wait_until(lambda: len(runware.tasks_submitted()) >= 2, timeout=20.0, what="the batch's first two")
+    await fake.wait_until(lambda: bots[0].count(" admitted for member ") == 20, timeout=20.0, what="the batch queued")
+    single = await fake.invoke_slash(
+        "imagine",
+        user_id=single_world.member_id,
+        guild_id=single_world.guild_id,
+        channel_id=single_world.channel_id,
+        options={"prompt": "one small lantern"},
+    )
+    await bots[1].wait_line(" admitted for member ", timeout=10.0)
+    await single.wait_message(lambda m: bool(m.attachments), timeout=20.0)
+
+    submitted = runware.tasks_submitted()
+    prompts = [task["positivePrompt"] for task in submitted]
+    assert prompts.index("one small lantern") == 2, prompts[:4]
+    first, lone = runware.task(submitted[0]["taskUUID"]), runware.task(submitted[2]["taskUUID"])
+    assert first is not None and lone is not None
+    waited_past_the_slot = lone.submitted_at - first.deadline
+    assert waited_past_the_slot < runware.latency, f"started {waited_past_the_slot:.2f} s after the first slot freed"
+    assert sum(1 for prompt in prompts if prompt.startswith("a row of lanterns")) <= 4  # the batch still runs
