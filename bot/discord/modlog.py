@@ -100,6 +100,10 @@ class DiscordModLog:
         what = missing_permission(permissions)
         return None if what is None else CANNOT_POST.format(what=what, channel_id=channel_id)
 
+    def serves(self, guild_id: int) -> bool:
+        """Whether the server is in this process's cache (on one of its shards, and available)."""
+        return self._client.get_guild(guild_id) is not None
+
     async def problem(self, guild_id: int) -> str | None:
         """Why a held request could not be shown to moderators now; None when the mod-log can take it."""
         channel_id = (await self._rules.settings(guild_id)).modlog_channel_id

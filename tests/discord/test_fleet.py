@@ -252,3 +252,57 @@ async def test_one_members_batch_of_twenty_does_not_hold_back_another_members_re
     waited_past_the_slot = lone.submitted_at - first.deadline
     assert waited_past_the_slot < runware.latency, f"started {waited_past_the_slot:.2f} s after the first slot freed"
     assert sum(1 for prompt in prompts if prompt.startswith("a row of lanterns")) <= 4  # the batch still runs
+
+
+async def answer(fake: FakeDiscord, world: World, command: str, **options: object) -> FakeMessage:
+    """Run an admin's `/command` in the world's channel; return its first answer."""
+    interaction = await fake.invoke_slash(
+        command, user_id=world.admin_id, guild_id=world.guild_id, channel_id=world.channel_id, options=options
+    )
+    return await interaction.wait_message(timeout=20.0)
+
+
+async def test_processes_starting_at_once_post_a_quarantined_result_to_the_mod_log_once(
+    fleet: Fleet, fake_discord: FakeDiscord, fake_runware: FakeRunware
+) -> None:
+    """A result flagged by the safety check whose mod-log post failed waits for the next start, when every process
+    looks for such results. Five processes start at once: three on shard 0 (as in a rolling restart, when new
+    processes overlap the old ones on the same range) and the processes of shards 1 and 2, which do not serve the
+    server and leave it alone. One of the three claims the post in the database and posts it with its buttons: one
+    entry in the mod-log, nothing in the channel, charged once."""
+    fake, runware = fake_discord, fake_runware
+    world = sharded_worlds(fake, 3)[0]
+    bots = await start_three(fleet, fake)
+    modlog = fake.add_channel(world.guild_id, name="mod-log")
+    await fake.announce_guild(world.guild_id)
+    await answer(fake, world, "settings modlog", channel=modlog.id)
+    assert "Safety check" in (await answer(fake, world, "settings safety", channel=world.channel_id, mode="on")).content
+    runware.flagged_words = {"forbidden fruit"}
+    fake.plan_error("POST", rf"^/channels/{modlog.id}/messages$", 503)
+    interaction = await fake.invoke_slash(
+        "imagine",
+        user_id=world.member_id,
+        guild_id=world.guild_id,
+        channel_id=world.channel_id,
+        options={"prompt": "the forbidden fruit, still life"},
+    )
+    await interaction.wait_message(lambda m: "held for a moderator's review" in m.content, timeout=30.0)
+    await fake.wait_until(lambda: len([r for r in ledger_rows(fleet) if r[1] == "settle"]) == 1, what="the charge")
+    for bot in bots:
+        await fleet.kill(bot)
+    assert [m for m in fake.channel_messages(modlog.id) if m.attachments] == []
+
+    restarted = [await fleet.start(shards) for shards in ("0-0/3", "0-0/3", "0-0/3", "1-1/3", "2-2/3")]
+    for bot in restarted:
+        await bot.wait_line("Job service started", timeout=60.0)
+    await fake.wait_until(
+        lambda: [m for m in fake.channel_messages(modlog.id) if m.attachments], timeout=10.0, what="the mod-log entry"
+    )
+    await asyncio.sleep(1.0)  # a second post, if any, would come by now
+    entries = [m for m in fake.channel_messages(modlog.id) if m.attachments]
+    assert len(entries) == 1, "\n".join(bot.log for bot in restarted)
+    assert any("publish" in custom_id for custom_id in entries[0].button_custom_ids())
+    assert [bot.count("posted to the mod-log at start") for bot in restarted[:3]].count(1) == 1
+    assert all(bot.count("flagged result") == 0 for bot in restarted[3:]), "other shards must not try"
+    assert not any(m.attachments for m in fake.channel_messages(world.channel_id))
+    assert_ledger_balanced(fleet, runware, jobs=1)
