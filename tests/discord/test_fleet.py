@@ -262,14 +262,28 @@ async def answer(fake: FakeDiscord, world: World, command: str, **options: objec
     return await interaction.wait_message(timeout=20.0)
 
 
-async def test_processes_starting_at_once_post_a_quarantined_result_to_the_mod_log_once(
+async def flagged(fake: FakeDiscord, world: World, prompt: str, *, via_shard: int) -> None:
+    """Run a flagged /imagine through shard `via_shard`'s process; return once the requester is told it is held."""
+    interaction = await fake.invoke_slash(
+        "imagine",
+        user_id=world.member_id,
+        guild_id=world.guild_id,
+        channel_id=world.channel_id,
+        options={"prompt": prompt},
+        via_shard=via_shard,
+    )
+    await interaction.wait_message(lambda m: "held for a moderator's review" in m.content, timeout=30.0)
+
+
+async def test_flagged_results_reach_the_mod_log_from_any_process_and_a_left_over_one_is_posted_once_at_start(
     fleet: Fleet, fake_discord: FakeDiscord, fake_runware: FakeRunware
 ) -> None:
-    """A result flagged by the safety check whose mod-log post failed waits for the next start, when every process
-    looks for such results. Five processes start at once: three on shard 0 (as in a rolling restart, when new
-    processes overlap the old ones on the same range) and the processes of shards 1 and 2, which do not serve the
-    server and leave it alone. One of the three claims the post in the database and posts it with its buttons: one
-    entry in the mod-log, nothing in the channel, charged once."""
+    """Safety channels across processes. With shard 0's process gone, a flagged result is run by a process that does
+    not serve the server: it posts it to the mod-log over REST all the same. A second one whose mod-log post failed
+    waits for the next start, when every process looks for such results. Five processes start at once: three on
+    shard 0 (as in a rolling restart, when new processes overlap the old ones on the same range) and the processes of
+    shards 1 and 2, which do not serve the server and leave it alone. One of the three claims the post in the database
+    and posts it with its buttons: two entries in the mod-log, nothing in the channel, each charged once."""
     fake, runware = fake_discord, fake_runware
     world = sharded_worlds(fake, 3)[0]
     bots = await start_three(fleet, fake)
@@ -278,31 +292,28 @@ async def test_processes_starting_at_once_post_a_quarantined_result_to_the_mod_l
     await answer(fake, world, "settings modlog", channel=modlog.id)
     assert "Safety check" in (await answer(fake, world, "settings safety", channel=world.channel_id, mode="on")).content
     runware.flagged_words = {"forbidden fruit"}
+    await fleet.kill(bots[0])
+
+    def entries() -> list[FakeMessage]:
+        return [m for m in fake.channel_messages(modlog.id) if m.attachments]
+
+    await flagged(fake, world, "the forbidden fruit, still life", via_shard=1)
+    await fake.wait_until(lambda: len(entries()) == 1, timeout=10.0, what="the entry posted by another shard's process")
     fake.plan_error("POST", rf"^/channels/{modlog.id}/messages$", 503)
-    interaction = await fake.invoke_slash(
-        "imagine",
-        user_id=world.member_id,
-        guild_id=world.guild_id,
-        channel_id=world.channel_id,
-        options={"prompt": "the forbidden fruit, still life"},
-    )
-    await interaction.wait_message(lambda m: "held for a moderator's review" in m.content, timeout=30.0)
-    await fake.wait_until(lambda: len([r for r in ledger_rows(fleet) if r[1] == "settle"]) == 1, what="the charge")
-    for bot in bots:
+    await flagged(fake, world, "the forbidden fruit, after dark", via_shard=2)
+    await fake.wait_until(lambda: len([r for r in ledger_rows(fleet) if r[1] == "settle"]) == 2, what="the charges")
+    for bot in bots[1:]:
         await fleet.kill(bot)
-    assert [m for m in fake.channel_messages(modlog.id) if m.attachments] == []
+    assert len(entries()) == 1
 
     restarted = [await fleet.start(shards) for shards in ("0-0/3", "0-0/3", "0-0/3", "1-1/3", "2-2/3")]
     for bot in restarted:
         await bot.wait_line("Job service started", timeout=60.0)
-    await fake.wait_until(
-        lambda: [m for m in fake.channel_messages(modlog.id) if m.attachments], timeout=10.0, what="the mod-log entry"
-    )
+    await fake.wait_until(lambda: len(entries()) == 2, timeout=10.0, what="the left-over entry")
     await asyncio.sleep(1.0)  # a second post, if any, would come by now
-    entries = [m for m in fake.channel_messages(modlog.id) if m.attachments]
-    assert len(entries) == 1, "\n".join(bot.log for bot in restarted)
-    assert any("publish" in custom_id for custom_id in entries[0].button_custom_ids())
+    assert len(entries()) == 2, "\n".join(bot.log for bot in restarted)
+    assert all(any("publish" in custom_id for custom_id in entry.button_custom_ids()) for entry in entries())
     assert [bot.count("posted to the mod-log at start") for bot in restarted[:3]].count(1) == 1
     assert all(bot.count("flagged result") == 0 for bot in restarted[3:]), "other shards must not try"
     assert not any(m.attachments for m in fake.channel_messages(world.channel_id))
-    assert_ledger_balanced(fleet, runware, jobs=1)
+    assert_ledger_balanced(fleet, runware, jobs=2)
