@@ -1,8 +1,14 @@
 """Interaction burst: N /imagine commands injected at once into the real bot, against the fake Discord and Runware.
 
 Run from the repository root, after `pip install -e '.[test]'` there: `python bench/interactions.py` (options: --count,
---latency, --members, --solo, --photo-images, --delivery-concurrency, --no-floor, --profile). It takes about 20 s and
-needs an otherwise idle machine: it prints how much CPU other processes used meanwhile.
+--latency, --members, --solo, --photo-images, --delivery-concurrency, --no-floor, --profile, --processes,
+--postgres). It takes about 20 s and needs an otherwise idle machine: it prints how much CPU other processes used
+meanwhile.
+
+`--processes 3 --postgres URL` runs the bot as three processes on shards 0/3, 1/3 and 2/3 (the fake Discord requires
+shards) over one fresh PostgreSQL database on the server of URL (created, dropped after): one guild per shard, the
+members spread over them, the burst dealt to the guilds in turn, so each process acknowledges a third and any of them
+runs and delivers the jobs (the shared queue). CPU is then summed over the processes, RSS is the largest process's.
 
 What runs where:
 - this process: the fake Discord (its OpenAPI validation off: that is a test feature and costs CPU) and the fake
@@ -38,11 +44,13 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import discord
+import psycopg
 import yarl
 from _checkout import ROOT, require_this_checkout
 from discord import app_commands
@@ -181,6 +189,19 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
             await process.wait()
 
 
+@contextlib.asynccontextmanager
+async def fresh_postgres(url: str, name: str) -> AsyncIterator[str]:
+    """A fresh database `name` on the PostgreSQL server of `url` (dropped after); yield its URL."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]
+        admin.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+    try:
+        yield urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------------------------------------ the burst
 
 
@@ -220,24 +241,24 @@ class BotRun:
 
 
 class World:
-    """The default guild plus `members` plain members; requests rotate through the members."""
+    """One default guild per shard of the fake, `members` plain members spread over them; requests rotate through
+    the members (and so through the guilds and the shards)."""
 
     def __init__(self, fake: FakeDiscord, members: int) -> None:
-        world = fake.default_world()
+        worlds = [fake.default_world(shard=shard) for shard in range(fake.shard_count)]
         self.fake = fake
-        self.guild_id, self.channel_id = world.guild_id, world.channel_id
-        self.members = [fake.add_member(world.guild_id, name=f"bench{n:03d}").id for n in range(members)]
+        self.members = [
+            (world.guild_id, world.channel_id, fake.add_member(world.guild_id, name=f"bench{n:03d}").id)
+            for n in range(members)
+            for world in [worlds[n % len(worlds)]]
+        ]
         self.sent = 0
 
     async def imagine(self, prompt: str) -> FakeInteraction:
-        member = self.members[self.sent % len(self.members)]
+        guild_id, channel_id, member = self.members[self.sent % len(self.members)]
         self.sent += 1
         return await self.fake.invoke_slash(
-            "imagine",
-            user_id=member,
-            guild_id=self.guild_id,
-            channel_id=self.channel_id,
-            options={"prompt": prompt},
+            "imagine", user_id=member, guild_id=guild_id, channel_id=channel_id, options={"prompt": prompt}
         )
 
 
@@ -263,18 +284,23 @@ def is_answer(record: ResponseRecord) -> bool:
 class Watcher:
     """Waits for answers by polling the fake's records (no waiter woken per request) and samples the bot's RSS."""
 
-    def __init__(self, process: asyncio.subprocess.Process, done: Callable[[ResponseRecord], bool]) -> None:
-        self.process = process
+    def __init__(self, processes: list[asyncio.subprocess.Process], done: Callable[[ResponseRecord], bool]) -> None:
+        self.processes = processes
         self.done = done
         self.peak_rss_kb = 0
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the bot's processes together."""
+        return sum(cpu_seconds(process.pid) for process in self.processes)
 
     async def wait(self, phase: Phase, interval: float) -> None:
         pending = [i for i in phase.interactions if i.id not in phase.finished]
         deadline = time.monotonic() + RESULT_TIMEOUT
         while pending:
-            if self.process.returncode is not None:
-                raise RuntimeError(f"the bot exited with status {self.process.returncode}")
-            self.peak_rss_kb = max(self.peak_rss_kb, proc_status(self.process.pid).get("VmRSS", 0))
+            for process in self.processes:
+                if process.returncode is not None:
+                    raise RuntimeError(f"the bot exited with status {process.returncode}")
+                self.peak_rss_kb = max(self.peak_rss_kb, proc_status(process.pid).get("VmRSS", 0))
             still = []
             for interaction in pending:
                 record = first_response(interaction, self.done)
@@ -289,27 +315,28 @@ class Watcher:
 
     async def burst(self, world: World, count: int) -> Phase:
         """Dispatch `count` /imagine back to back, then wait for every answer."""
-        cpu_before = cpu_seconds(self.process.pid)
+        cpu_before = self.cpu_seconds()
         phase = Phase(started=time.monotonic())
         for n in range(count):
             phase.interactions.append(await world.imagine(prompt("burst", n)))
         phase.inject_seconds = time.monotonic() - phase.started
         await self.wait(phase, 0.02)
-        phase.cpu_seconds = cpu_seconds(self.process.pid) - cpu_before
+        phase.cpu_seconds = self.cpu_seconds() - cpu_before
         return phase
 
     async def one_at_a_time(self, world: World, count: int) -> Phase:
         """Send `count` /imagine, each after the previous one's answer."""
-        cpu_before = cpu_seconds(self.process.pid)
+        cpu_before = self.cpu_seconds()
         phase = Phase(started=time.monotonic())
         for n in range(count):
             phase.interactions.append(await world.imagine(prompt("solo", n)))
             await self.wait(phase, 0.005)
-        phase.cpu_seconds = cpu_seconds(self.process.pid) - cpu_before
+        phase.cpu_seconds = self.cpu_seconds() - cpu_before
         return phase
 
     def finish(self, run: BotRun) -> BotRun:
-        run.peak_rss_kb = max(self.peak_rss_kb, proc_status(self.process.pid).get("VmHWM", 0))
+        hwm = max(proc_status(process.pid).get("VmHWM", 0) for process in self.processes)
+        run.peak_rss_kb = max(self.peak_rss_kb, hwm)
         return run
 
 
@@ -378,8 +405,15 @@ def job_timelines(phase: Phase, runware: FakeRunware, wall_minus_mono: float) ->
 
 
 async def start_atelier(
-    fake: FakeDiscord, runware: FakeRunware, folder: Path, latency: float, delivery_concurrency: int | None
-) -> tuple[asyncio.subprocess.Process, Path]:
+    fake: FakeDiscord,
+    runware: FakeRunware,
+    folder: Path,
+    latency: float,
+    delivery_concurrency: int | None,
+    database: str | None = None,
+) -> list[tuple[asyncio.subprocess.Process, Path]]:
+    """Start the bot: one process on an SQLite file in `folder`, or with `database` (a PostgreSQL URL) one process
+    per shard of the fake; return each process with its log once all run their job service."""
     changes = {
         "budget.default_allowance": '"1000.00"',
         "limits.global_concurrency": "64",
@@ -395,30 +429,43 @@ async def start_atelier(
             **discord_environment(fake),
             "RUNWARE_API_URL": runware.url,
             "RUNWARE_API_KEY": DEFAULT_API_KEY,
-            "ATELIER_DATABASE": str(folder / "atelier.sqlite3"),
+            "ATELIER_DATABASE": database or str(folder / "atelier.sqlite3"),
             "ATELIER_CONFIG": str(config),
         }
     )
-    log_path = folder / "atelier.log"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", cwd=folder, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file
-        )
+    count = fake.shard_count if database else 1
+    started: list[tuple[asyncio.subprocess.Process, Path]] = []
     try:
+        for shard in range(count):
+            shards = {"ATELIER_SHARDS": f"{shard}-{shard}/{count}"} if database else {}
+            log_path = folder / f"atelier{shard if database else ''}.log"
+            with log_path.open("wb") as log_file:
+                process = await asyncio.create_subprocess_exec(
+                    *(sys.executable, "-m", "bot"),
+                    cwd=folder,
+                    env={**env, **shards},
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=log_file,
+                )
+            started.append((process, log_path))
         await fake.wait_synced(timeout=BOOT_TIMEOUT)
-        await fake.wait_ready(timeout=BOOT_TIMEOUT)
-        await wait_for(
-            lambda: READY_LINE in log_path.read_text(errors="replace") or process.returncode is not None,
-            BOOT_TIMEOUT,
-            "the bot's job service to start",
-            interval=0.05,
-        )
-        if process.returncode is not None:
-            raise RuntimeError(f"the bot exited with status {process.returncode}:\n{log_path.read_text()}")
+        for shard, (process, log_path) in enumerate(started):
+            await fake.wait_ready(timeout=BOOT_TIMEOUT, shard=shard if database else None)
+            await wait_for(
+                lambda p=process, path=log_path: (
+                    READY_LINE in path.read_text(errors="replace") or p.returncode is not None
+                ),
+                BOOT_TIMEOUT,
+                "the bot's job service to start",
+                interval=0.05,
+            )
+            if process.returncode is not None:
+                raise RuntimeError(f"the bot exited with status {process.returncode}:\n{log_path.read_text()}")
     except BaseException:
-        await stop_process(process)
+        for process, _ in started:
+            await stop_process(process)
         raise
-    return process, log_path
+    return started
 
 
 @dataclass
@@ -433,20 +480,24 @@ class AtelierResult:
     polls: int = 0
 
 
-async def bench_atelier(args: argparse.Namespace, folder: Path) -> AtelierResult:
+async def bench_atelier(args: argparse.Namespace, folder: Path, database: str | None) -> AtelierResult:
+    shards = args.processes if database else 1
     async with (
-        FakeDiscord(validate_openapi=False) as fake,
+        FakeDiscord(validate_openapi=False, shard_count=shards, require_shards=database is not None) as fake,
         FakeRunware(latency=args.latency) as runware,
     ):
         runware.photo_like = args.photo_images
         if not args.photo_images:
             warm_drawings()
         world = World(fake, args.members)
-        process, log_path = await start_atelier(fake, runware, folder, args.latency, args.delivery_concurrency)
-        watcher = Watcher(process, is_result)
+        bots = await start_atelier(fake, runware, folder, args.latency, args.delivery_concurrency, database)
+        processes = [process for process, _ in bots]
+        process, log_path = bots[0]
+        watcher = Watcher(processes, is_result)
         profiler = None
         try:
-            run = BotRun(Phase(), rss_before_kb=proc_status(process.pid).get("VmRSS", 0))
+            rss_before = max(proc_status(p.pid).get("VmRSS", 0) for p in processes)
+            run = BotRun(Phase(), rss_before_kb=rss_before)
             if args.profile is not None:
                 command = ["py-spy", "record", "--rate", "250", "--format", "raw", "-o", str(args.profile)]
                 command += ["--pid", str(process.pid)]
@@ -468,7 +519,8 @@ async def bench_atelier(args: argparse.Namespace, folder: Path) -> AtelierResult
             if profiler is not None:
                 profiler.kill()
                 await profiler.wait()
-            await stop_process(process)
+            for bot in processes:
+                await stop_process(bot)
         problems = [f"{e.method} {e.path}: {e.status}/{e.code} {e.message}" for e in fake.errors]
         problems += [f"late ack: {late}" for late in fake.late_acks] + list(fake.internal_errors)
         for name, phase in (("burst", run.burst), ("one at a time", run.solo)):
@@ -477,7 +529,9 @@ async def bench_atelier(args: argparse.Namespace, folder: Path) -> AtelierResult
                 missing = len(phase.interactions) - len(phase.finished)
                 problems.append(f"{name}: {missing} result(s) never posted; the bot's log ends:\n{tail}")
         solo_jobs = job_timelines(run.solo, runware, wall_minus_mono) if run.solo else []
-        cuts = sum(1 for line in log_path.read_text(errors="replace").splitlines() if " concurrency " in line)
+        cuts = sum(
+            1 for _, path in bots for line in path.read_text(errors="replace").splitlines() if " concurrency " in line
+        )
         poll_requests = [r for r in runware.requests if any(t.get("taskType") == "getResponse" for t in r.tasks)]
         return AtelierResult(
             run,
@@ -573,7 +627,7 @@ async def bench_floor(args: argparse.Namespace, folder: Path) -> tuple[BotRun, l
             if FLOOR_READY not in line.decode():
                 raise RuntimeError(f"the floor bot did not start (said {line!r})")
             await fake.wait_synced(timeout=BOOT_TIMEOUT)
-            watcher = Watcher(process, is_answer)
+            watcher = Watcher([process], is_answer)
             run = BotRun(Phase(), rss_before_kb=proc_status(process.pid).get("VmRSS", 0))
             run.burst = await watcher.burst(world, args.count)
             watcher.finish(run)
@@ -653,7 +707,14 @@ def report(args: argparse.Namespace, atelier: AtelierResult, floor: BotRun | Non
     )
     delivering = args.delivery_concurrency or load_app_config(CONFIG).limits.delivery_concurrency
     print(
-        f"  {args.members} members, distinct prompts; Atelier = python -m bot (global_concurrency 64, "
+        f"  {args.members} members, distinct prompts; Atelier = "
+        + (
+            f"{args.processes} x python -m bot on shards 0..{args.processes - 1}/{args.processes}, PostgreSQL "
+            "(CPU summed, RSS the largest process's), "
+            if args.postgres
+            else "python -m bot, SQLite, "
+        )
+        + "(global_concurrency 64, "
         f"delivery_concurrency {delivering}, first poll {max(args.latency, 0.05):g} s after submitting); "
         "floor = minimal discord.py bot (defer + edit)"
     )
@@ -746,7 +807,11 @@ async def main_async(args: argparse.Namespace) -> int:
             floor, floor_problems = await bench_floor(args, Path(tmp) / "floor")
             problems += [f"floor: {p}" for p in floor_problems]
         (Path(tmp) / "atelier").mkdir()
-        atelier = await bench_atelier(args, Path(tmp) / "atelier")
+        if args.postgres:
+            async with fresh_postgres(args.postgres, "bench_interactions") as database:
+                atelier = await bench_atelier(args, Path(tmp) / "atelier", database)
+        else:
+            atelier = await bench_atelier(args, Path(tmp) / "atelier", None)
         problems += atelier.problems
     others = (busy_seconds() - busy) - (own_seconds() - own)
     ok = report(args, atelier, floor)
@@ -774,12 +839,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the minimal discord.py bot")
     parser.add_argument("--profile", type=Path, help="py-spy the bot during the burst (collapsed stacks to this file)")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="bot processes, one per shard (needs --postgres when above 1)"
+    )
+    parser.add_argument(
+        "--postgres", metavar="URL", help="PostgreSQL: a database URL on the server to use (a fresh one is made)"
+    )
     parser.add_argument("--floor-bot", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor_bot:
         floor_bot()
         return 0
     require_this_checkout()
+    if args.processes < 1 or (args.processes > 1 and not args.postgres):
+        parser.error("--processes above 1 needs --postgres (an SQLite file serves one process)")
     if args.count < 1 or args.members < 1 or args.solo < 0 or args.latency < 0:
         parser.error("--count and --members must be positive, --solo and --latency not negative")
     if args.profile is not None and shutil.which("py-spy") is None:

@@ -164,7 +164,7 @@ def build_services(
     if bus is None:
         scheduler = lane_scheduler(config.limits, lanes)
     else:
-        scheduler = shared_scheduler(database, config.limits, lanes, bus)
+        scheduler = shared_scheduler(database, config.limits, lanes, bus, lease_seconds=config.limits.job_lease_seconds)
         share_caches(bus, drops=cache_drops(server_options, policy, moderation))
     metrics.current().watch_queue(lambda: scheduler.waiting_count, lambda: scheduler.running_count)
     for provider, lane in lanes.items():

@@ -93,12 +93,20 @@ class DiscordModLog:
         self._posts = ChannelPosts(client)
 
     async def channel_problem(self, guild_id: int, channel_id: int) -> str | None:
-        """Return why the bot could not post mod-log entries in this channel, or None when it can."""
+        """Return why the bot could not post mod-log entries in this channel, or None when it can (or cannot tell).
+
+        A server on another process's shards is not in this cache: the post is tried over REST (which does not
+        depend on the shard), and a refusal there is the `DeliveryError`.
+        """
         permissions = self._posts.permissions(guild_id, channel_id)
         if permissions is None:
-            return GONE.format(channel_id=channel_id)
+            return None if not self.serves(guild_id) else GONE.format(channel_id=channel_id)
         what = missing_permission(permissions)
         return None if what is None else CANNOT_POST.format(what=what, channel_id=channel_id)
+
+    def serves(self, guild_id: int) -> bool:
+        """Whether the server is in this process's cache (on one of its shards, and available)."""
+        return self._client.get_guild(guild_id) is not None
 
     async def problem(self, guild_id: int) -> str | None:
         """Why a held request could not be shown to moderators now; None when the mod-log can take it."""

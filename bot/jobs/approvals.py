@@ -14,6 +14,9 @@ and the job's state together, only if nobody decided first), so of two moderator
 
 At start, `reannounce` posts what never reached the mod-log: held requests whose message was never posted (the bot
 stopped in between), and quarantined results whose post failed (the mod-log was unreachable, or the bot stopped).
+With several processes (PostgreSQL) each post is claimed in the database first (`ModerationRepository.claim_post`),
+and only a process that serves the server (`ModLog.serves`: on its shard) tries: of processes starting at once, one
+posts each entry, and a process on other shards never cancels a held request for a mod-log it cannot see.
 
 A result that Runware's safety check flagged in a safety channel is not delivered: `quarantine` posts it to the
 mod-log as spoilers, and the job is charged as delivered (it was paid for). **publish** posts it in the channel for
@@ -121,7 +124,12 @@ class Approvals:
             job = await self._jobs.get(job_id)
             if job is None or job.state is not JobState.AWAITING_APPROVAL or job.created_at < deadline:
                 continue
-            refusal = await self._post_held(job)
+            if job.guild_id is None or not self.modlog.serves(job.guild_id):
+                continue  # the process holding the server's shard posts it (this one cannot see its mod-log)
+            await self._holds.add_hold(job.id, job.guild_id, APPROVAL)
+            if not await self._holds.claim_post(job.id):
+                continue  # another process is posting it (or has)
+            refusal = await self._post_held(job, claimed=True)
             if refusal is None:
                 log.info("held job %s announced to the mod-log at start", job.id)
                 posted.append(job.id)
@@ -130,11 +138,16 @@ class Approvals:
         posted.extend(await repost_quarantined(self._holds, self._jobs, self._providers, self.modlog))
         return posted
 
-    async def _post_held(self, job: Job) -> str | None:
-        """Post a held request with its buttons; on failure cancel and release it, and return the sentence why."""
+    async def _post_held(self, job: Job, *, claimed: bool = False) -> str | None:
+        """Post a held request with its buttons; on failure cancel and release it, and return the sentence why.
+
+        Posting is claimed first (unless the caller `claimed` it): a process starting meanwhile leaves it alone.
+        """
         if job.guild_id is None:  # pragma: no cover - admission holds only requests made in a server
             return "Only requests in a server can wait for approval."
         await self._holds.add_hold(job.id, job.guild_id, APPROVAL)
+        if not claimed and not await self._holds.claim_post(job.id):  # pragma: no cover - a start claimed it first
+            return None
         try:
             channel_id, message_id = await self.modlog.held(job, job.created_at + self.timeout)
         except Exception as exc:
@@ -270,11 +283,14 @@ class Approvals:
         if job.guild_id is None:  # pragma: no cover - safety rules apply in servers only
             return
         await self._holds.add_hold(job.id, job.guild_id, SAFETY)
+        if not await self._holds.claim_post(job.id):  # pragma: no cover - a process starting just now posts it
+            return
         try:
             channel_id, message_id = await self.modlog.quarantined(job, images, summary)
         except Exception:
             # Never post it in the channel instead: it stays held (undecided) with no mod-log message.
             log.exception("flagged result of job %s could not be posted to the mod-log", job.id)
+            await self._holds.release_post(job.id)
             await self._tell(job, "The result was flagged by the safety check and is held for a moderator's review.")
             return
         await self._holds.set_hold_message(job.id, channel_id, message_id)
@@ -379,10 +395,13 @@ async def repost_quarantined(
     """Post again the quarantined results whose mod-log post failed; return the ids posted.
 
     Their images come from the job's provider (the mod-log has no copy yet). One that cannot be posted now (images
-    gone, the mod-log still unreachable) stays held, undecided and out of the channel, for the next start.
+    gone, the mod-log still unreachable) stays held, undecided and out of the channel, for the next start. Of several
+    processes starting at once, only those serving the result's server try, and one of them posts it (`claim_post`).
     """
     posted: list[str] = []
     for job in await holds.unposted_quarantines():
+        if job.guild_id is None or not modlog.serves(job.guild_id) or not await holds.claim_post(job.id):
+            continue
         hold = await holds.hold(job.id)
         if hold is None:  # pragma: no cover - the query joined it
             continue
@@ -391,6 +410,7 @@ async def repost_quarantined(
             channel_id, message_id = await modlog.quarantined(job, fitted, published_summary(job, len(fitted)))
         except Exception as exc:
             log.warning("flagged result of job %s still cannot be posted to the mod-log: %s", job.id, exc)
+            await holds.release_post(job.id)
             continue
         await holds.set_hold_message(job.id, channel_id, message_id)
         log.info("flagged result of job %s posted to the mod-log at start", job.id)

@@ -37,6 +37,13 @@ class ModLog(Protocol):
         """Why a held request could not be shown to moderators now; None when the mod-log can take it."""
         ...
 
+    def serves(self, guild_id: int) -> bool:
+        """Whether this process receives the server's events (its shard is among this process's, the server known).
+
+        Only then can it tell whether the mod-log can take a post, so only then does it post one left over at start.
+        """
+        ...
+
     async def held(self, job: Job, expires_at: datetime) -> tuple[int, int]:
         """Post a held request with Approve / Reject; return (channel id, message id). `DeliveryError` if it cannot."""
         ...
@@ -74,6 +81,10 @@ class NoModLog:
     async def problem(self, guild_id: int) -> str | None:
         """Return the sentence that the mod-log is not set."""
         return self.NOT_SET
+
+    def serves(self, guild_id: int) -> bool:
+        """One process serves every server (the refusal comes from `held`)."""
+        return True
 
     async def held(self, job: Job, expires_at: datetime) -> tuple[int, int]:
         """Nowhere to post (admission refuses first, on `problem`): `DeliveryError`, as the contract says."""

@@ -3,9 +3,8 @@
 Loaded once at start-up by the composition root; a missing or malformed value raises `SettingsError` with one line
 naming the variable, which the CLI prints before exiting with status 2.
 
-The TOML file is `ATELIER_CONFIG` if set, else `config/atelier.toml` in the working folder if it exists, else the
-built-in defaults in the package (`bot/defaults/atelier.toml`, a copy of `config/atelier.toml`), so the installed
-`atelier` command works from any folder. Relative paths (`ATELIER_DATABASE`, `[paths]`) are from the working folder.
+The TOML file is `ATELIER_CONFIG`, else `./config/atelier.toml` if it exists, else the package's copy of it
+(`bot/defaults/atelier.toml`). Relative paths (`ATELIER_DATABASE`, `[paths]`) are from the working folder.
 """
 
 from __future__ import annotations
@@ -132,6 +131,7 @@ class LimitsConfig(_Section):
     duplicate_window_seconds: float = Field(default=5.0, ge=0)
     progress_edit_seconds: float = Field(default=3.0, ge=1.0)
     status_after_seconds: float = Field(default=2.0, ge=0)  # "thinking…" until then (`bot.jobs.progress`)
+    job_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)  # the shared queue's lease (PostgreSQL)
 
 
 class RunwareConfig(_Section):

@@ -1,4 +1,6 @@
-"""The `meta` key/value table (for example the Discord client's command-sync hash).
+"""The `meta` key/value table: for example the Discord client's command-sync hash, and claims.
+
+A claim (`MetaQueries.claim`) lets one process of several do a piece of work, for a while.
 
 `MetaQueries` works inside a transaction opened by `Database.run()`; `MetaRepository` is its async face for the
 Discord client, one transaction per call.
@@ -32,6 +34,21 @@ class MetaQueries:
     def delete(self, key: str) -> bool:
         """Remove `key`; True if it existed."""
         return self._conn.execute("DELETE FROM meta WHERE key = ?", (key,)).rowcount > 0
+
+    def claim(self, key: str, now_ms: int, until_ms: int) -> bool:
+        """Claim `key` until `until_ms` (Unix milliseconds) unless a live claim holds it; True if this one won.
+
+        One statement: of processes claiming at once, PostgreSQL lets exactly one insert or take over an expired
+        claim (the conflicting row is locked and its expiry checked again), SQLite has one writer anyway.
+        """
+        return (
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                " WHERE CAST(meta.value AS BIGINT) <= ?",
+                (key, str(until_ms), now_ms),
+            ).rowcount
+            == 1
+        )
 
 
 class MetaRepository(Repository[MetaQueries]):

@@ -1,7 +1,8 @@
 """The moderation tables (schema version 8): mod-log, moderators, place rules, held requests.
 
 The mod-log channel and moderator role, per-place approval and safety rules, and the requests held for a moderator
-(`moderation_holds`).
+(`moderation_holds`). Posting a hold's mod-log message is claimed first (`claim_post`, a short claim in `meta`), so
+of several processes starting at once only one posts what never reached the mod-log.
 
 `ModerationQueries` runs inside a unit of work (a change and its `audit_log` row are written together; a decision
 moves the job and its hold row together); `ModerationRepository` is the async face, one unit per call.
@@ -17,7 +18,16 @@ from datetime import datetime
 from bot.clock import from_ms, optional_from_ms, to_ms, utc_now
 from bot.storage.database import Database, Repository
 from bot.storage.jobs import JobQueries, job_from_row
+from bot.storage.meta import MetaQueries
 from bot.storage.rows import Job, JobState
+
+POST_CLAIM_SECONDS = 120.0
+"""How long a claim to post a hold's mod-log message lasts: past it (the poster died), another process may post."""
+
+
+def post_claim_key(job_id: str) -> str:
+    """Return the `meta` key of the claim to post the hold of `job_id` to the mod-log."""
+    return f"modlog-post:{job_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +169,32 @@ class ModerationQueries:
         )
 
     def set_hold_message(self, job_id: str, channel_id: int, message_id: int) -> None:
-        """Record where the hold's mod-log message is."""
+        """Record where the hold's mod-log message is (and end the claim to post it)."""
         self._conn.execute(
             "UPDATE moderation_holds SET channel_id = ?, message_id = ? WHERE job_id = ?",
             (channel_id, message_id, job_id),
         )
+        MetaQueries(self._conn).delete(post_claim_key(job_id))
+
+    def claim_post(self, job_id: str, now: datetime, seconds: float) -> bool:
+        """Claim posting the hold's mod-log message for `seconds`; True if this claim won.
+
+        Only if nobody holds a live claim and the hold is still undecided and unposted (checked after claiming, so a
+        post recorded meanwhile is seen).
+        """
+        key = post_claim_key(job_id)
+        meta = MetaQueries(self._conn)
+        if not meta.claim(key, to_ms(now), to_ms(now) + int(seconds * 1000)):
+            return False
+        hold = self.hold(job_id)
+        if hold is None or hold.message_id is not None or hold.decision is not None:
+            meta.delete(key)
+            return False
+        return True
+
+    def release_post(self, job_id: str) -> None:
+        """Give up the claim to post the hold's message (the post failed: another start may try)."""
+        MetaQueries(self._conn).delete(post_claim_key(job_id))
 
     def hold(self, job_id: str) -> HoldRow | None:
         """Return the job's hold row, or None."""
@@ -262,6 +293,15 @@ class ModerationRepository(Repository[ModerationQueries]):
     async def set_hold_message(self, job_id: str, channel_id: int, message_id: int) -> None:
         """`ModerationQueries.set_hold_message`."""
         await self._write(lambda q: q.set_hold_message(job_id, channel_id, message_id))
+
+    async def claim_post(self, job_id: str) -> bool:
+        """`ModerationQueries.claim_post`, now, for `POST_CLAIM_SECONDS`."""
+        at = self.clock()
+        return await self._write(lambda q: q.claim_post(job_id, at, POST_CLAIM_SECONDS))
+
+    async def release_post(self, job_id: str) -> None:
+        """`ModerationQueries.release_post`."""
+        await self._write(lambda q: q.release_post(job_id))
 
     async def decide(
         self,

@@ -139,10 +139,22 @@ class InjectMixin(FakeDiscordCore):
         self._interactions_by_token[token] = interaction
         return interaction
 
-    async def _dispatch_interaction(self, interaction: FakeInteraction) -> FakeInteraction:
+    async def _dispatch_interaction(
+        self, interaction: FakeInteraction, via_shard: int | None = None
+    ) -> FakeInteraction:
         # The clock starts before the frame leaves: an in-process bot can answer before the send returns.
         interaction.dispatched_at = self.clock.monotonic()
-        await self._broadcast("INTERACTION_CREATE", lambda _session: interaction.payload, guild_id=interaction.guild_id)
+        if via_shard is None:
+            await self._broadcast(
+                "INTERACTION_CREATE", lambda _session: interaction.payload, guild_id=interaction.guild_id
+            )
+            return interaction
+        sessions = [s for s in self._live_sessions() if s.shard is not None and s.shard[0] == via_shard]
+        if not sessions:
+            raise FakeDiscordUsageError(f"no identified session runs shard {via_shard}")
+        for session in sessions:
+            await session.dispatch("INTERACTION_CREATE", interaction.payload)
+        self._notify()
         return interaction
 
     def _find_command(self, name: str, kind: int, guild_id: int) -> dict[str, Any]:
@@ -332,11 +344,15 @@ class InjectMixin(FakeDiscordCore):
         options: Mapping[str, Any] | None = None,
         subcommand: str | None = None,
         attachments: Mapping[str, StoredBlob] | None = None,
+        via_shard: int | None = None,
     ) -> FakeInteraction:
         """Run ``/name [subcommand] options…`` as ``user_id``; ``name`` may also be ``"budget default"``.
 
         Values are checked against the synced definition (types, choices, bounds, required). ATTACHMENT options take
         a :class:`StoredBlob`, in ``options`` or ``attachments``; USER/ROLE/CHANNEL options take ids or fake objects.
+        ``via_shard`` is a test override: the interaction goes to the sessions of that shard instead of its guild's
+        (what a process sees during a reshard or a rolling restart, when the ranges of old and new processes overlap
+        or a guild's shard moved); the process answers it without the guild in its cache.
         """
         command_name, _, rest = name.partition(" ")
         subcommand = subcommand or rest or None
@@ -355,7 +371,7 @@ class InjectMixin(FakeDiscordCore):
             channel=channel,
             member=member,
         )
-        return await self._dispatch_interaction(interaction)
+        return await self._dispatch_interaction(interaction, via_shard)
 
     async def invoke_autocomplete(
         self,

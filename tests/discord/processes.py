@@ -121,6 +121,11 @@ class Fleet:
         self.config = config
         self.bots: list[BotProcess] = []
 
+    def configure(self, changes: dict[str, str]) -> None:
+        """Rewrite the shared config file with `{"section.key": "toml value"}` changes (read by processes started
+        after this)."""
+        write_config(self.config, changes)
+
     async def start(self, shards: str | None, **extra: str) -> BotProcess:
         """Start one process running `shards` (`ATELIER_SHARDS`; None: unsharded), with `extra` variables."""
         name = f"shards {shards}" if shards else "unsharded"

@@ -1258,6 +1258,37 @@ async def test_each_guilds_events_go_to_the_session_of_its_shard() -> None:
                 await ws.close()
 
 
+async def test_via_shard_delivers_one_interaction_to_the_session_of_the_chosen_shard_only() -> None:
+    """The test override `invoke_slash(..., via_shard=1)` sends a guild of shard 0's interaction to shard 1's session
+    (not to shard 0's); a shard no session runs is a usage error."""
+    async with FakeDiscord(validate_openapi=False, shard_count=2) as fake, aiohttp.ClientSession() as http:
+        world = fake.default_world(shard=0)
+        command = {"name": "ping", "description": "Ping", "type": 1}
+        url = f"{fake.api_base}/applications/{fake.application_id}/commands"
+        async with http.put(url, json=[command], headers=_auth(fake)) as response:
+            assert response.status == 200
+        sockets = [await http.ws_connect(fake.gateway_url) for _ in range(2)]
+        try:
+            assert json.loads((await _identify(sockets[0], fake, [0, 2])).data)["t"] == "READY"
+            await sockets[0].receive()  # GUILD_CREATE
+            assert json.loads((await _identify(sockets[1], fake, [1, 2])).data)["t"] == "READY"
+            interaction = await fake.invoke_slash(
+                "ping", user_id=world.member_id, guild_id=world.guild_id, channel_id=world.channel_id, via_shard=1
+            )
+            event = json.loads((await sockets[1].receive()).data)
+            assert (event["t"], int(event["d"]["id"]), int(event["d"]["guild_id"])) == (
+                "INTERACTION_CREATE",
+                interaction.id,
+                world.guild_id,
+            )
+            assert [session.seq for session in fake.sessions] == [2, 2]  # shard 0: READY, GUILD_CREATE only
+            with pytest.raises(FakeDiscordUsageError, match="no identified session runs shard 2"):
+                await fake.invoke_slash("ping", user_id=world.member_id, guild_id=world.guild_id, via_shard=2)
+        finally:
+            for ws in sockets:
+                await ws.close()
+
+
 async def test_an_identify_on_one_shard_leaves_another_shards_dropped_session_resumable() -> None:
     """A new IDENTIFY drops only the disconnected sessions of its own shard: shard 1, between a dropped socket and
     its RESUME, gets the events it missed replayed while shard 0 identified again meanwhile."""
