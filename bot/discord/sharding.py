@@ -50,8 +50,14 @@ class ShardedAtelierBot(AtelierBot, commands.AutoShardedBot):
         return frozenset(range(self.shard_count or 0))
 
     async def setup_hook(self) -> None:
-        """Set the bot up (`AtelierBot.setup_hook`), then let a shard refused the Message Content intent retry."""
+        """Set the bot up (`AtelierBot.setup_hook`), then let a shard refused the Message Content intent retry.
+
+        Without `ATELIER_SHARDS` but with `DISCORD_GATEWAY_URL`, the recommended count is asked here, so that
+        discord.py connects to that URL (asked later by discord.py itself, it would connect where Discord says).
+        """
         await super().setup_hook()
+        if self.shard_count is None and self.settings.discord_gateway_url is not None:
+            self.shard_count, _, _ = await self.http.get_bot_gateway()
         # discord.py's sharded client closes itself on a 4014 of any shard; in auto mode that shard should identify
         # again without the intent instead. Each `Shard` takes this queue's `put_nowait` when it is launched, which
         # is after `setup_hook` (discord.py pinned at 2.7.x, whose queue attribute this is).
