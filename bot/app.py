@@ -44,7 +44,7 @@ from bot.discord.client import (
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.intents import PrivilegedIntentError
 from bot.discord.modlog import DiscordModLog
-from bot.discord.sharding import bot_class, refusal_advice
+from bot.discord.sharding import ShardedAtelierBot, refusal_advice
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.images import DISCORD_IMAGE_HOSTS
 from bot.jobs.concurrency import current_of, lane_scheduler, provider_lanes
@@ -243,7 +243,7 @@ async def open_bot(
             if server is not None:
                 server.ping = partial(database.run, _ping, write=False)
             bus = NotifyBus(str(settings.database_target)) if database.engine == "postgresql" else None
-            bot = bot_class(settings)(
+            bot = ShardedAtelierBot(
                 settings=settings,
                 session=session,
                 services=partial(build_services, database, settings, session, bus=bus),

@@ -38,6 +38,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from bot.billing.budgets import Budgets, MemberLimit, day_span, period_bounds, record_change
 from bot.billing.checks import (
@@ -52,7 +53,7 @@ from bot.billing.checks import (
 from bot.billing.entries import adjust_in, held, release_in, report_settlement, settle_in
 from bot.billing.errors import BudgetExceededError, BudgetInputError, LedgerError
 from bot.billing.inputs import check_amount, check_id, check_job_id
-from bot.billing.operator import operator_grace_for, operator_hold_action
+from bot.billing.operator import operator_grace_for
 from bot.billing.outcomes import (
     AllowanceWarning,
     BudgetStatus,
@@ -61,6 +62,7 @@ from bot.billing.outcomes import (
     SettleResult,
 )
 from bot.billing.pools import pools_refusal, tightest_pool
+from bot.billing.reconcile import RECONCILE_ROUNDS, Reconciled, reconcile_in
 from bot.catalog import Period
 from bot.clock import utc_now
 from bot.money import format_usd
@@ -69,7 +71,7 @@ from bot.storage.database import Database
 from bot.storage.jobs import JobQueries
 from bot.storage.ledger import LedgerQueries
 from bot.storage.pools import PoolQueries
-from bot.storage.rows import ACTIVE_STATES, EntryKind, Job, JobState, LedgerEntry, NewJob, PoolRow
+from bot.storage.rows import EntryKind, Job, JobState, LedgerEntry, NewJob, PoolRow
 
 __all__ = [
     "AllowanceWarning",
@@ -449,45 +451,28 @@ class Ledger:
         settled at its estimate, as is one whose job the terminal recorded as failed with an unknown outcome.
         """
         now = self._clock()
-
-        def unit(conn: sqlite3.Connection) -> tuple[ReconcileReport, list[SettleResult]]:
-            ledger = LedgerQueries(conn)
-            settled: list[str] = []
-            released: list[str] = []
-            kept: list[str] = []
-            settlements: list[SettleResult] = []
-            for hold in ledger.open_holds():
-                entry, state = hold.entry, hold.job_state
-                job_id = entry.job_id
-                if job_id is None:  # pragma: no cover - the schema gives every hold a job id
-                    continue
-                operator = operator_hold_action(entry, state, now, self._operator_grace)
-                if operator == "keep" or (state is None and now - entry.created_at < orphan_grace):
-                    kept.append(job_id)
-                elif operator == "settle":  # a dead terminal run, outcome unknown: never under-count
-                    settlements.append(settle_in(conn, job_id, hold.held, now))
-                    settled.append(job_id)
-                elif state in ACTIVE_STATES:
-                    kept.append(job_id)
-                elif state is JobState.SUCCEEDED:
-                    # Only a delivered success is charged; failed, cancelled and rejected jobs never are.
-                    cost = hold.held if hold.job_cost is None else hold.job_cost
-                    settlements.append(settle_in(conn, job_id, cost, now))
-                    settled.append(job_id)
-                else:
-                    release_in(conn, job_id, now)
-                    released.append(job_id)
-            mismatches = ledger.count_totals_mismatches()
-            if mismatches:
-                ledger.rebuild_totals()
-            return ReconcileReport(settled, released, kept, totals_repaired=mismatches), settlements
-
-        locks: list[int] = []
-        if self._db.shared:  # every server with an open hold: another process may be reserving there
-            locks = await self._db.run(lambda conn: LedgerQueries(conn).guilds_with_open_holds(), write=False)
-        report, settlements = await self._db.run(unit, locks=locks)
-        for result in settlements:
-            report_settlement(result, result.actual)
+        shared = self._db.shared
+        locks: set[int] = set()
+        runs: list[Reconciled] = []
+        for _ in range(RECONCILE_ROUNDS):
+            if shared:  # every server with an open hold: another process may be reserving there
+                found = await self._db.run(lambda conn: LedgerQueries(conn).guilds_with_open_holds(), write=False)
+                locks.update(found)
+            unit = partial(
+                reconcile_in,
+                now=now,
+                orphan_grace=orphan_grace,
+                operator_grace=self._operator_grace,
+                locked=frozenset(locks) if shared else None,
+            )
+            runs.append(await self._db.run(unit, locks=sorted(locks)))
+            if not runs[-1].unlocked:
+                break
+            locks.update(runs[-1].unlocked)
+        report = runs[-1].report(runs[:-1])
+        for run in runs:
+            for result in run.settlements:
+                report_settlement(result, result.actual)
         if report.totals_repaired:
             log.error("rebuilt the daily totals from the ledger: %d rows disagreed", report.totals_repaired)
         if report.settled or report.released:

@@ -182,6 +182,8 @@ def connection_failure(exc: BaseException) -> Exception | None:
         if exc.code in (4010, 4011):
             return ShardingRefusedError(reason, exc.code)
         return DiscordUnavailableError(reason)
+    if isinstance(exc, discord.GatewayNotFound):  # `GET /gateway/bot` failed: Discord's recommended shard count
+        return DiscordUnavailableError(str(exc))
     if isinstance(exc, discord.HTTPException):
         status = f"HTTP {exc.status} {exc.response.reason or ''}".rstrip()
         if exc.status >= 500 or exc.status == 429:  # an outage, or rate limited: it passes
@@ -260,14 +262,16 @@ class AtelierBot(commands.Bot):
         self._jobs_started: asyncio.Task[None] | None = None
         self.reply_editing = ReplyEditingState(mode=settings.app.discord.reply_editing, allowed=None)
         """Whether reply editing is on (the Message Content intent), decided at login from the portal's flags."""
-        shards = settings.shards
-        self._own_shards: frozenset[int | None] = frozenset([None] if shards is None else shards.ids)
         self._shards_up: set[int | None] = set()
 
     @staticmethod
     def _sharding(settings: Settings) -> dict[str, Any]:
         """discord.py's shard options for this client: none (one unsharded connection); see `ShardedAtelierBot`."""
         return {}
+
+    def _own_shard_ids(self) -> frozenset[int | None]:
+        """Return the connections `/healthz` waits for: the one unsharded one (`None`); see `ShardedAtelierBot`."""
+        return frozenset([None])
 
     @property
     def atelier_tree(self) -> AtelierTree:
@@ -451,14 +455,15 @@ class AtelierBot(commands.Bot):
 
     def _gateway_state(self, shard_id: int | None, *, up: bool) -> None:
         """Record one connection (`None`: the unsharded one) as up or down; `/healthz` is up when all of ours are."""
-        if shard_id not in self._own_shards:
+        own = self._own_shard_ids()
+        if shard_id not in own:
             return
         if up:
             self._shards_up.add(shard_id)
         else:
             self._shards_up.discard(shard_id)
         health = metrics.current().health
-        if self._shards_up >= self._own_shards:
+        if self._shards_up >= own:
             health.gateway_up()
         else:
             health.gateway_down()

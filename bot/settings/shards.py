@@ -1,8 +1,7 @@
 """`ATELIER_SHARDS`: the gateway shards this process runs, as `FIRST-LAST/COUNT` (contract §5.4).
 
-`0-1/4` runs shards 0 and 1 of 4; one shard is a range of one (`2-2/4`). Unset, one process holds one unsharded
-gateway connection for every server (Discord accepts that up to 2,500 servers). A bad value is a configuration error
-(exit 2) naming the variable.
+`0-1/4` runs shards 0 and 1 of 4; one shard is a range of one (`2-2/4`). Unset, one process runs all the shards
+Discord recommends (`bot.discord.sharding`). A bad value is a configuration error (exit 2) naming the variable.
 """
 
 from __future__ import annotations
@@ -67,4 +66,4 @@ def parse_shards(value: Any) -> Any:
 
 
 ShardsSetting = Annotated[ShardRange | None, BeforeValidator(parse_shards)]
-"""The type of `ATELIER_SHARDS`: a checked `ShardRange`, or None (unset: one unsharded connection)."""
+"""The type of `ATELIER_SHARDS`: a checked `ShardRange`, or None (unset: all shards Discord recommends)."""

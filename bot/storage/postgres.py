@@ -26,6 +26,11 @@ inserted into. A constraint violation raises `sqlite3.IntegrityError` and any ot
 `sqlite3.OperationalError`, so the callers' `except` clauses hold for both engines.
 
 Times stay integer Unix milliseconds (UTC) in `BIGINT` columns and the session runs with `TimeZone = UTC`.
+
+A peer stuck inside a transaction (stopped with SIGSTOP, cut off by the network) would hold its locks (the budget
+locks among them) and stall every process: each session runs with `idle_in_transaction_session_timeout`, so the server
+ends such a transaction (our own are never idle that long), and `lock_timeout`, so a wait for a busy holder fails
+(SQLSTATE 55P03) instead of lasting forever.
 """
 
 from __future__ import annotations
@@ -42,6 +47,12 @@ import psycopg
 from psycopg import pq
 
 URL_SCHEMES = ("postgresql", "postgres")
+
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 15_000
+"""The server ends a session idle inside a transaction this long (its locks go with it): a stuck peer's."""
+
+LOCK_TIMEOUT_MS = 60_000
+"""The longest a statement waits for a lock (a budget lock, a row) before it fails."""
 
 FUNCTIONS = (
     """CREATE OR REPLACE FUNCTION json_valid(doc text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $fn$
@@ -422,9 +433,14 @@ class PgConnection:
 
     @classmethod
     def connect(cls, url: str, *, timeout: float = 10.0) -> PgConnection:
-        """Connect in autocommit mode with the session in UTC; raises `psycopg.OperationalError` if unreachable."""
+        """Connect in autocommit mode, the session in UTC with the stuck-peer timeouts (the module's notes).
+
+        Raises `psycopg.OperationalError` if the server cannot be reached.
+        """
         raw = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)), row_factory=_row_factory)
         raw.execute("SET TimeZone = 'UTC'")
+        raw.execute(f"SET idle_in_transaction_session_timeout = {int(IDLE_IN_TRANSACTION_TIMEOUT_MS)}")
+        raw.execute(f"SET lock_timeout = {int(LOCK_TIMEOUT_MS)}")
         return cls(raw)
 
     @property

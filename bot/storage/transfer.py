@@ -90,11 +90,18 @@ def _plain(row: Any) -> tuple[Any, ...]:
 
 
 def open_source(path: Path) -> sqlite3.Connection:
-    """Open the SQLite file read-only; raise `TransferRefusedError` if it is not there or not at the latest schema."""
+    """Open the SQLite file read-only, in one read transaction (one snapshot of the file).
+
+    Raises `TransferRefusedError` if it is not there or not at the latest schema.
+    """
     if not path.is_file():
         raise TransferRefusedError(f"the SQLite database {path} does not exist")
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # One read transaction for every read that follows (the version, the counts, the copies, the figures): one
+        # snapshot of the file, even if a bot still writes to it meanwhile (WAL lets it, and we would copy rows the
+        # counts never saw). It ends when the connection is closed.
+        conn.execute("BEGIN")
         version = user_version(conn)
     except sqlite3.Error as exc:
         raise TransferRefusedError(f"cannot read the SQLite database {path}: {exc}") from exc

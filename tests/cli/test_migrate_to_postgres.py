@@ -9,6 +9,7 @@ status and each server's spend report, read through the real code on both engine
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,8 @@ from bot.cli import main
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.settings import AppConfig, load_app_config
 from bot.storage.database import Database
+from bot.storage.postgres import PgConnection
+from bot.storage.transfer import transfer
 from tests.billing.conftest import CONFIG_PATH
 from tests.cli.month_of_activity import GUILDS, MovingClock, build_month, members
 from tests.postgres_server import PostgresServer
@@ -164,3 +167,30 @@ async def test_bad_and_unreachable_targets(
     assert err.count("\n") == 1 and "cannot connect" in err and "secret" not in err
     missing = tmp_path / "missing.sqlite3"
     assert await asyncio.to_thread(main, ["migrate-to-postgres", str(missing), closed]) in (EXIT_USAGE, EXIT_FAILED)
+
+
+async def test_the_copy_is_one_snapshot_of_a_source_written_to_meanwhile(tmp_path: Path, empty_url: str) -> None:
+    """A bot still writing to the SQLite file during the copy (here: after the first table is copied, into `meta`,
+    which is copied later) changes nothing: every read is of one snapshot, so the copy succeeds and holds the file as
+    it was when the copy began."""
+    path = tmp_path / "busy.sqlite3"
+    async with await Database.open(path) as db:
+        await db.run(lambda conn: conn.execute("INSERT INTO meta (key, value) VALUES ('before', '1')"))
+    writes: list[str] = []
+
+    def write_meanwhile(line: str) -> None:
+        if not writes:
+            with contextlib.closing(sqlite3.connect(path)) as writer, writer:
+                writer.execute("INSERT INTO meta (key, value) VALUES ('during', '1')")
+            writes.append(line)
+
+    target = PgConnection.connect(empty_url)
+    try:
+        await asyncio.to_thread(transfer, path, target, progress=write_meanwhile)
+        copied = [tuple(row) for row in target.execute("SELECT key FROM meta ORDER BY key").fetchall()]
+    finally:
+        target.close()
+    assert writes and not writes[0].startswith("copied meta")
+    assert copied == [("before",)]
+    with contextlib.closing(sqlite3.connect(path)) as check:
+        assert check.execute("SELECT key FROM meta ORDER BY key").fetchall() == [("before",), ("during",)]

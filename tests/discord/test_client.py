@@ -240,7 +240,8 @@ async def test_requests_are_checked_against_discords_openapi_spec(openapi_spec: 
 def test_connection_failures_become_one_line_errors_and_bugs_keep_their_traceback() -> None:
     """What stops discord.py connecting becomes the bot's own error for `run_bot`'s one-line messages: close 4004 is
     the token, 4014 the Message Content intent, 4010 and 4011 the shards (`ATELIER_SHARDS`), other final close codes
-    and server errors mean Discord is unavailable; anything else is not translated, so it keeps its traceback."""
+    and server errors (a failed `GET /gateway/bot` too) mean Discord is unavailable; anything else is not translated,
+    so it keeps its traceback."""
 
     def closed(code: int) -> discord.ConnectionClosed:
         return discord.ConnectionClosed(None, shard_id=None, code=code)  # type: ignore[arg-type]
@@ -257,4 +258,6 @@ def test_connection_failures_become_one_line_errors_and_bugs_keep_their_tracebac
     assert isinstance(invalid, ShardingRefusedError) and str(invalid).endswith("4010 Invalid shard")
     assert isinstance(connection_failure(closed(4012)), DiscordUnavailableError)
     assert str(connection_failure(closed(4999))) == "the gateway closed the connection with 4999"
+    # Without ATELIER_SHARDS the sharded client asks GET /gateway/bot for the shard count first.
+    assert isinstance(connection_failure(discord.GatewayNotFound()), DiscordUnavailableError)
     assert connection_failure(RuntimeError("a bug")) is None

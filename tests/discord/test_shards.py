@@ -6,20 +6,76 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
+import aiohttp
 import pytest
 
 from bot.discord.client import required_permissions
 from fakes.discord import FakeDiscord, FakeInteraction, World
 from tests.discord.conftest import assert_discord_rules_kept
 from tests.discord.processes import Fleet, fleet
-from tests.discord.test_process import Launch, launch
 
-__all__ = ["fleet", "launch"]
+__all__ = ["fleet"]
 
 pytestmark = pytest.mark.slow
 
 SKIPS_SYNC = "the process running shard 0 syncs the commands"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class GatewayRelay:
+    """A TCP relay on 127.0.0.1 in front of the fake's gateway that counts the connections made through it."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.removeprefix("ws://").rstrip("/").rsplit(":", 1)
+        self._target = (host, int(port))
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        """The relay's `ws://` URL (what DISCORD_GATEWAY_URL is set to)."""
+        assert self._server is not None
+        return f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/"
+
+    async def start(self) -> None:
+        """Listen on a free port."""
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+
+    async def close(self) -> None:
+        """Stop listening and cut the relayed connections."""
+        for pipe in self._pipes:
+            pipe.cancel()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                sink.close()
+
+        for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
+            task = asyncio.create_task(pipe(source, sink))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
 
 
 def sharded_worlds(fake: FakeDiscord, count: int) -> list[World]:
@@ -105,19 +161,42 @@ async def test_three_processes_on_three_shards_answer_and_deliver_imagine_from_e
     assert_discord_rules_kept(fake)
 
 
-async def test_an_unsharded_bot_that_discord_requires_to_shard_stops_with_one_line_naming_atelier_shards(
-    fake_discord: FakeDiscord, launch: Launch
+async def test_without_atelier_shards_one_process_runs_every_shard_discord_recommends(
+    fleet: Fleet, fake_discord: FakeDiscord
 ) -> None:
-    """Past Discord's limit for one connection (the fake requires shards), an unsharded bot's IDENTIFY is closed with
-    4011: one line that says to set ATELIER_SHARDS, no traceback, exit 2."""
-    sharded_worlds(fake_discord, 2)
-    bot = await launch()
+    """Contract §5.4, `ATELIER_SHARDS` unset: past the limit of one connection (the fake recommends 2 shards and
+    closes an unsharded IDENTIFY with 4011) one process asks `GET /gateway/bot`, IDENTIFYs as shard 0 and shard 1 of 2,
+    syncs the commands once, answers and delivers /imagine from a guild on each shard, and `/healthz` is up only once
+    both shards are connected. Both connect at `DISCORD_GATEWAY_URL` (here a relay in front of the fake)."""
+    fake = fake_discord
+    worlds = sharded_worlds(fake, 2)
+    port = free_port()
+    relay = GatewayRelay(fake.gateway_url)
+    await relay.start()
+    try:
+        await _run_unsharded(fleet, fake, worlds, port, relay)
+    finally:
+        await relay.close()
 
-    assert await bot.finish(timeout=60.0) == 2
-    failures = [line for line in bot.lines if line.startswith("atelier:")]
-    assert failures == [
-        "atelier: ATELIER_SHARDS: the gateway closed the connection with 4011 Sharding required: the bot is in too "
-        "many servers for one connection; set ATELIER_SHARDS (for example 0-1/2)"
-    ], bot.log
+
+async def _run_unsharded(fleet: Fleet, fake: FakeDiscord, worlds: list[World], port: int, relay: GatewayRelay) -> None:
+    bot = await fleet.start(None, ATELIER_METRICS_PORT=str(port), DISCORD_GATEWAY_URL=relay.url)
+    await fake.wait_ready(timeout=60.0, shard=0)
+    await fake.wait_ready(timeout=60.0, shard=1)
+    await bot.wait_line("Job service started", timeout=60.0)
+
+    assert [identify["shard"] for identify in fake.identifies] == [[0, 2], [1, 2]]
+    assert relay.connections == 2, "both shards connect at DISCORD_GATEWAY_URL, not where GET /gateway/bot says"
+    assert fake.gateway_closes == []
+    assert fake.sync_count == 1 and bot.count(SKIPS_SYNC) == 0
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz") as response:
+        assert response.status == 200, await response.text()
+
+    interactions = await asyncio.gather(
+        *(imagine(fake, world, f"a lantern on shard {shard}") for shard, world in enumerate(worlds))
+    )
+    assert all(interaction.acknowledged for interaction in interactions)
+    assert [len([m for m in i.messages() if m.attachments]) for i in interactions] == [1, 1]
+    assert bot.count(" admitted for member ") == 2
     assert "Traceback" not in bot.log
-    assert fake_discord.gateway_closes == [(4011, "Sharding required.")]
+    assert_discord_rules_kept(fake)

@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from bot.storage import postgres
 from bot.storage.database import Database
+from bot.storage.postgres import PgConnection
 from tests.postgres_server import PostgresServer
 
 
@@ -76,3 +78,53 @@ async def test_a_unit_that_loses_a_deadlock_runs_again(pg_url: str) -> None:
         assert sorted(attempts.values()) == [1, 2]
         rows = await first.run(lambda conn: [tuple(r) for r in conn.execute("SELECT id, n FROM scratch ORDER BY id")])
         assert rows == [(1, 2), (2, 2)]
+
+
+async def test_a_peer_idle_inside_a_transaction_holding_a_budget_lock_is_ended_by_the_server(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer (a process stopped with SIGSTOP) holds budget lock 7 inside an open transaction and sends nothing more:
+    the server ends its transaction after `idle_in_transaction_session_timeout`, so another handle's unit naming 7
+    runs instead of waiting forever, and the peer's session is gone."""
+    monkeypatch.setattr(postgres, "IDLE_IN_TRANSACTION_TIMEOUT_MS", 500)
+    peer = PgConnection.connect(pg_url)
+    try:
+        peer.execute("BEGIN")
+        peer.execute("SELECT pg_advisory_xact_lock(?)", (7,)).fetchone()
+        async with await Database.open(pg_url) as database:
+            started = time.monotonic()
+            assert await asyncio.wait_for(database.run(lambda conn: 1, locks=[7]), timeout=10.0) == 1
+            assert 0.3 < time.monotonic() - started < 5.0
+        with pytest.raises(sqlite3.OperationalError):
+            peer.execute("SELECT 1").fetchone()
+    finally:
+        peer.close()
+
+
+async def test_a_wait_for_a_lock_whose_holder_stays_busy_ends_with_an_error(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A holder that is busy (not idle) inside its transaction is not ended; a unit waiting for its lock fails after
+    `lock_timeout` (SQLSTATE 55P03) instead of waiting forever."""
+    monkeypatch.setattr(postgres, "LOCK_TIMEOUT_MS", 300)
+    peer = PgConnection.connect(pg_url)
+    holding = threading.Event()
+
+    def hold() -> None:
+        peer.execute("BEGIN")
+        peer.execute("SELECT pg_advisory_xact_lock(?)", (7,)).fetchone()
+        holding.set()
+        peer.execute("SELECT pg_sleep(2)").fetchone()
+        peer.execute("COMMIT")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert await asyncio.to_thread(holding.wait, 5)
+        async with await Database.open(pg_url) as database:
+            with pytest.raises(sqlite3.OperationalError) as raised:
+                await asyncio.wait_for(database.run(lambda conn: 1, locks=[7]), timeout=10.0)
+            assert getattr(raised.value, "sqlstate", None) == "55P03"
+    finally:
+        await asyncio.to_thread(holder.join)
+        peer.close()
