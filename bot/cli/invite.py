@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bot.discord.client import application_id_from_token, invite_url
+from bot.discord.invite import application_id_from_token, invite_url
 from bot.exit_codes import EXIT_OK
 from bot.settings import SettingsError, load_settings, parse_snowflake
 

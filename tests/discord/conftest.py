@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest_asyncio
 
 from bot.app import open_bot
-from bot.discord.client import AtelierBot, discord_endpoints, required_permissions
+from bot.discord.client import AtelierBot, discord_endpoints
+from bot.discord.invite import required_permissions
 from bot.settings import Settings, load_settings
 from fakes.config_file import copy_config, project_config
 from fakes.discord import FakeDiscord, FakeInteraction, FakeMessage, World

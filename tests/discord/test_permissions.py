@@ -3,7 +3,7 @@ and nothing more, and what the bot only uses when a server allows it (the "queue
 
 from __future__ import annotations
 
-from bot.discord.client import required_permissions
+from bot.discord.invite import required_permissions
 from cogs.generation.edit import QUEUED_REACTION
 from fakes.discord import Permission
 from tests.discord.conftest import Atelier

@@ -11,7 +11,7 @@ import socket
 import aiohttp
 import pytest
 
-from bot.discord.client import required_permissions
+from bot.discord.invite import required_permissions
 from fakes.discord import FakeDiscord, FakeInteraction, World
 from tests.discord.conftest import assert_discord_rules_kept
 from tests.discord.processes import Fleet, fleet
