@@ -13,7 +13,9 @@ and the job's state together, only if nobody decided first), so of two moderator
   the same step (so a later click is refused) and the mod-log entry says so, without buttons.
 
 At start, `reannounce` posts what never reached the mod-log: held requests whose message was never posted (the bot
-stopped in between), and quarantined results whose post failed (the mod-log was unreachable, or the bot stopped).
+stopped in between), and quarantined results whose post failed (the mod-log was unreachable, or the bot stopped);
+the sweep retries those results every `SWEEP_SECONDS` too (`retry_posts`), so one reaches the moderators without a
+restart, also when the process posting it died and its claim ran out.
 With several processes (PostgreSQL) each post is claimed in the database first (`ModerationRepository.claim_post`),
 and only a process that serves the server (`ModLog.serves`: on its shard) tries: of processes starting at once, one
 posts each entry, and a process on other shards never cancels a held request for a mod-log it cannot see.
@@ -266,10 +268,19 @@ class Approvals:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def retry_posts(self) -> list[str]:
+        """Post the flagged results still missing from the mod-log; return the ids posted.
+
+        Their post failed, or the process posting one died and its claim ran out. The sweep runs this every
+        `sweep_seconds`, so such a result reaches the moderators within minutes, not at the next start.
+        """
+        return await repost_quarantined(self._holds, self._jobs, self._providers, self.modlog, occasion="by the sweep")
+
     async def _sweep_forever(self) -> None:
         while True:
             try:
                 await self.sweep()
+                await self.retry_posts()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -390,13 +401,18 @@ class Approvals:
 
 
 async def repost_quarantined(
-    holds: ModerationRepository, jobs: JobRepository, providers: Providers, modlog: ModLog
+    holds: ModerationRepository,
+    jobs: JobRepository,
+    providers: Providers,
+    modlog: ModLog,
+    *,
+    occasion: str = "at start",
 ) -> list[str]:
     """Post again the quarantined results whose mod-log post failed; return the ids posted.
 
     Their images come from the job's provider (the mod-log has no copy yet). One that cannot be posted now (images
-    gone, the mod-log still unreachable) stays held, undecided and out of the channel, for the next start. Of several
-    processes starting at once, only those serving the result's server try, and one of them posts it (`claim_post`).
+    gone, the mod-log still unreachable) stays held, undecided and out of the channel, for the next sweep or start. Of
+    several processes, only those serving the result's server try, and one of them posts it (`claim_post`).
     """
     posted: list[str] = []
     for job in await holds.unposted_quarantines():
@@ -413,7 +429,7 @@ async def repost_quarantined(
             await holds.release_post(job.id)
             continue
         await holds.set_hold_message(job.id, channel_id, message_id)
-        log.info("flagged result of job %s posted to the mod-log at start", job.id)
+        log.info("flagged result of job %s posted to the mod-log %s", job.id, occasion)
         posted.append(job.id)
     return posted
 

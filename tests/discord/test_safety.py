@@ -206,3 +206,28 @@ async def test_a_flagged_result_whose_mod_log_post_failed_is_posted_there_after_
     flagged_posts = [m for m in atelier.fake.channel_messages(modlog_id) if m.attachments]
     assert [m.id for m in flagged_posts] == [entry.id]
     assert await settled_total(atelier) == charged
+
+
+async def test_a_flagged_result_whose_mod_log_post_failed_is_posted_by_the_next_sweep(atelier: Atelier) -> None:
+    """The mod-log answers 503 once when the result is flagged: without a restart, the next sweep posts it there with
+    its buttons (once, however often the sweep runs), and the result is charged once."""
+    world = atelier.world
+    modlog_id = await _safety_channel(atelier)
+    atelier.fake.plan_error("POST", rf"^/channels/{modlog_id}/messages$", 503)
+    interaction = await atelier.slash("imagine", user_id=world.member_id, prompt="forbidden fruit, swept post")
+    await interaction.wait_message(lambda m: "held for a moderator's review" in m.content)
+    await idle(atelier)
+    assert _quarantined(atelier, modlog_id) == []
+    charged = await settled_total(atelier)
+
+    approvals = atelier.bot.services.generation.approvals
+    posted = await approvals.retry_posts()
+    assert len(posted) == 1
+    assert await approvals.retry_posts() == []  # posted once
+    (entry,) = _quarantined(atelier, modlog_id)
+    assert job_id_of(entry) == posted[0]
+    assert entry.attachments and all(a.filename.startswith("SPOILER_") for a in entry.attachments)
+    hold = await approvals.hold(posted[0])
+    assert hold is not None and hold.message_id == entry.id and hold.decision is None
+    assert not any(has_images(m) for m in atelier.fake.channel_messages(world.channel_id))
+    assert await settled_total(atelier) == charged
