@@ -640,6 +640,12 @@ def breakdown(title: str, jobs: list[JobTimes]) -> None:
         ("end-to-end", [ms(j.posted) for j in jobs]),
     ):
         print(f"    {name:<42} {spread(samples):>20}")
+    accepted = sorted(ms(j.submitted) for j in jobs)
+    if len(accepted) > SLOTS:
+        # The first wave: when its first task and its last (the slots-th) were accepted; the burst's dispatches
+        # span only a few tens of ms, so this is close to the time from the burst's start.
+        first, full = accepted[0], accepted[SLOTS - 1]
+        print(f"    {'first wave accepted: first / all ' + str(SLOTS):<42} {f'{first:.0f} / {full:.0f}':>20}")
 
 
 def report(args: argparse.Namespace, atelier: AtelierResult, floor: BotRun | None) -> bool:
