@@ -209,11 +209,8 @@ class Worker:
         # would leave the owner paying Runware for nothing). No await between the check above and this: see cancel().
         tracked.phase = Phase.PRODUCED
         images, redelivery, job = produced
-        # The card's figures (the cost, the budget left) are read before the job waits for its delivery turn, so
-        # the turn (`delivery_concurrency` jobs holding image bytes at once) is spent on bytes, not on a database read.
-        cost, summary = await self._card(job, images, redelivery)
         async with self._delivering:
-            await self._post_results(job, tracked, images, cost, summary)
+            await self._post_results(job, tracked, images, redelivery)
 
     async def _produce(self, job: Job) -> tuple[list[ImageResult], bool, Job] | None:
         """Get the job's images: submit a queued job, or continue a submitted one without resubmitting.
@@ -245,28 +242,8 @@ class Worker:
         await self._jobs.save_results(job.id, results, total_cost_micros(images))
         return images, False, job
 
-    async def _card(self, job: Job, images: list[ImageResult], redelivery: bool) -> tuple[int, ResultSummary]:
-        """Return what the job is charged and the result card's summary (each image is posted, or the job fails)."""
-        reported = total_cost_micros(images)
-        if reported is None:
-            # The estimate stands in for the bill, for the images that were made only (a partial result is not
-            # charged in full), rounded down in the member's favour.
-            cost = job.estimate * min(len(images), job.count) // job.count
-            log.warning(
-                "Runware left a cost out for job %s; charging %d of its estimate %d", job.id, cost, job.estimate
-            )
-        else:
-            cost = reported
-        summary = await self._summary(job, len(images), cost, reported is not None, redelivery)
-        unsure = await self._providers.for_job(job).unsure_images(job)
-        if unsure:  # charged as the provider may have made (and billed) them: the card says so
-            summary = replace(summary, unsure_images=unsure)
-        return cost, summary
-
-    async def _post_results(
-        self, job: Job, tracked: Tracked, images: list[ImageResult], cost: int, summary: ResultSummary
-    ) -> None:
-        """Download the images, fit them to the upload limit, post them with `summary`, and charge the job `cost`."""
+    async def _post_results(self, job: Job, tracked: Tracked, images: list[ImageResult], redelivery: bool) -> None:
+        """Download the images, fit them to the upload limit, post them, and charge the job."""
         target = DeliveryTarget.from_job(job)
         fitted: list[FittedImage] = []
         for image in images:
@@ -279,6 +256,20 @@ class Worker:
             except (InvalidImageError, ValueError) as exc:
                 log.error("image %s of job %s cannot be fitted: %s", image.image_uuid, job.id, exc)
                 raise DeliveryError(DELIVERY_FAILURE) from exc
+        reported = total_cost_micros(images)
+        if reported is None:
+            # The estimate stands in for the bill, for the images that were made only (a partial result is not
+            # charged in full), rounded down in the member's favour.
+            cost = job.estimate * min(len(images), job.count) // job.count
+            log.warning(
+                "Runware left a cost out for job %s; charging %d of its estimate %d", job.id, cost, job.estimate
+            )
+        else:
+            cost = reported
+        summary = await self._summary(job, len(fitted), cost, reported is not None, redelivery)
+        unsure = await self._providers.for_job(job).unsure_images(job)
+        if unsure:  # charged as the provider may have made (and billed) them: the card says so
+            summary = replace(summary, unsure_images=unsure)
         tracked.phase = Phase.DELIVERING  # no more progress edits; cancel() has refused since PRODUCED
         quarantined = bool(job.extras.get("safety")) and any(image.nsfw for image in images)
         try:
