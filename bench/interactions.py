@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp.web_protocol
 import discord
 import psycopg
 import yarl
@@ -340,6 +341,29 @@ class Watcher:
         return run
 
 
+class Accepted:
+    """Counts TCP connections the fakes' HTTP servers accept, per listening port (this process serves both)."""
+
+    def __init__(self) -> None:
+        self.by_port: dict[int, int] = {}
+        handler = aiohttp.web_protocol.RequestHandler
+        original = handler.connection_made
+        counts = self.by_port
+
+        def connection_made(self: aiohttp.web_protocol.RequestHandler, transport: asyncio.BaseTransport) -> None:
+            port = transport.get_extra_info("sockname")[1]
+            counts[port] = counts.get(port, 0) + 1
+            original(self, transport)
+
+        handler.connection_made = connection_made  # type: ignore[method-assign]
+
+    def port(self, url: str) -> int:
+        return self.by_port.get(yarl.URL(url).port or 0, 0)
+
+
+ACCEPTED = Accepted()
+
+
 # ------------------------------------------------------------------------------------------------ Atelier
 
 
@@ -478,6 +502,8 @@ class AtelierResult:
     """How often the bot's adaptive Runware concurrency fell (its log's "concurrency N -> M" lines)."""
     poll_requests: int = 0
     polls: int = 0
+    connections: tuple[int, int] = (0, 0)
+    """TCP connections the fake Discord's and the fake Runware's HTTP servers accepted during the burst."""
 
 
 async def bench_atelier(args: argparse.Namespace, folder: Path, database: str | None) -> AtelierResult:
@@ -506,7 +532,9 @@ async def bench_atelier(args: argparse.Namespace, folder: Path, database: str | 
                 )
                 await asyncio.sleep(1.0)
             wall_minus_mono = time.time() - time.monotonic()
+            before = ACCEPTED.port(fake.base_url), ACCEPTED.port(runware.url)
             run.burst = await watcher.burst(world, args.count)
+            connections = ACCEPTED.port(fake.base_url) - before[0], ACCEPTED.port(runware.url) - before[1]
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 await profiler.wait()
@@ -541,6 +569,7 @@ async def bench_atelier(args: argparse.Namespace, folder: Path, database: str | 
             limit_cuts=cuts,
             poll_requests=len(poll_requests),
             polls=sum(len(r.tasks) for r in poll_requests),
+            connections=connections,
         )
 
 
@@ -665,6 +694,12 @@ def breakdown(title: str, jobs: list[JobTimes]) -> None:
         ("end-to-end", [ms(j.posted) for j in jobs]),
     ):
         print(f"    {name:<42} {spread(samples):>20}")
+    accepted = sorted(ms(j.submitted) for j in jobs)
+    if len(accepted) > SLOTS:
+        # The first wave: when its first task and its last (the slots-th) were accepted; the burst's dispatches
+        # span only a few tens of ms, so this is close to the time from the burst's start.
+        first, full = accepted[0], accepted[SLOTS - 1]
+        print(f"    {'first wave accepted: first / all ' + str(SLOTS):<42} {f'{first:.0f} / {full:.0f}':>20}")
 
 
 def report(args: argparse.Namespace, atelier: AtelierResult, floor: BotRun | None) -> bool:
@@ -771,6 +806,7 @@ def report(args: argparse.Namespace, atelier: AtelierResult, floor: BotRun | Non
     row("bot CPU per job (ms)", per_job[0], per_job[1], "<= 2 ms", verdict(checks["CPU per job <= 2 ms"]))
     row("getResponse requests / polls in them", f"{atelier.poll_requests}/{atelier.polls}")
     row("adaptive concurrency cuts (bot log)", f"{atelier.limit_cuts}")
+    row("TCP connections opened in the burst: Discord / Runware", "{} / {}".format(*atelier.connections))
     row("RSS before the burst (MB)", mb(atelier.run.rss_before_kb), mb(floor.rss_before_kb) if floor else "")
     row(
         "peak RSS, VmHWM (MB)",

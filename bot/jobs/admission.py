@@ -11,9 +11,10 @@ One request goes through `Admitter.admit` in this order, so every refusal happen
    with the field named, exactly as before routes existed). The job stores the route's provider and resolution;
 2. collapse duplicates: the same member asking for the same thing (same `GenerationRequest.fingerprint()`) within
    `duplicate_window_seconds` gets the first job back (`Admission.duplicate`). Truly concurrent identical requests
-   wait on the first one's in-process future, so they can never create two jobs; later ones find its row. Across
-   processes (PostgreSQL) the reservation in step 5 looks again, in its transaction and under the server's budget
-   lock (`Ledger.reserve(duplicate_since=...)`), so two processes given the same request store one job;
+   wait on the first one's in-process future, so they can never create two jobs; later ones find its row: here when
+   a confirmation, the mod-log's check or references come next, else only in the reservation of step 5, which looks
+   in its transaction and under the server's budget lock (`Ledger.reserve(duplicate_since=...)`), so two processes
+   (PostgreSQL) given the same request store one job;
 3. estimate on the chosen route (`Pricing`: Runware's table, or Runbase's fixed price per run), and ask for
    confirmation (`Admission.needs_confirmation`, nothing reserved, nothing fetched) when the estimate is above the
    server's `confirm_above` (its own, else the config's) and the request is not yet `confirmed`. Before that
@@ -188,22 +189,24 @@ class Admitter:
     ) -> Admission:
         window = self._limits.duplicate_window_seconds
         since = self._clock() - timedelta(seconds=window) if window > 0 else None
-        if since is not None:
-            earlier = await self._jobs.find_recent_duplicate(request.guild_id, request.member_id, fingerprint, since)
-            if earlier is not None:
-                log.info("request of member %d collapsed into job %s", request.member_id, earlier.id)
-                return Admission(earlier.id, earlier.estimate, self._scheduler.position(earlier.id), duplicate=True)
         resolution = self._resolution(request, route)
         estimate = self._pricing.estimate_request(request, provider=route.provider, resolution=resolution)
         place = await self._place_rules(request)
         held = place.holds(estimate)
+        ask_first = estimate > limits.confirm_above and not request.confirmed
+        if since is not None and (ask_first or held or place.safety or request.references):
+            # Before a question, the mod-log's check or fetching references, look for the request's first job. Without
+            # any of those the reservation's own look (the same query, in its unit) is the only one: one read fewer.
+            earlier = await self._jobs.find_recent_duplicate(request.guild_id, request.member_id, fingerprint, since)
+            if earlier is not None:
+                log.info("request of member %d collapsed into job %s", request.member_id, earlier.id)
+                return Admission(earlier.id, earlier.estimate, self._scheduler.position(earlier.id), duplicate=True)
         if held or place.safety:
             # A held request, or a flagged result of a safety channel, goes to the mod-log: without one that works it
             # would be paid for and seen by nobody, so the request is refused before anything is reserved.
             problem = await self._modlog.problem(request.guild_id)
             if problem is not None:
                 raise InvalidRequestError(problem)
-        ask_first = estimate > limits.confirm_above and not request.confirmed
         if ask_first or any(reference.image_uuid is None for reference in request.references):
             # Refuse now what the budget cannot hold anyway: rather than after a confirmation, and before downloading
             # (up to 4 x 25 MB) and uploading references. The reservation below still decides.

@@ -153,11 +153,19 @@ class Worker:
 
     async def run_job(self, job_id: str) -> None:
         """Run one job to its end (delivered and settled, or failed and released); cancellation leaves it resumable."""
-        job = await self._jobs.get(job_id)
-        if job is None or job.state not in _RUNNABLE:
-            self._active.untrack(job_id)
-            return
-        tracked = self._active.get(job_id) or self._active.track(job)
+        tracked = self._active.get(job_id)
+        if tracked is not None and tracked.phase is Phase.WAITING and tracked.job.state is JobState.QUEUED:
+            # Queued by this process (admitted or approved) and never started: the job is the row as written, and
+            # the provider submits it only if it is still queued (`begin_submit` checks the state in the same write
+            # that stores the task UUID), so a cancel from anywhere meanwhile is still honoured. One read fewer.
+            job = tracked.job
+        else:
+            read = await self._jobs.get(job_id)
+            if read is None or read.state not in _RUNNABLE:
+                self._active.untrack(job_id)
+                return
+            job = read
+            tracked = self._active.get(job_id) or self._active.track(job)
         if tracked.cancel_requested:
             return
         tracked.phase = Phase.RUNNING

@@ -13,6 +13,7 @@ from bot.images import decode_image
 from bot.jobs.delivery import DeliveryError
 from bot.jobs.errors import JobNotCancellableError
 from bot.jobs.requests import DeliveryTarget
+from bot.storage.jobs import JobRepository
 from bot.storage.rows import EntryKind, JobState
 from fakes.runware import Fault
 from tests.jobs.conftest import (
@@ -135,6 +136,28 @@ async def test_cancelling_a_queued_job_releases_it_and_it_never_reaches_runware(
     assert len(harness.fake.tasks_submitted()) == 1
     assert [item.job.id for item in harness.delivery.delivered] == [first.job_id]
     assert set(await harness.entries(second.job_id)) == {EntryKind.HOLD, EntryKind.RELEASE}
+
+
+async def test_a_waiting_job_whose_row_was_cancelled_elsewhere_is_not_submitted_when_its_turn_comes(
+    harnesses: HarnessFactory,
+) -> None:
+    """The worker runs a job it queued from memory, but the submission still checks the row: a job cancelled by
+    another writer while it waited (its tracking here untouched) never reaches Runware."""
+    harness = await harnesses.open(make_config(global_concurrency=1, per_member_concurrency=1))
+    harness.fake.latency = 0.3
+    first = await harness.service.admit(make_request("first"))
+    second = await harness.service.admit(make_request("second"))
+    assert second.position == 1 and second.job_id is not None
+
+    cancelled = await JobRepository(harness.db).finish(
+        second.job_id, JobState.CANCELLED, error="Cancelled elsewhere.", expected=(JobState.QUEUED,)
+    )
+    assert cancelled
+    await asyncio.wait_for(harness.service.wait_idle(), 10)
+    assert len(harness.fake.tasks_submitted()) == 1
+    assert [item.job.id for item in harness.delivery.delivered] == [first.job_id]
+    job = await harness.job(second.job_id)
+    assert job.state is JobState.CANCELLED and job.task_uuid is None
 
 
 async def test_cancelling_a_running_job_releases_it_and_it_is_never_delivered_or_resubmitted(harness: Harness) -> None:
