@@ -14,7 +14,7 @@ and the job's state together, only if nobody decided first), so of two moderator
 
 At start, `reannounce` posts what never reached the mod-log: held requests whose message was never posted (the bot
 stopped in between), and quarantined results whose post failed (the mod-log was unreachable, or the bot stopped);
-the sweep retries those results every `SWEEP_SECONDS` too (`retry_posts`), so one reaches the moderators without a
+the sweep retries those results every `SWEEP_SECONDS` too, so one reaches the moderators without a
 restart, also when the process posting it died and its claim ran out.
 With several processes (PostgreSQL) each post is claimed in the database first (`ModerationRepository.claim_post`),
 and only a process that serves the server (`ModLog.serves`: on its shard) tries: of processes starting at once, one
@@ -230,7 +230,11 @@ class Approvals:
         return True
 
     async def sweep(self) -> list[str]:
-        """Expire and release every held request past its deadline; return their ids."""
+        """Expire and release every held request past its deadline; return their ids.
+
+        Then post the flagged results still missing from the mod-log (their post failed, or the process posting one
+        died and its claim ran out), so one reaches the moderators within `sweep_seconds`, not at the next start.
+        """
         expired: list[str] = []
         for job in await self._holds.overdue(self._clock() - self.timeout):
             if job.guild_id is not None:
@@ -253,6 +257,7 @@ class Approvals:
             current = await self._require(job.id)
             await self._tell(current, f"{error} Nothing was charged.")
             await self._show_decision(current)
+        await repost_quarantined(self._holds, self._jobs, self._providers, self.modlog, occasion="by the sweep")
         return expired
 
     def start(self) -> None:
@@ -268,19 +273,10 @@ class Approvals:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def retry_posts(self) -> list[str]:
-        """Post the flagged results still missing from the mod-log; return the ids posted.
-
-        Their post failed, or the process posting one died and its claim ran out. The sweep runs this every
-        `sweep_seconds`, so such a result reaches the moderators within minutes, not at the next start.
-        """
-        return await repost_quarantined(self._holds, self._jobs, self._providers, self.modlog, occasion="by the sweep")
-
     async def _sweep_forever(self) -> None:
         while True:
             try:
                 await self.sweep()
-                await self.retry_posts()
             except asyncio.CancelledError:
                 raise
             except Exception:
