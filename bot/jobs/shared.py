@@ -253,19 +253,23 @@ class SharedScheduler:
 
     async def _run(self, job_id: str) -> None:
         run_job = self._run_job
+        # A run that ends on its own (not cancelled) with its job still runnable made no progress: the job is given
+        # back with a back-off of one beat, so it is not claimed again at once in a loop.
+        backoff = int(self._beat * 1000)
         try:
             if run_job is not None:
                 await run_job(job_id)
         except asyncio.CancelledError:
             log.debug("run of job %s was cancelled", job_id)
+            backoff = 0
             raise
         except Exception:
             log.exception("job %s failed inside the scheduler", job_id)
         finally:
             self._running.pop(job_id, None)
             self._released.discard(job_id)
-            owner = self.owner
-            self._spawn(self._write_then_wake(lambda conn: QueueQueries(conn).give_back(job_id, owner)))
+            give_back = partial(_give_back, job_id=job_id, owner=self.owner, backoff_ms=backoff)
+            self._spawn(self._write_then_wake(give_back))
             self._check_idle()
 
     async def _beat_forever(self) -> None:
@@ -348,8 +352,8 @@ def _renew(conn: sqlite3.Connection, *, owner: str, lease_ms: int, running: froz
     return QueueQueries(conn).renew(owner, None, lease_ms, running)
 
 
-def _give_back(conn: sqlite3.Connection, *, job_id: str, owner: str) -> bool:
-    return QueueQueries(conn).give_back(job_id, owner)
+def _give_back(conn: sqlite3.Connection, *, job_id: str, owner: str, backoff_ms: int = 0) -> bool:
+    return QueueQueries(conn).give_back(job_id, owner, backoff_ms)
 
 
 def _stop_runs(tasks: Iterable[asyncio.Task[None]], why: str) -> None:

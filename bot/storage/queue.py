@@ -196,11 +196,18 @@ class QueueQueries:
             notify(self._conn, QUEUE_CHANNEL, job_id)
         return bool(cursor.rowcount)
 
-    def give_back(self, job_id: str, owner: str) -> bool:
-        """End the owner's lease of a job (its run ended); an unfinished job is free to claim at once."""
+    def give_back(self, job_id: str, owner: str, backoff_ms: int = 0) -> bool:
+        """End the owner's lease of a job (its run ended); an unfinished job is free to claim at once.
+
+        `backoff_ms`: only after so long by the database's clock (a run that ended without finishing its job: the job
+        is not claimed again in a loop).
+        """
+        until = clock_ms(self._conn) + backoff_ms if backoff_ms > 0 else None
         cursor = self._conn.execute(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, holds_slot = 0 WHERE id = ? AND lease_owner = ?",
-            (job_id, owner),
+            "UPDATE jobs SET lease_owner = NULL, holds_slot = 0,"
+            f" lease_until = CASE WHEN state IN {_RUNNABLE} THEN CAST(? AS BIGINT) ELSE NULL END"
+            " WHERE id = ? AND lease_owner = ?",
+            (until, job_id, owner),
         )
         if cursor.rowcount:
             notify(self._conn, QUEUE_CHANNEL, job_id)

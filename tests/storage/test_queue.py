@@ -190,3 +190,16 @@ async def test_a_claim_never_waits_for_another_process_claiming_on_postgres(post
             assert await ids(db, "a", T0) == [job]
     finally:
         postgres_server.drop_database(name)
+
+
+async def test_a_job_given_back_with_a_back_off_waits_before_it_is_claimed_again(db: Database) -> None:
+    """A run that ended without finishing its job gives it back with a back-off (database clock): no claim loop."""
+    job = await queue(db, 1)
+    assert [c.job_id for c in await db.run(lambda conn: QueueQueries(conn).claim("a", None, LEASE, ROOMY)) or []] == [
+        job
+    ]
+    assert await db.run(lambda conn: QueueQueries(conn).give_back(job, "a", 60_000)) is True
+    owner, until, slot = await db.run(lambda conn: QueueQueries(conn).lease_of(job), write=False)
+    assert owner is None and until is not None and not slot
+    assert await db.run(lambda conn: QueueQueries(conn).claim("b", None, LEASE, ROOMY)) == [], "backing off"
+    assert await db.run(lambda conn: QueueQueries(conn).claim("b", until + 1, LEASE, ROOMY)) != [], "after it"
