@@ -29,7 +29,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from functools import partial
 
 from bot.jobs.concurrency import AdaptiveLimit, current_of
@@ -79,7 +79,6 @@ class SharedScheduler:
         bus: NotifyBus | None = None,
         owner: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         if global_limit < 1 or per_member_limit < 1:
             raise ValueError("concurrency limits must be at least 1")
@@ -92,7 +91,10 @@ class SharedScheduler:
         """This process's lease owner id."""
         self._lease_ms = int(lease_seconds * 1000)
         self._beat = lease_seconds / 3
-        self._clock = clock
+        self._lease_seconds = lease_seconds
+        self._renewed_at = time.monotonic()
+        """When the last renewal that succeeded was sent (this process's monotonic clock)."""
+        self._strays: set[str] = set()
         self._run_job: RunJob | None = None
         self._elsewhere: Callable[[str], None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -121,6 +123,7 @@ class SharedScheduler:
         self._run_job = run_job
         self._elsewhere = elsewhere
         self._stopping = False
+        self._renewed_at = time.monotonic()
         if self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever(), name="atelier-heartbeat")
         self.wake()
@@ -191,14 +194,13 @@ class SharedScheduler:
         await self._idle.wait()
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop claiming; give running jobs `grace` seconds, cancel the rest, and give every lease back at once."""
+        """Stop claiming; give running jobs `grace` seconds, cancel the rest, and give every lease back at once.
+
+        The heartbeat keeps renewing the leases of the runs until they end, so no other process takes them meanwhile.
+        """
         self._stopping = True
-        for task in (self._heartbeat, self._pumping):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._heartbeat = self._pumping = None
+        pumping, self._pumping = self._pumping, None
+        await _cancelled(pumping)
         tasks = list(self._running.values())
         if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)
@@ -207,10 +209,16 @@ class SharedScheduler:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        heartbeat, self._heartbeat = self._heartbeat, None
+        await _cancelled(heartbeat)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         owner = self.owner
-        given = await self._db.run(lambda conn: QueueQueries(conn).give_back_all(owner))
+        try:
+            given = await self._db.run(lambda conn: QueueQueries(conn).give_back_all(owner))
+        except Exception:
+            log.warning("could not give the job leases back; they run out in %gs", self._lease_seconds, exc_info=True)
+            return
         if given:
             log.info("stopped: gave back %d job lease(s) to the other processes", given)
 
@@ -222,12 +230,10 @@ class SharedScheduler:
             limits = QueueLimits(
                 self._global_limit, self._per_member_limit, {lane: cap() for lane, cap in self._lanes.items()}
             )
-            owner, lease_ms, now = self.owner, self._lease_ms, int(self._clock() * 1000)
+            owner, lease_ms = self.owner, self._lease_ms
             seen = set(self._submitted)  # the view read below shows these as they are (waiting, or not)
             try:
-                claimed, view = await self._db.run(
-                    partial(_claim, owner=owner, now=now, lease_ms=lease_ms, limits=limits)
-                )
+                claimed, view = await self._db.run(partial(_claim, owner=owner, lease_ms=lease_ms, limits=limits))
             except Exception:
                 log.exception("claiming jobs from the shared queue failed; the heartbeat tries again")
                 return
@@ -247,41 +253,59 @@ class SharedScheduler:
 
     async def _run(self, job_id: str) -> None:
         run_job = self._run_job
+        # A run that ends on its own (not cancelled) with its job still runnable made no progress: the job is given
+        # back with a back-off of one beat, so it is not claimed again at once in a loop.
+        backoff = int(self._beat * 1000)
         try:
             if run_job is not None:
                 await run_job(job_id)
         except asyncio.CancelledError:
             log.debug("run of job %s was cancelled", job_id)
+            backoff = 0
             raise
         except Exception:
             log.exception("job %s failed inside the scheduler", job_id)
         finally:
             self._running.pop(job_id, None)
             self._released.discard(job_id)
-            if not self._stopping:  # a stop gives every lease back in one unit
-                owner = self.owner
-                self._spawn(self._write_then_wake(lambda conn: QueueQueries(conn).give_back(job_id, owner)))
+            give_back = partial(_give_back, job_id=job_id, owner=self.owner, backoff_ms=backoff)
+            self._spawn(self._write_then_wake(give_back))
             self._check_idle()
 
     async def _beat_forever(self) -> None:
-        while not self._stopping:
+        """Renew the leases of the local runs every beat until cancelled (`stop` does, once its runs ended).
+
+        A renewal that has not answered when the lease less one beat is over since the last good one is given up and
+        every local run is stopped, before another process may claim their jobs.
+        """
+        while True:
             await asyncio.sleep(self._beat)
-            owner, lease_ms, now = self.owner, self._lease_ms, int(self._clock() * 1000)
             # Only runs claimed before the renewal are judged by it: a claim committed after it is not in `held`.
             before = dict(self._running)
+            sent = time.monotonic()
+            left = self._lease_seconds - self._beat - (sent - self._renewed_at)
+            renew = partial(_renew, owner=self.owner, lease_ms=self._lease_ms, running=frozenset(before))
             try:
-                held = await self._db.run(partial(_renew, owner=owner, now=now, lease_ms=lease_ms))
+                async with asyncio.timeout(left if left > 0 else self._lease_seconds):
+                    held = await self._db.run(renew)
             except Exception:
                 log.warning("renewing the job leases failed; trying again", exc_info=True)
+                if time.monotonic() - self._renewed_at >= self._lease_seconds - self._beat:
+                    _stop_runs(self._running.values(), f"its lease could not be renewed for {self._lease_seconds:g}s")
                 continue
+            self._renewed_at = sent
             for job_id, task in before.items():
-                if task.done():
-                    continue
                 state = held.get(job_id)
-                if state is None or state in _STOPPED_STATES:
+                if not task.done() and (state is None or state in _STOPPED_STATES):
                     why = "its lease was taken by another process" if state is None else f"it was {state}"
-                    log.warning("stopping the run of job %s here: %s", job_id, why)
-                    task.cancel()
+                    _stop_runs([task], why)
+            # Leases held on runnable jobs that do not run here (e.g. after a failed give-back) are given back once
+            # seen at two beats in a row, so a claim answered after the renewal is never given back.
+            strays = {job for job, state in held.items() if state not in _STOPPED_STATES and job not in self._running}
+            lost, self._strays = strays & self._strays, strays - self._strays
+            for job_id in sorted(lost):
+                log.info("giving back the lease of job %s, which does not run here", job_id)
+                self._spawn(self._write_then_wake(partial(_give_back, job_id=job_id, owner=self.owner)))
             self.wake()  # the fallback: leases of a dead process run out without a NOTIFY
 
     async def _write_then_wake(self, write: Callable[[sqlite3.Connection], object]) -> None:
@@ -317,15 +341,33 @@ def _waiting(view: QueueView, submitted: list[str]) -> list[str]:
 
 
 def _claim(
-    conn: sqlite3.Connection, *, owner: str, now: int, lease_ms: int, limits: QueueLimits
+    conn: sqlite3.Connection, *, owner: str, lease_ms: int, limits: QueueLimits
 ) -> tuple[list[str] | None, QueueView]:
     queries = QueueQueries(conn)
-    claimed = queries.claim(owner, now, lease_ms, limits)
-    return None if claimed is None else [c.job_id for c in claimed], queries.view(now)
+    claimed = queries.claim(owner, None, lease_ms, limits)
+    return None if claimed is None else [c.job_id for c in claimed], queries.view()
 
 
-def _renew(conn: sqlite3.Connection, *, owner: str, now: int, lease_ms: int) -> dict[str, str]:
-    return QueueQueries(conn).renew(owner, now, lease_ms)
+def _renew(conn: sqlite3.Connection, *, owner: str, lease_ms: int, running: frozenset[str]) -> dict[str, str]:
+    return QueueQueries(conn).renew(owner, None, lease_ms, running)
+
+
+def _give_back(conn: sqlite3.Connection, *, job_id: str, owner: str, backoff_ms: int = 0) -> bool:
+    return QueueQueries(conn).give_back(job_id, owner, backoff_ms)
+
+
+def _stop_runs(tasks: Iterable[asyncio.Task[None]], why: str) -> None:
+    for task in tasks:
+        if not task.done():
+            log.warning("stopping the run of %s here: %s", task.get_name(), why)
+            task.cancel()
+
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _log_failure(task: asyncio.Task[object]) -> None:

@@ -239,7 +239,9 @@ class Worker:
             JobResult(index, image.image_uuid, image.url, image.cost_micros, image.seed, image.nsfw)
             for index, image in enumerate(images)
         ]
-        await self._jobs.save_results(job.id, results, total_cost_micros(images))
+        if not await self._jobs.save_results(job.id, results, total_cost_micros(images)):
+            log.info("job %s was cancelled while its images were made; not posting them", job.id)
+            return None
         return images, False, job
 
     async def _post_results(self, job: Job, tracked: Tracked, images: list[ImageResult], redelivery: bool) -> None:
@@ -365,7 +367,8 @@ class Worker:
         if job.state.is_finished:
             raise JobNotCancellableError(_finished_sentence(job.state))
         tracked = self._active.get(job_id)
-        if tracked is None or tracked.phase is Phase.WAITING:
+        elsewhere = tracked is None or tracked.phase is Phase.WAITING
+        if elsewhere:
             # Not running here (another process may run it, or it waits to be resumed): if its images are already
             # made and stored, they are posted and charged, as when the run is here.
             if await self._jobs.results(job_id):
@@ -384,8 +387,14 @@ class Worker:
             changed = await self._approvals.withdraw(job, member_id, who)
         else:
             error = f"Cancelled by {who}."
-            changed = await self._jobs.finish(job_id, JobState.CANCELLED, error=error, expected=_ACTIVE)
+            # Not running here: the images may be stored by another process meanwhile; the cancel only holds if none
+            # is (one unit, the job's row locked against that process's `save_results`).
+            changed = await self._jobs.finish(
+                job_id, JobState.CANCELLED, error=error, expected=_ACTIVE, without_results=elsewhere
+            )
         if not changed:
+            if elsewhere and await self._jobs.results(job_id):
+                raise JobNotCancellableError(_TOO_LATE)
             current = await self._jobs.get(job_id)
             state = current.state if current is not None else JobState.CANCELLED
             raise JobNotCancellableError(_finished_sentence(state))

@@ -18,7 +18,7 @@ from typing import Any
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Resolution, Size
 from bot.clock import from_ms, optional_from_ms, to_ms, utc_now
 from bot.storage.database import Database, Repository
-from bot.storage.queue import QUEUE_CHANNEL, notify
+from bot.storage.queue import QUEUE_CHANNEL, is_postgres, notify
 from bot.storage.rows import Job, JobResult, JobState, NewJob
 
 
@@ -132,11 +132,16 @@ class JobQueries:
         *,
         error: str | None = None,
         expected: Collection[JobState] | None = None,
+        without_results: bool = False,
     ) -> bool:
         """Move the job to `state` (only from one of `expected`, if given); True if a row changed.
 
         Entering a finished state records `finished_at`; `error` is stored as given (None clears it).
+        `without_results`: only if no result image is stored (a cancel racing another process's `save_results`: on
+        PostgreSQL both lock the job's row first, so the check below sees the other's committed results).
         """
+        if without_results:
+            self._lock_row(job_id)
         at_ms = to_ms(at)
         finished = at_ms if state.is_finished else None
         sql = "UPDATE jobs SET state = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ?"
@@ -147,6 +152,8 @@ class JobQueries:
                 return False
             sql += f" AND state IN ({', '.join('?' * len(allowed))})"
             params.extend(allowed)
+        if without_results:
+            sql += " AND NOT EXISTS (SELECT 1 FROM job_results r WHERE r.job_id = jobs.id)"
         changed = self._conn.execute(sql, params).rowcount > 0
         if changed and state is JobState.QUEUED:  # approved: every process's queue hears of it on commit
             notify(self._conn, QUEUE_CHANNEL, job_id)
@@ -225,8 +232,19 @@ class JobQueries:
         row = self._conn.execute("SELECT task_acked_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None or row[0] is None else from_ms(row[0])
 
-    def save_results(self, job_id: str, results: Sequence[JobResult], cost: int | None, at: datetime) -> None:
-        """Store the job's result images (repeating it keeps the first ones) and, if known, the reported cost."""
+    def save_results(
+        self, job_id: str, results: Sequence[JobResult], cost: int | None, at: datetime, *, running: bool = False
+    ) -> bool:
+        """Store the job's result images (repeating it keeps the first ones) and, if known, the reported cost.
+
+        `running`: only while the job is queued or submitted (a run's results); False, nothing stored, when another
+        process cancelled it meanwhile (on PostgreSQL the job's row is locked first, against that cancel).
+        """
+        if running:
+            self._lock_row(job_id)
+            row = self._conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row[0] not in (JobState.QUEUED.value, JobState.SUBMITTED.value):
+                return False
         self._conn.executemany(
             "INSERT INTO job_results (job_id, idx, image_uuid, image_url, cost, seed, nsfw, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, idx) DO NOTHING",
@@ -248,6 +266,12 @@ class JobQueries:
             self._conn.execute(
                 "UPDATE jobs SET cost = ?, updated_at = ? WHERE id = ? AND cost IS NULL", (cost, to_ms(at), job_id)
             )
+        return True
+
+    def _lock_row(self, job_id: str) -> None:
+        """Lock the job's row to the end of the unit (PostgreSQL; SQLite's writers are serialised already)."""
+        if is_postgres(self._conn):
+            self._conn.execute("SELECT 1 FROM jobs WHERE id = ? FOR UPDATE", (job_id,)).fetchall()
 
     def results(self, job_id: str) -> list[JobResult]:
         """Return the job's result images in order (empty until its task finished)."""
@@ -354,17 +378,29 @@ class JobRepository(Repository[JobQueries]):
         at = self._clock()
         return await self._write(lambda jobs: jobs.mark_acknowledged(job_id, at))
 
-    async def save_results(self, job_id: str, results: Sequence[JobResult], cost: int | None) -> None:
-        """`JobQueries.save_results`, now."""
+    async def save_results(self, job_id: str, results: Sequence[JobResult], cost: int | None) -> bool:
+        """`JobQueries.save_results`, now (False: the job was cancelled meanwhile, nothing stored)."""
         at = self._clock()
-        await self._write(lambda jobs: jobs.save_results(job_id, results, cost, at))
+        return await self._write(lambda jobs: jobs.save_results(job_id, results, cost, at, running=True))
 
     async def finish_delivered(self, job_id: str, message_id: int | None, cost: int) -> bool:
         """`JobQueries.finish_delivered`, now."""
         at = self._clock()
         return await self._write(lambda jobs: jobs.finish_delivered(job_id, message_id, cost, at))
 
-    async def finish(self, job_id: str, state: JobState, *, error: str | None, expected: Sequence[JobState]) -> bool:
+    async def finish(
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        error: str | None,
+        expected: Sequence[JobState],
+        without_results: bool = False,
+    ) -> bool:
         """`JobQueries.update_state` now, to an end state (failed, cancelled) and only from one of `expected`."""
         at = self._clock()
-        return await self._write(lambda jobs: jobs.update_state(job_id, state, at, error=error, expected=expected))
+        return await self._write(
+            lambda jobs: jobs.update_state(
+                job_id, state, at, error=error, expected=expected, without_results=without_results
+            )
+        )

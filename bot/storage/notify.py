@@ -10,6 +10,10 @@ change (`bot.storage.queue.notify`, delivered when it commits). The bus is the r
     ...
     await bus.stop()
 
+A half-open connection (the server or a NAT between gone without a word) is noticed: the connection has TCP
+keepalives on, and every `ping_every` seconds the bus runs `SELECT 1`, reconnecting if it does not answer within
+`ping_timeout` seconds.
+
 A listener is a plain function called on the event loop with the payload. If the connection is lost the bus
 reconnects (after `reconnect_delay`, doubling up to 30 s) and then calls every listener once with `None`: anything may
 have been missed while it was away, so a listener must then act as if everything had changed (drop every cached row,
@@ -41,9 +45,13 @@ _POLL = 1.0
 class NotifyBus:
     """Receives the NOTIFYs of a PostgreSQL database on one connection and calls each channel's listeners."""
 
-    def __init__(self, url: str, *, reconnect_delay: float = 0.5) -> None:
+    def __init__(
+        self, url: str, *, reconnect_delay: float = 0.5, ping_every: float = 15.0, ping_timeout: float = 10.0
+    ) -> None:
         self._url = url
         self._delay = reconnect_delay
+        self._ping_every = ping_every
+        self._ping_timeout = ping_timeout
         self._listeners: dict[str, list[Listener]] = {}
         self._listening: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -89,10 +97,20 @@ class NotifyBus:
                 await task
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         delay = self._delay
         while not self._stopping:
             try:
-                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                # TCP keepalives: a peer gone silent is also noticed by the kernel, within about a minute.
+                connect = psycopg.AsyncConnection.connect(
+                    self._url,
+                    autocommit=True,
+                    keepalives=1,
+                    keepalives_idle=30,
+                    keepalives_interval=10,
+                    keepalives_count=3,
+                )
+                async with await asyncio.wait_for(connect, self._ping_timeout + _POLL) as conn:
                     self._listening = set()
                     await self._listen_new(conn)
                     self.connections += 1
@@ -100,10 +118,14 @@ class NotifyBus:
                         self._dispatch_all(None)  # messages may have been missed while reconnecting
                     self._ready.set()
                     delay = self._delay
+                    pinged = loop.time()
                     while not self._stopping:
                         async for note in conn.notifies(timeout=_POLL):
                             self._dispatch(note.channel, note.payload)
                         await self._listen_new(conn)
+                        if loop.time() - pinged >= self._ping_every:
+                            await self._ping(conn)
+                            pinged = loop.time()
             except (psycopg.Error, OSError) as exc:
                 self._ready.clear()
                 if self._stopping:
@@ -113,6 +135,21 @@ class NotifyBus:
                 )
                 await asyncio.sleep(delay)
                 delay = min(_MAX_DELAY, delay * 2)
+
+    async def _ping(self, conn: psycopg.AsyncConnection[object]) -> None:
+        """Run `SELECT 1`; if it does not answer in time, close the connection (ConnectionError: reconnect).
+
+        The query is not cancelled (psycopg would wait for the silent server to confirm the cancel): the connection is
+        closed under it, which ends it with an error that is dropped.
+        """
+        ping = asyncio.ensure_future(conn.execute("SELECT 1"))
+        done, _ = await asyncio.wait({ping}, timeout=self._ping_timeout)
+        if ping in done:
+            ping.result()
+            return
+        ping.add_done_callback(lambda task: task.cancelled() or task.exception())
+        await conn.close()
+        raise ConnectionError(f"the NOTIFY connection did not answer a ping in {self._ping_timeout:g}s")
 
     async def _listen_new(self, conn: psycopg.AsyncConnection[object]) -> None:
         for channel in list(self._listeners):

@@ -28,7 +28,7 @@ queries announce a job that becomes `queued` (`bot.storage.jobs`) and the audit 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from bot.storage.postgres import PgConnection
@@ -49,6 +49,20 @@ _RUNNABLE = "('queued', 'submitted')"
 def is_postgres(conn: sqlite3.Connection | PgConnection) -> bool:
     """Tell whether a unit of work runs on PostgreSQL."""
     return isinstance(conn, PgConnection)
+
+
+def clock_ms(conn: sqlite3.Connection | PgConnection) -> int:
+    """Return the database's clock in Unix milliseconds.
+
+    Every lease is written and judged by it, never by a process's own clock: a process whose clock is ahead would
+    otherwise see live leases as expired and break the limits.
+    """
+    sql = _PG_NOW if is_postgres(conn) else _SQLITE_NOW
+    return int(conn.execute(sql).fetchone()[0])
+
+
+_PG_NOW = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+_SQLITE_NOW = "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
 
 
 def notify(conn: sqlite3.Connection, channel: str, payload: str = "") -> None:
@@ -90,14 +104,16 @@ class QueueQueries:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def claim(self, owner: str, now_ms: int, lease_ms: int, limits: QueueLimits) -> list[Claimed] | None:
+    def claim(self, owner: str, now_ms: int | None, lease_ms: int, limits: QueueLimits) -> list[Claimed] | None:
         """Claim as many free jobs as the limits allow, fairest first; each gets `owner`'s lease and a slot.
 
+        `now_ms` None: the database's clock (`clock_ms`, what production uses); a number only in tests.
         None when another process is claiming at this moment (PostgreSQL): try again shortly.
         """
         conn = self._conn
         if is_postgres(conn) and not conn.execute("SELECT pg_try_advisory_xact_lock(?)", (CLAIM_LOCK,)).fetchone()[0]:
             return None
+        now_ms = clock_ms(conn) if now_ms is None else now_ms
         per_member: dict[int, int] = {}
         per_lane: dict[str, int] = {}
         total = 0
@@ -151,15 +167,23 @@ class QueueQueries:
         row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
         return row
 
-    def renew(self, owner: str, now_ms: int, lease_ms: int) -> dict[str, str]:
+    def renew(
+        self, owner: str, now_ms: int | None, lease_ms: int, running: Collection[str] | None = None
+    ) -> dict[str, str]:
         """Move the owner's leases on (heartbeat); return the jobs it still holds, with their states.
 
-        A job the owner runs that is missing here was taken by another process (its lease had run out).
+        `running`: renew only these jobs (those the owner runs right now); None renews every runnable lease it holds.
+        `now_ms` None: the database's clock. A job the owner runs that is missing in the answer was taken by another
+        process (its lease had run out).
         """
-        self._conn.execute(
-            f"UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND state IN {_RUNNABLE}",
-            (now_ms + lease_ms, owner),
-        )
+        now_ms = clock_ms(self._conn) if now_ms is None else now_ms
+        sql = f"UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND state IN {_RUNNABLE}"
+        params: list[object] = [now_ms + lease_ms, owner]
+        if running is not None:
+            ids = sorted(running)
+            sql += f" AND id IN ({', '.join('?' * len(ids))})" if ids else " AND 0 = 1"
+            params.extend(ids)
+        self._conn.execute(sql, params)
         rows = self._conn.execute("SELECT id, state FROM jobs WHERE lease_owner = ?", (owner,)).fetchall()
         return {str(row[0]): str(row[1]) for row in rows}
 
@@ -172,11 +196,18 @@ class QueueQueries:
             notify(self._conn, QUEUE_CHANNEL, job_id)
         return bool(cursor.rowcount)
 
-    def give_back(self, job_id: str, owner: str) -> bool:
-        """End the owner's lease of a job (its run ended); an unfinished job is free to claim at once."""
+    def give_back(self, job_id: str, owner: str, backoff_ms: int = 0) -> bool:
+        """End the owner's lease of a job (its run ended); an unfinished job is free to claim at once.
+
+        `backoff_ms`: only after so long by the database's clock (a run that ended without finishing its job: the job
+        is not claimed again in a loop).
+        """
+        until = clock_ms(self._conn) + backoff_ms if backoff_ms > 0 else None
         cursor = self._conn.execute(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, holds_slot = 0 WHERE id = ? AND lease_owner = ?",
-            (job_id, owner),
+            "UPDATE jobs SET lease_owner = NULL, holds_slot = 0,"
+            f" lease_until = CASE WHEN state IN {_RUNNABLE} THEN CAST(? AS BIGINT) ELSE NULL END"
+            " WHERE id = ? AND lease_owner = ?",
+            (until, job_id, owner),
         )
         if cursor.rowcount:
             notify(self._conn, QUEUE_CHANNEL, job_id)
@@ -191,8 +222,12 @@ class QueueQueries:
             notify(self._conn, QUEUE_CHANNEL, "")
         return int(cursor.rowcount)
 
-    def view(self, now_ms: int) -> QueueView:
-        """Return the waiting jobs in claim order (one per member per round) and the slots in use."""
+    def view(self, now_ms: int | None = None) -> QueueView:
+        """Return the waiting jobs in claim order (one per member per round) and the slots in use.
+
+        `now_ms` None: the database's clock.
+        """
+        now_ms = clock_ms(self._conn) if now_ms is None else now_ms
         rows = self._conn.execute(
             "SELECT j.id, j.member_id FROM jobs j LEFT JOIN queue_turns t ON t.member_id = j.member_id"
             f" WHERE j.state IN {_RUNNABLE} AND (j.lease_until IS NULL OR j.lease_until < ?) {_FAIR_ORDER}",

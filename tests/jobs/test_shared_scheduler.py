@@ -77,10 +77,11 @@ async def test_a_run_whose_lease_another_process_took_is_stopped_here_and_runs_t
             stopped.set()
             raise
 
-    # A's clock is two minutes behind: every lease it writes has already run out for everyone else.
-    behind = SharedScheduler(db_a, 4, 4, lease_seconds=LEASE, clock=lambda: time.time() - 120)
+    behind = SharedScheduler(db_a, 4, 4, lease_seconds=LEASE)
     behind.start(run_here)
     await asyncio.wait_for(started.wait(), 5)
+    # A's lease ran out without A noticing (as if its last renewal had been lost): anyone may claim the job now.
+    await db_b.run(lambda conn: conn.execute("UPDATE jobs SET lease_until = 0 WHERE id = ?", (job_id,)))
     taken: list[str] = []
 
     async def run_there(job: str) -> None:
@@ -139,3 +140,102 @@ async def test_the_heartbeat_keeps_a_live_lease_and_claims_what_a_dead_owner_lef
         for task in list(first._running.values()):
             task.cancel()
         await second.stop(grace=0)
+
+
+async def test_a_process_whose_renewals_fail_stops_its_runs_before_another_may_claim_them(
+    two: tuple[Database, Database],
+) -> None:
+    """Renewals failing (here: A's database handle is gone) for the lease less a beat: A stops its run itself, so the
+    process that claims the job once the lease has run out never runs it alongside A."""
+    db_a, db_b = two
+    job_id = await queue_job(db_a, 1)
+    a_running = asyncio.Event()
+    overlap: list[bool] = []
+
+    async def run_a(job: str) -> None:
+        a_running.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            a_running.clear()
+
+    async def run_b(job: str) -> None:
+        overlap.append(a_running.is_set())
+        await asyncio.Event().wait()
+
+    a = SharedScheduler(db_a, 4, 4, lease_seconds=LEASE)
+    a.start(run_a)
+    await asyncio.wait_for(a_running.wait(), 5)
+    await db_a.close()
+    b = SharedScheduler(db_b, 4, 4, lease_seconds=LEASE)
+    try:
+        b.start(run_b)
+        async with asyncio.timeout(5):
+            while not overlap:  # noqa: ASYNC110 - filled by the scheduler
+                await asyncio.sleep(0.01)
+        assert overlap == [False], f"job {job_id} ran in two processes at once"
+    finally:
+        await a.stop(grace=0)
+        await b.stop(grace=0)
+
+
+async def test_the_global_limit_holds_when_the_process_clock_jumps_ahead(
+    two: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leases are written and judged by the database's clock: a process clock a minute ahead takes no live job."""
+    db_a, db_b = two
+    await queue_job(db_a, 1)
+    runs: list[str] = []
+
+    async def run(job: str) -> None:
+        runs.append(job)
+        await asyncio.Event().wait()
+
+    a = SharedScheduler(db_a, 1, 1, lease_seconds=30)
+    a.start(run)
+    await asyncio.sleep(0.3)
+    assert len(runs) == 1
+    await queue_job(db_a, 2)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 60)
+    b = SharedScheduler(db_b, 1, 1, lease_seconds=30)
+    try:
+        b.start(run)
+        await asyncio.sleep(0.5)
+        assert len(set(runs)) == 1, f"global limit 1 but {len(set(runs))} distinct jobs running: {runs}"
+    finally:
+        await a.stop(grace=0)
+        await b.stop(grace=0)
+
+
+async def test_a_graceful_stop_keeps_its_leases_while_its_runs_finish_in_the_grace(
+    two: tuple[Database, Database],
+) -> None:
+    """stop(grace) renews the leases through the grace: a grace longer than the lease lets nobody take the job."""
+    db_a, db_b = two
+    await queue_job(db_a, 1)
+    a_running = asyncio.Event()
+    overlap: list[bool] = []
+
+    async def run_a(job: str) -> None:
+        a_running.set()
+        try:
+            await asyncio.sleep(4 * LEASE)  # finishes within the grace
+        finally:
+            a_running.clear()
+
+    async def run_b(job: str) -> None:
+        overlap.append(a_running.is_set())
+        await asyncio.Event().wait()
+
+    a = SharedScheduler(db_a, 4, 4, lease_seconds=LEASE)
+    a.start(run_a)
+    await asyncio.wait_for(a_running.wait(), 5)
+    b = SharedScheduler(db_b, 4, 4, lease_seconds=LEASE)
+    b.start(run_b)
+    try:
+        await a.stop(grace=10)
+        await asyncio.sleep(0.2)
+        assert True not in overlap, "another process ran the job while the stopping one still ran it in its grace"
+    finally:
+        await b.stop(grace=0)

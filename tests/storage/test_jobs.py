@@ -13,7 +13,7 @@ import pytest
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.storage.database import Database
 from bot.storage.jobs import JobQueries, JobRepository
-from bot.storage.rows import ACTIVE_STATES, FINISHED_STATES, Job, JobState, NewJob, new_job_id
+from bot.storage.rows import ACTIVE_STATES, FINISHED_STATES, Job, JobResult, JobState, NewJob, new_job_id
 from tests.job_writes import JobWrites
 
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
@@ -116,6 +116,23 @@ async def test_state_changes_record_finish_time_and_honour_expected_states(db: D
     assert stored is not None
     assert (stored.state, stored.error, stored.finished_at) == (JobState.FAILED, "content policy", later)
     assert not await update("missing", JobState.FAILED)
+
+
+async def test_a_cancel_without_results_and_a_runs_results_exclude_each_other(db: Database) -> None:
+    """Another process's cancel holds only if no image is stored; a run's results are refused once it is cancelled."""
+    stored, cancelled = await create(db, a_job()), await create(db, a_job())
+    image = [JobResult(0, "uuid-0", "https://im.example/0.png", 1_000)]
+    repository = JobRepository(db)
+    for job in (stored, cancelled):
+        await db.run(lambda conn, job=job: JobQueries(conn).update_state(job.id, JobState.SUBMITTED, NOW))
+    assert await repository.save_results(stored.id, image, 1_000) is True
+    cancel = {"error": "Cancelled.", "expected": ACTIVE_STATES, "without_results": True}
+    assert await repository.finish(stored.id, JobState.CANCELLED, **cancel) is False, "its images are stored"
+    assert await repository.finish(cancelled.id, JobState.CANCELLED, **cancel) is True
+    assert await repository.save_results(cancelled.id, image, 1_000) is False, "cancelled: nothing stored"
+    assert await repository.results(cancelled.id) == []
+    current = await repository.get(stored.id)
+    assert current is not None and current.state is JobState.SUBMITTED
 
 
 async def test_task_uuid_cost_and_interaction_are_recorded(db: Database) -> None:

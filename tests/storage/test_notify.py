@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import pytest_asyncio
@@ -87,3 +88,47 @@ async def test_the_bus_reconnects_and_says_it_may_have_missed_messages(pg: tuple
         assert heard == [None, "after"]
     finally:
         await bus.stop()
+
+
+async def test_the_bus_notices_a_half_open_connection_and_reconnects(pg: tuple[Database, str]) -> None:
+    """A connection whose peer falls silent (a proxy that stops forwarding, as a dead NAT): the ping does not answer,
+    the bus reconnects and hears new messages again."""
+    db, url = pg
+    parts = urlsplit(url)
+    assert parts.port is not None
+    links: list[asyncio.Task[None]] = []
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+
+    async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(parts.hostname, parts.port)
+        links.append(asyncio.ensure_future(pump(client_reader, server_writer)))
+        links.append(asyncio.ensure_future(pump(server_reader, client_writer)))
+
+    proxy = await asyncio.start_server(relay, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    bus = NotifyBus(
+        urlunsplit(parts._replace(netloc=f"{parts.netloc.rpartition('@')[0]}@127.0.0.1:{port}")),
+        reconnect_delay=0.05,
+        ping_every=0.2,
+        ping_timeout=0.5,
+    )
+    heard: list[str | None] = []
+    bus.subscribe("atelier_test", heard.append)
+    await bus.start()
+    try:
+        for task in list(links):  # the first connection falls silent (its sockets stay open); new ones get through
+            task.cancel()
+        await wait_for(heard, 1)
+        assert heard == [None] and bus.connections == 2
+        await db.run(lambda conn: notify(conn, "atelier_test", "after"))
+        await wait_for(heard, 2)
+        assert heard == [None, "after"]
+    finally:
+        await bus.stop()
+        for task in links:
+            task.cancel()
+        proxy.close()

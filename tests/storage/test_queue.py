@@ -4,6 +4,7 @@ in the database over every owner, and fairness by the member's last start."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -86,6 +87,33 @@ async def test_the_heartbeat_keeps_the_lease_and_reports_what_the_owner_still_ho
     assert held == {second: "cancelled"}
 
 
+async def test_the_heartbeat_renews_only_the_jobs_the_owner_runs(db: Database) -> None:
+    """`renew(..., running)` moves on only the leases of the runs named; a lease the owner no longer runs runs out."""
+    first, second = await queue(db, 1), await queue(db, 2, offset=1)
+    assert sorted(await ids(db, "a", T0)) == sorted([first, second])
+    held = await db.run(lambda conn: QueueQueries(conn).renew("a", T0 + LEASE - 10, LEASE, {first}))
+    assert held == {first: "queued", second: "queued"}, "both are still the owner's"
+    _, until, _ = await db.run(lambda conn: QueueQueries(conn).lease_of(first), write=False)
+    assert until == T0 + 2 * LEASE - 10
+    assert await ids(db, "b", T0 + LEASE + 1) == [second], "the lease not renewed ran out"
+    await db.run(lambda conn: QueueQueries(conn).renew("a", T0 + LEASE + 2, LEASE, set()))
+    _, until, _ = await db.run(lambda conn: QueueQueries(conn).lease_of(first), write=False)
+    assert until == T0 + 2 * LEASE - 10, "nothing runs: nothing is renewed"
+
+
+async def test_the_database_clock_judges_leases_when_no_time_is_given(db: Database) -> None:
+    """Production passes no time: the lease is the database's clock plus the lease, the same for every process."""
+    job = await queue(db, 1)
+    before = int(time.time() * 1000)
+    claimed = await db.run(lambda conn: QueueQueries(conn).claim("a", None, LEASE, ROOMY))
+    after = int(time.time() * 1000)
+    assert [c.job_id for c in claimed or []] == [job]
+    _, until, _ = await db.run(lambda conn: QueueQueries(conn).lease_of(job), write=False)
+    assert until is not None and before + LEASE - 50 <= until <= after + LEASE + 50
+    assert await db.run(lambda conn: QueueQueries(conn).claim("b", None, LEASE, ROOMY)) == [], "the lease is live"
+    assert (await db.run(lambda conn: QueueQueries(conn).view(), write=False)).running == 1
+
+
 async def test_giving_back_frees_the_job_at_once_and_releasing_the_slot_keeps_the_lease(db: Database) -> None:
     """`give_back` makes a job claimable now; `release_slot` frees only the slot, the job stays the owner's."""
     one_slot = QueueLimits(global_limit=1, per_member=1)
@@ -162,3 +190,16 @@ async def test_a_claim_never_waits_for_another_process_claiming_on_postgres(post
             assert await ids(db, "a", T0) == [job]
     finally:
         postgres_server.drop_database(name)
+
+
+async def test_a_job_given_back_with_a_back_off_waits_before_it_is_claimed_again(db: Database) -> None:
+    """A run that ended without finishing its job gives it back with a back-off (database clock): no claim loop."""
+    job = await queue(db, 1)
+    assert [c.job_id for c in await db.run(lambda conn: QueueQueries(conn).claim("a", None, LEASE, ROOMY)) or []] == [
+        job
+    ]
+    assert await db.run(lambda conn: QueueQueries(conn).give_back(job, "a", 60_000)) is True
+    owner, until, slot = await db.run(lambda conn: QueueQueries(conn).lease_of(job), write=False)
+    assert owner is None and until is not None and not slot
+    assert await db.run(lambda conn: QueueQueries(conn).claim("b", None, LEASE, ROOMY)) == [], "backing off"
+    assert await db.run(lambda conn: QueueQueries(conn).claim("b", until + 1, LEASE, ROOMY)) != [], "after it"
