@@ -146,6 +146,18 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh migrated PostgreSQL database of this test's own (for tests that open several handles)."""
+    if postgres_server.problem is not None:
+        pytest.fail(f"PostgreSQL could not be started for the tests: {postgres_server.problem}", pytrace=False)
+    name = postgres_server.create_database()
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)
+
+
 @pytest_asyncio.fixture
 async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
     """A migrated SQLite file, for the tests of what only SQLite has (PRAGMAs, `transaction()`, the file itself)."""

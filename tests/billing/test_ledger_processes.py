@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -26,22 +26,9 @@ from bot.storage.database import Database
 from bot.storage.rows import NewJob
 from tests.billing.conftest import CONFIG_PATH, ROOT
 from tests.billing.race import ESTIMATE, GUILD, MEMBER, ROOM, SCENARIOS, held_in_ledger, prepare, reserve_many
-from tests.postgres_server import PostgresServer
 
 HANDLES = 3
 REQUESTS = 30
-
-
-@pytest.fixture
-def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database of this test's own (its URL)."""
-    if postgres_server.problem is not None:
-        pytest.fail(f"PostgreSQL could not be started for the tests: {postgres_server.problem}", pytrace=False)
-    name = postgres_server.create_database()
-    try:
-        yield postgres_server.url(name)
-    finally:
-        postgres_server.drop_database(name)
 
 
 @pytest.fixture

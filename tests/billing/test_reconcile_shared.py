@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
 from typing import cast
 
 import psycopg
-import pytest
 
 from bot.billing.budgets import Budgets
 from bot.billing.entries import release_in
@@ -19,21 +17,8 @@ from bot.settings import AppConfig
 from bot.storage.database import Database
 from bot.storage.postgres import PgConnection
 from tests.billing.conftest import GUILD, MEMBER, Clock
-from tests.postgres_server import PostgresServer
 
 OTHER_GUILD = 444_444_444_444_444_444
-
-
-@pytest.fixture
-def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database of this test's own (its URL)."""
-    if postgres_server.problem is not None:
-        pytest.fail(f"PostgreSQL could not be started for the tests: {postgres_server.problem}", pytrace=False)
-    name = postgres_server.create_database()
-    try:
-        yield postgres_server.url(name)
-    finally:
-        postgres_server.drop_database(name)
 
 
 async def _until_a_lock_wait(url: str) -> None:

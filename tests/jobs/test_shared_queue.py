@@ -12,7 +12,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -28,21 +28,8 @@ from bot.storage.rows import EntryKind, JobState
 from fakes.runware import FakeRunware
 from tests.jobs.conftest import CHANNEL, GUILD, MINI_MEDIUM_SQUARE, eventually, make_config, make_request
 from tests.jobs.shared_process import Process, open_process
-from tests.postgres_server import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database of this test's own."""
-    if postgres_server.problem is not None:
-        pytest.fail(f"PostgreSQL could not be started for the tests: {postgres_server.problem}", pytrace=False)
-    name = postgres_server.create_database()
-    try:
-        yield postgres_server.url(name)
-    finally:
-        postgres_server.drop_database(name)
 
 
 @pytest_asyncio.fixture

@@ -7,26 +7,13 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from bot.storage import postgres
 from bot.storage.database import Database
 from bot.storage.postgres import PgConnection
-from tests.postgres_server import PostgresServer
-
-
-@pytest.fixture
-def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database of this test's own (its URL)."""
-    if postgres_server.problem is not None:
-        pytest.fail(f"PostgreSQL could not be started for the tests: {postgres_server.problem}", pytrace=False)
-    name = postgres_server.create_database()
-    try:
-        yield postgres_server.url(name)
-    finally:
-        postgres_server.drop_database(name)
 
 
 async def test_units_with_the_same_lock_at_two_handles_run_one_after_the_other(pg_url: str) -> None:
