@@ -44,16 +44,15 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp.web_protocol
 import discord
-import psycopg
 import yarl
 from _checkout import ROOT, require_this_checkout
+from _postgres import fresh_database
 from discord import app_commands
 
 import fakes.runware as fake_runware
@@ -188,19 +187,6 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
         except TimeoutError:
             process.kill()
             await process.wait()
-
-
-@contextlib.asynccontextmanager
-async def fresh_postgres(url: str, name: str) -> AsyncIterator[str]:
-    """A fresh database `name` on the PostgreSQL server of `url` (dropped after); yield its URL."""
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]
-        admin.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
-    try:
-        yield urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------------ the burst
@@ -844,7 +830,7 @@ async def main_async(args: argparse.Namespace) -> int:
             problems += [f"floor: {p}" for p in floor_problems]
         (Path(tmp) / "atelier").mkdir()
         if args.postgres:
-            async with fresh_postgres(args.postgres, "bench_interactions") as database:
+            with fresh_database(args.postgres, "bench_interactions") as database:
                 atelier = await bench_atelier(args, Path(tmp) / "atelier", database)
         else:
             atelier = await bench_atelier(args, Path(tmp) / "atelier", None)

@@ -30,10 +30,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from _checkout import ROOT, require_this_checkout
+from _postgres import fresh_database
 
 from bot.billing.budgets import Budgets
 from bot.billing.ledger import Ledger
@@ -58,14 +58,8 @@ def level_database(folder: Path, name: str, postgres: str | None) -> Iterator[Pa
     if postgres is None:
         yield folder / f"{name}.sqlite3"
         return
-    with psycopg.connect(postgres, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]
-        admin.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
-    try:
-        yield urlunsplit(urlsplit(postgres)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(postgres, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
+    with fresh_database(postgres, name) as url:
+        yield url
 
 
 def price() -> tuple[Any, int]:

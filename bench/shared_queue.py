@@ -16,12 +16,9 @@ import argparse
 import asyncio
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
+from _postgres import fresh_database
 
 from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.storage.database import Database
@@ -32,18 +29,6 @@ from bot.storage.rows import JobState, NewJob
 
 LIMITS = QueueLimits(global_limit=16, per_member=2)
 LEASE_MS = 30_000
-
-
-@contextmanager
-def fresh_database(url: str, name: str) -> Iterator[str]:
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]
-        admin.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
-    try:
-        yield urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
 
 
 def new_job(member: int) -> NewJob:
