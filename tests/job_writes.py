@@ -7,9 +7,30 @@ The job service changes a job only through `bot.storage.jobs.JobQueries` (`begin
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.clock import to_ms
 from bot.storage.jobs import JobQueries
+from bot.storage.rows import NewJob
+
+
+def small_job(**changes: Any) -> NewJob:
+    """The job most tests need: one square GPT Image 1 Mini image at medium quality ($0.011), with `changes`."""
+    fields: dict[str, Any] = {
+        "member_id": 1,
+        "guild_id": 1,
+        "channel_id": 2,
+        "model": ModelName.GPT_IMAGE_1_MINI,
+        "size": Size.SQUARE,
+        "quality": Quality.MEDIUM,
+        "background": Background.AUTO,
+        "format": OutputFormat.PNG,
+        "count": 1,
+        "prompt": "a fox",
+        "estimate": 11_000,
+    }
+    return NewJob(**(fields | changes))
 
 
 class JobWrites(JobQueries):

@@ -20,12 +20,12 @@ import pytest
 from bot.billing.budgets import Budgets
 from bot.billing.errors import BudgetExceededError
 from bot.billing.ledger import Ledger
-from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.settings import AppConfig, load_app_config
 from bot.storage.database import Database
 from bot.storage.rows import NewJob
 from tests.billing.conftest import CONFIG_PATH, ROOT
 from tests.billing.race import ESTIMATE, GUILD, MEMBER, ROOM, SCENARIOS, held_in_ledger, prepare, reserve_many
+from tests.job_writes import small_job
 
 HANDLES = 3
 REQUESTS = 30
@@ -105,18 +105,11 @@ async def test_reservations_from_separate_processes_never_pass_a_budget(
 
 
 def repeated_request(job_id: str) -> NewJob:
-    return NewJob(
+    return small_job(
         member_id=MEMBER,
         guild_id=GUILD,
         channel_id=9,
-        model=ModelName.GPT_IMAGE_1_MINI,
-        size=Size.SQUARE,
-        quality=Quality.MEDIUM,
-        background=Background.AUTO,
-        format=OutputFormat.PNG,
-        count=1,
         prompt="the same fox",
-        estimate=11_000,
         id=job_id,
         extras={"fingerprint": "same-request"},
     )

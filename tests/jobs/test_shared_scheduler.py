@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.jobs.shared import SharedScheduler
 from bot.storage.database import Database
 from bot.storage.jobs import JobQueries
 from bot.storage.queue import QueueQueries
-from bot.storage.rows import NewJob
+from tests.job_writes import small_job
 from tests.postgres_server import ENGINES, PostgresServer
 
 LEASE = 0.6
@@ -44,19 +43,7 @@ async def two(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[t
 
 
 async def queue_job(db: Database, member: int) -> str:
-    job = NewJob(
-        member_id=member,
-        guild_id=1,
-        channel_id=2,
-        model=ModelName.GPT_IMAGE_1_MINI,
-        size=Size.SQUARE,
-        quality=Quality.MEDIUM,
-        background=Background.AUTO,
-        format=OutputFormat.PNG,
-        count=1,
-        prompt="a fox",
-        estimate=11_000,
-    )
+    job = small_job(member_id=member)
     await db.run(lambda conn: JobQueries(conn).insert(job, datetime.now(UTC)))
     return job.id
 

@@ -11,11 +11,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from bot.catalog import Background, ModelName, OutputFormat, Quality, Size
 from bot.storage.database import Database
 from bot.storage.jobs import JobQueries
 from bot.storage.queue import CLAIM_LOCK, Claimed, QueueLimits, QueueQueries, QueueView
-from bot.storage.rows import JobState, NewJob
+from bot.storage.rows import JobState
+from tests.job_writes import small_job
 from tests.postgres_server import PostgresServer
 
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
@@ -26,21 +26,7 @@ ROOMY = QueueLimits(global_limit=100, per_member=100)
 
 async def queue(db: Database, member: int, *, provider: str = "runware", offset: int = 0, **changes: Any) -> str:
     """Store a queued job of `member`, `offset` seconds after NOW (creation order); return its id."""
-    job = NewJob(
-        member_id=member,
-        guild_id=10,
-        channel_id=30,
-        model=ModelName.GPT_IMAGE_1_MINI,
-        size=Size.SQUARE,
-        quality=Quality.MEDIUM,
-        background=Background.AUTO,
-        format=OutputFormat.PNG,
-        count=1,
-        prompt="a fox",
-        estimate=11_000,
-        provider=provider,
-        **changes,
-    )
+    job = small_job(member_id=member, guild_id=10, channel_id=30, provider=provider, **changes)
     at = NOW + timedelta(seconds=offset)
     await db.run(lambda conn: JobQueries(conn).insert(job, at))
     return job.id
