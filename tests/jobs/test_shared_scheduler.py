@@ -171,17 +171,19 @@ async def test_the_global_limit_holds_when_the_process_clock_jumps_ahead(
 ) -> None:
     """Leases are written and judged by the database's clock: a process clock a minute ahead takes no live job."""
     db_a, db_b = two
-    await queue_job(db_a, 1)
+    first = await queue_job(db_a, 1)
     runs: list[str] = []
+    started = asyncio.Event()
 
     async def run(job: str) -> None:
         runs.append(job)
+        started.set()
         await asyncio.Event().wait()
 
     a = SharedScheduler(db_a, 1, 1, lease_seconds=30)
     a.start(run)
-    await asyncio.sleep(0.3)
-    assert len(runs) == 1
+    await asyncio.wait_for(started.wait(), 5)
+    assert runs == [first]
     await queue_job(db_a, 2)
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 60)
@@ -189,7 +191,8 @@ async def test_the_global_limit_holds_when_the_process_clock_jumps_ahead(
     try:
         b.start(run)
         await asyncio.sleep(0.5)
-        assert len(set(runs)) == 1, f"global limit 1 but {len(set(runs))} distinct jobs running: {runs}"
+        # Neither the second job (the global limit is 1) nor the first again (its lease is alive) may start.
+        assert runs == [first], f"global limit 1 and a live lease, but these runs started: {runs}"
     finally:
         await a.stop(grace=0)
         await b.stop(grace=0)
@@ -203,11 +206,13 @@ async def test_a_graceful_stop_keeps_its_leases_while_its_runs_finish_in_the_gra
     await queue_job(db_a, 1)
     a_running = asyncio.Event()
     overlap: list[bool] = []
+    finished: list[str] = []
 
     async def run_a(job: str) -> None:
         a_running.set()
         try:
             await asyncio.sleep(4 * LEASE)  # finishes within the grace
+            finished.append(job)
         finally:
             a_running.clear()
 
@@ -222,6 +227,7 @@ async def test_a_graceful_stop_keeps_its_leases_while_its_runs_finish_in_the_gra
     b.start(run_b)
     try:
         await a.stop(grace=10)
+        assert len(finished) == 1, "the stop cancelled the run instead of letting it finish within its grace"
         await asyncio.sleep(0.2)
         assert True not in overlap, "another process ran the job while the stopping one still ran it in its grace"
     finally:
