@@ -12,10 +12,10 @@ and the job's state together, only if nobody decided first), so of two moderator
 - **withdraw**: the requester (or a moderator) cancels it (`Worker.cancel`): -> `cancelled`, the hold is decided in
   the same step (so a later click is refused) and the mod-log entry says so, without buttons.
 
-At start, `reannounce` posts what never reached the mod-log: held requests whose message was never posted (the bot
-stopped in between), and quarantined results whose post failed (the mod-log was unreachable, or the bot stopped);
-the sweep retries those results every `SWEEP_SECONDS` too, so one reaches the moderators without a
-restart, also when the process posting it died and its claim ran out.
+At start, `reannounce` posts held requests whose message was never posted (the bot stopped in between); the sweep,
+at start and then every `SWEEP_SECONDS`, posts quarantined results whose post failed (the mod-log was unreachable,
+or the bot stopped), so one reaches the moderators without a restart, also when the process posting it died and its
+claim ran out.
 With several processes (PostgreSQL) each post is claimed in the database first (`ModerationRepository.claim_post`),
 and only a process that serves the server (`ModLog.serves`: on its shard) tries: of processes starting at once, one
 posts each entry, and a process on other shards never cancels a held request for a mod-log it cannot see.
@@ -110,12 +110,11 @@ class Approvals:
             raise InvalidRequestError(refusal)
 
     async def reannounce(self, job_ids: Sequence[str]) -> list[str]:
-        """At start: post the held requests `job_ids` and the quarantined results that never reached the mod-log.
+        """At start: post the held requests `job_ids` that never reached the mod-log; return the ids posted.
 
         Requests past their deadline are left to `sweep`; one the mod-log cannot take now is cancelled and released,
-        and its requester told why (as `announce` does). A quarantined result (paid for, never in the channel) is
-        posted again with its buttons (`repost_quarantined`); if the mod-log still cannot take it, it stays held for
-        the next start. Returns the ids posted.
+        and its requester told why (as `announce` does). Quarantined results that never reached it are the sweep's
+        (`repost_quarantined`), which runs right after this at start, then every `sweep_seconds`.
         """
         posted: list[str] = []
         deadline = self._clock() - self.timeout
@@ -137,7 +136,6 @@ class Approvals:
                 posted.append(job.id)
             else:
                 await self._tell(job, refusal)
-        posted.extend(await repost_quarantined(self._holds, self._jobs, self._providers, self.modlog))
         return posted
 
     async def _post_held(self, job: Job, *, claimed: bool = False) -> str | None:
@@ -257,7 +255,7 @@ class Approvals:
             current = await self._require(job.id)
             await self._tell(current, f"{error} Nothing was charged.")
             await self._show_decision(current)
-        await repost_quarantined(self._holds, self._jobs, self._providers, self.modlog, occasion="by the sweep")
+        await repost_quarantined(self._holds, self._jobs, self._providers, self.modlog)
         return expired
 
     def start(self) -> None:
@@ -397,12 +395,7 @@ class Approvals:
 
 
 async def repost_quarantined(
-    holds: ModerationRepository,
-    jobs: JobRepository,
-    providers: Providers,
-    modlog: ModLog,
-    *,
-    occasion: str = "at start",
+    holds: ModerationRepository, jobs: JobRepository, providers: Providers, modlog: ModLog
 ) -> list[str]:
     """Post again the quarantined results whose mod-log post failed; return the ids posted.
 
@@ -425,7 +418,7 @@ async def repost_quarantined(
             await holds.release_post(job.id)
             continue
         await holds.set_hold_message(job.id, channel_id, message_id)
-        log.info("flagged result of job %s posted to the mod-log %s", job.id, occasion)
+        log.info("flagged result of job %s posted to the mod-log (its first post had failed)", job.id)
         posted.append(job.id)
     return posted
 

@@ -318,7 +318,7 @@ async def test_flagged_results_reach_the_mod_log_from_any_process_and_a_left_ove
     await asyncio.sleep(1.0)  # a second post, if any, would come by now
     assert len(entries()) == 2, "\n".join(bot.log for bot in restarted)
     assert all(any("publish" in custom_id for custom_id in entry.button_custom_ids()) for entry in entries())
-    assert [bot.count("posted to the mod-log at start") for bot in restarted[:3]].count(1) == 1
+    assert [bot.count("posted to the mod-log (its first post had failed)") for bot in restarted[:3]].count(1) == 1
     assert all(bot.count("flagged result") == 0 for bot in restarted[3:]), "other shards must not try"
     assert not any(m.attachments for m in fake.channel_messages(world.channel_id))
     assert_ledger_balanced(fleet, runware, jobs=2)
