@@ -25,9 +25,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from bot.catalog import ProviderName
-from bot.jobs.scheduler import Scheduler
+from bot.jobs.scheduler import JobScheduler, Scheduler
 from bot.settings import LimitsConfig
 
 log = logging.getLogger(__name__)
@@ -149,16 +150,25 @@ def provider_lanes(limits: LimitsConfig) -> dict[str, AdaptiveLimit]:
     }
 
 
-def lane_scheduler(limits: LimitsConfig, lanes: Mapping[str, AdaptiveLimit]) -> Scheduler:
-    """Return the fair scheduler with a lane per adaptive limit, woken whenever a limit rises."""
-    scheduler = Scheduler(
-        limits.global_concurrency,
-        limits.per_member_concurrency,
-        lanes={provider: current_of(limit) for provider, limit in lanes.items()},
-    )
+S = TypeVar("S", bound=JobScheduler)
+
+
+def with_lanes(build: Callable[[dict[str, Callable[[], int]]], S], lanes: Mapping[str, AdaptiveLimit]) -> S:
+    """Build a scheduler (in-process or shared) with a lane per adaptive limit, woken whenever a limit rises.
+
+    `build` gets the lanes (each provider's reader of its current limit) and returns the scheduler.
+    """
+    scheduler = build({provider: current_of(limit) for provider, limit in lanes.items()})
     for limit in lanes.values():
         limit.subscribe(scheduler.wake)
     return scheduler
+
+
+def lane_scheduler(limits: LimitsConfig, lanes: Mapping[str, AdaptiveLimit]) -> Scheduler:
+    """Return the fair in-process scheduler with a lane per adaptive limit, woken whenever a limit rises."""
+    return with_lanes(
+        lambda readers: Scheduler(limits.global_concurrency, limits.per_member_concurrency, lanes=readers), lanes
+    )
 
 
 def current_of(limit: AdaptiveLimit) -> Callable[[], int]:

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from functools import partial
 
-from bot.jobs.concurrency import AdaptiveLimit, current_of
+from bot.jobs.concurrency import AdaptiveLimit, with_lanes
 from bot.jobs.options import ServerOptions
 from bot.jobs.scheduler import RunJob
 from bot.moderation.approvals import ModerationRules
@@ -384,17 +384,17 @@ def shared_scheduler(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> SharedScheduler:
     """Return the shared queue with a lane per adaptive limit (each process's own), woken whenever a limit rises."""
-    scheduler = SharedScheduler(
-        db,
-        limits.global_concurrency,
-        limits.per_member_concurrency,
-        lanes={provider: current_of(limit) for provider, limit in lanes.items()},
-        bus=bus,
-        lease_seconds=lease_seconds,
+    return with_lanes(
+        lambda readers: SharedScheduler(
+            db,
+            limits.global_concurrency,
+            limits.per_member_concurrency,
+            lanes=readers,
+            bus=bus,
+            lease_seconds=lease_seconds,
+        ),
+        lanes,
     )
-    for limit in lanes.values():
-        limit.subscribe(scheduler.wake)
-    return scheduler
 
 
 def share_caches(bus: NotifyBus, *, drops: list[Callable[[int | None], None]]) -> Callable[[], None]:

@@ -118,7 +118,7 @@ class InteractionAnswer:
         """
         assert admission.job_id is not None
         mark_answered(self._interaction)
-        if admission.held or admission.status_now:
+        if admission.status_now:
             await self._delivery.show_status(admission.job_id, self._target, status_text(admission))
         if admission.warning is not None:
             await send_ephemeral(self._interaction, warning_text(admission.warning))

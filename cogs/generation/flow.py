@@ -418,7 +418,7 @@ class RequestFlow(commands.Cog):
         except Exception:
             await self.delivery.delete_original(target)
             raise
-        if admission.held or admission.status_now:
+        if admission.status_now:
             await self.delivery.show_status(admission.job_id, target, status_text(admission))
 
     async def abort(self, interaction: discord.Interaction[Any], nonce: str) -> None:
