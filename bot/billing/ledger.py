@@ -62,7 +62,7 @@ from bot.billing.outcomes import (
     SettleResult,
 )
 from bot.billing.pools import pools_refusal, tightest_pool
-from bot.billing.reconcile import RECONCILE_ROUNDS, Reconciled, reconcile_in
+from bot.billing.reconcile import reconcile_in
 from bot.catalog import Period
 from bot.clock import utc_now
 from bot.money import format_usd
@@ -451,28 +451,18 @@ class Ledger:
         settled at its estimate, as is one whose job the terminal recorded as failed with an unknown outcome.
         """
         now = self._clock()
-        shared = self._db.shared
-        locks: set[int] = set()
-        runs: list[Reconciled] = []
-        for _ in range(RECONCILE_ROUNDS):
-            if shared:  # every server with an open hold: another process may be reserving there
-                found = await self._db.run(lambda conn: LedgerQueries(conn).guilds_with_open_holds(), write=False)
-                locks.update(found)
-            unit = partial(
-                reconcile_in,
-                now=now,
-                orphan_grace=orphan_grace,
-                operator_grace=self._operator_grace,
-                locked=frozenset(locks) if shared else None,
+        locked: frozenset[int] | None = None
+        if self._db.shared:  # every server with an open hold: another process may be reserving there
+            locked = frozenset(
+                await self._db.run(lambda conn: LedgerQueries(conn).guilds_with_open_holds(), write=False)
             )
-            runs.append(await self._db.run(unit, locks=sorted(locks)))
-            if not runs[-1].unlocked:
-                break
-            locks.update(runs[-1].unlocked)
-        report = runs[-1].report(runs[:-1])
-        for run in runs:
-            for result in run.settlements:
-                report_settlement(result, result.actual)
+        unit = partial(
+            reconcile_in, now=now, orphan_grace=orphan_grace, operator_grace=self._operator_grace, locked=locked
+        )
+        done = await self._db.run(unit, locks=sorted(locked or ()))
+        report = done.report
+        for result in done.settlements:
+            report_settlement(result, result.actual)
         if report.totals_repaired:
             log.error("rebuilt the daily totals from the ledger: %d rows disagreed", report.totals_repaired)
         if report.settled or report.released:
