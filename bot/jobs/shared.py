@@ -135,7 +135,8 @@ class SharedScheduler:
         if job_id not in self._view.waiting and job_id not in self._submitted:
             self._submitted.append(job_id)
         self._idle.clear()
-        self.wake()
+        if self._bus is None:  # with a bus, the NOTIFY the job's insert sent wakes this process too
+            self.wake()
         return self.position(job_id)
 
     def remove(self, job_id: str) -> bool:
@@ -233,13 +234,14 @@ class SharedScheduler:
             owner, lease_ms = self.owner, self._lease_ms
             seen = set(self._submitted)  # the view read below shows these as they are (waiting, or not)
             try:
-                claimed, view = await self._db.run(partial(_claim, owner=owner, lease_ms=lease_ms, limits=limits))
+                outcome = await self._db.run(partial(_claim, owner=owner, lease_ms=lease_ms, limits=limits))
             except Exception:
                 log.exception("claiming jobs from the shared queue failed; the heartbeat tries again")
                 return
-            if claimed is None:  # another process is claiming right now: look again in a moment
+            if outcome is None:  # another process is claiming right now: look again in a moment
                 asyncio.get_running_loop().call_later(_BUSY_RETRY, self.wake)
-                claimed = []
+                continue
+            claimed, view = outcome
             self._view = view
             self._submitted = [job for job in self._submitted if job not in seen and job not in claimed]
             gone = seen.difference(view.waiting, claimed, self._running)
@@ -309,9 +311,10 @@ class SharedScheduler:
             self.wake()  # the fallback: leases of a dead process run out without a NOTIFY
 
     async def _write_then_wake(self, write: Callable[[sqlite3.Connection], object]) -> None:
-        """Free a slot or a lease in the database, then claim (the NOTIFY wakes the other processes)."""
+        """Free a slot or a lease in the database, then claim (its NOTIFY wakes every process)."""
         await self._db.run(write)
-        self.wake()
+        if self._bus is None:  # with a bus, hearing that NOTIFY wakes this process too: claiming here too would claim
+            self.wake()  # twice per write
 
     def _on_cancel(self, job_id: str | None) -> None:
         if job_id is None:
@@ -342,10 +345,11 @@ def _waiting(view: QueueView, submitted: list[str]) -> list[str]:
 
 def _claim(
     conn: sqlite3.Connection, *, owner: str, lease_ms: int, limits: QueueLimits
-) -> tuple[list[str] | None, QueueView]:
+) -> tuple[list[str], QueueView] | None:
+    """Claim what this process may run, and read the queue's view; None when another process holds the claim lock."""
     queries = QueueQueries(conn)
     claimed = queries.claim(owner, None, lease_ms, limits)
-    return None if claimed is None else [c.job_id for c in claimed], queries.view()
+    return None if claimed is None else ([c.job_id for c in claimed], queries.view())
 
 
 def _renew(conn: sqlite3.Connection, *, owner: str, lease_ms: int, running: frozenset[str]) -> dict[str, str]:
