@@ -7,6 +7,12 @@ The edge that shows an error writes what the user reads: the Discord wing (`bot.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """Return the first line of `exc`'s message (its type's name when it has none), for a one-line report."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class AtelierError(Exception):
     """A failure the user can act on; `str(error)` is a short, specific sentence without markup, safe to show them.
 

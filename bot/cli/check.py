@@ -26,6 +26,7 @@ import psycopg
 
 from bot.cli.operator import operator_message
 from bot.discord.intents import PORTAL_SWITCH, PrivilegedIntentError, decide
+from bot.errors import first_line
 from bot.exit_codes import EXIT_FAILED, EXIT_OK
 from bot.log import setup_logging
 from bot.runbase.client import RunbaseClient, RunbaseOptions
@@ -222,7 +223,7 @@ def _check_postgres(url: str, report: _Report) -> None:
     try:
         conn = PgConnection.connect(url)
     except psycopg.Error as exc:
-        report.line("database", False, f"cannot connect to {shown}: {str(exc).strip().splitlines()[0]}")
+        report.line("database", False, f"cannot connect to {shown}: {first_line(exc)}")
         return
     try:
         version = pg_schema_version(conn)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 
+from bot.errors import first_line
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.money import format_usd
 from bot.storage.migrate import MigrationError
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         target = PgConnection.connect(url)
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         print(f"atelier: cannot connect to the PostgreSQL database {redact(url)}: {reason}", file=sys.stderr)
         return EXIT_FAILED
     try:
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"atelier: the copy did not match ({exc}); nothing was kept", file=sys.stderr)
         return EXIT_FAILED
     except (sqlite3.Error, psycopg.Error) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         print(f"atelier: the copy failed ({reason}); nothing was kept", file=sys.stderr)
         return EXIT_FAILED
     finally:

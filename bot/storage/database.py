@@ -50,6 +50,7 @@ from typing import Any, Generic, TypeVar, cast
 import aiosqlite
 import psycopg
 
+from bot.errors import first_line
 from bot.storage.backup import BackupError, backup_before_migration, is_fresh
 from bot.storage.batches import Outcome, Unit, rollback_quietly, run_alone, run_group
 from bot.storage.migrate import MigrationError, apply_migrations, apply_pg_migrations
@@ -165,7 +166,7 @@ class Database:
         try:
             conn = await loop.run_in_executor(executor, PgConnection.connect, url)
         except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise DatabaseUnreachableError(f"cannot connect to the PostgreSQL database {shown}: {reason}") from exc
         finally:
             executor.shutdown(wait=False)
