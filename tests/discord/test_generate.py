@@ -668,19 +668,20 @@ async def test_a_job_being_posted_shows_so_without_its_cancel_button(atelier: At
     first = await atelier.slash("imagine", user_id=world.member_id, prompt="the fox posted first")
     second = await atelier.slash("imagine", user_id=world.member_id, prompt="the fox posted second")
     # The first job's edits wait out two rate limits, so it holds the only delivery slot while the second is made.
-    fake.plan_429("PATCH", rf"/webhooks/\d+/{first.token}/messages/@original$", retry_after=3.0, times=2)
+    # (5 s each: room, on a loaded machine, for the second job's status to reach "being posted" meanwhile.)
+    fake.plan_429("PATCH", rf"/webhooks/\d+/{first.token}/messages/@original$", retry_after=5.0, times=2)
     second_status = second.original_message()
     assert second_status is not None
     await fake.wait_until(lambda: second_status.button_custom_ids() != [], what="the second job's Cancel button")
     job_id = second_status.button_custom_ids()[0].rsplit(":", 1)[1]
 
     await fake.wait_until(
-        lambda: second_status.content == posting_text(job_id), timeout=10.0, what="the second job being posted"
+        lambda: second_status.content == posting_text(job_id), timeout=15.0, what="the second job being posted"
     )
     assert second_status.components == []
     assert not second_status.attachments, "it is shown while the job waits for its turn, before its images"
 
-    results = [await result_of(first, timeout=20.0), await result_of(second, timeout=20.0)]
+    results = [await result_of(first, timeout=30.0), await result_of(second, timeout=30.0)]
     await idle(atelier)
     posting = [edit for edit in second_status.edits if edit.get("content") == posting_text(job_id)]
     assert len(posting) == 1, f"'being posted' is said once: {second_status.edits}"
