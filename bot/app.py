@@ -46,6 +46,7 @@ from bot.discord.intents import PrivilegedIntentError
 from bot.discord.modlog import DiscordModLog
 from bot.discord.sharding import ShardedAtelierBot, refusal_advice
 from bot.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from bot.heap import settle as settle_heap
 from bot.images import DISCORD_IMAGE_HOSTS
 from bot.jobs.concurrency import current_of, lane_scheduler, provider_lanes
 from bot.jobs.options import ServerOptions
@@ -305,6 +306,7 @@ async def run_bot(settings: Settings) -> int:
     try:
         with discord_endpoints(settings.discord_api_base, settings.discord_gateway_url):
             async with open_bot(settings) as bot:
+                settle_heap()  # everything start-up builds exists now; see bot.heap
                 await bot.serve(token, stop)
     except InvalidTokenError as exc:
         print(

@@ -28,6 +28,7 @@ from bot.billing.pools import Pools
 from bot.billing.reports import Reports
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.intents import PrivilegedIntentError, ReplyEditingState, decide
+from bot.discord.lean import discord_connector, skip_unused_events
 from bot.discord.modlog import DiscordModLog
 from bot.discord.tree import AtelierTree
 from bot.jobs.concurrency import AdaptiveLimit
@@ -252,6 +253,7 @@ class AtelierBot(commands.Bot):
             http_trace=observe_discord_http(),
             **self._sharding(settings),
         )
+        skip_unused_events(self._connection.parsers, lambda: self.user.id if self.user is not None else None)
         self.settings = settings
         self.session = session
         """The one aiohttp session for the bot's own HTTP (Runware, image downloads); discord.py keeps its own."""
@@ -365,6 +367,12 @@ class AtelierBot(commands.Bot):
                 "ones, so servers may show each command twice. Clearing them is described in the README "
                 "(Create the Discord application)"
             )
+
+    async def login(self, token: str) -> None:
+        """Log in on a session whose connections to Discord are capped (`bot.discord.lean`), then as discord.py does."""
+        if self.http.connector is discord.utils.MISSING:
+            self.http.connector = discord_connector()
+        await super().login(token)
 
     async def serve(self, token: str, stop: asyncio.Event) -> None:
         """Log in and stay connected until `stop` is set (or the connection ends for good), then shut down cleanly.

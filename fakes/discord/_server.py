@@ -137,6 +137,10 @@ class FakeDiscord(RestMixin, InjectMixin):
         """Cleared: new gateway connections wait before HELLO (an outage; `kill_gateway` then keeps the bot out)."""
         self.gateway_open.set()
         self.internal_errors: list[str] = []
+        self.api_latency = 0.0
+        """Seconds each REST answer waits before it is sent: the round trip to the real Discord (none on 127.0.0.1)."""
+        self.api_peers: set[tuple[str, int]] = set()
+        """The client address of every connection a REST request came in on (one entry per TCP connection)."""
         self.proxied: dict[str, StoredBlob] = {}
         """Pictures from other sites behind the media proxy (:meth:`external_image`), by their decoded proxy path."""
 
@@ -454,6 +458,11 @@ class FakeDiscord(RestMixin, InjectMixin):
         return None
 
     async def _handle_api(self, request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        if peer is not None:
+            self.api_peers.add((peer[0], peer[1]))
+        if self.api_latency:
+            await asyncio.sleep(self.api_latency)
         try:
             return await self._serve_api(request)
         except Exception:

@@ -1,0 +1,54 @@
+"""Work the bot asks discord.py not to do: a connection per request in a burst, and events nothing here reads.
+
+**Connections.** discord.py's own session has no connection limit, so a burst of 200 interactions opened 200
+connections to Discord at once, one per acknowledgement (against the real API each is a TLS handshake, a few ms of
+CPU). `discord_connector` caps the connections per host at `CONNECTIONS_PER_HOST`: a request beyond the cap waits
+for the first connection that is free, which a kept-alive connection is again after one round trip. Deliveries
+(large uploads) are bounded far below the cap (`[limits] delivery_concurrency`), so acknowledgements never queue
+behind them.
+
+**Events.** With the Guild Messages intent (reply editing needs it), Discord sends the bot a MESSAGE_CREATE for each
+of its own messages and a MESSAGE_UPDATE for each edit: two per job, each built into a `discord.Message` that nothing
+reads. Nothing here listens for edits (`on_message_edit`, `on_raw_message_edit`), and the bot never acts on its own
+messages (no prefix commands; reply editing reads members' replies). `skip_unused_events` drops MESSAGE_UPDATE and
+the bot's own MESSAGE_CREATE before discord.py parses them. It replaces entries of discord.py's event table
+(`ConnectionState.parsers`, which its gateway reads per event): pinned at 2.7.x, and `tests/discord` covers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+CONNECTIONS_PER_HOST = 64
+"""Most connections open at once to one Discord host (REST API; the gateway is another host in production)."""
+
+SKIPPED_EVENTS = ("MESSAGE_UPDATE",)
+"""Gateway events dropped unparsed: nothing in the bot listens for them."""
+
+
+def discord_connector() -> aiohttp.TCPConnector:
+    """Return the connector for discord.py's session: at most `CONNECTIONS_PER_HOST` per host (call in a loop)."""
+    return aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS_PER_HOST)
+
+
+def skip_unused_events(parsers: dict[str, Callable[[Any], None]], own_id: Callable[[], int | None]) -> None:
+    """Drop `SKIPPED_EVENTS`, and every MESSAGE_CREATE whose author is `own_id()`, before they are parsed."""
+    for name in SKIPPED_EVENTS:
+        parsers[name] = _ignore
+    parse_create = parsers["MESSAGE_CREATE"]
+
+    def message_create(data: Any) -> None:
+        author = data.get("author") or {}
+        me = own_id()
+        if me is not None and author.get("id") == str(me):
+            return
+        parse_create(data)
+
+    parsers["MESSAGE_CREATE"] = message_create
+
+
+def _ignore(_data: Any) -> None:
+    """Drop a gateway event nothing reads."""
