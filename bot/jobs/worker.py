@@ -4,7 +4,9 @@ A run (`Worker.run_job`, started by the scheduler) has the job's provider (`bot.
 and store what a restart needs *before* the request (Runware: a fresh task UUID), submit and wait; it then stores
 the result images, downloads and fits them to the channel's upload limit, and calls `Delivery.deliver`; at most
 `limits.delivery_concurrency` jobs download, fit and post at once (each holds its images in memory meanwhile), while
-the others wait their turn; a job hands its scheduler (provider) slot to the next job as soon as its images exist.
+the others wait their turn (the result card's budget line is read while the images download, and the charge is
+recorded after the turn is handed on); a job hands its scheduler (provider) slot to the next job as soon as its
+images exist.
 Only after a successful delivery does one transaction
 record `succeeded`, `delivered_at`, the message id and the cost, and settle the hold to that cost
 (`Ledger.settle_delivered`: one unit of work).
@@ -82,6 +84,16 @@ class CancelResult:
     def previous_state(self) -> JobState:
         """The state the job was cancelled from (queued, submitted or awaiting approval)."""
         return self.job.state
+
+
+@dataclass(frozen=True, slots=True)
+class _Posted:
+    """What posting a result left for charging it: the message, the cost, the card, and whether it was held."""
+
+    message_id: int | None
+    cost: int
+    summary: ResultSummary
+    quarantined: bool
 
 
 class Worker:
@@ -210,7 +222,19 @@ class Worker:
         tracked.phase = Phase.PRODUCED
         images, redelivery, job = produced
         async with self._delivering:
-            await self._post_results(job, tracked, images, redelivery)
+            posted = await self._post_results(job, tracked, images, redelivery)
+        # Charged after the delivery turn is handed on: the settlement needs no images in memory.
+        if not await self._record_delivered(job, posted.message_id, posted.cost):
+            return
+        log.info(
+            "job %s delivered (%d image(s), message %s), charged %s",
+            job.id,
+            posted.summary.image_count,
+            posted.message_id,
+            posted.cost,
+        )
+        if self._approvals is not None and not posted.quarantined:
+            await self._approvals.log_generated(job, posted.summary, posted.message_id)
 
     async def _produce(self, job: Job) -> tuple[list[ImageResult], bool, Job] | None:
         """Get the job's images: submit a queued job, or continue a submitted one without resubmitting.
@@ -244,20 +268,8 @@ class Worker:
             return None
         return images, False, job
 
-    async def _post_results(self, job: Job, tracked: Tracked, images: list[ImageResult], redelivery: bool) -> None:
-        """Download the images, fit them to the upload limit, post them, and charge the job."""
-        target = DeliveryTarget.from_job(job)
-        fitted: list[FittedImage] = []
-        for image in images:
-            data = await self._providers.for_job(job).download(image)
-            fit = partial(fit_to_limit, data, limit=target.attachment_size_limit, preferred_format=job.format)
-            try:
-                # An image that fits is only checked (at most ~0.5 ms for a 1.6 MB PNG), cheaper here than the
-                # hand-over to a thread and back; one that must be re-encoded (tens of ms) goes to a thread.
-                fitted.append(fit() if len(data) <= target.attachment_size_limit else await asyncio.to_thread(fit))
-            except (InvalidImageError, ValueError) as exc:
-                log.error("image %s of job %s cannot be fitted: %s", image.image_uuid, job.id, exc)
-                raise DeliveryError(DELIVERY_FAILURE) from exc
+    async def _post_results(self, job: Job, tracked: Tracked, images: list[ImageResult], redelivery: bool) -> _Posted:
+        """Download the images and fit them to the upload limit while the result card is read, then post them."""
         reported = total_cost_micros(images)
         if reported is None:
             # The estimate stands in for the bill, for the images that were made only (a partial result is not
@@ -268,10 +280,15 @@ class Worker:
             )
         else:
             cost = reported
-        summary = await self._summary(job, len(fitted), cost, reported is not None, redelivery)
-        unsure = await self._providers.for_job(job).unsure_images(job)
-        if unsure:  # charged as the provider may have made (and billed) them: the card says so
-            summary = replace(summary, unsure_images=unsure)
+        # The card's budget line is read from the database while the images download (a fitted image is never
+        # dropped, so the card's count is the images'); a failed download stops the read.
+        card = asyncio.create_task(self._card(job, len(images), cost, reported is not None, redelivery))
+        try:
+            fitted = await self._fetch(job, images)
+        except BaseException:
+            card.cancel()
+            raise
+        summary = await card
         tracked.phase = Phase.DELIVERING  # no more progress edits; cancel() has refused since PRODUCED
         quarantined = bool(job.extras.get("safety")) and any(image.nsfw for image in images)
         try:
@@ -288,11 +305,29 @@ class Worker:
         except Exception as exc:
             log.exception("delivery of job %s failed", job.id)
             raise DeliveryError(DELIVERY_FAILURE) from exc
-        if not await self._record_delivered(job, message_id, cost):
-            return
-        log.info("job %s delivered (%d image(s), message %s), charged %s", job.id, len(fitted), message_id, cost)
-        if self._approvals is not None and not quarantined:
-            await self._approvals.log_generated(job, summary, message_id)
+        return _Posted(message_id, cost, summary, quarantined)
+
+    async def _fetch(self, job: Job, images: list[ImageResult]) -> list[FittedImage]:
+        """Download each image and fit it to the target's upload limit (`DeliveryError` if one cannot be)."""
+        limit = DeliveryTarget.from_job(job).attachment_size_limit
+        fitted: list[FittedImage] = []
+        for image in images:
+            data = await self._providers.for_job(job).download(image)
+            fit = partial(fit_to_limit, data, limit=limit, preferred_format=job.format)
+            try:
+                # An image that fits is only checked (at most ~0.5 ms for a 1.6 MB PNG), cheaper here than the
+                # hand-over to a thread and back; one that must be re-encoded (tens of ms) goes to a thread.
+                fitted.append(fit() if len(data) <= limit else await asyncio.to_thread(fit))
+            except (InvalidImageError, ValueError) as exc:
+                log.error("image %s of job %s cannot be fitted: %s", image.image_uuid, job.id, exc)
+                raise DeliveryError(DELIVERY_FAILURE) from exc
+        return fitted
+
+    async def _card(self, job: Job, image_count: int, cost: int, reported: bool, redelivery: bool) -> ResultSummary:
+        """Return the result card: the summary, and the images the provider may have billed but not made."""
+        summary = await self._summary(job, image_count, cost, reported, redelivery)
+        unsure = await self._providers.for_job(job).unsure_images(job)
+        return replace(summary, unsure_images=unsure) if unsure else summary
 
     async def _record_delivered(self, job: Job, message_id: int | None, cost: int) -> bool:
         """Mark the job delivered and settle its hold, in one unit of work; False if it was no longer deliverable.
