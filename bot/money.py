@@ -99,8 +99,5 @@ def _to_micros(amount: Decimal, value: object) -> int:
 def format_usd(micros: int) -> str:
     """Show micro-dollars as dollars with at least two decimals and no trailing zeros: `$0.011`, `$1.25`, `-$0.50`."""
     sign = "-" if micros < 0 else ""
-    amount = (Decimal(abs(micros)) / MICROS_PER_USD).quantize(_ONE_MICRO)
-    text = f"{amount:f}".rstrip("0")
-    whole, _, frac = text.partition(".")
-    frac = frac.ljust(2, "0")
-    return f"{sign}${whole}.{frac}"
+    whole, frac = divmod(abs(micros), MICROS_PER_USD)  # integers only: every result card shows a few amounts
+    return f"{sign}${whole}.{f'{frac:06d}'.rstrip('0').ljust(2, '0')}"
