@@ -9,7 +9,6 @@ MICROS_PER_USD = 1_000_000
 MAX_AMOUNT_MICROS = 1_000_000 * MICROS_PER_USD
 """Largest amount accepted anywhere (one million dollars): larger values are input mistakes."""
 
-_ONE_MICRO = Decimal("0.000001")
 
 NOT_AN_AMOUNT = "not an amount"
 """`MoneyError.reason` when the text does not look like a number at all."""
