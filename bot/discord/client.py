@@ -28,7 +28,7 @@ from bot.billing.pools import Pools
 from bot.billing.reports import Reports
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.intents import PrivilegedIntentError, ReplyEditingState, decide
-from bot.discord.lean import discord_connector, skip_unused_events
+from bot.discord.lean import count_interactions, discord_connector, skip_unused_events
 from bot.discord.modlog import DiscordModLog
 from bot.discord.tree import AtelierTree
 from bot.jobs.concurrency import AdaptiveLimit
@@ -221,6 +221,15 @@ def observe_discord_http() -> aiohttp.TraceConfig:
     return trace
 
 
+def _count_interaction(kind: int) -> None:
+    """Count one interaction for the metrics, by its type's name (an unknown type by its number)."""
+    try:
+        name = discord.InteractionType(kind).name
+    except ValueError:
+        name = str(kind)
+    metrics.current().interaction(name)
+
+
 class AtelierBot(commands.Bot):
     """The Discord bot: loads `EXTENSIONS`, syncs commands when they changed, and keeps the shared services."""
 
@@ -254,6 +263,7 @@ class AtelierBot(commands.Bot):
             **self._sharding(settings),
         )
         skip_unused_events(self._connection.parsers, lambda: self.user.id if self.user is not None else None)
+        count_interactions(self._connection.parsers, _count_interaction)
         self.settings = settings
         self.session = session
         """The one aiohttp session for the bot's own HTTP (Runware, image downloads); discord.py keeps its own."""
@@ -474,7 +484,3 @@ class AtelierBot(commands.Bot):
             health.gateway_up()
         else:
             health.gateway_down()
-
-    async def on_interaction(self, interaction: discord.Interaction[Any], /) -> None:
-        """Count the interaction for the metrics (the tree and the views handle it)."""
-        metrics.current().interaction(interaction.type.name)

@@ -11,7 +11,8 @@ behind them.
 of its own messages and a MESSAGE_UPDATE for each edit: two per job, each built into a `discord.Message` that nothing
 reads. Nothing here listens for edits (`on_message_edit`, `on_raw_message_edit`), and the bot never acts on its own
 messages (no prefix commands; reply editing reads members' replies). `skip_unused_events` drops MESSAGE_UPDATE and
-the bot's own MESSAGE_CREATE before discord.py parses them. It replaces entries of discord.py's event table
+the bot's own MESSAGE_CREATE before discord.py parses them, and `count_interactions` counts interactions for the
+metrics in the parse rather than in a listener (a task per interaction). It replaces entries of discord.py's event table
 (`ConnectionState.parsers`, which its gateway reads per event): pinned at 2.7.x, and `tests/discord` covers it.
 """
 
@@ -48,6 +49,21 @@ def skip_unused_events(parsers: dict[str, Callable[[Any], None]], own_id: Callab
         parse_create(data)
 
     parsers["MESSAGE_CREATE"] = message_create
+
+
+def count_interactions(parsers: dict[str, Callable[[Any], None]], count: Callable[[int], None]) -> None:
+    """Call `count(type)` with each INTERACTION_CREATE's raw type as it arrives, then parse it as before.
+
+    Counting here, in the parse, instead of in an `on_interaction` listener saves discord.py a task per interaction
+    (it runs each listener as a task of its own), in the burst where every acknowledgement waits for the loop.
+    """
+    parse = parsers["INTERACTION_CREATE"]
+
+    def interaction_create(data: Any) -> None:
+        count(data.get("type", 0))
+        parse(data)
+
+    parsers["INTERACTION_CREATE"] = interaction_create
 
 
 def _ignore(_data: Any) -> None:

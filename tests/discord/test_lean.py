@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.discord.lean import CONNECTIONS_PER_HOST, skip_unused_events
+from bot.discord.lean import CONNECTIONS_PER_HOST, count_interactions, skip_unused_events
 from tests.discord.conftest import Atelier
 
 
@@ -49,3 +49,14 @@ def test_unused_events_and_the_bots_own_messages_are_not_parsed() -> None:
         ("MESSAGE_CREATE", {"id": "3"}),
         ("INTERACTION_CREATE", {"id": "4"}),
     ]
+
+
+def test_interactions_are_counted_as_they_are_parsed() -> None:
+    parsed: list[Any] = []
+    counted: list[int] = []
+    parsers: dict[str, Any] = {"INTERACTION_CREATE": parsed.append}
+    count_interactions(parsers, counted.append)
+    parsers["INTERACTION_CREATE"]({"id": "1", "type": 2})
+    parsers["INTERACTION_CREATE"]({"id": "2", "type": 3})
+    assert counted == [2, 3]
+    assert parsed == [{"id": "1", "type": 2}, {"id": "2", "type": 3}]
