@@ -57,7 +57,7 @@ from bot.jobs.requests import DeliveryTarget, GenerationRequest, ReferenceSource
 from bot.jobs.scheduler import JobScheduler
 from bot.jobs.tracking import ActiveJobs
 from bot.moderation.approvals import ModerationRules, PlaceRules
-from bot.moderation.policy import Policy
+from bot.moderation.policy import Policy, PolicyCache
 from bot.money import format_usd
 from bot.observability import metrics
 from bot.runware.models import ImageInferenceRequest
@@ -147,6 +147,7 @@ class Admitter:
         """
         if self.stopping:
             raise ServiceNotReadyError(RESTARTING)
+        await self._warm(request.guild_id)
         await self._policy.check(
             guild_id=request.guild_id,
             member_id=request.member_id,
@@ -183,6 +184,22 @@ class Admitter:
             return admission
         finally:
             del self._inflight[fingerprint]
+
+    async def _warm(self, guild_id: int) -> None:
+        """Read the server's rules that are not in memory (after a start or a change) together, not one by one.
+
+        Admission reads the policy, the options and the moderation rules one after another; cold, that was three
+        database round trips in a row, each behind everything else the event loop had queued (a burst's
+        acknowledgements), so the first requests after a start waited for all three.
+        """
+        caches: list[PolicyCache[Any]] = [self._policy.cache, self._server_options.cache]
+        if self._rules is not None:
+            caches.append(self._rules.cache)
+        cold = [cache.get(guild_id) for cache in caches if not cache.holds(guild_id)]
+        if len(cold) > 1:
+            await asyncio.gather(*cold)
+        elif cold:
+            await cold[0]
 
     async def _admit(
         self, request: GenerationRequest, fingerprint: str, limits: ServerLimits, route: Route

@@ -128,7 +128,7 @@ class ServerOptions:
         self._clock = clock
         self._rows = ServerOptionsRepository(db)
         # A tuple, so that "no row" (None) is a value the cache keeps.
-        self._cache: PolicyCache[tuple[StoredOptions | None]] = PolicyCache(self._read)
+        self.cache: PolicyCache[tuple[StoredOptions | None]] = PolicyCache(self._read)
 
     @property
     def ceiling(self) -> int:
@@ -139,7 +139,7 @@ class ServerOptions:
 
     async def stored(self, guild_id: int) -> StoredOptions | None:
         """Return the server's own row (None: it never changed a default or a limit)."""
-        return (await self._cache.get(guild_id))[0]
+        return (await self.cache.get(guild_id))[0]
 
     async def _read(self, guild_id: int) -> tuple[StoredOptions | None]:
         return (await self._rows.get(guild_id),)
@@ -329,12 +329,12 @@ class ServerOptions:
 
         That holds also when the caller is cancelled meanwhile (the write may still commit).
         """
-        row = await self._cache.change(guild_id, self._db.run(write))
+        row = await self.cache.change(guild_id, self._db.run(write))
         return self._effective(guild_id, row)
 
     def invalidate(self, guild_id: int | None) -> None:
         """Forget the server's cached row (None: every server's), say after another process changed it."""
-        self._cache.invalidate(guild_id)
+        self.cache.invalidate(guild_id)
 
 
 _DEFAULT_NAMES = ("model", "size", "quality", "background", "format", "count")

@@ -98,6 +98,10 @@ class PolicyCache(Generic[_T]):
         self._reading: dict[int, tuple[int, asyncio.Future[_T]]] = {}
         """The read of a server's policy under way, with the count of changes when it began."""
 
+    def holds(self, guild_id: int) -> bool:
+        """Whether the server's policy is in memory (`get` then answers without reading)."""
+        return guild_id in self._policies
+
     async def get(self, guild_id: int) -> _T:
         """Return the server's policy, from memory when it is there.
 

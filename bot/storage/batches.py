@@ -29,6 +29,7 @@ class Unit:
     write: bool
     future: asyncio.Future[Any]
     locks: tuple[int, ...] = ()
+    urgent: bool = False
 
 
 Outcome = tuple[bool, Any]

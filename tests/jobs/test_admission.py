@@ -259,3 +259,30 @@ async def test_an_edit_of_a_job_without_images_is_refused_and_nothing_is_spent(h
     assert await harness.job_rows() == 1 and await harness.ledger_rows() == rows
     assert all(task.get("positivePrompt") != "make it blue" for task in harness.fake.tasks_submitted())
     await harness.service.cancel(first.job_id, ALICE)
+
+
+async def test_a_servers_rules_not_in_memory_are_read_together(harness: Harness) -> None:
+    """The first request after a start reads the server's access rules and options in one database round trip, not
+    one after the other (each waited behind everything else on the event loop, in a burst the acknowledgements)."""
+    batch = [0]
+    reads: dict[str, int] = {}
+
+    def trace(statement: str) -> None:
+        if statement.startswith("BEGIN"):
+            batch[0] += 1
+        for table in ("access_rules", "generation_settings", "moderation_settings"):
+            if f"FROM {table}" in statement:
+                reads.setdefault(table, batch[0])
+
+    await harness.db.run(lambda conn: conn.set_trace_callback(trace), write=False)
+    try:
+        async with harness.db.transaction():  # the database is busy: the cold reads queue up meanwhile
+            admitting = asyncio.create_task(harness.service.admit(make_request()))
+            await asyncio.sleep(0.05)
+        admission = await admitting
+    finally:
+        await harness.db.run(lambda conn: conn.set_trace_callback(None), write=False)
+    assert admission.job_id is not None
+    assert {"access_rules", "generation_settings"} <= set(reads)
+    assert len(set(reads.values())) == 1, reads
+    await asyncio.wait_for(harness.service.wait_idle(), 10)

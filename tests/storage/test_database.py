@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.storage.database import BUSY_TIMEOUT_MS, Database, DatabaseError
+from bot.storage.database import BUSY_TIMEOUT_MS, MAX_BATCH, Database, DatabaseError
 from bot.storage.meta import MetaQueries, MetaRepository
 
 
@@ -161,3 +161,38 @@ async def test_integrity_check_passes_a_sound_file_and_names_damage(tmp_path: Pa
     conn.close()
     async with await Database.open(path) as db:
         assert await db.integrity_problems() == ["row 1 missing from index meta_value"]
+
+
+async def test_batches_are_capped_and_an_urgent_unit_goes_first(sqlite_db: Database) -> None:
+    """100 units queued behind an open transaction run in batches of at most `MAX_BATCH`; an urgent unit queued
+    after them runs in the first batch (the write before a provider request must not wait for a burst's
+    reservations)."""
+    batches = [0]
+
+    def trace(statement: str) -> None:
+        if statement.startswith("BEGIN"):
+            batches[0] += 1
+
+    await sqlite_db.run(lambda conn: conn.set_trace_callback(trace), write=False)
+    ran: list[tuple[str, int]] = []
+
+    def unit(label: str) -> Callable[[sqlite3.Connection], None]:
+        def run(conn: sqlite3.Connection) -> None:
+            MetaQueries(conn).set(label, "1")
+            ran.append((label, batches[0]))
+
+        return run
+
+    async with sqlite_db.transaction():
+        plain = [asyncio.create_task(sqlite_db.run(unit(f"plain{index}"))) for index in range(100)]
+        await asyncio.sleep(0)
+        urgent = asyncio.create_task(sqlite_db.run(unit("urgent"), urgent=True))
+        await asyncio.sleep(0)
+    await asyncio.gather(*plain, urgent)
+    await sqlite_db.run(lambda conn: conn.set_trace_callback(None), write=False)
+    assert ran[0][0] == "urgent"
+    per_batch: dict[int, int] = {}
+    for _, batch in ran:
+        per_batch[batch] = per_batch.get(batch, 0) + 1
+    assert max(per_batch.values()) <= MAX_BATCH
+    assert [label for label, _ in ran[1:]] == [f"plain{index}" for index in range(100)]
