@@ -7,7 +7,6 @@ become `RunwareError`s, with the API key scrubbed from every message. `RunwareCl
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
+import orjson
 from pydantic import ValidationError
 
 from bot.observability import metrics
@@ -124,8 +124,9 @@ class RunwareTransport:
         task_uuid = first.get("taskUUID") if isinstance(first.get("taskUUID"), str) else None
         task_type = first.get("taskType", "?")
         try:
+            # orjson: a few times cheaper than the standard library on every submit and poll (the headers say JSON).
             async with self._session.post(
-                self._api_url, json=tasks, headers=self._headers, timeout=self._timeout
+                self._api_url, data=orjson.dumps(tasks), headers=self._headers, timeout=self._timeout
             ) as response:
                 status = response.status
                 retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -146,7 +147,7 @@ class RunwareTransport:
         log.debug("%s %s -> HTTP %d (%d bytes)", task_type, task_uuid, status, len(raw))
         text = raw.decode("utf-8", errors="replace")
         try:
-            body: Any = json.loads(text)
+            body: Any = orjson.loads(text)
         except ValueError:
             if status >= 400:
                 raise self.scrubbed(
