@@ -4,9 +4,10 @@ CPython's cyclic collector runs every 700 net new container objects, and each fu
 the ~95,000 that importing discord.py, aiohttp, pydantic and the bot leave (about 35 ms a pass on a small machine,
 paid on the event loop, so by every interaction waiting to be acknowledged). `settle()` freezes those objects (the
 collector no longer walks them; they are never garbage) and lets the youngest generation grow to `YOUNG_THRESHOLD`
-before a pass: in `bench/interactions.py` collections during a 200-interaction burst fell from about 100 to 2. Memory
-is unchanged in practice: non-cyclic garbage is still freed at once by reference counting, and cycles are still
-collected, only in larger batches.
+before a pass: in `bench/interactions.py` collections during a 200-interaction burst fell from about 100 to 2.
+Non-cyclic garbage is still freed at once by reference counting and cycles are still collected, in larger batches
+(so a cycle may live a little longer); a frozen object that later becomes part of a cycle is never collected, which
+is why only what start-up built is frozen. Peak RSS of the 1,000-job photo burst: 120 MB (129 MB before).
 """
 
 from __future__ import annotations

@@ -207,7 +207,8 @@ class Ledger:
                 warning=allowance_warning(conn, limit, guild, member, start, end, now),
             )
 
-        reservation = await self._db.run(unit, locks=[guild])
+        # Deferrable: a new hold and job row, which no unit queued after it can touch (see `Database.run`).
+        reservation = await self._db.run(unit, locks=[guild], deferrable=True)
         if self._db.shared and not reservation.duplicate:  # a shortcut only: a job missing here is read instead
             self._guilds = {} if len(self._guilds) > 100_000 else self._guilds
             self._guilds[job_id] = guild

@@ -381,7 +381,7 @@ class AtelierBot(commands.Bot):
     async def login(self, token: str) -> None:
         """Log in on a session whose connections to Discord are capped (`bot.discord.lean`), then as discord.py does."""
         if self.http.connector is discord.utils.MISSING:
-            self.http.connector = discord_connector()
+            self.http.connector = discord_connector(self.settings.app.limits.delivery_concurrency)
         await super().login(token)
 
     async def serve(self, token: str, stop: asyncio.Event) -> None:

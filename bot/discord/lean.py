@@ -4,8 +4,8 @@
 connections to Discord at once, one per acknowledgement (against the real API each is a TLS handshake, a few ms of
 CPU). `discord_connector` caps the connections per host at `CONNECTIONS_PER_HOST`: a request beyond the cap waits
 for the first connection that is free, which a kept-alive connection is again after one round trip. Deliveries
-(large uploads) are bounded far below the cap (`[limits] delivery_concurrency`), so acknowledgements never queue
-behind them.
+(large uploads) are bounded by `[limits] delivery_concurrency`, and the cap is raised by that many, so uploads never
+take the room acknowledgements share.
 
 **Events.** With the Guild Messages intent (reply editing needs it), Discord sends the bot a MESSAGE_CREATE for each
 of its own messages and a MESSAGE_UPDATE for each edit: two per job, each built into a `discord.Message` that nothing
@@ -18,21 +18,29 @@ metrics in the parse rather than in a listener (a task per interaction). It repl
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
+log = logging.getLogger(__name__)
+
 CONNECTIONS_PER_HOST = 64
-"""Most connections open at once to one Discord host (REST API; the gateway is another host in production)."""
+"""Connections open at once to one Discord host for everything but uploads (which get as many more as they may run
+at once). The gateway is another host in production; a proxy serving both would give each shard's socket one."""
 
 SKIPPED_EVENTS = ("MESSAGE_UPDATE",)
 """Gateway events dropped unparsed: nothing in the bot listens for them."""
 
 
-def discord_connector() -> aiohttp.TCPConnector:
-    """Return the connector for discord.py's session: at most `CONNECTIONS_PER_HOST` per host (call in a loop)."""
-    return aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS_PER_HOST)
+def discord_connector(deliveries: int) -> aiohttp.TCPConnector:
+    """Return the connector for discord.py's session (call it in a running loop).
+
+    `deliveries` (`[limits] delivery_concurrency`, at most 64) is added to `CONNECTIONS_PER_HOST`: uploads, which may
+    hold a connection for seconds, never take the room the short requests (acknowledgements first) share.
+    """
+    return aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS_PER_HOST + deliveries)
 
 
 def skip_unused_events(parsers: dict[str, Callable[[Any], None]], own_id: Callable[[], int | None]) -> None:
@@ -60,7 +68,10 @@ def count_interactions(parsers: dict[str, Callable[[Any], None]], count: Callabl
     parse = parsers["INTERACTION_CREATE"]
 
     def interaction_create(data: Any) -> None:
-        count(data.get("type", 0))
+        try:
+            count(data.get("type", 0))
+        except Exception:  # a metric must never cost an interaction its answer
+            log.exception("could not count an interaction")
         parse(data)
 
     parsers["INTERACTION_CREATE"] = interaction_create

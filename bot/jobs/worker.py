@@ -86,6 +86,12 @@ class CancelResult:
         return self.job.state
 
 
+def _retrieved(task: asyncio.Task[ResultSummary]) -> None:
+    """Mark the abandoned card's outcome as seen: the job already failed for the reason its caller raised."""
+    if not task.cancelled():
+        task.exception()
+
+
 @dataclass(frozen=True, slots=True)
 class _Posted:
     """What posting a result left for charging it: the message, the cost, the card, and whether it was held."""
@@ -287,6 +293,7 @@ class Worker:
             fitted = await self._fetch(job, images)
         except BaseException:
             card.cancel()
+            card.add_done_callback(_retrieved)  # a read that failed before the cancel is not an unheard error
             raise
         summary = await card
         tracked.phase = Phase.DELIVERING  # no more progress edits; cancel() has refused since PRODUCED

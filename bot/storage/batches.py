@@ -29,7 +29,7 @@ class Unit:
     write: bool
     future: asyncio.Future[Any]
     locks: tuple[int, ...] = ()
-    urgent: bool = False
+    deferrable: bool = False
 
 
 Outcome = tuple[bool, Any]

@@ -66,7 +66,7 @@ BUSY_TIMEOUT_MS = 5_000
 
 MAX_BATCH = 32
 """Most units committed together. A burst's 200 reservations in one batch kept every job's next write (the task UUID
-before its provider request) waiting ~27 ms for all of them; 32 take ~4 ms, and an urgent unit waits for one."""
+before its provider request) waiting ~27 ms for all of them; 32 take ~4 ms, and reservations are deferrable."""
 
 
 class DatabaseError(Exception):
@@ -237,7 +237,7 @@ class Database:
         *,
         write: bool = True,
         locks: Sequence[int] = (),
-        urgent: bool = False,
+        deferrable: bool = False,
     ) -> T:
         """Run `fn(conn)` on the connection's thread as one atomic unit; its changes are committed if it returns.
 
@@ -247,17 +247,19 @@ class Database:
         `locks`: the advisory locks (64-bit keys; a server's budget is its guild id) held across processes from before
         `fn` starts until its transaction ends (PostgreSQL; see the module's notes). On PostgreSQL `fn` may run
         again after a deadlock, so it must not change anything but the database before it returns.
-        `urgent`: the unit goes ahead of every queued unit that is not urgent (the write just before a provider request,
-        whose slot waits on it); batches hold at most `MAX_BATCH` units, so an urgent unit waits for one batch at most.
+        `deferrable`: every unit queued later that is not deferrable may go first (deferrable units keep their order
+        among themselves). For a unit that creates what no other unit touches yet: a new job's reservation, so that a
+        burst's 200 reservations do not hold up the writes of jobs already admitted (each job's task UUID, stored just
+        before its provider request). Batches hold at most `MAX_BATCH` units.
         """
         if self._closed:
             raise DatabaseError(f"the database {self._path} is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        unit = Unit(fn, write, future, tuple(locks), urgent)
-        if urgent:
-            self._pending.insert(self._urgent_count(), unit)
-        else:
+        unit = Unit(fn, write, future, tuple(locks), deferrable)
+        if deferrable:
             self._pending.append(unit)
+        else:  # ahead of the deferrable units, which always wait at the end of the queue
+            self._pending.insert(self._leading(), unit)
         self._dispatch()
         return await future
 
@@ -313,11 +315,11 @@ class Database:
         self._batches.add(task)
         task.add_done_callback(self._batches.discard)
 
-    def _urgent_count(self) -> int:
-        """How many units at the head of the queue are urgent (new urgent units queue behind them)."""
+    def _leading(self) -> int:
+        """How many units at the head of the queue are not deferrable (a new one queues behind them)."""
         count = 0
         for unit in self._pending:
-            if not unit.urgent:
+            if unit.deferrable:
                 break
             count += 1
         return count
@@ -373,9 +375,9 @@ class Repository(Generic[Q]):
         queries = self._queries
         return await self._db.run(lambda conn: query(queries(conn)), write=False)
 
-    async def _write(self, query: Callable[[Q], T], *, urgent: bool = False) -> T:
+    async def _write(self, query: Callable[[Q], T]) -> T:
         queries = self._queries
-        return await self._db.run(lambda conn: query(queries(conn)), urgent=urgent)
+        return await self._db.run(lambda conn: query(queries(conn)))
 
 
 def _configure_and_migrate(conn: sqlite3.Connection, path: Path, migrate_to: int | None) -> int:

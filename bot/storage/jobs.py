@@ -364,9 +364,9 @@ class JobRepository(Repository[JobQueries]):
         return await self._read(lambda jobs: jobs.acknowledged_at(job_id))
 
     async def begin_submit(self, job_id: str, task_uuid: str) -> bool:
-        """`JobQueries.begin_submit`, now: urgent, as a provider slot waits on it (see `Database.run`)."""
+        """`JobQueries.begin_submit`, now."""
         at = self._clock()
-        return await self._write(lambda jobs: jobs.begin_submit(job_id, task_uuid, at), urgent=True)
+        return await self._write(lambda jobs: jobs.begin_submit(job_id, task_uuid, at))
 
     async def record_post(self, job_id: str, task_uuid: str) -> bool:
         """`JobQueries.record_post`, now."""

@@ -134,9 +134,9 @@ class RunRepository(Repository[RunQueries]):
         self._clock = clock
 
     async def begin(self, job_id: str, index: int) -> None:
-        """`RunQueries.begin`, now: urgent, as a provider slot waits on it (see `Database.run`)."""
+        """`RunQueries.begin`, now."""
         at = self._clock()
-        await self._write(lambda runs: runs.begin(job_id, index, at), urgent=True)
+        await self._write(lambda runs: runs.begin(job_id, index, at))
 
     async def created(self, job_id: str, index: int, run_id: str, cost: int) -> bool:
         """`RunQueries.created`, now."""

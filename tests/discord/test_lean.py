@@ -23,7 +23,16 @@ async def test_a_burst_of_commands_shares_a_capped_set_of_connections(atelier: A
     assert all(interaction.acknowledged for interaction in answered)
     assert all(interaction.ack_latency is None or interaction.ack_latency < 3.0 for interaction in answered)
     opened = fake.api_peers - before
-    assert CONNECTIONS_PER_HOST // 2 <= len(opened) <= CONNECTIONS_PER_HOST
+    cap = CONNECTIONS_PER_HOST + atelier.bot.settings.app.limits.delivery_concurrency  # uploads get their own room
+    assert CONNECTIONS_PER_HOST // 2 <= len(opened) <= cap
+
+
+def test_the_running_bot_skips_and_counts_in_discord_pys_own_event_table(atelier: Atelier) -> None:
+    """The wiring, on the table discord.py's gateway reads (pinned 2.7.x: the gateway keeps this very dict)."""
+    parsers = atelier.bot._connection.parsers
+    assert parsers["MESSAGE_UPDATE"].__qualname__ == "_ignore"
+    assert parsers["MESSAGE_CREATE"].__qualname__ == "skip_unused_events.<locals>.message_create"
+    assert parsers["INTERACTION_CREATE"].__qualname__ == "count_interactions.<locals>.interaction_create"
 
 
 def test_unused_events_and_the_bots_own_messages_are_not_parsed() -> None:

@@ -163,10 +163,10 @@ async def test_integrity_check_passes_a_sound_file_and_names_damage(tmp_path: Pa
         assert await db.integrity_problems() == ["row 1 missing from index meta_value"]
 
 
-async def test_batches_are_capped_and_an_urgent_unit_goes_first(sqlite_db: Database) -> None:
-    """100 units queued behind an open transaction run in batches of at most `MAX_BATCH`; an urgent unit queued
-    after them runs in the first batch (the write before a provider request must not wait for a burst's
-    reservations)."""
+async def test_batches_are_capped_and_deferrable_units_let_later_ones_go_first(sqlite_db: Database) -> None:
+    """Units queued behind an open transaction run in batches of at most `MAX_BATCH`. 60 deferrable units (a burst's
+    reservations) let the plain units queued after them go first, in their own order (a job's write before its
+    provider request, and a cancel queued before it, never overtake each other); the deferrable ones keep theirs."""
     batches = [0]
 
     def trace(statement: str) -> None:
@@ -184,15 +184,21 @@ async def test_batches_are_capped_and_an_urgent_unit_goes_first(sqlite_db: Datab
         return run
 
     async with sqlite_db.transaction():
-        plain = [asyncio.create_task(sqlite_db.run(unit(f"plain{index}"))) for index in range(100)]
+        first = [asyncio.create_task(sqlite_db.run(unit(f"plain{index}"))) for index in range(40)]
         await asyncio.sleep(0)
-        urgent = asyncio.create_task(sqlite_db.run(unit("urgent"), urgent=True))
+        deferred = [asyncio.create_task(sqlite_db.run(unit(f"new{index}"), deferrable=True)) for index in range(60)]
         await asyncio.sleep(0)
-    await asyncio.gather(*plain, urgent)
+        later = [asyncio.create_task(sqlite_db.run(unit(f"later{index}"))) for index in range(5)]
+        await asyncio.sleep(0)
+    await asyncio.gather(*first, *deferred, *later)
     await sqlite_db.run(lambda conn: conn.set_trace_callback(None), write=False)
-    assert ran[0][0] == "urgent"
+    labels = [label for label, _ in ran]
+    assert labels == (
+        [f"plain{index}" for index in range(40)]
+        + [f"later{index}" for index in range(5)]
+        + [f"new{index}" for index in range(60)]
+    )
     per_batch: dict[int, int] = {}
     for _, batch in ran:
         per_batch[batch] = per_batch.get(batch, 0) + 1
     assert max(per_batch.values()) <= MAX_BATCH
-    assert [label for label, _ in ran[1:]] == [f"plain{index}" for index in range(100)]
