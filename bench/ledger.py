@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +83,30 @@ async def run_level(
             return await measure(target, concurrency, seconds, members, group_commit, config, estimate)
         async with await Database.open(target) as db:
             await prepare(Budgets(db, config))
+            await db.run(partial(fill_history, HISTORY, estimate))
         return await asyncio.to_thread(in_processes, target, concurrency, seconds, members, group_commit, processes)
 
 
 GUILDS = 1
 """How many servers the members are spread over (`--guilds`)."""
+
+HISTORY = 0
+"""Finished jobs already in the ledger before a level starts (`--history`): a hold and its settle each."""
+
+
+def fill_history(jobs: int, amount: int, conn: sqlite3.Connection) -> None:
+    """Add `jobs` finished jobs (a hold and its settle, 40 days ago) to the ledger, as a long-running bot has."""
+    past = int((time.time() - 40 * 86_400) * 1000)
+    rows = []
+    for index in range(jobs):
+        job, member, at = f"past{index:09d}", 3_000_000_000_000_000_000 + index % 5000, past + index
+        rows.append((GUILD, member, job, "hold", amount, 0, at, at))
+        rows.append((GUILD, member, job, "settle", amount, amount, at, at))
+    conn.executemany(
+        "INSERT INTO ledger (guild_id, member_id, job_id, kind, amount, released, effective_at, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 async def prepare(budgets: Budgets) -> None:
@@ -177,6 +197,7 @@ async def measure(
     async with await Database.open(target, group_commit=group_commit) as db:
         budgets = Budgets(db, config)
         await prepare(budgets)
+        await db.run(partial(fill_history, HISTORY, estimate))
         loop = Loop(Ledger(db, budgets), estimate, members, "")
         await loop.run(concurrency, min(1.0, seconds / 3), measuring=False)  # warm-up: caches, WAL growth, checkpoints
         elapsed = await loop.run(concurrency, seconds, measuring=True)
@@ -203,12 +224,16 @@ async def main() -> None:
     parser.add_argument("--postgres", metavar="URL", help="measure PostgreSQL: a database URL on the server to use")
     parser.add_argument("--guilds", type=int, default=1, help="servers the members are spread over (default 1)")
     parser.add_argument("--processes", type=int, default=1, help="OS processes per level, each with the tasks (1)")
+    parser.add_argument(
+        "--history", type=int, default=0, help="finished jobs already in the ledger at each level (default 0)"
+    )
     parser.add_argument("--worker", metavar="DATABASE", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     require_this_checkout()
-    global GUILDS
+    global GUILDS, HISTORY
     GUILDS = max(1, args.guilds)
+    HISTORY = max(0, args.history)
     if args.worker:
         await worker_process(args)
         return
@@ -220,7 +245,7 @@ async def main() -> None:
     print(
         f"python {platform.python_version()}, {engine}, {os.cpu_count()} CPUs, {args.seconds:g} s per level, "
         f"group commit {'off' if args.no_group_commit else 'on'}, {args.processes} process(es), tasks per process, "
-        f"{GUILDS} server(s)"
+        f"{GUILDS} server(s), {HISTORY} finished jobs in the ledger first"
     )
     columns = ("tasks", 5), ("pairs", 8), ("pairs/s", 9), ("pair p50 ms", 12), ("pair p99 ms", 12)
     print(" ".join(f"{name:>{width}}" for name, width in columns), f"{'reserve p99':>12} {'settle p99':>11}")
