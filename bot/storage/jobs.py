@@ -168,9 +168,11 @@ class JobQueries:
 
     def list_recent_for_member(self, guild_id: int | None, member_id: int, limit: int) -> list[Job]:
         """Return the member's most recent jobs in the server, newest first."""
+        # `guild_id = ?` (or IS NULL), not `IS ?`: PostgreSQL cannot search an index with IS NOT DISTINCT FROM.
+        where = "guild_id IS NULL" if guild_id is None else "guild_id = ?"
         rows = self._conn.execute(
-            "SELECT * FROM jobs WHERE guild_id IS ? AND member_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
-            (guild_id, member_id, limit),
+            f"SELECT * FROM jobs WHERE {where} AND member_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (member_id, limit) if guild_id is None else (guild_id, member_id, limit),
         ).fetchall()
         return [job_from_row(row) for row in rows]
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 from bot.clock import to_ms
 from bot.storage.database import Database
+from bot.storage.jobs import JobQueries
 from bot.storage.ledger import LedgerQueries
 from bot.storage.moderation import ModerationQueries
 from bot.storage.rows import EntryKind
@@ -37,14 +39,15 @@ def counted(conn: sqlite3.Connection, lookup: Callable[[], T]) -> tuple[T, int]:
         conn.set_progress_handler(None, 0)
 
 
-def finished_jobs(conn: sqlite3.Connection) -> None:
+def finished_jobs(conn: sqlite3.Connection, *, one_member: bool = False) -> None:
+    """Add `ROWS` finished jobs in server 1, each by its own member or all by member 7."""
     created = to_ms(NOW - timedelta(days=30))
     conn.executemany(
         "INSERT INTO jobs (id, state, guild_id, channel_id, member_id, model, size, quality, background, format, count,"
         " prompt, extras, estimate, created_at, updated_at)"
         " VALUES (?, 'succeeded', 1, 2, ?, 'gpt-image-1-mini', '1024x1024', 'medium', 'auto', 'png', 1, 'a fox', '{}',"
         " 11000, ?, ?)",
-        [(f"job{index}", index, created + index, created + index) for index in range(ROWS)],
+        [(f"job{index}", 7 if one_member else index, created + index, created + index) for index in range(ROWS)],
     )
 
 
@@ -85,3 +88,18 @@ async def test_the_minutely_sweeps_find_their_jobs_by_index(sqlite_db: Database)
     found, steps = await sqlite_db.run(sweeps, write=False)
     assert found == (0, 0)
     assert steps <= 5, f"{steps * 100} steps: the jobs table was read whole"
+
+
+async def test_a_members_queue_is_found_by_index_however_many_jobs_they_finished(sqlite_db: Database) -> None:
+    """`/queue` lists a member's unfinished jobs; before schema 18 it read every job the member ever made there."""
+    await sqlite_db.run(partial(finished_jobs, one_member=True))
+
+    def queue(conn: sqlite3.Connection) -> tuple[tuple[int, int], int]:
+        jobs = JobQueries(conn)
+        return counted(
+            conn, lambda: (len(jobs.list_active_for_member(1, 7)), len(jobs.list_recent_for_member(1, 7, 10)))
+        )
+
+    found, steps = await sqlite_db.run(queue, write=False)
+    assert found == (0, 10)
+    assert steps <= 5, f"{steps * 100} steps: the member's history was read whole"
