@@ -259,7 +259,7 @@ async def open_bot(
                         raise DatabaseUnreachableError(str(exc)) from exc
                 # Holds left open by a crash are settled or released before any new request can reserve (the bot is
                 # not connected yet).
-                await bot.services.ledger.reconcile()
+                bot.reconciled = await bot.services.ledger.reconcile()
                 yield bot
             finally:
                 await bot.shutdown()

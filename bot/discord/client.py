@@ -23,7 +23,7 @@ import yarl
 from discord.ext import commands
 
 from bot.billing.budgets import Budgets
-from bot.billing.ledger import Ledger
+from bot.billing.ledger import Ledger, ReconcileReport
 from bot.billing.pools import Pools
 from bot.billing.reports import Reports
 from bot.discord.delivery import DiscordDelivery
@@ -271,6 +271,8 @@ class AtelierBot(commands.Bot):
         """The services, built by the composition root's factory with this bot as the delivery's client."""
         self._extensions = extensions
         self._jobs_started: asyncio.Task[None] | None = None
+        self.reconciled: ReconcileReport | None = None
+        """The start-up reconcile's report (`bot.app` runs it before connecting): the job service does not repeat it."""
         self.reply_editing = ReplyEditingState(mode=settings.app.discord.reply_editing, allowed=None)
         """Whether reply editing is on (the Message Content intent), decided at login from the portal's flags."""
         self._shards_up: set[int | None] = set()
@@ -450,7 +452,7 @@ class AtelierBot(commands.Bot):
     async def _start_jobs(self) -> None:
         """Resume the jobs a previous run left unfinished (each delivered and charged once), then run new ones."""
         try:
-            report = await self.services.generation.resume()
+            report = await self.services.generation.resume(self.reconciled)
         except Exception:
             log.exception("The job service could not start; queued jobs wait for the next start")
             return

@@ -1,6 +1,7 @@
 """After a restart: find the unfinished jobs, and continue a submitted one without ever paying for it twice.
 
-Crash points and what the next start (`Worker.resume`: `Ledger.reconcile()` first, then every unfinished job) does:
+Crash points and what the next start (`Ledger.reconcile()` first, by `bot.app` before connecting or else by
+`Worker.resume`, then every unfinished job) does:
 
 | process dies ...                             | found on restart              | resume does                          |
 |----------------------------------------------|-------------------------------|--------------------------------------|
@@ -63,13 +64,15 @@ class Restarts:
         self._ledger = ledger
         self._jobs = jobs
 
-    async def unfinished(self) -> tuple[ResumeReport, list[Job]]:
+    async def unfinished(self, reconciled: ReconcileReport | None = None) -> tuple[ResumeReport, list[Job]]:
         """Reconcile the ledger, then return what was found and the jobs to run, `submitted` ones first.
 
-        Submitted jobs come first, so each member's runs on Runware start before their waiting ones (the
-        round-robin across members still holds).
+        `reconciled`: the report of a reconcile this process already ran at start (`bot.app` runs one before the
+        bot connects); the ledger is then not read whole a second time. Submitted jobs come first, so each member's
+        runs on Runware start before their waiting ones (the round-robin across members still holds).
         """
-        reconciled = await self._ledger.reconcile()
+        if reconciled is None:
+            reconciled = await self._ledger.reconcile()
         unfinished = await self._jobs.list_unfinished()
         submitted = [job for job in unfinished if job.state is JobState.SUBMITTED]
         queued = [job for job in unfinished if job.state is JobState.QUEUED]

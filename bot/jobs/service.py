@@ -18,7 +18,7 @@ from datetime import datetime
 
 import aiohttp
 
-from bot.billing.ledger import Ledger
+from bot.billing.ledger import Ledger, ReconcileReport
 from bot.billing.pricing import Pricing
 from bot.catalog import Routing
 from bot.clock import utc_now
@@ -268,15 +268,16 @@ class GenerationService:
 
     # --------------------------------------------------------------------------------------- start, resume, stop
 
-    async def resume(self) -> ResumeReport:
+    async def resume(self, reconciled: ReconcileReport | None = None) -> ResumeReport:
         """On start-up: reconcile the ledger, re-queue `queued` jobs, resume `submitted` ones, and start running.
 
+        `reconciled`: the report of the reconcile this process ran at start (`bot.app`); the ledger is not read again.
         Submitted jobs are queued first, so each member's runs on Runware start before their waiting ones (the
         round-robin across members still holds); they poll by the stored task UUID (or deliver from stored results)
         and never submit a task Runware already knows.
         """
         self._admitter.stopping = False
-        report = await self._worker.resume()
+        report = await self._worker.resume(reconciled)
         # Held requests whose mod-log message was never posted (the bot stopped in between) are posted now.
         await self.approvals.reannounce(report.waiting_approval)
         self.approvals.start()  # expires what passed its deadline while the bot was down, then every minute

@@ -30,7 +30,7 @@ from datetime import datetime
 from functools import partial
 
 from bot.billing.errors import LedgerError
-from bot.billing.ledger import Ledger
+from bot.billing.ledger import Ledger, ReconcileReport
 from bot.errors import AtelierError, PermissionDeniedError
 from bot.images import FittedImage, InvalidImageError, fit_to_limit
 from bot.jobs.approvals import Approvals
@@ -141,13 +141,14 @@ class Worker:
 
     # --------------------------------------------------------------------------------------- start, resume, stop
 
-    async def resume(self) -> ResumeReport:
+    async def resume(self, reconciled: ReconcileReport | None = None) -> ResumeReport:
         """On start-up: reconcile the ledger, re-queue `queued` jobs, resume `submitted` ones, and start running.
 
+        `reconciled`: the report of the reconcile this process ran at start (`bot.app`); the ledger is not read again.
         Submitted jobs are queued first; they poll by the stored task UUID (or deliver from stored results) and
         never submit a task Runware already knows.
         """
-        report, runnable = await self._restarts.unfinished()
+        report, runnable = await self._restarts.unfinished(reconciled)
         for job in runnable:
             if job.id not in self._active:
                 self._active.track(job)

@@ -261,3 +261,9 @@ def test_connection_failures_become_one_line_errors_and_bugs_keep_their_tracebac
     # Without ATELIER_SHARDS the sharded client asks GET /gateway/bot for the shard count first.
     assert isinstance(connection_failure(discord.GatewayNotFound()), DiscordUnavailableError)
     assert connection_failure(RuntimeError("a bug")) is None
+
+
+async def test_the_start_up_reconcile_is_handed_to_the_job_service(atelier: Atelier) -> None:
+    """The composition root reconciles before connecting and keeps the report; the job service resumes with it
+    (`tests/jobs/test_resume.py`: it then does not read the whole ledger a second time)."""
+    assert atelier.bot.reconciled is not None

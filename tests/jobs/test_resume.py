@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.billing.ledger import ReconcileReport
 from bot.catalog import ModelName, Quality
 from bot.runware.models import ImageInferenceRequest
 from bot.settings import AppConfig
@@ -326,6 +327,25 @@ async def test_a_crash_between_delivery_and_settlement_is_settled_by_reconcile(h
     assert second.delivery.delivered == []
     assert await second.charged() == MINI_MEDIUM_SQUARE
     assert set(await second.entries(job_id)) == {EntryKind.HOLD, EntryKind.SETTLE}
+
+
+async def test_a_start_reconciles_once_the_process_did_already(harnesses: HarnessFactory) -> None:
+    """`bot.app` reconciles before the bot connects and hands the report to the job service, which does not read the
+    whole ledger again: given that report, resume leaves alone what only a reconcile would settle."""
+    first = await harnesses.open()
+    first.delivery.gate = asyncio.Event()
+    admission = await first.service.admit(make_request())
+    assert admission.job_id is not None
+    job_id = admission.job_id
+    await asyncio.wait_for(first.delivery.entered.wait(), 10)
+    assert await JobRepository(first.db).finish_delivered(job_id, 123, MINI_MEDIUM_SQUARE)
+    await harnesses.crash(first)
+
+    second = await harnesses.open(start=False)
+    earlier = ReconcileReport()  # as if the start-up reconcile had run before this crash's hold was left open
+    report = await second.service.resume(earlier)
+    assert report.reconcile is earlier
+    assert set(await second.entries(job_id)) == {EntryKind.HOLD}, "the ledger was reconciled a second time"
 
 
 async def test_stopping_gracefully_lets_running_jobs_finish(harnesses: HarnessFactory) -> None:
