@@ -308,8 +308,8 @@ async def test_results_finished_before_a_crash_are_delivered_from_storage_and_ch
     assert len(second.fake.tasks_submitted()) == 1
 
 
-async def test_a_crash_between_delivery_and_settlement_is_settled_by_reconcile(harnesses: HarnessFactory) -> None:
-    """Delivered and recorded, but the process died before settling: the restart settles, never re-posts."""
+async def crashed_before_settling(harnesses: HarnessFactory) -> tuple[Harness, str]:
+    """A job delivered and recorded whose process died before settling; return the next start (not resumed) and it."""
     first = await harnesses.open()
     first.delivery.gate = asyncio.Event()
     admission = await first.service.admit(make_request())
@@ -319,8 +319,12 @@ async def test_a_crash_between_delivery_and_settlement_is_settled_by_reconcile(h
     # The post went out and was recorded (one transaction); then the process died before `Ledger.settle`.
     assert await JobRepository(first.db).finish_delivered(job_id, 123, MINI_MEDIUM_SQUARE)
     await harnesses.crash(first)
+    return await harnesses.open(start=False), job_id
 
-    second = await harnesses.open(start=False)
+
+async def test_a_crash_between_delivery_and_settlement_is_settled_by_reconcile(harnesses: HarnessFactory) -> None:
+    """Delivered and recorded, but the process died before settling: the restart settles, never re-posts."""
+    second, job_id = await crashed_before_settling(harnesses)
     report = await second.service.resume()
     assert report.reconcile.settled == [job_id] and report.resumed == []
     await asyncio.wait_for(second.service.wait_idle(), 5)
@@ -332,16 +336,7 @@ async def test_a_crash_between_delivery_and_settlement_is_settled_by_reconcile(h
 async def test_a_start_reconciles_once_the_process_did_already(harnesses: HarnessFactory) -> None:
     """`bot.app` reconciles before the bot connects and hands the report to the job service, which does not read the
     whole ledger again: given that report, resume leaves alone what only a reconcile would settle."""
-    first = await harnesses.open()
-    first.delivery.gate = asyncio.Event()
-    admission = await first.service.admit(make_request())
-    assert admission.job_id is not None
-    job_id = admission.job_id
-    await asyncio.wait_for(first.delivery.entered.wait(), 10)
-    assert await JobRepository(first.db).finish_delivered(job_id, 123, MINI_MEDIUM_SQUARE)
-    await harnesses.crash(first)
-
-    second = await harnesses.open(start=False)
+    second, job_id = await crashed_before_settling(harnesses)
     earlier = ReconcileReport()  # as if the start-up reconcile had run before this crash's hold was left open
     report = await second.service.resume(earlier)
     assert report.reconcile is earlier
