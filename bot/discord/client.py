@@ -323,28 +323,6 @@ class AtelierBot(commands.Bot):
         if advice is not None and mode == "auto":
             log.info("To turn reply editing on: %s", advice)
 
-    async def connect(self, *, reconnect: bool = True) -> None:
-        """Connect to the gateway, and stay connected without Message Content if auto mode meets a 4014 close.
-
-        With `reply_editing = "auto"`, a 4014 close (the portal's switch turned off after the flags were read) turns
-        reply editing off and connects again without the intent instead of stopping the bot.
-        """
-        while True:
-            try:
-                await super().connect(reconnect=reconnect)
-            except discord.PrivilegedIntentsRequired:
-                if self.settings.app.discord.reply_editing != "auto" or not self._gateway_intents.message_content:
-                    raise
-                self._gateway_intents.message_content = False
-                self.reply_editing = ReplyEditingState(mode="auto", allowed=True, refused_at_gateway=True)
-                log.warning(
-                    "Discord refused the Message Content intent (gateway close 4014) although the application's "
-                    "flags allowed it; reply editing is off until the next start. %s",
-                    self.reply_editing.advice(),
-                )
-                continue
-            return
-
     async def sync_commands(self, *, force: bool = False) -> bool:
         """Sync to `ATELIER_DEV_GUILD` if set, else globally, only if the definitions changed; True if synced."""
         if self.application_id is None:
