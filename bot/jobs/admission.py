@@ -196,10 +196,8 @@ class Admitter:
         if self._rules is not None:
             caches.append(self._rules.cache)
         cold = [cache.get(guild_id) for cache in caches if not cache.holds(guild_id)]
-        if len(cold) > 1:
+        if cold:
             await asyncio.gather(*cold)
-        elif cold:
-            await cold[0]
 
     async def _admit(
         self, request: GenerationRequest, fingerprint: str, limits: ServerLimits, route: Route

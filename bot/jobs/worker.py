@@ -45,6 +45,7 @@ from bot.jobs.scheduler import JobScheduler
 from bot.jobs.tracking import ActiveJobs, Phase, Tracked
 from bot.jobs.unsure import fail_charged
 from bot.log import log_context
+from bot.moderation.policy import mark_retrieved
 from bot.observability import metrics
 from bot.providers.base import PaidFailureError, Providers
 from bot.runware.errors import RunwareError
@@ -84,12 +85,6 @@ class CancelResult:
     def previous_state(self) -> JobState:
         """The state the job was cancelled from (queued, submitted or awaiting approval)."""
         return self.job.state
-
-
-def _retrieved(task: asyncio.Task[ResultSummary]) -> None:
-    """Mark the abandoned card's outcome as seen: the job already failed for the reason its caller raised."""
-    if not task.cancelled():
-        task.exception()
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +289,7 @@ class Worker:
             fitted = await self._fetch(job, images)
         except BaseException:
             card.cancel()
-            card.add_done_callback(_retrieved)  # a read that failed before the cancel is not an unheard error
+            card.add_done_callback(mark_retrieved)  # a read that failed before the cancel is not an unheard error
             raise
         summary = await card
         tracked.phase = Phase.DELIVERING  # no more progress edits; cancel() has refused since PRODUCED

@@ -114,7 +114,7 @@ class PolicyCache(Generic[_T]):
         reading = self._reading.get(guild_id)
         if reading is None or reading[0] != self._changes:
             read = asyncio.ensure_future(self._read(guild_id, self._changes))
-            read.add_done_callback(_retrieved)
+            read.add_done_callback(mark_retrieved)
             reading = self._reading[guild_id] = (self._changes, read)
         return await asyncio.shield(reading[1])  # one caller's cancellation leaves the read to the others
 
@@ -158,8 +158,11 @@ class PolicyCache(Generic[_T]):
         self.invalidate(guild_id)
 
 
-def _retrieved(read: asyncio.Future[Any]) -> None:
-    """Mark a shared read's failure as seen: every caller that waited for it got it, and none may be left."""
+def mark_retrieved(read: asyncio.Future[Any]) -> None:
+    """Mark a future's failure as seen (a done-callback): whoever had to know was told, or is gone on purpose.
+
+    A shared read here: every caller that waited for it got it, and none may be left.
+    """
     if not read.cancelled():
         read.exception()
 
