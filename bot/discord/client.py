@@ -33,6 +33,7 @@ from bot.discord.modlog import DiscordModLog
 from bot.discord.tree import AtelierTree
 from bot.jobs.concurrency import AdaptiveLimit
 from bot.jobs.options import ServerOptions
+from bot.jobs.resume import ResumeReport
 from bot.jobs.service import GenerationService
 from bot.moderation.approvals import ModerationRules
 from bot.moderation.policy import Policy
@@ -270,7 +271,7 @@ class AtelierBot(commands.Bot):
         self.services = services(self)
         """The services, built by the composition root's factory with this bot as the delivery's client."""
         self._extensions = extensions
-        self._jobs_started: asyncio.Task[None] | None = None
+        self._jobs_started: asyncio.Task[ResumeReport | None] | None = None
         self.reconciled: ReconcileReport | None = None
         """The start-up reconcile's report (`bot.app` runs it before connecting): the job service does not repeat it."""
         self.reply_editing = ReplyEditingState(mode=settings.app.discord.reply_editing, allowed=None)
@@ -427,19 +428,23 @@ class AtelierBot(commands.Bot):
         if self._jobs_started is None and not self.atelier_tree.closing:
             self._jobs_started = asyncio.create_task(self._start_jobs(), name="atelier-start-jobs")
 
-    async def _start_jobs(self) -> None:
-        """Resume the jobs a previous run left unfinished (each delivered and charged once), then run new ones."""
+    async def _start_jobs(self) -> ResumeReport | None:
+        """Resume the jobs a previous run left unfinished (each delivered and charged once), then run new ones.
+
+        Return what the start found (None if the job service could not start).
+        """
         try:
             report = await self.services.generation.resume(self.reconciled)
         except Exception:
             log.exception("The job service could not start; queued jobs wait for the next start")
-            return
+            return None
         log.info(
             "Job service started: %d resumed, %d re-queued, %d awaiting approval",
             len(report.resumed),
             len(report.requeued),
             len(report.waiting_approval),
         )
+        return report
 
     async def on_resumed(self) -> None:
         """Log a resumed gateway session (after a dropped connection)."""

@@ -266,4 +266,7 @@ def test_connection_failures_become_one_line_errors_and_bugs_keep_their_tracebac
 async def test_the_start_up_reconcile_is_handed_to_the_job_service(atelier: Atelier) -> None:
     """The composition root reconciles before connecting and keeps the report; the job service resumes with it
     (`tests/jobs/test_resume.py`: it then does not read the whole ledger a second time)."""
-    assert atelier.bot.reconciled is not None
+    started = atelier.bot._jobs_started
+    assert started is not None and atelier.bot.reconciled is not None
+    report = await asyncio.wait_for(started, 10)
+    assert report is not None and report.reconcile is atelier.bot.reconciled
