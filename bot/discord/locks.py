@@ -35,9 +35,15 @@ class JobLocks:
     def mark_final(self, job_id: str) -> None:
         """Record that the job's last word is being posted; forget finished jobs (and idle locks) of long ago."""
         now = asyncio.get_running_loop().time()
-        self._final[job_id] = now
-        for stale in [key for key, at in self._final.items() if now - at > FINAL_MEMORY_SECONDS]:
-            del self._final[stale]
+        final = self._final
+        final.pop(job_id, None)  # re-inserted last: the dict stays in the order the jobs finished
+        final[job_id] = now
+        # The oldest come first, so only the stale ones are looked at (not every job finished in the last 20 min).
+        while True:
+            stale = next(iter(final))
+            if now - final[stale] <= FINAL_MEMORY_SECONDS:
+                break
+            del final[stale]
             lock = self._locks.get(stale)
             if lock is not None and not lock.locked():
                 del self._locks[stale]
