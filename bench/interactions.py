@@ -53,6 +53,7 @@ import discord
 import yarl
 from _checkout import ROOT, require_this_checkout
 from _postgres import fresh_database
+from _stack_floor import StackJobs
 from discord import app_commands
 
 import fakes.runware as fake_runware
@@ -563,7 +564,13 @@ async def bench_atelier(args: argparse.Namespace, folder: Path, database: str | 
 
 
 def floor_bot() -> None:
-    """A minimal discord.py bot: /imagine with Atelier's options; defer, then edit the original with a line."""
+    """A minimal discord.py bot: /imagine with Atelier's options; defer, then edit the original with a line.
+
+    With `STACK_FLOOR` set (a database path) it is the stack floor instead: after the deferral it makes a job's
+    requests (`_stack_floor`) and posts the image.
+    """
+    database = os.environ.get("STACK_FLOOR")
+    stack = StackJobs(SLOTS, float(os.environ["STACK_LATENCY"])) if database else None
     discord.http.Route.BASE = os.environ["DISCORD_API_BASE"].rstrip("/")
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(os.environ["DISCORD_GATEWAY_URL"]).with_path("/")
 
@@ -595,7 +602,10 @@ def floor_bot() -> None:
         reference4: discord.Attachment | None = None,
     ) -> None:
         await interaction.response.defer(thinking=True)
-        await interaction.edit_original_response(content=f"done: {prompt[:60]}")
+        if stack is not None:
+            await stack.run(interaction, prompt)
+        else:
+            await interaction.edit_original_response(content=f"done: {prompt[:60]}")
 
     class Floor(discord.Client):
         def __init__(self) -> None:
@@ -604,6 +614,8 @@ def floor_bot() -> None:
             self.tree.add_command(imagine)
 
         async def setup_hook(self) -> None:
+            if stack is not None and database is not None:
+                await stack.start(database)
             await self.tree.sync()
 
         async def on_ready(self) -> None:
@@ -620,19 +632,30 @@ def floor_bot() -> None:
             await client.close()
             with contextlib.suppress(Exception):
                 await runner
+            if stack is not None:
+                await stack.close()
 
     asyncio.run(serve())
 
 
-async def bench_floor(args: argparse.Namespace, folder: Path) -> tuple[BotRun, list[str]]:
-    async with FakeDiscord(validate_openapi=False) as fake:
+async def bench_floor(args: argparse.Namespace, folder: Path, *, stack: bool = False) -> tuple[BotRun, list[str]]:
+    """Run the floor (or with `stack`, the stack floor) through the burst."""
+    async with FakeDiscord(validate_openapi=False) as fake, FakeRunware(latency=args.latency) as runware:
         world = World(fake, args.members)
+        extra = {}
+        if stack:
+            extra = {
+                "STACK_FLOOR": str(folder / "stack.sqlite3"),
+                "STACK_LATENCY": f"{args.latency:g}",
+                "RUNWARE_API_URL": runware.url,
+                "RUNWARE_API_KEY": DEFAULT_API_KEY,
+            }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(SCRIPT),
             "--floor-bot",
             cwd=folder,
-            env=clean_environment(discord_environment(fake)),
+            env=clean_environment({**discord_environment(fake), **extra}),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -642,7 +665,7 @@ async def bench_floor(args: argparse.Namespace, folder: Path) -> tuple[BotRun, l
             if FLOOR_READY not in line.decode():
                 raise RuntimeError(f"the floor bot did not start (said {line!r})")
             await fake.wait_synced(timeout=BOOT_TIMEOUT)
-            watcher = Watcher([process], is_answer)
+            watcher = Watcher([process], is_result if stack else is_answer)
             run = BotRun(Phase(), rss_before_kb=proc_status(process.pid).get("VmRSS", 0))
             run.burst = await watcher.burst(world, args.count)
             watcher.finish(run)
@@ -688,7 +711,7 @@ def breakdown(title: str, jobs: list[JobTimes]) -> None:
         print(f"    {'first wave accepted: first / all ' + str(SLOTS):<42} {f'{first:.0f} / {full:.0f}':>20}")
 
 
-def report(args: argparse.Namespace, atelier: AtelierResult, floor: BotRun | None) -> bool:
+def report(args: argparse.Namespace, atelier: AtelierResult, floor: BotRun | None, stack: BotRun | None = None) -> bool:
     def row(name: str, ours: str, base: str = "", target: str = "", result: str = "") -> None:
         print(f"  {name:<42} {ours:>11} {base:>9}   {target:<16} {result}".rstrip())
 
@@ -790,6 +813,9 @@ def report(args: argparse.Namespace, atelier: AtelierResult, floor: BotRun | Non
     row("overhead p50 inside the burst (ms)", f"{burst50:.0f}", "", "(see note)")
     row("bot CPU for the burst", cpu[0], cpu[1])
     row("bot CPU per job (ms)", per_job[0], per_job[1], "<= 2 ms", verdict(checks["CPU per job <= 2 ms"]))
+    if stack is not None:
+        row("stack floor: CPU per job (ms)", f"{ms(stack.burst.cpu_seconds) / args.count:.1f}", "", "(see note)")
+        row("stack floor: all results posted after (s)", f"{stack.burst.all_done_seconds:.2f}")
     row("getResponse requests / polls in them", f"{atelier.poll_requests}/{atelier.polls}")
     row("adaptive concurrency cuts (bot log)", f"{atelier.limit_cuts}")
     row("TCP connections opened in the burst: Discord / Runware", "{} / {}".format(*atelier.connections))
@@ -823,11 +849,16 @@ async def main_async(args: argparse.Namespace) -> int:
     busy, own = busy_seconds(), own_seconds()
     problems: list[str] = []
     floor: BotRun | None = None
+    stack: BotRun | None = None
     with tempfile.TemporaryDirectory(prefix="atelier-bench-") as tmp:
         if not args.no_floor:
             (Path(tmp) / "floor").mkdir()
             floor, floor_problems = await bench_floor(args, Path(tmp) / "floor")
             problems += [f"floor: {p}" for p in floor_problems]
+        if args.stack_floor:
+            (Path(tmp) / "stack").mkdir()
+            stack, stack_problems = await bench_floor(args, Path(tmp) / "stack", stack=True)
+            problems += [f"stack floor: {p}" for p in stack_problems]
         (Path(tmp) / "atelier").mkdir()
         if args.postgres:
             with fresh_database(args.postgres, "bench_interactions") as database:
@@ -836,7 +867,7 @@ async def main_async(args: argparse.Namespace) -> int:
             atelier = await bench_atelier(args, Path(tmp) / "atelier", None)
         problems += atelier.problems
     others = (busy_seconds() - busy) - (own_seconds() - own)
-    ok = report(args, atelier, floor)
+    ok = report(args, atelier, floor, stack)
     print(f"  other processes used {max(others, 0.0):.1f} CPU-seconds on this machine meanwhile (should be ~0)")
     for problem in problems:
         print(f"  PROBLEM: {problem}")
@@ -860,6 +891,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the bot's [limits] delivery_concurrency (default: the config file's)",
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the minimal discord.py bot")
+    parser.add_argument(
+        "--stack-floor",
+        action="store_true",
+        help="also run the stack floor: a job's requests in discord.py, aiohttp and aiosqlite, with no logic",
+    )
     parser.add_argument("--profile", type=Path, help="py-spy the bot during the burst (collapsed stacks to this file)")
     parser.add_argument(
         "--processes", type=int, default=1, help="bot processes, one per shard (needs --postgres when above 1)"
