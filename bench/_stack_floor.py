@@ -10,8 +10,9 @@ it makes the requests an Atelier job makes, in the same order, and nothing else:
   image, an embed and three buttons, and a write (the charge).
 
 Each database step is one statement on one aiosqlite connection (Atelier's units run several, in shared
-transactions). No budget, moderation, validation, crash safety, progress, logging or metrics: its CPU per job is a
-lower bound for any bot built on these libraries that does what Atelier does per job.
+transactions); without a database (`start(None)`) the steps are skipped and only the requests remain. No budget,
+moderation, validation, crash safety, progress, logging or metrics: its CPU per job is a lower bound for any bot
+built on these libraries that does what Atelier does per job.
 """
 
 from __future__ import annotations
@@ -66,8 +67,11 @@ class StackJobs:
         self._session: aiohttp.ClientSession | None = None
         self._db: aiosqlite.Connection | None = None
 
-    async def start(self, path: str) -> None:
+    async def start(self, path: str | None) -> None:
+        """Open the HTTP session, and the database at `path` (None: no database steps at all)."""
         self._session = aiohttp.ClientSession()
+        if path is None:
+            return
         self._db = await aiosqlite.connect(path, isolation_level=None)
         await self._db.execute("PRAGMA journal_mode = WAL")
         await self._db.execute("PRAGMA synchronous = NORMAL")
@@ -80,11 +84,11 @@ class StackJobs:
             await self._db.close()
 
     async def _write(self, sql: str, *params: Any) -> None:
-        assert self._db is not None
-        await self._db.execute(sql, params)
+        if self._db is not None:
+            await self._db.execute(sql, params)
 
     async def run(self, interaction: discord.Interaction, prompt: str) -> None:
-        assert self._session is not None and self._db is not None
+        assert self._session is not None
         job_id = uuid.uuid4().hex[:12]
         await self._write("INSERT INTO jobs (id, state) VALUES (?, 'queued')", job_id)
         async with self._slots:
@@ -99,8 +103,9 @@ class StackJobs:
         await self._write("UPDATE jobs SET image_url = ? WHERE id = ?", image_url, job_id)
         async with self._session.get(image_url) as response:
             data = await response.read()
-        cursor = await self._db.execute("SELECT SUM(amount) FROM ledger WHERE job_id = ?", (job_id,))
-        await cursor.fetchall()
+        if self._db is not None:
+            cursor = await self._db.execute("SELECT SUM(amount) FROM ledger WHERE job_id = ?", (job_id,))
+            await cursor.fetchall()
         view = discord.ui.View(timeout=None)
         for name in ("reroll", "edit", "delete"):
             view.add_item(_Button(label=name.title(), custom_id=f"floor:{name}:{job_id}"))

@@ -1,9 +1,9 @@
 """Interaction burst: N /imagine commands injected at once into the real bot, against the fake Discord and Runware.
 
 Run from the repository root, after `pip install -e '.[test]'` there: `python bench/interactions.py` (options: --count,
---latency, --members, --solo, --photo-images, --delivery-concurrency, --no-floor, --profile, --processes,
---postgres). It takes about 20 s and needs an otherwise idle machine: it prints how much CPU other processes used
-meanwhile.
+--latency, --members, --solo, --photo-images, --delivery-concurrency, --no-floor, --stack-floor, --profile,
+--processes, --postgres). It takes about 20 s (30 s with --stack-floor) and needs an otherwise idle machine: it
+prints how much CPU other processes used meanwhile.
 
 `--processes 3 --postgres URL` runs the bot as three processes on shards 0/3, 1/3 and 2/3 (the fake Discord requires
 shards) over one fresh PostgreSQL database on the server of URL (created, dropped after): one guild per shard, the
@@ -17,7 +17,11 @@ What runs where:
   (a large allowance, global concurrency 64, no confirmation step, first poll `--latency` after submitting), so its
   peak RSS is its own and it does not share an event loop with the fakes;
 - the floor: a minimal discord.py bot in its own process that registers the same /imagine, defers and edits the
-  original response with a line of text, hit by the same burst on a fresh fake Discord.
+  original response with a line of text, hit by the same burst on a fresh fake Discord;
+- with `--stack-floor`, the stack floor (`bench/_stack_floor.py`), twice, each in its own process with fresh fakes:
+  the same minimal bot making a job's requests (defer, Runware submit, batched polls, download, the edit with the
+  image and buttons), first alone, then with six SQLite statements per job. Its CPU per job is what discord.py,
+  aiohttp and aiosqlite cost before any of Atelier's own work.
 
 The burst comes from `--members` members in turn, with distinct prompts (identical requests collapse into one job).
 After it, `--solo` more /imagine are sent to the same bot one at a time.
@@ -44,7 +48,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -566,11 +570,11 @@ async def bench_atelier(args: argparse.Namespace, folder: Path, database: str | 
 def floor_bot() -> None:
     """A minimal discord.py bot: /imagine with Atelier's options; defer, then edit the original with a line.
 
-    With `STACK_FLOOR` set (a database path) it is the stack floor instead: after the deferral it makes a job's
-    requests (`_stack_floor`) and posts the image.
+    With `STACK_FLOOR` set (a database path, or "-" for none) it is the stack floor instead: after the deferral it
+    makes a job's requests (`_stack_floor`) and posts the image.
     """
-    database = os.environ.get("STACK_FLOOR")
-    stack = StackJobs(SLOTS, float(os.environ["STACK_LATENCY"])) if database else None
+    floor_kind = os.environ.get("STACK_FLOOR")
+    stack = StackJobs(SLOTS, float(os.environ["STACK_LATENCY"])) if floor_kind else None
     discord.http.Route.BASE = os.environ["DISCORD_API_BASE"].rstrip("/")
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(os.environ["DISCORD_GATEWAY_URL"]).with_path("/")
 
@@ -614,8 +618,8 @@ def floor_bot() -> None:
             self.tree.add_command(imagine)
 
         async def setup_hook(self) -> None:
-            if stack is not None and database is not None:
-                await stack.start(database)
+            if stack is not None:
+                await stack.start(None if floor_kind == "-" else floor_kind)
             await self.tree.sync()
 
         async def on_ready(self) -> None:
@@ -638,14 +642,16 @@ def floor_bot() -> None:
     asyncio.run(serve())
 
 
-async def bench_floor(args: argparse.Namespace, folder: Path, *, stack: bool = False) -> tuple[BotRun, list[str]]:
-    """Run the floor (or with `stack`, the stack floor) through the burst."""
+async def bench_floor(
+    args: argparse.Namespace, folder: Path, *, stack: bool = False, database: bool = True
+) -> tuple[BotRun, list[str]]:
+    """Run the floor (with `stack`, the stack floor, its SQLite steps only with `database`) through the burst."""
     async with FakeDiscord(validate_openapi=False) as fake, FakeRunware(latency=args.latency) as runware:
         world = World(fake, args.members)
         extra = {}
         if stack:
             extra = {
-                "STACK_FLOOR": str(folder / "stack.sqlite3"),
+                "STACK_FLOOR": str(folder / "stack.sqlite3") if database else "-",
                 "STACK_LATENCY": f"{args.latency:g}",
                 "RUNWARE_API_URL": runware.url,
                 "RUNWARE_API_KEY": DEFAULT_API_KEY,
@@ -711,7 +717,9 @@ def breakdown(title: str, jobs: list[JobTimes]) -> None:
         print(f"    {'first wave accepted: first / all ' + str(SLOTS):<42} {f'{first:.0f} / {full:.0f}':>20}")
 
 
-def report(args: argparse.Namespace, atelier: AtelierResult, floor: BotRun | None, stack: BotRun | None = None) -> bool:
+def report(
+    args: argparse.Namespace, atelier: AtelierResult, floor: BotRun | None, stacks: Sequence[BotRun] = ()
+) -> bool:
     def row(name: str, ours: str, base: str = "", target: str = "", result: str = "") -> None:
         print(f"  {name:<42} {ours:>11} {base:>9}   {target:<16} {result}".rstrip())
 
@@ -813,9 +821,9 @@ def report(args: argparse.Namespace, atelier: AtelierResult, floor: BotRun | Non
     row("overhead p50 inside the burst (ms)", f"{burst50:.0f}", "", "(see note)")
     row("bot CPU for the burst", cpu[0], cpu[1])
     row("bot CPU per job (ms)", per_job[0], per_job[1], "<= 2 ms", verdict(checks["CPU per job <= 2 ms"]))
-    if stack is not None:
-        row("stack floor: CPU per job (ms)", f"{ms(stack.burst.cpu_seconds) / args.count:.1f}", "", "(see note)")
-        row("stack floor: all results posted after (s)", f"{stack.burst.all_done_seconds:.2f}")
+    for kind, stack in zip(("requests only", "+ 6 SQLite steps"), stacks, strict=False):
+        per = f"{ms(stack.burst.cpu_seconds) / args.count:.1f}"
+        row(f"stack floor CPU/job, {kind} (ms)", per, "", f"posted after {stack.burst.all_done_seconds:.2f} s")
     row("getResponse requests / polls in them", f"{atelier.poll_requests}/{atelier.polls}")
     row("adaptive concurrency cuts (bot log)", f"{atelier.limit_cuts}")
     row("TCP connections opened in the burst: Discord / Runware", "{} / {}".format(*atelier.connections))
@@ -849,16 +857,18 @@ async def main_async(args: argparse.Namespace) -> int:
     busy, own = busy_seconds(), own_seconds()
     problems: list[str] = []
     floor: BotRun | None = None
-    stack: BotRun | None = None
+    stacks: list[BotRun] = []
     with tempfile.TemporaryDirectory(prefix="atelier-bench-") as tmp:
         if not args.no_floor:
             (Path(tmp) / "floor").mkdir()
             floor, floor_problems = await bench_floor(args, Path(tmp) / "floor")
             problems += [f"floor: {p}" for p in floor_problems]
         if args.stack_floor:
-            (Path(tmp) / "stack").mkdir()
-            stack, stack_problems = await bench_floor(args, Path(tmp) / "stack", stack=True)
-            problems += [f"stack floor: {p}" for p in stack_problems]
+            for name, database in (("requests", False), ("sqlite", True)):
+                (Path(tmp) / name).mkdir()
+                run, stack_problems = await bench_floor(args, Path(tmp) / name, stack=True, database=database)
+                stacks.append(run)
+                problems += [f"stack floor ({name}): {p}" for p in stack_problems]
         (Path(tmp) / "atelier").mkdir()
         if args.postgres:
             with fresh_database(args.postgres, "bench_interactions") as database:
@@ -867,7 +877,7 @@ async def main_async(args: argparse.Namespace) -> int:
             atelier = await bench_atelier(args, Path(tmp) / "atelier", None)
         problems += atelier.problems
     others = (busy_seconds() - busy) - (own_seconds() - own)
-    ok = report(args, atelier, floor, stack)
+    ok = report(args, atelier, floor, stacks)
     print(f"  other processes used {max(others, 0.0):.1f} CPU-seconds on this machine meanwhile (should be ~0)")
     for problem in problems:
         print(f"  PROBLEM: {problem}")
