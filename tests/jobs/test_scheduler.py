@@ -6,6 +6,8 @@ import asyncio
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.jobs.scheduler import Scheduler
 
@@ -64,6 +66,22 @@ async def test_the_per_member_limit_holds_even_with_free_global_slots() -> None:
     assert recorder.max_per_member == 2
     assert recorder.max_total <= 4
     assert len(recorder.started) == 9
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    members=st.lists(st.integers(min_value=1, max_value=5), max_size=40),
+    removed=st.sets(st.integers(min_value=0, max_value=39), max_size=10),
+)
+def test_a_position_is_the_place_in_the_start_order(members: list[int], removed: set[int]) -> None:
+    """`position` (counted per member, without building the order) agrees with `waiting_order` for every job."""
+    scheduler = Scheduler(global_limit=1, per_member_limit=1)  # not started: every job waits
+    for index, member in enumerate(members):
+        scheduler.submit(f"j{index}", member)
+    for index in removed:
+        scheduler.remove(f"j{index}")
+    order = scheduler.waiting_order()
+    assert [scheduler.position(job_id) for job_id in order] == list(range(1, len(order) + 1))
 
 
 async def test_positions_follow_the_round_robin_start_order() -> None:
